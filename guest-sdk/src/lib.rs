@@ -1,0 +1,151 @@
+//! Warden guest SDK: write an agent as one plain Rust function over serde types.
+//!
+//! ```ignore
+//! use serde::{Deserialize, Serialize};
+//! use warden_sdk::{AgentError, log, step};
+//!
+//! #[derive(Deserialize)]
+//! struct Input { name: String }
+//!
+//! #[derive(Serialize)]
+//! struct Output { greeting: String }
+//!
+//! fn run(input: Input) -> Result<Output, AgentError> {
+//!     log::info(format!("greeting {}", input.name));
+//!     step("greet", &serde_json::json!({ "name": input.name }));
+//!     Ok(Output { greeting: format!("Hello, {}!", input.name) })
+//! }
+//!
+//! warden_sdk::agent!(run);
+//! ```
+//!
+//! The SDK owns the bindings to the `warden:agent` WIT world, JSON in and out, and
+//! the typed error an agent returns. It must not hide host failures: every helper
+//! either does what it says or reports why not.
+
+extern crate self as warden_sdk;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+#[doc(hidden)]
+pub use wit_bindgen as __wit_bindgen;
+
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "agent",
+        path: "../wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_agent",
+        default_bindings_module: "warden_sdk::bindings",
+        runtime_path: "warden_sdk::__wit_bindgen::rt",
+    });
+}
+
+pub use serde;
+pub use serde_json;
+
+use bindings::warden::agent::{log as wit_log, step as wit_step, types};
+
+/// A typed failure: the execution ends `failed` with this `code` and `message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentError {
+    /// Machine-readable, snake_case: `invalid_input`, `not_found`, ...
+    pub code: String,
+    /// For a person.
+    pub message: String,
+}
+
+impl AgentError {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The input did not fit what the agent expects (retrying will not help).
+    pub fn invalid_input(message: impl Into<String>) -> Self {
+        Self::new("invalid_input", message)
+    }
+}
+
+impl std::fmt::Display for AgentError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for AgentError {}
+
+/// Log lines recorded on the execution, with a level and a timestamp.
+pub mod log {
+    use super::wit_log::{Level, write};
+
+    pub fn trace(message: impl AsRef<str>) {
+        write(Level::Trace, message.as_ref());
+    }
+    pub fn debug(message: impl AsRef<str>) {
+        write(Level::Debug, message.as_ref());
+    }
+    pub fn info(message: impl AsRef<str>) {
+        write(Level::Info, message.as_ref());
+    }
+    pub fn warn(message: impl AsRef<str>) {
+        write(Level::Warn, message.as_ref());
+    }
+    pub fn error(message: impl AsRef<str>) {
+        write(Level::Error, message.as_ref());
+    }
+}
+
+/// Records a named step with a detail serialised to JSON; returns its sequence
+/// number in the run (1, 2, ...).
+pub fn step<T: Serialize + ?Sized>(name: &str, detail: &T) -> u32 {
+    // Serialising plain data cannot fail; a detail that cannot serialise (a map with
+    // non-string keys, say) is recorded as its error text rather than lost.
+    let detail = serde_json::to_string(detail)
+        .unwrap_or_else(|e| serde_json::Value::String(format!("unserialisable detail: {e}")).to_string());
+    wit_step::add(name, &detail)
+}
+
+/// Glue the [`agent!`] macro expands to: JSON in, the author's function, JSON out.
+#[doc(hidden)]
+pub fn __run<I, O>(input: String, f: fn(I) -> Result<O, AgentError>) -> Result<String, types::AgentError>
+where
+    I: DeserializeOwned,
+    O: Serialize,
+{
+    let to_wit = |e: AgentError| types::AgentError {
+        code: e.code,
+        message: e.message,
+    };
+    let input: I = serde_json::from_str(&input)
+        .map_err(|e| to_wit(AgentError::invalid_input(format!("input does not fit this agent: {e}"))))?;
+    let output = f(input).map_err(to_wit)?;
+    serde_json::to_string(&output)
+        .map_err(|e| to_wit(AgentError::new("invalid_output", format!("output could not be serialised: {e}"))))
+}
+
+/// Makes `fn(Input) -> Result<Output, AgentError>` the agent's entry point.
+#[macro_export]
+macro_rules! agent {
+    ($run:path) => {
+        #[doc(hidden)]
+        struct __WardenAgent;
+
+        impl $crate::bindings::Guest for __WardenAgent {
+            fn run(
+                input: ::std::string::String,
+            ) -> ::std::result::Result<
+                ::std::string::String,
+                $crate::bindings::warden::agent::types::AgentError,
+            > {
+                $crate::__run(input, $run)
+            }
+        }
+
+        $crate::bindings::__export_agent!(__WardenAgent with_types_in $crate::bindings);
+    };
+}

@@ -1,0 +1,91 @@
+//! `/v1/agents`: deploy (multipart: `component` + `manifest`), list, get.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Multipart, Path, State};
+use axum::extract::multipart::MultipartRejection;
+use axum::http::StatusCode;
+use bytes::Bytes;
+use serde::Serialize;
+
+use super::error::ApiError;
+use crate::agent::{Agent, AgentVersion};
+use crate::app::App;
+use crate::manifest::Manifest;
+use crate::registry::Entry;
+
+#[derive(Serialize)]
+pub struct AgentView {
+    #[serde(flatten)]
+    agent: Agent,
+    /// The newest version (what `execute` runs unless told otherwise).
+    latest: Option<AgentVersion>,
+    /// Every version, oldest first (only on `GET /v1/agents/{id}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    versions: Option<Vec<AgentVersion>>,
+}
+
+impl AgentView {
+    fn new(entry: &Entry, with_versions: bool) -> Self {
+        Self {
+            agent: entry.agent.clone(),
+            latest: entry.latest().map(|v| v.meta.clone()),
+            versions: with_versions.then(|| entry.versions.iter().map(|v| v.meta.clone()).collect()),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct Deployed {
+    agent: Agent,
+    version: AgentVersion,
+}
+
+pub async fn deploy(
+    State(app): State<Arc<App>>,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<(StatusCode, Json<Deployed>), ApiError> {
+    let mut multipart = multipart?;
+    let mut component: Option<Bytes> = None;
+    let mut manifest: Option<String> = None;
+    while let Some(field) = multipart.next_field().await? {
+        match field.name() {
+            Some("component") => component = Some(field.bytes().await?),
+            Some("manifest") => manifest = Some(field.text().await?),
+            Some(other) => {
+                return Err(ApiError::bad_request(
+                    "invalid_multipart",
+                    format!("unexpected part {other:?}; send `component` and `manifest`"),
+                ));
+            }
+            None => return Err(ApiError::bad_request("invalid_multipart", "a part has no name")),
+        }
+    }
+    let component = component
+        .ok_or_else(|| ApiError::bad_request("invalid_multipart", "missing part `component` (the .wasm file)"))?;
+    let manifest = manifest.ok_or_else(|| {
+        ApiError::bad_request("invalid_multipart", "missing part `manifest` (JSON with at least a name)")
+    })?;
+    let manifest = Manifest::from_json(&manifest).map_err(|m| ApiError::unprocessable("invalid_manifest", m))?;
+    let (agent, version) = app.deploy(manifest, component).await?;
+    Ok((StatusCode::CREATED, Json(Deployed { agent, version })))
+}
+
+#[derive(Serialize)]
+pub struct AgentList {
+    data: Vec<AgentView>,
+}
+
+pub async fn list(State(app): State<Arc<App>>) -> Json<AgentList> {
+    let data = app.registry.list().iter().map(|e| AgentView::new(e, false)).collect();
+    Json(AgentList { data })
+}
+
+pub async fn get(State(app): State<Arc<App>>, Path(id_or_name): Path<String>) -> Result<Json<AgentView>, ApiError> {
+    let entry = app
+        .registry
+        .get(&id_or_name)
+        .ok_or_else(|| ApiError::NotFound(format!("no agent with id or name {id_or_name:?}")))?;
+    Ok(Json(AgentView::new(&entry, true)))
+}

@@ -1,0 +1,239 @@
+//! Executions over HTTP: execute (sync or async), get, list with filters and a
+//! cursor, logs, steps.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::error::ApiError;
+use super::extract::{ApiJson, ApiQuery};
+use crate::app::App;
+use crate::execution::{Execution, ExecutionView, LogLine, Status, Step};
+use crate::scheduler::{self, DEFAULT_PRIORITY, Request};
+use crate::store::read::{self, ExecutionFilter};
+use crate::time;
+
+const DEFAULT_PAGE: u32 = 50;
+const MAX_PAGE: u32 = 500;
+const DEFAULT_LOG_PAGE: u32 = 1000;
+const MAX_LOG_PAGE: u32 = 10_000;
+
+#[derive(Debug, Default, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    #[default]
+    Sync,
+    Async,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecuteBody {
+    #[serde(default)]
+    input: Option<Box<RawValue>>,
+    #[serde(default)]
+    metadata: Option<Box<RawValue>>,
+    #[serde(default)]
+    mode: Mode,
+    #[serde(default)]
+    priority: Option<u8>,
+    /// Run this version instead of the latest.
+    #[serde(default)]
+    version: Option<u32>,
+}
+
+fn view(execution: &Execution) -> Json<ExecutionView<'_>> {
+    Json(ExecutionView::from(execution))
+}
+
+pub async fn execute(
+    State(app): State<Arc<App>>,
+    Path(id_or_name): Path<String>,
+    ApiJson(body): ApiJson<ExecuteBody>,
+) -> Result<Response, ApiError> {
+    let entry = app
+        .registry
+        .get(&id_or_name)
+        .ok_or_else(|| ApiError::NotFound(format!("no agent with id or name {id_or_name:?}")))?;
+    let version = match body.version {
+        Some(v) => entry
+            .version(v)
+            .ok_or_else(|| ApiError::NotFound(format!("agent {:?} has no version {v}", entry.agent.name)))?,
+        None => entry
+            .latest()
+            .ok_or_else(|| ApiError::NotFound(format!("agent {:?} has no runnable version", entry.agent.name)))?,
+    }
+    .clone();
+    let priority = body.priority.unwrap_or(DEFAULT_PRIORITY);
+    if priority > 100 {
+        return Err(ApiError::unprocessable("invalid_request", "priority must be 0 to 100"));
+    }
+    let metadata = match body.metadata {
+        Some(m) if m.get().starts_with('{') => m,
+        Some(_) => return Err(ApiError::unprocessable("invalid_request", "metadata must be a JSON object")),
+        None => RawValue::from_string("{}".to_owned()).map_err(anyhow::Error::from)?,
+    };
+    let input = match body.input {
+        Some(input) => input,
+        None => RawValue::NULL.to_owned(),
+    };
+    let request = Request {
+        input,
+        metadata,
+        priority,
+        trigger: "api",
+    };
+    let durable = body.mode == Mode::Async;
+    let accepted = scheduler::submit(&app, &entry, version, request, durable).await?;
+    match body.mode {
+        Mode::Async => {
+            let location = format!("/v1/executions/{}", accepted.execution.id);
+            Ok((
+                StatusCode::ACCEPTED,
+                [(header::LOCATION, location)],
+                view(&accepted.execution),
+            )
+                .into_response())
+        }
+        Mode::Sync => {
+            let finished = accepted
+                .done
+                .await
+                .map_err(|_| ApiError::Internal(anyhow::anyhow!("execution ended without a record")))?;
+            Ok((StatusCode::OK, view(&finished)).into_response())
+        }
+    }
+}
+
+async fn load(app: &App, id: String) -> Result<Execution, ApiError> {
+    let found = {
+        let id = id.clone();
+        app.store.read(move |conn| read::execution(conn, &id)).await?
+    };
+    found.ok_or_else(|| ApiError::NotFound(format!("no execution {id:?}")))
+}
+
+pub async fn get(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let execution = load(&app, id).await?;
+    Ok(view(&execution).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    agent_id: Option<String>,
+    status: Option<String>,
+    trigger: Option<String>,
+    created_after: Option<String>,
+    created_before: Option<String>,
+    after: Option<String>,
+    limit: Option<u32>,
+}
+
+#[derive(Serialize)]
+pub struct Page<'a, T: Serialize> {
+    data: Vec<T>,
+    has_more: bool,
+    /// Pass as `after` to get the next page.
+    next_cursor: Option<&'a str>,
+}
+
+pub async fn list(State(app): State<Arc<App>>, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Response, ApiError> {
+    let parse_time = |name: &str, v: Option<String>| -> Result<Option<i64>, ApiError> {
+        v.map(|text| {
+            time::parse(&text).ok_or_else(|| {
+                ApiError::bad_request("invalid_query", format!("{name}: {text:?} is not RFC 3339 or Unix milliseconds"))
+            })
+        })
+        .transpose()
+    };
+    let status = q
+        .status
+        .map(|s| {
+            Status::parse(&s).ok_or_else(|| {
+                let all: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
+                ApiError::bad_request("invalid_query", format!("status: {s:?} is not one of {}", all.join(", ")))
+            })
+        })
+        .transpose()?;
+    // Agent names are accepted too.
+    let agent_id = q.agent_id.map(|a| app.registry.get(&a).map(|e| e.agent.id).unwrap_or(a));
+    let filter = ExecutionFilter {
+        agent_id,
+        status,
+        trigger: q.trigger,
+        created_after: parse_time("created_after", q.created_after)?,
+        created_before: parse_time("created_before", q.created_before)?,
+        after: q.after,
+        limit: q.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE),
+    };
+    let (rows, has_more) = app.store.read(move |conn| read::executions(conn, &filter)).await?;
+    let next_cursor = if has_more { rows.last().map(|e| e.id.as_str()) } else { None };
+    let page = Page {
+        data: rows.iter().map(ExecutionView::from).collect(),
+        has_more,
+        next_cursor,
+    };
+    Ok(Json(page).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogQuery {
+    after: Option<u32>,
+    limit: Option<u32>,
+}
+
+#[derive(Serialize)]
+pub struct LogPage {
+    data: Vec<LogLine>,
+    has_more: bool,
+    next_cursor: Option<u32>,
+}
+
+pub async fn logs(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<LogQuery>,
+) -> Result<Json<LogPage>, ApiError> {
+    let after = q.after.unwrap_or(0);
+    let limit = q.limit.unwrap_or(DEFAULT_LOG_PAGE).clamp(1, MAX_LOG_PAGE);
+    let lookup = id.clone();
+    let found = app
+        .store
+        .read(move |conn| match read::execution(conn, &lookup)? {
+            Some(_) => Ok(Some(read::logs(conn, &lookup, after, limit)?)),
+            None => Ok(None),
+        })
+        .await?;
+    let (data, has_more) = found.ok_or_else(|| ApiError::NotFound(format!("no execution {id:?}")))?;
+    let next_cursor = if has_more { data.last().map(|l| l.seq) } else { None };
+    Ok(Json(LogPage {
+        data,
+        has_more,
+        next_cursor,
+    }))
+}
+
+#[derive(Serialize)]
+pub struct StepList {
+    data: Vec<Step>,
+}
+
+pub async fn steps(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<StepList>, ApiError> {
+    let lookup = id.clone();
+    let found = app
+        .store
+        .read(move |conn| match read::execution(conn, &lookup)? {
+            Some(_) => Ok(Some(read::steps(conn, &lookup)?)),
+            None => Ok(None),
+        })
+        .await?;
+    let data = found.ok_or_else(|| ApiError::NotFound(format!("no execution {id:?}")))?;
+    Ok(Json(StepList { data }))
+}

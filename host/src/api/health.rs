@@ -1,0 +1,43 @@
+//! `GET /admin/health`: liveness plus what an operator checks first.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use serde::Serialize;
+
+use crate::app::App;
+use crate::store::sqlite_version;
+
+#[derive(Serialize)]
+pub struct Health {
+    status: &'static str,
+    sqlite_version: &'static str,
+    uptime_sec: u64,
+    version: &'static str,
+    agents: usize,
+    components: Components,
+}
+
+/// Components compiled vs loaded from the on-disk cache since start: after a
+/// restart, `compiled` stays 0.
+#[derive(Serialize)]
+pub struct Components {
+    compiled: u64,
+    loaded_from_cache: u64,
+}
+
+pub async fn health(State(app): State<Arc<App>>) -> Json<Health> {
+    let (compiled, loaded_from_cache) = app.runtime.cache_counts();
+    Json(Health {
+        status: "ok",
+        sqlite_version: sqlite_version(),
+        uptime_sec: app.started.elapsed().as_secs(),
+        version: env!("CARGO_PKG_VERSION"),
+        agents: app.registry.len(),
+        components: Components {
+            compiled,
+            loaded_from_cache,
+        },
+    })
+}

@@ -1,0 +1,51 @@
+//! The HTTP API (axum): routes, typed errors, extractors. Handlers translate HTTP
+//! to calls on [`App`] and the scheduler; they hold no state of their own.
+
+mod agents;
+mod error;
+mod executions;
+mod extract;
+mod health;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Method, Uri};
+use axum::routing::{get, post};
+
+pub use self::error::ApiError;
+use crate::app::App;
+
+/// Room for the manifest and multipart framing on top of the component itself.
+const MULTIPART_OVERHEAD: usize = 1 << 20;
+
+pub fn router(app: Arc<App>) -> Router {
+    let http = app.config.http;
+    Router::new()
+        .route(
+            "/v1/agents",
+            post(agents::deploy)
+                .layer(DefaultBodyLimit::max(http.max_component_bytes + MULTIPART_OVERHEAD))
+                .get(agents::list),
+        )
+        .route("/v1/agents/{id}", get(agents::get))
+        .route("/v1/agents/{id}/execute", post(executions::execute))
+        .route("/v1/executions", get(executions::list))
+        .route("/v1/executions/{id}", get(executions::get))
+        .route("/v1/executions/{id}/logs", get(executions::logs))
+        .route("/v1/executions/{id}/steps", get(executions::steps))
+        .route("/admin/health", get(health::health))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(http.max_body_bytes))
+        .with_state(app)
+}
+
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::NotFound(format!("no route for {method} {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed(format!("{method} is not allowed on {}", uri.path()))
+}

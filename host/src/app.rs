@@ -1,0 +1,177 @@
+//! The running host: config, store, runtime, registry and execution slots, wired
+//! once at start. Deploying lives here because it touches all of them; HTTP and
+//! CLI concerns do not.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::sync::{Mutex, Semaphore};
+
+use crate::agent::{Agent, AgentVersion};
+use crate::config::Config;
+use crate::manifest::Manifest;
+use crate::registry::{Registry, Version};
+use crate::runtime::Runtime;
+use crate::runtime::component::{ComponentError, check_header};
+use crate::store::blobs::sha256_hex;
+use crate::store::writer::Write;
+use crate::store::{Store, StoreError, read};
+use crate::{bundled, ids, time};
+
+pub struct App {
+    pub config: Config,
+    pub store: Store,
+    pub runtime: Arc<Runtime>,
+    pub registry: Registry,
+    /// One permit per execution allowed to run at once.
+    pub slots: Arc<Semaphore>,
+    pub started: Instant,
+    deploy_lock: Mutex<()>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error(transparent)]
+    Component(#[from] ComponentError),
+    #[error("{0}")]
+    Manifest(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0:#}")]
+    Internal(anyhow::Error),
+}
+
+impl App {
+    /// Opens the data dir, loads every deployed version (from the compiled cache,
+    /// without recompiling) and, on a first start, deploys the bundled examples.
+    pub async fn open(config: Config) -> anyhow::Result<Arc<App>> {
+        config.validate()?;
+        let store = Store::open(&config.data_dir)?;
+        let runtime = {
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || Runtime::new(&config)).await??
+        };
+        let app = Arc::new(App {
+            slots: Arc::new(Semaphore::new(config.max_concurrent_executions as usize)),
+            config,
+            store,
+            runtime: Arc::new(runtime),
+            registry: Registry::default(),
+            started: Instant::now(),
+            deploy_lock: Mutex::new(()),
+        });
+        app.load_deployed().await?;
+        if app.config.deploy_examples && app.registry.is_empty() {
+            for example in bundled::EXAMPLES {
+                let manifest = Manifest::from_json(example.manifest)
+                    .map_err(|e| anyhow::anyhow!("bundled example {}: {e}", example.name))?;
+                app.deploy(manifest, Bytes::from_static(example.wasm))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("deploying bundled example {}: {e}", example.name))?;
+                tracing::info!(agent = example.name, "deployed bundled example");
+            }
+        }
+        Ok(app)
+    }
+
+    async fn load_deployed(&self) -> anyhow::Result<()> {
+        let (agents, versions) = self
+            .store
+            .read(|conn| Ok((read::agents(conn)?, read::versions(conn, None)?)))
+            .await?;
+        let runtime = Arc::clone(&self.runtime);
+        let blobs = self.store.blobs.clone();
+        let prepared = tokio::task::spawn_blocking(move || {
+            versions
+                .into_iter()
+                .map(|meta| {
+                    let pre = runtime.prepare(&meta.component_hash, || blobs.get(&meta.component_hash));
+                    (meta, pre)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await?;
+        for (meta, pre) in prepared {
+            let Some(agent) = agents.iter().find(|a| a.id == meta.agent_id) else {
+                continue;
+            };
+            match pre {
+                Ok((pre, _)) => self.registry.insert(agent.clone(), Version { meta, pre }),
+                Err(e) => tracing::error!(agent = %agent.name, version = meta.version, error = %e,
+                    "deployed version could not be loaded; it cannot run until redeployed"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Validates, compiles and records a new version of the manifest's agent.
+    pub async fn deploy(&self, manifest: Manifest, bytes: Bytes) -> Result<(Agent, AgentVersion), DeployError> {
+        manifest.validate().map_err(DeployError::Manifest)?;
+        check_header(&bytes)?;
+        let runtime = Arc::clone(&self.runtime);
+        let blobs = self.store.blobs.clone();
+        let (hash, pre) = tokio::task::spawn_blocking(move || {
+            let hash = sha256_hex(&bytes);
+            let (pre, _) = runtime.prepare(&hash, || Ok(bytes.to_vec()))?;
+            blobs
+                .put(&hash, &bytes)
+                .map_err(|e| ComponentError::Internal(format!("{e:#}")))?;
+            Ok::<_, ComponentError>(((hash, bytes.len() as u64), pre))
+        })
+        .await
+        .map_err(|e| DeployError::Internal(e.into()))??;
+
+        let _guard = self.deploy_lock.lock().await;
+        let now = time::now_ms();
+        let existing = self.registry.get(&manifest.name);
+        let (mut agent, number) = match existing {
+            Some(entry) => (entry.agent.clone(), entry.agent.latest_version + 1),
+            None => (
+                Agent {
+                    id: ids::agent(),
+                    name: manifest.name.clone(),
+                    description: String::new(),
+                    latest_version: 0,
+                    created_at: now,
+                    updated_at: now,
+                },
+                1,
+            ),
+        };
+        agent.description = manifest.description.clone();
+        agent.latest_version = number;
+        agent.updated_at = now;
+        let version = AgentVersion {
+            id: ids::agent_version(),
+            agent_id: agent.id.clone(),
+            version: number,
+            label: manifest.version.clone(),
+            limits: manifest.effective_limits(&self.config.limits),
+            manifest,
+            component_hash: hash.0,
+            component_size: hash.1,
+            created_at: now,
+        };
+        self.store
+            .writer
+            .commit(Write::Deploy {
+                agent: agent.clone(),
+                version: version.clone(),
+            })
+            .await?;
+        self.registry.insert(
+            agent.clone(),
+            Version {
+                meta: version.clone(),
+                pre,
+            },
+        );
+        Ok((agent, version))
+    }
+
+    /// Commits what is queued and stops the writer. Call after the server stops.
+    pub async fn close(&self) {
+        self.store.close().await;
+    }
+}

@@ -1,0 +1,11 @@
+//! Host implementations of the `warden:agent` imports, one module per WIT
+//! interface. Each works on the per-execution [`RunState`](crate::runtime::RunState)
+//! and must never block or panic.
+
+mod log;
+mod step;
+
+use crate::runtime::RunState;
+use crate::runtime::bindings::warden::agent::types;
+
+impl types::Host for RunState {}

@@ -1,0 +1,75 @@
+//! The CLI's client: every command except `serve` talks to a running server over
+//! HTTP and prints the JSON it answers. API errors become process errors with the
+//! server's code and message.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use reqwest::multipart::{Form, Part};
+use serde_json::{Value, json};
+
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(base: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            base: base.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::builder().build()?,
+        })
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the warden server at {}", self.base))?;
+        let status = resp.status();
+        let body: Value = resp.json().await.context("the server's answer is not JSON")?;
+        if !status.is_success() {
+            let code = body["error"]["code"].as_str().unwrap_or("unknown");
+            let message = body["error"]["message"].as_str().unwrap_or("");
+            bail!("{status}: {code}: {message}");
+        }
+        Ok(body)
+    }
+
+    pub async fn deploy(&self, wasm: &Path, name: Option<&str>, manifest: Option<&Path>) -> anyhow::Result<Value> {
+        let bytes = tokio::fs::read(wasm)
+            .await
+            .with_context(|| format!("reading {}", wasm.display()))?;
+        let mut manifest: Value = match manifest {
+            Some(path) => {
+                let text = tokio::fs::read_to_string(path)
+                    .await
+                    .with_context(|| format!("reading {}", path.display()))?;
+                serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?
+            }
+            None => json!({}),
+        };
+        if let Some(name) = name {
+            manifest["name"] = json!(name);
+        }
+        if manifest.get("name").is_none() {
+            bail!("give the agent a name with --name or in the manifest");
+        }
+        let form = Form::new()
+            .part("component", Part::bytes(bytes).file_name("component.wasm"))
+            .text("manifest", manifest.to_string());
+        self.send(self.http.post(format!("{}/v1/agents", self.base)).multipart(form))
+            .await
+    }
+
+    pub async fn run(&self, agent: &str, input: Value, mode: &str) -> anyhow::Result<Value> {
+        let body = json!({ "input": input, "mode": mode });
+        self.send(self.http.post(format!("{}/v1/agents/{agent}/execute", self.base)).json(&body))
+            .await
+    }
+
+    pub async fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
+        self.send(self.http.get(format!("{}{path}", self.base)).query(query))
+            .await
+    }
+}

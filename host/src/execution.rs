@@ -1,0 +1,235 @@
+//! The execution record: statuses, typed failures, and what a run leaves behind
+//! (log lines, steps). Pure data; storing and scheduling live elsewhere.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::time;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Pending,
+    Queued,
+    Running,
+    Completed,
+    Failed,
+}
+
+impl Status {
+    pub const ALL: [Status; 5] = [
+        Status::Pending,
+        Status::Queued,
+        Status::Running,
+        Status::Completed,
+        Status::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Queued => "queued",
+            Status::Running => "running",
+            Status::Completed => "completed",
+            Status::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Status::Completed | Status::Failed)
+    }
+}
+
+/// Why an execution failed: a machine-readable code and a message for a person.
+/// `source` says who decided: the `host` (limits, traps, bad output) or the
+/// `agent` (an error it returned).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecError {
+    pub code: String,
+    pub message: String,
+    pub source: ErrorSource,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorSource {
+    Host,
+    Agent,
+}
+
+impl ErrorSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorSource::Host => "host",
+            ErrorSource::Agent => "agent",
+        }
+    }
+}
+
+impl ExecError {
+    pub fn host(code: &str, message: impl Into<String>) -> Self {
+        Self {
+            code: code.to_owned(),
+            message: message.into(),
+            source: ErrorSource::Host,
+        }
+    }
+}
+
+/// One execution, as stored and as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Execution {
+    pub id: String,
+    pub agent_id: String,
+    pub agent_name: String,
+    pub agent_version_id: String,
+    pub agent_version: u32,
+    pub status: Status,
+    pub trigger: String,
+    pub priority: u8,
+    pub input: Box<RawValue>,
+    pub output: Option<Box<RawValue>>,
+    pub error: Option<ExecError>,
+    pub metadata: Box<RawValue>,
+    pub fuel_used: Option<u64>,
+    pub peak_memory_bytes: Option<u64>,
+    pub n_steps: u32,
+    pub n_logs: u32,
+    pub logs_truncated: bool,
+    #[serde(serialize_with = "time::serialize")]
+    pub created_at: i64,
+    #[serde(serialize_with = "time::serialize_opt")]
+    pub queued_at: Option<i64>,
+    #[serde(serialize_with = "time::serialize_opt")]
+    pub started_at: Option<i64>,
+    #[serde(serialize_with = "time::serialize_opt")]
+    pub completed_at: Option<i64>,
+}
+
+/// Derived timings, in the record as `duration_ms` and `timing`.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Timing {
+    pub queued_ms: Option<i64>,
+    pub run_ms: Option<i64>,
+    pub total_ms: Option<i64>,
+}
+
+impl Execution {
+    pub fn timing(&self) -> Timing {
+        let diff = |a: Option<i64>, b: Option<i64>| Some(b? - a?);
+        Timing {
+            queued_ms: diff(Some(self.created_at), self.started_at),
+            run_ms: diff(self.started_at, self.completed_at),
+            total_ms: diff(Some(self.created_at), self.completed_at),
+        }
+    }
+}
+
+/// The record plus its derived fields, as the API serialises it.
+#[derive(Serialize)]
+pub struct ExecutionView<'a> {
+    #[serde(flatten)]
+    pub execution: &'a Execution,
+    pub duration_ms: Option<i64>,
+    pub timing: Timing,
+}
+
+impl<'a> From<&'a Execution> for ExecutionView<'a> {
+    fn from(execution: &'a Execution) -> Self {
+        let timing = execution.timing();
+        Self {
+            execution,
+            duration_ms: timing.run_ms,
+            timing,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+
+    pub fn parse(text: &str) -> Self {
+        match text {
+            "trace" => LogLevel::Trace,
+            "debug" => LogLevel::Debug,
+            "warn" => LogLevel::Warn,
+            "error" => LogLevel::Error,
+            _ => LogLevel::Info,
+        }
+    }
+}
+
+/// Where a log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogStream {
+    /// The `log` import.
+    Log,
+    Stdout,
+    Stderr,
+    /// The host, about the run (truncation markers and the like).
+    Host,
+}
+
+impl LogStream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogStream::Log => "log",
+            LogStream::Stdout => "stdout",
+            LogStream::Stderr => "stderr",
+            LogStream::Host => "host",
+        }
+    }
+
+    pub fn parse(text: &str) -> Self {
+        match text {
+            "stdout" => LogStream::Stdout,
+            "stderr" => LogStream::Stderr,
+            "host" => LogStream::Host,
+            _ => LogStream::Log,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LogLine {
+    pub seq: u32,
+    #[serde(serialize_with = "time::serialize")]
+    pub ts: i64,
+    pub level: LogLevel,
+    pub stream: LogStream,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub seq: u32,
+    pub name: String,
+    pub detail: Box<RawValue>,
+    #[serde(serialize_with = "time::serialize")]
+    pub started_at: i64,
+    #[serde(serialize_with = "time::serialize")]
+    pub ended_at: i64,
+}

@@ -1,0 +1,50 @@
+//! Identifiers: prefixed, time-sortable (`exec_01jd…`), unique within the process.
+//!
+//! The suffix is a monotonic ULID in lowercase, so ids sort by creation time and
+//! cursor paging over them stays correct while new rows arrive.
+
+use std::sync::{Mutex, PoisonError};
+
+use ulid::{Generator, Ulid};
+
+static GENERATOR: Mutex<Generator> = Mutex::new(Generator::new());
+
+fn next() -> Ulid {
+    let mut generator = GENERATOR.lock().unwrap_or_else(PoisonError::into_inner);
+    // Overflow needs 2^80 ids within one millisecond; a fresh random one is then
+    // still unique, only not strictly after the previous.
+    generator.generate().unwrap_or_else(|_| Ulid::new())
+}
+
+fn with_prefix(prefix: &str) -> String {
+    let mut id = String::with_capacity(prefix.len() + 26);
+    id.push_str(prefix);
+    for c in next().to_string().chars() {
+        id.push(c.to_ascii_lowercase());
+    }
+    id
+}
+
+pub fn execution() -> String {
+    with_prefix("exec_")
+}
+
+pub fn agent() -> String {
+    with_prefix("agt_")
+}
+
+pub fn agent_version() -> String {
+    with_prefix("ver_")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ids_are_prefixed_and_sorted() {
+        let ids: Vec<String> = (0..1000).map(|_| super::execution()).collect();
+        assert!(ids.iter().all(|id| id.starts_with("exec_") && id.len() == 31));
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(ids, sorted);
+    }
+}

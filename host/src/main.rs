@@ -1,0 +1,170 @@
+//! The `warden` binary: `serve` runs the host; the other commands are an HTTP
+//! client of a running server.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+use warden_host::app::App;
+use warden_host::client::Client;
+use warden_host::config::Config;
+
+#[derive(Parser)]
+#[command(name = "warden", version, about = "Run untrusted AI agents as sandboxed WebAssembly components")]
+struct Cli {
+    /// The server the client commands talk to.
+    #[arg(long, global = true, env = "WARDEN_URL", default_value = "http://127.0.0.1:8080")]
+    server: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API (deploys the bundled example agents on a first start).
+    Serve {
+        /// Listen address [default: 127.0.0.1:8080, or the config file's].
+        #[arg(long)]
+        addr: Option<std::net::SocketAddr>,
+        /// Data directory [default: ./warden-data, or the config file's].
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// TOML config file (host limits, caps, pool size).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Deploy a component as a new version of an agent.
+    Deploy {
+        wasm: PathBuf,
+        #[arg(long)]
+        name: Option<String>,
+        /// JSON manifest (name, description, version, limits).
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+    },
+    /// Execute an agent and print the execution record.
+    Run {
+        agent: String,
+        /// JSON input.
+        #[arg(long, default_value = "null")]
+        input: String,
+        /// Return at once with the execution id instead of waiting.
+        #[arg(long = "async")]
+        run_async: bool,
+    },
+    /// Inspect executions.
+    Executions {
+        #[command(subcommand)]
+        command: ExecutionsCommand,
+    },
+    /// Inspect agents.
+    Agents {
+        #[command(subcommand)]
+        command: AgentsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ExecutionsCommand {
+    List {
+        #[arg(long)]
+        agent: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        after: Option<String>,
+    },
+    Get {
+        id: String,
+    },
+    Logs {
+        id: String,
+    },
+    Steps {
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AgentsCommand {
+    List,
+    Get { agent: String },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,wasmtime=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let client = || Client::new(&cli.server);
+    let output: Value = match cli.command {
+        Command::Serve { addr, data_dir, config } => {
+            let mut cfg = match config {
+                Some(path) => Config::from_file(&path)?,
+                None => Config::default(),
+            };
+            if let Some(addr) = addr {
+                cfg.addr = addr;
+            }
+            if let Some(dir) = data_dir {
+                cfg.data_dir = dir;
+            }
+            return serve(cfg).await;
+        }
+        Command::Deploy { wasm, name, manifest } => {
+            client()?.deploy(&wasm, name.as_deref(), manifest.as_deref()).await?
+        }
+        Command::Run { agent, input, run_async } => {
+            let input: Value = serde_json::from_str(&input).context("--input must be JSON")?;
+            client()?.run(&agent, input, if run_async { "async" } else { "sync" }).await?
+        }
+        Command::Executions { command } => match command {
+            ExecutionsCommand::List { agent, status, limit, after } => {
+                let mut q = Vec::new();
+                q.extend(agent.map(|v| ("agent_id", v)));
+                q.extend(status.map(|v| ("status", v)));
+                q.extend(limit.map(|v| ("limit", v.to_string())));
+                q.extend(after.map(|v| ("after", v)));
+                client()?.get("/v1/executions", &q).await?
+            }
+            ExecutionsCommand::Get { id } => client()?.get(&format!("/v1/executions/{id}"), &[]).await?,
+            ExecutionsCommand::Logs { id } => client()?.get(&format!("/v1/executions/{id}/logs"), &[]).await?,
+            ExecutionsCommand::Steps { id } => client()?.get(&format!("/v1/executions/{id}/steps"), &[]).await?,
+        },
+        Command::Agents { command } => match command {
+            AgentsCommand::List => client()?.get("/v1/agents", &[]).await?,
+            AgentsCommand::Get { agent } => client()?.get(&format!("/v1/agents/{agent}"), &[]).await?,
+        },
+    };
+    println!("{}", serde_json::to_string_pretty(&output)?);
+    Ok(())
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .with_context(|| format!("binding {}", config.addr))?;
+    let app = App::open(config).await?;
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        data_dir = %app.config.data_dir.display(),
+        agents = app.registry.len(),
+        "warden is serving"
+    );
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+    };
+    warden_host::server::serve(listener, app, shutdown).await
+}

@@ -1,0 +1,143 @@
+//! Agent manifests: what a deployer asks for (name, description, version label,
+//! limits), validated with messages that name the field, and the effective limits
+//! after clamping by the host's maxima.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::HostLimits;
+
+/// The manifest as deployed. Unknown fields are refused, so a typo is not silently
+/// ignored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// A free-form label such as `1.2.0`; versions are numbered by the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub limits: RequestedLimits,
+}
+
+/// Limits a manifest asks for; absent ones take the host's defaults.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestedLimits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+/// The limits an execution really runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    pub fuel: u64,
+    pub memory_mb: u32,
+    pub timeout_ms: u64,
+}
+
+impl Limits {
+    pub fn memory_bytes(&self) -> usize {
+        (self.memory_mb as usize) << 20
+    }
+
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
+
+const MAX_NAME_LEN: usize = 63;
+const MAX_DESCRIPTION_LEN: usize = 4096;
+const MAX_VERSION_LEN: usize = 64;
+
+impl Manifest {
+    /// Parses JSON text, naming the offending field on failure.
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        let manifest: Manifest = serde_json::from_str(text).map_err(|e| format!("manifest: {e}"))?;
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        validate_name(&self.name)?;
+        if self.description.len() > MAX_DESCRIPTION_LEN {
+            return Err(format!("manifest.description: longer than {MAX_DESCRIPTION_LEN} bytes"));
+        }
+        if let Some(v) = &self.version
+            && (v.is_empty() || v.len() > MAX_VERSION_LEN)
+        {
+            return Err(format!("manifest.version: must be 1 to {MAX_VERSION_LEN} characters"));
+        }
+        let l = &self.limits;
+        if l.fuel == Some(0) {
+            return Err("manifest.limits.fuel: must be at least 1".into());
+        }
+        if l.memory_mb == Some(0) {
+            return Err("manifest.limits.memory_mb: must be at least 1".into());
+        }
+        if l.timeout_ms == Some(0) {
+            return Err("manifest.limits.timeout_ms: must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The manifest's limits, defaulted and clamped by the host's maxima.
+    pub fn effective_limits(&self, host: &HostLimits) -> Limits {
+        let l = &self.limits;
+        Limits {
+            fuel: l.fuel.unwrap_or(host.default_fuel).min(host.max_fuel),
+            memory_mb: l.memory_mb.unwrap_or(host.default_memory_mb).min(host.max_memory_mb),
+            timeout_ms: l.timeout_ms.unwrap_or(host.default_timeout_ms).min(host.max_timeout_ms),
+        }
+    }
+}
+
+/// Agent names: 1–63 of `a-z 0-9 - _`, starting with a letter or digit, and not
+/// shaped like an agent id.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    let ok_start = name.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if name.is_empty() || name.len() > MAX_NAME_LEN || !ok_chars || !ok_start {
+        return Err(format!(
+            "manifest.name: {name:?} must be 1 to {MAX_NAME_LEN} characters of a-z, 0-9, '-' and '_', starting with a letter or digit"
+        ));
+    }
+    if name.starts_with("agt_") {
+        return Err("manifest.name: must not start with \"agt_\" (reserved for agent ids)".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_are_clamped_by_the_host() {
+        let m = Manifest::from_json(r#"{"name":"a","limits":{"fuel":999999999999999,"memory_mb":4}}"#).unwrap();
+        let host = HostLimits::default();
+        let l = m.effective_limits(&host);
+        assert_eq!(l.fuel, host.max_fuel);
+        assert_eq!(l.memory_mb, 4);
+        assert_eq!(l.timeout_ms, host.default_timeout_ms);
+    }
+
+    #[test]
+    fn bad_manifests_name_the_field() {
+        let e = Manifest::from_json(r#"{"name":"Bad Name"}"#).unwrap_err();
+        assert!(e.contains("manifest.name"), "{e}");
+        let e = Manifest::from_json(r#"{"name":"ok","limits":{"memory_mb":0}}"#).unwrap_err();
+        assert!(e.contains("manifest.limits.memory_mb"), "{e}");
+        let e = Manifest::from_json(r#"{"name":"ok","limitz":{}}"#).unwrap_err();
+        assert!(e.contains("limitz"), "{e}");
+    }
+}

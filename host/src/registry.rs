@@ -1,0 +1,84 @@
+//! Deployed agents in memory: each agent with its versions, each version with its
+//! prepared component (`AgentPre`). Filled from the store at start and by deploys;
+//! lookups on the execute path take a read lock and clone an `Arc`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use crate::agent::{Agent, AgentVersion};
+use crate::runtime::{AgentPre, RunState};
+
+/// A deployed version, ready to instantiate.
+pub struct Version {
+    pub meta: AgentVersion,
+    pub pre: AgentPre<RunState>,
+}
+
+#[derive(Clone)]
+pub struct Entry {
+    pub agent: Agent,
+    /// Index `v - 1` holds version `v`.
+    pub versions: Vec<Arc<Version>>,
+}
+
+impl Entry {
+    pub fn latest(&self) -> Option<&Arc<Version>> {
+        self.versions.last()
+    }
+
+    pub fn version(&self, v: u32) -> Option<&Arc<Version>> {
+        self.versions.get((v as usize).checked_sub(1)?)
+    }
+}
+
+#[derive(Default)]
+pub struct Registry {
+    inner: RwLock<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    by_id: HashMap<String, Entry>,
+    id_by_name: HashMap<String, String>,
+}
+
+impl Registry {
+    /// Finds an agent by id (`agt_...`) or by name.
+    pub fn get(&self, id_or_name: &str) -> Option<Entry> {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        let id = match inner.id_by_name.get(id_or_name) {
+            Some(id) => id.as_str(),
+            None => id_or_name,
+        };
+        inner.by_id.get(id).cloned()
+    }
+
+    /// Adds a version (and the agent, the first time).
+    pub fn insert(&self, agent: Agent, version: Version) {
+        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        inner.id_by_name.insert(agent.name.clone(), agent.id.clone());
+        let entry = inner.by_id.entry(agent.id.clone()).or_insert_with(|| Entry {
+            agent: agent.clone(),
+            versions: Vec::new(),
+        });
+        entry.agent = agent;
+        entry.versions.push(Arc::new(version));
+        entry.versions.sort_by_key(|v| v.meta.version);
+    }
+
+    /// Every agent, by name.
+    pub fn list(&self) -> Vec<Entry> {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        let mut entries: Vec<Entry> = inner.by_id.values().cloned().collect();
+        entries.sort_by(|a, b| a.agent.name.cmp(&b.agent.name));
+        entries
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.read().unwrap_or_else(PoisonError::into_inner).by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

@@ -1,0 +1,292 @@
+//! What a run writes: log lines (from the `log` import and from guest stdout and
+//! stderr) and steps, kept in memory with the run's caps and handed to the store
+//! when the run ends. Past a cap, writes are dropped and counted (the guest never
+//! sees an error); the log then ends with a host line saying what was dropped.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use serde_json::value::RawValue;
+use tokio::io::AsyncWrite;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+
+use crate::config::CaptureLimits;
+use crate::execution::{LogLevel, LogLine, LogStream, Step};
+use crate::time::now_ms;
+
+/// A stdout/stderr line longer than this is cut into several lines.
+const MAX_LINE_BYTES: usize = 16 << 10;
+/// Longest step name kept.
+const MAX_STEP_NAME_BYTES: usize = 256;
+
+/// The run's log and steps, shared by the store's host calls and its stdio streams.
+#[derive(Clone)]
+pub struct RunRecord(Arc<Mutex<Recorded>>);
+
+struct Recorded {
+    caps: CaptureLimits,
+    logs: Vec<LogLine>,
+    steps: Vec<Step>,
+    log_bytes: usize,
+    dropped_lines: u64,
+    dropped_bytes: u64,
+    dropped_steps: u64,
+    /// Unfinished lines of stdout and stderr.
+    partial: [Vec<u8>; 2],
+    last_stderr: Option<String>,
+}
+
+/// What a finished run recorded.
+pub struct Recording {
+    pub logs: Vec<LogLine>,
+    pub steps: Vec<Step>,
+    pub logs_truncated: bool,
+    /// The last line the guest wrote to stderr (a panic message, usually).
+    pub last_stderr: Option<String>,
+}
+
+impl RunRecord {
+    pub fn new(caps: CaptureLimits) -> Self {
+        Self(Arc::new(Mutex::new(Recorded {
+            caps,
+            logs: Vec::new(),
+            steps: Vec::new(),
+            log_bytes: 0,
+            dropped_lines: 0,
+            dropped_bytes: 0,
+            dropped_steps: 0,
+            partial: [Vec::new(), Vec::new()],
+            last_stderr: None,
+        })))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Recorded> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn log(&self, level: LogLevel, message: String) {
+        self.lock().push_line(LogStream::Log, level, message);
+    }
+
+    /// Records a step; returns its sequence number (the next one, even when dropped).
+    pub fn step(&self, name: String, detail: String) -> u32 {
+        let mut r = self.lock();
+        let seq = (r.steps.len() as u64 + r.dropped_steps + 1).min(u64::from(u32::MAX)) as u32;
+        if r.steps.len() >= r.caps.max_steps {
+            r.dropped_steps += 1;
+            return seq;
+        }
+        let detail = step_detail(detail, r.caps.max_step_detail_bytes);
+        let now = now_ms();
+        r.steps.push(Step {
+            seq,
+            name: truncate(name, MAX_STEP_NAME_BYTES),
+            detail,
+            started_at: now,
+            ended_at: now,
+        });
+        seq
+    }
+
+    fn write_stdio(&self, stream: LogStream, bytes: &[u8]) {
+        self.lock().write_stdio(stream, bytes);
+    }
+
+    /// The last complete line the guest wrote to stderr so far.
+    pub fn last_stderr(&self) -> Option<String> {
+        let r = self.lock();
+        let partial = &r.partial[stdio_index(LogStream::Stderr)];
+        if partial.is_empty() {
+            r.last_stderr.clone()
+        } else {
+            Some(String::from_utf8_lossy(partial).into_owned())
+        }
+    }
+
+    /// Ends the recording: flushes unfinished lines and notes what was dropped.
+    pub fn finish(&self) -> Recording {
+        let mut r = self.lock();
+        for stream in [LogStream::Stdout, LogStream::Stderr] {
+            let idx = stdio_index(stream);
+            if !r.partial[idx].is_empty() {
+                let line = std::mem::take(&mut r.partial[idx]);
+                r.push_stdio_line(stream, &line);
+            }
+        }
+        let truncated = r.dropped_lines > 0 || r.dropped_steps > 0;
+        if truncated {
+            let message = format!(
+                "run record truncated: {} log lines ({} bytes) and {} steps dropped over the run's caps \
+                 ({} lines, {} bytes, {} steps)",
+                r.dropped_lines, r.dropped_bytes, r.dropped_steps, r.caps.max_log_lines, r.caps.max_log_bytes,
+                r.caps.max_steps
+            );
+            let seq = r.logs.len() as u32 + 1;
+            r.logs.push(LogLine {
+                seq,
+                ts: now_ms(),
+                level: LogLevel::Warn,
+                stream: LogStream::Host,
+                message,
+            });
+        }
+        Recording {
+            logs: std::mem::take(&mut r.logs),
+            steps: std::mem::take(&mut r.steps),
+            logs_truncated: truncated,
+            last_stderr: r.last_stderr.take(),
+        }
+    }
+
+    /// A stdout or stderr stream for the guest's WASI context.
+    pub fn stdio(&self, stream: LogStream) -> CaptureStream {
+        CaptureStream {
+            stream,
+            record: self.clone(),
+        }
+    }
+}
+
+impl Recorded {
+    fn push_line(&mut self, stream: LogStream, level: LogLevel, message: String) {
+        if self.logs.len() >= self.caps.max_log_lines || self.log_bytes + message.len() > self.caps.max_log_bytes {
+            self.dropped_lines += 1;
+            self.dropped_bytes += message.len() as u64;
+            return;
+        }
+        self.log_bytes += message.len();
+        let seq = self.logs.len() as u32 + 1;
+        self.logs.push(LogLine {
+            seq,
+            ts: now_ms(),
+            level,
+            stream,
+            message,
+        });
+    }
+
+    fn push_stdio_line(&mut self, stream: LogStream, bytes: &[u8]) {
+        let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+        let text = String::from_utf8_lossy(bytes).into_owned();
+        let level = if stream == LogStream::Stderr {
+            self.last_stderr = Some(text.clone());
+            LogLevel::Error
+        } else {
+            LogLevel::Info
+        };
+        self.push_line(stream, level, text);
+    }
+
+    fn write_stdio(&mut self, stream: LogStream, mut bytes: &[u8]) {
+        let idx = stdio_index(stream);
+        while !bytes.is_empty() {
+            match bytes.iter().position(|&b| b == b'\n') {
+                Some(end) => {
+                    let mut line = std::mem::take(&mut self.partial[idx]);
+                    line.extend_from_slice(&bytes[..end]);
+                    self.push_stdio_line(stream, &line);
+                    bytes = &bytes[end + 1..];
+                }
+                None => {
+                    let room = MAX_LINE_BYTES - self.partial[idx].len();
+                    let take = bytes.len().min(room);
+                    self.partial[idx].extend_from_slice(&bytes[..take]);
+                    bytes = &bytes[take..];
+                    if self.partial[idx].len() >= MAX_LINE_BYTES {
+                        let line = std::mem::take(&mut self.partial[idx]);
+                        self.push_stdio_line(stream, &line);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn stdio_index(stream: LogStream) -> usize {
+    usize::from(stream == LogStream::Stderr)
+}
+
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
+/// Step details are JSON; other text is kept as a JSON string; oversized details
+/// are replaced by a note of their size.
+fn step_detail(detail: String, max_bytes: usize) -> Box<RawValue> {
+    let json = if detail.len() > max_bytes {
+        serde_json::json!({ "truncated": true, "bytes": detail.len() }).to_string()
+    } else if serde_json::from_str::<serde::de::IgnoredAny>(&detail).is_ok() {
+        detail
+    } else {
+        serde_json::Value::String(detail).to_string()
+    };
+    RawValue::from_string(json).unwrap_or_else(|_| RawValue::NULL.to_owned())
+}
+
+/// Guest stdout or stderr: bytes become log lines of the run.
+#[derive(Clone)]
+pub struct CaptureStream {
+    stream: LogStream,
+    record: RunRecord,
+}
+
+impl IsTerminal for CaptureStream {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for CaptureStream {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl OutputStream for CaptureStream {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.record.write_stdio(self.stream, &bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(64 << 10)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for CaptureStream {
+    async fn ready(&mut self) {}
+}
+
+impl AsyncWrite for CaptureStream {
+    fn poll_write(self: std::pin::Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        self.record.write_stdio(self.stream, buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: std::pin::Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: std::pin::Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}

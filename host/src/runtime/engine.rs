@@ -1,0 +1,77 @@
+//! The one wasmtime `Engine` and its epoch ticker.
+//!
+//! Engine settings: pooling allocator sized from the config, fuel metering, epoch
+//! interruption (a ticker thread advances the epoch every [`TICK`]; running guests
+//! yield to tokio at each tick, so wall-clock limits and cancellation take effect
+//! within a tick). Nothing else builds an Engine.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::config::Config as HostConfig;
+
+/// How often the epoch advances.
+pub const TICK: Duration = Duration::from_millis(5);
+
+/// Core instances, tables and memories a component may hold (a Rust wasip2
+/// component uses a handful of each).
+const CORE_INSTANCES_PER_COMPONENT: u32 = 32;
+const MEMORIES_PER_COMPONENT: u32 = 2;
+const TABLES_PER_COMPONENT: u32 = 8;
+
+pub fn build(config: &HostConfig) -> anyhow::Result<Engine> {
+    let slots = config.max_concurrent_executions;
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(slots)
+        .total_core_instances(slots.saturating_mul(CORE_INSTANCES_PER_COMPONENT / 4))
+        .total_memories(slots.saturating_mul(MEMORIES_PER_COMPONENT))
+        .total_tables(slots.saturating_mul(TABLES_PER_COMPONENT))
+        .total_stacks(slots)
+        .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+        .max_memories_per_component(MEMORIES_PER_COMPONENT)
+        .max_tables_per_component(TABLES_PER_COMPONENT)
+        .max_memory_size((config.limits.max_memory_mb as usize) << 20)
+        .decommit_batch_size(64);
+
+    let mut wasm = Config::new();
+    wasm.consume_fuel(true)
+        .epoch_interruption(true)
+        // WASI p2 needs no component-model concurrency; leaving it on costs speed.
+        .concurrency_support(false)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(&wasm).map_err(anyhow::Error::from)
+}
+
+/// Advances the engine's epoch every [`TICK`] until dropped.
+pub struct Ticker {
+    stop: Arc<AtomicBool>,
+}
+
+impl Ticker {
+    pub fn start(engine: &Engine) -> anyhow::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let weak = engine.weak();
+        let flag = Arc::clone(&stop);
+        std::thread::Builder::new()
+            .name("warden-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    match weak.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })?;
+        Ok(Self { stop })
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,187 @@
+//! The sandbox: one wasmtime `Engine`, the linker (WASI p2 + `warden:agent`
+//! imports, linked once), an `AgentPre` per agent version, and a fresh `Store` per
+//! execution with its memory limit, fuel budget and wall-clock deadline.
+//!
+//! [`Runtime::run`] never fails: whatever the guest does, it returns an outcome
+//! with a typed error code. It does not touch the database or the compiler.
+
+mod capture;
+pub mod component;
+pub mod engine;
+mod state;
+
+use std::sync::atomic::Ordering;
+
+use serde_json::value::RawValue;
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Engine, Store, Trap};
+
+pub use self::capture::{Recording, RunRecord};
+use self::component::{ComponentCache, ComponentError, Origin};
+use self::engine::Ticker;
+pub use self::state::RunState;
+use crate::config::{CaptureLimits, Config};
+use crate::execution::ExecError;
+use crate::manifest::Limits;
+
+pub mod bindings {
+    //! Host bindings generated from `wit/`.
+    wasmtime::component::bindgen!({
+        world: "agent",
+        path: "../wit",
+        exports: { default: async },
+    });
+}
+
+pub use bindings::AgentPre;
+
+/// Longest agent error code kept as given; others become `agent_error`.
+const MAX_AGENT_CODE_LEN: usize = 64;
+
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<RunState>,
+    cache: ComponentCache,
+    capture: CaptureLimits,
+    _ticker: Ticker,
+}
+
+/// How one run ended, with what it recorded.
+pub struct RunOutcome {
+    pub result: Result<Box<RawValue>, ExecError>,
+    pub fuel_used: u64,
+    pub peak_memory_bytes: u64,
+    pub recording: Recording,
+}
+
+impl Runtime {
+    pub fn new(config: &Config) -> anyhow::Result<Self> {
+        let engine = engine::build(config)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        bindings::Agent::add_to_linker::<RunState, HasSelf<RunState>>(&mut linker, |s| s)?;
+        let cache = ComponentCache::open(&engine, &config.data_dir)?;
+        let ticker = Ticker::start(&engine)?;
+        Ok(Self {
+            engine,
+            linker,
+            cache,
+            capture: config.capture,
+            _ticker: ticker,
+        })
+    }
+
+    /// Components compiled and loaded from the disk cache since start.
+    pub fn cache_counts(&self) -> (u64, u64) {
+        (
+            self.cache.compiled.load(Ordering::Relaxed),
+            self.cache.deserialized.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Compiles (or loads) the component with this hash and checks it implements
+    /// the world. Blocking: call from `spawn_blocking`.
+    pub fn prepare(
+        &self,
+        hash: &str,
+        load: impl FnOnce() -> anyhow::Result<Vec<u8>>,
+    ) -> Result<(AgentPre<RunState>, Origin), ComponentError> {
+        let mut pre = None;
+        let (_, origin) = self.cache.get(hash, load, |component| {
+            let instance_pre = self
+                .linker
+                .instantiate_pre(component)
+                .map_err(|e| ComponentError::WrongWorld(format!("{e:#}")))?;
+            pre = Some(AgentPre::new(instance_pre).map_err(|e| ComponentError::WrongWorld(format!("{e:#}")))?);
+            Ok(())
+        })?;
+        let pre = pre.ok_or_else(|| ComponentError::Internal("component check did not run".into()))?;
+        Ok((pre, origin))
+    }
+
+    /// Runs one execution in a fresh store.
+    pub async fn run(&self, pre: &AgentPre<RunState>, input: &str, limits: Limits) -> RunOutcome {
+        let record = RunRecord::new(self.capture);
+        let mut store = Store::new(&self.engine, RunState::new(limits.memory_bytes(), record.clone()));
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_async_yield_and_update(1);
+        let result = match store.set_fuel(limits.fuel) {
+            Ok(()) => {
+                let call = async {
+                    let agent = pre.instantiate_async(&mut store).await?;
+                    agent.call_run(&mut store, input).await
+                };
+                match tokio::time::timeout(limits.timeout(), call).await {
+                    Err(_) => Err(ExecError::host(
+                        "timeout",
+                        format!("the agent ran past its timeout of {} ms", limits.timeout_ms),
+                    )),
+                    Ok(Err(e)) => Err(Self::classify(&e, &store, &record, limits)),
+                    Ok(Ok(Err(agent_error))) => Err(agent_failure(agent_error)),
+                    Ok(Ok(Ok(output))) => self.check_output(output),
+                }
+            }
+            Err(e) => Err(ExecError::host("internal", format!("could not set the fuel budget: {e}"))),
+        };
+        let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+        let peak_memory_bytes = store.data().limiter.peak as u64;
+        drop(store);
+        RunOutcome {
+            result,
+            fuel_used,
+            peak_memory_bytes,
+            recording: record.finish(),
+        }
+    }
+
+    fn classify(e: &wasmtime::Error, store: &Store<RunState>, record: &RunRecord, limits: Limits) -> ExecError {
+        if store.data().limiter.hit {
+            return ExecError::host(
+                "memory_limit",
+                format!("the agent tried to use more than its memory limit of {} MiB", limits.memory_mb),
+            );
+        }
+        match e.downcast_ref::<Trap>() {
+            Some(Trap::OutOfFuel) => ExecError::host(
+                "fuel_exhausted",
+                format!("the agent used up its fuel budget of {} units", limits.fuel),
+            ),
+            Some(Trap::StackOverflow) => ExecError::host("trap", "the agent overflowed its stack"),
+            Some(trap) => {
+                let mut message = format!("the agent trapped: {trap}");
+                if let Some(line) = record.last_stderr() {
+                    message.push_str(&format!(" (its last stderr line: {line})"));
+                }
+                ExecError::host("trap", message)
+            }
+            None => ExecError::host("trap", format!("the agent failed: {e:#}")),
+        }
+    }
+
+    fn check_output(&self, output: String) -> Result<Box<RawValue>, ExecError> {
+        if output.len() > self.capture.max_output_bytes {
+            return Err(ExecError::host(
+                "invalid_output",
+                format!(
+                    "the output is {} bytes, over the limit of {} bytes",
+                    output.len(),
+                    self.capture.max_output_bytes
+                ),
+            ));
+        }
+        RawValue::from_string(output)
+            .map_err(|e| ExecError::host("invalid_output", format!("the output is not JSON: {e}")))
+    }
+}
+
+fn agent_failure(e: bindings::warden::agent::types::AgentError) -> ExecError {
+    let valid = !e.code.is_empty()
+        && e.code.len() <= MAX_AGENT_CODE_LEN
+        && e.code.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    ExecError {
+        code: if valid { e.code } else { "agent_error".to_owned() },
+        message: e.message,
+        source: crate::execution::ErrorSource::Agent,
+    }
+}

@@ -1,0 +1,255 @@
+//! Reads: a small pool of read-only connections used off the async workers. WAL
+//! lets them read while the writer commits.
+
+use std::path::PathBuf;
+use std::sync::{Mutex, PoisonError};
+
+use rusqlite::types::ToSql;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+use serde_json::value::RawValue;
+
+use crate::agent::{Agent, AgentVersion};
+use crate::execution::{ErrorSource, ExecError, Execution, LogLevel, LogLine, LogStream, Status, Step};
+
+/// Connections kept idle in the pool; more may exist briefly under load.
+const MAX_IDLE: usize = 8;
+
+pub struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    pub fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Runs `f` with a read connection. Blocking: call from `spawn_blocking`.
+    pub fn with<R>(&self, f: impl FnOnce(&Connection) -> anyhow::Result<R>) -> anyhow::Result<R> {
+        let conn = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let conn = match conn {
+            Some(c) => c,
+            None => {
+                let c = Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                c.busy_timeout(std::time::Duration::from_secs(10))?;
+                c
+            }
+        };
+        let result = f(&conn);
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < MAX_IDLE {
+            idle.push(conn);
+        }
+        result
+    }
+}
+
+fn raw(text: String) -> Box<RawValue> {
+    // Only valid JSON is ever written; a damaged row shows as null, not an error.
+    RawValue::from_string(text).unwrap_or_else(|_| RawValue::NULL.to_owned())
+}
+
+const EXECUTION_COLUMNS: &str = "id, agent_id, agent_name, agent_version_id, agent_version, status,
+    trigger, priority, input, output, error_code, error_message, error_source, metadata,
+    fuel_used, peak_memory_bytes, n_steps, n_logs, logs_truncated, created_at, queued_at,
+    started_at, completed_at";
+
+fn execution_from_row(r: &Row<'_>) -> rusqlite::Result<Execution> {
+    let status: String = r.get(5)?;
+    let error_code: Option<String> = r.get(10)?;
+    let error = match error_code {
+        Some(code) => Some(ExecError {
+            code,
+            message: r.get::<_, Option<String>>(11)?.unwrap_or_default(),
+            source: match r.get::<_, Option<String>>(12)?.as_deref() {
+                Some("agent") => ErrorSource::Agent,
+                _ => ErrorSource::Host,
+            },
+        }),
+        None => None,
+    };
+    Ok(Execution {
+        id: r.get(0)?,
+        agent_id: r.get(1)?,
+        agent_name: r.get(2)?,
+        agent_version_id: r.get(3)?,
+        agent_version: r.get(4)?,
+        status: Status::parse(&status).unwrap_or(Status::Failed),
+        trigger: r.get(6)?,
+        priority: r.get(7)?,
+        input: raw(r.get(8)?),
+        output: r.get::<_, Option<String>>(9)?.map(raw),
+        error,
+        metadata: raw(r.get(13)?),
+        fuel_used: r.get::<_, Option<i64>>(14)?.map(|v| v as u64),
+        peak_memory_bytes: r.get::<_, Option<i64>>(15)?.map(|v| v as u64),
+        n_steps: r.get(16)?,
+        n_logs: r.get(17)?,
+        logs_truncated: r.get(18)?,
+        created_at: r.get(19)?,
+        queued_at: r.get(20)?,
+        started_at: r.get(21)?,
+        completed_at: r.get(22)?,
+    })
+}
+
+pub fn execution(conn: &Connection, id: &str) -> anyhow::Result<Option<Execution>> {
+    let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = ?1");
+    Ok(conn.prepare_cached(&sql)?.query_row([id], execution_from_row).optional()?)
+}
+
+/// Filters and cursor of `GET /v1/executions`. Newest first; `after` is the last id
+/// of the previous page.
+#[derive(Debug, Default, Clone)]
+pub struct ExecutionFilter {
+    pub agent_id: Option<String>,
+    pub status: Option<Status>,
+    pub trigger: Option<String>,
+    pub created_after: Option<i64>,
+    pub created_before: Option<i64>,
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+/// One page: the rows and whether more follow.
+pub fn executions(conn: &Connection, f: &ExecutionFilter) -> anyhow::Result<(Vec<Execution>, bool)> {
+    let mut sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE 1 = 1");
+    let mut args: Vec<&dyn ToSql> = Vec::new();
+    let status = f.status.map(Status::as_str);
+    if let Some(v) = &f.agent_id {
+        args.push(v);
+        sql.push_str(&format!(" AND agent_id = ?{}", args.len()));
+    }
+    if let Some(v) = &status {
+        args.push(v);
+        sql.push_str(&format!(" AND status = ?{}", args.len()));
+    }
+    if let Some(v) = &f.trigger {
+        args.push(v);
+        sql.push_str(&format!(" AND trigger = ?{}", args.len()));
+    }
+    if let Some(v) = &f.created_after {
+        args.push(v);
+        sql.push_str(&format!(" AND created_at > ?{}", args.len()));
+    }
+    if let Some(v) = &f.created_before {
+        args.push(v);
+        sql.push_str(&format!(" AND created_at < ?{}", args.len()));
+    }
+    if let Some(v) = &f.after {
+        args.push(v);
+        sql.push_str(&format!(" AND id < ?{}", args.len()));
+    }
+    let fetch = i64::from(f.limit) + 1;
+    args.push(&fetch);
+    sql.push_str(&format!(" ORDER BY id DESC LIMIT ?{}", args.len()));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows: Vec<Execution> = stmt
+        .query_map(args.as_slice(), execution_from_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    let has_more = rows.len() > f.limit as usize;
+    rows.truncate(f.limit as usize);
+    Ok((rows, has_more))
+}
+
+pub fn logs(conn: &Connection, id: &str, after: u32, limit: u32) -> anyhow::Result<(Vec<LogLine>, bool)> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, ts, level, stream, message FROM logs
+         WHERE execution_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+    )?;
+    let mut rows: Vec<LogLine> = stmt
+        .query_map(params![id, after, i64::from(limit) + 1], |r| {
+            Ok(LogLine {
+                seq: r.get(0)?,
+                ts: r.get(1)?,
+                level: LogLevel::parse(&r.get::<_, String>(2)?),
+                stream: LogStream::parse(&r.get::<_, String>(3)?),
+                message: r.get(4)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let has_more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    Ok((rows, has_more))
+}
+
+pub fn steps(conn: &Connection, id: &str) -> anyhow::Result<Vec<Step>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, name, detail, started_at, ended_at FROM steps
+         WHERE execution_id = ?1 ORDER BY seq",
+    )?;
+    let rows = stmt
+        .query_map([id], |r| {
+            Ok(Step {
+                seq: r.get(0)?,
+                name: r.get(1)?,
+                detail: raw(r.get(2)?),
+                started_at: r.get(3)?,
+                ended_at: r.get(4)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
+}
+
+fn agent_from_row(r: &Row<'_>) -> rusqlite::Result<Agent> {
+    Ok(Agent {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        description: r.get(2)?,
+        latest_version: r.get(3)?,
+        created_at: r.get(4)?,
+        updated_at: r.get(5)?,
+    })
+}
+
+pub fn agents(conn: &Connection) -> anyhow::Result<Vec<Agent>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, name, description, latest_version, created_at, updated_at FROM agents ORDER BY name",
+    )?;
+    let rows = stmt.query_map([], agent_from_row)?.collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
+}
+
+/// Every version of every agent, oldest first (what a restart loads).
+pub fn versions(conn: &Connection, agent_id: Option<&str>) -> anyhow::Result<Vec<AgentVersion>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, agent_id, version, label, manifest, limits, component_hash, component_size, created_at
+         FROM agent_versions WHERE ?1 IS NULL OR agent_id = ?1 ORDER BY agent_id, version",
+    )?;
+    let rows = stmt.query_map([agent_id], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, u32>(2)?,
+            r.get::<_, Option<String>>(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, String>(5)?,
+            r.get::<_, String>(6)?,
+            r.get::<_, i64>(7)?,
+            r.get::<_, i64>(8)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, agent_id, version, label, manifest, limits, component_hash, size, created_at) = row?;
+        out.push(AgentVersion {
+            id,
+            agent_id,
+            version,
+            label,
+            manifest: serde_json::from_str(&manifest)?,
+            limits: serde_json::from_str(&limits)?,
+            component_hash,
+            component_size: size as u64,
+            created_at,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,105 @@
+//! The SQLite schema and its versioned migrations (tracked in `PRAGMA user_version`).
+//! Append new migrations; never edit a released one.
+
+use anyhow::Context;
+use rusqlite::Connection;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: agents, versions, executions, logs, steps.
+    r#"
+    CREATE TABLE agents (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        description TEXT NOT NULL,
+        latest_version INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE TABLE agent_versions (
+        id TEXT PRIMARY KEY,
+        agent_id TEXT NOT NULL REFERENCES agents(id),
+        version INTEGER NOT NULL,
+        label TEXT,
+        manifest TEXT NOT NULL,
+        limits TEXT NOT NULL,
+        component_hash TEXT NOT NULL,
+        component_size INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        UNIQUE (agent_id, version)
+    );
+    CREATE TABLE executions (
+        id TEXT PRIMARY KEY,
+        agent_id TEXT NOT NULL,
+        agent_name TEXT NOT NULL,
+        agent_version_id TEXT NOT NULL,
+        agent_version INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        trigger TEXT NOT NULL,
+        priority INTEGER NOT NULL,
+        input TEXT NOT NULL,
+        output TEXT,
+        error_code TEXT,
+        error_message TEXT,
+        error_source TEXT,
+        metadata TEXT NOT NULL,
+        fuel_used INTEGER,
+        peak_memory_bytes INTEGER,
+        n_steps INTEGER NOT NULL,
+        n_logs INTEGER NOT NULL,
+        logs_truncated INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        queued_at INTEGER,
+        started_at INTEGER,
+        completed_at INTEGER
+    ) WITHOUT ROWID;
+    CREATE INDEX executions_by_agent ON executions (agent_id, id);
+    CREATE INDEX executions_by_status ON executions (status, id);
+    CREATE TABLE logs (
+        execution_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        ts INTEGER NOT NULL,
+        level TEXT NOT NULL,
+        stream TEXT NOT NULL,
+        message TEXT NOT NULL,
+        PRIMARY KEY (execution_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE steps (
+        execution_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        ended_at INTEGER NOT NULL,
+        PRIMARY KEY (execution_id, seq)
+    ) WITHOUT ROWID;
+    "#,
+];
+
+/// Connection settings every connection gets.
+pub fn configure(conn: &Connection) -> anyhow::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = NORMAL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA temp_store = MEMORY;",
+    )?;
+    Ok(())
+}
+
+/// Brings the database up to the newest schema.
+pub fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
+    let current: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    anyhow::ensure!(
+        current <= MIGRATIONS.len(),
+        "the database is at schema version {current}, newer than this warden ({}); upgrade warden",
+        MIGRATIONS.len()
+    );
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql).with_context(|| format!("schema migration {}", i + 1))?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

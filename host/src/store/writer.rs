@@ -1,0 +1,271 @@
+//! The one writer: a thread that owns the write connection and commits whatever has
+//! queued up in one transaction (group commit). Repeated writes of the same
+//! execution within a batch collapse into one row write. Readers never wait on it
+//! (WAL). A batch that fails is retried job by job, so one bad write cannot sink
+//! the others.
+
+use std::collections::HashMap;
+use std::thread::JoinHandle;
+
+use rusqlite::{Connection, Transaction, params};
+use tokio::sync::{mpsc, oneshot};
+
+use super::StoreError;
+use crate::agent::{Agent, AgentVersion};
+use crate::execution::{Execution, LogLine, Step};
+
+/// Most jobs committed in one transaction.
+const MAX_BATCH: usize = 1024;
+
+pub enum Write {
+    /// Creates or updates the agent row and adds the version.
+    Deploy { agent: Agent, version: AgentVersion },
+    /// Upserts the whole execution row.
+    Execution(Box<Execution>),
+    /// Upserts the final execution row with the run's log lines and steps.
+    Finish {
+        execution: Box<Execution>,
+        logs: Vec<LogLine>,
+        steps: Vec<Step>,
+    },
+}
+
+impl Write {
+    fn execution_id(&self) -> Option<&str> {
+        match self {
+            Write::Execution(e) | Write::Finish { execution: e, .. } => Some(&e.id),
+            Write::Deploy { .. } => None,
+        }
+    }
+}
+
+type Ack = oneshot::Sender<Result<(), StoreError>>;
+
+enum Job {
+    Write(Write, Option<Ack>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// Handle to the writer thread; cheap to clone.
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::UnboundedSender<Job>,
+}
+
+pub struct WriterThread(JoinHandle<()>);
+
+impl Writer {
+    pub fn spawn(conn: Connection) -> anyhow::Result<(Writer, WriterThread)> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let handle = std::thread::Builder::new()
+            .name("warden-sqlite-writer".into())
+            .spawn(move || run(conn, rx))?;
+        Ok((Writer { tx }, WriterThread(handle)))
+    }
+
+    /// Queues a write; it is committed with the next batch.
+    pub fn send(&self, write: Write) {
+        // The thread only stops at shutdown; a write after that has nowhere to go.
+        let _ = self.tx.send(Job::Write(write, None));
+    }
+
+    /// Queues a write and waits until it is committed.
+    pub async fn commit(&self, write: Write) -> Result<(), StoreError> {
+        let (ack, done) = oneshot::channel();
+        self.tx
+            .send(Job::Write(write, Some(ack)))
+            .map_err(|_| StoreError::Closed)?;
+        done.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Commits everything queued so far, then stops the thread.
+    pub async fn shutdown(&self, thread: WriterThread) {
+        let (done, stopped) = oneshot::channel();
+        if self.tx.send(Job::Shutdown(done)).is_ok() {
+            let _ = stopped.await;
+        }
+        let _ = tokio::task::spawn_blocking(move || thread.0.join()).await;
+    }
+}
+
+fn run(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
+    let mut batch: Vec<(Write, Option<Ack>)> = Vec::with_capacity(MAX_BATCH);
+    let mut stop: Option<oneshot::Sender<()>> = None;
+    while stop.is_none() {
+        let Some(first) = rx.blocking_recv() else { break };
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            match job {
+                Job::Write(w, ack) => batch.push((w, ack)),
+                Job::Shutdown(done) => {
+                    stop = Some(done);
+                    break;
+                }
+            }
+            if batch.len() < MAX_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        commit_batch(&mut conn, &mut batch);
+    }
+    if let Some(done) = stop {
+        let _ = done.send(());
+    }
+}
+
+fn commit_batch(conn: &mut Connection, batch: &mut Vec<(Write, Option<Ack>)>) {
+    if batch.is_empty() {
+        return;
+    }
+    let writes: Vec<&Write> = batch.iter().map(|(w, _)| w).collect();
+    match apply(conn, &writes) {
+        Ok(()) => {
+            for (_, ack) in batch.drain(..) {
+                if let Some(ack) = ack {
+                    let _ = ack.send(Ok(()));
+                }
+            }
+        }
+        Err(batch_err) => {
+            tracing::warn!(error = %batch_err, "batched write failed; retrying one by one");
+            for (write, ack) in batch.drain(..) {
+                let result = apply(conn, &[&write]).map_err(|e| StoreError::Write(format!("{e:#}")));
+                if let Err(e) = &result {
+                    tracing::error!(error = %e, "write failed");
+                }
+                if let Some(ack) = ack {
+                    let _ = ack.send(result);
+                }
+            }
+        }
+    }
+}
+
+fn apply(conn: &mut Connection, writes: &[&Write]) -> anyhow::Result<()> {
+    // The last write of each execution in the batch wins; earlier ones are skipped.
+    let mut last: HashMap<&str, usize> = HashMap::new();
+    for (i, w) in writes.iter().enumerate() {
+        if let Some(id) = w.execution_id() {
+            last.insert(id, i);
+        }
+    }
+    let tx = conn.transaction()?;
+    for (i, w) in writes.iter().enumerate() {
+        match w {
+            Write::Deploy { agent, version } => deploy(&tx, agent, version)?,
+            Write::Execution(e) => {
+                if last.get(e.id.as_str()) == Some(&i) {
+                    upsert_execution(&tx, e)?;
+                }
+            }
+            Write::Finish { execution, logs, steps } => {
+                if last.get(execution.id.as_str()) == Some(&i) {
+                    upsert_execution(&tx, execution)?;
+                }
+                insert_run_record(&tx, &execution.id, logs, steps)?;
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn deploy(tx: &Transaction<'_>, agent: &Agent, version: &AgentVersion) -> anyhow::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO agents (id, name, description, latest_version, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (id) DO UPDATE SET description = excluded.description,
+            latest_version = excluded.latest_version, updated_at = excluded.updated_at",
+    )?
+    .execute(params![
+        agent.id,
+        agent.name,
+        agent.description,
+        agent.latest_version,
+        agent.created_at,
+        agent.updated_at
+    ])?;
+    tx.prepare_cached(
+        "INSERT INTO agent_versions (id, agent_id, version, label, manifest, limits,
+            component_hash, component_size, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![
+        version.id,
+        version.agent_id,
+        version.version,
+        version.label,
+        serde_json::to_string(&version.manifest)?,
+        serde_json::to_string(&version.limits)?,
+        version.component_hash,
+        version.component_size as i64,
+        version.created_at
+    ])?;
+    Ok(())
+}
+
+fn upsert_execution(tx: &Transaction<'_>, e: &Execution) -> anyhow::Result<()> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO executions (id, agent_id, agent_name, agent_version_id, agent_version,
+            status, trigger, priority, input, output, error_code, error_message, error_source,
+            metadata, fuel_used, peak_memory_bytes, n_steps, n_logs, logs_truncated,
+            created_at, queued_at, started_at, completed_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+            ?18, ?19, ?20, ?21, ?22, ?23)
+         ON CONFLICT (id) DO UPDATE SET status = excluded.status, output = excluded.output,
+            error_code = excluded.error_code, error_message = excluded.error_message,
+            error_source = excluded.error_source, fuel_used = excluded.fuel_used,
+            peak_memory_bytes = excluded.peak_memory_bytes, n_steps = excluded.n_steps,
+            n_logs = excluded.n_logs, logs_truncated = excluded.logs_truncated,
+            queued_at = excluded.queued_at, started_at = excluded.started_at,
+            completed_at = excluded.completed_at",
+    )?;
+    stmt.execute(params![
+        e.id,
+        e.agent_id,
+        e.agent_name,
+        e.agent_version_id,
+        e.agent_version,
+        e.status.as_str(),
+        e.trigger,
+        e.priority,
+        e.input.get(),
+        e.output.as_ref().map(|o| o.get()),
+        e.error.as_ref().map(|x| x.code.as_str()),
+        e.error.as_ref().map(|x| x.message.as_str()),
+        e.error.as_ref().map(|x| x.source.as_str()),
+        e.metadata.get(),
+        e.fuel_used.map(|v| v as i64),
+        e.peak_memory_bytes.map(|v| v as i64),
+        e.n_steps,
+        e.n_logs,
+        e.logs_truncated,
+        e.created_at,
+        e.queued_at,
+        e.started_at,
+        e.completed_at
+    ])?;
+    Ok(())
+}
+
+fn insert_run_record(tx: &Transaction<'_>, id: &str, logs: &[LogLine], steps: &[Step]) -> anyhow::Result<()> {
+    if !logs.is_empty() {
+        let mut stmt = tx.prepare_cached(
+            "INSERT OR REPLACE INTO logs (execution_id, seq, ts, level, stream, message)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for l in logs {
+            stmt.execute(params![id, l.seq, l.ts, l.level.as_str(), l.stream.as_str(), l.message])?;
+        }
+    }
+    if !steps.is_empty() {
+        let mut stmt = tx.prepare_cached(
+            "INSERT OR REPLACE INTO steps (execution_id, seq, name, detail, started_at, ended_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for s in steps {
+            stmt.execute(params![id, s.seq, s.name, s.detail.get(), s.started_at, s.ended_at])?;
+        }
+    }
+    Ok(())
+}
