@@ -7,7 +7,7 @@ use std::process::Command;
 use std::{env, fs};
 
 /// Agents `warden serve` deploys on a first start.
-const EXAMPLES: &[&str] = &["echo"];
+const EXAMPLES: &[&str] = &["echo", "hello"];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
@@ -24,7 +24,14 @@ fn main() {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&agents_dir)
-        .args(["build", "--release", "--locked", "--target", "wasm32-wasip2", "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
         .arg(&target_dir);
     for var in [
         "RUSTFLAGS",
@@ -80,6 +87,10 @@ fn main() {
 
 fn wasm_file(dir: &Path, crate_name: &str) -> PathBuf {
     let path = dir.join(format!("{}.wasm", crate_name.replace('-', "_")));
-    assert!(path.exists(), "agent {crate_name} built but {} is missing", path.display());
+    assert!(
+        path.exists(),
+        "agent {crate_name} built but {} is missing",
+        path.display()
+    );
     path
 }

@@ -124,8 +124,12 @@ where
     let input: I = serde_json::from_str(&input)
         .map_err(|e| to_wit(AgentError::invalid_input(format!("input does not fit this agent: {e}"))))?;
     let output = f(input).map_err(to_wit)?;
-    serde_json::to_string(&output)
-        .map_err(|e| to_wit(AgentError::new("invalid_output", format!("output could not be serialised: {e}"))))
+    serde_json::to_string(&output).map_err(|e| {
+        to_wit(AgentError::new(
+            "invalid_output",
+            format!("output could not be serialised: {e}"),
+        ))
+    })
 }
 
 /// Makes `fn(Input) -> Result<Output, AgentError>` the agent's entry point.

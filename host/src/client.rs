@@ -64,8 +64,12 @@ impl Client {
 
     pub async fn run(&self, agent: &str, input: Value, mode: &str) -> anyhow::Result<Value> {
         let body = json!({ "input": input, "mode": mode });
-        self.send(self.http.post(format!("{}/v1/agents/{agent}/execute", self.base)).json(&body))
-            .await
+        self.send(
+            self.http
+                .post(format!("{}/v1/agents/{agent}/execute", self.base))
+                .json(&body),
+        )
+        .await
     }
 
     pub async fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {

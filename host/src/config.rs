@@ -118,8 +118,7 @@ impl Default for HttpLimits {
 impl Config {
     /// Reads a TOML file; missing keys keep their defaults, unknown keys are errors.
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading config file {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
         let config: Config =
             toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))?;
         config.validate()?;
@@ -129,7 +128,10 @@ impl Config {
     /// Rejects settings that cannot work, naming the field.
     pub fn validate(&self) -> anyhow::Result<()> {
         let l = &self.limits;
-        anyhow::ensure!(self.max_concurrent_executions >= 1, "max_concurrent_executions must be at least 1");
+        anyhow::ensure!(
+            self.max_concurrent_executions >= 1,
+            "max_concurrent_executions must be at least 1"
+        );
         anyhow::ensure!(l.max_memory_mb >= 1, "limits.max_memory_mb must be at least 1");
         anyhow::ensure!(l.max_fuel >= 1, "limits.max_fuel must be at least 1");
         anyhow::ensure!(l.max_timeout_ms >= 1, "limits.max_timeout_ms must be at least 1");

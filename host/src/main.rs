@@ -11,7 +11,11 @@ use warden_host::client::Client;
 use warden_host::config::Config;
 
 #[derive(Parser)]
-#[command(name = "warden", version, about = "Run untrusted AI agents as sandboxed WebAssembly components")]
+#[command(
+    name = "warden",
+    version,
+    about = "Run untrusted AI agents as sandboxed WebAssembly components"
+)]
 struct Cli {
     /// The server the client commands talk to.
     #[arg(long, global = true, env = "WARDEN_URL", default_value = "http://127.0.0.1:8080")]
@@ -125,12 +129,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Deploy { wasm, name, manifest } => {
             client()?.deploy(&wasm, name.as_deref(), manifest.as_deref()).await?
         }
-        Command::Run { agent, input, run_async } => {
+        Command::Run {
+            agent,
+            input,
+            run_async,
+        } => {
             let input: Value = serde_json::from_str(&input).context("--input must be JSON")?;
-            client()?.run(&agent, input, if run_async { "async" } else { "sync" }).await?
+            client()?
+                .run(&agent, input, if run_async { "async" } else { "sync" })
+                .await?
         }
         Command::Executions { command } => match command {
-            ExecutionsCommand::List { agent, status, limit, after } => {
+            ExecutionsCommand::List {
+                agent,
+                status,
+                limit,
+                after,
+            } => {
                 let mut q = Vec::new();
                 q.extend(agent.map(|v| ("agent_id", v)));
                 q.extend(status.map(|v| ("status", v)));

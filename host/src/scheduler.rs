@@ -87,9 +87,17 @@ async fn supervise(app: Arc<App>, version: Arc<Version>, execution: Execution, t
             tracing::error!(execution = %fallback.id, error = %e, "execution task died");
             let mut failed = fallback;
             failed.status = Status::Failed;
-            failed.error = Some(ExecError::host("internal", "the host failed while running this execution"));
+            failed.error = Some(ExecError::host(
+                "internal",
+                "the host failed while running this execution",
+            ));
             failed.completed_at = Some(time::now_ms());
-            if let Err(e) = app.store.writer.commit(Write::Execution(Box::new(failed.clone()))).await {
+            if let Err(e) = app
+                .store
+                .writer
+                .commit(Write::Execution(Box::new(failed.clone())))
+                .await
+            {
                 tracing::error!(execution = %failed.id, error = %e, "could not record the failure");
             }
             failed

@@ -1,1 +1,9 @@
+//! End-to-end tests: one binary, a module per area. Each test starts a real server
+//! on 127.0.0.1:0 with its own data dir and deploys real components.
 
+mod bad_input;
+mod cli;
+mod execute;
+mod listing;
+mod restart;
+mod sandbox;

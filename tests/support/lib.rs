@@ -1,1 +1,202 @@
+//! Test support: start a real Warden server in-process on `127.0.0.1:0` with its
+//! own data dir, deploy real components built from `agents/`, talk real HTTP.
 
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::multipart::{Form, Part};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use warden_host::app::App;
+use warden_host::config::Config;
+
+/// Longest any single request in a test may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A running server. Stop it with [`Server::stop`] to reuse its data dir.
+pub struct Server {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub data_dir: PathBuf,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+/// The bytes of an agent built from `agents/` (`echo`, `spin`, ...).
+pub fn agent_wasm(name: &str) -> Vec<u8> {
+    let path = warden_host::bundled::agent_path(name).unwrap_or_else(|| panic!("no built agent named {name}"));
+    std::fs::read(path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
+}
+
+/// The manifest kept beside an agent's source (`agents/<name>/manifest.json`).
+pub fn agent_manifest(name: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../agents")
+        .join(name)
+        .join("manifest.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_json::from_str(&text).expect("manifest is JSON")
+}
+
+/// A config for tests: small pools, no bundled examples unless asked.
+pub fn test_config(data_dir: &Path) -> Config {
+    let mut config = Config::default();
+    config.addr = "127.0.0.1:0".parse().expect("address");
+    config.data_dir = data_dir.to_path_buf();
+    config.deploy_examples = false;
+    config.max_concurrent_executions = 16;
+    config
+}
+
+impl Server {
+    /// A server on a fresh temporary data dir.
+    pub async fn start() -> Server {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let config = test_config(tmp.path());
+        let mut server = Server::start_with(config).await;
+        server._tmp = Some(tmp);
+        server
+    }
+
+    pub async fn start_with(config: Config) -> Server {
+        let listener = tokio::net::TcpListener::bind(config.addr).await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let data_dir = config.data_dir.clone();
+        let app = App::open(config).await.expect("app opens");
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(warden_host::server::serve(listener, app, async move {
+            let _ = rx.await;
+        }));
+        Server {
+            base: format!("http://{addr}"),
+            http: reqwest::Client::new(),
+            data_dir,
+            shutdown: Some(tx),
+            task: Some(task),
+            _tmp: None,
+        }
+    }
+
+    /// Stops serving and waits until everything is committed. Returns the data
+    /// dir's guard so a test can start another server on it.
+    pub async fn stop(mut self) -> Option<tempfile::TempDir> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(REQUEST_TIMEOUT, task)
+                .await
+                .expect("server stops in time")
+                .expect("server task")
+                .expect("server ran cleanly");
+        }
+        self._tmp.take()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> (StatusCode, Value) {
+        let resp = tokio::time::timeout(REQUEST_TIMEOUT, req.send())
+            .await
+            .expect("request finishes in time")
+            .expect("request is sent");
+        let status = resp.status();
+        let text = resp.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("body is not JSON ({status}): {text}"));
+        (status, body)
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.send(self.http.get(self.url(path))).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.send(self.http.post(self.url(path)).json(body)).await
+    }
+
+    /// Deploys raw bytes with a manifest; returns status and body.
+    pub async fn deploy_bytes(&self, bytes: Vec<u8>, manifest: &Value) -> (StatusCode, Value) {
+        let form = Form::new()
+            .part("component", Part::bytes(bytes).file_name("agent.wasm"))
+            .text("manifest", manifest.to_string());
+        self.send(self.http.post(self.url("/v1/agents")).multipart(form)).await
+    }
+
+    /// Deploys an agent built from `agents/` with its own manifest, adjusted by
+    /// `tweak` (merged over it); panics unless it is created.
+    pub async fn deploy(&self, name: &str, tweak: Value) -> Value {
+        let mut manifest = agent_manifest(name);
+        merge(&mut manifest, tweak);
+        let (status, body) = self.deploy_bytes(agent_wasm(name), &manifest).await;
+        assert_eq!(status, StatusCode::CREATED, "deploying {name}: {body}");
+        body
+    }
+
+    /// Executes synchronously; returns the final record.
+    pub async fn run(&self, agent: &str, input: Value) -> Value {
+        let (status, body) = self
+            .post_json(&format!("/v1/agents/{agent}/execute"), &json!({ "input": input }))
+            .await;
+        assert_eq!(status, StatusCode::OK, "executing {agent}: {body}");
+        body
+    }
+
+    /// Polls an execution until it is terminal.
+    pub async fn wait_terminal(&self, id: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
+        loop {
+            let (status, body) = self.get(&format!("/v1/executions/{id}")).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            if matches!(body["status"].as_str(), Some("completed" | "failed")) {
+                return body;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "execution {id} never finished: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// Merges `patch` into `base` (objects recursively, anything else replaced).
+pub fn merge(base: &mut Value, patch: Value) {
+    match (base, patch) {
+        (Value::Object(b), Value::Object(p)) => {
+            for (k, v) in p {
+                merge(b.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (b, p) => *b = p,
+    }
+}
+
+/// Asserts the typed error shape and returns the code.
+pub fn error_code(body: &Value) -> &str {
+    let code = body["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error.code in {body}"));
+    assert!(
+        body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "no error.message in {body}"
+    );
+    code
+}
+
+/// The `warden` binary built beside the test executable.
+pub fn warden_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join(format!("warden{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing; run the tests with `cargo test --workspace`",
+        bin.display()
+    );
+    bin
+}

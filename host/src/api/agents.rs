@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Multipart, Path, State};
 use axum::extract::multipart::MultipartRejection;
+use axum::extract::{Multipart, Path, State};
 use axum::http::StatusCode;
 use bytes::Bytes;
 use serde::Serialize;
@@ -65,7 +65,10 @@ pub async fn deploy(
     let component = component
         .ok_or_else(|| ApiError::bad_request("invalid_multipart", "missing part `component` (the .wasm file)"))?;
     let manifest = manifest.ok_or_else(|| {
-        ApiError::bad_request("invalid_multipart", "missing part `manifest` (JSON with at least a name)")
+        ApiError::bad_request(
+            "invalid_multipart",
+            "missing part `manifest` (JSON with at least a name)",
+        )
     })?;
     let manifest = Manifest::from_json(&manifest).map_err(|m| ApiError::unprocessable("invalid_manifest", m))?;
     let (agent, version) = app.deploy(manifest, component).await?;

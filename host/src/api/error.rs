@@ -2,8 +2,8 @@
 //! `{"error":{"code","message"}}`; internals are logged, never shown.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::multipart::{MultipartError, MultipartRejection};
+use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -90,9 +90,9 @@ impl From<JsonRejection> for ApiError {
         match r {
             JsonRejection::JsonSyntaxError(_) => ApiError::bad_request("malformed_json", text),
             JsonRejection::JsonDataError(_) => ApiError::unprocessable("invalid_request", text),
-            JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
-                "send the body as JSON with `Content-Type: application/json`".into(),
-            ),
+            JsonRejection::MissingJsonContentType(_) => {
+                ApiError::UnsupportedMediaType("send the body as JSON with `Content-Type: application/json`".into())
+            }
             other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(text),
             _ => ApiError::bad_request("invalid_request", text),
         }

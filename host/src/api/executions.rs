@@ -75,7 +75,12 @@ pub async fn execute(
     }
     let metadata = match body.metadata {
         Some(m) if m.get().starts_with('{') => m,
-        Some(_) => return Err(ApiError::unprocessable("invalid_request", "metadata must be a JSON object")),
+        Some(_) => {
+            return Err(ApiError::unprocessable(
+                "invalid_request",
+                "metadata must be a JSON object",
+            ));
+        }
         None => RawValue::from_string("{}".to_owned()).map_err(anyhow::Error::from)?,
     };
     let input = match body.input {
@@ -147,7 +152,10 @@ pub async fn list(State(app): State<Arc<App>>, ApiQuery(q): ApiQuery<ListQuery>)
     let parse_time = |name: &str, v: Option<String>| -> Result<Option<i64>, ApiError> {
         v.map(|text| {
             time::parse(&text).ok_or_else(|| {
-                ApiError::bad_request("invalid_query", format!("{name}: {text:?} is not RFC 3339 or Unix milliseconds"))
+                ApiError::bad_request(
+                    "invalid_query",
+                    format!("{name}: {text:?} is not RFC 3339 or Unix milliseconds"),
+                )
             })
         })
         .transpose()
@@ -157,12 +165,17 @@ pub async fn list(State(app): State<Arc<App>>, ApiQuery(q): ApiQuery<ListQuery>)
         .map(|s| {
             Status::parse(&s).ok_or_else(|| {
                 let all: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
-                ApiError::bad_request("invalid_query", format!("status: {s:?} is not one of {}", all.join(", ")))
+                ApiError::bad_request(
+                    "invalid_query",
+                    format!("status: {s:?} is not one of {}", all.join(", ")),
+                )
             })
         })
         .transpose()?;
     // Agent names are accepted too.
-    let agent_id = q.agent_id.map(|a| app.registry.get(&a).map(|e| e.agent.id).unwrap_or(a));
+    let agent_id = q
+        .agent_id
+        .map(|a| app.registry.get(&a).map(|e| e.agent.id).unwrap_or(a));
     let filter = ExecutionFilter {
         agent_id,
         status,
@@ -173,7 +186,11 @@ pub async fn list(State(app): State<Arc<App>>, ApiQuery(q): ApiQuery<ListQuery>)
         limit: q.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE),
     };
     let (rows, has_more) = app.store.read(move |conn| read::executions(conn, &filter)).await?;
-    let next_cursor = if has_more { rows.last().map(|e| e.id.as_str()) } else { None };
+    let next_cursor = if has_more {
+        rows.last().map(|e| e.id.as_str())
+    } else {
+        None
+    };
     let page = Page {
         data: rows.iter().map(ExecutionView::from).collect(),
         has_more,

@@ -18,7 +18,9 @@ use crate::time::now_ms;
 
 /// A stdout/stderr line longer than this is cut into several lines.
 const MAX_LINE_BYTES: usize = 16 << 10;
-/// Longest step name kept.
+/// Stderr lines kept for a trap's message.
+const STDERR_TAIL_LINES: usize = 3;
+/// Longest step name kept (and longest stderr line quoted in a trap message).
 const MAX_STEP_NAME_BYTES: usize = 256;
 
 /// The run's log and steps, shared by the store's host calls and its stdio streams.
@@ -35,7 +37,8 @@ struct Recorded {
     dropped_steps: u64,
     /// Unfinished lines of stdout and stderr.
     partial: [Vec<u8>; 2],
-    last_stderr: Option<String>,
+    /// The last few lines the guest wrote to stderr, oldest first.
+    last_stderr: Vec<String>,
 }
 
 /// What a finished run recorded.
@@ -43,8 +46,6 @@ pub struct Recording {
     pub logs: Vec<LogLine>,
     pub steps: Vec<Step>,
     pub logs_truncated: bool,
-    /// The last line the guest wrote to stderr (a panic message, usually).
-    pub last_stderr: Option<String>,
 }
 
 impl RunRecord {
@@ -58,7 +59,7 @@ impl RunRecord {
             dropped_bytes: 0,
             dropped_steps: 0,
             partial: [Vec::new(), Vec::new()],
-            last_stderr: None,
+            last_stderr: Vec::new(),
         })))
     }
 
@@ -94,15 +95,18 @@ impl RunRecord {
         self.lock().write_stdio(stream, bytes);
     }
 
-    /// The last complete line the guest wrote to stderr so far.
+    /// The guest's last few stderr lines, joined (a panic message, usually),
+    /// without Rust's hint about backtraces.
     pub fn last_stderr(&self) -> Option<String> {
         let r = self.lock();
         let partial = &r.partial[stdio_index(LogStream::Stderr)];
-        if partial.is_empty() {
-            r.last_stderr.clone()
-        } else {
-            Some(String::from_utf8_lossy(partial).into_owned())
+        let mut lines: Vec<String> = r.last_stderr.clone();
+        if !partial.is_empty() {
+            lines.push(String::from_utf8_lossy(partial).into_owned());
         }
+        lines.retain(|l| !l.trim().is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"));
+        let keep = lines.len().saturating_sub(STDERR_TAIL_LINES);
+        (!lines.is_empty()).then(|| lines[keep..].join(" / "))
     }
 
     /// Ends the recording: flushes unfinished lines and notes what was dropped.
@@ -120,7 +124,11 @@ impl RunRecord {
             let message = format!(
                 "run record truncated: {} log lines ({} bytes) and {} steps dropped over the run's caps \
                  ({} lines, {} bytes, {} steps)",
-                r.dropped_lines, r.dropped_bytes, r.dropped_steps, r.caps.max_log_lines, r.caps.max_log_bytes,
+                r.dropped_lines,
+                r.dropped_bytes,
+                r.dropped_steps,
+                r.caps.max_log_lines,
+                r.caps.max_log_bytes,
                 r.caps.max_steps
             );
             let seq = r.logs.len() as u32 + 1;
@@ -136,7 +144,6 @@ impl RunRecord {
             logs: std::mem::take(&mut r.logs),
             steps: std::mem::take(&mut r.steps),
             logs_truncated: truncated,
-            last_stderr: r.last_stderr.take(),
         }
     }
 
@@ -171,7 +178,10 @@ impl Recorded {
         let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
         let text = String::from_utf8_lossy(bytes).into_owned();
         let level = if stream == LogStream::Stderr {
-            self.last_stderr = Some(text.clone());
+            if self.last_stderr.len() == STDERR_TAIL_LINES {
+                self.last_stderr.remove(0);
+            }
+            self.last_stderr.push(truncate(text.clone(), MAX_STEP_NAME_BYTES));
             LogLevel::Error
         } else {
             LogLevel::Info

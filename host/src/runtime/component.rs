@@ -100,32 +100,15 @@ impl ComponentCache {
         load: impl FnOnce() -> anyhow::Result<Vec<u8>>,
         check: impl FnOnce(&Component) -> Result<(), ComponentError>,
     ) -> Result<(Component, Origin), ComponentError> {
-        if let Some(c) = self.loaded.lock().unwrap_or_else(PoisonError::into_inner).get(hash) {
-            return Ok((c.clone(), Origin::Memory));
-        }
-        let path = self.artifact(hash);
-        let mut origin = Origin::Compiled;
-        let mut component = None;
-        if path.exists() {
-            // SAFETY: the file was written by `Component::serialize` of an engine with
-            // the same compatibility hash (it is in that hash's directory) into this
-            // host's own data dir; wasmtime also re-checks the header and engine
-            // settings before using it.
-            match unsafe { Component::deserialize_file(&self.engine, &path) } {
-                Ok(c) => {
-                    origin = Origin::Disk;
-                    component = Some(c);
-                }
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "cached artifact unusable; recompiling"),
-            }
-        }
-        let component = match component {
-            Some(c) => c,
-            None => {
-                let bytes = load().map_err(|e| ComponentError::Internal(format!("{e:#}")))?;
-                check_header(&bytes)?;
-                Component::new(&self.engine, &bytes).map_err(|e| ComponentError::Invalid(format!("{e:#}")))?
-            }
+        let cached = self
+            .loaded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(hash)
+            .cloned();
+        let (component, origin) = match cached {
+            Some(c) => (c, Origin::Memory),
+            None => self.load_or_compile(hash, load)?,
         };
         check(&component)?;
         match origin {
@@ -133,19 +116,42 @@ impl ComponentCache {
                 let serialized = component
                     .serialize()
                     .map_err(|e| ComponentError::Internal(format!("serialising: {e:#}")))?;
-                write_atomically(&path, &serialized).map_err(|e| ComponentError::Internal(format!("{e:#}")))?;
+                write_atomically(&self.artifact(hash), &serialized)
+                    .map_err(|e| ComponentError::Internal(format!("{e:#}")))?;
                 self.compiled.fetch_add(1, Ordering::Relaxed);
             }
             Origin::Disk => {
                 self.deserialized.fetch_add(1, Ordering::Relaxed);
             }
-            Origin::Memory => {}
+            Origin::Memory => return Ok((component, origin)),
         }
         self.loaded
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(hash.to_owned(), component.clone());
         Ok((component, origin))
+    }
+
+    fn load_or_compile(
+        &self,
+        hash: &str,
+        load: impl FnOnce() -> anyhow::Result<Vec<u8>>,
+    ) -> Result<(Component, Origin), ComponentError> {
+        let path = self.artifact(hash);
+        if path.exists() {
+            // SAFETY: the file was written by `Component::serialize` of an engine with
+            // the same compatibility hash (it is in that hash's directory) into this
+            // host's own data dir; wasmtime also re-checks the header and engine
+            // settings before using it.
+            match unsafe { Component::deserialize_file(&self.engine, &path) } {
+                Ok(c) => return Ok((c, Origin::Disk)),
+                Err(e) => tracing::warn!(path = %path.display(), error = %e, "cached artifact unusable; recompiling"),
+            }
+        }
+        let bytes = load().map_err(|e| ComponentError::Internal(format!("{e:#}")))?;
+        check_header(&bytes)?;
+        let component = Component::new(&self.engine, &bytes).map_err(|e| ComponentError::Invalid(format!("{e:#}")))?;
+        Ok((component, Origin::Compiled))
     }
 }
 
@@ -156,7 +162,10 @@ mod tests {
     #[test]
     fn headers_are_told_apart() {
         assert!(matches!(check_header(b"hello world"), Err(ComponentError::NotWasm)));
-        assert!(matches!(check_header(b"\0asm\x01\0\0\0"), Err(ComponentError::CoreModule)));
+        assert!(matches!(
+            check_header(b"\0asm\x01\0\0\0"),
+            Err(ComponentError::CoreModule)
+        ));
         assert!(check_header(b"\0asm\x0d\0\x01\0").is_ok());
     }
 }

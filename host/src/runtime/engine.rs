@@ -55,17 +55,15 @@ impl Ticker {
         let stop = Arc::new(AtomicBool::new(false));
         let weak = engine.weak();
         let flag = Arc::clone(&stop);
-        std::thread::Builder::new()
-            .name("warden-epoch".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(TICK);
-                    match weak.upgrade() {
-                        Some(engine) => engine.increment_epoch(),
-                        None => break,
-                    }
+        std::thread::Builder::new().name("warden-epoch".into()).spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::sleep(TICK);
+                match weak.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => break,
                 }
-            })?;
+            }
+        })?;
         Ok(Self { stop })
     }
 }

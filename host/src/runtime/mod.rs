@@ -122,7 +122,10 @@ impl Runtime {
                     Ok(Ok(Ok(output))) => self.check_output(output),
                 }
             }
-            Err(e) => Err(ExecError::host("internal", format!("could not set the fuel budget: {e}"))),
+            Err(e) => Err(ExecError::host(
+                "internal",
+                format!("could not set the fuel budget: {e}"),
+            )),
         };
         let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
         let peak_memory_bytes = store.data().limiter.peak as u64;
@@ -139,7 +142,10 @@ impl Runtime {
         if store.data().limiter.hit {
             return ExecError::host(
                 "memory_limit",
-                format!("the agent tried to use more than its memory limit of {} MiB", limits.memory_mb),
+                format!(
+                    "the agent tried to use more than its memory limit of {} MiB",
+                    limits.memory_mb
+                ),
             );
         }
         match e.downcast_ref::<Trap>() {
@@ -178,7 +184,9 @@ impl Runtime {
 fn agent_failure(e: bindings::warden::agent::types::AgentError) -> ExecError {
     let valid = !e.code.is_empty()
         && e.code.len() <= MAX_AGENT_CODE_LEN
-        && e.code.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        && e.code
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
     ExecError {
         code: if valid { e.code } else { "agent_error".to_owned() },
         message: e.message,

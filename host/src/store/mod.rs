@@ -40,8 +40,7 @@ impl Store {
     pub fn open(data_dir: &Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
         let db_path = data_dir.join("warden.db");
-        let mut conn =
-            Connection::open(&db_path).with_context(|| format!("opening {}", db_path.display()))?;
+        let mut conn = Connection::open(&db_path).with_context(|| format!("opening {}", db_path.display()))?;
         schema::configure(&conn)?;
         schema::migrate(&mut conn)?;
         let (writer, thread) = Writer::spawn(conn)?;

@@ -101,7 +101,10 @@ fn execution_from_row(r: &Row<'_>) -> rusqlite::Result<Execution> {
 
 pub fn execution(conn: &Connection, id: &str) -> anyhow::Result<Option<Execution>> {
     let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = ?1");
-    Ok(conn.prepare_cached(&sql)?.query_row([id], execution_from_row).optional()?)
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([id], execution_from_row)
+        .optional()?)
 }
 
 /// Filters and cursor of `GET /v1/executions`. Newest first; `after` is the last id

@@ -97,7 +97,8 @@ pub fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
     );
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
         let tx = conn.transaction()?;
-        tx.execute_batch(sql).with_context(|| format!("schema migration {}", i + 1))?;
+        tx.execute_batch(sql)
+            .with_context(|| format!("schema migration {}", i + 1))?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
     }

@@ -1,0 +1,172 @@
+//! Bad input gets a clear, typed error and leaves nothing half-stored.
+
+use reqwest::StatusCode;
+use serde_json::json;
+use warden_tests::{Server, agent_manifest, agent_wasm, error_code, test_config};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_typed_errors() {
+    let server = Server::start().await;
+    server.deploy("echo", json!({})).await;
+
+    // Malformed JSON.
+    let resp = server
+        .http
+        .post(server.url("/v1/agents/echo/execute"))
+        .header("content-type", "application/json")
+        .body("{\"input\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(error_code(&body), "malformed_json");
+
+    // JSON of the wrong shape.
+    let (status, body) = server
+        .post_json("/v1/agents/echo/execute", &json!({ "mode": "later" }))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(error_code(&body), "invalid_request");
+    let (status, body) = server
+        .post_json("/v1/agents/echo/execute", &json!({ "metadata": [1] }))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(error_code(&body), "invalid_request");
+    let (status, body) = server
+        .post_json("/v1/agents/echo/execute", &json!({ "priority": 101 }))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+
+    // Not JSON at all.
+    let resp = server
+        .http
+        .post(server.url("/v1/agents/echo/execute"))
+        .body("hi")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(error_code(&body), "unsupported_media_type");
+
+    // Unknown agent, execution, route; wrong method.
+    let (status, body) = server.post_json("/v1/agents/nobody/execute", &json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&body), "not_found");
+    for path in [
+        "/v1/agents/nobody",
+        "/v1/executions/exec_nope",
+        "/v1/executions/exec_nope/logs",
+        "/v1/executions/exec_nope/steps",
+        "/v2/whatever",
+    ] {
+        let (status, body) = server.get(path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(error_code(&body), "not_found");
+    }
+    let resp = server.http.delete(server.url("/v1/agents")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(error_code(&body), "method_not_allowed");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_bodies_get_413() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = test_config(tmp.path());
+    config.http.max_body_bytes = 64 << 10;
+    config.http.max_component_bytes = 200 << 10;
+    let server = Server::start_with(config).await;
+    server.deploy("echo", json!({})).await;
+
+    let big = "x".repeat(100 << 10);
+    let (status, body) = server
+        .post_json("/v1/agents/echo/execute", &json!({ "input": big }))
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(error_code(&body), "payload_too_large");
+
+    let mut huge = agent_wasm("echo");
+    huge.extend(std::iter::repeat_n(0u8, 2 << 20));
+    let (status, body) = server.deploy_bytes(huge, &json!({ "name": "huge" })).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(error_code(&body), "payload_too_large");
+    let (_, agents) = server.get("/v1/agents").await;
+    assert_eq!(agents["data"].as_array().unwrap().len(), 1);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_components_are_refused_and_not_stored() {
+    let server = Server::start().await;
+    let cases: Vec<(&str, Vec<u8>, &str, &str)> = vec![
+        ("text", b"this is not wasm".to_vec(), "not_wasm", "not WebAssembly"),
+        (
+            "core-module",
+            b"\0asm\x01\0\0\0".to_vec(),
+            "not_a_component",
+            "core WebAssembly module",
+        ),
+        (
+            "garbage-component",
+            b"\0asm\x0d\0\x01\0\xff\xff\xff".to_vec(),
+            "invalid_component",
+            "not valid",
+        ),
+        // A real WASI component that is not an agent: it exports wasi:cli/run, not `run`.
+        ("stranger", agent_wasm("stranger"), "wrong_world", "run"),
+    ];
+    for (name, bytes, code, says) in cases {
+        let (status, body) = server.deploy_bytes(bytes, &json!({ "name": name })).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{name}: {body}");
+        assert_eq!(error_code(&body), code, "{name}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{name}: {message}");
+    }
+
+    // Manifests are checked and the failing field named.
+    let (status, body) = server
+        .deploy_bytes(agent_wasm("echo"), &json!({ "name": "Bad Name!" }))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(error_code(&body), "invalid_manifest");
+    assert!(body["error"]["message"].as_str().unwrap().contains("manifest.name"));
+    let mut manifest = agent_manifest("echo");
+    manifest["limits"]["timeout_ms"] = json!(0);
+    let (status, body) = server.deploy_bytes(agent_wasm("echo"), &manifest).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("manifest.limits.timeout_ms"),
+        "{body}"
+    );
+    let (status, body) = server
+        .deploy_bytes(agent_wasm("echo"), &json!({ "name": "x", "colour": "red" }))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body["error"]["message"].as_str().unwrap().contains("colour"), "{body}");
+
+    // Missing parts.
+    let form = reqwest::multipart::Form::new().text("manifest", "{\"name\":\"x\"}");
+    let resp = server
+        .http
+        .post(server.url("/v1/agents"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(error_code(&body), "invalid_multipart");
+
+    // None of them became an agent, and nothing was compiled into the cache.
+    let (_, agents) = server.get("/v1/agents").await;
+    assert_eq!(agents["data"], json!([]));
+    let (_, health) = server.get("/admin/health").await;
+    assert_eq!(health["components"]["compiled"], 0);
+    server.stop().await;
+}
