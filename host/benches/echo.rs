@@ -1,1 +1,199 @@
-fn main() {}
+//! Echo throughput: (a) in process — instantiate + call in a fresh store, no HTTP,
+//! no database; (b) end to end — HTTP sync execute against a real server on
+//! 127.0.0.1 with every run recorded in SQLite.
+//!
+//! `cargo bench -p warden-host --bench echo` (env: BENCH_SECS per phase, default 5;
+//! BENCH_CONNS, default "16,64").
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use warden_host::app::App;
+use warden_host::config::Config;
+use warden_host::manifest::Manifest;
+use warden_host::runtime::Runtime;
+
+fn secs() -> Duration {
+    Duration::from_secs_f64(std::env::var("BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5.0))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn echo() -> (Manifest, Vec<u8>) {
+    let example = warden_host::bundled::EXAMPLES.iter().find(|e| e.name == "echo").expect("echo is bundled");
+    (Manifest::from_json(example.manifest).expect("manifest"), example.wasm.to_vec())
+}
+
+fn main() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let config = Config {
+        data_dir: tmp.path().to_path_buf(),
+        deploy_examples: false,
+        max_concurrent_executions: 256,
+        ..Config::default()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    println!("machine: {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    let in_process = rt.block_on(in_process(&config))?;
+    println!();
+    let conns: Vec<usize> = std::env::var("BENCH_CONNS")
+        .unwrap_or_else(|_| "16,64".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    for c in conns {
+        let e2e = end_to_end(&config, c)?;
+        println!("ratio end-to-end({c}) / in-process: {:.2}", e2e / in_process);
+    }
+    Ok(())
+}
+
+/// (a): the runtime alone, `tasks` concurrent loops of instantiate + call.
+async fn in_process(config: &Config) -> anyhow::Result<f64> {
+    let runtime = Arc::new(Runtime::new(config)?);
+    let (manifest, wasm) = echo();
+    let limits = manifest.effective_limits(&config.limits);
+    let (pre, _) = runtime.prepare("bench-echo", || Ok(wasm)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let input = r#"{"name":"bench","n":[1,2,3]}"#;
+    // Warm up.
+    for _ in 0..1000 {
+        let out = runtime.run(&pre, input, limits).await;
+        anyhow::ensure!(out.result.is_ok(), "echo failed: {:?}", out.result.err());
+    }
+    for tasks in [1usize, 2, 4] {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut handles = Vec::new();
+        let start = Instant::now();
+        for _ in 0..tasks {
+            let (runtime, pre, stop) = (Arc::clone(&runtime), pre.clone(), Arc::clone(&stop));
+            handles.push(tokio::spawn(async move {
+                let mut lat = Vec::with_capacity(200_000);
+                while !stop.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    let out = runtime.run(&pre, input, limits).await;
+                    lat.push(t.elapsed());
+                    if out.result.is_err() {
+                        return Err(anyhow::anyhow!("echo failed"));
+                    }
+                }
+                Ok(lat)
+            }));
+        }
+        tokio::time::sleep(secs()).await;
+        stop.store(true, Ordering::Relaxed);
+        let mut lat = Vec::new();
+        for h in handles {
+            lat.extend(h.await??);
+        }
+        let elapsed = start.elapsed().as_secs_f64();
+        lat.sort();
+        let rate = lat.len() as f64 / elapsed;
+        println!(
+            "in-process   tasks={tasks:<3} runs={:<8} runs/s={rate:>9.0}  run p50={:?} p99={:?}",
+            lat.len(),
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.99)
+        );
+        if tasks == 2 {
+            // Report the figure at one task per core.
+            RATE.store(rate as u64, Ordering::Relaxed);
+        }
+    }
+    Ok(RATE.load(Ordering::Relaxed) as f64)
+}
+
+static RATE: AtomicU64 = AtomicU64::new(0);
+
+/// (b): a real server (2 worker threads) and a load generator on its own thread,
+/// `conns` keep-alive connections each sending sync executes back to back.
+fn end_to_end(config: &Config, conns: usize) -> anyhow::Result<f64> {
+    let server_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let tmp = tempfile::tempdir()?;
+    let config = Config {
+        data_dir: tmp.path().to_path_buf(),
+        ..config.clone()
+    };
+    let (addr, app, stop_server) = server_rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let app = App::open(config).await?;
+        let (manifest, wasm) = echo();
+        app.deploy(manifest, wasm.into()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(warden_host::server::serve(listener, Arc::clone(&app), async {
+            let _ = rx.await;
+        }));
+        anyhow::Ok((addr, app, (tx, task)))
+    })?;
+
+    let load_rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let url = format!("http://{addr}/v1/agents/echo/execute");
+    let body = json!({ "input": { "name": "bench", "n": [1, 2, 3] } }).to_string();
+    let (count, mut lat, elapsed, errors) = load_rt.block_on(async {
+        let client = reqwest::Client::builder().pool_max_idle_per_host(conns).build()?;
+        // Warm up.
+        for _ in 0..200 {
+            client.post(&url).header("content-type", "application/json").body(body.clone()).send().await?;
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let errors = Arc::new(AtomicU64::new(0));
+        let mut handles = Vec::new();
+        let start = Instant::now();
+        for _ in 0..conns {
+            let (client, url, body, stop, errors) =
+                (client.clone(), url.clone(), body.clone(), Arc::clone(&stop), Arc::clone(&errors));
+            handles.push(tokio::spawn(async move {
+                let mut lat = Vec::with_capacity(100_000);
+                while !stop.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    let ok = match client.post(&url).header("content-type", "application/json").body(body.clone()).send().await {
+                        Ok(resp) => resp.status().is_success() && resp.bytes().await.is_ok(),
+                        Err(_) => false,
+                    };
+                    lat.push(t.elapsed());
+                    if !ok {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                lat
+            }));
+        }
+        tokio::time::sleep(secs()).await;
+        stop.store(true, Ordering::Relaxed);
+        let mut lat = Vec::new();
+        for h in handles {
+            lat.extend(h.await?);
+        }
+        let elapsed = start.elapsed().as_secs_f64();
+        anyhow::Ok((lat.len(), lat, elapsed, errors.load(Ordering::Relaxed)))
+    })?;
+    lat.sort();
+    let rate = count as f64 / elapsed;
+
+    // Every run was recorded: count completed rows.
+    let recorded = server_rt.block_on(async {
+        let (tx, task) = stop_server;
+        let _ = tx.send(());
+        task.await??;
+        app.store
+            .read(|conn| {
+                Ok(conn.query_row("SELECT count(*) FROM executions WHERE status = 'completed'", [], |r| {
+                    r.get::<_, i64>(0)
+                })?)
+            })
+            .await
+    })?;
+    println!(
+        "end-to-end   conns={conns:<3} runs={count:<8} runs/s={rate:>9.0}  latency p50={:?} p99={:?}  errors={errors}  recorded={recorded}",
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99)
+    );
+    Ok(rate)
+}

@@ -157,7 +157,7 @@ impl App {
             .writer
             .commit(Write::Deploy {
                 agent: agent.clone(),
-                version: version.clone(),
+                version: Box::new(version.clone()),
             })
             .await?;
         self.registry.insert(

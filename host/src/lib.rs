@@ -5,6 +5,8 @@
 //! imports), [`store`] (SQLite + blobs), [`registry`] (deployed agents in memory),
 //! [`app`] (wiring), [`server`] (serving), [`client`] (the CLI's HTTP client).
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
 pub mod agent;
 pub mod api;
 pub mod app;

@@ -1,6 +1,8 @@
 //! The `warden` binary: `serve` runs the host; the other commands are an HTTP
 //! client of a running server.
 
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::PathBuf;
 
 use anyhow::Context;

@@ -43,12 +43,13 @@ pub fn agent_manifest(name: &str) -> Value {
 
 /// A config for tests: small pools, no bundled examples unless asked.
 pub fn test_config(data_dir: &Path) -> Config {
-    let mut config = Config::default();
-    config.addr = "127.0.0.1:0".parse().expect("address");
-    config.data_dir = data_dir.to_path_buf();
-    config.deploy_examples = false;
-    config.max_concurrent_executions = 16;
-    config
+    Config {
+        addr: "127.0.0.1:0".parse().expect("address"),
+        data_dir: data_dir.to_path_buf(),
+        deploy_examples: false,
+        max_concurrent_executions: 16,
+        ..Config::default()
+    }
 }
 
 impl Server {

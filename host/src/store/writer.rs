@@ -19,7 +19,7 @@ const MAX_BATCH: usize = 1024;
 
 pub enum Write {
     /// Creates or updates the agent row and adds the version.
-    Deploy { agent: Agent, version: AgentVersion },
+    Deploy { agent: Agent, version: Box<AgentVersion> },
     /// Upserts the whole execution row.
     Execution(Box<Execution>),
     /// Upserts the final execution row with the run's log lines and steps.
