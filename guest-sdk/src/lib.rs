@@ -123,7 +123,12 @@ where
     };
     let input: I = serde_json::from_str(&input)
         .map_err(|e| to_wit(AgentError::invalid_input(format!("input does not fit this agent: {e}"))))?;
-    let output = f(input).map_err(to_wit)?;
+    let output = f(input);
+    // A component does not exit, so nothing else flushes what `print!` buffered.
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    let output = output.map_err(to_wit)?;
     serde_json::to_string(&output).map_err(|e| {
         to_wit(AgentError::new(
             "invalid_output",

@@ -16,7 +16,12 @@ use warden_host::manifest::Manifest;
 use warden_host::runtime::Runtime;
 
 fn secs() -> Duration {
-    Duration::from_secs_f64(std::env::var("BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5.0))
+    Duration::from_secs_f64(
+        std::env::var("BENCH_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(5.0),
+    )
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -27,8 +32,14 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn echo() -> (Manifest, Vec<u8>) {
-    let example = warden_host::bundled::EXAMPLES.iter().find(|e| e.name == "echo").expect("echo is bundled");
-    (Manifest::from_json(example.manifest).expect("manifest"), example.wasm.to_vec())
+    let example = warden_host::bundled::EXAMPLES
+        .iter()
+        .find(|e| e.name == "echo")
+        .expect("echo is bundled");
+    (
+        Manifest::from_json(example.manifest).expect("manifest"),
+        example.wasm.to_vec(),
+    )
 }
 
 fn main() -> anyhow::Result<()> {
@@ -39,8 +50,14 @@ fn main() -> anyhow::Result<()> {
         max_concurrent_executions: 256,
         ..Config::default()
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    println!("machine: {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    println!(
+        "machine: {} cores",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+    );
     let in_process = rt.block_on(in_process(&config))?;
     println!();
     let conns: Vec<usize> = std::env::var("BENCH_CONNS")
@@ -60,7 +77,9 @@ async fn in_process(config: &Config) -> anyhow::Result<f64> {
     let runtime = Arc::new(Runtime::new(config)?);
     let (manifest, wasm) = echo();
     let limits = manifest.effective_limits(&config.limits);
-    let (pre, _) = runtime.prepare("bench-echo", || Ok(wasm)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (pre, _) = runtime
+        .prepare("bench-echo", || Ok(wasm))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let input = r#"{"name":"bench","n":[1,2,3]}"#;
     // Warm up.
     for _ in 0..1000 {
@@ -114,7 +133,10 @@ static RATE: AtomicU64 = AtomicU64::new(0);
 /// (b): a real server (2 worker threads) and a load generator on its own thread,
 /// `conns` keep-alive connections each sending sync executes back to back.
 fn end_to_end(config: &Config, conns: usize) -> anyhow::Result<f64> {
-    let server_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     let tmp = tempfile::tempdir()?;
     let config = Config {
         data_dir: tmp.path().to_path_buf(),
@@ -125,7 +147,9 @@ fn end_to_end(config: &Config, conns: usize) -> anyhow::Result<f64> {
         let addr = listener.local_addr()?;
         let app = App::open(config).await?;
         let (manifest, wasm) = echo();
-        app.deploy(manifest, wasm.into()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        app.deploy(manifest, wasm.into())
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(warden_host::server::serve(listener, Arc::clone(&app), async {
             let _ = rx.await;
@@ -140,20 +164,36 @@ fn end_to_end(config: &Config, conns: usize) -> anyhow::Result<f64> {
         let client = reqwest::Client::builder().pool_max_idle_per_host(conns).build()?;
         // Warm up.
         for _ in 0..200 {
-            client.post(&url).header("content-type", "application/json").body(body.clone()).send().await?;
+            client
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(body.clone())
+                .send()
+                .await?;
         }
         let stop = Arc::new(AtomicBool::new(false));
         let errors = Arc::new(AtomicU64::new(0));
         let mut handles = Vec::new();
         let start = Instant::now();
         for _ in 0..conns {
-            let (client, url, body, stop, errors) =
-                (client.clone(), url.clone(), body.clone(), Arc::clone(&stop), Arc::clone(&errors));
+            let (client, url, body, stop, errors) = (
+                client.clone(),
+                url.clone(),
+                body.clone(),
+                Arc::clone(&stop),
+                Arc::clone(&errors),
+            );
             handles.push(tokio::spawn(async move {
                 let mut lat = Vec::with_capacity(100_000);
                 while !stop.load(Ordering::Relaxed) {
                     let t = Instant::now();
-                    let ok = match client.post(&url).header("content-type", "application/json").body(body.clone()).send().await {
+                    let ok = match client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await
+                    {
                         Ok(resp) => resp.status().is_success() && resp.bytes().await.is_ok(),
                         Err(_) => false,
                     };
@@ -184,9 +224,11 @@ fn end_to_end(config: &Config, conns: usize) -> anyhow::Result<f64> {
         task.await??;
         app.store
             .read(|conn| {
-                Ok(conn.query_row("SELECT count(*) FROM executions WHERE status = 'completed'", [], |r| {
-                    r.get::<_, i64>(0)
-                })?)
+                Ok(
+                    conn.query_row("SELECT count(*) FROM executions WHERE status = 'completed'", [], |r| {
+                        r.get::<_, i64>(0)
+                    })?,
+                )
             })
             .await
     })?;

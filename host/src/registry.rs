@@ -14,7 +14,6 @@ pub struct Version {
     pub pre: AgentPre<RunState>,
 }
 
-#[derive(Clone)]
 pub struct Entry {
     pub agent: Agent,
     /// Index `v - 1` holds version `v`.
@@ -38,13 +37,14 @@ pub struct Registry {
 
 #[derive(Default)]
 struct Inner {
-    by_id: HashMap<String, Entry>,
+    /// Entries are replaced whole on deploy, so readers clone an `Arc`.
+    by_id: HashMap<String, Arc<Entry>>,
     id_by_name: HashMap<String, String>,
 }
 
 impl Registry {
     /// Finds an agent by id (`agt_...`) or by name.
-    pub fn get(&self, id_or_name: &str) -> Option<Entry> {
+    pub fn get(&self, id_or_name: &str) -> Option<Arc<Entry>> {
         let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
         let id = match inner.id_by_name.get(id_or_name) {
             Some(id) => id.as_str(),
@@ -57,19 +57,22 @@ impl Registry {
     pub fn insert(&self, agent: Agent, version: Version) {
         let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
         inner.id_by_name.insert(agent.name.clone(), agent.id.clone());
-        let entry = inner.by_id.entry(agent.id.clone()).or_insert_with(|| Entry {
-            agent: agent.clone(),
-            versions: Vec::new(),
-        });
-        entry.agent = agent;
-        entry.versions.push(Arc::new(version));
-        entry.versions.sort_by_key(|v| v.meta.version);
+        let mut versions = inner
+            .by_id
+            .get(&agent.id)
+            .map(|e| e.versions.clone())
+            .unwrap_or_default();
+        versions.push(Arc::new(version));
+        versions.sort_by_key(|v| v.meta.version);
+        inner
+            .by_id
+            .insert(agent.id.clone(), Arc::new(Entry { agent, versions }));
     }
 
     /// Every agent, by name.
-    pub fn list(&self) -> Vec<Entry> {
+    pub fn list(&self) -> Vec<Arc<Entry>> {
         let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
-        let mut entries: Vec<Entry> = inner.by_id.values().cloned().collect();
+        let mut entries: Vec<Arc<Entry>> = inner.by_id.values().cloned().collect();
         entries.sort_by(|a, b| a.agent.name.cmp(&b.agent.name));
         entries
     }

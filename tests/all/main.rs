@@ -6,4 +6,5 @@ mod cli;
 mod execute;
 mod listing;
 mod restart;
+mod run_log;
 mod sandbox;

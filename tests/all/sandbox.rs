@@ -93,3 +93,27 @@ async fn crash_is_a_trap_with_the_panic_message() {
     assert!(stderr.iter().any(|l| l.contains("panicked on purpose")), "{logs}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_timeout_covers_time_parked_in_host_calls() {
+    let server = Server::start().await;
+    server
+        .deploy("sleepy", json!({ "limits": { "timeout_ms": 300 } }))
+        .await;
+    // A short sleep finishes.
+    let record = server.run("sleepy", json!({ "ms": 20 })).await;
+    assert_eq!(record["status"], "completed", "{record}");
+    assert_eq!(record["output"]["slept_ms"], 20);
+    // An hour-long sleep is cut at the deadline.
+    let record = tokio::time::timeout(
+        Duration::from_secs(20),
+        server.run("sleepy", json!({ "ms": 3_600_000 })),
+    )
+    .await
+    .expect("the deadline stops a parked guest");
+    assert_eq!(record["status"], "failed");
+    assert_eq!(record["error"]["code"], "timeout", "{record}");
+    let run_ms = record["timing"]["run_ms"].as_i64().unwrap();
+    assert!((300..2000).contains(&run_ms), "stopped after {run_ms} ms");
+    server.stop().await;
+}

@@ -175,7 +175,7 @@ pub async fn list(State(app): State<Arc<App>>, ApiQuery(q): ApiQuery<ListQuery>)
     // Agent names are accepted too.
     let agent_id = q
         .agent_id
-        .map(|a| app.registry.get(&a).map(|e| e.agent.id).unwrap_or(a));
+        .map(|a| app.registry.get(&a).map(|e| e.agent.id.clone()).unwrap_or(a));
     let filter = ExecutionFilter {
         agent_id,
         status,
