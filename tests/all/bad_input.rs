@@ -10,16 +10,15 @@ async fn bad_requests_get_typed_errors() {
     server.deploy("echo", json!({})).await;
 
     // Malformed JSON.
-    let resp = server
-        .http
-        .post(server.url("/v1/agents/echo/execute"))
-        .header("content-type", "application/json")
-        .body("{\"input\": ")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-    let body: serde_json::Value = resp.json().await.unwrap();
+    let execute = || server.http.post(server.url("/v1/agents/echo/execute"));
+    let (status, body) = server
+        .send(
+            execute()
+                .header("content-type", "application/json")
+                .body("{\"input\": "),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(error_code(&body), "malformed_json");
 
     // JSON of the wrong shape.
@@ -39,15 +38,8 @@ async fn bad_requests_get_typed_errors() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
 
     // Not JSON at all.
-    let resp = server
-        .http
-        .post(server.url("/v1/agents/echo/execute"))
-        .body("hi")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    let body: serde_json::Value = resp.json().await.unwrap();
+    let (status, body) = server.send(execute().body("hi")).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_eq!(error_code(&body), "unsupported_media_type");
 
     // Unknown agent, execution, route; wrong method.
@@ -65,9 +57,8 @@ async fn bad_requests_get_typed_errors() {
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
         assert_eq!(error_code(&body), "not_found");
     }
-    let resp = server.http.delete(server.url("/v1/agents")).send().await.unwrap();
-    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
-    let body: serde_json::Value = resp.json().await.unwrap();
+    let (status, body) = server.send(server.http.delete(server.url("/v1/agents"))).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(error_code(&body), "method_not_allowed");
     server.stop().await;
 }
@@ -152,15 +143,10 @@ async fn broken_components_are_refused_and_not_stored() {
 
     // Missing parts.
     let form = reqwest::multipart::Form::new().text("manifest", "{\"name\":\"x\"}");
-    let resp = server
-        .http
-        .post(server.url("/v1/agents"))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-    let body: serde_json::Value = resp.json().await.unwrap();
+    let (status, body) = server
+        .send(server.http.post(server.url("/v1/agents")).multipart(form))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(error_code(&body), "invalid_multipart");
 
     // None of them became an agent, and nothing was compiled into the cache.

@@ -142,3 +142,32 @@ async fn health_reports_sqlite_and_uptime() {
     assert!(health["version"].is_string());
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_that_is_not_json_or_too_big_is_invalid_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = warden_tests::test_config(tmp.path());
+    config.capture.max_output_bytes = 1024;
+    let server = Server::start_with(config).await;
+    server.deploy("liar", json!({})).await;
+    server.deploy("echo", json!({})).await;
+
+    let record = server.run("liar", json!({})).await;
+    assert_eq!(record["status"], "failed");
+    assert_eq!(record["error"]["code"], "invalid_output", "{record}");
+    assert!(record["error"]["message"].as_str().unwrap().contains("not JSON"));
+    assert_eq!(record["output"], serde_json::Value::Null);
+
+    let record = server.run("echo", json!({ "blob": "x".repeat(2000) })).await;
+    assert_eq!(record["error"]["code"], "invalid_output", "{record}");
+    assert!(
+        record["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("over the limit of 1024 bytes")
+    );
+    // Small outputs still pass.
+    let record = server.run("echo", json!({ "blob": "x" })).await;
+    assert_eq!(record["status"], "completed");
+    server.stop().await;
+}

@@ -101,7 +101,8 @@ impl Server {
         format!("{}{path}", self.base)
     }
 
-    async fn send(&self, req: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    /// Sends any request; returns the status and the JSON body.
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> (StatusCode, Value) {
         let resp = tokio::time::timeout(REQUEST_TIMEOUT, req.send())
             .await
             .expect("request finishes in time")
@@ -196,7 +197,7 @@ pub fn warden_bin() -> PathBuf {
     let bin = dir.join(format!("warden{}", std::env::consts::EXE_SUFFIX));
     assert!(
         bin.exists(),
-        "{} is missing; run the tests with `cargo test --workspace`",
+        "{} is missing: build it first with `cargo build -p warden-host --bin warden` (scripts/test does)",
         bin.display()
     );
     bin

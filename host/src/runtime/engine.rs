@@ -24,7 +24,7 @@ const TABLES_PER_COMPONENT: u32 = 8;
 
 /// Bytes of a memory (and of a table) reset in place rather than decommitted when
 /// a slot is freed.
-const KEEP_RESIDENT_MEMORY: usize = 8 << 20;
+const KEEP_RESIDENT_MEMORY: usize = 2 << 20;
 const KEEP_RESIDENT_TABLE: usize = 1 << 20;
 
 pub fn build(config: &HostConfig) -> anyhow::Result<Engine> {
