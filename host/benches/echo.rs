@@ -76,14 +76,14 @@ fn main() -> anyhow::Result<()> {
 async fn in_process(config: &Config) -> anyhow::Result<f64> {
     let runtime = Arc::new(Runtime::new(config)?);
     let (manifest, wasm) = echo();
-    let limits = manifest.effective_limits(&config.limits);
+    let limits = manifest.effective_limits(&config.limits, config.max_concurrent_executions);
     let (pre, _) = runtime
         .prepare("bench-echo", || Ok(wasm))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let input = r#"{"name":"bench","n":[1,2,3]}"#;
     // Warm up.
     for _ in 0..1000 {
-        let out = runtime.run(&pre, input, limits).await;
+        let out = runtime.run(&pre, input, limits, std::future::pending()).await;
         anyhow::ensure!(out.result.is_ok(), "echo failed: {:?}", out.result.err());
     }
     for tasks in [1usize, 2, 4] {
@@ -96,7 +96,7 @@ async fn in_process(config: &Config) -> anyhow::Result<f64> {
                 let mut lat = Vec::with_capacity(200_000);
                 while !stop.load(Ordering::Relaxed) {
                     let t = Instant::now();
-                    let out = runtime.run(&pre, input, limits).await;
+                    let out = runtime.run(&pre, input, limits, std::future::pending()).await;
                     lat.push(t.elapsed());
                     if out.result.is_err() {
                         return Err(anyhow::anyhow!("echo failed"));

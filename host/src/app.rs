@@ -6,14 +6,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::Mutex;
 
 use crate::agent::{Agent, AgentVersion};
 use crate::config::Config;
+use crate::idempotency::IdempotencyKeys;
 use crate::manifest::Manifest;
 use crate::registry::{Registry, Version};
 use crate::runtime::Runtime;
 use crate::runtime::component::{ComponentError, check_header};
+use crate::scheduler::{self, Scheduler};
 use crate::store::blobs::sha256_hex;
 use crate::store::writer::Write;
 use crate::store::{Store, StoreError, read};
@@ -24,8 +26,8 @@ pub struct App {
     pub store: Store,
     pub runtime: Arc<Runtime>,
     pub registry: Registry,
-    /// One permit per execution allowed to run at once.
-    pub slots: Arc<Semaphore>,
+    pub scheduler: Scheduler,
+    pub idempotency: IdempotencyKeys,
     pub started: Instant,
     deploy_lock: Mutex<()>,
 }
@@ -53,7 +55,8 @@ impl App {
             tokio::task::spawn_blocking(move || Runtime::new(&config)).await??
         };
         let app = Arc::new(App {
-            slots: Arc::new(Semaphore::new(config.max_concurrent_executions as usize)),
+            scheduler: Scheduler::new(&config),
+            idempotency: IdempotencyKeys::new(config.idempotency_ttl_secs),
             config,
             store,
             runtime: Arc::new(runtime),
@@ -62,6 +65,11 @@ impl App {
             deploy_lock: Mutex::new(()),
         });
         app.load_deployed().await?;
+        let since = time::now_ms() - app.idempotency.ttl_ms();
+        app.idempotency
+            .load(app.store.read(move |conn| read::idempotency_keys(conn, since)).await?);
+        scheduler::recover(&app).await?;
+        tokio::spawn(expire_idempotency_keys(Arc::downgrade(&app)));
         if app.config.deploy_examples && app.registry.is_empty() {
             for example in bundled::EXAMPLES {
                 let manifest = Manifest::from_json(example.manifest)
@@ -147,7 +155,7 @@ impl App {
             agent_id: agent.id.clone(),
             version: number,
             label: manifest.version.clone(),
-            limits: manifest.effective_limits(&self.config.limits),
+            limits: manifest.effective_limits(&self.config.limits, self.config.max_concurrent_executions),
             manifest,
             component_hash: hash.0,
             component_size: hash.1,
@@ -173,5 +181,16 @@ impl App {
     /// Commits what is queued and stops the writer. Call after the server stops.
     pub async fn close(&self) {
         self.store.close().await;
+    }
+}
+
+/// Forgets expired idempotency keys every few minutes, for as long as the app lives.
+async fn expire_idempotency_keys(app: std::sync::Weak<App>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
+    loop {
+        tick.tick().await;
+        let Some(app) = app.upgrade() else { return };
+        let before = app.idempotency.expire(time::now_ms());
+        app.store.writer.send(Write::ExpireIdempotencyKeys { before });
     }
 }

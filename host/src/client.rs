@@ -72,6 +72,11 @@ impl Client {
         .await
     }
 
+    /// POST with no body (cancel, retry).
+    pub async fn post(&self, path: &str) -> anyhow::Result<Value> {
+        self.send(self.http.post(format!("{}{path}", self.base))).await
+    }
+
     pub async fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
         self.send(self.http.get(format!("{}{path}", self.base)).query(query))
             .await

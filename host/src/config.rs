@@ -26,6 +26,12 @@ pub struct Config {
     pub http: HttpLimits,
     /// How many executions may run at once (also sizes the instance pool).
     pub max_concurrent_executions: u32,
+    /// How many executions may wait queued; past it, execute answers 429.
+    pub max_queued_executions: usize,
+    /// A run's slot is reclaimed this long after its timeout, whatever happened.
+    pub slot_grace_ms: u64,
+    /// How long an `Idempotency-Key` is remembered.
+    pub idempotency_ttl_secs: u64,
 }
 
 /// Host maxima and defaults for per-agent limits. A manifest may ask for less than
@@ -77,6 +83,9 @@ impl Default for Config {
             capture: CaptureLimits::default(),
             http: HttpLimits::default(),
             max_concurrent_executions: 256,
+            max_queued_executions: 10_000,
+            slot_grace_ms: 5_000,
+            idempotency_ttl_secs: 24 * 60 * 60,
         }
     }
 }

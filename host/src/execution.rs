@@ -12,17 +12,21 @@ pub enum Status {
     Pending,
     Queued,
     Running,
+    CancelRequested,
     Completed,
     Failed,
+    Cancelled,
 }
 
 impl Status {
-    pub const ALL: [Status; 5] = [
+    pub const ALL: [Status; 7] = [
         Status::Pending,
         Status::Queued,
         Status::Running,
+        Status::CancelRequested,
         Status::Completed,
         Status::Failed,
+        Status::Cancelled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -30,8 +34,10 @@ impl Status {
             Status::Pending => "pending",
             Status::Queued => "queued",
             Status::Running => "running",
+            Status::CancelRequested => "cancel_requested",
             Status::Completed => "completed",
             Status::Failed => "failed",
+            Status::Cancelled => "cancelled",
         }
     }
 
@@ -40,7 +46,7 @@ impl Status {
     }
 
     pub fn is_terminal(self) -> bool {
-        matches!(self, Status::Completed | Status::Failed)
+        matches!(self, Status::Completed | Status::Failed | Status::Cancelled)
     }
 }
 
@@ -100,8 +106,17 @@ pub struct Execution {
     pub n_steps: u32,
     pub n_logs: u32,
     pub logs_truncated: bool,
+    /// 1 for a first run; a retry's attempt is its original's plus one.
+    pub attempt: u32,
+    /// The execution this one retries.
+    pub retry_of: Option<String>,
+    /// The newest execution that retries this one.
+    pub retried_by: Option<String>,
     #[serde(serialize_with = "time::serialize")]
     pub created_at: i64,
+    /// A queued retry waits until this time (its backoff).
+    #[serde(serialize_with = "time::serialize_opt", skip_serializing_if = "Option::is_none")]
+    pub run_after: Option<i64>,
     #[serde(serialize_with = "time::serialize_opt")]
     pub queued_at: Option<i64>,
     #[serde(serialize_with = "time::serialize_opt")]

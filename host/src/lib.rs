@@ -15,6 +15,7 @@ mod capabilities;
 pub mod client;
 pub mod config;
 pub mod execution;
+pub mod idempotency;
 pub mod ids;
 pub mod manifest;
 pub mod registry;

@@ -3,6 +3,7 @@
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -92,6 +93,14 @@ enum ExecutionsCommand {
     Steps {
         id: String,
     },
+    /// Cancel a queued or running execution.
+    Cancel {
+        id: String,
+    },
+    /// Run an execution again as a new, linked execution.
+    Retry {
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -106,6 +115,7 @@ fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,wasmtime=warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -158,6 +168,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ExecutionsCommand::Get { id } => client()?.get(&format!("/v1/executions/{id}"), &[]).await?,
             ExecutionsCommand::Logs { id } => client()?.get(&format!("/v1/executions/{id}/logs"), &[]).await?,
             ExecutionsCommand::Steps { id } => client()?.get(&format!("/v1/executions/{id}/steps"), &[]).await?,
+            ExecutionsCommand::Cancel { id } => client()?.post(&format!("/v1/executions/{id}/cancel")).await?,
+            ExecutionsCommand::Retry { id } => client()?.post(&format!("/v1/executions/{id}/retry")).await?,
         },
         Command::Agents { command } => match command {
             AgentsCommand::List => client()?.get("/v1/agents", &[]).await?,

@@ -21,6 +21,50 @@ pub struct Manifest {
     pub version: Option<String>,
     #[serde(default)]
     pub limits: RequestedLimits,
+    /// How many executions of this agent may run at once (others wait queued).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
+    /// Automatic retries of failed executions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
+}
+
+/// Failed executions are retried as new, linked executions (`trigger: "retry"`,
+/// `retry_of`), up to `max_attempts` attempts in all, waiting `backoff_ms` before
+/// the first retry and `backoff_multiplier` times longer before each next one.
+/// Failures that cannot succeed on a retry (`invalid_input`) are not retried.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    #[serde(default = "default_backoff_ms")]
+    pub backoff_ms: u64,
+    #[serde(default = "default_backoff_multiplier")]
+    pub backoff_multiplier: f64,
+}
+
+fn default_backoff_ms() -> u64 {
+    1000
+}
+
+fn default_backoff_multiplier() -> f64 {
+    2.0
+}
+
+/// Most attempts a retry policy may ask for.
+pub const MAX_ATTEMPTS: u32 = 10;
+/// Longest wait before one retry.
+pub const MAX_BACKOFF_MS: u64 = 60 * 60 * 1000;
+/// Concurrency slots an agent gets when its manifest does not say.
+pub const DEFAULT_MAX_CONCURRENCY: u32 = 3;
+
+impl RetryPolicy {
+    /// Wait before attempt `next` (2 for the first retry).
+    pub fn backoff(&self, next: u32) -> std::time::Duration {
+        let factor = self.backoff_multiplier.powi(next.saturating_sub(2) as i32);
+        let ms = (self.backoff_ms as f64 * factor).min(MAX_BACKOFF_MS as f64);
+        std::time::Duration::from_millis(ms as u64)
+    }
 }
 
 /// Limits a manifest asks for; absent ones take the host's defaults.
@@ -41,6 +85,13 @@ pub struct Limits {
     pub fuel: u64,
     pub memory_mb: u32,
     pub timeout_ms: u64,
+    /// Executions of the agent that may run at once.
+    #[serde(default = "default_max_concurrency")]
+    pub max_concurrency: u32,
+}
+
+fn default_max_concurrency() -> u32 {
+    DEFAULT_MAX_CONCURRENCY
 }
 
 impl Limits {
@@ -85,16 +136,31 @@ impl Manifest {
         if l.timeout_ms == Some(0) {
             return Err("manifest.limits.timeout_ms: must be at least 1".into());
         }
+        if self.max_concurrency == Some(0) {
+            return Err("manifest.max_concurrency: must be at least 1".into());
+        }
+        if let Some(r) = &self.retry {
+            if r.max_attempts == 0 || r.max_attempts > MAX_ATTEMPTS {
+                return Err(format!("manifest.retry.max_attempts: must be 1 to {MAX_ATTEMPTS}"));
+            }
+            if r.backoff_ms > MAX_BACKOFF_MS {
+                return Err(format!("manifest.retry.backoff_ms: must be at most {MAX_BACKOFF_MS}"));
+            }
+            if !(1.0..=10.0).contains(&r.backoff_multiplier) {
+                return Err("manifest.retry.backoff_multiplier: must be 1 to 10".into());
+            }
+        }
         Ok(())
     }
 
     /// The manifest's limits, defaulted and clamped by the host's maxima.
-    pub fn effective_limits(&self, host: &HostLimits) -> Limits {
+    pub fn effective_limits(&self, host: &HostLimits, max_running: u32) -> Limits {
         let l = &self.limits;
         Limits {
             fuel: l.fuel.unwrap_or(host.default_fuel).min(host.max_fuel),
             memory_mb: l.memory_mb.unwrap_or(host.default_memory_mb).min(host.max_memory_mb),
             timeout_ms: l.timeout_ms.unwrap_or(host.default_timeout_ms).min(host.max_timeout_ms),
+            max_concurrency: self.max_concurrency.unwrap_or(DEFAULT_MAX_CONCURRENCY).min(max_running),
         }
     }
 }
@@ -128,10 +194,23 @@ mod tests {
     fn limits_are_clamped_by_the_host() {
         let m = Manifest::from_json(r#"{"name":"a","limits":{"fuel":999999999999999,"memory_mb":4}}"#).unwrap();
         let host = HostLimits::default();
-        let l = m.effective_limits(&host);
+        let l = m.effective_limits(&host, 8);
+        assert_eq!(l.max_concurrency, 3);
         assert_eq!(l.fuel, host.max_fuel);
         assert_eq!(l.memory_mb, 4);
         assert_eq!(l.timeout_ms, host.default_timeout_ms);
+    }
+
+    #[test]
+    fn backoff_grows() {
+        let r = RetryPolicy {
+            max_attempts: 4,
+            backoff_ms: 100,
+            backoff_multiplier: 2.0,
+        };
+        assert_eq!(r.backoff(2).as_millis(), 100);
+        assert_eq!(r.backoff(3).as_millis(), 200);
+        assert_eq!(r.backoff(4).as_millis(), 400);
     }
 
     #[test]
@@ -140,6 +219,8 @@ mod tests {
         assert!(e.contains("manifest.name"), "{e}");
         let e = Manifest::from_json(r#"{"name":"ok","limits":{"memory_mb":0}}"#).unwrap_err();
         assert!(e.contains("manifest.limits.memory_mb"), "{e}");
+        let e = Manifest::from_json(r#"{"name":"ok","retry":{"max_attempts":0}}"#).unwrap_err();
+        assert!(e.contains("manifest.retry.max_attempts"), "{e}");
         let e = Manifest::from_json(r#"{"name":"ok","limitz":{}}"#).unwrap_err();
         assert!(e.contains("limitz"), "{e}");
     }

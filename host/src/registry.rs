@@ -40,6 +40,8 @@ struct Inner {
     /// Entries are replaced whole on deploy, so readers clone an `Arc`.
     by_id: HashMap<String, Arc<Entry>>,
     id_by_name: HashMap<String, String>,
+    /// Agent id of each version id.
+    agent_of_version: HashMap<String, String>,
 }
 
 impl Registry {
@@ -53,10 +55,19 @@ impl Registry {
         inner.by_id.get(id).cloned()
     }
 
+    /// Finds a version by its id, with its agent.
+    pub fn version(&self, version_id: &str) -> Option<(Arc<Entry>, Arc<Version>)> {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        let entry = inner.by_id.get(inner.agent_of_version.get(version_id)?)?;
+        let version = entry.versions.iter().find(|v| v.meta.id == version_id)?;
+        Some((Arc::clone(entry), Arc::clone(version)))
+    }
+
     /// Adds a version (and the agent, the first time).
     pub fn insert(&self, agent: Agent, version: Version) {
         let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
         inner.id_by_name.insert(agent.name.clone(), agent.id.clone());
+        inner.agent_of_version.insert(version.meta.id.clone(), agent.id.clone());
         let mut versions = inner
             .by_id
             .get(&agent.id)

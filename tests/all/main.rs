@@ -5,6 +5,8 @@ mod bad_input;
 mod cli;
 mod execute;
 mod listing;
+mod recovery;
 mod restart;
 mod run_log;
 mod sandbox;
+mod scheduling;

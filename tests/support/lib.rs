@@ -81,6 +81,18 @@ impl Server {
         }
     }
 
+    /// A handle to a server running elsewhere (another process): requests only.
+    pub fn attach(base: &str) -> Server {
+        Server {
+            base: base.to_owned(),
+            http: reqwest::Client::new(),
+            data_dir: PathBuf::new(),
+            shutdown: None,
+            task: None,
+            _tmp: None,
+        }
+    }
+
     /// Stops serving and waits until everything is committed. Returns the data
     /// dir's guard so a test can start another server on it.
     pub async fn stop(mut self) -> Option<tempfile::TempDir> {

@@ -4,13 +4,17 @@
 use axum::Json;
 use axum::extract::multipart::{MultipartError, MultipartRejection};
 use axum::extract::rejection::JsonRejection;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::app::DeployError;
 use crate::runtime::component::ComponentError;
+use crate::scheduler::{RetryError, SubmitError};
 use crate::store::StoreError;
+
+/// What `Retry-After` tells a client refused for a full queue.
+const RETRY_AFTER_SECS: &str = "1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -26,6 +30,17 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// The request conflicts with the resource's state; `status` is its current
+    /// status where that is what conflicts.
+    #[error("{message}")]
+    Conflict {
+        code: &'static str,
+        message: String,
+        status: Option<&'static str>,
+    },
+    /// Past the queue's bound; come back after `Retry-After` seconds.
+    #[error("{0}")]
+    TooManyRequests(String),
     #[error("internal error: {0:#}")]
     Internal(anyhow::Error),
 }
@@ -53,6 +68,8 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
+            ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "queue_full"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -68,7 +85,17 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        (status, Json(json!({ "error": { "code": code, "message": message } }))).into_response()
+        let mut body = json!({ "error": { "code": code, "message": message } });
+        if let ApiError::Conflict { status: Some(s), .. } = &self {
+            body["error"]["status"] = json!(s);
+        }
+        let mut response = (status, Json(body)).into_response();
+        if let ApiError::TooManyRequests(_) = &self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+        }
+        response
     }
 }
 
@@ -81,6 +108,30 @@ impl From<anyhow::Error> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         ApiError::Internal(e.into())
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(e: SubmitError) -> Self {
+        match e {
+            SubmitError::QueueFull(_) => ApiError::TooManyRequests(e.to_string()),
+            SubmitError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<RetryError> for ApiError {
+    fn from(e: RetryError) -> Self {
+        match e {
+            RetryError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            RetryError::VersionGone => ApiError::Conflict {
+                code: "version_unavailable",
+                message: e.to_string(),
+                status: None,
+            },
+            RetryError::Submit(s) => s.into(),
+            RetryError::Internal(i) => ApiError::Internal(i),
+        }
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -14,9 +14,12 @@ use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery};
 use crate::app::App;
 use crate::execution::{Execution, ExecutionView, LogLine, Status, Step};
-use crate::scheduler::{self, DEFAULT_PRIORITY, Request};
+use crate::idempotency::{Claim, MAX_KEY_LEN, request_hash};
+use crate::scheduler::{self, Cancel, DEFAULT_PRIORITY, Request};
 use crate::store::read::{self, ExecutionFilter};
-use crate::time;
+use crate::store::writer::Write;
+use crate::{ids, time};
+use tokio::sync::watch;
 
 const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 500;
@@ -54,6 +57,7 @@ fn view(execution: &Execution) -> Json<ExecutionView<'_>> {
 pub async fn execute(
     State(app): State<Arc<App>>,
     Path(id_or_name): Path<String>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<ExecuteBody>,
 ) -> Result<Response, ApiError> {
     let entry = app
@@ -83,36 +87,154 @@ pub async fn execute(
         }
         None => RawValue::from_string("{}".to_owned()).map_err(anyhow::Error::from)?,
     };
-    let input = match body.input {
-        Some(input) => input,
-        None => RawValue::NULL.to_owned(),
-    };
-    let request = Request {
-        input,
-        metadata,
-        priority,
-        trigger: "api",
-    };
-    let durable = body.mode == Mode::Async;
-    let accepted = scheduler::submit(&app, &entry, version, request, durable).await?;
-    match body.mode {
-        Mode::Async => {
-            let location = format!("/v1/executions/{}", accepted.execution.id);
-            Ok((
-                StatusCode::ACCEPTED,
-                [(header::LOCATION, location)],
-                view(&accepted.execution),
-            )
-                .into_response())
+    let input = body.input.unwrap_or_else(|| RawValue::NULL.to_owned());
+    let mut request = Request::new(input, metadata, priority, "api");
+
+    let key = idempotency_key(&headers)?;
+    if let Some(key) = &key {
+        let version_part = body.version.map_or_else(|| "latest".to_owned(), |v| v.to_string());
+        let hash = request_hash(&[
+            &entry.agent.id,
+            &version_part,
+            request.input.get(),
+            request.metadata.get(),
+            &priority.to_string(),
+        ]);
+        let id = ids::execution();
+        let now = time::now_ms();
+        match app.idempotency.claim(key, &hash, &id, now) {
+            Claim::Conflict => {
+                return Err(ApiError::Conflict {
+                    code: "idempotency_conflict",
+                    message: format!("Idempotency-Key {key:?} was already used with a different request"),
+                    status: None,
+                });
+            }
+            Claim::Same(existing) => return replay(&app, existing, body.mode).await,
+            Claim::New => {
+                app.store.writer.send(Write::IdempotencyKey {
+                    key: key.clone(),
+                    request_hash: hash,
+                    execution_id: id.clone(),
+                    created_at: now,
+                });
+                request.id = Some(id);
+            }
         }
+    }
+    let promised = request.id.clone();
+    let durable = body.mode == Mode::Async;
+    let accepted = match scheduler::submit(&app, &entry, version, request, durable).await {
+        Ok(accepted) => accepted,
+        Err(e) => {
+            if let (Some(key), Some(id)) = (&key, &promised) {
+                app.idempotency.release(key, id);
+                app.store.writer.send(Write::ExpireIdempotencyKey {
+                    key: key.clone(),
+                    execution_id: id.clone(),
+                });
+            }
+            return Err(e.into());
+        }
+    };
+    match body.mode {
+        Mode::Async => Ok(accepted_response(&accepted.execution)),
         Mode::Sync => {
-            let finished = accepted
-                .done
-                .await
-                .map_err(|_| ApiError::Internal(anyhow::anyhow!("execution ended without a record")))?;
+            let finished = wait_final(&app, accepted.done).await?;
             Ok((StatusCode::OK, view(&finished)).into_response())
         }
     }
+}
+
+/// 202 with the queued record and where to poll it.
+fn accepted_response(execution: &Execution) -> Response {
+    let location = format!("/v1/executions/{}", execution.id);
+    (StatusCode::ACCEPTED, [(header::LOCATION, location)], view(execution)).into_response()
+}
+
+/// The `Idempotency-Key` header, checked.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    match value.to_str() {
+        Ok(key) if !key.is_empty() && key.len() <= MAX_KEY_LEN => Ok(Some(key.to_owned())),
+        _ => Err(ApiError::bad_request(
+            "invalid_request",
+            format!("Idempotency-Key must be 1 to {MAX_KEY_LEN} visible ASCII characters"),
+        )),
+    }
+}
+
+/// A repeated request with a known key: the same execution, not a new run (a
+/// sync caller still waits for it to end).
+async fn replay(app: &Arc<App>, id: String, mode: Mode) -> Result<Response, ApiError> {
+    if mode == Mode::Sync
+        && let Some(done) = app.scheduler.watch(&id)
+    {
+        let finished = wait_final(app, done).await?;
+        return Ok((StatusCode::OK, view(&finished)).into_response());
+    }
+    let execution = load(app, id).await?;
+    Ok((StatusCode::OK, view(&execution)).into_response())
+}
+
+/// Waits for an execution's end, following the retries its agent's policy makes,
+/// and returns the last attempt's record.
+async fn wait_final(app: &Arc<App>, mut done: scheduler::Watch) -> Result<Arc<Execution>, ApiError> {
+    loop {
+        let ended = done
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| ApiError::Internal(anyhow::anyhow!("execution ended without a record")))?
+            .clone();
+        let ended = ended.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("execution ended without a record")))?;
+        let next = match (&ended.status, &ended.retried_by) {
+            (Status::Failed, Some(next)) => next.clone(),
+            _ => return Ok(ended),
+        };
+        done = match app.scheduler.watch(&next) {
+            Some(watch) => watch,
+            None => {
+                // Already over: continue from its stored record.
+                let stored = Arc::new(load(app, next).await?);
+                let (_, watch) = watch::channel(Some(stored));
+                watch
+            }
+        };
+    }
+}
+
+/// `POST /v1/executions/{id}/cancel`.
+pub async fn cancel(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    match scheduler::cancel(&app, &id).await? {
+        Cancel::Cancelled(execution) => Ok((StatusCode::OK, view(&execution)).into_response()),
+        Cancel::Requested => {
+            let execution = load(&app, id).await?;
+            Ok((StatusCode::ACCEPTED, view(&execution)).into_response())
+        }
+        Cancel::NotLive => {
+            let execution = load(&app, id).await?;
+            if execution.status.is_terminal() {
+                return Err(ApiError::Conflict {
+                    code: "already_finished",
+                    message: format!(
+                        "execution {} is already {}; only queued or running executions can be cancelled",
+                        execution.id,
+                        execution.status.as_str()
+                    ),
+                    status: Some(execution.status.as_str()),
+                });
+            }
+            Ok((StatusCode::OK, view(&execution)).into_response())
+        }
+    }
+}
+
+/// `POST /v1/executions/{id}/retry`: 202 with the new, linked execution.
+pub async fn retry(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let accepted = scheduler::retry(&app, &id).await?;
+    Ok(accepted_response(&accepted.execution))
 }
 
 async fn load(app: &App, id: String) -> Result<Execution, ApiError> {

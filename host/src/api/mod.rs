@@ -33,6 +33,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/agents/{id}/execute", post(executions::execute))
         .route("/v1/executions", get(executions::list))
         .route("/v1/executions/{id}", get(executions::get))
+        .route("/v1/executions/{id}/cancel", post(executions::cancel))
+        .route("/v1/executions/{id}/retry", post(executions::retry))
         .route("/v1/executions/{id}/logs", get(executions::logs))
         .route("/v1/executions/{id}/steps", get(executions::steps))
         .route("/admin/health", get(health::health))

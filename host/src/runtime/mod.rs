@@ -10,6 +10,7 @@ pub mod component;
 pub mod engine;
 mod state;
 
+use std::future::Future;
 use std::sync::atomic::Ordering;
 
 use serde_json::value::RawValue;
@@ -49,6 +50,8 @@ pub struct Runtime {
 /// How one run ended, with what it recorded.
 pub struct RunOutcome {
     pub result: Result<Box<RawValue>, ExecError>,
+    /// Stopped because `cancel` resolved.
+    pub cancelled: bool,
     pub fuel_used: u64,
     pub peak_memory_bytes: u64,
     pub recording: Recording,
@@ -99,27 +102,45 @@ impl Runtime {
         Ok((pre, origin))
     }
 
-    /// Runs one execution in a fresh store.
-    pub async fn run(&self, pre: &AgentPre<RunState>, input: &str, limits: Limits) -> RunOutcome {
+    /// Runs one execution in a fresh store. When `cancel` resolves first, the guest
+    /// is stopped (at its next epoch tick if it is running wasm, at once if it is
+    /// parked in a host call) and the outcome is `cancelled`.
+    pub async fn run(
+        &self,
+        pre: &AgentPre<RunState>,
+        input: &str,
+        limits: Limits,
+        cancel: impl Future<Output = ()>,
+    ) -> RunOutcome {
         let record = RunRecord::new(self.capture);
         let mut store = Store::new(&self.engine, RunState::new(limits.memory_bytes(), record.clone()));
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(1);
         store.epoch_deadline_async_yield_and_update(1);
+        let mut cancelled = false;
         let result = match store.set_fuel(limits.fuel) {
             Ok(()) => {
                 let call = async {
                     let agent = pre.instantiate_async(&mut store).await?;
                     agent.call_run(&mut store, input).await
                 };
-                match tokio::time::timeout(limits.timeout(), call).await {
-                    Err(_) => Err(ExecError::host(
+                let ended = tokio::select! {
+                    biased;
+                    () = cancel => None,
+                    ended = tokio::time::timeout(limits.timeout(), call) => Some(ended),
+                };
+                match ended {
+                    None => {
+                        cancelled = true;
+                        Err(ExecError::host("cancelled", "the execution was cancelled on request"))
+                    }
+                    Some(Err(_)) => Err(ExecError::host(
                         "timeout",
                         format!("the agent ran past its timeout of {} ms", limits.timeout_ms),
                     )),
-                    Ok(Err(e)) => Err(Self::classify(&e, &store, &record, limits)),
-                    Ok(Ok(Err(agent_error))) => Err(agent_failure(agent_error)),
-                    Ok(Ok(Ok(output))) => self.check_output(output),
+                    Some(Ok(Err(e))) => Err(Self::classify(&e, &store, &record, limits)),
+                    Some(Ok(Ok(Err(agent_error)))) => Err(agent_failure(agent_error)),
+                    Some(Ok(Ok(Ok(output)))) => self.check_output(output),
                 }
             }
             Err(e) => Err(ExecError::host(
@@ -132,6 +153,7 @@ impl Runtime {
         drop(store);
         RunOutcome {
             result,
+            cancelled,
             fuel_used,
             peak_memory_bytes,
             recording: record.finish(),

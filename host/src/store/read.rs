@@ -58,7 +58,7 @@ fn raw(text: String) -> Box<RawValue> {
 const EXECUTION_COLUMNS: &str = "id, agent_id, agent_name, agent_version_id, agent_version, status,
     trigger, priority, input, output, error_code, error_message, error_source, metadata,
     fuel_used, peak_memory_bytes, n_steps, n_logs, logs_truncated, created_at, queued_at,
-    started_at, completed_at";
+    started_at, completed_at, attempt, retry_of, retried_by, run_after";
 
 fn execution_from_row(r: &Row<'_>) -> rusqlite::Result<Execution> {
     let status: String = r.get(5)?;
@@ -96,6 +96,10 @@ fn execution_from_row(r: &Row<'_>) -> rusqlite::Result<Execution> {
         queued_at: r.get(20)?,
         started_at: r.get(21)?,
         completed_at: r.get(22)?,
+        attempt: r.get(23)?,
+        retry_of: r.get(24)?,
+        retried_by: r.get(25)?,
+        run_after: r.get(26)?,
     })
 }
 
@@ -105,6 +109,29 @@ pub fn execution(conn: &Connection, id: &str) -> anyhow::Result<Option<Execution
         .prepare_cached(&sql)?
         .query_row([id], execution_from_row)
         .optional()?)
+}
+
+/// Executions that had not finished, oldest first (what a restart recovers).
+pub fn unfinished_executions(conn: &Connection) -> anyhow::Result<Vec<Execution>> {
+    let sql = format!(
+        "SELECT {EXECUTION_COLUMNS} FROM executions
+         WHERE status IN ('pending', 'queued', 'running', 'cancel_requested') ORDER BY id"
+    );
+    let rows = conn
+        .prepare(&sql)?
+        .query_map([], execution_from_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
+}
+
+/// An idempotency key as stored: the request's hash, the execution, when.
+pub fn idempotency_keys(conn: &Connection, since: i64) -> anyhow::Result<Vec<(String, String, String, i64)>> {
+    let mut stmt = conn
+        .prepare("SELECT key, request_hash, execution_id, created_at FROM idempotency_keys WHERE created_at >= ?1")?;
+    let rows = stmt
+        .query_map([since], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
 }
 
 /// Filters and cursor of `GET /v1/executions`. Newest first; `after` is the last id

@@ -73,6 +73,20 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (execution_id, seq)
     ) WITHOUT ROWID;
     "#,
+    // 2: retries, delayed runs, idempotency keys.
+    r#"
+    ALTER TABLE executions ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE executions ADD COLUMN retry_of TEXT;
+    ALTER TABLE executions ADD COLUMN retried_by TEXT;
+    ALTER TABLE executions ADD COLUMN run_after INTEGER;
+    CREATE INDEX executions_by_trigger ON executions (trigger, id);
+    CREATE TABLE idempotency_keys (
+        key TEXT PRIMARY KEY,
+        request_hash TEXT NOT NULL,
+        execution_id TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// Connection settings every connection gets.

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
 use crate::agent::{Agent, AgentVersion};
-use crate::execution::{Execution, LogLine, Step};
+use crate::execution::{Execution, LogLine, Status, Step};
 
 /// Most jobs committed in one transaction.
 const MAX_BATCH: usize = 1024;
@@ -28,13 +28,28 @@ pub enum Write {
         logs: Vec<LogLine>,
         steps: Vec<Step>,
     },
+    /// Sets an execution's status, only if it still has status `from`.
+    Status { id: String, from: Status, to: Status },
+    /// Records that `retried_by` retries execution `id`.
+    LinkRetry { id: String, retried_by: String },
+    /// Remembers an idempotency key.
+    IdempotencyKey {
+        key: String,
+        request_hash: String,
+        execution_id: String,
+        created_at: i64,
+    },
+    /// Forgets one idempotency key (its request was refused after all).
+    ExpireIdempotencyKey { key: String, execution_id: String },
+    /// Forgets idempotency keys created before `before`.
+    ExpireIdempotencyKeys { before: i64 },
 }
 
 impl Write {
     fn execution_id(&self) -> Option<&str> {
         match self {
             Write::Execution(e) | Write::Finish { execution: e, .. } => Some(&e.id),
-            Write::Deploy { .. } => None,
+            _ => None,
         }
     }
 }
@@ -71,11 +86,19 @@ impl Writer {
 
     /// Queues a write and waits until it is committed.
     pub async fn commit(&self, write: Write) -> Result<(), StoreError> {
+        self.queue(write).await
+    }
+
+    /// Queues a write now; the returned future says when it is committed.
+    pub fn queue(&self, write: Write) -> impl Future<Output = Result<(), StoreError>> + use<> {
         let (ack, done) = oneshot::channel();
-        self.tx
-            .send(Job::Write(write, Some(ack)))
-            .map_err(|_| StoreError::Closed)?;
-        done.await.map_err(|_| StoreError::Closed)?
+        let sent = self.tx.send(Job::Write(write, Some(ack))).is_ok();
+        async move {
+            if !sent {
+                return Err(StoreError::Closed);
+            }
+            done.await.map_err(|_| StoreError::Closed)?
+        }
     }
 
     /// Commits everything queued so far, then stops the thread.
@@ -164,6 +187,34 @@ fn apply(conn: &mut Connection, writes: &[&Write]) -> anyhow::Result<()> {
                 }
                 insert_run_record(&tx, &execution.id, logs, steps)?;
             }
+            Write::Status { id, from, to } => {
+                tx.prepare_cached("UPDATE executions SET status = ?1 WHERE id = ?2 AND status = ?3")?
+                    .execute(params![to.as_str(), id, from.as_str()])?;
+            }
+            Write::LinkRetry { id, retried_by } => {
+                tx.prepare_cached("UPDATE executions SET retried_by = ?1 WHERE id = ?2")?
+                    .execute(params![retried_by, id])?;
+            }
+            Write::IdempotencyKey {
+                key,
+                request_hash,
+                execution_id,
+                created_at,
+            } => {
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO idempotency_keys (key, request_hash, execution_id, created_at)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![key, request_hash, execution_id, created_at])?;
+            }
+            Write::ExpireIdempotencyKey { key, execution_id } => {
+                tx.prepare_cached("DELETE FROM idempotency_keys WHERE key = ?1 AND execution_id = ?2")?
+                    .execute([key, execution_id])?;
+            }
+            Write::ExpireIdempotencyKeys { before } => {
+                tx.prepare_cached("DELETE FROM idempotency_keys WHERE created_at < ?1")?
+                    .execute([before])?;
+            }
         }
     }
     tx.commit()?;
@@ -209,16 +260,17 @@ fn upsert_execution(tx: &Transaction<'_>, e: &Execution) -> anyhow::Result<()> {
         "INSERT INTO executions (id, agent_id, agent_name, agent_version_id, agent_version,
             status, trigger, priority, input, output, error_code, error_message, error_source,
             metadata, fuel_used, peak_memory_bytes, n_steps, n_logs, logs_truncated,
-            created_at, queued_at, started_at, completed_at)
+            created_at, queued_at, started_at, completed_at, attempt, retry_of, retried_by, run_after)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-            ?18, ?19, ?20, ?21, ?22, ?23)
+            ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)
          ON CONFLICT (id) DO UPDATE SET status = excluded.status, output = excluded.output,
             error_code = excluded.error_code, error_message = excluded.error_message,
             error_source = excluded.error_source, fuel_used = excluded.fuel_used,
             peak_memory_bytes = excluded.peak_memory_bytes, n_steps = excluded.n_steps,
             n_logs = excluded.n_logs, logs_truncated = excluded.logs_truncated,
             queued_at = excluded.queued_at, started_at = excluded.started_at,
-            completed_at = excluded.completed_at",
+            completed_at = excluded.completed_at, retried_by = coalesce(excluded.retried_by, retried_by),
+            run_after = excluded.run_after",
     )?;
     stmt.execute(params![
         e.id,
@@ -243,7 +295,11 @@ fn upsert_execution(tx: &Transaction<'_>, e: &Execution) -> anyhow::Result<()> {
         e.created_at,
         e.queued_at,
         e.started_at,
-        e.completed_at
+        e.completed_at,
+        e.attempt,
+        e.retry_of,
+        e.retried_by,
+        e.run_after
     ])?;
     Ok(())
 }

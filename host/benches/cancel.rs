@@ -1,0 +1,108 @@
+//! Cancel latency: from a cancel request to the execution's `cancelled` record
+//! being committed, for guests spinning in wasm (`spin`) and for guests parked in
+//! a host call (`sleepy`). In process, no HTTP.
+//!
+//! `cargo bench -p warden-host --bench cancel` (env: BENCH_ROUNDS, default 4;
+//! BENCH_BATCH, default 50 executions cancelled together per round).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::value::RawValue;
+use warden_host::app::App;
+use warden_host::config::Config;
+use warden_host::execution::Status;
+use warden_host::manifest::Manifest;
+use warden_host::scheduler::{self, Request};
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default)
+}
+
+fn main() -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let tmp = tempfile::tempdir()?;
+        let config = Config {
+            data_dir: tmp.path().to_path_buf(),
+            deploy_examples: false,
+            ..Config::default()
+        };
+        let app = App::open(config).await?;
+        let batch = env("BENCH_BATCH", 50);
+        for (agent, input) in [("spin", "null"), ("sleepy", r#"{"ms":3600000}"#)] {
+            let path = warden_host::bundled::agent_path(agent).ok_or_else(|| anyhow::anyhow!("{agent} not built"))?;
+            let manifest = Manifest::from_json(&format!(
+                r#"{{"name":"{agent}","max_concurrency":{batch},"limits":{{"fuel":1000000000000,"timeout_ms":600000}}}}"#
+            ))
+            .map_err(|e| anyhow::anyhow!(e))?;
+            app.deploy(manifest, Bytes::from(std::fs::read(path)?)).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let lat = measure(&app, agent, input, batch, env("BENCH_ROUNDS", 4)).await?;
+            let pct = |p: f64| lat[((lat.len() - 1) as f64 * p).round() as usize];
+            println!(
+                "cancel {agent:<7} ({}): n={} p50={:?} p99={:?} max={:?}",
+                if agent == "spin" { "running wasm" } else { "parked in a host call" },
+                lat.len(),
+                pct(0.5),
+                pct(0.99),
+                lat[lat.len() - 1]
+            );
+        }
+        app.close().await;
+        anyhow::Ok(())
+    })
+}
+
+async fn measure(
+    app: &Arc<App>,
+    agent: &str,
+    input: &str,
+    batch: usize,
+    rounds: usize,
+) -> anyhow::Result<Vec<Duration>> {
+    let entry = app.registry.get(agent).ok_or_else(|| anyhow::anyhow!("no {agent}"))?;
+    let version = entry.latest().ok_or_else(|| anyhow::anyhow!("no version"))?.clone();
+    let mut lat = Vec::new();
+    for _ in 0..rounds {
+        let mut ids = Vec::new();
+        for _ in 0..batch {
+            let request = Request::new(
+                RawValue::from_string(input.into())?,
+                RawValue::from_string("{}".into())?,
+                50,
+                "api",
+            );
+            let accepted = scheduler::submit(app, &entry, Arc::clone(&version), request, false).await?;
+            ids.push((accepted.execution.id, accepted.done));
+        }
+        // Wait until every one of them runs.
+        while app.scheduler.agent_load(&entry.agent.id) != (0, batch) {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut waits = Vec::new();
+        for (id, mut done) in ids {
+            let app = Arc::clone(app);
+            waits.push(tokio::spawn(async move {
+                let start = Instant::now();
+                scheduler::cancel(&app, &id).await?;
+                let ended = done.wait_for(Option::is_some).await?.clone();
+                let elapsed = start.elapsed();
+                anyhow::ensure!(
+                    ended.is_some_and(|e| e.status == Status::Cancelled),
+                    "{id} did not end cancelled"
+                );
+                anyhow::Ok(elapsed)
+            }));
+        }
+        for w in waits {
+            lat.push(w.await??);
+        }
+    }
+    lat.sort();
+    Ok(lat)
+}

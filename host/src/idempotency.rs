@@ -1,0 +1,135 @@
+//! `Idempotency-Key`: the same key with the same request gives the same execution;
+//! the same key with a different request is refused. Keys live in memory (the
+//! authority, so two concurrent requests cannot both win) and in SQLite (so a
+//! restart remembers them) for a configured time, 24 h by default.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+use sha2::{Digest, Sha256};
+
+/// Longest key accepted.
+pub const MAX_KEY_LEN: usize = 255;
+
+pub struct IdempotencyKeys {
+    ttl_ms: i64,
+    keys: Mutex<HashMap<String, Claimed>>,
+}
+
+struct Claimed {
+    request_hash: String,
+    execution_id: String,
+    created_at: i64,
+}
+
+/// What a key says about a request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// First use (or the old use expired): the key now names `execution_id`.
+    New,
+    /// Seen with this same request: here is its execution.
+    Same(String),
+    /// Seen with a different request.
+    Conflict,
+}
+
+/// The hash that tells "the same request" apart: agent, version, input, metadata
+/// and priority, byte for byte.
+pub fn request_hash(parts: &[&str]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part.as_bytes());
+    }
+    crate::store::blobs::hex(&hasher.finalize())
+}
+
+impl IdempotencyKeys {
+    pub fn new(ttl_secs: u64) -> Self {
+        Self {
+            ttl_ms: (ttl_secs.min(i64::MAX as u64 / 1000) * 1000) as i64,
+            keys: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn ttl_ms(&self) -> i64 {
+        self.ttl_ms
+    }
+
+    /// Loads stored keys (after a restart).
+    pub fn load(&self, rows: Vec<(String, String, String, i64)>) {
+        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        for (key, request_hash, execution_id, created_at) in rows {
+            keys.insert(
+                key,
+                Claimed {
+                    request_hash,
+                    execution_id,
+                    created_at,
+                },
+            );
+        }
+    }
+
+    /// Claims `key` for a request, naming `execution_id` if it is new.
+    pub fn claim(&self, key: &str, request_hash: &str, execution_id: &str, now: i64) -> Claim {
+        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(c) = keys.get(key)
+            && now - c.created_at < self.ttl_ms
+        {
+            return if c.request_hash == request_hash {
+                Claim::Same(c.execution_id.clone())
+            } else {
+                Claim::Conflict
+            };
+        }
+        keys.insert(
+            key.to_owned(),
+            Claimed {
+                request_hash: request_hash.to_owned(),
+                execution_id: execution_id.to_owned(),
+                created_at: now,
+            },
+        );
+        Claim::New
+    }
+
+    /// Gives a key back when its request was not accepted after all.
+    pub fn release(&self, key: &str, execution_id: &str) {
+        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        if keys.get(key).is_some_and(|c| c.execution_id == execution_id) {
+            keys.remove(key);
+        }
+    }
+
+    /// Forgets expired keys; returns the cut-off for the stored ones.
+    pub fn expire(&self, now: i64) -> i64 {
+        let before = now - self.ttl_ms;
+        self.keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|_, c| c.created_at >= before);
+        before
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_different_and_expired() {
+        let keys = IdempotencyKeys::new(10);
+        let a = request_hash(&["agent", "input-a"]);
+        let b = request_hash(&["agent", "input-b"]);
+        assert_eq!(keys.claim("k", &a, "exec_1", 0), Claim::New);
+        assert_eq!(keys.claim("k", &a, "exec_2", 5_000), Claim::Same("exec_1".into()));
+        assert_eq!(keys.claim("k", &b, "exec_3", 5_000), Claim::Conflict);
+        // After the TTL the key is free again.
+        assert_eq!(keys.claim("k", &b, "exec_4", 10_000), Claim::New);
+        keys.release("k", "exec_4");
+        assert_eq!(keys.claim("k", &a, "exec_5", 10_001), Claim::New);
+        // Parts are length-prefixed: moving a boundary changes the hash.
+        assert_ne!(request_hash(&["ab", "c"]), request_hash(&["a", "bc"]));
+    }
+}

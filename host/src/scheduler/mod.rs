@@ -1,0 +1,660 @@
+//! Scheduling executions: accept (bounded queue), order (priority, then arrival),
+//! run within the host's cap and each agent's concurrency slots, cancel, retry
+//! (on request and by the agent's policy), and recover after a restart.
+//!
+//! An accepted execution always reaches a terminal state: its `queued` record is
+//! written before it can run; a run's slot is given back when the run ends, when
+//! its task dies, or at the latest its timeout plus a grace period after it
+//! started; a restart runs what was queued and ends what was running with
+//! `host_restart`. Listeners learn of the end only after the final record is
+//! committed.
+
+mod queue;
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use serde_json::value::RawValue;
+use tokio::sync::{oneshot, watch};
+
+use self::queue::{Job, Live, LiveState, Queue};
+use crate::app::App;
+use crate::config::Config;
+use crate::execution::{ExecError, Execution, Status};
+use crate::registry::{Entry, Version};
+use crate::store::writer::Write;
+use crate::store::{StoreError, read};
+use crate::{ids, time};
+
+pub const DEFAULT_PRIORITY: u8 = 50;
+
+/// Failure codes a retry cannot fix.
+const NOT_RETRYABLE: &[&str] = &["invalid_input"];
+
+pub struct Scheduler {
+    queue: Mutex<Queue>,
+    max_running: usize,
+    max_queued: usize,
+    slot_grace: Duration,
+}
+
+/// What a caller asks to run.
+pub struct Request {
+    pub input: Box<RawValue>,
+    pub metadata: Box<RawValue>,
+    pub priority: u8,
+    pub trigger: &'static str,
+    /// Use this id (already promised to an idempotency key) instead of a new one.
+    pub id: Option<String>,
+    /// The execution this one retries.
+    pub retry_of: Option<(String, u32)>,
+    /// Wait this long before queueing (a retry's backoff).
+    pub delay: Option<Duration>,
+}
+
+impl Request {
+    pub fn new(input: Box<RawValue>, metadata: Box<RawValue>, priority: u8, trigger: &'static str) -> Self {
+        Self {
+            input,
+            metadata,
+            priority,
+            trigger,
+            id: None,
+            retry_of: None,
+            delay: None,
+        }
+    }
+}
+
+/// Receives the final record of an execution (`None` until it ends).
+pub type Watch = watch::Receiver<Option<Arc<Execution>>>;
+
+/// An accepted execution: its record as accepted and where its end is announced.
+pub struct Accepted {
+    pub execution: Execution,
+    pub done: Watch,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("the queue is full ({0} executions waiting); try again shortly")]
+    QueueFull(usize),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a cancel request did.
+pub enum Cancel {
+    /// It was queued: now it is cancelled.
+    Cancelled(Arc<Execution>),
+    /// It was running: the guest is being stopped (`cancel_requested`).
+    Requested,
+    /// It is not live here (finished, or unknown).
+    NotLive,
+}
+
+/// Room for one more waiting execution, held until it is queued or dropped.
+pub struct Reservation<'a> {
+    scheduler: &'a Scheduler,
+    used: bool,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if !self.used {
+            let mut q = self.scheduler.lock();
+            q.waiting = q.waiting.saturating_sub(1);
+        }
+    }
+}
+
+impl Scheduler {
+    pub fn new(config: &Config) -> Self {
+        Self {
+            queue: Mutex::new(Queue::default()),
+            max_running: config.max_concurrent_executions as usize,
+            max_queued: config.max_queued_executions,
+            slot_grace: Duration::from_millis(config.slot_grace_ms),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Reserves a place in the queue, or refuses when it is full.
+    pub fn reserve(&self) -> Result<Reservation<'_>, SubmitError> {
+        let mut q = self.lock();
+        if q.waiting >= self.max_queued {
+            return Err(SubmitError::QueueFull(q.waiting));
+        }
+        q.waiting += 1;
+        Ok(Reservation {
+            scheduler: self,
+            used: false,
+        })
+    }
+
+    /// The end of a live execution, if it is live.
+    pub fn watch(&self, id: &str) -> Option<Watch> {
+        self.lock().live.get(id).map(|l| l.done.subscribe())
+    }
+
+    /// Executions running and waiting, host-wide.
+    pub fn load(&self) -> (usize, usize) {
+        let q = self.lock();
+        (q.running, q.waiting)
+    }
+
+    /// Queued and running executions of one agent.
+    pub fn agent_load(&self, agent_id: &str) -> (usize, usize) {
+        self.lock().agent_load(agent_id)
+    }
+}
+
+/// Accepts an execution of `version`. With `durable`, returns once the `queued`
+/// record is committed (async callers read it right away); otherwise the record is
+/// committed with the next batch, still before the run's own writes.
+pub async fn submit(
+    app: &Arc<App>,
+    entry: &Entry,
+    version: Arc<Version>,
+    request: Request,
+    durable: bool,
+) -> Result<Accepted, SubmitError> {
+    let reservation = app.scheduler.reserve()?;
+    let now = time::now_ms();
+    let (retry_of, attempt) = match request.retry_of {
+        Some((id, attempt)) => (Some(id), attempt),
+        None => (None, 1),
+    };
+    let execution = Execution {
+        id: request.id.unwrap_or_else(ids::execution),
+        agent_id: entry.agent.id.clone(),
+        agent_name: entry.agent.name.clone(),
+        agent_version_id: version.meta.id.clone(),
+        agent_version: version.meta.version,
+        status: Status::Queued,
+        trigger: request.trigger.to_owned(),
+        priority: request.priority,
+        input: request.input,
+        output: None,
+        error: None,
+        metadata: request.metadata,
+        fuel_used: None,
+        peak_memory_bytes: None,
+        n_steps: 0,
+        n_logs: 0,
+        logs_truncated: false,
+        attempt,
+        retry_of,
+        retried_by: None,
+        created_at: now,
+        run_after: request.delay.map(|d| now + d.as_millis() as i64),
+        queued_at: Some(now),
+        started_at: None,
+        completed_at: None,
+    };
+    let write = Write::Execution(Box::new(execution.clone()));
+    if durable {
+        app.store.writer.commit(write).await?;
+    } else {
+        app.store.writer.send(write);
+    }
+    let done = admit(
+        app,
+        reservation,
+        Job {
+            execution: execution.clone(),
+            version,
+        },
+        request.delay,
+    );
+    Ok(Accepted { execution, done })
+}
+
+/// Puts an accepted (and recorded) job in the queue, or in a backoff wait first.
+fn admit(app: &Arc<App>, mut reservation: Reservation<'_>, job: Job, delay: Option<Duration>) -> Watch {
+    let watch = enqueue(app, &mut reservation, job, delay);
+    dispatch(app);
+    watch
+}
+
+/// Starts whatever the queue allows now.
+fn dispatch(app: &Arc<App>) {
+    let started = app.scheduler.lock().dispatch(app.scheduler.max_running);
+    start_all(app, started);
+}
+
+/// Admits without starting anything (recovery admits everything, then starts the
+/// best).
+fn enqueue(app: &Arc<App>, reservation: &mut Reservation<'_>, job: Job, delay: Option<Duration>) -> Watch {
+    reservation.used = true;
+    let id = job.execution.id.clone();
+    let agent_id = job.execution.agent_id.clone();
+    let (done, watch) = watch::channel(None);
+    let mut q = app.scheduler.lock();
+    let state = match delay {
+        Some(delay) => {
+            let app = Arc::clone(app);
+            let id = id.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                end_delay(&app, &id);
+            });
+            LiveState::Delayed(Box::new(job))
+        }
+        None => {
+            let key = q.key(job.execution.priority);
+            q.push(key, job);
+            LiveState::Queued(key)
+        }
+    };
+    q.live.insert(id, Live { agent_id, state, done });
+    watch
+}
+
+/// A backoff ended: the job joins its queue (unless it was cancelled meanwhile).
+fn end_delay(app: &Arc<App>, id: &str) {
+    let mut q = app.scheduler.lock();
+    let Some(live) = q.live.get_mut(id) else {
+        return;
+    };
+    let state = std::mem::replace(&mut live.state, LiveState::CancelRequested);
+    let LiveState::Delayed(job) = state else {
+        live.state = state;
+        return;
+    };
+    let key = q.key(job.execution.priority);
+    if let Some(live) = q.live.get_mut(id) {
+        live.state = LiveState::Queued(key);
+    }
+    q.push(key, *job);
+    let started = q.dispatch(app.scheduler.max_running);
+    drop(q);
+    start_all(app, started);
+}
+
+fn start_all(app: &Arc<App>, started: Vec<(Job, oneshot::Receiver<()>)>) {
+    for (job, cancel) in started {
+        tokio::spawn(supervise(Arc::clone(app), job, cancel));
+    }
+}
+
+/// Runs a job on its own task; whatever happens to that task, records an end,
+/// gives the slot back, and announces the final record.
+async fn supervise(app: Arc<App>, job: Job, cancel: oneshot::Receiver<()>) {
+    let id = job.execution.id.clone();
+    let agent_id = job.execution.agent_id.clone();
+    let version = Arc::clone(&job.version);
+    let bound = version.meta.limits.timeout() + app.scheduler.slot_grace;
+    let task = tokio::spawn(run(Arc::clone(&app), job, cancel));
+    let abort = task.abort_handle();
+    let mut committed = None;
+    let finished = match tokio::time::timeout(bound, task).await {
+        Ok(Ok((execution, commit))) => {
+            committed = Some(commit);
+            Some(execution)
+        }
+        Ok(Err(e)) => {
+            tracing::error!(execution = %id, error = %e, "execution task died");
+            fail_vanished(
+                &app,
+                &id,
+                ExecError::host("internal", "the host failed while running this execution"),
+            )
+            .await
+        }
+        Err(_) => {
+            abort.abort();
+            tracing::error!(execution = %id, "execution held its slot past its timeout; reclaimed");
+            fail_vanished(
+                &app,
+                &id,
+                ExecError::host(
+                    "timeout",
+                    "the execution did not end within its timeout and was stopped",
+                ),
+            )
+            .await
+        }
+    };
+    let started = {
+        let mut q = app.scheduler.lock();
+        q.release(&agent_id);
+        q.dispatch(app.scheduler.max_running)
+    };
+    start_all(&app, started);
+    // The slot is free while the final record commits; listeners wait for it.
+    if let Some(commit) = committed
+        && let Err(e) = commit.await
+    {
+        tracing::error!(execution = %id, error = %e, "could not record the finished execution");
+    }
+    let finished = match finished {
+        Some(mut execution) => {
+            if let Some(retry_id) = retry_by_policy(&app, &execution, &version).await {
+                execution.retried_by = Some(retry_id);
+            }
+            Some(Arc::new(execution))
+        }
+        None => None,
+    };
+    announce(&app, &id, finished);
+}
+
+/// Removes the live entry and tells every listener how it ended.
+fn announce(app: &Arc<App>, id: &str, finished: Option<Arc<Execution>>) {
+    let live = app.scheduler.lock().live.remove(id);
+    if let Some(live) = live {
+        live.done.send_replace(finished);
+    }
+}
+
+/// Records a failure for an execution whose run task is gone.
+async fn fail_vanished(app: &Arc<App>, id: &str, error: ExecError) -> Option<Execution> {
+    let lookup = id.to_owned();
+    let current = app.store.read(move |conn| read::execution(conn, &lookup)).await;
+    let mut execution = match current {
+        Ok(Some(e)) => e,
+        Ok(None) => return None,
+        Err(e) => {
+            tracing::error!(execution = %id, error = %e, "could not read the execution to fail it");
+            return None;
+        }
+    };
+    execution.status = Status::Failed;
+    execution.error = Some(error);
+    execution.completed_at = Some(time::now_ms());
+    if let Err(e) = app
+        .store
+        .writer
+        .commit(Write::Execution(Box::new(execution.clone())))
+        .await
+    {
+        tracing::error!(execution = %id, error = %e, "could not record the failure");
+    }
+    Some(execution)
+}
+
+/// Runs the guest and queues the final record; returns it with the future of its
+/// commit.
+async fn run(
+    app: Arc<App>,
+    job: Job,
+    cancel: oneshot::Receiver<()>,
+) -> (Execution, impl Future<Output = Result<(), StoreError>> + Send) {
+    let Job { mut execution, version } = job;
+    execution.status = Status::Running;
+    execution.started_at = Some(time::now_ms());
+    app.store.writer.send(Write::Execution(Box::new(execution.clone())));
+
+    // A dropped sender is not a cancel: only a sent message is.
+    let cancelled = async {
+        if cancel.await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let outcome = app
+        .runtime
+        .run(&version.pre, execution.input.get(), version.meta.limits, cancelled)
+        .await;
+
+    let recording = outcome.recording;
+    execution.completed_at = Some(time::now_ms());
+    execution.fuel_used = Some(outcome.fuel_used);
+    execution.peak_memory_bytes = Some(outcome.peak_memory_bytes);
+    execution.n_logs = recording.logs.len() as u32;
+    execution.n_steps = recording.steps.len() as u32;
+    execution.logs_truncated = recording.logs_truncated;
+    match outcome.result {
+        Ok(output) => {
+            execution.status = Status::Completed;
+            execution.output = Some(output);
+        }
+        Err(error) => {
+            execution.status = if outcome.cancelled {
+                Status::Cancelled
+            } else {
+                Status::Failed
+            };
+            execution.error = Some(error);
+        }
+    }
+    let finish = Write::Finish {
+        execution: Box::new(execution.clone()),
+        logs: recording.logs,
+        steps: recording.steps,
+    };
+    let commit = app.store.writer.queue(finish);
+    (execution, commit)
+}
+
+/// Whether the agent's retry policy retries this failed execution.
+fn retryable(execution: &Execution, version: &Version) -> Option<Duration> {
+    let policy = version.meta.manifest.retry?;
+    let code = execution.error.as_ref().map(|e| e.code.as_str()).unwrap_or("");
+    (execution.status == Status::Failed && execution.attempt < policy.max_attempts && !NOT_RETRYABLE.contains(&code))
+        .then(|| policy.backoff(execution.attempt + 1))
+}
+
+/// Creates the next attempt of a failed execution when its policy says so;
+/// returns its id.
+async fn retry_by_policy(app: &Arc<App>, execution: &Execution, version: &Arc<Version>) -> Option<String> {
+    let delay = retryable(execution, version)?;
+    let (entry, _) = app.registry.version(&version.meta.id)?;
+    match create_retry(app, &entry, Arc::clone(version), execution, Some(delay), false).await {
+        Ok(accepted) => Some(accepted.execution.id),
+        Err(e) => {
+            tracing::warn!(execution = %execution.id, error = %e, "could not schedule the policy's retry");
+            None
+        }
+    }
+}
+
+/// A new execution with the original's version, input, metadata and priority,
+/// linked both ways.
+async fn create_retry(
+    app: &Arc<App>,
+    entry: &Entry,
+    version: Arc<Version>,
+    original: &Execution,
+    delay: Option<Duration>,
+    durable: bool,
+) -> Result<Accepted, SubmitError> {
+    let mut request = Request::new(
+        original.input.clone(),
+        original.metadata.clone(),
+        original.priority,
+        "retry",
+    );
+    request.retry_of = Some((original.id.clone(), original.attempt + 1));
+    request.delay = delay;
+    let accepted = submit(app, entry, version, request, durable).await?;
+    app.store.writer.send(Write::LinkRetry {
+        id: original.id.clone(),
+        retried_by: accepted.execution.id.clone(),
+    });
+    Ok(accepted)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RetryError {
+    #[error("no execution {0:?}")]
+    NotFound(String),
+    #[error("the agent version this execution ran is no longer deployed")]
+    VersionGone,
+    #[error(transparent)]
+    Submit(#[from] SubmitError),
+    #[error("{0:#}")]
+    Internal(anyhow::Error),
+}
+
+/// `POST /v1/executions/{id}/retry`: cancels the original if it is still live,
+/// then queues a new, linked execution.
+pub async fn retry(app: &Arc<App>, id: &str) -> Result<Accepted, RetryError> {
+    let lookup = id.to_owned();
+    let original = app
+        .store
+        .read(move |conn| read::execution(conn, &lookup))
+        .await
+        .map_err(RetryError::Internal)?
+        .ok_or_else(|| RetryError::NotFound(id.to_owned()))?;
+    if !original.status.is_terminal() {
+        cancel(app, id).await.map_err(|e| RetryError::Internal(e.into()))?;
+    }
+    let (entry, version) = app
+        .registry
+        .version(&original.agent_version_id)
+        .ok_or(RetryError::VersionGone)?;
+    Ok(create_retry(app, &entry, version, &original, None, true).await?)
+}
+
+/// `POST /v1/executions/{id}/cancel` for a live execution.
+pub async fn cancel(app: &Arc<App>, id: &str) -> Result<Cancel, StoreError> {
+    enum Action {
+        Dequeued(Box<Job>, queue::Done),
+        Requested,
+        Already,
+        NotLive,
+    }
+    let action = {
+        let mut q = app.scheduler.lock();
+        let state = q.live.get_mut(id).map(|live| {
+            let state = std::mem::replace(&mut live.state, LiveState::CancelRequested);
+            (live.agent_id.clone(), state)
+        });
+        match state {
+            None => Action::NotLive,
+            Some((agent_id, LiveState::Queued(key))) => match q.remove(&agent_id, key) {
+                Some(job) => {
+                    q.waiting = q.waiting.saturating_sub(1);
+                    match q.live.remove(id) {
+                        Some(live) => Action::Dequeued(Box::new(job), live.done),
+                        None => Action::NotLive,
+                    }
+                }
+                None => Action::NotLive,
+            },
+            Some((_, LiveState::Delayed(job))) => {
+                q.waiting = q.waiting.saturating_sub(1);
+                match q.live.remove(id) {
+                    Some(live) => Action::Dequeued(job, live.done),
+                    None => Action::NotLive,
+                }
+            }
+            Some((_, LiveState::Running(stop))) => {
+                if let Some(stop) = stop {
+                    let _ = stop.send(());
+                }
+                Action::Requested
+            }
+            Some((_, LiveState::CancelRequested)) => Action::Already,
+        }
+    };
+    match action {
+        Action::NotLive => Ok(Cancel::NotLive),
+        Action::Already => Ok(Cancel::Requested),
+        Action::Requested => {
+            app.store
+                .writer
+                .commit(Write::Status {
+                    id: id.to_owned(),
+                    from: Status::Running,
+                    to: Status::CancelRequested,
+                })
+                .await?;
+            Ok(Cancel::Requested)
+        }
+        Action::Dequeued(job, done) => {
+            let mut execution = job.execution;
+            execution.status = Status::Cancelled;
+            execution.error = Some(ExecError::host(
+                "cancelled",
+                "the execution was cancelled before it ran",
+            ));
+            execution.completed_at = Some(time::now_ms());
+            let result = app
+                .store
+                .writer
+                .commit(Write::Execution(Box::new(execution.clone())))
+                .await;
+            let execution = Arc::new(execution);
+            done.send_replace(Some(Arc::clone(&execution)));
+            result?;
+            Ok(Cancel::Cancelled(execution))
+        }
+    }
+}
+
+/// After a restart: what was queued runs again; what was running ends `failed`
+/// with `host_restart` (or `cancelled`, if a cancel had been asked), and is
+/// retried when its agent's policy allows.
+pub async fn recover(app: &Arc<App>) -> anyhow::Result<()> {
+    let unfinished = app.store.read(read::unfinished_executions).await?;
+    let now = time::now_ms();
+    // Queued ones first, so that retries made below queue behind them in order.
+    let (mut unfinished, ended): (Vec<_>, Vec<_>) = unfinished
+        .into_iter()
+        .partition(|e| matches!(e.status, Status::Pending | Status::Queued));
+    unfinished.extend(ended);
+    for mut execution in unfinished {
+        let found = app.registry.version(&execution.agent_version_id);
+        match (execution.status, found) {
+            (Status::Pending | Status::Queued, Some((_, version))) => {
+                let reservation = {
+                    let mut q = app.scheduler.lock();
+                    q.waiting += 1;
+                    Reservation {
+                        scheduler: &app.scheduler,
+                        used: false,
+                    }
+                };
+                let delay = execution
+                    .run_after
+                    .filter(|t| *t > now)
+                    .map(|t| Duration::from_millis((t - now) as u64));
+                execution.status = Status::Queued;
+                tracing::info!(execution = %execution.id, "re-queued after restart");
+                let mut reservation = reservation;
+                enqueue(app, &mut reservation, Job { execution, version }, delay);
+            }
+            (status, found) => {
+                let (status, error) = match (status, &found) {
+                    (Status::CancelRequested, _) => (
+                        Status::Cancelled,
+                        ExecError::host(
+                            "cancelled",
+                            "the execution was cancelled (the host restarted meanwhile)",
+                        ),
+                    ),
+                    (_, None) => (
+                        Status::Failed,
+                        ExecError::host(
+                            "agent_unavailable",
+                            "the agent version could not be loaded after a restart",
+                        ),
+                    ),
+                    _ => (
+                        Status::Failed,
+                        ExecError::host("host_restart", "the host restarted while this execution was running"),
+                    ),
+                };
+                execution.status = status;
+                execution.error = Some(error);
+                execution.completed_at = Some(now);
+                app.store
+                    .writer
+                    .commit(Write::Execution(Box::new(execution.clone())))
+                    .await?;
+                tracing::warn!(execution = %execution.id, status = status.as_str(), "ended after restart");
+                if let Some((_, version)) = found {
+                    retry_by_policy(app, &execution, &version).await;
+                }
+            }
+        }
+    }
+    dispatch(app);
+    Ok(())
+}

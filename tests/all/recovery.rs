@@ -1,0 +1,144 @@
+//! Crash recovery with a real SIGKILL of a real `warden serve` process: queued
+//! executions run after the restart, running ones end `failed` with
+//! `host_restart`, or are retried when their agent's policy allows.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use warden_tests::{Server, agent_manifest, agent_wasm, warden_bin};
+
+/// A `warden serve` child process and the address it serves on.
+struct Warden {
+    child: Child,
+    base: String,
+}
+
+impl Warden {
+    fn start(data_dir: &Path) -> Warden {
+        let mut child = Command::new(warden_bin())
+            .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("warden starts");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let mut lines = BufReader::new(stderr).lines();
+        let addr = loop {
+            let line = lines.next().expect("warden logs before exiting").expect("log line");
+            if let Some(rest) = line
+                .split("addr=")
+                .nth(1)
+                .filter(|_| line.contains("warden is serving"))
+            {
+                break rest.split_whitespace().next().expect("address").to_owned();
+            }
+        };
+        // Keep draining the log so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Warden {
+            child,
+            base: format!("http://{addr}"),
+        }
+    }
+
+    fn sigkill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+    }
+}
+
+impl Drop for Warden {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn get(http: &reqwest::Client, url: String) -> Value {
+    http.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+async fn wait_for(http: &reqwest::Client, base: &str, id: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let e = get(http, format!("{base}/v1/executions/{id}")).await;
+        if pred(&e) {
+            return e;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{id}: {e}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_loses_no_accepted_execution() {
+    let tmp = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let warden = Warden::start(tmp.path());
+    let base = warden.base.clone();
+    // Deploy over HTTP through the test helper (it only needs the base URL).
+    let deployer = Server::attach(&base);
+    deployer
+        .deploy(
+            "sleepy",
+            json!({ "max_concurrency": 1, "limits": { "timeout_ms": 120_000 } }),
+        )
+        .await;
+    let mut retrying = agent_manifest("sleepy");
+    retrying["name"] = json!("sleepy-retry");
+    retrying["retry"] = json!({ "max_attempts": 2, "backoff_ms": 10 });
+    let (status, _) = deployer.deploy_bytes(agent_wasm("sleepy"), &retrying).await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    let submit = |agent: &'static str, input: Value, priority: u8| {
+        let http = http.clone();
+        let url = format!("{base}/v1/agents/{agent}/execute");
+        async move {
+            let body = json!({ "input": input, "mode": "async", "priority": priority });
+            let accepted: Value = http.post(url).json(&body).send().await.unwrap().json().await.unwrap();
+            accepted["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let running = submit("sleepy", json!({ "ms": 600_000 }), 50).await;
+    let queued_low = submit("sleepy", json!({ "ms": 5 }), 10).await;
+    let queued_high = submit("sleepy", json!({ "ms": 5 }), 90).await;
+    let retried = submit("sleepy-retry", json!({ "ms": 600_000 }), 50).await;
+    wait_for(&http, &base, &running, |e| e["status"] == "running").await;
+    wait_for(&http, &base, &retried, |e| e["status"] == "running").await;
+    assert_eq!(
+        get(&http, format!("{base}/v1/executions/{queued_low}")).await["status"],
+        "queued"
+    );
+
+    warden.sigkill();
+    let warden = Warden::start(tmp.path());
+    let base = warden.base.clone();
+
+    let e = wait_for(&http, &base, &running, |e| e["status"] == "failed").await;
+    assert_eq!(e["error"]["code"], "host_restart", "{e}");
+    let high = wait_for(&http, &base, &queued_high, |e| e["status"] == "completed").await;
+    let low = wait_for(&http, &base, &queued_low, |e| e["status"] == "completed").await;
+    assert!(
+        high["started_at"].as_str() < low["started_at"].as_str(),
+        "priority kept across the restart"
+    );
+    let e = wait_for(&http, &base, &retried, |e| e["status"] == "failed").await;
+    assert_eq!(e["error"]["code"], "host_restart");
+    let next = e["retried_by"]
+        .as_str()
+        .expect("the retry policy re-queued it")
+        .to_owned();
+    let next = wait_for(&http, &base, &next, |e| e["status"] == "running").await;
+    assert_eq!(next["retry_of"], json!(retried));
+    assert_eq!(next["attempt"], 2);
+    // Nothing else is left unfinished.
+    let open: Value = get(&http, format!("{base}/v1/executions?status=queued")).await;
+    assert_eq!(open["data"], json!([]));
+    drop(warden);
+}
