@@ -2,8 +2,10 @@
 //! being committed, for guests spinning in wasm (`spin`) and for guests parked in
 //! a host call (`sleepy`). In process, no HTTP.
 //!
-//! `cargo bench -p warden-host --bench cancel` (env: BENCH_ROUNDS, default 4;
-//! BENCH_BATCH, default 50 executions cancelled together per round).
+//! Two shapes: one execution at a time (100 rounds), and 50 running at once on the
+//! 2-core machine, all cancelled together (4 rounds).
+//!
+//! `cargo bench -p warden-host --bench cancel`
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,10 +17,6 @@ use warden_host::config::Config;
 use warden_host::execution::Status;
 use warden_host::manifest::Manifest;
 use warden_host::scheduler::{self, Request};
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default)
-}
 
 fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -33,7 +31,7 @@ fn main() -> anyhow::Result<()> {
             ..Config::default()
         };
         let app = App::open(config).await?;
-        let batch = env("BENCH_BATCH", 50);
+        let batch = 50;
         for (agent, input) in [("spin", "null"), ("sleepy", r#"{"ms":3600000}"#)] {
             let path = warden_host::bundled::agent_path(agent).ok_or_else(|| anyhow::anyhow!("{agent} not built"))?;
             let manifest = Manifest::from_json(&format!(
@@ -41,16 +39,18 @@ fn main() -> anyhow::Result<()> {
             ))
             .map_err(|e| anyhow::anyhow!(e))?;
             app.deploy(manifest, Bytes::from(std::fs::read(path)?)).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-            let lat = measure(&app, agent, input, batch, env("BENCH_ROUNDS", 4)).await?;
-            let pct = |p: f64| lat[((lat.len() - 1) as f64 * p).round() as usize];
-            println!(
-                "cancel {agent:<7} ({}): n={} p50={:?} p99={:?} max={:?}",
-                if agent == "spin" { "running wasm" } else { "parked in a host call" },
-                lat.len(),
-                pct(0.5),
-                pct(0.99),
-                lat[lat.len() - 1]
-            );
+            for (together, rounds) in [(1, 100), (batch, 4)] {
+                let lat = measure(&app, agent, input, together, rounds).await?;
+                let pct = |p: f64| lat[((lat.len() - 1) as f64 * p).round() as usize];
+                println!(
+                    "cancel {agent:<7} ({:<21}) {together:>3} at once: n={} p50={:?} p99={:?} max={:?}",
+                    if agent == "spin" { "running wasm" } else { "parked in a host call" },
+                    lat.len(),
+                    pct(0.5),
+                    pct(0.99),
+                    lat[lat.len() - 1]
+                );
+            }
         }
         app.close().await;
         anyhow::Ok(())

@@ -14,7 +14,7 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 use crate::config::Config as HostConfig;
 
 /// How often the epoch advances.
-pub const TICK: Duration = Duration::from_millis(5);
+pub const TICK: Duration = Duration::from_millis(1);
 
 /// Core instances, tables and memories a component may hold (a Rust wasip2
 /// component uses a handful of each).
