@@ -77,6 +77,8 @@ async fn an_agent_with_full_slots_waits_and_holds_nobody_else_back() {
         wait_status(&server, id, "running").await;
     }
     assert_eq!(status_of(&server, &ids[3]).await, "queued");
+    let (_, health) = server.get("/admin/health").await;
+    assert_eq!(health["executions"], json!({ "running": 3, "waiting": 1 }));
     // Another agent's executions are not held back by sleepy's full slots.
     for i in 0..5 {
         let record = server.run("echo", json!({ "i": i })).await;

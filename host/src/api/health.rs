@@ -16,7 +16,15 @@ pub struct Health {
     uptime_sec: u64,
     version: &'static str,
     agents: usize,
+    executions: Executions,
     components: Components,
+}
+
+/// Executions running now and waiting in the queue (including retries in backoff).
+#[derive(Serialize)]
+pub struct Executions {
+    running: usize,
+    waiting: usize,
 }
 
 /// Components compiled vs loaded from the on-disk cache since start: after a
@@ -29,12 +37,14 @@ pub struct Components {
 
 pub async fn health(State(app): State<Arc<App>>) -> Json<Health> {
     let (compiled, loaded_from_cache) = app.runtime.cache_counts();
+    let (running, waiting) = app.scheduler.load();
     Json(Health {
         status: "ok",
         sqlite_version: sqlite_version(),
         uptime_sec: app.started.elapsed().as_secs(),
         version: env!("CARGO_PKG_VERSION"),
         agents: app.registry.len(),
+        executions: Executions { running, waiting },
         components: Components {
             compiled,
             loaded_from_cache,
