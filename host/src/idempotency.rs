@@ -94,6 +94,15 @@ impl IdempotencyKeys {
         Claim::New
     }
 
+    /// Whether `key` still names `execution_id`.
+    pub fn names(&self, key: &str, execution_id: &str) -> bool {
+        self.keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+            .is_some_and(|c| c.execution_id == execution_id)
+    }
+
     /// Gives a key back when its request was not accepted after all.
     pub fn release(&self, key: &str, execution_id: &str) {
         let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);

@@ -2,6 +2,7 @@
 //! cursor, logs, steps.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -22,6 +23,9 @@ use crate::{ids, time};
 use tokio::sync::watch;
 
 const DEFAULT_PAGE: u32 = 50;
+/// Longest a repeated idempotent request waits for the first one's execution to
+/// appear.
+const REPLAY_WAIT: Duration = Duration::from_secs(10);
 const MAX_PAGE: u32 = 500;
 const DEFAULT_LOG_PAGE: u32 = 1000;
 const MAX_LOG_PAGE: u32 = 10_000;
@@ -110,7 +114,7 @@ pub async fn execute(
                     status: None,
                 });
             }
-            Claim::Same(existing) => return replay(&app, existing, body.mode).await,
+            Claim::Same(existing) => return replay(&app, key, existing, body.mode).await,
             Claim::New => {
                 app.store.writer.send(Write::IdempotencyKey {
                     key: key.clone(),
@@ -167,16 +171,35 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 }
 
 /// A repeated request with a known key: the same execution, not a new run (a
-/// sync caller still waits for it to end).
-async fn replay(app: &Arc<App>, id: String, mode: Mode) -> Result<Response, ApiError> {
-    if mode == Mode::Sync
-        && let Some(done) = app.scheduler.watch(&id)
-    {
-        let finished = wait_final(app, done).await?;
-        return Ok((StatusCode::OK, view(&finished)).into_response());
+/// sync caller still waits for it to end). The first request may still be
+/// creating it; then this waits until it is live or stored.
+async fn replay(app: &Arc<App>, key: &str, id: String, mode: Mode) -> Result<Response, ApiError> {
+    let deadline = tokio::time::Instant::now() + REPLAY_WAIT;
+    loop {
+        if let Some(done) = app.scheduler.watch(&id) {
+            if mode == Mode::Sync {
+                let finished = wait_final(app, done).await?;
+                return Ok((StatusCode::OK, view(&finished)).into_response());
+            }
+        }
+        let lookup = id.clone();
+        if let Some(execution) = app.store.read(move |conn| read::execution(conn, &lookup)).await? {
+            if mode == Mode::Sync && !execution.status.is_terminal() {
+                // Live again by the next turn (or finished and stored).
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                continue;
+            }
+            return Ok((StatusCode::OK, view(&execution)).into_response());
+        }
+        if !app.idempotency.names(key, &id) || tokio::time::Instant::now() >= deadline {
+            return Err(ApiError::Conflict {
+                code: "idempotency_conflict",
+                message: format!("the first request with Idempotency-Key {key:?} was not accepted; send it again"),
+                status: None,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let execution = load(app, id).await?;
-    Ok((StatusCode::OK, view(&execution)).into_response())
 }
 
 /// Waits for an execution's end, following the retries its agent's policy makes,
