@@ -176,11 +176,11 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 async fn replay(app: &Arc<App>, key: &str, id: String, mode: Mode) -> Result<Response, ApiError> {
     let deadline = tokio::time::Instant::now() + REPLAY_WAIT;
     loop {
-        if let Some(done) = app.scheduler.watch(&id) {
-            if mode == Mode::Sync {
-                let finished = wait_final(app, done).await?;
-                return Ok((StatusCode::OK, view(&finished)).into_response());
-            }
+        if mode == Mode::Sync
+            && let Some(done) = app.scheduler.watch(&id)
+        {
+            let finished = wait_final(app, done).await?;
+            return Ok((StatusCode::OK, view(&finished)).into_response());
         }
         let lookup = id.clone();
         if let Some(execution) = app.store.read(move |conn| read::execution(conn, &lookup)).await? {
