@@ -6,19 +6,20 @@ mod error;
 mod executions;
 mod extract;
 mod health;
+mod limits;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, Uri};
+use axum::middleware;
 use axum::routing::{get, post};
 
 pub use self::error::ApiError;
 use crate::app::App;
 
-/// Room for the manifest and multipart framing on top of the component itself.
-const MULTIPART_OVERHEAD: usize = 1 << 20;
+use self::limits::MULTIPART_OVERHEAD;
 
 pub fn router(app: Arc<App>) -> Router {
     let http = app.config.http;
@@ -41,6 +42,7 @@ pub fn router(app: Arc<App>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(http.max_body_bytes))
+        .layer(middleware::from_fn_with_state(http, limits::reject_oversized))
         .with_state(app)
 }
 
