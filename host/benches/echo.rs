@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use warden_host::app::App;
 use warden_host::config::Config;
+use warden_host::llm::Llm;
 use warden_host::manifest::Manifest;
-use warden_host::runtime::Runtime;
+use warden_host::runtime::{Grants, Runtime};
+use warden_host::tools::{ToolCtx, Tools};
 
 fn secs() -> Duration {
     Duration::from_secs_f64(
@@ -81,9 +83,24 @@ async fn in_process(config: &Config) -> anyhow::Result<f64> {
         .prepare("bench-echo", || Ok(wasm))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let input = r#"{"name":"bench","n":[1,2,3]}"#;
+    let llm = Arc::new(Llm::new(&config.llm, &config.pricing)?);
+    let tools = Arc::new(Tools::new(config.tools)?);
+    let grants = move || Grants {
+        llm: Arc::clone(&llm),
+        tool_host: Arc::clone(&tools),
+        models: Vec::new(),
+        token_budget: 0,
+        tools: Vec::new(),
+        ctx: ToolCtx {
+            agent_id: "agt_bench".into(),
+            execution_id: "exec_bench".into(),
+            depth: 0,
+            allowed_hosts: Vec::new(),
+        },
+    };
     // Warm up.
     for _ in 0..1000 {
-        let out = runtime.run(&pre, input, limits, std::future::pending()).await;
+        let out = runtime.run(&pre, input, limits, grants(), std::future::pending()).await;
         anyhow::ensure!(out.result.is_ok(), "echo failed: {:?}", out.result.err());
     }
     for tasks in [1usize, 2, 4] {
@@ -91,12 +108,12 @@ async fn in_process(config: &Config) -> anyhow::Result<f64> {
         let mut handles = Vec::new();
         let start = Instant::now();
         for _ in 0..tasks {
-            let (runtime, pre, stop) = (Arc::clone(&runtime), pre.clone(), Arc::clone(&stop));
+            let (runtime, pre, stop, grants) = (Arc::clone(&runtime), pre.clone(), Arc::clone(&stop), grants.clone());
             handles.push(tokio::spawn(async move {
                 let mut lat = Vec::with_capacity(200_000);
                 while !stop.load(Ordering::Relaxed) {
                     let t = Instant::now();
-                    let out = runtime.run(&pre, input, limits, std::future::pending()).await;
+                    let out = runtime.run(&pre, input, limits, grants(), std::future::pending()).await;
                     lat.push(t.elapsed());
                     if out.result.is_err() {
                         return Err(anyhow::anyhow!("echo failed"));

@@ -11,6 +11,7 @@ use tokio::sync::Mutex;
 use crate::agent::{Agent, AgentVersion};
 use crate::config::Config;
 use crate::idempotency::IdempotencyKeys;
+use crate::llm::Llm;
 use crate::manifest::Manifest;
 use crate::registry::{Registry, Version};
 use crate::runtime::Runtime;
@@ -19,6 +20,7 @@ use crate::scheduler::{self, Scheduler};
 use crate::store::blobs::sha256_hex;
 use crate::store::writer::Write;
 use crate::store::{Store, StoreError, read};
+use crate::tools::Tools;
 use crate::{bundled, ids, time};
 
 pub struct App {
@@ -28,6 +30,8 @@ pub struct App {
     pub registry: Registry,
     pub scheduler: Scheduler,
     pub idempotency: IdempotencyKeys,
+    pub llm: Arc<Llm>,
+    pub tools: Arc<Tools>,
     pub started: Instant,
     deploy_lock: Mutex<()>,
 }
@@ -57,6 +61,8 @@ impl App {
         let app = Arc::new(App {
             scheduler: Scheduler::new(&config),
             idempotency: IdempotencyKeys::new(config.idempotency_ttl_secs),
+            llm: Arc::new(Llm::new(&config.llm, &config.pricing)?),
+            tools: Arc::new(Tools::new(config.tools)?),
             config,
             store,
             runtime: Arc::new(runtime),
@@ -64,6 +70,7 @@ impl App {
             started: Instant::now(),
             deploy_lock: Mutex::new(()),
         });
+        app.tools.attach(&app);
         app.load_deployed().await?;
         let since = time::now_ms() - app.idempotency.ttl_ms();
         app.idempotency

@@ -4,11 +4,14 @@
 //! every manifest, capture caps, pool sizes). Nothing else reads files or the
 //! environment for settings.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::Deserialize;
+
+use crate::llm::pricing::Price;
 
 /// The whole host configuration. Deserialised from an optional TOML file; every
 /// field has a default, and CLI flags override the file.
@@ -32,6 +35,104 @@ pub struct Config {
     pub slot_grace_ms: u64,
     /// How long an `Idempotency-Key` is remembered.
     pub idempotency_ttl_secs: u64,
+    pub llm: LlmConfig,
+    /// Prices per million tokens by model, over the built-in table.
+    pub pricing: HashMap<String, Price>,
+    pub tools: ToolsConfig,
+}
+
+/// Language-model providers. Without any configured, the offline `scripted`
+/// provider serves every model.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LlmConfig {
+    /// One attempt of one call.
+    pub timeout_ms: u64,
+    /// Retries of transient failures (connection, timeout, 429, 5xx).
+    pub max_retries: u32,
+    /// Tokens per execution when the manifest sets no `token_budget`.
+    pub default_token_budget: u64,
+    /// Most tokens a manifest may budget.
+    pub max_token_budget: u64,
+    /// A model is served by the first provider listing it (or `"*"`).
+    pub providers: Vec<ProviderConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub name: String,
+    pub kind: ProviderKind,
+    /// e.g. `https://api.openai.com/v1`, `http://127.0.0.1:11434/v1`, `https://api.anthropic.com`.
+    #[serde(default)]
+    pub base_url: String,
+    /// The environment variable holding the API key (keys never go in files).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    pub models: Vec<String>,
+    /// Stream answers (SSE); the guest still gets the whole completion.
+    #[serde(default = "yes")]
+    pub stream: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    /// OpenAI-compatible chat completions (OpenAI, Ollama, vLLM, llama.cpp).
+    Openai,
+    /// Anthropic Messages.
+    Anthropic,
+    /// Offline, deterministic; the default.
+    Scripted,
+}
+
+/// The built-in tools.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ToolsConfig {
+    /// Let `http_fetch` reach loopback, private and link-local addresses.
+    pub allow_private_addresses: bool,
+    pub http_max_bytes: usize,
+    pub http_timeout_ms: u64,
+    /// How deep `agent_call` may nest.
+    pub agent_call_max_depth: u32,
+    /// Tool calls one execution may make.
+    pub max_tool_calls: u32,
+}
+
+impl Default for LlmConfig {
+    fn default() -> Self {
+        Self {
+            timeout_ms: 60_000,
+            max_retries: 2,
+            default_token_budget: 100_000,
+            max_token_budget: 10_000_000,
+            providers: vec![ProviderConfig {
+                name: "scripted".into(),
+                kind: ProviderKind::Scripted,
+                base_url: String::new(),
+                api_key_env: None,
+                models: vec!["*".into()],
+                stream: false,
+            }],
+        }
+    }
+}
+
+impl Default for ToolsConfig {
+    fn default() -> Self {
+        Self {
+            allow_private_addresses: false,
+            http_max_bytes: 1 << 20,
+            http_timeout_ms: 10_000,
+            agent_call_max_depth: 3,
+            max_tool_calls: 64,
+        }
+    }
 }
 
 /// Host maxima and defaults for per-agent limits. A manifest may ask for less than
@@ -86,6 +187,9 @@ impl Default for Config {
             max_queued_executions: 10_000,
             slot_grace_ms: 5_000,
             idempotency_ttl_secs: 24 * 60 * 60,
+            llm: LlmConfig::default(),
+            pricing: HashMap::new(),
+            tools: ToolsConfig::default(),
         }
     }
 }
@@ -150,6 +254,18 @@ impl Config {
                 && l.default_timeout_ms <= l.max_timeout_ms,
             "limits: each default must not exceed its maximum"
         );
+        for p in &self.llm.providers {
+            anyhow::ensure!(
+                p.kind == ProviderKind::Scripted || !p.base_url.is_empty(),
+                "llm.providers {:?}: base_url is required",
+                p.name
+            );
+            anyhow::ensure!(
+                !p.models.is_empty(),
+                "llm.providers {:?}: list the models it serves",
+                p.name
+            );
+        }
         Ok(())
     }
 }

@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::llm::Usage;
+use crate::runtime::ToolCallRecord;
 use crate::time;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,6 +114,24 @@ pub struct Execution {
     pub retry_of: Option<String>,
     /// The newest execution that retries this one.
     pub retried_by: Option<String>,
+    /// The execution whose `agent_call` started this one.
+    pub parent_id: Option<String>,
+    /// How deep in `agent_call`s this execution is (0: nobody called it).
+    pub depth: u32,
+    /// Model tokens over all the run's calls.
+    pub token_usage: Usage,
+    pub cost_usd: f64,
+    /// The model of the last call (as the provider named it).
+    pub model_used: Option<String>,
+    /// Which provider served it (`scripted` for the offline one).
+    pub llm_provider: Option<String>,
+    pub n_tool_calls: u32,
+    pub tool_calls: Vec<ToolCallRecord>,
+    /// Not shown: in `timing`.
+    #[serde(skip)]
+    pub first_token_ms: Option<i64>,
+    #[serde(skip)]
+    pub tool_ms: i64,
     #[serde(serialize_with = "time::serialize")]
     pub created_at: i64,
     /// A queued retry waits until this time (its backoff).
@@ -131,6 +151,10 @@ pub struct Timing {
     pub queued_ms: Option<i64>,
     pub run_ms: Option<i64>,
     pub total_ms: Option<i64>,
+    /// From the start of the run to the first token of its first model call.
+    pub first_token_ms: Option<i64>,
+    /// Time spent in tool calls.
+    pub tool_ms: i64,
 }
 
 impl Execution {
@@ -140,6 +164,8 @@ impl Execution {
             queued_ms: diff(Some(self.created_at), self.started_at),
             run_ms: diff(self.started_at, self.completed_at),
             total_ms: diff(Some(self.created_at), self.completed_at),
+            first_token_ms: self.first_token_ms,
+            tool_ms: self.tool_ms,
         }
     }
 }

@@ -27,7 +27,22 @@ pub struct Manifest {
     /// Automatic retries of failed executions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryPolicy>,
+    /// Models the agent may call; the first is its default. Empty: `scripted`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<String>,
+    /// Tokens (prompt + completion) one execution may use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_budget: Option<u64>,
+    /// Built-in tools the agent may call (`http_fetch`, `kv`, `agent_call`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<String>,
+    /// Hosts `http_fetch` may reach (`api.example.com`, `*.example.com`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_hosts: Vec<String>,
 }
+
+/// The built-in tools a manifest may name.
+pub const TOOLS: &[&str] = &["http_fetch", "kv", "agent_call"];
 
 /// Failed executions are retried as new, linked executions (`trigger: "retry"`,
 /// `retry_of`), up to `max_attempts` attempts in all, waiting `backoff_ms` before
@@ -138,6 +153,29 @@ impl Manifest {
         }
         if self.max_concurrency == Some(0) {
             return Err("manifest.max_concurrency: must be at least 1".into());
+        }
+        for t in &self.tools {
+            if !TOOLS.contains(&t.as_str()) {
+                return Err(format!(
+                    "manifest.tools: unknown tool {t:?} (known: {})",
+                    TOOLS.join(", ")
+                ));
+            }
+        }
+        if self.models.iter().any(|m| m.is_empty() || m.len() > 200) {
+            return Err("manifest.models: each model is 1 to 200 characters".into());
+        }
+        if self.token_budget == Some(0) {
+            return Err("manifest.token_budget: must be at least 1".into());
+        }
+        if self
+            .allowed_hosts
+            .iter()
+            .any(|h| h.is_empty() || h.contains('/') || h.contains(':'))
+        {
+            return Err(
+                "manifest.allowed_hosts: each entry is a host name like api.example.com or *.example.com".into(),
+            );
         }
         if let Some(r) = &self.retry {
             if r.max_attempts == 0 || r.max_attempts > MAX_ATTEMPTS {

@@ -2,8 +2,10 @@
 //! interface. Each works on the per-execution [`RunState`](crate::runtime::RunState)
 //! and must never block or panic.
 
+mod llm;
 mod log;
 mod step;
+mod tools;
 
 use crate::runtime::RunState;
 use crate::runtime::bindings::warden::agent::types;

@@ -20,7 +20,7 @@ use wasmtime::{Engine, Store, Trap};
 pub use self::capture::{Recording, RunRecord};
 use self::component::{ComponentCache, ComponentError, Origin};
 use self::engine::Ticker;
-pub use self::state::RunState;
+pub use self::state::{Grants, LlmTotals, RunState, ToolCallRecord};
 use crate::config::{CaptureLimits, Config};
 use crate::execution::ExecError;
 use crate::manifest::Limits;
@@ -30,6 +30,10 @@ pub mod bindings {
     wasmtime::component::bindgen!({
         world: "agent",
         path: "../wit",
+        imports: {
+            "warden:agent/llm.chat": async | trappable,
+            "warden:agent/tools.call": async,
+        },
         exports: { default: async },
     });
 }
@@ -47,8 +51,27 @@ pub struct Runtime {
     _ticker: Ticker,
 }
 
+/// A host import's decision to end the run with a code (`budget_exceeded`, ...).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct Stop {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Stop {
+    pub fn budget(budget: u64, used: u64) -> Self {
+        Self {
+            code: "budget_exceeded",
+            message: format!("the run used {used} tokens of its budget of {budget}"),
+        }
+    }
+}
+
 /// How one run ended, with what it recorded.
 pub struct RunOutcome {
+    pub llm: LlmTotals,
+    pub tool_calls: Vec<ToolCallRecord>,
     pub result: Result<Box<RawValue>, ExecError>,
     /// Stopped because `cancel` resolved.
     pub cancelled: bool,
@@ -110,10 +133,14 @@ impl Runtime {
         pre: &AgentPre<RunState>,
         input: &str,
         limits: Limits,
+        grants: Grants,
         cancel: impl Future<Output = ()>,
     ) -> RunOutcome {
         let record = RunRecord::new(self.capture);
-        let mut store = Store::new(&self.engine, RunState::new(limits.memory_bytes(), record.clone()));
+        let mut store = Store::new(
+            &self.engine,
+            RunState::new(limits.memory_bytes(), record.clone(), grants),
+        );
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(1);
         store.epoch_deadline_async_yield_and_update(1);
@@ -150,8 +177,10 @@ impl Runtime {
         };
         let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
         let peak_memory_bytes = store.data().limiter.peak as u64;
-        drop(store);
+        let state = store.into_data();
         RunOutcome {
+            llm: state.llm,
+            tool_calls: state.tool_calls,
             result,
             cancelled,
             fuel_used,
@@ -161,6 +190,9 @@ impl Runtime {
     }
 
     fn classify(e: &wasmtime::Error, store: &Store<RunState>, record: &RunRecord, limits: Limits) -> ExecError {
+        if let Some(stop) = e.downcast_ref::<Stop>() {
+            return ExecError::host(stop.code, stop.message.clone());
+        }
         if store.data().limiter.hit {
             return ExecError::host(
                 "memory_limit",

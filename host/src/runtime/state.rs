@@ -2,12 +2,18 @@
 //! no sockets, stdio captured), the resource table, the memory limiter and the run
 //! record. Built fresh for every execution; never shared between runs.
 
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::capture::RunRecord;
 use crate::execution::LogStream;
+use crate::llm::{Llm, Usage};
+use crate::tools::{ToolCtx, Tools};
 
 /// Instances, tables and memories one store may create.
 const MAX_INSTANCES: usize = 64;
@@ -20,10 +26,62 @@ pub struct RunState {
     table: ResourceTable,
     pub limiter: MemoryLimiter,
     pub record: RunRecord,
+    pub grants: Grants,
+    pub llm: LlmTotals,
+    pub tool_calls: Vec<ToolCallRecord>,
+    pub started: Instant,
+}
+
+/// What an execution may use beyond its sandbox: models and a token budget,
+/// tools, and who it is (for the tools).
+pub struct Grants {
+    pub llm: Arc<Llm>,
+    pub tool_host: Arc<Tools>,
+    /// Allowed models, the default first; empty means `scripted`.
+    pub models: Vec<String>,
+    pub token_budget: u64,
+    pub tools: Vec<String>,
+    pub ctx: ToolCtx,
+}
+
+impl Grants {
+    /// The allowed models, never empty.
+    pub fn models(&self) -> Vec<String> {
+        if self.models.is_empty() {
+            vec!["scripted".to_owned()]
+        } else {
+            self.models.clone()
+        }
+    }
+}
+
+/// What the run's model calls added up to.
+#[derive(Debug, Clone, Default)]
+pub struct LlmTotals {
+    pub usage: Usage,
+    pub cost_usd: f64,
+    pub calls: u32,
+    pub model_used: Option<String>,
+    pub provider: Option<String>,
+    /// From the start of the run to the first token of its first call.
+    pub first_token_ms: Option<i64>,
+    /// Provider failures the guest saw.
+    pub errors: Vec<String>,
+}
+
+/// One tool call, as the execution record shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ToolCallRecord {
+    pub id: String,
+    pub name: String,
+    pub arguments: serde_json::Value,
+    pub result: serde_json::Value,
+    pub error: Option<String>,
+    pub duration_ms: u64,
 }
 
 impl RunState {
-    pub fn new(memory_limit: usize, record: RunRecord) -> Self {
+    pub fn new(memory_limit: usize, record: RunRecord, grants: Grants) -> Self {
         let wasi = WasiCtxBuilder::new()
             .stdout(record.stdio(LogStream::Stdout))
             .stderr(record.stdio(LogStream::Stderr))
@@ -36,6 +94,10 @@ impl RunState {
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(memory_limit),
             record,
+            grants,
+            llm: LlmTotals::default(),
+            tool_calls: Vec::new(),
+            started: Instant::now(),
         }
     }
 }

@@ -23,8 +23,10 @@ use crate::app::App;
 use crate::config::Config;
 use crate::execution::{ExecError, Execution, Status};
 use crate::registry::{Entry, Version};
+use crate::runtime::Grants;
 use crate::store::writer::Write;
 use crate::store::{StoreError, read};
+use crate::tools::ToolCtx;
 use crate::{ids, time};
 
 pub const DEFAULT_PRIORITY: u8 = 50;
@@ -51,6 +53,8 @@ pub struct Request {
     pub retry_of: Option<(String, u32)>,
     /// Wait this long before queueing (a retry's backoff).
     pub delay: Option<Duration>,
+    /// The execution whose `agent_call` asks for this one, and this one's depth.
+    pub parent: Option<(String, u32)>,
 }
 
 impl Request {
@@ -63,6 +67,7 @@ impl Request {
             id: None,
             retry_of: None,
             delay: None,
+            parent: None,
         }
     }
 }
@@ -169,6 +174,10 @@ pub async fn submit(
         Some((id, attempt)) => (Some(id), attempt),
         None => (None, 1),
     };
+    let (parent_id, depth) = match request.parent {
+        Some((id, depth)) => (Some(id), depth),
+        None => (None, 0),
+    };
     let execution = Execution {
         id: request.id.unwrap_or_else(ids::execution),
         agent_id: entry.agent.id.clone(),
@@ -190,6 +199,16 @@ pub async fn submit(
         attempt,
         retry_of,
         retried_by: None,
+        parent_id,
+        depth,
+        token_usage: Default::default(),
+        cost_usd: 0.0,
+        model_used: None,
+        llm_provider: None,
+        n_tool_calls: 0,
+        tool_calls: Vec::new(),
+        first_token_ms: None,
+        tool_ms: 0,
         created_at: now,
         run_after: request.delay.map(|d| now + d.as_millis() as i64),
         queued_at: Some(now),
@@ -396,10 +415,41 @@ async fn run(
             std::future::pending::<()>().await;
         }
     };
+    let manifest = &version.meta.manifest;
+    let grants = Grants {
+        llm: Arc::clone(&app.llm),
+        tool_host: Arc::clone(&app.tools),
+        models: manifest.models.clone(),
+        token_budget: manifest
+            .token_budget
+            .unwrap_or(app.config.llm.default_token_budget)
+            .min(app.config.llm.max_token_budget),
+        tools: manifest.tools.clone(),
+        ctx: ToolCtx {
+            agent_id: execution.agent_id.clone(),
+            execution_id: execution.id.clone(),
+            depth: execution.depth,
+            allowed_hosts: manifest.allowed_hosts.clone(),
+        },
+    };
     let outcome = app
         .runtime
-        .run(&version.pre, execution.input.get(), version.meta.limits, cancelled)
+        .run(
+            &version.pre,
+            execution.input.get(),
+            version.meta.limits,
+            grants,
+            cancelled,
+        )
         .await;
+    execution.token_usage = outcome.llm.usage;
+    execution.cost_usd = outcome.llm.cost_usd;
+    execution.model_used = outcome.llm.model_used;
+    execution.llm_provider = outcome.llm.provider;
+    execution.first_token_ms = outcome.llm.first_token_ms;
+    execution.n_tool_calls = outcome.tool_calls.len() as u32;
+    execution.tool_ms = outcome.tool_calls.iter().map(|c| c.duration_ms as i64).sum();
+    execution.tool_calls = outcome.tool_calls;
 
     let recording = outcome.recording;
     execution.completed_at = Some(time::now_ms());

@@ -10,6 +10,7 @@ use serde_json::value::RawValue;
 
 use crate::agent::{Agent, AgentVersion};
 use crate::execution::{ErrorSource, ExecError, Execution, LogLevel, LogLine, LogStream, Status, Step};
+use crate::llm::Usage;
 
 /// Connections kept idle in the pool; more may exist briefly under load.
 const MAX_IDLE: usize = 8;
@@ -58,7 +59,9 @@ fn raw(text: String) -> Box<RawValue> {
 const EXECUTION_COLUMNS: &str = "id, agent_id, agent_name, agent_version_id, agent_version, status,
     trigger, priority, input, output, error_code, error_message, error_source, metadata,
     fuel_used, peak_memory_bytes, n_steps, n_logs, logs_truncated, created_at, queued_at,
-    started_at, completed_at, attempt, retry_of, retried_by, run_after";
+    started_at, completed_at, attempt, retry_of, retried_by, run_after, prompt_tokens,
+    completion_tokens, total_tokens, cache_read_tokens, cache_write_tokens, cost_usd, model_used,
+    llm_provider, first_token_ms, tool_ms, n_tool_calls, tool_calls, parent_id, depth";
 
 fn execution_from_row(r: &Row<'_>) -> rusqlite::Result<Execution> {
     let status: String = r.get(5)?;
@@ -100,6 +103,22 @@ fn execution_from_row(r: &Row<'_>) -> rusqlite::Result<Execution> {
         retry_of: r.get(24)?,
         retried_by: r.get(25)?,
         run_after: r.get(26)?,
+        token_usage: Usage {
+            prompt: r.get::<_, i64>(27)? as u64,
+            completion: r.get::<_, i64>(28)? as u64,
+            total: r.get::<_, i64>(29)? as u64,
+            cache_read: r.get::<_, i64>(30)? as u64,
+            cache_write: r.get::<_, i64>(31)? as u64,
+        },
+        cost_usd: r.get(32)?,
+        model_used: r.get(33)?,
+        llm_provider: r.get(34)?,
+        first_token_ms: r.get(35)?,
+        tool_ms: r.get(36)?,
+        n_tool_calls: r.get(37)?,
+        tool_calls: serde_json::from_str(&r.get::<_, String>(38)?).unwrap_or_default(),
+        parent_id: r.get(39)?,
+        depth: r.get(40)?,
     })
 }
 

@@ -87,6 +87,30 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // 3: model usage and cost, tool calls, child executions, the kv tool.
+    r#"
+    ALTER TABLE executions ADD COLUMN prompt_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE executions ADD COLUMN completion_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE executions ADD COLUMN total_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE executions ADD COLUMN cache_read_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE executions ADD COLUMN cache_write_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE executions ADD COLUMN cost_usd REAL NOT NULL DEFAULT 0;
+    ALTER TABLE executions ADD COLUMN model_used TEXT;
+    ALTER TABLE executions ADD COLUMN llm_provider TEXT;
+    ALTER TABLE executions ADD COLUMN first_token_ms INTEGER;
+    ALTER TABLE executions ADD COLUMN tool_ms INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE executions ADD COLUMN n_tool_calls INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE executions ADD COLUMN tool_calls TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE executions ADD COLUMN parent_id TEXT;
+    ALTER TABLE executions ADD COLUMN depth INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE kv (
+        agent_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (agent_id, key)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// Connection settings every connection gets.

@@ -39,6 +39,15 @@ pub enum Write {
         execution_id: String,
         created_at: i64,
     },
+    /// Sets a key of an agent's kv store.
+    KvSet {
+        agent_id: String,
+        key: String,
+        value: String,
+        updated_at: i64,
+    },
+    /// Deletes a key of an agent's kv store.
+    KvDelete { agent_id: String, key: String },
     /// Forgets one idempotency key (its request was refused after all).
     ExpireIdempotencyKey { key: String, execution_id: String },
     /// Forgets idempotency keys created before `before`.
@@ -207,6 +216,22 @@ fn apply(conn: &mut Connection, writes: &[&Write]) -> anyhow::Result<()> {
                 )?
                 .execute(params![key, request_hash, execution_id, created_at])?;
             }
+            Write::KvSet {
+                agent_id,
+                key,
+                value,
+                updated_at,
+            } => {
+                tx.prepare_cached(
+                    "INSERT INTO kv (agent_id, key, value, updated_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (agent_id, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                )?
+                .execute(params![agent_id, key, value, updated_at])?;
+            }
+            Write::KvDelete { agent_id, key } => {
+                tx.prepare_cached("DELETE FROM kv WHERE agent_id = ?1 AND key = ?2")?
+                    .execute([agent_id, key])?;
+            }
             Write::ExpireIdempotencyKey { key, execution_id } => {
                 tx.prepare_cached("DELETE FROM idempotency_keys WHERE key = ?1 AND execution_id = ?2")?
                     .execute([key, execution_id])?;
@@ -260,9 +285,13 @@ fn upsert_execution(tx: &Transaction<'_>, e: &Execution) -> anyhow::Result<()> {
         "INSERT INTO executions (id, agent_id, agent_name, agent_version_id, agent_version,
             status, trigger, priority, input, output, error_code, error_message, error_source,
             metadata, fuel_used, peak_memory_bytes, n_steps, n_logs, logs_truncated,
-            created_at, queued_at, started_at, completed_at, attempt, retry_of, retried_by, run_after)
+            created_at, queued_at, started_at, completed_at, attempt, retry_of, retried_by, run_after,
+            prompt_tokens, completion_tokens, total_tokens, cache_read_tokens, cache_write_tokens,
+            cost_usd, model_used, llm_provider, first_token_ms, tool_ms, n_tool_calls, tool_calls,
+            parent_id, depth)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-            ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)
+            ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34,
+            ?35, ?36, ?37, ?38, ?39, ?40, ?41)
          ON CONFLICT (id) DO UPDATE SET status = excluded.status, output = excluded.output,
             error_code = excluded.error_code, error_message = excluded.error_message,
             error_source = excluded.error_source, fuel_used = excluded.fuel_used,
@@ -270,7 +299,13 @@ fn upsert_execution(tx: &Transaction<'_>, e: &Execution) -> anyhow::Result<()> {
             n_logs = excluded.n_logs, logs_truncated = excluded.logs_truncated,
             queued_at = excluded.queued_at, started_at = excluded.started_at,
             completed_at = excluded.completed_at, retried_by = coalesce(excluded.retried_by, retried_by),
-            run_after = excluded.run_after",
+            run_after = excluded.run_after, prompt_tokens = excluded.prompt_tokens,
+            completion_tokens = excluded.completion_tokens, total_tokens = excluded.total_tokens,
+            cache_read_tokens = excluded.cache_read_tokens, cache_write_tokens = excluded.cache_write_tokens,
+            cost_usd = excluded.cost_usd, model_used = excluded.model_used,
+            llm_provider = excluded.llm_provider, first_token_ms = excluded.first_token_ms,
+            tool_ms = excluded.tool_ms, n_tool_calls = excluded.n_tool_calls,
+            tool_calls = excluded.tool_calls",
     )?;
     stmt.execute(params![
         e.id,
@@ -299,7 +334,21 @@ fn upsert_execution(tx: &Transaction<'_>, e: &Execution) -> anyhow::Result<()> {
         e.attempt,
         e.retry_of,
         e.retried_by,
-        e.run_after
+        e.run_after,
+        e.token_usage.prompt as i64,
+        e.token_usage.completion as i64,
+        e.token_usage.total as i64,
+        e.token_usage.cache_read as i64,
+        e.token_usage.cache_write as i64,
+        e.cost_usd,
+        e.model_used,
+        e.llm_provider,
+        e.first_token_ms,
+        e.tool_ms,
+        e.n_tool_calls,
+        serde_json::to_string(&e.tool_calls)?,
+        e.parent_id,
+        e.depth
     ])?;
     Ok(())
 }

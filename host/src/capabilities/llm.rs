@@ -1,0 +1,161 @@
+//! `warden:agent/llm`: the guest's chat calls, checked against the manifest's
+//! models and token budget, sent through the host's providers, and recorded
+//! (usage, cost, model, first-token time, one `llm` step per call). Spending past
+//! the budget stops the run with `budget_exceeded`.
+
+use std::time::Instant;
+
+use serde_json::json;
+
+use crate::llm::{self, ChatRequest, Usage};
+use crate::runtime::bindings::warden::agent::llm::{
+    Completion, Error, FinishReason, Host, Message, Options, Role, ToolCall, ToolDefinition,
+};
+use crate::runtime::{RunState, Stop};
+
+fn to_host_message(m: Message) -> llm::Message {
+    llm::Message {
+        role: match m.role {
+            Role::System => llm::Role::System,
+            Role::User => llm::Role::User,
+            Role::Assistant => llm::Role::Assistant,
+            Role::Tool => llm::Role::Tool,
+        },
+        content: m.content,
+        tool_calls: m
+            .tool_calls
+            .into_iter()
+            .map(|c| llm::ToolCall {
+                id: c.id,
+                name: c.name,
+                arguments: c.arguments,
+            })
+            .collect(),
+        tool_call_id: m.tool_call_id,
+    }
+}
+
+fn clamp(n: u64) -> u32 {
+    n.min(u64::from(u32::MAX)) as u32
+}
+
+impl Host for RunState {
+    async fn chat(
+        &mut self,
+        messages: Vec<Message>,
+        tools: Vec<ToolDefinition>,
+        opts: Options,
+    ) -> wasmtime::Result<Result<Completion, Error>> {
+        let allowed = self.grants.models();
+        let model = match opts.model {
+            Some(m) if allowed.iter().any(|a| a == &m) => m,
+            Some(m) => {
+                return Ok(Err(Error::ModelNotAllowed(format!(
+                    "model {m:?} is not in this agent's manifest (allowed: {})",
+                    allowed.join(", ")
+                ))));
+            }
+            None => allowed[0].clone(),
+        };
+        let budget = self.grants.token_budget;
+        if self.llm.usage.total >= budget {
+            return Err(wasmtime::Error::new(Stop::budget(budget, self.llm.usage.total)));
+        }
+        let request = ChatRequest {
+            model,
+            messages: messages.into_iter().map(to_host_message).collect(),
+            tools: tools
+                .into_iter()
+                .map(|t| llm::ToolDef {
+                    name: t.name,
+                    description: t.description,
+                    parameters: t.parameters,
+                })
+                .collect(),
+            temperature: opts.temperature,
+            max_tokens: opts.max_tokens,
+            stop: opts.stop,
+        };
+        let started = Instant::now();
+        let served = self.grants.llm.chat(&request).await;
+        let duration_ms = started.elapsed().as_millis() as u64;
+        let served = match served {
+            Ok(served) => served,
+            Err(e) => {
+                self.record.step(
+                    "llm".into(),
+                    json!({ "model": request.model, "error": e.message, "duration_ms": duration_ms }).to_string(),
+                );
+                self.llm.errors.push(e.message.clone());
+                return Ok(Err(Error::Provider(e.message)));
+            }
+        };
+        let c = served.completion;
+        let cost = self.grants.llm.pricing.cost(&request.model, &c.usage);
+        self.llm.usage.add(&c.usage);
+        self.llm.cost_usd += cost.unwrap_or(0.0);
+        self.llm.calls += 1;
+        self.llm.model_used = Some(c.model.clone());
+        self.llm.provider = Some(served.provider.clone());
+        if self.llm.first_token_ms.is_none()
+            && let Some(at) = c.first_token_at
+        {
+            self.llm.first_token_ms = Some(at.saturating_duration_since(self.started).as_millis() as i64);
+        }
+        self.record.step(
+            "llm".into(),
+            json!({
+                "model": c.model,
+                "provider": served.provider,
+                "usage": c.usage,
+                "cost_usd": cost,
+                "finish_reason": c.finish_reason,
+                "tool_calls": c.tool_calls.len(),
+                "attempts": served.attempts,
+                "duration_ms": duration_ms,
+            })
+            .to_string(),
+        );
+        if self.llm.usage.total > budget {
+            return Err(wasmtime::Error::new(Stop::budget(budget, self.llm.usage.total)));
+        }
+        Ok(Ok(completion(c)))
+    }
+}
+
+fn completion(c: llm::Completion) -> Completion {
+    let Usage {
+        prompt,
+        completion,
+        total,
+        cache_read,
+        cache_write,
+    } = c.usage;
+    Completion {
+        content: c.content,
+        tool_calls: c
+            .tool_calls
+            .into_iter()
+            .map(|t| ToolCall {
+                id: t.id,
+                name: t.name,
+                arguments: t.arguments,
+            })
+            .collect(),
+        usage: crate::runtime::bindings::warden::agent::llm::Usage {
+            prompt_tokens: clamp(prompt),
+            completion_tokens: clamp(completion),
+            total_tokens: clamp(total),
+            cache_read_tokens: clamp(cache_read),
+            cache_write_tokens: clamp(cache_write),
+        },
+        model: c.model,
+        finish_reason: match c.finish_reason {
+            llm::FinishReason::Stop => FinishReason::Stop,
+            llm::FinishReason::Length => FinishReason::Length,
+            llm::FinishReason::ToolCalls => FinishReason::ToolCalls,
+            llm::FinishReason::ContentFilter => FinishReason::ContentFilter,
+            llm::FinishReason::Other => FinishReason::Other,
+        },
+    }
+}

@@ -1,0 +1,67 @@
+//! `warden:agent/tools`: the tools the manifest allows, each call recorded on the
+//! execution (`tool_calls`, `n_tool_calls`, `timing.tool_ms`, a `tool` step) and
+//! capped per run.
+
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+use crate::runtime::bindings::warden::agent::tools::{Error, Host, ToolInfo};
+use crate::runtime::{RunState, ToolCallRecord};
+use crate::tools::{CATALOG, ToolError};
+
+impl Host for RunState {
+    fn available(&mut self) -> Vec<ToolInfo> {
+        CATALOG
+            .iter()
+            .filter(|t| self.grants.tools.iter().any(|g| g == t.name))
+            .map(|t| ToolInfo {
+                name: t.name.into(),
+                description: t.description.into(),
+                parameters: t.parameters.into(),
+            })
+            .collect()
+    }
+
+    async fn call(&mut self, name: String, arguments: String) -> Result<String, Error> {
+        if !self.grants.tools.iter().any(|g| g == &name) {
+            return Err(Error::UnknownTool(format!(
+                "tool {name:?} is not in this agent's manifest (allowed: {})",
+                self.grants.tools.join(", ")
+            )));
+        }
+        let max = self.grants.tool_host.config.max_tool_calls as usize;
+        if self.tool_calls.len() >= max {
+            return Err(Error::LimitExceeded(format!(
+                "this run already made {max} tool calls, its cap"
+            )));
+        }
+        let args: Value = serde_json::from_str(&arguments)
+            .map_err(|e| Error::InvalidArguments(format!("arguments are not JSON: {e}")))?;
+        let id = format!("call_{}", self.tool_calls.len() + 1);
+        let started = Instant::now();
+        let result = self.grants.tool_host.call(&self.grants.ctx, &name, args.clone()).await;
+        let duration_ms = started.elapsed().as_millis() as u64;
+        let (result_value, error) = match &result {
+            Ok(v) => (v.clone(), None),
+            Err(e) => (Value::Null, Some(e.to_string())),
+        };
+        self.record.step(
+            "tool".into(),
+            json!({ "id": id, "name": name, "duration_ms": duration_ms, "error": error }).to_string(),
+        );
+        self.tool_calls.push(ToolCallRecord {
+            id,
+            name,
+            arguments: args,
+            result: result_value,
+            error,
+            duration_ms,
+        });
+        match result {
+            Ok(v) => Ok(v.to_string()),
+            Err(ToolError::InvalidArguments(m)) => Err(Error::InvalidArguments(m)),
+            Err(ToolError::Failed(m)) => Err(Error::Failed(m)),
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! Language-model providers, reached only from the host: the guest's `llm.chat`
+//! becomes a request to the provider that serves the model (OpenAI-compatible chat
+//! completions, Anthropic Messages, or the offline `scripted` provider), with keys
+//! from the host's environment, per-attempt timeouts, and retries of transient
+//! failures. Pricing turns usage into dollars. Budgets and model allowlists are
+//! the capability's business (`capabilities::llm`), not this module's.
+
+mod anthropic;
+mod openai;
+pub mod pricing;
+mod scripted;
+mod sse;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{LlmConfig, ProviderConfig, ProviderKind};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+    Tool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    /// JSON text.
+    pub arguments: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Message {
+    pub role: Role,
+    pub content: String,
+    pub tool_calls: Vec<ToolCall>,
+    pub tool_call_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ToolDef {
+    pub name: String,
+    pub description: String,
+    /// JSON Schema text.
+    pub parameters: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ChatRequest {
+    pub model: String,
+    pub messages: Vec<Message>,
+    pub tools: Vec<ToolDef>,
+    pub temperature: Option<f32>,
+    pub max_tokens: Option<u32>,
+    pub stop: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt: u64,
+    pub completion: u64,
+    pub total: u64,
+    pub cache_read: u64,
+    pub cache_write: u64,
+}
+
+impl Usage {
+    pub fn add(&mut self, other: &Usage) {
+        self.prompt += other.prompt;
+        self.completion += other.completion;
+        self.total += other.total;
+        self.cache_read += other.cache_read;
+        self.cache_write += other.cache_write;
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    Stop,
+    Length,
+    ToolCalls,
+    ContentFilter,
+    Other,
+}
+
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub content: String,
+    pub tool_calls: Vec<ToolCall>,
+    pub usage: Usage,
+    pub model: String,
+    pub finish_reason: FinishReason,
+    /// When the first token (or tool-call fragment) arrived.
+    pub first_token_at: Option<Instant>,
+}
+
+/// A provider's failure. `transient` ones (connection, timeout, 429, 5xx) are
+/// retried.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct ProviderError {
+    pub message: String,
+    pub transient: bool,
+    /// What the provider asked us to wait (429 `Retry-After`).
+    pub retry_after: Option<Duration>,
+}
+
+impl ProviderError {
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            transient: false,
+            retry_after: None,
+        }
+    }
+
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            transient: true,
+            retry_after: None,
+        }
+    }
+
+    /// Classifies an HTTP error status and body.
+    fn from_status(provider: &str, status: reqwest::StatusCode, retry_after: Option<Duration>, body: &str) -> Self {
+        let detail = serde_json::from_str::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| body.chars().take(500).collect());
+        let message = format!("{provider} answered HTTP {}: {detail}", status.as_u16());
+        let transient = status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
+        Self {
+            message,
+            transient,
+            retry_after,
+        }
+    }
+
+    fn from_reqwest(provider: &str, e: reqwest::Error) -> Self {
+        let transient = e.is_timeout() || e.is_connect() || e.is_request() || e.is_body();
+        Self {
+            message: format!("{provider}: {e}"),
+            transient,
+            retry_after: None,
+        }
+    }
+}
+
+/// One configured provider, ready to call.
+struct Provider {
+    config: ProviderConfig,
+    api_key: Option<String>,
+}
+
+/// The host's providers and how to reach them.
+pub struct Llm {
+    pub pricing: pricing::Pricing,
+    providers: Vec<Provider>,
+    http: reqwest::Client,
+    timeout: Duration,
+    max_retries: u32,
+}
+
+/// Which provider served a call, for the record.
+#[derive(Debug, Clone)]
+pub struct Served {
+    pub provider: String,
+    pub completion: Completion,
+    pub attempts: u32,
+}
+
+impl Llm {
+    pub fn new(config: &LlmConfig, prices: &HashMap<String, pricing::Price>) -> anyhow::Result<Self> {
+        let providers = config
+            .providers
+            .iter()
+            .map(|p| Provider {
+                api_key: p.api_key_env.as_ref().and_then(|var| std::env::var(var).ok()),
+                config: p.clone(),
+            })
+            .collect();
+        Ok(Self {
+            pricing: pricing::Pricing::new(prices),
+            providers,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()?,
+            timeout: Duration::from_millis(config.timeout_ms),
+            max_retries: config.max_retries,
+        })
+    }
+
+    fn provider_for(&self, model: &str) -> Option<&Provider> {
+        self.providers
+            .iter()
+            .find(|p| p.config.models.iter().any(|m| m == model || m == "*"))
+    }
+
+    /// Sends a chat to the provider serving `request.model`, retrying transient
+    /// failures with backoff.
+    pub async fn chat(&self, request: &ChatRequest) -> Result<Served, ProviderError> {
+        let provider = self
+            .provider_for(&request.model)
+            .ok_or_else(|| ProviderError::permanent(format!("no provider serves model {:?}", request.model)))?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let call = self.call_once(provider, request);
+            let result = match tokio::time::timeout(self.timeout, call).await {
+                Ok(result) => result,
+                Err(_) => Err(ProviderError::transient(format!(
+                    "{} did not answer within {} ms",
+                    provider.config.name,
+                    self.timeout.as_millis()
+                ))),
+            };
+            match result {
+                Ok(completion) => {
+                    return Ok(Served {
+                        provider: provider.config.name.clone(),
+                        completion,
+                        attempts: attempt,
+                    });
+                }
+                Err(e) if e.transient && attempt <= self.max_retries => {
+                    let backoff = Duration::from_millis(200 * (1 << (attempt - 1).min(5)));
+                    let wait = e.retry_after.unwrap_or(backoff).min(Duration::from_secs(10));
+                    tracing::warn!(provider = %provider.config.name, attempt, error = %e, "transient LLM failure; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+                Err(mut e) => {
+                    if attempt > 1 {
+                        e.message = format!("{} (after {attempt} attempts)", e.message);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    async fn call_once(&self, provider: &Provider, request: &ChatRequest) -> Result<Completion, ProviderError> {
+        let key = provider.api_key.as_deref();
+        match provider.config.kind {
+            ProviderKind::Scripted => Ok(scripted::chat(request)),
+            ProviderKind::Openai => openai::chat(&self.http, &provider.config, key, request).await,
+            ProviderKind::Anthropic => anthropic::chat(&self.http, &provider.config, key, request).await,
+        }
+    }
+}
+
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
+}
