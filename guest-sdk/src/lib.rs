@@ -100,6 +100,109 @@ pub mod log {
     }
 }
 
+/// Language models through the host (keys, network and budgets stay there).
+pub mod llm {
+    use super::AgentError;
+    pub use crate::bindings::warden::agent::llm::{
+        Completion, Error, FinishReason, Message, Options, Role, ToolCall, ToolDefinition, Usage,
+    };
+
+    impl Message {
+        fn new(role: Role, content: impl Into<String>) -> Self {
+            Message {
+                role,
+                content: content.into(),
+                tool_calls: Vec::new(),
+                tool_call_id: None,
+            }
+        }
+        pub fn system(content: impl Into<String>) -> Self {
+            Self::new(Role::System, content)
+        }
+        pub fn user(content: impl Into<String>) -> Self {
+            Self::new(Role::User, content)
+        }
+        pub fn assistant(content: impl Into<String>) -> Self {
+            Self::new(Role::Assistant, content)
+        }
+        /// The assistant turn that asked for tools (put it back before the results).
+        pub fn assistant_calls(completion: &Completion) -> Self {
+            Message {
+                role: Role::Assistant,
+                content: completion.content.clone(),
+                tool_calls: completion.tool_calls.clone(),
+                tool_call_id: None,
+            }
+        }
+        /// A tool's result, answering the call with `call_id`.
+        pub fn tool_result(call_id: impl Into<String>, content: impl Into<String>) -> Self {
+            Message {
+                role: Role::Tool,
+                content: content.into(),
+                tool_calls: Vec::new(),
+                tool_call_id: Some(call_id.into()),
+            }
+        }
+    }
+
+    impl ToolDefinition {
+        /// A tool the model may call; `parameters` is its JSON Schema.
+        pub fn new(name: impl Into<String>, description: impl Into<String>, parameters: serde_json::Value) -> Self {
+            ToolDefinition {
+                name: name.into(),
+                description: description.into(),
+                parameters: parameters.to_string(),
+            }
+        }
+    }
+
+    /// Options with nothing set: the manifest's default model.
+    pub fn options() -> Options {
+        Options {
+            model: None,
+            temperature: None,
+            max_tokens: None,
+            stop: Vec::new(),
+        }
+    }
+
+    /// Sends a chat; the host's errors become typed agent errors
+    /// (`model_not_allowed`, `llm_error`, `invalid_request`).
+    pub fn chat(messages: &[Message], tools: &[ToolDefinition], options: &Options) -> Result<Completion, AgentError> {
+        crate::bindings::warden::agent::llm::chat(messages, tools, options).map_err(|e| match e {
+            Error::ModelNotAllowed(m) => AgentError::new("model_not_allowed", m),
+            Error::BudgetExceeded(m) => AgentError::new("budget_exceeded", m),
+            Error::Provider(m) => AgentError::new("llm_error", m),
+            Error::InvalidRequest(m) => AgentError::new("invalid_request", m),
+        })
+    }
+}
+
+/// The host's tools (`kv`, `http_fetch`, `agent_call`), as the manifest allows.
+pub mod tools {
+    use super::AgentError;
+    pub use crate::bindings::warden::agent::tools::{Error, ToolInfo};
+
+    /// The tools this agent may call.
+    pub fn available() -> Vec<ToolInfo> {
+        crate::bindings::warden::agent::tools::available()
+    }
+
+    /// Calls a tool with JSON arguments; its errors become `tool_error`.
+    pub fn call<T: serde::Serialize + ?Sized>(name: &str, arguments: &T) -> Result<serde_json::Value, AgentError> {
+        let arguments =
+            serde_json::to_string(arguments).map_err(|e| AgentError::new("tool_error", format!("arguments: {e}")))?;
+        let result = crate::bindings::warden::agent::tools::call(name, &arguments).map_err(|e| {
+            let message = match e {
+                Error::UnknownTool(m) | Error::InvalidArguments(m) | Error::Failed(m) | Error::LimitExceeded(m) => m,
+            };
+            AgentError::new("tool_error", format!("{name}: {message}"))
+        })?;
+        serde_json::from_str(&result)
+            .map_err(|e| AgentError::new("tool_error", format!("{name}: result is not JSON: {e}")))
+    }
+}
+
 /// Records a named step with a detail serialised to JSON; returns its sequence
 /// number in the run (1, 2, ...).
 pub fn step<T: Serialize + ?Sized>(name: &str, detail: &T) -> u32 {
