@@ -53,6 +53,9 @@ async fn first_start_deploys_the_bundled_examples_once() {
     assert_eq!(record["output"]["greeting"], "Hello, bundled!");
     let record = server.run("hello", json!({ "name": "bundled" })).await;
     assert_eq!(record["status"], "completed");
+    let record = server.run("support", json!({ "question": "What can you do?" })).await;
+    assert_eq!(record["status"], "completed", "{record}");
+    assert_eq!(record["llm_provider"], "scripted");
     server.stop().await;
 
     let server = Server::start_with(config).await;
