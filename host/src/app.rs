@@ -10,6 +10,7 @@ use tokio::sync::Mutex;
 
 use crate::agent::{Agent, AgentVersion};
 use crate::config::Config;
+use crate::events::EventHub;
 use crate::idempotency::IdempotencyKeys;
 use crate::llm::Llm;
 use crate::manifest::Manifest;
@@ -32,6 +33,7 @@ pub struct App {
     pub idempotency: IdempotencyKeys,
     pub llm: Arc<Llm>,
     pub tools: Arc<Tools>,
+    pub events: EventHub,
     pub started: Instant,
     deploy_lock: Mutex<()>,
 }
@@ -63,6 +65,7 @@ impl App {
             idempotency: IdempotencyKeys::new(config.idempotency_ttl_secs),
             llm: Arc::new(Llm::new(&config.llm, &config.pricing)?),
             tools: Arc::new(Tools::new(config.tools)?),
+            events: EventHub::default(),
             config,
             store,
             runtime: Arc::new(runtime),

@@ -14,6 +14,7 @@ pub mod bundled;
 mod capabilities;
 pub mod client;
 pub mod config;
+pub mod events;
 pub mod execution;
 pub mod idempotency;
 pub mod ids;

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod cli;
+mod events;
 mod execute;
 mod listing;
 mod llm;

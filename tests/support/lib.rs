@@ -216,3 +216,49 @@ pub fn warden_bin() -> PathBuf {
     );
     bin
 }
+
+/// One Server-Sent Event as a client sees it.
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    pub id: u64,
+    pub event: String,
+    pub data: Value,
+}
+
+/// Reads a whole SSE response (the server closes it after `done` or `error`).
+pub async fn read_sse(resp: reqwest::Response) -> Vec<SseEvent> {
+    assert_eq!(
+        resp.headers()[reqwest::header::CONTENT_TYPE].to_str().unwrap(),
+        "text/event-stream",
+        "not an event stream"
+    );
+    let text = tokio::time::timeout(REQUEST_TIMEOUT, resp.text())
+        .await
+        .expect("the stream ends in time")
+        .expect("stream body");
+    parse_sse(&text)
+}
+
+pub fn parse_sse(text: &str) -> Vec<SseEvent> {
+    let mut out = Vec::new();
+    for block in text.split("\n\n") {
+        let (mut id, mut event, mut data) = (None, None, String::new());
+        for line in block.lines() {
+            if let Some(v) = line.strip_prefix("id:") {
+                id = v.trim().parse().ok();
+            } else if let Some(v) = line.strip_prefix("event:") {
+                event = Some(v.trim().to_owned());
+            } else if let Some(v) = line.strip_prefix("data:") {
+                data.push_str(v.strip_prefix(' ').unwrap_or(v));
+            }
+        }
+        if let (Some(id), Some(event)) = (id, event) {
+            out.push(SseEvent {
+                id,
+                event,
+                data: serde_json::from_str(&data).unwrap_or(Value::String(data)),
+            });
+        }
+    }
+    out
+}

@@ -36,6 +36,8 @@ pub enum Mode {
     #[default]
     Sync,
     Async,
+    /// Answer with the execution's event stream (SSE).
+    Stream,
 }
 
 #[derive(Deserialize)]
@@ -143,6 +145,9 @@ pub async fn execute(
     };
     match body.mode {
         Mode::Async => Ok(accepted_response(&accepted.execution)),
+        Mode::Stream => Ok(super::stream::stream_new(&app, &accepted.execution.id)
+            .await?
+            .into_response()),
         Mode::Sync => {
             let finished = wait_final(&app, accepted.done).await?;
             Ok((StatusCode::OK, view(&finished)).into_response())

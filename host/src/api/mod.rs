@@ -7,6 +7,7 @@ mod executions;
 mod extract;
 mod health;
 mod limits;
+mod stream;
 
 use std::sync::Arc;
 
@@ -36,6 +37,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/executions/{id}", get(executions::get))
         .route("/v1/executions/{id}/cancel", post(executions::cancel))
         .route("/v1/executions/{id}/retry", post(executions::retry))
+        .route("/v1/executions/{id}/events", get(stream::events))
+        .route("/v1/executions/{id}/stream", get(stream::stream))
         .route("/v1/executions/{id}/logs", get(executions::logs))
         .route("/v1/executions/{id}/steps", get(executions::steps))
         .route("/admin/health", get(health::health))

@@ -3,6 +3,7 @@
 //! (usage, cost, model, first-token time, one `llm` step per call). Spending past
 //! the budget stops the run with `budget_exceeded`.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::json;
@@ -77,7 +78,9 @@ impl Host for RunState {
             stop: opts.stop,
         };
         let started = Instant::now();
-        let served = self.grants.llm.chat(&request).await;
+        let events = Arc::clone(&self.grants.events);
+        let on_delta = move |kind: llm::Delta, text: &str| events.emit(kind.event(), json!({ "delta": text }));
+        let served = self.grants.llm.chat(&request, &on_delta).await;
         let duration_ms = started.elapsed().as_millis() as u64;
         let served = match served {
             Ok(served) => served,

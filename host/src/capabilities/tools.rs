@@ -40,12 +40,19 @@ impl Host for RunState {
             .map_err(|e| Error::InvalidArguments(format!("arguments are not JSON: {e}")))?;
         let id = format!("call_{}", self.tool_calls.len() + 1);
         let started = Instant::now();
+        self.grants
+            .events
+            .emit("tool_start", json!({ "id": id, "name": name, "arguments": args }));
         let result = self.grants.tool_host.call(&self.grants.ctx, &name, args.clone()).await;
         let duration_ms = started.elapsed().as_millis() as u64;
         let (result_value, error) = match &result {
             Ok(v) => (v.clone(), None),
             Err(e) => (Value::Null, Some(e.to_string())),
         };
+        self.grants.events.emit(
+            "tool_end",
+            json!({ "id": id, "name": name, "duration_ms": duration_ms, "error": error }),
+        );
         self.record.step(
             "tool".into(),
             json!({ "id": id, "name": name, "duration_ms": duration_ms, "error": error }).to_string(),

@@ -8,7 +8,7 @@ use std::time::Instant;
 use serde_json::{Value, json};
 
 use super::sse::EventStream;
-use super::{ChatRequest, Completion, FinishReason, ProviderError, Role, ToolCall, Usage, retry_after};
+use super::{ChatRequest, Completion, Delta, FinishReason, OnDelta, ProviderError, Role, ToolCall, Usage, retry_after};
 use crate::config::ProviderConfig;
 
 const API_VERSION: &str = "2023-06-01";
@@ -102,6 +102,7 @@ pub async fn chat(
     config: &ProviderConfig,
     key: Option<&str>,
     request: &ChatRequest,
+    on_delta: OnDelta<'_>,
 ) -> Result<Completion, ProviderError> {
     let name = config.name.as_str();
     let url = format!("{}/v1/messages", config.base_url.trim_end_matches('/'));
@@ -202,7 +203,9 @@ pub async fn chat(
                 match delta["type"].as_str() {
                     Some("text_delta") => {
                         first_token_at.get_or_insert_with(Instant::now);
-                        content.push_str(delta["text"].as_str().unwrap_or_default());
+                        let text = delta["text"].as_str().unwrap_or_default();
+                        on_delta(Delta::Content, text);
+                        content.push_str(text);
                     }
                     Some("input_json_delta") => {
                         if let Some(call) = calls.get_mut(&v["index"].as_u64().unwrap_or(0)) {
@@ -212,6 +215,7 @@ pub async fn chat(
                     }
                     Some("thinking_delta") => {
                         first_token_at.get_or_insert_with(Instant::now);
+                        on_delta(Delta::Thinking, delta["thinking"].as_str().unwrap_or_default());
                     }
                     _ => {}
                 }

@@ -101,6 +101,25 @@ pub struct Completion {
     pub first_token_at: Option<Instant>,
 }
 
+/// A piece of an answer as it streams in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delta {
+    Content,
+    Thinking,
+}
+
+impl Delta {
+    pub fn event(self) -> &'static str {
+        match self {
+            Delta::Content => "content",
+            Delta::Thinking => "thinking",
+        }
+    }
+}
+
+/// Called with each piece of the answer as it arrives.
+pub type OnDelta<'a> = &'a (dyn Fn(Delta, &str) + Send + Sync);
+
 /// A provider's failure. `transient` ones (connection, timeout, 429, 5xx) are
 /// retried.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -206,14 +225,14 @@ impl Llm {
 
     /// Sends a chat to the provider serving `request.model`, retrying transient
     /// failures with backoff.
-    pub async fn chat(&self, request: &ChatRequest) -> Result<Served, ProviderError> {
+    pub async fn chat(&self, request: &ChatRequest, on_delta: OnDelta<'_>) -> Result<Served, ProviderError> {
         let provider = self
             .provider_for(&request.model)
             .ok_or_else(|| ProviderError::permanent(format!("no provider serves model {:?}", request.model)))?;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let call = self.call_once(provider, request);
+            let call = self.call_once(provider, request, on_delta);
             let result = match tokio::time::timeout(self.timeout, call).await {
                 Ok(result) => result,
                 Err(_) => Err(ProviderError::transient(format!(
@@ -246,13 +265,24 @@ impl Llm {
         }
     }
 
-    async fn call_once(&self, provider: &Provider, request: &ChatRequest) -> Result<Completion, ProviderError> {
+    async fn call_once(
+        &self,
+        provider: &Provider,
+        request: &ChatRequest,
+        on_delta: OnDelta<'_>,
+    ) -> Result<Completion, ProviderError> {
         let key = provider.api_key.as_deref();
-        match provider.config.kind {
-            ProviderKind::Scripted => Ok(scripted::chat(request)),
-            ProviderKind::Openai => openai::chat(&self.http, &provider.config, key, request).await,
-            ProviderKind::Anthropic => anthropic::chat(&self.http, &provider.config, key, request).await,
+        let completion = match provider.config.kind {
+            ProviderKind::Scripted => scripted::chat(request),
+            ProviderKind::Openai => openai::chat(&self.http, &provider.config, key, request, on_delta).await?,
+            ProviderKind::Anthropic => anthropic::chat(&self.http, &provider.config, key, request, on_delta).await?,
+        };
+        // Answers that did not stream arrive whole.
+        let streamed = provider.config.stream && provider.config.kind != ProviderKind::Scripted;
+        if !streamed && !completion.content.is_empty() {
+            on_delta(Delta::Content, &completion.content);
         }
+        Ok(completion)
     }
 }
 

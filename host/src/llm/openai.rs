@@ -8,7 +8,7 @@ use std::time::Instant;
 use serde_json::{Value, json};
 
 use super::sse::EventStream;
-use super::{ChatRequest, Completion, FinishReason, ProviderError, Role, ToolCall, Usage, retry_after};
+use super::{ChatRequest, Completion, Delta, FinishReason, OnDelta, ProviderError, Role, ToolCall, Usage, retry_after};
 use crate::config::ProviderConfig;
 
 fn body(config: &ProviderConfig, request: &ChatRequest) -> Value {
@@ -90,6 +90,7 @@ pub async fn chat(
     config: &ProviderConfig,
     key: Option<&str>,
     request: &ChatRequest,
+    on_delta: OnDelta<'_>,
 ) -> Result<Completion, ProviderError> {
     let name = config.name.as_str();
     let url = format!("{}/chat/completions", config.base_url.trim_end_matches('/'));
@@ -171,6 +172,7 @@ pub async fn chat(
             && !text.is_empty()
         {
             first_token_at.get_or_insert_with(Instant::now);
+            on_delta(Delta::Content, text);
             content.push_str(text);
         }
         if let Some(deltas) = choice["delta"]["tool_calls"].as_array() {

@@ -13,6 +13,7 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
 use crate::config::CaptureLimits;
+use crate::events::EventLog;
 use crate::execution::{LogLevel, LogLine, LogStream, Step};
 use crate::time::now_ms;
 
@@ -29,6 +30,8 @@ pub struct RunRecord(Arc<Mutex<Recorded>>);
 
 struct Recorded {
     caps: CaptureLimits,
+    /// Where log lines and steps are announced as events.
+    events: Option<Arc<EventLog>>,
     logs: Vec<LogLine>,
     steps: Vec<Step>,
     log_bytes: usize,
@@ -49,9 +52,10 @@ pub struct Recording {
 }
 
 impl RunRecord {
-    pub fn new(caps: CaptureLimits) -> Self {
+    pub fn new(caps: CaptureLimits, events: Option<Arc<EventLog>>) -> Self {
         Self(Arc::new(Mutex::new(Recorded {
             caps,
+            events,
             logs: Vec::new(),
             steps: Vec::new(),
             log_bytes: 0,
@@ -81,13 +85,17 @@ impl RunRecord {
         }
         let detail = step_detail(detail, r.caps.max_step_detail_bytes);
         let now = now_ms();
-        r.steps.push(Step {
+        let step = Step {
             seq,
             name: truncate(name, MAX_STEP_NAME_BYTES),
             detail,
             started_at: now,
             ended_at: now,
-        });
+        };
+        if let Some(events) = &r.events {
+            events.emit("step", serde_json::to_value(&step).unwrap_or_default());
+        }
+        r.steps.push(step);
         seq
     }
 
@@ -165,13 +173,17 @@ impl Recorded {
         }
         self.log_bytes += message.len();
         let seq = self.logs.len() as u32 + 1;
-        self.logs.push(LogLine {
+        let line = LogLine {
             seq,
             ts: now_ms(),
             level,
             stream,
             message,
-        });
+        };
+        if let Some(events) = &self.events {
+            events.emit("log", serde_json::to_value(&line).unwrap_or_default());
+        }
+        self.logs.push(line);
     }
 
     fn push_stdio_line(&mut self, stream: LogStream, bytes: &[u8]) {

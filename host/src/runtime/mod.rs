@@ -11,6 +11,7 @@ pub mod engine;
 mod state;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use serde_json::value::RawValue;
@@ -136,7 +137,7 @@ impl Runtime {
         grants: Grants,
         cancel: impl Future<Output = ()>,
     ) -> RunOutcome {
-        let record = RunRecord::new(self.capture);
+        let record = RunRecord::new(self.capture, Some(Arc::clone(&grants.events)));
         let mut store = Store::new(
             &self.engine,
             RunState::new(limits.memory_bytes(), record.clone(), grants),

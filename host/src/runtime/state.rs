@@ -11,6 +11,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::capture::RunRecord;
+use crate::events::EventLog;
 use crate::execution::LogStream;
 use crate::llm::{Llm, Usage};
 use crate::tools::{ToolCtx, Tools};
@@ -42,6 +43,8 @@ pub struct Grants {
     pub token_budget: u64,
     pub tools: Vec<String>,
     pub ctx: ToolCtx,
+    /// Where the run's events go (log lines, steps, model deltas, tool calls).
+    pub events: Arc<EventLog>,
 }
 
 impl Grants {

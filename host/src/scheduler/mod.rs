@@ -15,12 +15,14 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use serde_json::json;
 use serde_json::value::RawValue;
 use tokio::sync::{oneshot, watch};
 
 use self::queue::{Job, Live, LiveState, Queue};
 use crate::app::App;
 use crate::config::Config;
+use crate::events::{Event, EventLog};
 use crate::execution::{ExecError, Execution, Status};
 use crate::registry::{Entry, Version};
 use crate::runtime::Grants;
@@ -221,16 +223,44 @@ pub async fn submit(
     } else {
         app.store.writer.send(write);
     }
-    let done = admit(
-        app,
-        reservation,
-        Job {
-            execution: execution.clone(),
-            version,
-        },
-        request.delay,
-    );
+    let events = app.events.open(&execution.id);
+    events.emit("status", json!({ "status": Status::Queued }));
+    let job = Job {
+        execution: execution.clone(),
+        version,
+        events,
+    };
+    let done = admit(app, reservation, job, request.delay);
     Ok(Accepted { execution, done })
+}
+
+/// Ends an execution's event log: its final status, then `done` with the record's
+/// summary or `error`; returns the write that stores the log.
+fn end_events(events: &EventLog, e: &Execution) -> Write {
+    events.emit("status", json!({ "status": e.status }));
+    if e.status == Status::Completed {
+        events.emit(
+            "done",
+            json!({
+                "status": e.status,
+                "output": e.output,
+                "token_usage": e.token_usage,
+                "cost_usd": e.cost_usd,
+                "model_used": e.model_used,
+                "n_steps": e.n_steps,
+                "n_tool_calls": e.n_tool_calls,
+                "timing": e.timing(),
+            }),
+        );
+    } else {
+        events.emit("error", json!({ "status": e.status, "error": e.error }));
+    }
+    let all = events.all();
+    let list: Vec<&Event> = all.iter().map(|e| &**e).collect();
+    Write::Events {
+        execution_id: e.id.clone(),
+        events: serde_json::to_string(&list).unwrap_or_else(|_| "[]".to_owned()),
+    }
 }
 
 /// Puts an accepted (and recorded) job in the queue, or in a backoff wait first.
@@ -365,6 +395,7 @@ async fn supervise(app: Arc<App>, job: Job, cancel: oneshot::Receiver<()>) {
 
 /// Removes the live entry and tells every listener how it ended.
 fn announce(app: &Arc<App>, id: &str, finished: Option<Arc<Execution>>) {
+    app.events.close(id);
     let live = app.scheduler.lock().live.remove(id);
     if let Some(live) = live {
         live.done.send_replace(finished);
@@ -386,6 +417,8 @@ async fn fail_vanished(app: &Arc<App>, id: &str, error: ExecError) -> Option<Exe
     execution.status = Status::Failed;
     execution.error = Some(error);
     execution.completed_at = Some(time::now_ms());
+    let events = app.events.get(id).unwrap_or_else(|| app.events.open(id));
+    app.store.writer.send(end_events(&events, &execution));
     if let Err(e) = app
         .store
         .writer
@@ -404,10 +437,15 @@ async fn run(
     job: Job,
     cancel: oneshot::Receiver<()>,
 ) -> (Execution, impl Future<Output = Result<(), StoreError>> + Send) {
-    let Job { mut execution, version } = job;
+    let Job {
+        mut execution,
+        version,
+        events,
+    } = job;
     execution.status = Status::Running;
     execution.started_at = Some(time::now_ms());
     app.store.writer.send(Write::Execution(Box::new(execution.clone())));
+    events.emit("status", json!({ "status": Status::Running }));
 
     // A dropped sender is not a cancel: only a sent message is.
     let cancelled = async {
@@ -425,6 +463,7 @@ async fn run(
             .unwrap_or(app.config.llm.default_token_budget)
             .min(app.config.llm.max_token_budget),
         tools: manifest.tools.clone(),
+        events: Arc::clone(&events),
         ctx: ToolCtx {
             agent_id: execution.agent_id.clone(),
             execution_id: execution.id.clone(),
@@ -472,6 +511,7 @@ async fn run(
             execution.error = Some(error);
         }
     }
+    app.store.writer.send(end_events(&events, &execution));
     let finish = Write::Finish {
         execution: Box::new(execution.clone()),
         logs: recording.logs,
@@ -607,6 +647,9 @@ pub async fn cancel(app: &Arc<App>, id: &str) -> Result<Cancel, StoreError> {
         Action::NotLive => Ok(Cancel::NotLive),
         Action::Already => Ok(Cancel::Requested),
         Action::Requested => {
+            if let Some(events) = app.events.get(id) {
+                events.emit("status", json!({ "status": Status::CancelRequested }));
+            }
             app.store
                 .writer
                 .commit(Write::Status {
@@ -625,6 +668,8 @@ pub async fn cancel(app: &Arc<App>, id: &str) -> Result<Cancel, StoreError> {
                 "the execution was cancelled before it ran",
             ));
             execution.completed_at = Some(time::now_ms());
+            app.store.writer.send(end_events(&job.events, &execution));
+            app.events.close(id);
             let result = app
                 .store
                 .writer
@@ -667,8 +712,16 @@ pub async fn recover(app: &Arc<App>) -> anyhow::Result<()> {
                     .map(|t| Duration::from_millis((t - now) as u64));
                 execution.status = Status::Queued;
                 tracing::info!(execution = %execution.id, "re-queued after restart");
+                // Events before a crash were not stored; the log starts again.
+                let events = app.events.open(&execution.id);
+                events.emit("status", json!({ "status": Status::Queued }));
                 let mut reservation = reservation;
-                enqueue(app, &mut reservation, Job { execution, version }, delay);
+                let job = Job {
+                    execution,
+                    version,
+                    events,
+                };
+                enqueue(app, &mut reservation, job, delay);
             }
             (status, found) => {
                 let (status, error) = match (status, &found) {
@@ -694,6 +747,11 @@ pub async fn recover(app: &Arc<App>) -> anyhow::Result<()> {
                 execution.status = status;
                 execution.error = Some(error);
                 execution.completed_at = Some(now);
+                let events = app.events.open(&execution.id);
+                events.emit("status", json!({ "status": Status::Queued }));
+                events.emit("status", json!({ "status": Status::Running }));
+                app.store.writer.send(end_events(&events, &execution));
+                app.events.close(&execution.id);
                 app.store
                     .writer
                     .commit(Write::Execution(Box::new(execution.clone())))

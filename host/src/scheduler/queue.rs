@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use tokio::sync::{oneshot, watch};
 
+use crate::events::EventLog;
 use crate::execution::Execution;
 use crate::registry::Version;
 
@@ -23,6 +24,8 @@ pub type QueueKey = (Reverse<u8>, u64);
 pub struct Job {
     pub execution: Execution,
     pub version: Arc<Version>,
+    /// Where the execution's events go.
+    pub events: Arc<EventLog>,
 }
 
 /// Where the final record of a live execution is published.

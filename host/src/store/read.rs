@@ -302,3 +302,11 @@ pub fn versions(conn: &Connection, agent_id: Option<&str>) -> anyhow::Result<Vec
     }
     Ok(out)
 }
+
+/// A finished execution's stored event log (a JSON array), if any.
+pub fn events(conn: &Connection, id: &str) -> anyhow::Result<Option<String>> {
+    Ok(conn
+        .prepare_cached("SELECT events FROM execution_events WHERE execution_id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?)
+}

@@ -111,6 +111,13 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (agent_id, key)
     ) WITHOUT ROWID;
     "#,
+    // 4: the event log of each finished execution, as one JSON array.
+    r#"
+    CREATE TABLE execution_events (
+        execution_id TEXT PRIMARY KEY,
+        events TEXT NOT NULL
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// Connection settings every connection gets.

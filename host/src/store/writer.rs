@@ -28,6 +28,8 @@ pub enum Write {
         logs: Vec<LogLine>,
         steps: Vec<Step>,
     },
+    /// Stores a finished execution's event log (a JSON array).
+    Events { execution_id: String, events: String },
     /// Sets an execution's status, only if it still has status `from`.
     Status { id: String, from: Status, to: Status },
     /// Records that `retried_by` retries execution `id`.
@@ -195,6 +197,10 @@ fn apply(conn: &mut Connection, writes: &[&Write]) -> anyhow::Result<()> {
                     upsert_execution(&tx, execution)?;
                 }
                 insert_run_record(&tx, &execution.id, logs, steps)?;
+            }
+            Write::Events { execution_id, events } => {
+                tx.prepare_cached("INSERT OR REPLACE INTO execution_events (execution_id, events) VALUES (?1, ?2)")?
+                    .execute([execution_id, events])?;
             }
             Write::Status { id, from, to } => {
                 tx.prepare_cached("UPDATE executions SET status = ?1 WHERE id = ?2 AND status = ?3")?

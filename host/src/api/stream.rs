@@ -1,0 +1,183 @@
+//! Execution events over HTTP: `GET /v1/executions/{id}/events` (JSON pages) and
+//! `GET /v1/executions/{id}/stream` (Server-Sent Events: `id:` is the sequence
+//! number, `event:` the type; `Last-Event-ID` or `?after=N` resumes; a finished
+//! execution replays and closes after its `done` or `error`; keep-alive comments
+//! while idle). `execute` with `mode: "stream"` answers with the same stream.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use futures_util::Stream;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use super::error::ApiError;
+use super::extract::ApiQuery;
+use crate::app::App;
+use crate::events::{Event, EventLog};
+use crate::store::read;
+
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+const DEFAULT_PAGE: usize = 1000;
+const MAX_PAGE: usize = 10_000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+#[derive(Serialize)]
+pub struct EventPage {
+    data: Vec<Value>,
+    has_more: bool,
+    next_cursor: Option<u64>,
+}
+
+fn to_value(e: &Event) -> Value {
+    serde_json::to_value(e).unwrap_or_default()
+}
+
+fn seq(v: &Value) -> u64 {
+    v["seq"].as_u64().unwrap_or(0)
+}
+
+/// Where events come from: a live log (backlog, then new ones) or the stored log.
+struct Source {
+    backlog: Vec<Value>,
+    live: Option<(broadcast::Receiver<Arc<Event>>, Arc<EventLog>)>,
+}
+
+async fn source(app: &Arc<App>, id: &str, after: u64) -> Result<Source, ApiError> {
+    if let Some(sub) = app.events.subscribe(id, after) {
+        return Ok(Source {
+            backlog: sub.backlog.iter().map(|e| to_value(e)).collect(),
+            live: sub.live.map(|rx| (rx, sub.log)),
+        });
+    }
+    let lookup = id.to_owned();
+    let (exists, stored) = app
+        .store
+        .read(move |conn| Ok((read::execution(conn, &lookup)?.is_some(), read::events(conn, &lookup)?)))
+        .await?;
+    if !exists {
+        return Err(ApiError::NotFound(format!("no execution {id:?}")));
+    }
+    let all: Vec<Value> = stored
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_default();
+    Ok(Source {
+        backlog: all.into_iter().filter(|e| seq(e) > after).collect(),
+        live: None,
+    })
+}
+
+pub async fn events(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<EventsQuery>,
+) -> Result<Json<EventPage>, ApiError> {
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    let mut data = source(&app, &id, q.after.unwrap_or(0)).await?.backlog;
+    let has_more = data.len() > limit;
+    data.truncate(limit);
+    let next_cursor = if has_more { data.last().map(seq) } else { None };
+    Ok(Json(EventPage {
+        data,
+        has_more,
+        next_cursor,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamQuery {
+    after: Option<u64>,
+}
+
+/// The resume point: `Last-Event-ID`, else `?after=`, else the start.
+fn resume_from(headers: &HeaderMap, after: Option<u64>) -> Result<u64, ApiError> {
+    match headers.get("last-event-id") {
+        Some(v) => v.to_str().ok().and_then(|s| s.trim().parse().ok()).ok_or_else(|| {
+            ApiError::bad_request("invalid_request", "Last-Event-ID must be an event's sequence number")
+        }),
+        None => Ok(after.unwrap_or(0)),
+    }
+}
+
+pub async fn stream(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    ApiQuery(q): ApiQuery<StreamQuery>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let after = resume_from(&headers, q.after)?;
+    let source = source(&app, &id, after).await?;
+    Ok(sse(source, after))
+}
+
+/// The SSE stream of a just-submitted execution (`mode: "stream"`).
+pub async fn stream_new(
+    app: &Arc<App>,
+    id: &str,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>> + use<>>, ApiError> {
+    Ok(sse(source(app, id, 0).await?, 0))
+}
+
+struct Feed {
+    queue: VecDeque<Value>,
+    live: Option<(broadcast::Receiver<Arc<Event>>, Arc<EventLog>)>,
+    last: u64,
+    finished: bool,
+}
+
+fn sse(source: Source, after: u64) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let feed = Feed {
+        queue: source.backlog.into(),
+        live: source.live,
+        last: after,
+        finished: false,
+    };
+    let stream = futures_util::stream::unfold(feed, |mut feed| async move {
+        loop {
+            if feed.finished {
+                return None;
+            }
+            if let Some(event) = feed.queue.pop_front() {
+                let n = seq(&event);
+                if n <= feed.last {
+                    continue;
+                }
+                feed.last = n;
+                let kind = event["type"].as_str().unwrap_or("message").to_owned();
+                feed.finished = kind == "done" || kind == "error";
+                let sse = SseEvent::default()
+                    .id(n.to_string())
+                    .event(kind)
+                    .data(event.to_string());
+                return Some((Ok(sse), feed));
+            }
+            let (rx, log) = feed.live.as_mut()?;
+            match rx.recv().await {
+                Ok(event) => feed.queue.push_back(to_value(&event)),
+                // Fell behind: catch up from the log itself, in order.
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    feed.queue.extend(log.after(feed.last).iter().map(|e| to_value(e)));
+                }
+                Err(broadcast::error::RecvError::Closed) => {
+                    feed.queue.extend(log.after(feed.last).iter().map(|e| to_value(e)));
+                    feed.live = None;
+                }
+            }
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+}

@@ -1,0 +1,136 @@
+//! Execution events: an ordered log per execution (`status`, `step`, `log`,
+//! `content`, `thinking`, `tool_start`, `tool_end`, then one `done` or `error`),
+//! numbered from 1, kept in memory while the execution is live and stored with its
+//! final record. Live subscribers get what was logged after their cursor and then
+//! everything new, without gaps or duplicates; a slow subscriber only ever lags
+//! itself (it catches up from the log), never the execution.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use crate::time;
+
+/// Events buffered per live subscriber before it must catch up from the log.
+const CHANNEL: usize = 256;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub seq: u64,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    #[serde(serialize_with = "time::serialize")]
+    pub ts: i64,
+    pub data: Value,
+}
+
+impl Event {
+    pub fn is_terminal(&self) -> bool {
+        matches!(self.kind, "done" | "error")
+    }
+}
+
+/// One execution's events.
+pub struct EventLog {
+    inner: Mutex<LogInner>,
+}
+
+struct LogInner {
+    events: Vec<Arc<Event>>,
+    live: broadcast::Sender<Arc<Event>>,
+    closed: bool,
+}
+
+/// What a subscriber starts from: the events after its cursor, then (unless the
+/// log is closed) a receiver of the next ones.
+pub struct Subscription {
+    pub backlog: Vec<Arc<Event>>,
+    pub live: Option<broadcast::Receiver<Arc<Event>>>,
+    pub log: Arc<EventLog>,
+}
+
+impl EventLog {
+    fn new() -> Self {
+        Self {
+            inner: Mutex::new(LogInner {
+                events: Vec::new(),
+                live: broadcast::channel(CHANNEL).0,
+                closed: false,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LogInner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Appends an event; a terminal one closes the log.
+    pub fn emit(&self, kind: &'static str, data: Value) {
+        let mut inner = self.lock();
+        if inner.closed {
+            return;
+        }
+        let event = Arc::new(Event {
+            seq: inner.events.len() as u64 + 1,
+            kind,
+            ts: time::now_ms(),
+            data,
+        });
+        inner.closed = event.is_terminal();
+        inner.events.push(Arc::clone(&event));
+        let _ = inner.live.send(event);
+    }
+
+    /// Events after `after` (what a lagging subscriber catches up with).
+    pub fn after(&self, after: u64) -> Vec<Arc<Event>> {
+        let inner = self.lock();
+        inner.events.iter().skip(after as usize).cloned().collect()
+    }
+
+    /// Every event so far (what is stored at the end).
+    pub fn all(&self) -> Vec<Arc<Event>> {
+        self.after(0)
+    }
+}
+
+/// The event logs of live executions.
+#[derive(Default)]
+pub struct EventHub {
+    logs: Mutex<HashMap<String, Arc<EventLog>>>,
+}
+
+impl EventHub {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Arc<EventLog>>> {
+        self.logs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The log of a new live execution.
+    pub fn open(&self, id: &str) -> Arc<EventLog> {
+        let log = Arc::new(EventLog::new());
+        self.lock().insert(id.to_owned(), Arc::clone(&log));
+        log
+    }
+
+    /// The log of a live execution, if it is live.
+    pub fn get(&self, id: &str) -> Option<Arc<EventLog>> {
+        self.lock().get(id).cloned()
+    }
+
+    /// Forgets a finished execution's log (once it is stored).
+    pub fn close(&self, id: &str) {
+        self.lock().remove(id);
+    }
+
+    /// Subscribes to a live execution after `after`.
+    pub fn subscribe(&self, id: &str, after: u64) -> Option<Subscription> {
+        let log = self.get(id)?;
+        let inner = log.lock();
+        let backlog = inner.events.iter().skip(after as usize).cloned().collect();
+        let live = (!inner.closed).then(|| inner.live.subscribe());
+        drop(inner);
+        Some(Subscription { backlog, live, log })
+    }
+}
