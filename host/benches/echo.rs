@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use warden_host::app::App;
 use warden_host::config::Config;
+use warden_host::events::EventLog;
 use warden_host::llm::Llm;
 use warden_host::manifest::Manifest;
 use warden_host::runtime::{Grants, Runtime};
@@ -91,6 +92,7 @@ async fn in_process(config: &Config) -> anyhow::Result<f64> {
         models: Vec::new(),
         token_budget: 0,
         tools: Vec::new(),
+        events: Arc::new(EventLog::new()),
         ctx: ToolCtx {
             agent_id: "agt_bench".into(),
             execution_id: "exec_bench".into(),

@@ -52,8 +52,14 @@ pub struct Subscription {
     pub log: Arc<EventLog>,
 }
 
+impl Default for EventLog {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl EventLog {
-    fn new() -> Self {
+    pub fn new() -> Self {
         Self {
             inner: Mutex::new(LogInner {
                 events: Vec::new(),
