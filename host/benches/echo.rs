@@ -61,7 +61,12 @@ fn main() -> anyhow::Result<()> {
         "machine: {} cores",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
     );
-    let in_process = rt.block_on(in_process(&config))?;
+    // BENCH_SKIP_IN_PROCESS=1 runs only the end-to-end phase (for profiling).
+    let in_process = if std::env::var_os("BENCH_SKIP_IN_PROCESS").is_some() {
+        1.0
+    } else {
+        rt.block_on(in_process(&config))?
+    };
     println!();
     let conns: Vec<usize> = std::env::var("BENCH_CONNS")
         .unwrap_or_else(|_| "16,64".into())

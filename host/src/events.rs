@@ -40,7 +40,9 @@ pub struct EventLog {
 
 struct LogInner {
     events: Vec<Arc<Event>>,
-    live: broadcast::Sender<Arc<Event>>,
+    /// Made on the first subscription: most executions never have one, and a
+    /// channel costs a buffer of `CHANNEL` slots.
+    live: Option<broadcast::Sender<Arc<Event>>>,
     closed: bool,
 }
 
@@ -63,7 +65,7 @@ impl EventLog {
         Self {
             inner: Mutex::new(LogInner {
                 events: Vec::new(),
-                live: broadcast::channel(CHANNEL).0,
+                live: None,
                 closed: false,
             }),
         }
@@ -86,8 +88,10 @@ impl EventLog {
             data,
         });
         inner.closed = event.is_terminal();
-        inner.events.push(Arc::clone(&event));
-        let _ = inner.live.send(event);
+        if let Some(live) = &inner.live {
+            let _ = live.send(Arc::clone(&event));
+        }
+        inner.events.push(event);
     }
 
     /// Events after `after` (what a lagging subscriber catches up with).
@@ -133,9 +137,18 @@ impl EventHub {
     /// Subscribes to a live execution after `after`.
     pub fn subscribe(&self, id: &str, after: u64) -> Option<Subscription> {
         let log = self.get(id)?;
-        let inner = log.lock();
+        let mut inner = log.lock();
         let backlog = inner.events.iter().skip(after as usize).cloned().collect();
-        let live = (!inner.closed).then(|| inner.live.subscribe());
+        let live = if inner.closed {
+            None
+        } else {
+            Some(
+                inner
+                    .live
+                    .get_or_insert_with(|| broadcast::channel(CHANNEL).0)
+                    .subscribe(),
+            )
+        };
         drop(inner);
         Some(Subscription { backlog, live, log })
     }
