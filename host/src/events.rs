@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
 use tokio::sync::broadcast;
 
 use crate::time;
@@ -24,7 +24,8 @@ pub struct Event {
     pub kind: &'static str,
     #[serde(serialize_with = "time::serialize")]
     pub ts: i64,
-    pub data: Value,
+    /// Serialised once, when emitted.
+    pub data: Box<RawValue>,
 }
 
 impl Event {
@@ -76,7 +77,11 @@ impl EventLog {
     }
 
     /// Appends an event; a terminal one closes the log.
-    pub fn emit(&self, kind: &'static str, data: Value) {
+    pub fn emit<T: Serialize + ?Sized>(&self, kind: &'static str, data: &T) {
+        let data = serde_json::to_string(data)
+            .ok()
+            .and_then(|text| RawValue::from_string(text).ok())
+            .unwrap_or_else(|| RawValue::NULL.to_owned());
         let mut inner = self.lock();
         if inner.closed {
             return;

@@ -79,7 +79,7 @@ impl Host for RunState {
         };
         let started = Instant::now();
         let events = Arc::clone(&self.grants.events);
-        let on_delta = move |kind: llm::Delta, text: &str| events.emit(kind.event(), json!({ "delta": text }));
+        let on_delta = move |kind: llm::Delta, text: &str| events.emit(kind.event(), &json!({ "delta": text }));
         let served = self.grants.llm.chat(&request, &on_delta).await;
         let duration_ms = started.elapsed().as_millis() as u64;
         let served = match served {

@@ -42,7 +42,7 @@ impl Host for RunState {
         let started = Instant::now();
         self.grants
             .events
-            .emit("tool_start", json!({ "id": id, "name": name, "arguments": args }));
+            .emit("tool_start", &json!({ "id": id, "name": name, "arguments": args }));
         let result = self.grants.tool_host.call(&self.grants.ctx, &name, args.clone()).await;
         let duration_ms = started.elapsed().as_millis() as u64;
         let (result_value, error) = match &result {
@@ -51,7 +51,7 @@ impl Host for RunState {
         };
         self.grants.events.emit(
             "tool_end",
-            json!({ "id": id, "name": name, "duration_ms": duration_ms, "error": error }),
+            &json!({ "id": id, "name": name, "duration_ms": duration_ms, "error": error }),
         );
         self.record.step(
             "tool".into(),

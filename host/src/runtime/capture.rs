@@ -93,7 +93,7 @@ impl RunRecord {
             ended_at: now,
         };
         if let Some(events) = &r.events {
-            events.emit("step", serde_json::to_value(&step).unwrap_or_default());
+            events.emit("step", &step);
         }
         r.steps.push(step);
         seq
@@ -181,7 +181,7 @@ impl Recorded {
             message,
         };
         if let Some(events) = &self.events {
-            events.emit("log", serde_json::to_value(&line).unwrap_or_default());
+            events.emit("log", &line);
         }
         self.logs.push(line);
     }

@@ -15,7 +15,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use serde_json::json;
+use serde::Serialize;
 use serde_json::value::RawValue;
 use tokio::sync::{oneshot, watch};
 
@@ -32,6 +32,9 @@ use crate::tools::ToolCtx;
 use crate::{ids, time};
 
 pub const DEFAULT_PRIORITY: u8 = 50;
+
+/// A run still going after this long is stored `running`.
+const RUNNING_WRITE_DELAY: Duration = Duration::from_millis(10);
 
 /// Failure codes a retry cannot fix.
 const NOT_RETRYABLE: &[&str] = &["invalid_input"];
@@ -224,7 +227,7 @@ pub async fn submit(
         app.store.writer.send(write);
     }
     let events = app.events.open(&execution.id);
-    events.emit("status", json!({ "status": Status::Queued }));
+    events.emit("status", &StatusEvent { status: Status::Queued });
     let job = Job {
         execution: execution.clone(),
         version,
@@ -234,26 +237,58 @@ pub async fn submit(
     Ok(Accepted { execution, done })
 }
 
+/// The data of a `status` event.
+#[derive(Serialize)]
+struct StatusEvent {
+    status: Status,
+}
+
+/// The data of a `done` event: the final record's summary.
+#[derive(Serialize)]
+struct DoneEvent<'a> {
+    status: Status,
+    output: &'a Option<Box<RawValue>>,
+    token_usage: &'a crate::llm::Usage,
+    cost_usd: f64,
+    model_used: &'a Option<String>,
+    n_steps: u32,
+    n_tool_calls: u32,
+    timing: crate::execution::Timing,
+}
+
+/// The data of an `error` event.
+#[derive(Serialize)]
+struct ErrorEvent<'a> {
+    status: Status,
+    error: &'a Option<ExecError>,
+}
+
 /// Ends an execution's event log: its final status, then `done` with the record's
 /// summary or `error`; returns the write that stores the log.
 fn end_events(events: &EventLog, e: &Execution) -> Write {
-    events.emit("status", json!({ "status": e.status }));
+    events.emit("status", &StatusEvent { status: e.status });
     if e.status == Status::Completed {
         events.emit(
             "done",
-            json!({
-                "status": e.status,
-                "output": e.output,
-                "token_usage": e.token_usage,
-                "cost_usd": e.cost_usd,
-                "model_used": e.model_used,
-                "n_steps": e.n_steps,
-                "n_tool_calls": e.n_tool_calls,
-                "timing": e.timing(),
-            }),
+            &DoneEvent {
+                status: e.status,
+                output: &e.output,
+                token_usage: &e.token_usage,
+                cost_usd: e.cost_usd,
+                model_used: &e.model_used,
+                n_steps: e.n_steps,
+                n_tool_calls: e.n_tool_calls,
+                timing: e.timing(),
+            },
         );
     } else {
-        events.emit("error", json!({ "status": e.status, "error": e.error }));
+        events.emit(
+            "error",
+            &ErrorEvent {
+                status: e.status,
+                error: &e.error,
+            },
+        );
     }
     let all = events.all();
     let list: Vec<&Event> = all.iter().map(|e| &**e).collect();
@@ -444,8 +479,12 @@ async fn run(
     } = job;
     execution.status = Status::Running;
     execution.started_at = Some(time::now_ms());
-    app.store.writer.send(Write::Execution(Box::new(execution.clone())));
-    events.emit("status", json!({ "status": Status::Running }));
+    events.emit(
+        "status",
+        &StatusEvent {
+            status: Status::Running,
+        },
+    );
 
     // A dropped sender is not a cancel: only a sent message is.
     let cancelled = async {
@@ -471,16 +510,27 @@ async fn run(
             allowed_hosts: manifest.allowed_hosts.clone(),
         },
     };
-    let outcome = app
-        .runtime
-        .run(
+    // Most runs end within milliseconds; storing `running` for them would only be
+    // overwritten at once. A run still going after a moment is stored `running`
+    // (the event stream says `running` at once either way).
+    let outcome = {
+        let run = app.runtime.run(
             &version.pre,
             execution.input.get(),
             version.meta.limits,
             grants,
             cancelled,
-        )
-        .await;
+        );
+        tokio::pin!(run);
+        tokio::select! {
+            biased;
+            outcome = &mut run => outcome,
+            () = tokio::time::sleep(RUNNING_WRITE_DELAY) => {
+                app.store.writer.send(Write::Execution(Box::new(execution.clone())));
+                run.await
+            }
+        }
+    };
     execution.token_usage = outcome.llm.usage;
     execution.cost_usd = outcome.llm.cost_usd;
     execution.model_used = outcome.llm.model_used;
@@ -648,7 +698,12 @@ pub async fn cancel(app: &Arc<App>, id: &str) -> Result<Cancel, StoreError> {
         Action::Already => Ok(Cancel::Requested),
         Action::Requested => {
             if let Some(events) = app.events.get(id) {
-                events.emit("status", json!({ "status": Status::CancelRequested }));
+                events.emit(
+                    "status",
+                    &StatusEvent {
+                        status: Status::CancelRequested,
+                    },
+                );
             }
             app.store
                 .writer
@@ -714,7 +769,7 @@ pub async fn recover(app: &Arc<App>) -> anyhow::Result<()> {
                 tracing::info!(execution = %execution.id, "re-queued after restart");
                 // Events before a crash were not stored; the log starts again.
                 let events = app.events.open(&execution.id);
-                events.emit("status", json!({ "status": Status::Queued }));
+                events.emit("status", &StatusEvent { status: Status::Queued });
                 let mut reservation = reservation;
                 let job = Job {
                     execution,
@@ -748,8 +803,13 @@ pub async fn recover(app: &Arc<App>) -> anyhow::Result<()> {
                 execution.error = Some(error);
                 execution.completed_at = Some(now);
                 let events = app.events.open(&execution.id);
-                events.emit("status", json!({ "status": Status::Queued }));
-                events.emit("status", json!({ "status": Status::Running }));
+                events.emit("status", &StatusEvent { status: Status::Queued });
+                events.emit(
+                    "status",
+                    &StatusEvent {
+                        status: Status::Running,
+                    },
+                );
                 app.store.writer.send(end_events(&events, &execution));
                 app.events.close(&execution.id);
                 app.store
