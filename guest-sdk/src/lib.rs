@@ -203,6 +203,23 @@ pub mod tools {
     }
 }
 
+/// Files the run stores (screenshots, reports), served with its record.
+pub mod artifacts {
+    use super::AgentError;
+
+    /// Stores bytes under a file name with a media type; returns the artifact's id.
+    /// Bad names and the run's caps become `artifact_error`.
+    pub fn put(name: &str, media_type: &str, data: &[u8]) -> Result<String, AgentError> {
+        use crate::bindings::warden::agent::artifacts::{Error, put};
+        put(name, media_type, data).map_err(|e| {
+            let message = match e {
+                Error::InvalidName(m) | Error::LimitExceeded(m) => m,
+            };
+            AgentError::new("artifact_error", message)
+        })
+    }
+}
+
 /// Records a named step with a detail serialised to JSON; returns its sequence
 /// number in the run (1, 2, ...).
 pub fn step<T: Serialize + ?Sized>(name: &str, detail: &T) -> u32 {

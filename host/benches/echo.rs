@@ -15,7 +15,7 @@ use warden_host::config::Config;
 use warden_host::events::EventLog;
 use warden_host::llm::Llm;
 use warden_host::manifest::Manifest;
-use warden_host::runtime::{Grants, Runtime};
+use warden_host::runtime::{ArtifactSink, Grants, Runtime};
 use warden_host::tools::{ToolCtx, Tools};
 
 fn secs() -> Duration {
@@ -91,6 +91,12 @@ async fn in_process(config: &Config) -> anyhow::Result<f64> {
     let input = r#"{"name":"bench","n":[1,2,3]}"#;
     let llm = Arc::new(Llm::new(&config.llm, &config.pricing)?);
     let tools = Arc::new(Tools::new(config.tools)?);
+    let store = warden_host::store::Store::open(&config.data_dir)?;
+    let sink = ArtifactSink {
+        blobs: store.blobs.clone(),
+        writer: store.writer.clone(),
+        caps: config.capture,
+    };
     let grants = move || Grants {
         llm: Arc::clone(&llm),
         tool_host: Arc::clone(&tools),
@@ -98,6 +104,7 @@ async fn in_process(config: &Config) -> anyhow::Result<f64> {
         token_budget: 0,
         tools: Vec::new(),
         events: Arc::new(EventLog::new()),
+        artifacts: sink.clone(),
         ctx: ToolCtx {
             agent_id: "agt_bench".into(),
             execution_id: "exec_bench".into(),

@@ -80,6 +80,9 @@ impl App {
             .load(app.store.read(move |conn| read::idempotency_keys(conn, since)).await?);
         scheduler::recover(&app).await?;
         tokio::spawn(expire_idempotency_keys(Arc::downgrade(&app)));
+        if app.config.retention_secs > 0 {
+            tokio::spawn(sweep_old_executions(Arc::downgrade(&app)));
+        }
         if app.config.deploy_examples && app.registry.is_empty() {
             for example in bundled::EXAMPLES {
                 let manifest = Manifest::from_json(example.manifest)
@@ -202,5 +205,24 @@ async fn expire_idempotency_keys(app: std::sync::Weak<App>) {
         let Some(app) = app.upgrade() else { return };
         let before = app.idempotency.expire(time::now_ms());
         app.store.writer.send(Write::ExpireIdempotencyKeys { before });
+    }
+}
+
+/// Deletes finished executions past the retention time, for as long as the app
+/// lives.
+async fn sweep_old_executions(app: std::sync::Weak<App>) {
+    let every = match app.upgrade() {
+        Some(app) => std::time::Duration::from_millis(app.config.retention_sweep_ms.max(1)),
+        None => return,
+    };
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let Some(app) = app.upgrade() else { return };
+        let keep_ms = (app.config.retention_secs.min(i64::MAX as u64 / 1000) * 1000) as i64;
+        let before = time::now_ms() - keep_ms;
+        if let Err(e) = app.store.writer.commit(Write::Sweep { before }).await {
+            tracing::warn!(error = %e, "retention sweep failed");
+        }
     }
 }

@@ -35,6 +35,11 @@ pub struct Config {
     pub slot_grace_ms: u64,
     /// How long an `Idempotency-Key` is remembered.
     pub idempotency_ttl_secs: u64,
+    /// Finished executions (with their logs, steps, events and artifacts) older
+    /// than this are deleted; 0 keeps them forever.
+    pub retention_secs: u64,
+    /// How often the retention sweep runs.
+    pub retention_sweep_ms: u64,
     pub llm: LlmConfig,
     /// Prices per million tokens by model, over the built-in table.
     pub pricing: HashMap<String, Price>,
@@ -162,6 +167,10 @@ pub struct CaptureLimits {
     pub max_step_detail_bytes: usize,
     /// Bytes of the JSON output.
     pub max_output_bytes: usize,
+    /// Artifacts one run may store.
+    pub max_artifacts: usize,
+    /// Bytes of all of one run's artifacts together.
+    pub max_artifact_bytes: usize,
 }
 
 /// Caps on what clients may send.
@@ -187,6 +196,8 @@ impl Default for Config {
             max_queued_executions: 10_000,
             slot_grace_ms: 5_000,
             idempotency_ttl_secs: 24 * 60 * 60,
+            retention_secs: 30 * 24 * 60 * 60,
+            retention_sweep_ms: 10 * 60 * 1000,
             llm: LlmConfig::default(),
             pricing: HashMap::new(),
             tools: ToolsConfig::default(),
@@ -215,6 +226,8 @@ impl Default for CaptureLimits {
             max_steps: 1_000,
             max_step_detail_bytes: 64 << 10,
             max_output_bytes: 4 << 20,
+            max_artifacts: 32,
+            max_artifact_bytes: 32 << 20,
         }
     }
 }

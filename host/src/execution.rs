@@ -127,6 +127,9 @@ pub struct Execution {
     pub llm_provider: Option<String>,
     pub n_tool_calls: u32,
     pub tool_calls: Vec<ToolCallRecord>,
+    pub n_artifacts: u32,
+    /// Artifacts that are images.
+    pub n_screenshots: u32,
     /// Not shown: in `timing`.
     #[serde(skip)]
     pub first_token_ms: Option<i64>,
@@ -177,16 +180,44 @@ pub struct ExecutionView<'a> {
     pub execution: &'a Execution,
     pub duration_ms: Option<i64>,
     pub timing: Timing,
+    pub output_url: String,
+    pub logs_url: String,
+    pub artifacts_url: String,
+    pub events_url: String,
 }
 
 impl<'a> From<&'a Execution> for ExecutionView<'a> {
     fn from(execution: &'a Execution) -> Self {
         let timing = execution.timing();
+        let base = format!("/v1/executions/{}", execution.id);
         Self {
             execution,
             duration_ms: timing.run_ms,
             timing,
+            logs_url: format!("{base}/logs"),
+            artifacts_url: format!("{base}/artifacts"),
+            events_url: format!("{base}/events"),
+            output_url: base,
         }
+    }
+}
+
+/// A file a run stored (a screenshot, a report), content-addressed on disk.
+#[derive(Debug, Clone, Serialize)]
+pub struct Artifact {
+    pub id: String,
+    pub execution_id: String,
+    pub name: String,
+    pub media_type: String,
+    pub size: u64,
+    pub sha256: String,
+    #[serde(serialize_with = "time::serialize")]
+    pub created_at: i64,
+}
+
+impl Artifact {
+    pub fn is_image(&self) -> bool {
+        self.media_type.starts_with("image/")
     }
 }
 

@@ -33,6 +33,10 @@ pub fn agent() -> String {
     with_prefix("agt_")
 }
 
+pub fn artifact() -> String {
+    with_prefix("art_")
+}
+
 pub fn agent_version() -> String {
     with_prefix("ver_")
 }

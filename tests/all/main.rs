@@ -1,6 +1,7 @@
 //! End-to-end tests: one binary, a module per area. Each test starts a real server
 //! on 127.0.0.1:0 with its own data dir and deploys real components.
 
+mod artifacts;
 mod bad_input;
 mod cli;
 mod events;

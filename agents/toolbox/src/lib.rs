@@ -1,11 +1,12 @@
 //! `toolbox`: calls one tool (`{"tool": "...", "args": {...}}`) and returns
 //! `{"result": ...}`; a tool's failure fails the run with `tool_error`. With
-//! `"model"`, asks that model first (to test model allowlists).
+//! `"model"`, asks that model first (to test model allowlists); with
+//! `"artifacts"`, stores those first.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use warden_sdk::llm::{self, Message};
-use warden_sdk::{AgentError, tools};
+use warden_sdk::{AgentError, artifacts, tools};
 
 #[derive(Deserialize)]
 struct Input {
@@ -15,12 +16,30 @@ struct Input {
     args: Value,
     #[serde(default)]
     model: Option<String>,
+    /// Artifacts to store first: `{"name", "media_type", "text", "repeat"}`.
+    #[serde(default)]
+    artifacts: Vec<ArtifactSpec>,
+}
+
+#[derive(Deserialize)]
+struct ArtifactSpec {
+    name: String,
+    media_type: String,
+    #[serde(default)]
+    text: String,
+    #[serde(default = "one")]
+    repeat: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 #[derive(Serialize)]
 struct Output {
     result: Value,
     available: Vec<String>,
+    artifact_ids: Vec<String>,
 }
 
 fn run(input: Input) -> Result<Output, AgentError> {
@@ -29,12 +48,21 @@ fn run(input: Input) -> Result<Output, AgentError> {
         options.model = Some(model);
         llm::chat(&[Message::user("hello")], &[], &options)?;
     }
+    let mut artifact_ids = Vec::new();
+    for a in &input.artifacts {
+        let data = a.text.repeat(a.repeat);
+        artifact_ids.push(artifacts::put(&a.name, &a.media_type, data.as_bytes())?);
+    }
     let available = tools::available().into_iter().map(|t| t.name).collect();
     let result = match input.tool {
         Some(tool) => tools::call(&tool, &input.args)?,
         None => Value::Null,
     };
-    Ok(Output { result, available })
+    Ok(Output {
+        result,
+        available,
+        artifact_ids,
+    })
 }
 
 warden_sdk::agent!(run);

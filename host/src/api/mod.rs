@@ -2,6 +2,7 @@
 //! to calls on [`App`] and the scheduler; they hold no state of their own.
 
 mod agents;
+mod artifacts;
 mod error;
 mod executions;
 mod extract;
@@ -39,6 +40,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/executions/{id}/retry", post(executions::retry))
         .route("/v1/executions/{id}/events", get(stream::events))
         .route("/v1/executions/{id}/stream", get(stream::stream))
+        .route("/v1/executions/{id}/artifacts", get(artifacts::list))
+        .route("/v1/executions/{id}/artifacts/{artifact_id}", get(artifacts::get))
         .route("/v1/executions/{id}/logs", get(executions::logs))
         .route("/v1/executions/{id}/steps", get(executions::steps))
         .route("/admin/health", get(health::health))

@@ -21,7 +21,7 @@ use wasmtime::{Engine, Store, Trap};
 pub use self::capture::{Recording, RunRecord};
 use self::component::{ComponentCache, ComponentError, Origin};
 use self::engine::Ticker;
-pub use self::state::{Grants, LlmTotals, RunState, ToolCallRecord};
+pub use self::state::{ArtifactSink, Grants, LlmTotals, RunState, ToolCallRecord};
 use crate::config::{CaptureLimits, Config};
 use crate::execution::ExecError;
 use crate::manifest::Limits;
@@ -34,6 +34,7 @@ pub mod bindings {
         imports: {
             "warden:agent/llm.chat": async | trappable,
             "warden:agent/tools.call": async,
+            "warden:agent/artifacts.put": async,
         },
         exports: { default: async },
     });
@@ -73,6 +74,7 @@ impl Stop {
 pub struct RunOutcome {
     pub llm: LlmTotals,
     pub tool_calls: Vec<ToolCallRecord>,
+    pub artifacts: Vec<crate::execution::Artifact>,
     pub result: Result<Box<RawValue>, ExecError>,
     /// Stopped because `cancel` resolved.
     pub cancelled: bool,
@@ -182,6 +184,7 @@ impl Runtime {
         RunOutcome {
             llm: state.llm,
             tool_calls: state.tool_calls,
+            artifacts: state.artifacts,
             result,
             cancelled,
             fuel_used,

@@ -11,9 +11,12 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::capture::RunRecord;
+use crate::config::CaptureLimits;
 use crate::events::EventLog;
-use crate::execution::LogStream;
+use crate::execution::{Artifact, LogStream};
 use crate::llm::{Llm, Usage};
+use crate::store::blobs::Blobs;
+use crate::store::writer::Writer;
 use crate::tools::{ToolCtx, Tools};
 
 /// Instances, tables and memories one store may create.
@@ -30,7 +33,16 @@ pub struct RunState {
     pub grants: Grants,
     pub llm: LlmTotals,
     pub tool_calls: Vec<ToolCallRecord>,
+    pub artifacts: Vec<Artifact>,
     pub started: Instant,
+}
+
+/// Where a run's artifacts go, and how much it may store.
+#[derive(Clone)]
+pub struct ArtifactSink {
+    pub blobs: Blobs,
+    pub writer: Writer,
+    pub caps: CaptureLimits,
 }
 
 /// What an execution may use beyond its sandbox: models and a token budget,
@@ -45,6 +57,7 @@ pub struct Grants {
     pub ctx: ToolCtx,
     /// Where the run's events go (log lines, steps, model deltas, tool calls).
     pub events: Arc<EventLog>,
+    pub artifacts: ArtifactSink,
 }
 
 impl Grants {
@@ -100,6 +113,7 @@ impl RunState {
             grants,
             llm: LlmTotals::default(),
             tool_calls: Vec::new(),
+            artifacts: Vec::new(),
             started: Instant::now(),
         }
     }

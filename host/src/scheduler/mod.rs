@@ -25,7 +25,7 @@ use crate::config::Config;
 use crate::events::{Event, EventLog};
 use crate::execution::{ExecError, Execution, Status};
 use crate::registry::{Entry, Version};
-use crate::runtime::Grants;
+use crate::runtime::{ArtifactSink, Grants};
 use crate::store::writer::Write;
 use crate::store::{StoreError, read};
 use crate::tools::ToolCtx;
@@ -212,6 +212,8 @@ pub async fn submit(
         llm_provider: None,
         n_tool_calls: 0,
         tool_calls: Vec::new(),
+        n_artifacts: 0,
+        n_screenshots: 0,
         first_token_ms: None,
         tool_ms: 0,
         created_at: now,
@@ -503,6 +505,11 @@ async fn run(
             .min(app.config.llm.max_token_budget),
         tools: manifest.tools.clone(),
         events: Arc::clone(&events),
+        artifacts: ArtifactSink {
+            blobs: app.store.blobs.clone(),
+            writer: app.store.writer.clone(),
+            caps: app.config.capture,
+        },
         ctx: ToolCtx {
             agent_id: execution.agent_id.clone(),
             execution_id: execution.id.clone(),
@@ -539,6 +546,8 @@ async fn run(
     execution.n_tool_calls = outcome.tool_calls.len() as u32;
     execution.tool_ms = outcome.tool_calls.iter().map(|c| c.duration_ms as i64).sum();
     execution.tool_calls = outcome.tool_calls;
+    execution.n_artifacts = outcome.artifacts.len() as u32;
+    execution.n_screenshots = outcome.artifacts.iter().filter(|a| a.is_image()).count() as u32;
 
     let recording = outcome.recording;
     execution.completed_at = Some(time::now_ms());

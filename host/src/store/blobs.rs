@@ -45,6 +45,15 @@ impl Blobs {
         write_atomically(&path, bytes)
     }
 
+    /// Deletes a blob (nothing refers to it any more). Blocking.
+    pub fn remove(&self, hash: &str) {
+        if let Err(e) = std::fs::remove_file(self.path(hash))
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(hash, error = %e, "could not delete an unreferenced blob");
+        }
+    }
+
     /// Reads a blob. Blocking.
     pub fn get(&self, hash: &str) -> anyhow::Result<Vec<u8>> {
         let path = self.path(hash);

@@ -43,12 +43,13 @@ impl Store {
         let mut conn = Connection::open(&db_path).with_context(|| format!("opening {}", db_path.display()))?;
         schema::configure(&conn)?;
         schema::migrate(&mut conn)?;
-        let (writer, thread) = Writer::spawn(conn)?;
+        let blobs = Blobs::open(data_dir)?;
+        let (writer, thread) = Writer::spawn(conn, blobs.clone())?;
         Ok(Self {
             readers: Arc::new(Readers::new(db_path)),
             writer,
             writer_thread: Mutex::new(Some(thread)),
-            blobs: Blobs::open(data_dir)?,
+            blobs,
         })
     }
 

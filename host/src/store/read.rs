@@ -9,7 +9,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use serde_json::value::RawValue;
 
 use crate::agent::{Agent, AgentVersion};
-use crate::execution::{ErrorSource, ExecError, Execution, LogLevel, LogLine, LogStream, Status, Step};
+use crate::execution::{Artifact, ErrorSource, ExecError, Execution, LogLevel, LogLine, LogStream, Status, Step};
 use crate::llm::Usage;
 
 /// Connections kept idle in the pool; more may exist briefly under load.
@@ -61,7 +61,8 @@ const EXECUTION_COLUMNS: &str = "id, agent_id, agent_name, agent_version_id, age
     fuel_used, peak_memory_bytes, n_steps, n_logs, logs_truncated, created_at, queued_at,
     started_at, completed_at, attempt, retry_of, retried_by, run_after, prompt_tokens,
     completion_tokens, total_tokens, cache_read_tokens, cache_write_tokens, cost_usd, model_used,
-    llm_provider, first_token_ms, tool_ms, n_tool_calls, tool_calls, parent_id, depth";
+    llm_provider, first_token_ms, tool_ms, n_tool_calls, tool_calls, parent_id, depth,
+    n_artifacts, n_screenshots";
 
 fn execution_from_row(r: &Row<'_>) -> rusqlite::Result<Execution> {
     let status: String = r.get(5)?;
@@ -119,6 +120,8 @@ fn execution_from_row(r: &Row<'_>) -> rusqlite::Result<Execution> {
         tool_calls: serde_json::from_str(&r.get::<_, String>(38)?).unwrap_or_default(),
         parent_id: r.get(39)?,
         depth: r.get(40)?,
+        n_artifacts: r.get(41)?,
+        n_screenshots: r.get(42)?,
     })
 }
 
@@ -308,5 +311,38 @@ pub fn events(conn: &Connection, id: &str) -> anyhow::Result<Option<String>> {
     Ok(conn
         .prepare_cached("SELECT events FROM execution_events WHERE execution_id = ?1")?
         .query_row([id], |r| r.get(0))
+        .optional()?)
+}
+
+fn artifact_from_row(r: &Row<'_>) -> rusqlite::Result<Artifact> {
+    Ok(Artifact {
+        id: r.get(0)?,
+        execution_id: r.get(1)?,
+        name: r.get(2)?,
+        media_type: r.get(3)?,
+        size: r.get::<_, i64>(4)? as u64,
+        sha256: r.get(5)?,
+        created_at: r.get(6)?,
+    })
+}
+
+pub fn artifacts(conn: &Connection, execution_id: &str) -> anyhow::Result<Vec<Artifact>> {
+    let rows = conn
+        .prepare_cached(
+            "SELECT id, execution_id, name, media_type, size, sha256, created_at FROM artifacts
+             WHERE execution_id = ?1 ORDER BY created_at, id",
+        )?
+        .query_map([execution_id], artifact_from_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
+}
+
+pub fn artifact(conn: &Connection, execution_id: &str, id: &str) -> anyhow::Result<Option<Artifact>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT id, execution_id, name, media_type, size, sha256, created_at FROM artifacts
+             WHERE execution_id = ?1 AND id = ?2",
+        )?
+        .query_row([execution_id, id], artifact_from_row)
         .optional()?)
 }

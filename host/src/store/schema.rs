@@ -120,6 +120,23 @@ const MIGRATIONS: &[&str] = &[
         events TEXT NOT NULL
     );
     "#,
+    // 5: artifacts; the retention sweep's index.
+    r#"
+    CREATE TABLE artifacts (
+        id TEXT PRIMARY KEY,
+        execution_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        media_type TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX artifacts_by_execution ON artifacts (execution_id);
+    CREATE INDEX artifacts_by_blob ON artifacts (sha256);
+    ALTER TABLE executions ADD COLUMN n_artifacts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE executions ADD COLUMN n_screenshots INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX executions_by_completion ON executions (completed_at);
+    "#,
 ];
 
 /// Connection settings every connection gets.

@@ -11,8 +11,9 @@ use rusqlite::{Connection, Transaction, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
+use super::blobs::Blobs;
 use crate::agent::{Agent, AgentVersion};
-use crate::execution::{Execution, LogLine, Status, Step};
+use crate::execution::{Artifact, Execution, LogLine, Status, Step};
 
 /// Most jobs committed in one transaction.
 const MAX_BATCH: usize = 1024;
@@ -28,6 +29,11 @@ pub enum Write {
         logs: Vec<LogLine>,
         steps: Vec<Step>,
     },
+    /// Records an artifact (its bytes are already in the blob store).
+    Artifact(Box<Artifact>),
+    /// Deletes finished executions that completed before `before`, with their
+    /// logs, steps, events and artifacts, and the blobs nothing else refers to.
+    Sweep { before: i64 },
     /// Stores a finished execution's event log (a JSON array).
     Events { execution_id: String, events: String },
     /// Sets an execution's status, only if it still has status `from`.
@@ -81,11 +87,11 @@ pub struct Writer {
 pub struct WriterThread(JoinHandle<()>);
 
 impl Writer {
-    pub fn spawn(conn: Connection) -> anyhow::Result<(Writer, WriterThread)> {
+    pub fn spawn(conn: Connection, blobs: Blobs) -> anyhow::Result<(Writer, WriterThread)> {
         let (tx, rx) = mpsc::unbounded_channel();
         let handle = std::thread::Builder::new()
             .name("warden-sqlite-writer".into())
-            .spawn(move || run(conn, rx))?;
+            .spawn(move || run(conn, blobs, rx))?;
         Ok((Writer { tx }, WriterThread(handle)))
     }
 
@@ -122,7 +128,7 @@ impl Writer {
     }
 }
 
-fn run(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
+fn run(mut conn: Connection, blobs: Blobs, mut rx: mpsc::UnboundedReceiver<Job>) {
     let mut batch: Vec<(Write, Option<Ack>)> = Vec::with_capacity(MAX_BATCH);
     let mut stop: Option<oneshot::Sender<()>> = None;
     while stop.is_none() {
@@ -140,19 +146,19 @@ fn run(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
                 next = rx.try_recv().ok();
             }
         }
-        commit_batch(&mut conn, &mut batch);
+        commit_batch(&mut conn, &blobs, &mut batch);
     }
     if let Some(done) = stop {
         let _ = done.send(());
     }
 }
 
-fn commit_batch(conn: &mut Connection, batch: &mut Vec<(Write, Option<Ack>)>) {
+fn commit_batch(conn: &mut Connection, blobs: &Blobs, batch: &mut Vec<(Write, Option<Ack>)>) {
     if batch.is_empty() {
         return;
     }
     let writes: Vec<&Write> = batch.iter().map(|(w, _)| w).collect();
-    match apply(conn, &writes) {
+    match apply(conn, blobs, &writes) {
         Ok(()) => {
             for (_, ack) in batch.drain(..) {
                 if let Some(ack) = ack {
@@ -163,7 +169,7 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<(Write, Option<Ack>)>) {
         Err(batch_err) => {
             tracing::warn!(error = %batch_err, "batched write failed; retrying one by one");
             for (write, ack) in batch.drain(..) {
-                let result = apply(conn, &[&write]).map_err(|e| StoreError::Write(format!("{e:#}")));
+                let result = apply(conn, blobs, &[&write]).map_err(|e| StoreError::Write(format!("{e:#}")));
                 if let Err(e) = &result {
                     tracing::error!(error = %e, "write failed");
                 }
@@ -175,7 +181,7 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<(Write, Option<Ack>)>) {
     }
 }
 
-fn apply(conn: &mut Connection, writes: &[&Write]) -> anyhow::Result<()> {
+fn apply(conn: &mut Connection, blobs: &Blobs, writes: &[&Write]) -> anyhow::Result<()> {
     // The last write of each execution in the batch wins; earlier ones are skipped.
     let mut last: HashMap<&str, usize> = HashMap::new();
     for (i, w) in writes.iter().enumerate() {
@@ -198,6 +204,22 @@ fn apply(conn: &mut Connection, writes: &[&Write]) -> anyhow::Result<()> {
                 }
                 insert_run_record(&tx, &execution.id, logs, steps)?;
             }
+            Write::Artifact(a) => {
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO artifacts (id, execution_id, name, media_type, size, sha256, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?
+                .execute(params![
+                    a.id,
+                    a.execution_id,
+                    a.name,
+                    a.media_type,
+                    a.size as i64,
+                    a.sha256,
+                    a.created_at
+                ])?;
+            }
+            Write::Sweep { before } => sweep(&tx, blobs, *before)?,
             Write::Events { execution_id, events } => {
                 tx.prepare_cached("INSERT OR REPLACE INTO execution_events (execution_id, events) VALUES (?1, ?2)")?
                     .execute([execution_id, events])?;
@@ -294,10 +316,10 @@ fn upsert_execution(tx: &Transaction<'_>, e: &Execution) -> anyhow::Result<()> {
             created_at, queued_at, started_at, completed_at, attempt, retry_of, retried_by, run_after,
             prompt_tokens, completion_tokens, total_tokens, cache_read_tokens, cache_write_tokens,
             cost_usd, model_used, llm_provider, first_token_ms, tool_ms, n_tool_calls, tool_calls,
-            parent_id, depth)
+            parent_id, depth, n_artifacts, n_screenshots)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
             ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34,
-            ?35, ?36, ?37, ?38, ?39, ?40, ?41)
+            ?35, ?36, ?37, ?38, ?39, ?40, ?41, ?42, ?43)
          ON CONFLICT (id) DO UPDATE SET status = excluded.status, output = excluded.output,
             error_code = excluded.error_code, error_message = excluded.error_message,
             error_source = excluded.error_source, fuel_used = excluded.fuel_used,
@@ -311,7 +333,8 @@ fn upsert_execution(tx: &Transaction<'_>, e: &Execution) -> anyhow::Result<()> {
             cost_usd = excluded.cost_usd, model_used = excluded.model_used,
             llm_provider = excluded.llm_provider, first_token_ms = excluded.first_token_ms,
             tool_ms = excluded.tool_ms, n_tool_calls = excluded.n_tool_calls,
-            tool_calls = excluded.tool_calls",
+            tool_calls = excluded.tool_calls, n_artifacts = excluded.n_artifacts,
+            n_screenshots = excluded.n_screenshots",
     )?;
     stmt.execute(params![
         e.id,
@@ -354,7 +377,9 @@ fn upsert_execution(tx: &Transaction<'_>, e: &Execution) -> anyhow::Result<()> {
         e.n_tool_calls,
         serde_json::to_string(&e.tool_calls)?,
         e.parent_id,
-        e.depth
+        e.depth,
+        e.n_artifacts,
+        e.n_screenshots
     ])?;
     Ok(())
 }
@@ -377,6 +402,53 @@ fn insert_run_record(tx: &Transaction<'_>, id: &str, logs: &[LogLine], steps: &[
         for s in steps {
             stmt.execute(params![id, s.seq, s.name, s.detail.get(), s.started_at, s.ended_at])?;
         }
+    }
+    Ok(())
+}
+
+/// Most executions one sweep deletes (the next sweep takes the rest).
+const SWEEP_BATCH: i64 = 5000;
+
+fn sweep(tx: &Transaction<'_>, blobs: &Blobs, before: i64) -> anyhow::Result<()> {
+    let ids: Vec<String> = tx
+        .prepare_cached(
+            "SELECT id FROM executions WHERE completed_at < ?1
+             AND status IN ('completed', 'failed', 'cancelled') LIMIT ?2",
+        )?
+        .query_map(params![before, SWEEP_BATCH], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut hashes = Vec::new();
+    for id in &ids {
+        let mut stmt = tx.prepare_cached("SELECT sha256 FROM artifacts WHERE execution_id = ?1")?;
+        let found = stmt
+            .query_map([id], |r| r.get::<_, String>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        hashes.extend(found);
+        for sql in [
+            "DELETE FROM logs WHERE execution_id = ?1",
+            "DELETE FROM steps WHERE execution_id = ?1",
+            "DELETE FROM execution_events WHERE execution_id = ?1",
+            "DELETE FROM artifacts WHERE execution_id = ?1",
+            "DELETE FROM executions WHERE id = ?1",
+        ] {
+            tx.prepare_cached(sql)?.execute([id])?;
+        }
+    }
+    hashes.sort();
+    hashes.dedup();
+    for hash in hashes {
+        let used: i64 = tx
+            .prepare_cached(
+                "SELECT (SELECT count(*) FROM artifacts WHERE sha256 = ?1)
+                  + (SELECT count(*) FROM agent_versions WHERE component_hash = ?1)",
+            )?
+            .query_row([&hash], |r| r.get(0))?;
+        if used == 0 {
+            blobs.remove(&hash);
+        }
+    }
+    if !ids.is_empty() {
+        tracing::info!(executions = ids.len(), "retention sweep deleted finished executions");
     }
     Ok(())
 }

@@ -1,0 +1,60 @@
+//! `GET /v1/executions/{id}/artifacts` (the list) and
+//! `GET /v1/executions/{id}/artifacts/{artifact_id}` (the bytes, with their media
+//! type).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use super::error::ApiError;
+use crate::app::App;
+use crate::execution::Artifact;
+use crate::store::read;
+
+#[derive(Serialize)]
+pub struct ArtifactList {
+    data: Vec<Artifact>,
+}
+
+pub async fn list(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<ArtifactList>, ApiError> {
+    let lookup = id.clone();
+    let found = app
+        .store
+        .read(move |conn| match read::execution(conn, &lookup)? {
+            Some(_) => Ok(Some(read::artifacts(conn, &lookup)?)),
+            None => Ok(None),
+        })
+        .await?;
+    let data = found.ok_or_else(|| ApiError::NotFound(format!("no execution {id:?}")))?;
+    Ok(Json(ArtifactList { data }))
+}
+
+pub async fn get(
+    State(app): State<Arc<App>>,
+    Path((id, artifact_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let (lookup, aid) = (id.clone(), artifact_id.clone());
+    let artifact = app
+        .store
+        .read(move |conn| read::artifact(conn, &lookup, &aid))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("execution {id:?} has no artifact {artifact_id:?}")))?;
+    let path = app.store.blobs.path(&artifact.sha256);
+    let bytes = tokio::fs::read(&path)
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("reading artifact blob {}: {e}", path.display())))?;
+    let mut response = bytes.into_response();
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&artifact.media_type) {
+        headers.insert(header::CONTENT_TYPE, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("inline; filename=\"{}\"", artifact.name.replace('"', ""))) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    Ok(response)
+}

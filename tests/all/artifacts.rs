@@ -1,0 +1,165 @@
+//! Artifacts (stored, listed, served with their media type, counted, capped, names
+//! checked), the record's URLs, and the retention sweep.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use warden_tests::{Server, read_sse, test_config};
+
+fn with_artifacts(list: Value) -> Value {
+    json!({ "artifacts": list })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn artifacts_are_stored_served_and_counted() {
+    let server = Server::start().await;
+    server.deploy("toolbox", json!({})).await;
+    let png = "\u{89}PNG fake image";
+    let record = server
+        .run(
+            "toolbox",
+            with_artifacts(json!([
+                { "name": "shot.png", "media_type": "image/png", "text": png },
+                { "name": "report.txt", "media_type": "text/plain; charset=utf-8", "text": "line\n", "repeat": 3 },
+            ])),
+        )
+        .await;
+    assert_eq!(record["status"], "completed", "{record}");
+    assert_eq!(record["n_artifacts"], 2);
+    assert_eq!(record["n_screenshots"], 1);
+    let id = record["id"].as_str().unwrap();
+    assert_eq!(record["artifacts_url"], format!("/v1/executions/{id}/artifacts"));
+    assert_eq!(record["logs_url"], format!("/v1/executions/{id}/logs"));
+    assert_eq!(record["output_url"], format!("/v1/executions/{id}"));
+
+    let (_, list) = server.get(&format!("/v1/executions/{id}/artifacts")).await;
+    let list = list["data"].as_array().unwrap().clone();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[1]["name"], "report.txt");
+    assert_eq!(list[1]["size"], 15);
+    let report_id = list[1]["id"].as_str().unwrap();
+    let resp = server
+        .http
+        .get(server.url(&format!("/v1/executions/{id}/artifacts/{report_id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "text/plain; charset=utf-8");
+    assert_eq!(resp.text().await.unwrap(), "line\nline\nline\n");
+    let shot_id = list[0]["id"].as_str().unwrap();
+    let resp = server
+        .http
+        .get(server.url(&format!("/v1/executions/{id}/artifacts/{shot_id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-type"], "image/png");
+    assert_eq!(resp.bytes().await.unwrap().as_ref(), png.as_bytes());
+    let (status, _) = server.get(&format!("/v1/executions/{id}/artifacts/art_nope")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Each artifact was announced as an event.
+    let events = read_sse(
+        server
+            .http
+            .get(server.url(&format!("/v1/executions/{id}/stream")))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let announced: Vec<&Value> = events
+        .iter()
+        .filter(|e| e.event == "artifact")
+        .map(|e| &e.data["data"])
+        .collect();
+    assert_eq!(announced.len(), 2);
+    assert_eq!(announced[0]["media_type"], "image/png");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn artifact_names_and_caps_are_enforced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = test_config(tmp.path());
+    config.capture.max_artifacts = 2;
+    config.capture.max_artifact_bytes = 1000;
+    let server = Server::start_with(config).await;
+    server.deploy("toolbox", json!({})).await;
+    for bad in ["../escape.txt", "dir/file.txt", ".hidden", ""] {
+        let record = server
+            .run(
+                "toolbox",
+                with_artifacts(json!([{ "name": bad, "media_type": "text/plain", "text": "x" }])),
+            )
+            .await;
+        assert_eq!(record["status"], "failed", "{bad}: {record}");
+        assert_eq!(record["error"]["code"], "artifact_error");
+    }
+    let record = server
+        .run(
+            "toolbox",
+            with_artifacts(json!([{ "name": "a.txt", "media_type": "plain", "text": "x" }])),
+        )
+        .await;
+    assert_eq!(record["error"]["code"], "artifact_error", "{record}");
+    // Count cap.
+    let three = json!([
+        { "name": "1.txt", "media_type": "text/plain", "text": "x" },
+        { "name": "2.txt", "media_type": "text/plain", "text": "x" },
+        { "name": "3.txt", "media_type": "text/plain", "text": "x" },
+    ]);
+    let record = server.run("toolbox", with_artifacts(three)).await;
+    assert_eq!(record["error"]["code"], "artifact_error");
+    assert!(record["error"]["message"].as_str().unwrap().contains("cap"), "{record}");
+    assert_eq!(record["n_artifacts"], 2, "what was stored before the cap stays");
+    // Byte cap.
+    let record = server
+        .run(
+            "toolbox",
+            with_artifacts(json!([{ "name": "big.txt", "media_type": "text/plain", "text": "x", "repeat": 1001 }])),
+        )
+        .await;
+    assert_eq!(record["error"]["code"], "artifact_error");
+    assert_eq!(record["n_artifacts"], 0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_retention_sweep_removes_old_executions_and_their_blobs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = test_config(tmp.path());
+    config.retention_secs = 1;
+    config.retention_sweep_ms = 200;
+    let server = Server::start_with(config).await;
+    server.deploy("toolbox", json!({})).await;
+    let record = server
+        .run(
+            "toolbox",
+            with_artifacts(json!([{ "name": "gone.txt", "media_type": "text/plain", "text": "soon gone" }])),
+        )
+        .await;
+    let id = record["id"].as_str().unwrap().to_owned();
+    let (_, list) = server.get(&format!("/v1/executions/{id}/artifacts")).await;
+    let sha = list["data"][0]["sha256"].as_str().unwrap().to_owned();
+    let blob = tmp.path().join("blobs").join("sha256").join(&sha);
+    assert!(blob.exists());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, _) = server.get(&format!("/v1/executions/{id}")).await;
+        if status == StatusCode::NOT_FOUND {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never swept");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, _) = server.get(&format!("/v1/executions/{id}/logs")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(!blob.exists(), "the unreferenced blob was not deleted");
+    // The agent's own component blob stays: it still runs.
+    let again = server.run("toolbox", json!({})).await;
+    assert_eq!(again["status"], "completed");
+    server.stop().await;
+}
