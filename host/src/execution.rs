@@ -180,6 +180,8 @@ pub struct ExecutionView<'a> {
     pub execution: &'a Execution,
     pub duration_ms: Option<i64>,
     pub timing: Timing,
+    /// Steps that acted on the world: tool calls.
+    pub n_agent_actions: u32,
     pub output_url: String,
     pub logs_url: String,
     pub artifacts_url: String,
@@ -194,6 +196,7 @@ impl<'a> From<&'a Execution> for ExecutionView<'a> {
             execution,
             duration_ms: timing.run_ms,
             timing,
+            n_agent_actions: execution.n_tool_calls,
             logs_url: format!("{base}/logs"),
             artifacts_url: format!("{base}/artifacts"),
             events_url: format!("{base}/events"),
