@@ -90,7 +90,7 @@ async fn in_process(config: &Config) -> anyhow::Result<f64> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let input = r#"{"name":"bench","n":[1,2,3]}"#;
     let llm = Arc::new(Llm::new(&config.llm, &config.pricing)?);
-    let tools = Arc::new(Tools::new(config.tools)?);
+    let tools = Arc::new(Tools::new(config.tools.clone())?);
     let store = warden_host::store::Store::open(&config.data_dir)?;
     let sink = ArtifactSink {
         blobs: store.blobs.clone(),

@@ -64,7 +64,7 @@ impl App {
             scheduler: Scheduler::new(&config),
             idempotency: IdempotencyKeys::new(config.idempotency_ttl_secs),
             llm: Arc::new(Llm::new(&config.llm, &config.pricing)?),
-            tools: Arc::new(Tools::new(config.tools)?),
+            tools: Arc::new(Tools::new(config.tools.clone())?),
             events: EventHub::default(),
             config,
             store,

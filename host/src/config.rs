@@ -96,7 +96,7 @@ pub enum ProviderKind {
 }
 
 /// The built-in tools.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ToolsConfig {
     /// Let `http_fetch` reach loopback, private and link-local addresses.
@@ -107,6 +107,10 @@ pub struct ToolsConfig {
     pub agent_call_max_depth: u32,
     /// Tool calls one execution may make.
     pub max_tool_calls: u32,
+    /// The browser for the `browser` tool; found in the usual places when unset.
+    pub browser_path: Option<String>,
+    /// One `browser` call, start to finish.
+    pub browser_timeout_ms: u64,
 }
 
 impl Default for LlmConfig {
@@ -136,6 +140,8 @@ impl Default for ToolsConfig {
             http_timeout_ms: 10_000,
             agent_call_max_depth: 3,
             max_tool_calls: 64,
+            browser_path: None,
+            browser_timeout_ms: 30_000,
         }
     }
 }

@@ -42,7 +42,7 @@ pub struct Manifest {
 }
 
 /// The built-in tools a manifest may name.
-pub const TOOLS: &[&str] = &["http_fetch", "kv", "agent_call"];
+pub const TOOLS: &[&str] = &["http_fetch", "kv", "agent_call", "browser"];
 
 /// Failed executions are retried as new, linked executions (`trigger: "retry"`,
 /// `retry_of`), up to `max_attempts` attempts in all, waiting `backoff_ms` before

@@ -163,3 +163,80 @@ async fn the_retention_sweep_removes_old_executions_and_their_blobs() {
     assert_eq!(again["status"], "completed");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_snapshot_takes_a_real_screenshot() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let page = axum::Router::new().route(
+        "/",
+        axum::routing::get(|| async {
+            axum::response::Html(
+                "<html><head><title>Hello Warden</title></head>\
+                 <body style='background:#2a6'><h1>Snapshot me</h1></body></html>",
+            )
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, page).await;
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = test_config(tmp.path());
+    config.tools.allow_private_addresses = true;
+    let server = Server::start_with(config).await;
+    server
+        .deploy("web-snapshot", json!({ "allowed_hosts": ["127.0.0.1"] }))
+        .await;
+    let url = format!("http://127.0.0.1:{port}/");
+    let record = server.run("web-snapshot", json!({ "urls": [url] })).await;
+    assert_eq!(record["status"], "completed", "{record}");
+    let snap = &record["output"]["snapshots"][0];
+    assert_eq!(snap["title"], "Hello Warden");
+    assert_eq!(record["n_screenshots"], 1);
+    assert_eq!(record["n_agent_actions"], 1);
+    let id = record["id"].as_str().unwrap();
+    let aid = snap["artifact_id"].as_str().unwrap();
+    let resp = server
+        .http
+        .get(server.url(&format!("/v1/executions/{id}/artifacts/{aid}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-type"], "image/png");
+    let png = resp.bytes().await.unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
+    assert!(png.len() > 1000, "{} bytes", png.len());
+
+    // Off the allowlist: refused before any browser starts.
+    let record = server
+        .run("web-snapshot", json!({ "urls": ["http://10.1.2.3/"] }))
+        .await;
+    assert_eq!(record["error"]["code"], "tool_error");
+    assert!(record["error"]["message"].as_str().unwrap().contains("allowed_hosts"));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_browser_is_a_clear_tool_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = test_config(tmp.path());
+    config.tools.allow_private_addresses = true;
+    config.tools.browser_path = Some("/nonexistent/chromium".into());
+    let server = Server::start_with(config).await;
+    server
+        .deploy("web-snapshot", json!({ "allowed_hosts": ["127.0.0.1"] }))
+        .await;
+    let record = tokio::time::timeout(
+        Duration::from_secs(30),
+        server.run("web-snapshot", json!({ "urls": ["http://127.0.0.1:9/"] })),
+    )
+    .await
+    .expect("no hang");
+    assert_eq!(record["status"], "failed");
+    assert_eq!(record["error"]["code"], "tool_error");
+    assert!(
+        record["error"]["message"].as_str().unwrap().contains("no browser"),
+        "{record}"
+    );
+    server.stop().await;
+}

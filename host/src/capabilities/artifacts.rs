@@ -51,6 +51,13 @@ fn check_media_type(media_type: &str) -> Result<(), String> {
 
 impl Host for RunState {
     async fn put(&mut self, name: String, media_type: String, data: Vec<u8>) -> Result<String, Error> {
+        self.store_artifact(name, media_type, data).await.map(|a| a.id)
+    }
+}
+
+impl RunState {
+    /// Stores an artifact of this run (the `put` import and the `browser` tool).
+    pub async fn store_artifact(&mut self, name: String, media_type: String, data: Vec<u8>) -> Result<Artifact, Error> {
         check_name(&name).map_err(Error::InvalidName)?;
         check_media_type(&media_type).map_err(Error::InvalidName)?;
         let caps = self.grants.artifacts.caps;
@@ -102,9 +109,8 @@ impl Host for RunState {
             .writer
             .send(Write::Artifact(Box::new(artifact.clone())));
         self.grants.events.emit("artifact", &artifact);
-        let id = artifact.id.clone();
-        self.artifacts.push(artifact);
-        Ok(id)
+        self.artifacts.push(artifact.clone());
+        Ok(artifact)
     }
 }
 

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::runtime::bindings::warden::agent::tools::{Error, Host, ToolInfo};
 use crate::runtime::{RunState, ToolCallRecord};
-use crate::tools::{CATALOG, ToolError};
+use crate::tools::{CATALOG, ToolError, browser};
 
 impl Host for RunState {
     fn available(&mut self) -> Vec<ToolInfo> {
@@ -43,7 +43,11 @@ impl Host for RunState {
         self.grants
             .events
             .emit("tool_start", &json!({ "id": id, "name": name, "arguments": args }));
-        let result = self.grants.tool_host.call(&self.grants.ctx, &name, args.clone()).await;
+        let result = if name == "browser" {
+            self.browse(&args).await
+        } else {
+            self.grants.tool_host.call(&self.grants.ctx, &name, args.clone()).await
+        };
         let duration_ms = started.elapsed().as_millis() as u64;
         let (result_value, error) = match &result {
             Ok(v) => (v.clone(), None),
@@ -70,5 +74,32 @@ impl Host for RunState {
             Err(ToolError::InvalidArguments(m)) => Err(Error::InvalidArguments(m)),
             Err(ToolError::Failed(m)) => Err(Error::Failed(m)),
         }
+    }
+}
+
+impl RunState {
+    /// The `browser` tool: the page's title (and text, if asked), with its
+    /// screenshot stored as a PNG artifact of this run.
+    async fn browse(&mut self, args: &Value) -> Result<Value, ToolError> {
+        let url = args["url"]
+            .as_str()
+            .ok_or_else(|| ToolError::InvalidArguments("`url` (a string) is required".into()))?;
+        let page = browser::snapshot(&self.grants.tool_host.config, &self.grants.ctx, url).await?;
+        let bytes = page.png.len();
+        let name = format!("screenshot-{}.png", self.artifacts.len() + 1);
+        let artifact = self
+            .store_artifact(name, "image/png".into(), page.png)
+            .await
+            .map_err(|e| ToolError::Failed(format!("storing the screenshot: {e:?}")))?;
+        let mut result = json!({
+            "url": url,
+            "title": page.title,
+            "artifact_id": artifact.id,
+            "screenshot_bytes": bytes,
+        });
+        if args["text"] == true {
+            result["text"] = json!(page.text);
+        }
+        Ok(result)
     }
 }

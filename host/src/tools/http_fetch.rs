@@ -57,14 +57,14 @@ fn forbidden_v6(ip: Ipv6Addr) -> bool {
         || (first & 0xffc0) == 0xfe80
 }
 
-pub async fn call(
-    http: &reqwest::Client,
+/// Checks a URL against the agent's allowlist and the address rules; returns it
+/// parsed, with its host and the checked address to connect to.
+pub async fn check_url(
     config: &ToolsConfig,
     ctx: &ToolCtx,
-    args: Value,
-) -> Result<Value, ToolError> {
-    let url =
-        reqwest::Url::parse(str_arg(&args, "url")?).map_err(|e| ToolError::InvalidArguments(format!("url: {e}")))?;
+    url: &str,
+) -> Result<(reqwest::Url, String, SocketAddr), ToolError> {
+    let url = reqwest::Url::parse(url).map_err(|e| ToolError::InvalidArguments(format!("url: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(ToolError::InvalidArguments(
             "url: only http and https are allowed".into(),
@@ -102,6 +102,17 @@ pub async fn call(
     let addr = *addrs
         .first()
         .ok_or_else(|| ToolError::Failed(format!("{host} has no address")))?;
+    Ok((url, host, addr))
+}
+
+pub async fn call(
+    http: &reqwest::Client,
+    config: &ToolsConfig,
+    ctx: &ToolCtx,
+    args: Value,
+) -> Result<Value, ToolError> {
+    let (url, host, addr) = check_url(config, ctx, str_arg(&args, "url")?).await?;
+    let timeout = Duration::from_millis(config.http_timeout_ms);
     let client = reqwest::Client::builder()
         .resolve(&host, addr)
         .redirect(reqwest::redirect::Policy::none())

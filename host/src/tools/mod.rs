@@ -4,6 +4,7 @@
 //! may use is its manifest's business; this module only runs them.
 
 mod agent_call;
+pub mod browser;
 mod http_fetch;
 mod kv;
 
@@ -51,6 +52,11 @@ pub const CATALOG: &[ToolInfo] = &[
         name: "http_fetch",
         description: "GET or POST a URL on a host the agent's manifest allows; returns status and body text.",
         parameters: r#"{"type":"object","properties":{"url":{"type":"string"},"method":{"enum":["GET","POST"]},"body":{"type":"string"},"content_type":{"type":"string"}},"required":["url"]}"#,
+    },
+    ToolInfo {
+        name: "browser",
+        description: "Open a URL in a headless browser: returns its title and text, and stores a PNG screenshot as an artifact.",
+        parameters: r#"{"type":"object","properties":{"url":{"type":"string"},"text":{"type":"boolean"}},"required":["url"]}"#,
     },
     ToolInfo {
         name: "agent_call",
