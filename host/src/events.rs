@@ -6,7 +6,7 @@
 //! itself (it catches up from the log), never the execution.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -26,9 +26,19 @@ pub struct Event {
     pub ts: i64,
     /// Serialised once, when emitted.
     pub data: Box<RawValue>,
+    /// The whole event as JSON, made on first delivery and shared by every
+    /// subscriber.
+    #[serde(skip)]
+    json: OnceLock<String>,
 }
 
 impl Event {
+    /// The event as JSON text (what SSE `data:` carries).
+    pub fn json(&self) -> &str {
+        self.json
+            .get_or_init(|| serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned()))
+    }
+
     pub fn is_terminal(&self) -> bool {
         matches!(self.kind, "done" | "error")
     }
@@ -91,6 +101,7 @@ impl EventLog {
             kind,
             ts: time::now_ms(),
             data,
+            json: OnceLock::new(),
         });
         inner.closed = event.is_terminal();
         if let Some(live) = &inner.live {

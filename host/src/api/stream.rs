@@ -52,14 +52,14 @@ fn seq(v: &Value) -> u64 {
 
 /// Where events come from: a live log (backlog, then new ones) or the stored log.
 struct Source {
-    backlog: Vec<Value>,
+    backlog: Vec<Item>,
     live: Option<(broadcast::Receiver<Arc<Event>>, Arc<EventLog>)>,
 }
 
 async fn source(app: &Arc<App>, id: &str, after: u64) -> Result<Source, ApiError> {
     if let Some(sub) = app.events.subscribe(id, after) {
         return Ok(Source {
-            backlog: sub.backlog.iter().map(|e| to_value(e)).collect(),
+            backlog: sub.backlog.into_iter().map(Item::Live).collect(),
             live: sub.live.map(|rx| (rx, sub.log)),
         });
     }
@@ -75,7 +75,7 @@ async fn source(app: &Arc<App>, id: &str, after: u64) -> Result<Source, ApiError
         .and_then(|text| serde_json::from_str(&text).ok())
         .unwrap_or_default();
     Ok(Source {
-        backlog: all.into_iter().filter(|e| seq(e) > after).collect(),
+        backlog: all.into_iter().filter(|e| seq(e) > after).map(Item::Stored).collect(),
         live: None,
     })
 }
@@ -86,7 +86,15 @@ pub async fn events(
     ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> Result<Json<EventPage>, ApiError> {
     let limit = q.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
-    let mut data = source(&app, &id, q.after.unwrap_or(0)).await?.backlog;
+    let mut data: Vec<Value> = source(&app, &id, q.after.unwrap_or(0))
+        .await?
+        .backlog
+        .into_iter()
+        .map(|item| match item {
+            Item::Live(e) => to_value(&e),
+            Item::Stored(v) => v,
+        })
+        .collect();
     let has_more = data.len() > limit;
     data.truncate(limit);
     let next_cursor = if has_more { data.last().map(seq) } else { None };
@@ -132,8 +140,32 @@ pub async fn stream_new(
     Ok(sse(source(app, id, 0).await?, 0))
 }
 
+/// An event to send: live (shared, serialised once) or read back from the store.
+enum Item {
+    Live(Arc<Event>),
+    Stored(Value),
+}
+
+impl Item {
+    fn seq(&self) -> u64 {
+        match self {
+            Item::Live(e) => e.seq,
+            Item::Stored(v) => seq(v),
+        }
+    }
+
+    fn sse(&self) -> (String, SseEvent) {
+        let (kind, data) = match self {
+            Item::Live(e) => (e.kind.to_owned(), e.json().to_owned()),
+            Item::Stored(v) => (v["type"].as_str().unwrap_or("message").to_owned(), v.to_string()),
+        };
+        let event = SseEvent::default().id(self.seq().to_string()).event(&kind).data(data);
+        (kind, event)
+    }
+}
+
 struct Feed {
-    queue: VecDeque<Value>,
+    queue: VecDeque<Item>,
     live: Option<(broadcast::Receiver<Arc<Event>>, Arc<EventLog>)>,
     last: u64,
     finished: bool,
@@ -151,29 +183,25 @@ fn sse(source: Source, after: u64) -> Sse<impl Stream<Item = Result<SseEvent, In
             if feed.finished {
                 return None;
             }
-            if let Some(event) = feed.queue.pop_front() {
-                let n = seq(&event);
+            if let Some(item) = feed.queue.pop_front() {
+                let n = item.seq();
                 if n <= feed.last {
                     continue;
                 }
                 feed.last = n;
-                let kind = event["type"].as_str().unwrap_or("message").to_owned();
+                let (kind, sse) = item.sse();
                 feed.finished = kind == "done" || kind == "error";
-                let sse = SseEvent::default()
-                    .id(n.to_string())
-                    .event(kind)
-                    .data(event.to_string());
                 return Some((Ok(sse), feed));
             }
             let (rx, log) = feed.live.as_mut()?;
             match rx.recv().await {
-                Ok(event) => feed.queue.push_back(to_value(&event)),
+                Ok(event) => feed.queue.push_back(Item::Live(event)),
                 // Fell behind: catch up from the log itself, in order.
                 Err(broadcast::error::RecvError::Lagged(_)) => {
-                    feed.queue.extend(log.after(feed.last).iter().map(|e| to_value(e)));
+                    feed.queue.extend(log.after(feed.last).into_iter().map(Item::Live));
                 }
                 Err(broadcast::error::RecvError::Closed) => {
-                    feed.queue.extend(log.after(feed.last).iter().map(|e| to_value(e)));
+                    feed.queue.extend(log.after(feed.last).into_iter().map(Item::Live));
                     feed.live = None;
                 }
             }
