@@ -286,6 +286,29 @@ impl Llm {
     }
 }
 
+/// Sends a provider request; an HTTP error status becomes a classified error.
+async fn send(provider: &str, request: reqwest::RequestBuilder) -> Result<reqwest::Response, ProviderError> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| ProviderError::from_reqwest(provider, e))?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let wait = retry_after(response.headers());
+    let text = response.text().await.unwrap_or_default();
+    Err(ProviderError::from_status(provider, status, wait, &text))
+}
+
+/// A stream event that is not the JSON the protocol promises.
+fn malformed(provider: &str, e: &serde_json::Error, data: &str) -> ProviderError {
+    ProviderError::permanent(format!(
+        "{provider}: malformed stream: {e} in {:?}",
+        data.chars().take(200).collect::<String>()
+    ))
+}
+
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     headers
         .get(reqwest::header::RETRY_AFTER)?

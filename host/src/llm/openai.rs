@@ -8,7 +8,9 @@ use std::time::Instant;
 use serde_json::{Value, json};
 
 use super::sse::EventStream;
-use super::{ChatRequest, Completion, Delta, FinishReason, OnDelta, ProviderError, Role, ToolCall, Usage, retry_after};
+use super::{
+    ChatRequest, Completion, Delta, FinishReason, OnDelta, ProviderError, Role, ToolCall, Usage, malformed, send,
+};
 use crate::config::ProviderConfig;
 
 fn body(config: &ProviderConfig, request: &ChatRequest) -> Value {
@@ -98,13 +100,7 @@ pub async fn chat(
     if let Some(key) = key {
         req = req.bearer_auth(key);
     }
-    let response = req.send().await.map_err(|e| ProviderError::from_reqwest(name, e))?;
-    let status = response.status();
-    if !status.is_success() {
-        let wait = retry_after(response.headers());
-        let text = response.text().await.unwrap_or_default();
-        return Err(ProviderError::from_status(name, status, wait, &text));
-    }
+    let response = send(name, req).await?;
     if !config.stream {
         let v: Value = response
             .json()
@@ -152,12 +148,7 @@ pub async fn chat(
             done = true;
             break;
         }
-        let chunk: Value = serde_json::from_str(&event.data).map_err(|e| {
-            ProviderError::permanent(format!(
-                "{name}: malformed stream: {e} in {:?}",
-                event.data.chars().take(200).collect::<String>()
-            ))
-        })?;
+        let chunk: Value = serde_json::from_str(&event.data).map_err(|e| malformed(name, &e, &event.data))?;
         if let Some(message) = chunk["error"]["message"].as_str() {
             return Err(ProviderError::transient(format!("{name} stream error: {message}")));
         }
