@@ -10,6 +10,7 @@
 //! committed.
 
 mod queue;
+mod recovery;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -20,6 +21,7 @@ use serde_json::value::RawValue;
 use tokio::sync::{oneshot, watch};
 
 use self::queue::{Job, Live, LiveState, Queue};
+pub use self::recovery::recover;
 use crate::app::App;
 use crate::config::Config;
 use crate::events::{Event, EventLog};
@@ -745,93 +747,4 @@ pub async fn cancel(app: &Arc<App>, id: &str) -> Result<Cancel, StoreError> {
             Ok(Cancel::Cancelled(execution))
         }
     }
-}
-
-/// After a restart: what was queued runs again; what was running ends `failed`
-/// with `host_restart` (or `cancelled`, if a cancel had been asked), and is
-/// retried when its agent's policy allows.
-pub async fn recover(app: &Arc<App>) -> anyhow::Result<()> {
-    let unfinished = app.store.read(read::unfinished_executions).await?;
-    let now = time::now_ms();
-    // Queued ones first, so that retries made below queue behind them in order.
-    let (mut unfinished, ended): (Vec<_>, Vec<_>) = unfinished
-        .into_iter()
-        .partition(|e| matches!(e.status, Status::Pending | Status::Queued));
-    unfinished.extend(ended);
-    for mut execution in unfinished {
-        let found = app.registry.version(&execution.agent_version_id);
-        match (execution.status, found) {
-            (Status::Pending | Status::Queued, Some((_, version))) => {
-                let reservation = {
-                    let mut q = app.scheduler.lock();
-                    q.waiting += 1;
-                    Reservation {
-                        scheduler: &app.scheduler,
-                        used: false,
-                    }
-                };
-                let delay = execution
-                    .run_after
-                    .filter(|t| *t > now)
-                    .map(|t| Duration::from_millis((t - now) as u64));
-                execution.status = Status::Queued;
-                tracing::info!(execution = %execution.id, "re-queued after restart");
-                // Events before a crash were not stored; the log starts again.
-                let events = app.events.open(&execution.id);
-                events.emit("status", &StatusEvent { status: Status::Queued });
-                let mut reservation = reservation;
-                let job = Job {
-                    execution,
-                    version,
-                    events,
-                };
-                enqueue(app, &mut reservation, job, delay);
-            }
-            (status, found) => {
-                let (status, error) = match (status, &found) {
-                    (Status::CancelRequested, _) => (
-                        Status::Cancelled,
-                        ExecError::host(
-                            "cancelled",
-                            "the execution was cancelled (the host restarted meanwhile)",
-                        ),
-                    ),
-                    (_, None) => (
-                        Status::Failed,
-                        ExecError::host(
-                            "agent_unavailable",
-                            "the agent version could not be loaded after a restart",
-                        ),
-                    ),
-                    _ => (
-                        Status::Failed,
-                        ExecError::host("host_restart", "the host restarted while this execution was running"),
-                    ),
-                };
-                execution.status = status;
-                execution.error = Some(error);
-                execution.completed_at = Some(now);
-                let events = app.events.open(&execution.id);
-                events.emit("status", &StatusEvent { status: Status::Queued });
-                events.emit(
-                    "status",
-                    &StatusEvent {
-                        status: Status::Running,
-                    },
-                );
-                app.store.writer.send(end_events(&events, &execution));
-                app.events.close(&execution.id);
-                app.store
-                    .writer
-                    .commit(Write::Execution(Box::new(execution.clone())))
-                    .await?;
-                tracing::warn!(execution = %execution.id, status = status.as_str(), "ended after restart");
-                if let Some((_, version)) = found {
-                    retry_by_policy(app, &execution, &version).await;
-                }
-            }
-        }
-    }
-    dispatch(app);
-    Ok(())
 }
