@@ -6,6 +6,7 @@ mod bad_input;
 mod cli;
 mod events;
 mod execute;
+mod hostile;
 mod listing;
 mod llm;
 mod recovery;
