@@ -99,7 +99,7 @@ impl App {
     async fn load_deployed(&self) -> anyhow::Result<()> {
         let (agents, versions) = self
             .store
-            .read(|conn| Ok((read::agents(conn)?, read::versions(conn, None)?)))
+            .read(|conn| Ok((read::agents(conn)?, read::versions(conn)?)))
             .await?;
         let runtime = Arc::clone(&self.runtime);
         let blobs = self.store.blobs.clone();

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use warden_tests::{Server, read_sse, test_config};
+use warden_tests::{Server, test_config};
 
 fn with_artifacts(list: Value) -> Value {
     json!({ "artifacts": list })
@@ -61,15 +61,7 @@ async fn artifacts_are_stored_served_and_counted() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     // Each artifact was announced as an event.
-    let events = read_sse(
-        server
-            .http
-            .get(server.url(&format!("/v1/executions/{id}/stream")))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let events = server.stream(&id, None).await;
     let announced: Vec<&Value> = events
         .iter()
         .filter(|e| e.event == "artifact")

@@ -53,27 +53,10 @@ async fn stream_mode_resume_and_replay() {
     };
 
     // After the fact: the whole log again, then the stream closes.
-    let replay = read_sse(
-        server
-            .http
-            .get(server.url(&format!("/v1/executions/{id}/stream")))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let replay = server.stream(&id, None).await;
     assert_eq!(kinds(&replay), kinds(&live));
     // Resume from the middle, by header and by query: no gaps, no duplicates.
-    let resumed = read_sse(
-        server
-            .http
-            .get(server.url(&format!("/v1/executions/{id}/stream")))
-            .header("last-event-id", "4")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let resumed = server.stream(&id, Some(4)).await;
     assert_ordered(&resumed, 5);
     assert_eq!(kinds(&resumed), kinds(&live[4..]));
     let by_query = read_sse(
@@ -123,15 +106,7 @@ async fn a_subscriber_mid_run_sees_the_rest_and_a_vanished_one_disturbs_nothing(
     let (_, now) = server.get(&format!("/v1/executions/{id}")).await;
     assert_eq!(now["status"], "running");
     // Another joins mid-run, from the start: it gets everything in order.
-    let events = read_sse(
-        server
-            .http
-            .get(server.url(&format!("/v1/executions/{id}/stream")))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let events = server.stream(&id, None).await;
     assert_ordered(&events, 1);
     assert_eq!(
         events.last().unwrap().data["data"]["output"],

@@ -162,6 +162,15 @@ impl Server {
         body
     }
 
+    /// Reads an execution's whole SSE stream, from after `last_event_id` if given.
+    pub async fn stream(&self, id: &str, last_event_id: Option<u64>) -> Vec<SseEvent> {
+        let mut req = self.http.get(self.url(&format!("/v1/executions/{id}/stream")));
+        if let Some(n) = last_event_id {
+            req = req.header("last-event-id", n.to_string());
+        }
+        read_sse(req.send().await.expect("stream request")).await
+    }
+
     /// Polls an execution until it is terminal.
     pub async fn wait_terminal(&self, id: &str) -> Value {
         let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;

@@ -21,15 +21,7 @@ pub struct ArtifactList {
 }
 
 pub async fn list(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<ArtifactList>, ApiError> {
-    let lookup = id.clone();
-    let found = app
-        .store
-        .read(move |conn| match read::execution(conn, &lookup)? {
-            Some(_) => Ok(Some(read::artifacts(conn, &lookup)?)),
-            None => Ok(None),
-        })
-        .await?;
-    let data = found.ok_or_else(|| ApiError::NotFound(format!("no execution {id:?}")))?;
+    let data = super::executions::of_execution(&app, id, read::artifacts).await?;
     Ok(Json(ArtifactList { data }))
 }
 

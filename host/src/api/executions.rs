@@ -265,6 +265,27 @@ pub async fn retry(State(app): State<Arc<App>>, Path(id): Path<String>) -> Resul
     Ok(accepted_response(&accepted.execution))
 }
 
+/// Reads something of an execution (its logs, steps, artifacts); 404 when the
+/// execution does not exist.
+pub(super) async fn of_execution<R, F>(app: &App, id: String, f: F) -> Result<R, ApiError>
+where
+    R: Send + 'static,
+    F: FnOnce(&rusqlite::Connection, &str) -> anyhow::Result<R> + Send + 'static,
+{
+    let lookup = id.clone();
+    let found = app
+        .store
+        .read(move |conn| {
+            if read::execution_exists(conn, &lookup)? {
+                Ok(Some(f(conn, &lookup)?))
+            } else {
+                Ok(None)
+            }
+        })
+        .await?;
+    found.ok_or_else(|| ApiError::NotFound(format!("no execution {id:?}")))
+}
+
 async fn load(app: &App, id: String) -> Result<Execution, ApiError> {
     let found = {
         let id = id.clone();
@@ -370,15 +391,7 @@ pub async fn logs(
 ) -> Result<Json<LogPage>, ApiError> {
     let after = q.after.unwrap_or(0);
     let limit = q.limit.unwrap_or(DEFAULT_LOG_PAGE).clamp(1, MAX_LOG_PAGE);
-    let lookup = id.clone();
-    let found = app
-        .store
-        .read(move |conn| match read::execution(conn, &lookup)? {
-            Some(_) => Ok(Some(read::logs(conn, &lookup, after, limit)?)),
-            None => Ok(None),
-        })
-        .await?;
-    let (data, has_more) = found.ok_or_else(|| ApiError::NotFound(format!("no execution {id:?}")))?;
+    let (data, has_more) = of_execution(&app, id, move |conn, id| read::logs(conn, id, after, limit)).await?;
     let next_cursor = if has_more { data.last().map(|l| l.seq) } else { None };
     Ok(Json(LogPage {
         data,
@@ -393,14 +406,6 @@ pub struct StepList {
 }
 
 pub async fn steps(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<StepList>, ApiError> {
-    let lookup = id.clone();
-    let found = app
-        .store
-        .read(move |conn| match read::execution(conn, &lookup)? {
-            Some(_) => Ok(Some(read::steps(conn, &lookup)?)),
-            None => Ok(None),
-        })
-        .await?;
-    let data = found.ok_or_else(|| ApiError::NotFound(format!("no execution {id:?}")))?;
+    let data = of_execution(&app, id, read::steps).await?;
     Ok(Json(StepList { data }))
 }

@@ -66,7 +66,7 @@ async fn source(app: &Arc<App>, id: &str, after: u64) -> Result<Source, ApiError
     let lookup = id.to_owned();
     let (exists, stored) = app
         .store
-        .read(move |conn| Ok((read::execution(conn, &lookup)?.is_some(), read::events(conn, &lookup)?)))
+        .read(move |conn| Ok((read::execution_exists(conn, &lookup)?, read::events(conn, &lookup)?)))
         .await?;
     if !exists {
         return Err(ApiError::NotFound(format!("no execution {id:?}")));

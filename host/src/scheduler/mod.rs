@@ -148,6 +148,16 @@ impl Scheduler {
         })
     }
 
+    /// Reserves a place for an execution that was already accepted (recovery):
+    /// the queue's bound does not apply to it.
+    fn reserve_accepted(&self) -> Reservation<'_> {
+        self.lock().waiting += 1;
+        Reservation {
+            scheduler: self,
+            used: false,
+        }
+    }
+
     /// The end of a live execution, if it is live.
     pub fn watch(&self, id: &str) -> Option<Watch> {
         self.lock().live.get(id).map(|l| l.done.subscribe())

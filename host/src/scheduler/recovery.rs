@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::queue::Job;
-use super::{Reservation, StatusEvent, dispatch, end_events, enqueue, retry_by_policy};
+use super::{StatusEvent, dispatch, end_events, enqueue, retry_by_policy};
 use crate::app::App;
 use crate::execution::{ExecError, Status};
 use crate::store::read;
@@ -28,14 +28,7 @@ pub async fn recover(app: &Arc<App>) -> anyhow::Result<()> {
         let found = app.registry.version(&execution.agent_version_id);
         match (execution.status, found) {
             (Status::Pending | Status::Queued, Some((_, version))) => {
-                let reservation = {
-                    let mut q = app.scheduler.lock();
-                    q.waiting += 1;
-                    Reservation {
-                        scheduler: &app.scheduler,
-                        used: false,
-                    }
-                };
+                let reservation = app.scheduler.reserve_accepted();
                 let delay = execution
                     .run_after
                     .filter(|t| *t > now)

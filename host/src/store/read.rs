@@ -125,6 +125,15 @@ fn execution_from_row(r: &Row<'_>) -> rusqlite::Result<Execution> {
     })
 }
 
+/// Whether an execution exists (without reading its row).
+pub fn execution_exists(conn: &Connection, id: &str) -> anyhow::Result<bool> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM executions WHERE id = ?1")?
+        .query_row([id], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
 pub fn execution(conn: &Connection, id: &str) -> anyhow::Result<Option<Execution>> {
     let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = ?1");
     Ok(conn
@@ -270,12 +279,12 @@ pub fn agents(conn: &Connection) -> anyhow::Result<Vec<Agent>> {
 }
 
 /// Every version of every agent, oldest first (what a restart loads).
-pub fn versions(conn: &Connection, agent_id: Option<&str>) -> anyhow::Result<Vec<AgentVersion>> {
+pub fn versions(conn: &Connection) -> anyhow::Result<Vec<AgentVersion>> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, agent_id, version, label, manifest, limits, component_hash, component_size, created_at
-         FROM agent_versions WHERE ?1 IS NULL OR agent_id = ?1 ORDER BY agent_id, version",
+         FROM agent_versions ORDER BY agent_id, version",
     )?;
-    let rows = stmt.query_map([agent_id], |r| {
+    let rows = stmt.query_map([], |r| {
         Ok((
             r.get::<_, String>(0)?,
             r.get::<_, String>(1)?,
