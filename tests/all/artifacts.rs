@@ -61,7 +61,7 @@ async fn artifacts_are_stored_served_and_counted() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     // Each artifact was announced as an event.
-    let events = server.stream(&id, None).await;
+    let events = server.stream(id, None).await;
     let announced: Vec<&Value> = events
         .iter()
         .filter(|e| e.event == "artifact")
