@@ -8,6 +8,8 @@ use crate::time;
 #[derive(Debug, Clone, Serialize)]
 pub struct Agent {
     pub id: String,
+    /// The workspace that owns the agent; names are unique within it.
+    pub workspace: String,
     pub name: String,
     pub description: String,
     pub latest_version: u32,

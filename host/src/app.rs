@@ -9,6 +9,7 @@ use bytes::Bytes;
 use tokio::sync::Mutex;
 
 use crate::agent::{Agent, AgentVersion};
+use crate::auth::{Auth, DEFAULT_WORKSPACE, keys};
 use crate::config::Config;
 use crate::events::EventHub;
 use crate::idempotency::IdempotencyKeys;
@@ -34,6 +35,7 @@ pub struct App {
     pub llm: Arc<Llm>,
     pub tools: Arc<Tools>,
     pub events: EventHub,
+    pub auth: Auth,
     pub started: Instant,
     deploy_lock: Mutex<()>,
 }
@@ -56,6 +58,19 @@ impl App {
     pub async fn open(config: Config) -> anyhow::Result<Arc<App>> {
         config.validate()?;
         let store = Store::open(&config.data_dir)?;
+        let any_key = store.read(|conn| Ok(keys::any_active(conn)?)).await?;
+        if !any_key {
+            anyhow::ensure!(
+                config.addr.ip().is_loopback(),
+                "refusing to serve on {} without API keys: anyone who can reach it could run code here. \
+                 Create a key first (`warden keys create --workspace <name> --name <name> --admin`) \
+                 or listen on a loopback address",
+                config.addr
+            );
+            tracing::warn!(
+                "no API keys exist: serving open on loopback, every request acts as the `default` workspace's admin"
+            );
+        }
         let runtime = {
             let config = config.clone();
             tokio::task::spawn_blocking(move || Runtime::new(&config)).await??
@@ -66,6 +81,7 @@ impl App {
             llm: Arc::new(Llm::new(&config.llm, &config.pricing)?),
             tools: Arc::new(Tools::new(config.tools.clone())?),
             events: EventHub::default(),
+            auth: Auth::new(config.auth.clone(), any_key),
             config,
             store,
             runtime: Arc::new(runtime),
@@ -87,7 +103,7 @@ impl App {
             for example in bundled::EXAMPLES {
                 let manifest = Manifest::from_json(example.manifest)
                     .map_err(|e| anyhow::anyhow!("bundled example {}: {e}", example.name))?;
-                app.deploy(manifest, Bytes::from_static(example.wasm))
+                app.deploy(DEFAULT_WORKSPACE, manifest, Bytes::from_static(example.wasm))
                     .await
                     .map_err(|e| anyhow::anyhow!("deploying bundled example {}: {e}", example.name))?;
                 tracing::info!(agent = example.name, "deployed bundled example");
@@ -126,8 +142,14 @@ impl App {
         Ok(())
     }
 
-    /// Validates, compiles and records a new version of the manifest's agent.
-    pub async fn deploy(&self, manifest: Manifest, bytes: Bytes) -> Result<(Agent, AgentVersion), DeployError> {
+    /// Validates, compiles and records a new version of the manifest's agent in
+    /// `workspace`.
+    pub async fn deploy(
+        &self,
+        workspace: &str,
+        manifest: Manifest,
+        bytes: Bytes,
+    ) -> Result<(Agent, AgentVersion), DeployError> {
         manifest.validate().map_err(DeployError::Manifest)?;
         check_header(&bytes)?;
         let runtime = Arc::clone(&self.runtime);
@@ -145,12 +167,13 @@ impl App {
 
         let _guard = self.deploy_lock.lock().await;
         let now = time::now_ms();
-        let existing = self.registry.get(&manifest.name);
+        let existing = self.registry.get(workspace, &manifest.name);
         let (mut agent, number) = match existing {
             Some(entry) => (entry.agent.clone(), entry.agent.latest_version + 1),
             None => (
                 Agent {
                     id: ids::agent(),
+                    workspace: workspace.to_owned(),
                     name: manifest.name.clone(),
                     description: String::new(),
                     latest_version: 0,

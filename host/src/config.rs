@@ -44,6 +44,30 @@ pub struct Config {
     /// Prices per million tokens by model, over the built-in table.
     pub pricing: HashMap<String, Price>,
     pub tools: ToolsConfig,
+    pub auth: AuthConfig,
+}
+
+/// API keys. Keys themselves live in the database (`warden keys`, `/admin/keys`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Requests per second each key may make (0: unlimited).
+    pub rate_limit_per_sec: f64,
+    /// How many requests a key may make at once above its rate.
+    pub rate_limit_burst: u32,
+    /// How long a checked key is trusted before it is read again (a key revoked
+    /// through the API stops at once; with `warden keys revoke`, within this).
+    pub key_cache_ms: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            rate_limit_per_sec: 100.0,
+            rate_limit_burst: 200,
+            key_cache_ms: 2_000,
+        }
+    }
 }
 
 /// Language-model providers. Without any configured, the offline `scripted`
@@ -187,6 +211,8 @@ pub struct HttpLimits {
     pub max_body_bytes: usize,
     /// A deployed component's size.
     pub max_component_bytes: usize,
+    /// An execution's `input` (JSON text).
+    pub max_input_bytes: usize,
 }
 
 impl Default for Config {
@@ -207,6 +233,7 @@ impl Default for Config {
             llm: LlmConfig::default(),
             pricing: HashMap::new(),
             tools: ToolsConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -243,6 +270,7 @@ impl Default for HttpLimits {
         Self {
             max_body_bytes: 8 << 20,
             max_component_bytes: 64 << 20,
+            max_input_bytes: 1 << 20,
         }
     }
 }
@@ -272,6 +300,14 @@ impl Config {
                 && l.default_fuel <= l.max_fuel
                 && l.default_timeout_ms <= l.max_timeout_ms,
             "limits: each default must not exceed its maximum"
+        );
+        anyhow::ensure!(
+            self.auth.rate_limit_per_sec >= 0.0 && self.auth.rate_limit_per_sec.is_finite(),
+            "auth.rate_limit_per_sec must be 0 (unlimited) or more"
+        );
+        anyhow::ensure!(
+            self.auth.rate_limit_per_sec == 0.0 || self.auth.rate_limit_burst >= 1,
+            "auth.rate_limit_burst must be at least 1"
         );
         for p in &self.llm.providers {
             anyhow::ensure!(

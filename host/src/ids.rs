@@ -37,6 +37,10 @@ pub fn artifact() -> String {
     with_prefix("art_")
 }
 
+pub fn api_key() -> String {
+    with_prefix("key_")
+}
+
 pub fn agent_version() -> String {
     with_prefix("ver_")
 }

@@ -10,6 +10,7 @@
 pub mod agent;
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod bundled;
 mod capabilities;
 pub mod client;

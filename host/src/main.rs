@@ -1,5 +1,6 @@
-//! The `warden` binary: `serve` runs the host; the other commands are an HTTP
-//! client of a running server.
+//! The `warden` binary: `serve` runs the host; `keys` manages API keys in a data
+//! dir (operator commands, on the host's machine); the other commands are an
+//! HTTP client of a running server.
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -23,6 +24,9 @@ struct Cli {
     /// The server the client commands talk to.
     #[arg(long, global = true, env = "WARDEN_URL", default_value = "http://127.0.0.1:8080")]
     server: String,
+    /// The API key the client commands send.
+    #[arg(long, global = true, env = "WARDEN_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -70,6 +74,40 @@ enum Command {
         #[command(subcommand)]
         command: AgentsCommand,
     },
+    /// Manage API keys, in the data dir (works whether or not the server runs).
+    Keys {
+        /// Data directory [default: ./warden-data, or the config file's].
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// TOML config file (for its data_dir).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key and print it (its token is shown only now).
+    Create {
+        /// The workspace the key belongs to (created with its first key).
+        #[arg(long)]
+        workspace: String,
+        /// What the key is for.
+        #[arg(long)]
+        name: String,
+        /// Also manage the workspace's keys over the admin API.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// List keys (of one workspace, or all).
+    List {
+        #[arg(long)]
+        workspace: Option<String>,
+    },
+    /// Revoke a key.
+    Revoke { id: String },
 }
 
 #[derive(Subcommand)]
@@ -123,7 +161,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let client = || Client::new(&cli.server);
+    let client = || Client::new(&cli.server, cli.api_key.as_deref());
     let output: Value = match cli.command {
         Command::Serve { addr, data_dir, config } => {
             let mut cfg = match config {
@@ -175,9 +213,40 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             AgentsCommand::List => client()?.get("/v1/agents", &[]).await?,
             AgentsCommand::Get { agent } => client()?.get(&format!("/v1/agents/{agent}"), &[]).await?,
         },
+        Command::Keys {
+            data_dir,
+            config,
+            command,
+        } => {
+            let data_dir = match (data_dir, config) {
+                (Some(dir), _) => dir,
+                (None, Some(path)) => Config::from_file(&path)?.data_dir,
+                (None, None) => Config::default().data_dir,
+            };
+            tokio::task::spawn_blocking(move || keys(&data_dir, command)).await??
+        }
     };
     println!("{}", serde_json::to_string_pretty(&output)?);
     Ok(())
+}
+
+/// `warden keys …` on the data dir's database.
+fn keys(data_dir: &std::path::Path, command: KeysCommand) -> anyhow::Result<Value> {
+    use warden_host::auth::keys::{self, Role};
+    let conn = warden_host::store::connect(data_dir)?;
+    Ok(match command {
+        KeysCommand::Create { workspace, name, admin } => {
+            let role = if admin { Role::Admin } else { Role::Member };
+            let new = keys::generate(&workspace, &name, role).map_err(anyhow::Error::msg)?;
+            keys::insert(&conn, &new.key, &new.secret_sha256)?;
+            serde_json::json!({ "key": new.key, "token": new.token })
+        }
+        KeysCommand::List { workspace } => serde_json::json!({ "data": keys::list(&conn, workspace.as_deref())? }),
+        KeysCommand::Revoke { id } => {
+            let key = keys::revoke(&conn, None, &id, warden_host::time::now_ms())?;
+            serde_json::to_value(key.ok_or_else(|| anyhow::anyhow!("no key {id:?}"))?)?
+        }
+    })
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

@@ -1,6 +1,7 @@
 //! Deployed agents in memory: each agent with its versions, each version with its
 //! prepared component (`AgentPre`). Filled from the store at start and by deploys;
-//! lookups on the execute path take a read lock and clone an `Arc`.
+//! lookups on the execute path take a read lock and clone an `Arc`. Every lookup
+//! a caller can make names its workspace: another workspace's agent is not found.
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -39,20 +40,27 @@ pub struct Registry {
 struct Inner {
     /// Entries are replaced whole on deploy, so readers clone an `Arc`.
     by_id: HashMap<String, Arc<Entry>>,
-    id_by_name: HashMap<String, String>,
+    /// (workspace, name) → agent id.
+    id_by_name: HashMap<(String, String), String>,
     /// Agent id of each version id.
     agent_of_version: HashMap<String, String>,
 }
 
 impl Registry {
-    /// Finds an agent by id (`agt_...`) or by name.
-    pub fn get(&self, id_or_name: &str) -> Option<Arc<Entry>> {
+    /// Finds an agent of `workspace` by id (`agt_...`) or by name.
+    pub fn get(&self, workspace: &str, id_or_name: &str) -> Option<Arc<Entry>> {
         let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
-        let id = match inner.id_by_name.get(id_or_name) {
+        let id = match inner.id_by_name.get(&(workspace.to_owned(), id_or_name.to_owned())) {
             Some(id) => id.as_str(),
             None => id_or_name,
         };
-        inner.by_id.get(id).cloned()
+        inner.by_id.get(id).filter(|e| e.agent.workspace == workspace).cloned()
+    }
+
+    /// The workspace of an agent (any workspace's; for checking ownership).
+    pub fn workspace_of(&self, agent_id: &str) -> Option<String> {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        inner.by_id.get(agent_id).map(|e| e.agent.workspace.clone())
     }
 
     /// Finds a version by its id, with its agent.
@@ -66,7 +74,9 @@ impl Registry {
     /// Adds a version (and the agent, the first time).
     pub fn insert(&self, agent: Agent, version: Version) {
         let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
-        inner.id_by_name.insert(agent.name.clone(), agent.id.clone());
+        inner
+            .id_by_name
+            .insert((agent.workspace.clone(), agent.name.clone()), agent.id.clone());
         inner.agent_of_version.insert(version.meta.id.clone(), agent.id.clone());
         let mut versions = inner
             .by_id
@@ -80,10 +90,15 @@ impl Registry {
             .insert(agent.id.clone(), Arc::new(Entry { agent, versions }));
     }
 
-    /// Every agent, by name.
-    pub fn list(&self) -> Vec<Arc<Entry>> {
+    /// Every agent of a workspace, by name.
+    pub fn list(&self, workspace: &str) -> Vec<Arc<Entry>> {
         let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
-        let mut entries: Vec<Arc<Entry>> = inner.by_id.values().cloned().collect();
+        let mut entries: Vec<Arc<Entry>> = inner
+            .by_id
+            .values()
+            .filter(|e| e.agent.workspace == workspace)
+            .cloned()
+            .collect();
         entries.sort_by(|a, b| a.agent.name.cmp(&b.agent.name));
         entries
     }

@@ -2,6 +2,7 @@
 //! on 127.0.0.1:0 with its own data dir and deploys real components.
 
 mod artifacts;
+mod auth;
 mod bad_input;
 mod cli;
 mod events;

@@ -95,6 +95,26 @@ impl Server {
         }
     }
 
+    /// A handle to the same server that sends `token` as its API key.
+    pub fn with_key(&self, token: &str) -> Server {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().expect("header value"),
+        );
+        Server {
+            base: self.base.clone(),
+            http: reqwest::Client::builder()
+                .default_headers(headers)
+                .build()
+                .expect("client"),
+            data_dir: self.data_dir.clone(),
+            shutdown: None,
+            task: None,
+            _tmp: None,
+        }
+    }
+
     /// Stops serving and waits until everything is committed. Returns the data
     /// dir's guard so a test can start another server on it.
     pub async fn stop(mut self) -> Option<tempfile::TempDir> {
@@ -211,6 +231,26 @@ pub fn error_code(body: &Value) -> &str {
         "no error.message in {body}"
     );
     code
+}
+
+/// Creates an API key with `warden keys create` on a data dir; returns its token.
+pub fn create_key(data_dir: &Path, workspace: &str, name: &str, admin: bool) -> String {
+    let mut cmd = std::process::Command::new(warden_bin());
+    cmd.arg("keys")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["create", "--workspace", workspace, "--name", name]);
+    if admin {
+        cmd.arg("--admin");
+    }
+    let out = cmd.output().expect("warden keys runs");
+    assert!(
+        out.status.success(),
+        "warden keys create failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: Value = serde_json::from_slice(&out.stdout).expect("warden keys prints JSON");
+    created["token"].as_str().expect("a token").to_owned()
 }
 
 /// The `warden` binary built beside the test executable.

@@ -2,16 +2,17 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{Multipart, Path, State};
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use bytes::Bytes;
 use serde::Serialize;
 
 use super::error::ApiError;
 use crate::agent::{Agent, AgentVersion};
 use crate::app::App;
+use crate::auth::Caller;
 use crate::manifest::Manifest;
 use crate::registry::Entry;
 
@@ -44,6 +45,7 @@ pub struct Deployed {
 
 pub async fn deploy(
     State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<(StatusCode, Json<Deployed>), ApiError> {
     let mut multipart = multipart?;
@@ -71,7 +73,7 @@ pub async fn deploy(
         )
     })?;
     let manifest = Manifest::from_json(&manifest).map_err(|m| ApiError::unprocessable("invalid_manifest", m))?;
-    let (agent, version) = app.deploy(manifest, component).await?;
+    let (agent, version) = app.deploy(&caller.workspace, manifest, component).await?;
     Ok((StatusCode::CREATED, Json(Deployed { agent, version })))
 }
 
@@ -80,15 +82,24 @@ pub struct AgentList {
     data: Vec<AgentView>,
 }
 
-pub async fn list(State(app): State<Arc<App>>) -> Json<AgentList> {
-    let data = app.registry.list().iter().map(|e| AgentView::new(e, false)).collect();
+pub async fn list(State(app): State<Arc<App>>, Extension(caller): Extension<Caller>) -> Json<AgentList> {
+    let data = app
+        .registry
+        .list(&caller.workspace)
+        .iter()
+        .map(|e| AgentView::new(e, false))
+        .collect();
     Json(AgentList { data })
 }
 
-pub async fn get(State(app): State<Arc<App>>, Path(id_or_name): Path<String>) -> Result<Json<AgentView>, ApiError> {
+pub async fn get(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Path(id_or_name): Path<String>,
+) -> Result<Json<AgentView>, ApiError> {
     let entry = app
         .registry
-        .get(&id_or_name)
+        .get(&caller.workspace, &id_or_name)
         .ok_or_else(|| ApiError::NotFound(format!("no agent with id or name {id_or_name:?}")))?;
     Ok(Json(AgentView::new(&entry, true)))
 }

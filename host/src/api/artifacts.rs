@@ -4,14 +4,15 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde::Serialize;
 
 use super::error::ApiError;
 use crate::app::App;
+use crate::auth::Caller;
 use crate::execution::Artifact;
 use crate::store::read;
 
@@ -20,15 +21,21 @@ pub struct ArtifactList {
     data: Vec<Artifact>,
 }
 
-pub async fn list(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<ArtifactList>, ApiError> {
-    let data = super::executions::of_execution(&app, id, read::artifacts).await?;
+pub async fn list(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<ArtifactList>, ApiError> {
+    let data = super::executions::of_execution(&app, &caller, id, read::artifacts).await?;
     Ok(Json(ArtifactList { data }))
 }
 
 pub async fn get(
     State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
     Path((id, artifact_id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
+    super::executions::check_owner(&app, &caller, &id).await?;
     let (lookup, aid) = (id.clone(), artifact_id.clone());
     let artifact = app
         .store

@@ -41,6 +41,15 @@ pub enum ApiError {
     /// Past the queue's bound; come back after `Retry-After` seconds.
     #[error("{0}")]
     TooManyRequests(String),
+    /// No key, or not a valid one.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// A valid key without the role this needs.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The key is over its rate limit; come back after `retry_after_secs`.
+    #[error("{message}")]
+    RateLimited { message: String, retry_after_secs: u64 },
     #[error("internal error: {0:#}")]
     Internal(anyhow::Error),
 }
@@ -70,6 +79,9 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "queue_full"),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -90,10 +102,18 @@ impl IntoResponse for ApiError {
             body["error"]["status"] = json!(s);
         }
         let mut response = (status, Json(body)).into_response();
-        if let ApiError::TooManyRequests(_) = &self {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+        let headers = response.headers_mut();
+        match &self {
+            ApiError::TooManyRequests(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+            }
+            ApiError::RateLimited { retry_after_secs, .. } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            ApiError::Unauthorized(_) => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
         }
         response
     }

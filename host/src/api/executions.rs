@@ -4,16 +4,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery};
 use crate::app::App;
+use crate::auth::Caller;
 use crate::execution::{Execution, ExecutionView, LogLine, Status, Step};
 use crate::idempotency::{Claim, MAX_KEY_LEN, request_hash};
 use crate::scheduler::{self, Cancel, DEFAULT_PRIORITY, Request};
@@ -62,13 +63,14 @@ fn view(execution: &Execution) -> Json<ExecutionView<'_>> {
 
 pub async fn execute(
     State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
     Path(id_or_name): Path<String>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<ExecuteBody>,
 ) -> Result<Response, ApiError> {
     let entry = app
         .registry
-        .get(&id_or_name)
+        .get(&caller.workspace, &id_or_name)
         .ok_or_else(|| ApiError::NotFound(format!("no agent with id or name {id_or_name:?}")))?;
     let version = match body.version {
         Some(v) => entry
@@ -94,9 +96,17 @@ pub async fn execute(
         None => RawValue::from_string("{}".to_owned()).map_err(anyhow::Error::from)?,
     };
     let input = body.input.unwrap_or_else(|| RawValue::NULL.to_owned());
+    let max_input = app.config.http.max_input_bytes;
+    if input.get().len() > max_input {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "input is {} bytes of JSON; the limit is {max_input}",
+            input.get().len()
+        )));
+    }
     let mut request = Request::new(input, metadata, priority, "api");
 
-    let key = idempotency_key(&headers)?;
+    // Keys are the caller's workspace's: another tenant's same key is another key.
+    let key = idempotency_key(&headers)?.map(|k| format!("{}:{k}", caller.workspace));
     if let Some(key) = &key {
         let version_part = body.version.map_or_else(|| "latest".to_owned(), |v| v.to_string());
         let hash = request_hash(&[
@@ -112,7 +122,7 @@ pub async fn execute(
             Claim::Conflict => {
                 return Err(ApiError::Conflict {
                     code: "idempotency_conflict",
-                    message: format!("Idempotency-Key {key:?} was already used with a different request"),
+                    message: "this Idempotency-Key was already used with a different request".into(),
                     status: None,
                 });
             }
@@ -199,7 +209,7 @@ async fn replay(app: &Arc<App>, key: &str, id: String, mode: Mode) -> Result<Res
         if !app.idempotency.names(key, &id) || tokio::time::Instant::now() >= deadline {
             return Err(ApiError::Conflict {
                 code: "idempotency_conflict",
-                message: format!("the first request with Idempotency-Key {key:?} was not accepted; send it again"),
+                message: "the first request with this Idempotency-Key was not accepted; send it again".into(),
                 status: None,
             });
         }
@@ -234,7 +244,12 @@ async fn wait_final(app: &Arc<App>, mut done: scheduler::Watch) -> Result<Arc<Ex
 }
 
 /// `POST /v1/executions/{id}/cancel`.
-pub async fn cancel(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn cancel(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    check_owner(&app, &caller, &id).await?;
     match scheduler::cancel(&app, &id).await? {
         Cancel::Cancelled(execution) => Ok((StatusCode::OK, view(&execution)).into_response()),
         Cancel::Requested => {
@@ -260,30 +275,43 @@ pub async fn cancel(State(app): State<Arc<App>>, Path(id): Path<String>) -> Resu
 }
 
 /// `POST /v1/executions/{id}/retry`: 202 with the new, linked execution.
-pub async fn retry(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn retry(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    check_owner(&app, &caller, &id).await?;
     let accepted = scheduler::retry(&app, &id).await?;
     Ok(accepted_response(&accepted.execution))
 }
 
-/// Reads something of an execution (its logs, steps, artifacts); 404 when the
-/// execution does not exist.
-pub(super) async fn of_execution<R, F>(app: &App, id: String, f: F) -> Result<R, ApiError>
+/// 404 unless execution `id` exists (live or stored) in the caller's workspace.
+/// Another workspace's execution is answered exactly like a missing one.
+pub(super) async fn check_owner(app: &App, caller: &Caller, id: &str) -> Result<(), ApiError> {
+    let workspace = match app.scheduler.live_agent(id) {
+        Some(agent_id) => app.registry.workspace_of(&agent_id),
+        None => {
+            let lookup = id.to_owned();
+            app.store
+                .read(move |conn| read::execution_workspace(conn, &lookup))
+                .await?
+        }
+    };
+    match workspace {
+        Some(w) if w == caller.workspace => Ok(()),
+        _ => Err(ApiError::NotFound(format!("no execution {id:?}"))),
+    }
+}
+
+/// Reads something of one of the caller's executions (its logs, steps,
+/// artifacts); 404 when there is no such execution.
+pub(super) async fn of_execution<R, F>(app: &App, caller: &Caller, id: String, f: F) -> Result<R, ApiError>
 where
     R: Send + 'static,
     F: FnOnce(&rusqlite::Connection, &str) -> anyhow::Result<R> + Send + 'static,
 {
-    let lookup = id.clone();
-    let found = app
-        .store
-        .read(move |conn| {
-            if read::execution_exists(conn, &lookup)? {
-                Ok(Some(f(conn, &lookup)?))
-            } else {
-                Ok(None)
-            }
-        })
-        .await?;
-    found.ok_or_else(|| ApiError::NotFound(format!("no execution {id:?}")))
+    check_owner(app, caller, &id).await?;
+    Ok(app.store.read(move |conn| f(conn, &id)).await?)
 }
 
 async fn load(app: &App, id: String) -> Result<Execution, ApiError> {
@@ -294,7 +322,12 @@ async fn load(app: &App, id: String) -> Result<Execution, ApiError> {
     found.ok_or_else(|| ApiError::NotFound(format!("no execution {id:?}")))
 }
 
-pub async fn get(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn get(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    check_owner(&app, &caller, &id).await?;
     let execution = load(&app, id).await?;
     Ok(view(&execution).into_response())
 }
@@ -319,7 +352,11 @@ pub struct Page<'a, T: Serialize> {
     next_cursor: Option<&'a str>,
 }
 
-pub async fn list(State(app): State<Arc<App>>, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Response, ApiError> {
+pub async fn list(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Response, ApiError> {
     let parse_time = |name: &str, v: Option<String>| -> Result<Option<i64>, ApiError> {
         v.map(|text| {
             time::parse(&text).ok_or_else(|| {
@@ -344,10 +381,14 @@ pub async fn list(State(app): State<Arc<App>>, ApiQuery(q): ApiQuery<ListQuery>)
         })
         .transpose()?;
     // Agent names are accepted too.
-    let agent_id = q
-        .agent_id
-        .map(|a| app.registry.get(&a).map(|e| e.agent.id.clone()).unwrap_or(a));
+    let agent_id = q.agent_id.map(|a| {
+        app.registry
+            .get(&caller.workspace, &a)
+            .map(|e| e.agent.id.clone())
+            .unwrap_or(a)
+    });
     let filter = ExecutionFilter {
+        workspace: caller.workspace,
         agent_id,
         status,
         trigger: q.trigger,
@@ -386,12 +427,13 @@ pub struct LogPage {
 
 pub async fn logs(
     State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<LogQuery>,
 ) -> Result<Json<LogPage>, ApiError> {
     let after = q.after.unwrap_or(0);
     let limit = q.limit.unwrap_or(DEFAULT_LOG_PAGE).clamp(1, MAX_LOG_PAGE);
-    let (data, has_more) = of_execution(&app, id, move |conn, id| read::logs(conn, id, after, limit)).await?;
+    let (data, has_more) = of_execution(&app, &caller, id, move |conn, id| read::logs(conn, id, after, limit)).await?;
     let next_cursor = if has_more { data.last().map(|l| l.seq) } else { None };
     Ok(Json(LogPage {
         data,
@@ -405,7 +447,11 @@ pub struct StepList {
     data: Vec<Step>,
 }
 
-pub async fn steps(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<StepList>, ApiError> {
-    let data = of_execution(&app, id, read::steps).await?;
+pub async fn steps(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<StepList>, ApiError> {
+    let data = of_execution(&app, &caller, id, read::steps).await?;
     Ok(Json(StepList { data }))
 }

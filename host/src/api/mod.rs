@@ -7,6 +7,7 @@ mod error;
 mod executions;
 mod extract;
 mod health;
+mod keys;
 mod limits;
 mod stream;
 
@@ -16,7 +17,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, Uri};
 use axum::middleware;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 
 pub use self::error::ApiError;
 use crate::app::App;
@@ -25,7 +26,8 @@ use self::limits::MULTIPART_OVERHEAD;
 
 pub fn router(app: Arc<App>) -> Router {
     let http = app.config.http;
-    Router::new()
+    // Everything but health needs a key (or an open host).
+    let authenticated = Router::new()
         .route(
             "/v1/agents",
             post(agents::deploy)
@@ -44,6 +46,13 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/executions/{id}/artifacts/{artifact_id}", get(artifacts::get))
         .route("/v1/executions/{id}/logs", get(executions::logs))
         .route("/v1/executions/{id}/steps", get(executions::steps))
+        .route("/admin/keys", post(keys::create).get(keys::list))
+        .route("/admin/keys/{id}", delete(keys::revoke))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&app),
+            crate::auth::middleware,
+        ));
+    authenticated
         .route("/admin/health", get(health::health))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -9,10 +9,10 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::{Extension, Json};
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -21,6 +21,7 @@ use tokio::sync::broadcast;
 use super::error::ApiError;
 use super::extract::ApiQuery;
 use crate::app::App;
+use crate::auth::Caller;
 use crate::events::{Event, EventLog};
 use crate::store::read;
 
@@ -66,7 +67,12 @@ async fn source(app: &Arc<App>, id: &str, after: u64) -> Result<Source, ApiError
     let lookup = id.to_owned();
     let (exists, stored) = app
         .store
-        .read(move |conn| Ok((read::execution_exists(conn, &lookup)?, read::events(conn, &lookup)?)))
+        .read(move |conn| {
+            Ok((
+                read::execution_workspace(conn, &lookup)?.is_some(),
+                read::events(conn, &lookup)?,
+            ))
+        })
         .await?;
     if !exists {
         return Err(ApiError::NotFound(format!("no execution {id:?}")));
@@ -82,9 +88,11 @@ async fn source(app: &Arc<App>, id: &str, after: u64) -> Result<Source, ApiError
 
 pub async fn events(
     State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> Result<Json<EventPage>, ApiError> {
+    super::executions::check_owner(&app, &caller, &id).await?;
     let limit = q.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
     let mut data: Vec<Value> = source(&app, &id, q.after.unwrap_or(0))
         .await?
@@ -123,10 +131,12 @@ fn resume_from(headers: &HeaderMap, after: Option<u64>) -> Result<u64, ApiError>
 
 pub async fn stream(
     State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<StreamQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    super::executions::check_owner(&app, &caller, &id).await?;
     let after = resume_from(&headers, q.after)?;
     let source = source(&app, &id, after).await?;
     Ok(sse(source, after))

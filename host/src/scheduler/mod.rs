@@ -158,6 +158,11 @@ impl Scheduler {
         }
     }
 
+    /// The agent of a live execution, if it is live.
+    pub fn live_agent(&self, id: &str) -> Option<String> {
+        self.lock().live.get(id).map(|l| l.agent_id.clone())
+    }
+
     /// The end of a live execution, if it is live.
     pub fn watch(&self, id: &str) -> Option<Watch> {
         self.lock().live.get(id).map(|l| l.done.subscribe())

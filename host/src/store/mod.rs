@@ -35,14 +35,22 @@ pub struct Store {
     pub blobs: Blobs,
 }
 
+/// Opens (creating if needed) the database in `data_dir`, migrated: for the
+/// store's writer, and for operator commands that work on a data dir directly.
+pub fn connect(data_dir: &Path) -> anyhow::Result<Connection> {
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let db_path = data_dir.join("warden.db");
+    let mut conn = Connection::open(&db_path).with_context(|| format!("opening {}", db_path.display()))?;
+    schema::configure(&conn)?;
+    schema::migrate(&mut conn)?;
+    Ok(conn)
+}
+
 impl Store {
     /// Opens (creating if needed) the store in `data_dir` and migrates the schema.
     pub fn open(data_dir: &Path) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+        let conn = connect(data_dir)?;
         let db_path = data_dir.join("warden.db");
-        let mut conn = Connection::open(&db_path).with_context(|| format!("opening {}", db_path.display()))?;
-        schema::configure(&conn)?;
-        schema::migrate(&mut conn)?;
         let blobs = Blobs::open(data_dir)?;
         let (writer, thread) = Writer::spawn(conn, blobs.clone())?;
         Ok(Self {

@@ -126,12 +126,12 @@ fn execution_from_row(r: &Row<'_>) -> rusqlite::Result<Execution> {
 }
 
 /// Whether an execution exists (without reading its row).
-pub fn execution_exists(conn: &Connection, id: &str) -> anyhow::Result<bool> {
+/// The workspace of a stored execution (its agent's).
+pub fn execution_workspace(conn: &Connection, id: &str) -> anyhow::Result<Option<String>> {
     Ok(conn
-        .prepare_cached("SELECT 1 FROM executions WHERE id = ?1")?
-        .query_row([id], |_| Ok(()))
-        .optional()?
-        .is_some())
+        .prepare_cached("SELECT a.workspace FROM executions e JOIN agents a ON a.id = e.agent_id WHERE e.id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?)
 }
 
 pub fn execution(conn: &Connection, id: &str) -> anyhow::Result<Option<Execution>> {
@@ -169,6 +169,8 @@ pub fn idempotency_keys(conn: &Connection, since: i64) -> anyhow::Result<Vec<(St
 /// of the previous page.
 #[derive(Debug, Default, Clone)]
 pub struct ExecutionFilter {
+    /// Only executions of this workspace's agents.
+    pub workspace: String,
     pub agent_id: Option<String>,
     pub status: Option<Status>,
     pub trigger: Option<String>,
@@ -180,8 +182,10 @@ pub struct ExecutionFilter {
 
 /// One page: the rows and whether more follow.
 pub fn executions(conn: &Connection, f: &ExecutionFilter) -> anyhow::Result<(Vec<Execution>, bool)> {
-    let mut sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE 1 = 1");
-    let mut args: Vec<&dyn ToSql> = Vec::new();
+    let mut sql = format!(
+        "SELECT {EXECUTION_COLUMNS} FROM executions WHERE agent_id IN (SELECT id FROM agents WHERE workspace = ?1)"
+    );
+    let mut args: Vec<&dyn ToSql> = vec![&f.workspace];
     let status = f.status.map(Status::as_str);
     if let Some(v) = &f.agent_id {
         args.push(v);
@@ -267,12 +271,13 @@ fn agent_from_row(r: &Row<'_>) -> rusqlite::Result<Agent> {
         latest_version: r.get(3)?,
         created_at: r.get(4)?,
         updated_at: r.get(5)?,
+        workspace: r.get(6)?,
     })
 }
 
 pub fn agents(conn: &Connection) -> anyhow::Result<Vec<Agent>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, name, description, latest_version, created_at, updated_at FROM agents ORDER BY name",
+        "SELECT id, name, description, latest_version, created_at, updated_at, workspace FROM agents ORDER BY name",
     )?;
     let rows = stmt.query_map([], agent_from_row)?.collect::<rusqlite::Result<_>>()?;
     Ok(rows)

@@ -137,6 +137,34 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE executions ADD COLUMN n_screenshots INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX executions_by_completion ON executions (completed_at);
     "#,
+    // 6: workspaces (agent names are unique within one; existing agents join
+    // `default`) and API keys, stored as SHA-256 digests of their secrets.
+    r#"
+    CREATE TABLE agents_v6 (
+        id TEXT PRIMARY KEY,
+        workspace TEXT NOT NULL,
+        name TEXT NOT NULL,
+        description TEXT NOT NULL,
+        latest_version INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        UNIQUE (workspace, name)
+    );
+    INSERT INTO agents_v6 (id, workspace, name, description, latest_version, created_at, updated_at)
+        SELECT id, 'default', name, description, latest_version, created_at, updated_at FROM agents;
+    DROP TABLE agents;
+    ALTER TABLE agents_v6 RENAME TO agents;
+    CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        workspace TEXT NOT NULL,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL,
+        secret_sha256 TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        revoked_at INTEGER
+    );
+    CREATE INDEX api_keys_by_workspace ON api_keys (workspace, id);
+    "#,
 ];
 
 /// Connection settings every connection gets.
@@ -159,12 +187,22 @@ pub fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
         "the database is at schema version {current}, newer than this warden ({}); upgrade warden",
         MIGRATIONS.len()
     );
+    // Rebuilding a table (SQLite's way to change constraints) drops the old one
+    // while others still refer to it; keys are checked again after.
+    conn.pragma_update(None, "foreign_keys", false)?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)
             .with_context(|| format!("schema migration {}", i + 1))?;
+        let broken: i64 = tx.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0))?;
+        anyhow::ensure!(
+            broken == 0,
+            "schema migration {} left {broken} broken references",
+            i + 1
+        );
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
     }
+    conn.pragma_update(None, "foreign_keys", true)?;
     Ok(())
 }

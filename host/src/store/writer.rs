@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::StoreError;
 use super::blobs::Blobs;
 use crate::agent::{Agent, AgentVersion};
+use crate::auth::keys::{self, ApiKey};
 use crate::execution::{Artifact, Execution, LogLine, Status, Step};
 
 /// Most jobs committed in one transaction.
@@ -60,6 +61,10 @@ pub enum Write {
     ExpireIdempotencyKey { key: String, execution_id: String },
     /// Forgets idempotency keys created before `before`.
     ExpireIdempotencyKeys { before: i64 },
+    /// Stores a new API key (its secret's digest only).
+    ApiKey { key: ApiKey, secret_sha256: String },
+    /// Revokes an API key (of `workspace` only).
+    RevokeApiKey { id: String, workspace: String, at: i64 },
 }
 
 impl Write {
@@ -256,6 +261,10 @@ fn apply(conn: &mut Connection, blobs: &Blobs, writes: &[&Write]) -> anyhow::Res
                 )?
                 .execute(params![agent_id, key, value, updated_at])?;
             }
+            Write::ApiKey { key, secret_sha256 } => keys::insert(&tx, key, secret_sha256)?,
+            Write::RevokeApiKey { id, workspace, at } => {
+                keys::revoke(&tx, Some(workspace), id, *at)?;
+            }
             Write::KvDelete { agent_id, key } => {
                 tx.prepare_cached("DELETE FROM kv WHERE agent_id = ?1 AND key = ?2")?
                     .execute([agent_id, key])?;
@@ -276,8 +285,8 @@ fn apply(conn: &mut Connection, blobs: &Blobs, writes: &[&Write]) -> anyhow::Res
 
 fn deploy(tx: &Transaction<'_>, agent: &Agent, version: &AgentVersion) -> anyhow::Result<()> {
     tx.prepare_cached(
-        "INSERT INTO agents (id, name, description, latest_version, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+        "INSERT INTO agents (id, name, description, latest_version, created_at, updated_at, workspace)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (id) DO UPDATE SET description = excluded.description,
             latest_version = excluded.latest_version, updated_at = excluded.updated_at",
     )?
@@ -287,7 +296,8 @@ fn deploy(tx: &Transaction<'_>, agent: &Agent, version: &AgentVersion) -> anyhow
         agent.description,
         agent.latest_version,
         agent.created_at,
-        agent.updated_at
+        agent.updated_at,
+        agent.workspace
     ])?;
     tx.prepare_cached(
         "INSERT INTO agent_versions (id, agent_id, version, label, manifest, limits,

@@ -21,9 +21,11 @@ pub async fn call(app: &Arc<App>, config: &ToolsConfig, ctx: &ToolCtx, args: Val
             config.agent_call_max_depth
         )));
     }
+    // Only agents of the caller's own workspace.
     let entry = app
         .registry
-        .get(agent)
+        .workspace_of(&ctx.agent_id)
+        .and_then(|workspace| app.registry.get(&workspace, agent))
         .ok_or_else(|| ToolError::Failed(format!("no agent named {agent:?}")))?;
     let version = entry
         .latest()
