@@ -133,8 +133,8 @@ impl App {
             let Some(agent) = agents.iter().find(|a| a.id == meta.agent_id) else {
                 continue;
             };
-            match pre {
-                Ok((pre, _)) => self.registry.insert(agent.clone(), Version { meta, pre }),
+            match pre.map_err(|e| e.to_string()).and_then(|(pre, _)| Version::new(meta.clone(), pre)) {
+                Ok(version) => self.registry.insert(agent.clone(), version),
                 Err(e) => tracing::error!(agent = %agent.name, version = meta.version, error = %e,
                     "deployed version could not be loaded; it cannot run until redeployed"),
             }
@@ -197,6 +197,7 @@ impl App {
             component_size: hash.1,
             created_at: now,
         };
+        let prepared = Version::new(version.clone(), pre).map_err(DeployError::Manifest)?;
         self.store
             .writer
             .commit(Write::Deploy {
@@ -204,13 +205,7 @@ impl App {
                 version: Box::new(version.clone()),
             })
             .await?;
-        self.registry.insert(
-            agent.clone(),
-            Version {
-                meta: version.clone(),
-                pre,
-            },
-        );
+        self.registry.insert(agent.clone(), prepared);
         Ok((agent, version))
     }
 

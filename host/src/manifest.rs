@@ -39,6 +39,40 @@ pub struct Manifest {
     /// Hosts `http_fetch` may reach (`api.example.com`, `*.example.com`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_hosts: Vec<String>,
+    /// A JSON Schema every execution's input must satisfy; checked before the
+    /// execution is queued. References are resolved only inside the schema.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_schema: Option<serde_json::Value>,
+}
+
+/// One way an input fails the agent's `input_schema`.
+#[derive(Debug, Clone, Serialize)]
+pub struct InputError {
+    /// JSON Pointer to the failing part of the input (`""` is the whole input).
+    pub path: String,
+    pub message: String,
+}
+
+/// Most schema failures reported for one input.
+const MAX_INPUT_ERRORS: usize = 20;
+
+/// An agent version's compiled `input_schema`.
+pub struct InputSchema(jsonschema::Validator);
+
+impl InputSchema {
+    /// Checks an input; the failures (at most 20) with their paths.
+    pub fn check(&self, input: &serde_json::Value) -> Result<(), Vec<InputError>> {
+        let errors: Vec<InputError> = self
+            .0
+            .iter_errors(input)
+            .take(MAX_INPUT_ERRORS)
+            .map(|e| InputError {
+                path: e.instance_path().to_string(),
+                message: e.to_string(),
+            })
+            .collect();
+        if errors.is_empty() { Ok(()) } else { Err(errors) }
+    }
 }
 
 /// The built-in tools a manifest may name.
@@ -177,6 +211,7 @@ impl Manifest {
                 "manifest.allowed_hosts: each entry is a host name like api.example.com or *.example.com".into(),
             );
         }
+        self.input_schema()?;
         if let Some(r) = &self.retry {
             if r.max_attempts == 0 || r.max_attempts > MAX_ATTEMPTS {
                 return Err(format!("manifest.retry.max_attempts: must be 1 to {MAX_ATTEMPTS}"));
@@ -189,6 +224,19 @@ impl Manifest {
             }
         }
         Ok(())
+    }
+
+    /// The compiled `input_schema`, if the manifest has one.
+    pub fn input_schema(&self) -> Result<Option<InputSchema>, String> {
+        let Some(schema) = &self.input_schema else {
+            return Ok(None);
+        };
+        if !(schema.is_object() || schema.is_boolean()) {
+            return Err("manifest.input_schema: must be a JSON Schema (an object or a boolean)".into());
+        }
+        jsonschema::validator_for(schema)
+            .map(|v| Some(InputSchema(v)))
+            .map_err(|e| format!("manifest.input_schema: not a usable JSON Schema: {e}"))
     }
 
     /// The manifest's limits, defaulted and clamped by the host's maxima.

@@ -7,12 +7,45 @@ use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::agent::{Agent, AgentVersion};
+use crate::manifest::{InputError, InputSchema};
+use serde_json::value::RawValue;
 use crate::runtime::{AgentPre, RunState};
 
 /// A deployed version, ready to instantiate.
 pub struct Version {
     pub meta: AgentVersion,
     pub pre: AgentPre<RunState>,
+    /// The manifest's `input_schema`, compiled.
+    pub input_schema: Option<InputSchema>,
+}
+
+impl Version {
+    /// Checks an input against the version's `input_schema` (off the async
+    /// workers: a schema's patterns are the deployer's).
+    pub async fn check_input(self: &Arc<Self>, input: &RawValue) -> Result<(), Vec<InputError>> {
+        if self.input_schema.is_none() {
+            return Ok(());
+        }
+        let value: serde_json::Value = serde_json::from_str(input.get()).unwrap_or_default();
+        let version = Arc::clone(self);
+        let checked = tokio::task::spawn_blocking(move || match &version.input_schema {
+            Some(schema) => schema.check(&value),
+            None => Ok(()),
+        })
+        .await;
+        checked.unwrap_or_else(|e| {
+            Err(vec![InputError {
+                path: String::new(),
+                message: format!("the input could not be checked: {e}"),
+            }])
+        })
+    }
+
+    /// A deployed version, its manifest's input schema compiled.
+    pub fn new(meta: AgentVersion, pre: AgentPre<RunState>) -> Result<Self, String> {
+        let input_schema = meta.manifest.input_schema()?;
+        Ok(Self { meta, pre, input_schema })
+    }
 }
 
 pub struct Entry {

@@ -156,3 +156,81 @@ async fn broken_components_are_refused_and_not_stored() {
     assert_eq!(health["components"]["compiled"], 0);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn input_schema_is_enforced_before_queueing() {
+    let server = Server::start().await;
+    let schema = json!({
+        "type": "object",
+        "required": ["name"],
+        "properties": {
+            "name": {"type": "string", "maxLength": 10},
+            "tags": {"type": "array", "items": {"type": "string"}}
+        },
+        "additionalProperties": false
+    });
+    server.deploy("echo", json!({"input_schema": schema})).await;
+
+    let execute = |input: serde_json::Value| {
+        let server = &server;
+        async move {
+            server
+                .post_json("/v1/agents/echo/execute", &json!({"input": input}))
+                .await
+        }
+    };
+    let (status, body) = execute(json!({"name": 5, "tags": ["a", 7], "extra": true})).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input"), "{body}");
+    let mut paths: Vec<&str> = body["error"]["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    paths.sort();
+    assert_eq!(paths, ["", "/name", "/tags/1"], "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("/name") && message.contains("/tags/1"), "{message}");
+
+    let (status, body) = execute(json!({})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body["error"]["message"].as_str().unwrap().contains("name"), "{body}");
+    let (status, _) = execute(json!("just a string")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    // Nothing was queued or stored for refused inputs.
+    let (_, list) = server.get("/v1/executions").await;
+    assert_eq!(list["data"], json!([]));
+
+    let ok = server.run("echo", json!({"name": "Ada", "tags": ["x"]})).await;
+    assert_eq!(ok["status"], "completed");
+
+    // Broken schemas are refused at deploy, naming the field; nothing is fetched.
+    for bad in [
+        json!({"type": "nope"}),
+        json!(["not", "a", "schema"]),
+        json!({"$ref": "http://169.254.169.254/latest/schema.json"}),
+        json!({"$ref": "file:///etc/passwd"}),
+    ] {
+        let mut manifest = agent_manifest("echo");
+        manifest["name"] = json!("echo-bad-schema");
+        manifest["input_schema"] = bad.clone();
+        let (status, body) = server.deploy_bytes(agent_wasm("echo"), &manifest).await;
+        assert_eq!((status, error_code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_manifest"), "{bad}");
+        assert!(body["error"]["message"].as_str().unwrap().contains("manifest.input_schema"), "{body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inputs_over_the_limit_get_413() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = test_config(tmp.path());
+    config.http.max_input_bytes = 1000;
+    let server = Server::start_with(config).await;
+    server.deploy("echo", json!({})).await;
+    let (status, body) = server
+        .post_json("/v1/agents/echo/execute", &json!({"input": {"name": "x".repeat(2000)}}))
+        .await;
+    assert_eq!((status, error_code(&body)), (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"));
+    assert!(body["error"]["message"].as_str().unwrap().contains("1000"));
+    assert_eq!(server.run("echo", json!({"name": "small"})).await["status"], "completed");
+}

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::app::DeployError;
+use crate::manifest::InputError;
 use crate::runtime::component::ComponentError;
 use crate::scheduler::{RetryError, SubmitError};
 use crate::store::StoreError;
@@ -41,6 +42,9 @@ pub enum ApiError {
     /// Past the queue's bound; come back after `Retry-After` seconds.
     #[error("{0}")]
     TooManyRequests(String),
+    /// The input fails the agent's `input_schema`; `errors` says where.
+    #[error("{message}")]
+    InvalidInput { message: String, errors: Vec<InputError> },
     /// No key, or not a valid one.
     #[error("{0}")]
     Unauthorized(String),
@@ -55,6 +59,18 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// 422 `invalid_input` naming each failing path of the input.
+    pub fn invalid_input(errors: Vec<InputError>) -> Self {
+        let listed: Vec<String> = errors
+            .iter()
+            .map(|e| format!("{}: {}", if e.path.is_empty() { "(input)" } else { &e.path }, e.message))
+            .collect();
+        Self::InvalidInput {
+            message: format!("the input does not match the agent's input_schema: {}", listed.join("; ")),
+            errors,
+        }
+    }
+
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::BadRequest {
             code,
@@ -79,6 +95,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "queue_full"),
+            ApiError::InvalidInput { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input"),
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
@@ -98,8 +115,10 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         let mut body = json!({ "error": { "code": code, "message": message } });
-        if let ApiError::Conflict { status: Some(s), .. } = &self {
-            body["error"]["status"] = json!(s);
+        match &self {
+            ApiError::Conflict { status: Some(s), .. } => body["error"]["status"] = json!(s),
+            ApiError::InvalidInput { errors, .. } => body["error"]["errors"] = json!(errors),
+            _ => {}
         }
         let mut response = (status, Json(body)).into_response();
         let headers = response.headers_mut();

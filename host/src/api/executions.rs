@@ -103,6 +103,7 @@ pub async fn execute(
             input.get().len()
         )));
     }
+    version.check_input(&input).await.map_err(ApiError::invalid_input)?;
     let mut request = Request::new(input, metadata, priority, "api");
 
     // Keys are the caller's workspace's: another tenant's same key is another key.
