@@ -133,7 +133,10 @@ impl App {
             let Some(agent) = agents.iter().find(|a| a.id == meta.agent_id) else {
                 continue;
             };
-            match pre.map_err(|e| e.to_string()).and_then(|(pre, _)| Version::new(meta.clone(), pre)) {
+            match pre
+                .map_err(|e| e.to_string())
+                .and_then(|(pre, _)| Version::new(meta.clone(), pre))
+            {
                 Ok(version) => self.registry.insert(agent.clone(), version),
                 Err(e) => tracing::error!(agent = %agent.name, version = meta.version, error = %e,
                     "deployed version could not be loaded; it cannot run until redeployed"),

@@ -8,8 +8,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::agent::{Agent, AgentVersion};
 use crate::manifest::{InputError, InputSchema};
-use serde_json::value::RawValue;
 use crate::runtime::{AgentPre, RunState};
+use serde_json::value::RawValue;
 
 /// A deployed version, ready to instantiate.
 pub struct Version {
@@ -44,7 +44,11 @@ impl Version {
     /// A deployed version, its manifest's input schema compiled.
     pub fn new(meta: AgentVersion, pre: AgentPre<RunState>) -> Result<Self, String> {
         let input_schema = meta.manifest.input_schema()?;
-        Ok(Self { meta, pre, input_schema })
+        Ok(Self {
+            meta,
+            pre,
+            input_schema,
+        })
     }
 }
 

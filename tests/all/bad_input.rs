@@ -180,7 +180,11 @@ async fn input_schema_is_enforced_before_queueing() {
         }
     };
     let (status, body) = execute(json!({"name": 5, "tags": ["a", 7], "extra": true})).await;
-    assert_eq!((status, error_code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input"), "{body}");
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input"),
+        "{body}"
+    );
     let mut paths: Vec<&str> = body["error"]["errors"]
         .as_array()
         .unwrap()
@@ -215,8 +219,18 @@ async fn input_schema_is_enforced_before_queueing() {
         manifest["name"] = json!("echo-bad-schema");
         manifest["input_schema"] = bad.clone();
         let (status, body) = server.deploy_bytes(agent_wasm("echo"), &manifest).await;
-        assert_eq!((status, error_code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_manifest"), "{bad}");
-        assert!(body["error"]["message"].as_str().unwrap().contains("manifest.input_schema"), "{body}");
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::UNPROCESSABLE_ENTITY, "invalid_manifest"),
+            "{bad}"
+        );
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("manifest.input_schema"),
+            "{body}"
+        );
     }
 }
 
@@ -230,7 +244,13 @@ async fn inputs_over_the_limit_get_413() {
     let (status, body) = server
         .post_json("/v1/agents/echo/execute", &json!({"input": {"name": "x".repeat(2000)}}))
         .await;
-    assert_eq!((status, error_code(&body)), (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"));
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+    );
     assert!(body["error"]["message"].as_str().unwrap().contains("1000"));
-    assert_eq!(server.run("echo", json!({"name": "small"})).await["status"], "completed");
+    assert_eq!(
+        server.run("echo", json!({"name": "small"})).await["status"],
+        "completed"
+    );
 }

@@ -66,7 +66,10 @@ impl ApiError {
             .map(|e| format!("{}: {}", if e.path.is_empty() { "(input)" } else { &e.path }, e.message))
             .collect();
         Self::InvalidInput {
-            message: format!("the input does not match the agent's input_schema: {}", listed.join("; ")),
+            message: format!(
+                "the input does not match the agent's input_schema: {}",
+                listed.join("; ")
+            ),
             errors,
         }
     }
