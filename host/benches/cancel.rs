@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde_json::value::RawValue;
 use warden_host::app::App;
+use warden_host::auth::DEFAULT_WORKSPACE;
 use warden_host::config::Config;
 use warden_host::execution::Status;
 use warden_host::manifest::Manifest;
@@ -38,7 +39,7 @@ fn main() -> anyhow::Result<()> {
                 r#"{{"name":"{agent}","max_concurrency":{batch},"limits":{{"fuel":1000000000000,"timeout_ms":600000}}}}"#
             ))
             .map_err(|e| anyhow::anyhow!(e))?;
-            app.deploy(manifest, Bytes::from(std::fs::read(path)?)).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            app.deploy(DEFAULT_WORKSPACE, manifest, Bytes::from(std::fs::read(path)?)).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             for (together, rounds) in [(1, 100), (batch, 4)] {
                 let lat = measure(&app, agent, input, together, rounds).await?;
                 let pct = |p: f64| lat[((lat.len() - 1) as f64 * p).round() as usize];
@@ -64,7 +65,10 @@ async fn measure(
     batch: usize,
     rounds: usize,
 ) -> anyhow::Result<Vec<Duration>> {
-    let entry = app.registry.get(agent).ok_or_else(|| anyhow::anyhow!("no {agent}"))?;
+    let entry = app
+        .registry
+        .get(DEFAULT_WORKSPACE, agent)
+        .ok_or_else(|| anyhow::anyhow!("no {agent}"))?;
     let version = entry.latest().ok_or_else(|| anyhow::anyhow!("no version"))?.clone();
     let mut lat = Vec::new();
     for _ in 0..rounds {

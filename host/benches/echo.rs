@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use warden_host::app::App;
+use warden_host::auth::DEFAULT_WORKSPACE;
 use warden_host::config::Config;
 use warden_host::events::EventLog;
 use warden_host::llm::Llm;
@@ -178,7 +179,7 @@ fn end_to_end(config: &Config, conns: usize) -> anyhow::Result<f64> {
         let addr = listener.local_addr()?;
         let app = App::open(config).await?;
         let (manifest, wasm) = echo();
-        app.deploy(manifest, wasm.into())
+        app.deploy(DEFAULT_WORKSPACE, manifest, wasm.into())
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -15,6 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::{Value, json};
 use warden_host::app::App;
+use warden_host::auth::DEFAULT_WORKSPACE;
 use warden_host::config::Config;
 use warden_host::manifest::Manifest;
 
@@ -54,7 +55,7 @@ fn main() -> anyhow::Result<()> {
         let path = warden_host::bundled::agent_path("ticker").ok_or_else(|| anyhow::anyhow!("ticker not built"))?;
         let manifest = Manifest::from_json(r#"{"name":"ticker","max_concurrency":100,"limits":{"timeout_ms":600000}}"#)
             .map_err(|e| anyhow::anyhow!(e))?;
-        app.deploy(manifest, Bytes::from(std::fs::read(path)?))
+        app.deploy(DEFAULT_WORKSPACE, manifest, Bytes::from(std::fs::read(path)?))
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let served = Arc::clone(&app);

@@ -5,7 +5,7 @@ use serde::Serialize;
 use crate::manifest::{Limits, Manifest};
 use crate::time;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Agent {
     pub id: String,
     /// The workspace that owns the agent; names are unique within it.
@@ -14,12 +14,14 @@ pub struct Agent {
     pub description: String,
     pub latest_version: u32,
     #[serde(serialize_with = "time::serialize")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
     #[serde(serialize_with = "time::serialize")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AgentVersion {
     pub id: String,
     pub agent_id: String,
@@ -33,5 +35,6 @@ pub struct AgentVersion {
     pub component_hash: String,
     pub component_size: u64,
     #[serde(serialize_with = "time::serialize")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
 }

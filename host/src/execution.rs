@@ -8,7 +8,7 @@ use crate::llm::Usage;
 use crate::runtime::ToolCallRecord;
 use crate::time;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Pending,
@@ -55,14 +55,14 @@ impl Status {
 /// Why an execution failed: a machine-readable code and a message for a person.
 /// `source` says who decided: the `host` (limits, traps, bad output) or the
 /// `agent` (an error it returned).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExecError {
     pub code: String,
     pub message: String,
     pub source: ErrorSource,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorSource {
     Host,
@@ -89,7 +89,7 @@ impl ExecError {
 }
 
 /// One execution, as stored and as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Execution {
     pub id: String,
     pub agent_id: String,
@@ -99,9 +99,12 @@ pub struct Execution {
     pub status: Status,
     pub trigger: String,
     pub priority: u8,
+    #[schema(value_type = serde_json::Value)]
     pub input: Box<RawValue>,
+    #[schema(value_type = Option<serde_json::Value>)]
     pub output: Option<Box<RawValue>>,
     pub error: Option<ExecError>,
+    #[schema(value_type = Object)]
     pub metadata: Box<RawValue>,
     pub fuel_used: Option<u64>,
     pub peak_memory_bytes: Option<u64>,
@@ -136,20 +139,25 @@ pub struct Execution {
     #[serde(skip)]
     pub tool_ms: i64,
     #[serde(serialize_with = "time::serialize")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
     /// A queued retry waits until this time (its backoff).
     #[serde(serialize_with = "time::serialize_opt", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub run_after: Option<i64>,
     #[serde(serialize_with = "time::serialize_opt")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub queued_at: Option<i64>,
     #[serde(serialize_with = "time::serialize_opt")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub started_at: Option<i64>,
     #[serde(serialize_with = "time::serialize_opt")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub completed_at: Option<i64>,
 }
 
 /// Derived timings, in the record as `duration_ms` and `timing`.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
 pub struct Timing {
     pub queued_ms: Option<i64>,
     pub run_ms: Option<i64>,
@@ -174,9 +182,10 @@ impl Execution {
 }
 
 /// The record plus its derived fields, as the API serialises it.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ExecutionView<'a> {
     #[serde(flatten)]
+    #[schema(inline)]
     pub execution: &'a Execution,
     pub duration_ms: Option<i64>,
     pub timing: Timing,
@@ -206,7 +215,7 @@ impl<'a> From<&'a Execution> for ExecutionView<'a> {
 }
 
 /// A file a run stored (a screenshot, a report), content-addressed on disk.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Artifact {
     pub id: String,
     pub execution_id: String,
@@ -215,6 +224,7 @@ pub struct Artifact {
     pub size: u64,
     pub sha256: String,
     #[serde(serialize_with = "time::serialize")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
 }
 
@@ -224,7 +234,7 @@ impl Artifact {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LogLevel {
     Trace,
@@ -257,7 +267,7 @@ impl LogLevel {
 }
 
 /// Where a log line came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LogStream {
     /// The `log` import.
@@ -288,23 +298,27 @@ impl LogStream {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LogLine {
     pub seq: u32,
     #[serde(serialize_with = "time::serialize")]
+    #[schema(value_type = String, format = DateTime)]
     pub ts: i64,
     pub level: LogLevel,
     pub stream: LogStream,
     pub message: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Step {
     pub seq: u32,
     pub name: String,
+    #[schema(value_type = serde_json::Value)]
     pub detail: Box<RawValue>,
     #[serde(serialize_with = "time::serialize")]
+    #[schema(value_type = String, format = DateTime)]
     pub started_at: i64,
     #[serde(serialize_with = "time::serialize")]
+    #[schema(value_type = String, format = DateTime)]
     pub ended_at: i64,
 }

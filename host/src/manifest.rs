@@ -10,7 +10,7 @@ use crate::config::HostLimits;
 
 /// The manifest as deployed. Unknown fields are refused, so a typo is not silently
 /// ignored.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     pub name: String,
@@ -42,11 +42,12 @@ pub struct Manifest {
     /// A JSON Schema every execution's input must satisfy; checked before the
     /// execution is queued. References are resolved only inside the schema.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub input_schema: Option<serde_json::Value>,
 }
 
 /// One way an input fails the agent's `input_schema`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct InputError {
     /// JSON Pointer to the failing part of the input (`""` is the whole input).
     pub path: String,
@@ -82,7 +83,7 @@ pub const TOOLS: &[&str] = &["http_fetch", "kv", "agent_call", "browser"];
 /// `retry_of`), up to `max_attempts` attempts in all, waiting `backoff_ms` before
 /// the first retry and `backoff_multiplier` times longer before each next one.
 /// Failures that cannot succeed on a retry (`invalid_input`) are not retried.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryPolicy {
     pub max_attempts: u32,
@@ -117,7 +118,7 @@ impl RetryPolicy {
 }
 
 /// Limits a manifest asks for; absent ones take the host's defaults.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequestedLimits {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -129,7 +130,7 @@ pub struct RequestedLimits {
 }
 
 /// The limits an execution really runs with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Limits {
     pub fuel: u64,
     pub memory_mb: u32,

@@ -14,11 +14,8 @@ pub fn to_rfc3339(ms: i64) -> String {
         .to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// Parses RFC 3339 or Unix milliseconds (what filters accept).
+/// Parses RFC 3339 (what filters accept).
 pub fn parse(text: &str) -> Option<i64> {
-    if let Ok(ms) = text.parse::<i64>() {
-        return Some(ms);
-    }
     DateTime::parse_from_rfc3339(text).ok().map(|t| t.timestamp_millis())
 }
 

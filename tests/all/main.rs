@@ -10,6 +10,7 @@ mod execute;
 mod hostile;
 mod listing;
 mod llm;
+mod openapi;
 mod recovery;
 mod restart;
 mod run_log;

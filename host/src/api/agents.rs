@@ -9,14 +9,14 @@ use axum::{Extension, Json};
 use bytes::Bytes;
 use serde::Serialize;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use crate::agent::{Agent, AgentVersion};
 use crate::app::App;
 use crate::auth::Caller;
 use crate::manifest::Manifest;
 use crate::registry::Entry;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct AgentView {
     #[serde(flatten)]
     agent: Agent,
@@ -37,12 +37,29 @@ impl AgentView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Deployed {
     agent: Agent,
     version: AgentVersion,
 }
 
+/// The multipart form of a deploy.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Describes the form; the handler reads it part by part.
+pub struct DeployForm {
+    /// The WebAssembly component (`.wasm`), built with the guest SDK.
+    #[schema(value_type = String, format = Binary)]
+    component: Vec<u8>,
+    /// The manifest as JSON text.
+    #[schema(value_type = String)]
+    manifest: Manifest,
+}
+
+/// Deploys a component as a new version of the manifest's agent.
+#[utoipa::path(post, path = "/v1/agents", tag = "agents",
+    request_body(content = DeployForm, content_type = "multipart/form-data"),
+    responses((status = 201, description = "Deployed", body = Deployed),
+        (status = 400, description = "A malformed form", body = ErrorBody), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 413, description = "The component is over the size limit", body = ErrorBody), (status = 415, description = "Not a multipart form", body = ErrorBody), (status = 422, description = "Not a component of the agent world, or a bad manifest", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody)))]
 pub async fn deploy(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
@@ -77,11 +94,14 @@ pub async fn deploy(
     Ok((StatusCode::CREATED, Json(Deployed { agent, version })))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct AgentList {
     data: Vec<AgentView>,
 }
 
+/// The caller's workspace's agents.
+#[utoipa::path(get, path = "/v1/agents", tag = "agents",
+    responses((status = 200, description = "The agents, by name", body = AgentList), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody)))]
 pub async fn list(State(app): State<Arc<App>>, Extension(caller): Extension<Caller>) -> Json<AgentList> {
     let data = app
         .registry
@@ -92,6 +112,10 @@ pub async fn list(State(app): State<Arc<App>>, Extension(caller): Extension<Call
     Json(AgentList { data })
 }
 
+/// One agent with every version.
+#[utoipa::path(get, path = "/v1/agents/{id}", tag = "agents",
+    params(("id" = String, Path, description = "Agent id or name")),
+    responses((status = 200, description = "The agent", body = AgentView), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 404, description = "No such resource in the caller's workspace", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody)))]
 pub async fn get(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,

@@ -10,17 +10,21 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Serialize;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use crate::app::App;
 use crate::auth::Caller;
 use crate::execution::Artifact;
 use crate::store::read;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ArtifactList {
     data: Vec<Artifact>,
 }
 
+/// The artifacts an execution stored.
+#[utoipa::path(get, path = "/v1/executions/{id}/artifacts", tag = "artifacts",
+    params(("id" = String, Path, description = "Execution id")),
+    responses((status = 200, description = "The artifacts", body = ArtifactList), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 404, description = "No such resource in the caller's workspace", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody)))]
 pub async fn list(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
@@ -30,6 +34,10 @@ pub async fn list(
     Ok(Json(ArtifactList { data }))
 }
 
+/// An artifact's bytes, with its media type.
+#[utoipa::path(get, path = "/v1/executions/{id}/artifacts/{artifact_id}", tag = "artifacts",
+    params(("id" = String, Path, description = "Execution id"), ("artifact_id" = String, Path, description = "Artifact id")),
+    responses((status = 200, description = "The bytes", content_type = "application/octet-stream", body = Vec<u8>), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 404, description = "No such resource in the caller's workspace", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody)))]
 pub async fn get(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,

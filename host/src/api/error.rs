@@ -6,13 +6,34 @@ use axum::extract::multipart::{MultipartError, MultipartRejection};
 use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::app::DeployError;
 use crate::manifest::InputError;
 use crate::runtime::component::ComponentError;
 use crate::scheduler::{RetryError, SubmitError};
 use crate::store::StoreError;
+
+/// The body of every error response.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody<'a> {
+    #[schema(inline)]
+    pub error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail<'a> {
+    /// Machine-readable: `not_found`, `invalid_input`, `unauthorized`, ...
+    pub code: &'a str,
+    /// For a person.
+    pub message: String,
+    /// The resource's status, where that is what conflicts (`already_finished`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<&'a str>,
+    /// Each failing path of an input (`invalid_input`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<&'a [InputError]>,
+}
 
 /// What `Retry-After` tells a client refused for a full queue.
 const RETRY_AFTER_SECS: &str = "1";
@@ -117,12 +138,20 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        let mut body = json!({ "error": { "code": code, "message": message } });
-        match &self {
-            ApiError::Conflict { status: Some(s), .. } => body["error"]["status"] = json!(s),
-            ApiError::InvalidInput { errors, .. } => body["error"]["errors"] = json!(errors),
-            _ => {}
-        }
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code,
+                message,
+                status: match &self {
+                    ApiError::Conflict { status, .. } => *status,
+                    _ => None,
+                },
+                errors: match &self {
+                    ApiError::InvalidInput { errors, .. } => Some(errors),
+                    _ => None,
+                },
+            },
+        };
         let mut response = (status, Json(body)).into_response();
         let headers = response.headers_mut();
         match &self {

@@ -11,8 +11,9 @@ use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::error::ApiError;
-use super::extract::{ApiJson, ApiQuery};
+use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiJson, ApiQuery, page_limit, whole_number};
+use super::stream::SseMessage;
 use crate::app::App;
 use crate::auth::Caller;
 use crate::execution::{Execution, ExecutionView, LogLine, Status, Step};
@@ -31,7 +32,7 @@ const MAX_PAGE: u32 = 500;
 const DEFAULT_LOG_PAGE: u32 = 1000;
 const MAX_LOG_PAGE: u32 = 10_000;
 
-#[derive(Debug, Default, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     #[default]
@@ -41,19 +42,25 @@ pub enum Mode {
     Stream,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExecuteBody {
+    /// Any JSON; checked against the agent's `input_schema` if it has one.
     #[serde(default)]
+    #[schema(value_type = serde_json::Value)]
     input: Option<Box<RawValue>>,
+    /// A JSON object kept on the record.
     #[serde(default)]
+    #[schema(value_type = Object)]
     metadata: Option<Box<RawValue>>,
     #[serde(default)]
     mode: Mode,
-    #[serde(default)]
+    /// 0 to 100, higher first (default 50).
+    #[serde(default, deserialize_with = "whole_number")]
+    #[schema(maximum = 100)]
     priority: Option<u8>,
     /// Run this version instead of the latest.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_number")]
     version: Option<u32>,
 }
 
@@ -61,6 +68,16 @@ fn view(execution: &Execution) -> Json<ExecutionView<'_>> {
     Json(ExecutionView::from(execution))
 }
 
+/// Executes an agent: waits for the end (`sync`), returns at once (`async`, 202)
+/// or streams its events (`stream`, SSE).
+#[utoipa::path(post, path = "/v1/agents/{id}/execute", tag = "executions",
+    params(("id" = String, Path, description = "Agent id or name"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Repeats with the same key and request return the same execution")),
+    request_body = ExecuteBody,
+    responses((status = 200, description = "Finished (sync), the same execution again (idempotent repeat), or its events (stream)",
+            content((ExecutionView = "application/json"), (SseMessage = "text/event-stream"))),
+        (status = 202, description = "Queued (async)", body = ExecutionView),
+        (status = 400, description = "Malformed JSON or header", body = ErrorBody), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 404, description = "No such resource in the caller's workspace", body = ErrorBody), (status = 409, description = "The Idempotency-Key was used with another request", body = ErrorBody), (status = 413, description = "The body or input is over its limit", body = ErrorBody), (status = 415, description = "Not JSON", body = ErrorBody), (status = 422, description = "A bad field, or an input that fails the agent's input_schema", body = ErrorBody), (status = 429, description = "The queue is full or the key is over its rate limit", body = ErrorBody)))]
 pub async fn execute(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
@@ -244,7 +261,12 @@ async fn wait_final(app: &Arc<App>, mut done: scheduler::Watch) -> Result<Arc<Ex
     }
 }
 
-/// `POST /v1/executions/{id}/cancel`.
+/// Cancels a queued (200) or running (202, then `cancelled`) execution.
+#[utoipa::path(post, path = "/v1/executions/{id}/cancel", tag = "executions",
+    params(("id" = String, Path, description = "Execution id")),
+    responses((status = 200, description = "Cancelled", body = ExecutionView),
+        (status = 202, description = "Cancel requested; it stops shortly", body = ExecutionView),
+        (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 404, description = "No such resource in the caller's workspace", body = ErrorBody), (status = 409, description = "Already finished", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody)))]
 pub async fn cancel(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
@@ -275,7 +297,11 @@ pub async fn cancel(
     }
 }
 
-/// `POST /v1/executions/{id}/retry`: 202 with the new, linked execution.
+/// Runs an execution again as a new execution linked to it (`retry_of`).
+#[utoipa::path(post, path = "/v1/executions/{id}/retry", tag = "executions",
+    params(("id" = String, Path, description = "Execution id")),
+    responses((status = 202, description = "The new execution, queued", body = ExecutionView),
+        (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 404, description = "No such resource in the caller's workspace", body = ErrorBody), (status = 409, description = "The version it ran is gone", body = ErrorBody), (status = 429, description = "The queue is full or the key is over its rate limit", body = ErrorBody)))]
 pub async fn retry(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
@@ -323,6 +349,10 @@ async fn load(app: &App, id: String) -> Result<Execution, ApiError> {
     found.ok_or_else(|| ApiError::NotFound(format!("no execution {id:?}")))
 }
 
+/// One execution's record.
+#[utoipa::path(get, path = "/v1/executions/{id}", tag = "executions",
+    params(("id" = String, Path, description = "Execution id")),
+    responses((status = 200, description = "The record", body = ExecutionView), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 404, description = "No such resource in the caller's workspace", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody)))]
 pub async fn get(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
@@ -333,26 +363,42 @@ pub async fn get(
     Ok(view(&execution).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Agent id or name.
     agent_id: Option<String>,
+    /// One of the statuses.
+    #[param(value_type = Option<Status>)]
     status: Option<String>,
+    /// `api`, `retry`, `agent`.
     trigger: Option<String>,
+    /// RFC 3339.
+    #[param(format = DateTime)]
     created_after: Option<String>,
+    /// RFC 3339.
+    #[param(format = DateTime)]
     created_before: Option<String>,
+    /// The previous page's `next_cursor`.
     after: Option<String>,
+    /// 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
 }
 
-#[derive(Serialize)]
-pub struct Page<'a, T: Serialize> {
-    data: Vec<T>,
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ExecutionPage<'a> {
+    data: Vec<ExecutionView<'a>>,
     has_more: bool,
     /// Pass as `after` to get the next page.
     next_cursor: Option<&'a str>,
 }
 
+/// The workspace's executions, newest first, filtered, in cursor pages.
+#[utoipa::path(get, path = "/v1/executions", tag = "executions",
+    params(ListQuery),
+    responses((status = 200, description = "A page", body = ExecutionPage), (status = 400, description = "A malformed query string", body = ErrorBody), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody)))]
 pub async fn list(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
@@ -361,10 +407,7 @@ pub async fn list(
     let parse_time = |name: &str, v: Option<String>| -> Result<Option<i64>, ApiError> {
         v.map(|text| {
             time::parse(&text).ok_or_else(|| {
-                ApiError::bad_request(
-                    "invalid_query",
-                    format!("{name}: {text:?} is not RFC 3339 or Unix milliseconds"),
-                )
+                ApiError::bad_request("invalid_query", format!("{name}: {text:?} is not an RFC 3339 time"))
             })
         })
         .transpose()
@@ -396,7 +439,7 @@ pub async fn list(
         created_after: parse_time("created_after", q.created_after)?,
         created_before: parse_time("created_before", q.created_before)?,
         after: q.after,
-        limit: q.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE),
+        limit: page_limit(q.limit, DEFAULT_PAGE, MAX_PAGE)?,
     };
     let (rows, has_more) = app.store.read(move |conn| read::executions(conn, &filter)).await?;
     let next_cursor = if has_more {
@@ -404,7 +447,7 @@ pub async fn list(
     } else {
         None
     };
-    let page = Page {
+    let page = ExecutionPage {
         data: rows.iter().map(ExecutionView::from).collect(),
         has_more,
         next_cursor,
@@ -412,20 +455,28 @@ pub async fn list(
     Ok(Json(page).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct LogQuery {
+    /// The previous page's `next_cursor`.
     after: Option<u32>,
+    /// 1 to 10000 (default 1000).
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<u32>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct LogPage {
     data: Vec<LogLine>,
     has_more: bool,
     next_cursor: Option<u32>,
 }
 
+/// An execution's log lines, in pages.
+#[utoipa::path(get, path = "/v1/executions/{id}/logs", tag = "executions",
+    params(("id" = String, Path, description = "Execution id"), LogQuery),
+    responses((status = 200, description = "A page of lines", body = LogPage), (status = 400, description = "A malformed query string", body = ErrorBody), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 404, description = "No such resource in the caller's workspace", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody)))]
 pub async fn logs(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
@@ -433,7 +484,7 @@ pub async fn logs(
     ApiQuery(q): ApiQuery<LogQuery>,
 ) -> Result<Json<LogPage>, ApiError> {
     let after = q.after.unwrap_or(0);
-    let limit = q.limit.unwrap_or(DEFAULT_LOG_PAGE).clamp(1, MAX_LOG_PAGE);
+    let limit = page_limit(q.limit, DEFAULT_LOG_PAGE, MAX_LOG_PAGE)?;
     let (data, has_more) = of_execution(&app, &caller, id, move |conn, id| read::logs(conn, id, after, limit)).await?;
     let next_cursor = if has_more { data.last().map(|l| l.seq) } else { None };
     Ok(Json(LogPage {
@@ -443,11 +494,15 @@ pub async fn logs(
     }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct StepList {
     data: Vec<Step>,
 }
 
+/// An execution's steps, in order.
+#[utoipa::path(get, path = "/v1/executions/{id}/steps", tag = "executions",
+    params(("id" = String, Path, description = "Execution id")),
+    responses((status = 200, description = "The steps", body = StepList), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 404, description = "No such resource in the caller's workspace", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody)))]
 pub async fn steps(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,

@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
@@ -22,6 +23,45 @@ where
         let Json(value) = Json::<T>::from_request(req, state).await?;
         Ok(Self(value))
     }
+}
+
+/// A page size from a query: `default` when absent, else it must be 1 to `max`.
+pub fn page_limit<T>(limit: Option<T>, default: T, max: T) -> Result<T, ApiError>
+where
+    T: PartialOrd + From<u8> + std::fmt::Display + Copy,
+{
+    match limit {
+        None => Ok(default),
+        Some(n) if n >= T::from(1) && n <= max => Ok(n),
+        Some(n) => Err(ApiError::bad_request(
+            "invalid_query",
+            format!("limit: {n} is not 1 to {max}"),
+        )),
+    }
+}
+
+/// Deserializes an optional whole number that may be written `44` or `44.0`
+/// (JSON Schema's `integer` allows both).
+pub fn whole_number<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    use serde::de::Error;
+    let Some(n) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    let whole = n
+        .as_u64()
+        .or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= u64::MAX as f64)
+                .map(|f| f as u64)
+        })
+        .ok_or_else(|| D::Error::custom(format!("{n} is not a whole number")))?;
+    T::try_from(whole)
+        .map(Some)
+        .map_err(|_| D::Error::custom(format!("{n} is out of range")))
 }
 
 /// `axum::extract::Query`, rejecting with [`ApiError`].

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::app::App;
 use crate::store::sqlite_version;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Health {
     status: &'static str,
     sqlite_version: &'static str,
@@ -21,7 +21,7 @@ pub struct Health {
 }
 
 /// Executions running now and waiting in the queue (including retries in backoff).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Executions {
     running: usize,
     waiting: usize,
@@ -29,12 +29,15 @@ pub struct Executions {
 
 /// Components compiled vs loaded from the on-disk cache since start: after a
 /// restart, `compiled` stays 0.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Components {
     compiled: u64,
     loaded_from_cache: u64,
 }
 
+/// Liveness, versions (SQLite's among them) and load; needs no key.
+#[utoipa::path(get, path = "/admin/health", tag = "health", security(()),
+    responses((status = 200, description = "Serving", body = Health)))]
 pub async fn health(State(app): State<Arc<App>>) -> Json<Health> {
     let (compiled, loaded_from_cache) = app.runtime.cache_counts();
     let (running, waiting) = app.scheduler.load();

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::ApiJson;
 use crate::app::App;
 use crate::auth::Caller;
@@ -23,9 +23,11 @@ fn admin_only(caller: &Caller) -> Result<(), ApiError> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
+    /// What the key is for.
+    #[schema(min_length = 1, max_length = 100, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$")]
     name: String,
     #[serde(default = "member")]
     role: Role,
@@ -38,13 +40,17 @@ fn member() -> Role {
     Role::Member
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Created {
     key: ApiKey,
     /// `Authorization: Bearer <token>`; shown only here.
     token: String,
 }
 
+/// Creates a key in the caller's workspace (admin keys only).
+#[utoipa::path(post, path = "/admin/keys", tag = "keys", request_body = CreateKey,
+    responses((status = 201, description = "The key and its token, shown only now", body = Created),
+        (status = 400, description = "Malformed JSON", body = ErrorBody), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 403, description = "Not an admin key, or another workspace", body = ErrorBody), (status = 415, description = "Not JSON", body = ErrorBody), (status = 422, description = "A bad name or role", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody)))]
 pub async fn create(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
@@ -78,11 +84,14 @@ pub async fn create(
     ))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct KeyList {
     data: Vec<ApiKey>,
 }
 
+/// The caller's workspace's keys (admin keys only), without secrets.
+#[utoipa::path(get, path = "/admin/keys", tag = "keys",
+    responses((status = 200, description = "The keys", body = KeyList), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 403, description = "Not an admin key", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody)))]
 pub async fn list(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
@@ -96,13 +105,23 @@ pub async fn list(
     Ok(Json(KeyList { data }))
 }
 
-/// `DELETE /admin/keys/{id}`: revokes at once (also in this host's key cache).
+/// Revokes a key of the caller's workspace, at once.
+#[utoipa::path(delete, path = "/admin/keys/{id}", tag = "keys",
+    params(("id" = String, Path, description = "Key id")),
+    responses((status = 200, description = "The revoked key", body = ApiKey), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 403, description = "Not an admin key", body = ErrorBody), (status = 404, description = "No such resource in the caller's workspace", body = ErrorBody), (status = 409, description = "The key making the request", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody)))]
 pub async fn revoke(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<ApiKey>, ApiError> {
     admin_only(&caller)?;
+    if caller.key_id.as_deref() == Some(id.as_str()) {
+        return Err(ApiError::Conflict {
+            code: "own_key",
+            message: "a key cannot revoke itself; use another admin key or `warden keys revoke`".into(),
+            status: None,
+        });
+    }
     let (lookup, workspace) = (id.clone(), caller.workspace.clone());
     let found = app
         .store

@@ -9,6 +9,7 @@ mod extract;
 mod health;
 mod keys;
 mod limits;
+mod openapi;
 mod stream;
 
 use std::sync::Arc;
@@ -54,6 +55,7 @@ pub fn router(app: Arc<App>) -> Router {
         ));
     authenticated
         .route("/admin/health", get(health::health))
+        .route("/openapi.json", get(openapi::document))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(http.max_body_bytes))

@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use super::error::ApiError;
-use super::extract::ApiQuery;
+use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiQuery, page_limit};
 use crate::app::App;
 use crate::auth::Caller;
 use crate::events::{Event, EventLog};
@@ -29,15 +29,34 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 const DEFAULT_PAGE: usize = 1000;
 const MAX_PAGE: usize = 10_000;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
+    /// Events after this sequence number.
     after: Option<u64>,
+    /// 1 to 10000 (default 1000).
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<usize>,
 }
 
-#[derive(Serialize)]
+/// One Server-Sent Event as it goes on the wire.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Describes the stream's messages; axum's `Event` writes them.
+pub struct SseMessage {
+    /// The event's sequence number (send it back as `Last-Event-ID`).
+    id: String,
+    /// `status`, `step`, `log`, `content`, `thinking`, `tool_start`, `tool_end`,
+    /// `artifact`, then `done` or `error`.
+    event: String,
+    /// The event as JSON: `{seq, type, ts, data}`.
+    data: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct EventPage {
+    /// Events `{seq, type, ts, data}`.
+    #[schema(value_type = Vec<Object>)]
     data: Vec<Value>,
     has_more: bool,
     next_cursor: Option<u64>,
@@ -86,6 +105,10 @@ async fn source(app: &Arc<App>, id: &str, after: u64) -> Result<Source, ApiError
     })
 }
 
+/// An execution's events as JSON pages.
+#[utoipa::path(get, path = "/v1/executions/{id}/events", tag = "executions",
+    params(("id" = String, Path, description = "Execution id"), EventsQuery),
+    responses((status = 200, description = "A page of events", body = EventPage), (status = 400, description = "A malformed query string", body = ErrorBody), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 404, description = "No such resource in the caller's workspace", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody)))]
 pub async fn events(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
@@ -93,7 +116,7 @@ pub async fn events(
     ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> Result<Json<EventPage>, ApiError> {
     super::executions::check_owner(&app, &caller, &id).await?;
-    let limit = q.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    let limit = page_limit(q.limit, DEFAULT_PAGE, MAX_PAGE)?;
     let mut data: Vec<Value> = source(&app, &id, q.after.unwrap_or(0))
         .await?
         .backlog
@@ -113,8 +136,9 @@ pub async fn events(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct StreamQuery {
     after: Option<u64>,
 }
@@ -129,6 +153,11 @@ fn resume_from(headers: &HeaderMap, after: Option<u64>) -> Result<u64, ApiError>
     }
 }
 
+/// An execution's events as Server-Sent Events, live; closes after `done` or `error`.
+#[utoipa::path(get, path = "/v1/executions/{id}/stream", tag = "executions",
+    params(("id" = String, Path, description = "Execution id"), StreamQuery,
+        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this event")),
+    responses((status = 200, description = "The event stream", content_type = "text/event-stream", body = SseMessage), (status = 400, description = "A bad Last-Event-ID or query", body = ErrorBody), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 404, description = "No such resource in the caller's workspace", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody)))]
 pub async fn stream(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,

@@ -18,7 +18,7 @@ const ID_PREFIX: &str = "key_";
 /// Hex digits of a secret (256 bits).
 const SECRET_LEN: usize = 64;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Everything a member can, and manages the workspace's keys.
@@ -45,15 +45,17 @@ impl Role {
 }
 
 /// A key as listed (never with its secret).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ApiKey {
     pub id: String,
     pub workspace: String,
     pub name: String,
     pub role: Role,
     #[serde(serialize_with = "time::serialize")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
     #[serde(serialize_with = "time::serialize_opt")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub revoked_at: Option<i64>,
 }
 
@@ -83,7 +85,7 @@ pub fn check_workspace(name: &str) -> Result<(), String> {
 /// Makes a key (not yet stored).
 pub fn generate(workspace: &str, name: &str, role: Role) -> Result<NewKey, String> {
     check_workspace(workspace)?;
-    if name.is_empty() || name.len() > MAX_NAME_LEN || name.chars().any(char::is_control) {
+    if name.is_empty() || name.chars().count() > MAX_NAME_LEN || name.chars().any(char::is_control) {
         return Err(format!(
             "name: must be 1 to {MAX_NAME_LEN} characters without control characters"
         ));

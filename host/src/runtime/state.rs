@@ -86,7 +86,7 @@ pub struct LlmTotals {
 }
 
 /// One tool call, as the execution record shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ToolCallRecord {
     pub id: String,
     pub name: String,
