@@ -90,6 +90,7 @@ async fn gigantic_or_invalid_output_and_stdin_are_handled() {
 
     let bad = rogue(&server, "utf8").await;
     assert_eq!(bad["status"], "failed", "{bad}");
+    assert_eq!(bad["error"]["code"], "invalid_output", "{bad}");
     assert_eq!(bad["error"]["source"], "host");
     assert!(
         bad["error"]["message"]

@@ -219,6 +219,12 @@ impl Runtime {
                 }
                 ExecError::host("trap", message)
             }
+            // A string the guest handed over that is not UTF-8: the contract's
+            // `string` could not be lifted.
+            None if e.chain().any(|c| c.is::<std::str::Utf8Error>()) => ExecError::host(
+                "invalid_output",
+                format!("the agent returned text that is not UTF-8: {e:#}"),
+            ),
             None => ExecError::host("trap", format!("the agent failed: {e:#}")),
         }
     }
