@@ -3,7 +3,8 @@
 //! 127.0.0.1 with every run recorded in SQLite.
 //!
 //! `cargo bench -p warden-host --bench echo` (env: BENCH_SECS per phase, default 5;
-//! BENCH_CONNS, default "16,64").
+//! BENCH_CONNS, default "16,64", empty for none). Prints a `RESULT {json}` line per
+//! in-process point for bench/run.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -151,6 +152,15 @@ async fn in_process(config: &Config) -> anyhow::Result<f64> {
             lat.len(),
             percentile(&lat, 0.5),
             percentile(&lat, 0.99)
+        );
+        println!(
+            "RESULT {}",
+            json!({
+                "tasks": tasks,
+                "runs_per_s": rate,
+                "p50_us": percentile(&lat, 0.5).as_secs_f64() * 1e6,
+                "p99_us": percentile(&lat, 0.99).as_secs_f64() * 1e6,
+            })
         );
         if tasks == 2 {
             // Report the figure at one task per core.

@@ -201,6 +201,9 @@ pub struct CaptureLimits {
     pub max_artifacts: usize,
     /// Bytes of all of one run's artifacts together.
     pub max_artifact_bytes: usize,
+    /// Store each run's logs, steps and events with its record. Off, only the
+    /// record itself is kept (live streams still see every event).
+    pub record_details: bool,
 }
 
 /// Caps on what clients may send.
@@ -261,6 +264,7 @@ impl Default for CaptureLimits {
             max_output_bytes: 4 << 20,
             max_artifacts: 32,
             max_artifact_bytes: 32 << 20,
+            record_details: true,
         }
     }
 }

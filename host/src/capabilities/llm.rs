@@ -79,8 +79,17 @@ impl Host for RunState {
         };
         let started = Instant::now();
         let events = Arc::clone(&self.grants.events);
-        let on_delta = move |kind: llm::Delta, text: &str| events.emit(kind.event(), &json!({ "delta": text }));
-        let served = self.grants.llm.chat(&request, &on_delta).await;
+        let host = Arc::clone(&self.grants.llm);
+        let (request, served) = match super::off_fiber(async move {
+            let on_delta = move |kind: llm::Delta, text: &str| events.emit(kind.event(), &json!({ "delta": text }));
+            let served = host.chat(&request, &on_delta).await;
+            (request, served)
+        })
+        .await
+        {
+            Ok(done) => done,
+            Err(e) => return Ok(Err(Error::Provider(format!("the model call failed in the host: {e}")))),
+        };
         let duration_ms = started.elapsed().as_millis() as u64;
         let served = match served {
             Ok(served) => served,

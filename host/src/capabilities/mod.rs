@@ -8,7 +8,41 @@ mod log;
 mod step;
 mod tools;
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::task::{JoinError, JoinHandle};
+
 use crate::runtime::RunState;
 use crate::runtime::bindings::warden::agent::types;
 
 impl types::Host for RunState {}
+
+/// Runs a long host call (a model or a tool) as its own task and waits for it.
+/// A guest waiting in a host call is a suspended fiber whose stack stays
+/// resident; polling the call's deep future stack (HTTP, TLS, JSON) on the
+/// worker threads instead keeps a parked run's stack shallow. Dropping the wait
+/// (cancel, timeout) aborts the task.
+pub(crate) fn off_fiber<F>(call: F) -> OffFiber<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    OffFiber(tokio::spawn(call))
+}
+
+pub(crate) struct OffFiber<T>(JoinHandle<T>);
+
+impl<T> Future for OffFiber<T> {
+    type Output = Result<T, JoinError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl<T> Drop for OffFiber<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

@@ -587,11 +587,20 @@ async fn run(
             execution.error = Some(error);
         }
     }
-    app.store.writer.send(end_events(&events, &execution));
+    let details = app.config.capture.record_details;
+    let stored = end_events(&events, &execution);
+    if details {
+        app.store.writer.send(stored);
+    }
+    let (logs, steps) = if details {
+        (recording.logs, recording.steps)
+    } else {
+        (Vec::new(), Vec::new())
+    };
     let finish = Write::Finish {
         execution: Box::new(execution.clone()),
-        logs: recording.logs,
-        steps: recording.steps,
+        logs,
+        steps,
     };
     let commit = app.store.writer.queue(finish);
     (execution, commit)

