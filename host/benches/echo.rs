@@ -36,6 +36,15 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+/// CPU seconds (user + system) this process has used, from /proc.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime, in clock ticks of 1/100 s (USER_HZ on Linux).
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn echo() -> (Manifest, Vec<u8>) {
     let example = warden_host::bundled::EXAMPLES
         .iter()
@@ -123,6 +132,7 @@ async fn in_process(config: &Config) -> anyhow::Result<f64> {
         let stop = Arc::new(AtomicBool::new(false));
         let mut handles = Vec::new();
         let start = Instant::now();
+        let cpu_start = cpu_seconds();
         for _ in 0..tasks {
             let (runtime, pre, stop, grants) = (Arc::clone(&runtime), pre.clone(), Arc::clone(&stop), grants.clone());
             handles.push(tokio::spawn(async move {
@@ -145,6 +155,7 @@ async fn in_process(config: &Config) -> anyhow::Result<f64> {
             lat.extend(h.await??);
         }
         let elapsed = start.elapsed().as_secs_f64();
+        let cpu_us = (cpu_seconds() - cpu_start) * 1e6 / lat.len().max(1) as f64;
         lat.sort();
         let rate = lat.len() as f64 / elapsed;
         println!(
@@ -160,6 +171,7 @@ async fn in_process(config: &Config) -> anyhow::Result<f64> {
                 "runs_per_s": rate,
                 "p50_us": percentile(&lat, 0.5).as_secs_f64() * 1e6,
                 "p99_us": percentile(&lat, 0.99).as_secs_f64() * 1e6,
+                "cpu_us_per_run": cpu_us,
             })
         );
         if tasks == 2 {

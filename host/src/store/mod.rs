@@ -5,6 +5,7 @@
 //! worker: reads go through [`Store::read`], which uses `spawn_blocking`.
 
 pub mod blobs;
+mod checkpoint;
 pub mod read;
 mod schema;
 pub mod writer;
@@ -16,6 +17,7 @@ use anyhow::Context;
 use rusqlite::Connection;
 
 use self::blobs::Blobs;
+use self::checkpoint::Checkpointer;
 use self::read::Readers;
 use self::writer::{Writer, WriterThread};
 
@@ -32,6 +34,7 @@ pub struct Store {
     readers: Arc<Readers>,
     pub writer: Writer,
     writer_thread: Mutex<Option<WriterThread>>,
+    _checkpointer: Checkpointer,
     pub blobs: Blobs,
 }
 
@@ -50,13 +53,17 @@ impl Store {
     /// Opens (creating if needed) the store in `data_dir` and migrates the schema.
     pub fn open(data_dir: &Path) -> anyhow::Result<Self> {
         let conn = connect(data_dir)?;
+        // Checkpoints happen on their own thread, not inside the writer's commits.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         let db_path = data_dir.join("warden.db");
+        let checkpointer = Checkpointer::start(db_path.clone())?;
         let blobs = Blobs::open(data_dir)?;
-        let (writer, thread) = Writer::spawn(conn, blobs.clone())?;
+        let (writer, thread) = Writer::spawn(conn, blobs.clone(), Arc::clone(&checkpointer.wal_frames))?;
         Ok(Self {
             readers: Arc::new(Readers::new(db_path)),
             writer,
             writer_thread: Mutex::new(Some(thread)),
+            _checkpointer: checkpointer,
             blobs,
         })
     }

@@ -5,6 +5,8 @@
 //! the others.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
 use std::thread::JoinHandle;
 
 use rusqlite::{Connection, Transaction, params};
@@ -92,11 +94,11 @@ pub struct Writer {
 pub struct WriterThread(JoinHandle<()>);
 
 impl Writer {
-    pub fn spawn(conn: Connection, blobs: Blobs) -> anyhow::Result<(Writer, WriterThread)> {
+    pub fn spawn(conn: Connection, blobs: Blobs, wal_frames: Arc<AtomicI64>) -> anyhow::Result<(Writer, WriterThread)> {
         let (tx, rx) = mpsc::unbounded_channel();
         let handle = std::thread::Builder::new()
             .name("warden-sqlite-writer".into())
-            .spawn(move || run(conn, blobs, rx))?;
+            .spawn(move || run(conn, blobs, rx, &wal_frames))?;
         Ok((Writer { tx }, WriterThread(handle)))
     }
 
@@ -133,7 +135,7 @@ impl Writer {
     }
 }
 
-fn run(mut conn: Connection, blobs: Blobs, mut rx: mpsc::UnboundedReceiver<Job>) {
+fn run(mut conn: Connection, blobs: Blobs, mut rx: mpsc::UnboundedReceiver<Job>, wal_frames: &AtomicI64) {
     let mut batch: Vec<(Write, Option<Ack>)> = Vec::with_capacity(MAX_BATCH);
     let mut stop: Option<oneshot::Sender<()>> = None;
     while stop.is_none() {
@@ -152,6 +154,7 @@ fn run(mut conn: Connection, blobs: Blobs, mut rx: mpsc::UnboundedReceiver<Job>)
             }
         }
         commit_batch(&mut conn, &blobs, &mut batch);
+        super::checkpoint::restart_if_long(&conn, wal_frames);
     }
     if let Some(done) = stop {
         let _ = done.send(());
