@@ -16,9 +16,9 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 /// How often the WAL is copied back into the database.
-const EVERY: Duration = Duration::from_millis(100);
+const EVERY: Duration = Duration::from_millis(25);
 /// Pages (4 KiB) the WAL may hold before the writer restarts it.
-pub const MAX_WAL_FRAMES: i64 = 8 * 1024;
+pub const MAX_WAL_FRAMES: i64 = 32 * 1024;
 
 /// Stops the thread when dropped.
 pub struct Checkpointer {
