@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 WARDEN = ROOT / "target/release/warden"
 WASM = ROOT / "target/bench-wasm/wasm32-wasip2/release"
-WASMTIME = Path(os.environ["WASMTIME"])
+WASMTIME = Path(os.environ.get("WASMTIME", "wasmtime"))
 SECS = int(os.environ.get("BENCH_SECS", "10"))
 PROCESS_RUNS = int(os.environ.get("BENCH_PROCESS_RUNS", "300"))
 LOAD = ROOT / "bench/post.lua"
@@ -209,6 +209,10 @@ def fmt(x, digits=0):
 
 
 def main():
+    if sys.argv[1:] == ["--report-only"]:
+        # Rewrites BENCHMARKS.md from the last run's figures.
+        write_report(json.loads((ROOT / "target/bench-results.json").read_text()))
+        return
     started = time.time()
     results = {"limit": cargo_bench("echo", {"BENCH_SECS": "3", "BENCH_CONNS": ""})}
     results["e2e"] = warden_e2e("warden (every run recorded)")
@@ -262,9 +266,10 @@ def write_report(r):
         w, s = by(r["e2e"], c), best_serve[c]
         lines.append(f"| runs/s at {c} connections vs the faster `{s['name']}` | "
                      f"{w['rps'] / s['rps']:.2f}× | ≥ 1.2× |")
-    w64, s64 = by(r["e2e"], 64), best_serve[64]
-    lines.append(f"| p99 at 64 connections (lower is better) | {w64['p99_ms']:.2f} ms vs {s64['p99_ms']:.2f} ms "
-                 f"({w64['p99_ms'] / s64['p99_ms']:.2f}×) | ≤ 1× |")
+    w64 = by(r["e2e"], 64)
+    s64 = min((by(r["serve_default"], 64), by(r["serve_pooling"], 64)), key=lambda x: x["p99_ms"])
+    lines.append(f"| p99 at 64 connections vs the lower of `{s64['name']}` (lower is better) | "
+                 f"{w64['p99_ms']:.2f} ms vs {s64['p99_ms']:.2f} ms ({w64['p99_ms'] / s64['p99_ms']:.2f}×) | ≤ 1× |")
     one = next(x for x in r["limit"] if x["tasks"] == 1)
     lines.append(f"| CPU per run vs a process per run: the run itself (in process, like for like) | "
                  f"{p['cpu_us_per_run'] / one['cpu_us_per_run']:.0f}× cheaper | ≥ 100× |")
