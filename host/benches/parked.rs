@@ -216,6 +216,11 @@ async fn park(n: usize) -> anyhow::Result<()> {
     }
     let parking = started.elapsed();
     tokio::time::sleep(Duration::from_millis(500)).await;
+    // BENCH_PAUSE_MS: time to attach a profiler to the cancellation.
+    if let Some(ms) = std::env::var("BENCH_PAUSE_MS").ok().and_then(|v| v.parse().ok()) {
+        println!("parked {n}; cancelling in {ms} ms (pid {})", std::process::id());
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
     let parked = rss_mib();
     if std::env::var_os("BENCH_SMAPS").is_some() {
         let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
