@@ -86,16 +86,15 @@ async fn silent_provider() -> anyhow::Result<()> {
 /// Starts the provider process; returns its port, a live count of the requests
 /// it has seen, and the child (killed on drop).
 fn spawn_provider() -> anyhow::Result<(u16, Arc<AtomicUsize>, Child)> {
-    let mut child = Child(
-        Command::new(std::env::current_exe()?)
-            .env("PARKED_PROVIDER", "1")
-            .stdout(Stdio::piped())
-            .spawn()?,
-    );
+    let mut child = Command::new(std::env::current_exe()?)
+        .env("PARKED_PROVIDER", "1")
+        .stdout(Stdio::piped())
+        .spawn()?;
     let stdout = child
         .stdout
         .take()
         .ok_or_else(|| anyhow::anyhow!("no provider stdout"))?;
+    let child = Child(child);
     let mut lines = BufReader::new(stdout).lines();
     let first = lines
         .next()
@@ -118,19 +117,6 @@ fn spawn_provider() -> anyhow::Result<(u16, Arc<AtomicUsize>, Child)> {
 
 /// A child process, killed when dropped.
 struct Child(std::process::Child);
-
-impl std::ops::Deref for Child {
-    type Target = std::process::Child;
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Child {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
-    }
-}
 
 impl Drop for Child {
     fn drop(&mut self) {

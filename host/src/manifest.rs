@@ -54,6 +54,15 @@ pub struct InputError {
     pub message: String,
 }
 
+/// The failures as one line: `/name: 5 is not of type "string"; ...`.
+pub fn describe(errors: &[InputError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("{}: {}", if e.path.is_empty() { "(input)" } else { &e.path }, e.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// Most schema failures reported for one input.
 const MAX_INPUT_ERRORS: usize = 20;
 

@@ -82,14 +82,10 @@ pub enum ApiError {
 impl ApiError {
     /// 422 `invalid_input` naming each failing path of the input.
     pub fn invalid_input(errors: Vec<InputError>) -> Self {
-        let listed: Vec<String> = errors
-            .iter()
-            .map(|e| format!("{}: {}", if e.path.is_empty() { "(input)" } else { &e.path }, e.message))
-            .collect();
         Self::InvalidInput {
             message: format!(
                 "the input does not match the agent's input_schema: {}",
-                listed.join("; ")
+                crate::manifest::describe(&errors)
             ),
             errors,
         }

@@ -123,28 +123,22 @@ pub async fn revoke(
         });
     }
     let (lookup, workspace) = (id.clone(), caller.workspace.clone());
-    let found = app
+    let (mut key, _) = app
         .store
         .read(move |conn| Ok(keys::find(conn, &lookup)?.filter(|(k, _)| k.workspace == workspace)))
-        .await?;
-    if found.is_none() {
-        return Err(ApiError::NotFound(format!("no key {id:?}")));
-    }
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no key {id:?}")))?;
+    let now = time::now_ms();
     app.store
         .writer
         .commit(Write::RevokeApiKey {
             id: id.clone(),
             workspace: caller.workspace.clone(),
-            at: time::now_ms(),
+            at: now,
         })
         .await?;
     app.auth.forget(&id);
-    let lookup = id.clone();
-    let key = app
-        .store
-        .read(move |conn| Ok(keys::find(conn, &lookup)?))
-        .await?
-        .map(|(k, _)| k)
-        .ok_or_else(|| ApiError::NotFound(format!("no key {id:?}")))?;
+    // Revoking twice keeps the first time, as the store does.
+    key.revoked_at.get_or_insert(now);
     Ok(Json(key))
 }

@@ -285,6 +285,12 @@ struct ErrorEvent<'a> {
 /// Ends an execution's event log: its final status, then `done` with the record's
 /// summary or `error`; returns the write that stores the log.
 fn end_events(events: &EventLog, e: &Execution) -> Write {
+    emit_end(events, e);
+    stored_events(events, &e.id)
+}
+
+/// The last events of an execution: its final status, then `done` or `error`.
+fn emit_end(events: &EventLog, e: &Execution) {
     events.emit("status", &StatusEvent { status: e.status });
     if e.status == Status::Completed {
         events.emit(
@@ -309,10 +315,14 @@ fn end_events(events: &EventLog, e: &Execution) -> Write {
             },
         );
     }
+}
+
+/// The write that stores an execution's event log.
+fn stored_events(events: &EventLog, execution_id: &str) -> Write {
     let all = events.all();
     let list: Vec<&Event> = all.iter().map(|e| &**e).collect();
     Write::Events {
-        execution_id: e.id.clone(),
+        execution_id: execution_id.to_owned(),
         events: serde_json::to_string(&list).unwrap_or_else(|_| "[]".to_owned()),
     }
 }
@@ -588,9 +598,9 @@ async fn run(
         }
     }
     let details = app.config.capture.record_details;
-    let stored = end_events(&events, &execution);
+    emit_end(&events, &execution);
     if details {
-        app.store.writer.send(stored);
+        app.store.writer.send(stored_events(&events, &execution.id));
     }
     let (logs, steps) = if details {
         (recording.logs, recording.steps)

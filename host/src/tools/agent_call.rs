@@ -34,10 +34,9 @@ pub async fn call(app: &Arc<App>, config: &ToolsConfig, ctx: &ToolCtx, args: Val
     let input = args.get("input").cloned().unwrap_or(Value::Null).to_string();
     let input = RawValue::from_string(input).map_err(|e| ToolError::InvalidArguments(format!("input: {e}")))?;
     if let Err(errors) = version.check_input(&input).await {
-        let listed: Vec<String> = errors.iter().map(|e| format!("{:?}: {}", e.path, e.message)).collect();
         return Err(ToolError::InvalidArguments(format!(
             "input does not match {agent:?}'s input_schema: {}",
-            listed.join("; ")
+            crate::manifest::describe(&errors)
         )));
     }
     let metadata = RawValue::from_string("{}".into()).map_err(|e| ToolError::Failed(e.to_string()))?;
