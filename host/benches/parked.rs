@@ -1,10 +1,14 @@
 //! Parked runs: N executions of `toolbox`, each parked in a model call to a
 //! loopback OpenAI-compatible provider that holds every request open without
-//! answering. Resident memory per parked run, then every one cancelled at once:
-//! the time from its cancel request to its `cancelled` record. In process.
+//! answering, over HTTP/2 (one shared connection, as with hosted providers) or
+//! HTTP/1.1 (a connection per call). Resident memory per parked run, then every
+//! run cancelled, either in turn (16 cancels in flight while the rest stay
+//! parked) or all at once: the time from each cancel request to its `cancelled`
+//! record. Each case runs in a fresh process, the provider in another.
 //!
 //! `cargo bench -p warden-host --bench parked` (env BENCH_PARKED, default
-//! "1000,10000"). Prints a `RESULT {json}` line per size for bench/run.
+//! "1000,10000"; BENCH_PARKED_HTTP, default "2,1"). Prints a `RESULT {json}`
+//! line per case for bench/run.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,7 +19,6 @@ use serde_json::value::RawValue;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use tokio::io::AsyncReadExt;
 use warden_host::app::App;
 use warden_host::auth::DEFAULT_WORKSPACE;
 use warden_host::config::{Config, ProviderConfig, ProviderKind};
@@ -34,8 +37,9 @@ fn rss_mib() -> f64 {
 }
 
 /// The provider, in a child process of its own (its sockets and memory are not
-/// the host's): reads each request and never answers. Prints `port P`, then
-/// `seen N` whenever more requests have arrived.
+/// the host's): HTTP/1.1 and HTTP/2 (no limit on concurrent streams), takes
+/// each request and never answers. Prints `port P`, then `seen N` whenever more
+/// requests have arrived.
 async fn silent_provider() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     println!("port {}", listener.local_addr()?.port());
@@ -53,7 +57,7 @@ async fn silent_provider() -> anyhow::Result<()> {
         }
     });
     loop {
-        let (mut socket, _) = match listener.accept().await {
+        let (socket, _) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
                 eprintln!("provider: accept failed: {e}");
@@ -63,22 +67,16 @@ async fn silent_provider() -> anyhow::Result<()> {
         };
         let seen = Arc::clone(&seen);
         tokio::spawn(async move {
-            let mut buf = [0u8; 1024];
-            let mut tail = Vec::new();
-            let mut counted = false;
-            while let Ok(n) = socket.read(&mut buf).await {
-                if n == 0 {
-                    break;
-                }
-                if !counted {
-                    tail.extend_from_slice(&buf[..n]);
-                    if tail.windows(4).any(|w| w == b"\r\n\r\n") {
-                        counted = true;
-                        seen.fetch_add(1, Ordering::Relaxed);
-                        tail = Vec::new();
-                    }
-                }
-            }
+            let service = hyper::service::service_fn(move |_request: hyper::Request<hyper::body::Incoming>| {
+                seen.fetch_add(1, Ordering::Relaxed);
+                std::future::pending::<Result<hyper::Response<http_body_util::Empty<Bytes>>, std::convert::Infallible>>(
+                )
+            });
+            let mut server = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            server.http2().max_concurrent_streams(None);
+            let _ = server
+                .serve_connection(hyper_util::rt::TokioIo::new(socket), service)
+                .await;
         });
     }
 }
@@ -125,27 +123,74 @@ impl Drop for Child {
     }
 }
 
+/// How a case cancels its parked runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cancel {
+    /// 16 cancel requests in flight at a time, the rest of the runs parked.
+    InTurn,
+    /// Every run's cancel request at once.
+    AllAtOnce,
+}
+
+/// Cancels in flight at a time in [`Cancel::InTurn`].
+const IN_FLIGHT: usize = 16;
+
 fn main() -> anyhow::Result<()> {
     if std::env::var_os("PARKED_PROVIDER").is_some() {
         let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
         return rt.block_on(silent_provider());
     }
-    let sizes: Vec<usize> = std::env::var("BENCH_PARKED")
-        .unwrap_or_else(|_| "1000,10000".into())
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
-    for n in sizes {
+    if let Ok(case) = std::env::var("PARKED_CASE") {
+        // "<runs>:<http 1|2>:<turn|all>", run in this process.
+        let parts: Vec<&str> = case.split(':').collect();
+        let [n, http, mode] = parts[..] else {
+            anyhow::bail!("bad PARKED_CASE {case:?}");
+        };
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()?;
-        rt.block_on(park(n))?;
+        let cancel = if mode == "all" {
+            Cancel::AllAtOnce
+        } else {
+            Cancel::InTurn
+        };
+        return rt.block_on(park(n.parse()?, http == "2", cancel));
+    }
+    let list = |var: &str, default: &str| -> Vec<usize> {
+        std::env::var(var)
+            .unwrap_or_else(|_| default.into())
+            .split(',')
+            .filter_map(|s| s.trim().parse().ok())
+            .collect()
+    };
+    for http in list("BENCH_PARKED_HTTP", "2,1") {
+        for n in list("BENCH_PARKED", "1000,10000") {
+            for mode in ["turn", "all"] {
+                let status = Command::new(std::env::current_exe()?)
+                    .env("PARKED_CASE", format!("{n}:{http}:{mode}"))
+                    .status()?;
+                anyhow::ensure!(status.success(), "case {n}:{http}:{mode} failed: {status}");
+            }
+        }
     }
     Ok(())
 }
 
-async fn park(n: usize) -> anyhow::Result<()> {
+/// Resident and proportional set size of this process, MiB (shared pages, such
+/// as a component's initial memory image mapped into every instance, count
+/// fully in each mapping's resident size and shared out in the proportional one).
+fn pss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/smaps_rollup")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+async fn park(n: usize, http2: bool, cancel: Cancel) -> anyhow::Result<()> {
     let (port, seen, _provider) = spawn_provider()?;
     let tmp = tempfile::tempdir()?;
     let mut config = Config {
@@ -163,6 +208,7 @@ async fn park(n: usize) -> anyhow::Result<()> {
         api_key_env: None,
         models: vec!["slow".into()],
         stream: false,
+        http2,
     }];
     let app = App::open(config).await?;
     let path = warden_host::bundled::agent_path("toolbox").ok_or_else(|| anyhow::anyhow!("toolbox not built"))?;
@@ -208,22 +254,9 @@ async fn park(n: usize) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
     let parked = rss_mib();
+    let pss = pss_mib();
     if std::env::var_os("BENCH_SMAPS").is_some() {
-        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
-        let mut maps: Vec<(u64, String)> = Vec::new();
-        let mut current = String::new();
-        for line in smaps.lines() {
-            if line.contains('-') && !line.starts_with(|c: char| c.is_ascii_uppercase()) {
-                current = line.to_owned();
-            } else if let Some(kb) = line.strip_prefix("Rss:") {
-                let kb: u64 = kb.trim().trim_end_matches("kB").trim().parse().unwrap_or(0);
-                maps.push((kb, current.clone()));
-            }
-        }
-        maps.sort();
-        for (kb, m) in maps.iter().rev().take(12) {
-            println!("{kb:>9} kB {m}");
-        }
+        print_biggest_mappings();
     }
 
     let all = Instant::now();
@@ -238,32 +271,50 @@ async fn park(n: usize) -> anyhow::Result<()> {
             all.elapsed()
         })
     };
-    let mut waits = Vec::with_capacity(n);
-    for (id, mut done) in runs {
+    let runs = Arc::new(std::sync::Mutex::new(runs));
+    let workers = match cancel {
+        Cancel::InTurn => IN_FLIGHT,
+        Cancel::AllAtOnce => n,
+    };
+    let mut tasks = Vec::with_capacity(workers);
+    for _ in 0..workers {
         let app = Arc::clone(&app);
-        waits.push(tokio::spawn(async move {
-            let start = Instant::now();
-            scheduler::cancel(&app, &id).await?;
-            let ended = done.wait_for(Option::is_some).await?.clone();
-            anyhow::ensure!(
-                ended.is_some_and(|e| e.status == Status::Cancelled),
-                "{id} did not end cancelled"
-            );
-            anyhow::Ok(start.elapsed())
+        let runs = Arc::clone(&runs);
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let next = runs.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.pop();
+                let Some((id, mut done)) = next else { break };
+                let start = Instant::now();
+                scheduler::cancel(&app, &id).await?;
+                let ended = done.wait_for(Option::is_some).await?.clone();
+                anyhow::ensure!(
+                    ended.is_some_and(|e| e.status == Status::Cancelled),
+                    "{id} did not end cancelled"
+                );
+                lat.push(start.elapsed());
+            }
+            anyhow::Ok(lat)
         }));
     }
     let mut lat = Vec::with_capacity(n);
-    for w in waits {
-        lat.push(w.await??);
+    for t in tasks {
+        lat.extend(t.await??);
     }
     let cancel_all = all.elapsed();
     let stopped = stopped.await?;
     lat.sort();
     let pct = |p: f64| lat[((lat.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1000.0;
     let kib = (parked - before) * 1024.0 / n as f64;
+    let http = if http2 { "HTTP/2" } else { "HTTP/1.1" };
+    let how = match cancel {
+        Cancel::InTurn => format!("cancelled {IN_FLIGHT} at a time"),
+        Cancel::AllAtOnce => "all cancelled at once".to_owned(),
+    };
     println!(
-        "parked {n:>6}: parked in {parking:?}; resident {before:.0} -> {parked:.0} MiB ({kib:.1} KiB per run); \
-         every guest stopped in {stopped:?}, every record committed in {cancel_all:?}, each p50 {:.1} ms p99 {:.1} ms",
+        "parked {n:>6} over {http}: parked in {parking:?}; resident {before:.0} -> {parked:.0} MiB \
+         ({kib:.1} KiB per run, proportional {pss:.0} MiB); {how}: every guest stopped in {stopped:?}, \
+         every record committed in {cancel_all:?}, each p50 {:.1} ms p99 {:.1} ms",
         pct(0.5),
         pct(0.99)
     );
@@ -271,8 +322,11 @@ async fn park(n: usize) -> anyhow::Result<()> {
         "RESULT {}",
         serde_json::json!({
             "runs": n,
+            "http": http,
+            "cancel": if cancel == Cancel::InTurn { "in_turn" } else { "all_at_once" },
             "rss_before_mib": before,
             "rss_parked_mib": parked,
+            "pss_parked_mib": pss,
             "kib_per_run": kib,
             "park_ms": parking.as_secs_f64() * 1000.0,
             "cancel_all_ms": cancel_all.as_secs_f64() * 1000.0,
@@ -283,4 +337,23 @@ async fn park(n: usize) -> anyhow::Result<()> {
     );
     app.close().await;
     Ok(())
+}
+
+/// The twelve mappings with the most resident memory (BENCH_SMAPS=1).
+fn print_biggest_mappings() {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
+    let mut maps: Vec<(u64, String)> = Vec::new();
+    let mut current = String::new();
+    for line in smaps.lines() {
+        if line.contains('-') && !line.starts_with(|c: char| c.is_ascii_uppercase()) {
+            current = line.to_owned();
+        } else if let Some(kb) = line.strip_prefix("Rss:") {
+            let kb: u64 = kb.trim().trim_end_matches("kB").trim().parse().unwrap_or(0);
+            maps.push((kb, current.clone()));
+        }
+    }
+    maps.sort();
+    for (kb, m) in maps.iter().rev().take(12) {
+        println!("{kb:>9} kB {m}");
+    }
 }

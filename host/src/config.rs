@@ -102,6 +102,12 @@ pub struct ProviderConfig {
     /// Stream answers (SSE); the guest still gets the whole completion.
     #[serde(default = "yes")]
     pub stream: bool,
+    /// Speak HTTP/2 to an `http://` provider without negotiating it first (h2c
+    /// with prior knowledge): every call becomes a stream on one shared
+    /// connection instead of a connection of its own. `https://` providers
+    /// negotiate HTTP/2 by themselves when they offer it.
+    #[serde(default)]
+    pub http2: bool,
 }
 
 fn yes() -> bool {
@@ -151,6 +157,7 @@ impl Default for LlmConfig {
                 api_key_env: None,
                 models: vec!["*".into()],
                 stream: false,
+                http2: false,
             }],
         }
     }

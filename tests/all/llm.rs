@@ -40,6 +40,7 @@ async fn server_with(
         api_key_env: Some("CARGO_PKG_NAME".into()),
         models: vec![model.into()],
         stream,
+        http2: false,
     }];
     config.llm.max_retries = 1;
     tweak(&mut config);
@@ -92,12 +93,17 @@ async fn support_runs_offline_with_the_scripted_provider() {
 }
 
 async fn support_against(protocol: Protocol, stream: bool) {
+    support_over(protocol, stream, false).await;
+}
+
+/// `http2`: the provider is configured for HTTP/2 without negotiation (h2c).
+async fn support_over(protocol: Protocol, stream: bool, http2: bool) {
     let fake = FakeProvider::start(protocol, Mode::Normal).await;
     let model = match protocol {
         Protocol::OpenAi => "gpt-4o-mini",
         Protocol::Anthropic => "claude-haiku-4-5",
     };
-    let (server, _tmp) = server_with(&fake, protocol, model, stream, |_| {}).await;
+    let (server, _tmp) = server_with(&fake, protocol, model, stream, |c| c.llm.providers[0].http2 = http2).await;
     let record = server.run("support", question()).await;
     assert_eq!(record["status"], "completed", "{record}");
     assert_eq!(record["output"]["answer"], ANSWER);
@@ -142,6 +148,8 @@ async fn support_against(protocol: Protocol, stream: bool) {
         }
     }
     assert_eq!(first["stream"], stream);
+    let over_http2 = fake.http2.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(over_http2, if http2 { 2 } else { 0 }, "requests over HTTP/2");
     assert!(
         seen[1].0["messages"].to_string().contains("DHL"),
         "the tool result reached the model"
@@ -157,6 +165,16 @@ async fn support_against_an_openai_compatible_server_streaming() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn support_against_an_openai_compatible_server_not_streaming() {
     support_against(Protocol::OpenAi, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn support_against_an_openai_compatible_server_over_http2() {
+    support_over(Protocol::OpenAi, true, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn support_against_an_anthropic_server_over_http2() {
+    support_over(Protocol::Anthropic, false, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

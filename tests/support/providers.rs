@@ -13,7 +13,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
@@ -45,6 +45,8 @@ pub struct FakeProvider {
     pub requests: Arc<AtomicU32>,
     /// Bodies and auth headers of the requests seen.
     pub seen: Seen,
+    /// How many of the requests came over HTTP/2.
+    pub http2: Arc<AtomicU32>,
     _server: tokio::task::JoinHandle<()>,
 }
 
@@ -53,6 +55,7 @@ struct Shared {
     mode: Mode,
     requests: Arc<AtomicU32>,
     seen: Seen,
+    http2: Arc<AtomicU32>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -67,6 +70,7 @@ impl FakeProvider {
             mode,
             requests: Arc::new(AtomicU32::new(0)),
             seen: Arc::new(Mutex::new(Vec::new())),
+            http2: Arc::new(AtomicU32::new(0)),
         };
         let router = match protocol {
             Protocol::OpenAi => Router::new().route("/v1/chat/completions", post(openai)),
@@ -82,6 +86,7 @@ impl FakeProvider {
             addr,
             requests: shared.requests,
             seen: shared.seen,
+            http2: shared.http2,
             _server: server,
         }
     }
@@ -116,8 +121,11 @@ fn decide(body: &Value, tool_result_role: &str) -> Option<String> {
 }
 
 /// Common handling: count, record, fail as told. `None` means answer normally.
-async fn gate(shared: &Shared, headers: &HeaderMap, body: &Value, auth: &str) -> Option<Response> {
+async fn gate(shared: &Shared, version: Version, headers: &HeaderMap, body: &Value, auth: &str) -> Option<Response> {
     let n = shared.requests.fetch_add(1, Ordering::SeqCst) + 1;
+    if version == Version::HTTP_2 {
+        shared.http2.fetch_add(1, Ordering::SeqCst);
+    }
     let key = headers.get(auth).and_then(|v| v.to_str().ok()).map(str::to_owned);
     shared.seen.lock().unwrap().push((body.clone(), key));
     match shared.mode {
@@ -167,8 +175,13 @@ fn sse(events: Vec<(Option<&str>, Value)>, done: bool) -> Response {
         .unwrap()
 }
 
-async fn openai(State(shared): State<Shared>, headers: HeaderMap, axum::Json(body): axum::Json<Value>) -> Response {
-    if let Some(r) = gate(&shared, &headers, &body, "authorization").await {
+async fn openai(
+    State(shared): State<Shared>,
+    version: Version,
+    headers: HeaderMap,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
+    if let Some(r) = gate(&shared, version, &headers, &body, "authorization").await {
         return r;
     }
     let model = body["model"].as_str().unwrap_or("unknown").to_owned();
@@ -224,8 +237,13 @@ async fn openai(State(shared): State<Shared>, headers: HeaderMap, axum::Json(bod
     sse(events, true)
 }
 
-async fn anthropic(State(shared): State<Shared>, headers: HeaderMap, axum::Json(body): axum::Json<Value>) -> Response {
-    if let Some(r) = gate(&shared, &headers, &body, "x-api-key").await {
+async fn anthropic(
+    State(shared): State<Shared>,
+    version: Version,
+    headers: HeaderMap,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
+    if let Some(r) = gate(&shared, version, &headers, &body, "x-api-key").await {
         return r;
     }
     let model = body["model"].as_str().unwrap_or("unknown").to_owned();

@@ -177,13 +177,14 @@ impl ProviderError {
 struct Provider {
     config: ProviderConfig,
     api_key: Option<String>,
+    /// Its own client: connections (HTTP/1.1 or a shared HTTP/2 one) are per provider.
+    http: reqwest::Client,
 }
 
 /// The host's providers and how to reach them.
 pub struct Llm {
     pub pricing: pricing::Pricing,
     providers: Vec<Provider>,
-    http: reqwest::Client,
     timeout: Duration,
     max_retries: u32,
 }
@@ -201,17 +202,21 @@ impl Llm {
         let providers = config
             .providers
             .iter()
-            .map(|p| Provider {
-                api_key: p.api_key_env.as_ref().and_then(|var| std::env::var(var).ok()),
-                config: p.clone(),
+            .map(|p| {
+                let mut http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+                if p.http2 {
+                    http = http.http2_prior_knowledge();
+                }
+                Ok(Provider {
+                    api_key: p.api_key_env.as_ref().and_then(|var| std::env::var(var).ok()),
+                    config: p.clone(),
+                    http: http.build()?,
+                })
             })
-            .collect();
+            .collect::<anyhow::Result<_>>()?;
         Ok(Self {
             pricing: pricing::Pricing::new(prices),
             providers,
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()?,
             timeout: Duration::from_millis(config.timeout_ms),
             max_retries: config.max_retries,
         })
@@ -274,8 +279,10 @@ impl Llm {
         let key = provider.api_key.as_deref();
         let completion = match provider.config.kind {
             ProviderKind::Scripted => scripted::chat(request),
-            ProviderKind::Openai => openai::chat(&self.http, &provider.config, key, request, on_delta).await?,
-            ProviderKind::Anthropic => anthropic::chat(&self.http, &provider.config, key, request, on_delta).await?,
+            ProviderKind::Openai => openai::chat(&provider.http, &provider.config, key, request, on_delta).await?,
+            ProviderKind::Anthropic => {
+                anthropic::chat(&provider.http, &provider.config, key, request, on_delta).await?
+            }
         };
         // Answers that did not stream arrive whole.
         let streamed = provider.config.stream && provider.config.kind != ProviderKind::Scripted;

@@ -19,6 +19,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
 
 use self::queue::{Job, Live, LiveState, Queue};
 pub use self::recovery::recover;
@@ -397,12 +398,27 @@ fn start_all(app: &Arc<App>, started: Vec<(Job, oneshot::Receiver<()>)>) {
 
 /// Runs a job on its own task; whatever happens to that task, records an end,
 /// gives the slot back, and announces the final record.
-async fn supervise(app: Arc<App>, job: Job, cancel: oneshot::Receiver<()>) {
+///
+/// The run task starts here; the returned future, a task of its own, waits for
+/// it. It holds only what it needs (thousands of them wait at once, so every
+/// byte of its state counts; a `Job` or a rare path's future kept in it did).
+fn supervise(app: Arc<App>, job: Job, cancel: oneshot::Receiver<()>) -> impl Future<Output = ()> + Send {
     let id = job.execution.id.clone();
     let agent_id = job.execution.agent_id.clone();
     let version = Arc::clone(&job.version);
     let bound = version.meta.limits.timeout() + app.scheduler.slot_grace;
     let task = tokio::spawn(run(Arc::clone(&app), job, cancel));
+    wait_for_run(app, id, agent_id, version, bound, task)
+}
+
+async fn wait_for_run(
+    app: Arc<App>,
+    id: String,
+    agent_id: String,
+    version: Arc<Version>,
+    bound: Duration,
+    task: JoinHandle<(Execution, impl Future<Output = Result<(), StoreError>> + Send + 'static)>,
+) {
     let abort = task.abort_handle();
     let mut committed = None;
     let finished = match tokio::time::timeout(bound, task).await {
@@ -412,24 +428,24 @@ async fn supervise(app: Arc<App>, job: Job, cancel: oneshot::Receiver<()>) {
         }
         Ok(Err(e)) => {
             tracing::error!(execution = %id, error = %e, "execution task died");
-            fail_vanished(
+            Box::pin(fail_vanished(
                 &app,
                 &id,
                 ExecError::host("internal", "the host failed while running this execution"),
-            )
+            ))
             .await
         }
         Err(_) => {
             abort.abort();
             tracing::error!(execution = %id, "execution held its slot past its timeout; reclaimed");
-            fail_vanished(
+            Box::pin(fail_vanished(
                 &app,
                 &id,
                 ExecError::host(
                     "timeout",
                     "the execution did not end within its timeout and was stopped",
                 ),
-            )
+            ))
             .await
         }
     };
@@ -447,7 +463,7 @@ async fn supervise(app: Arc<App>, job: Job, cancel: oneshot::Receiver<()>) {
     }
     let finished = match finished {
         Some(mut execution) => {
-            if let Some(retry_id) = retry_by_policy(&app, &execution, &version).await {
+            if let Some(retry_id) = Box::pin(retry_by_policy(&app, &execution, &version)).await {
                 execution.retried_by = Some(retry_id);
             }
             Some(Arc::new(execution))
@@ -500,7 +516,7 @@ async fn run(
     app: Arc<App>,
     job: Job,
     cancel: oneshot::Receiver<()>,
-) -> (Execution, impl Future<Output = Result<(), StoreError>> + Send) {
+) -> (Execution, impl Future<Output = Result<(), StoreError>> + Send + 'static) {
     let Job {
         mut execution,
         version,
