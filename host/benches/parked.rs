@@ -26,14 +26,27 @@ use warden_host::execution::Status;
 use warden_host::manifest::Manifest;
 use warden_host::scheduler::{self, Request};
 
-fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
+/// A `<key>: <n> kB` line of a `/proc/self` file, in MiB.
+fn proc_mib(file: &str, key: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/self/{file}"))
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .unwrap_or(0.0)
         / 1024.0
+}
+
+/// Resident set size (VmRSS).
+fn rss_mib() -> f64 {
+    proc_mib("status", "VmRSS")
+}
+
+/// Proportional set size: shared pages, such as a component's initial memory
+/// image mapped into every instance, count fully in each mapping's resident
+/// size and are shared out here.
+fn pss_mib() -> f64 {
+    proc_mib("smaps_rollup", "Pss")
 }
 
 /// The provider, in a child process of its own (its sockets and memory are not
@@ -175,19 +188,6 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Resident and proportional set size of this process, MiB (shared pages, such
-/// as a component's initial memory image mapped into every instance, count
-/// fully in each mapping's resident size and shared out in the proportional one).
-fn pss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/smaps_rollup")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("Pss:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
 }
 
 async fn park(n: usize, http2: bool, cancel: Cancel) -> anyhow::Result<()> {
