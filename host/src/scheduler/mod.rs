@@ -463,7 +463,12 @@ async fn wait_for_run(
     }
     let finished = match finished {
         Some(mut execution) => {
-            if let Some(retry_id) = Box::pin(retry_by_policy(&app, &execution, &version)).await {
+            // Boxed: a rare path, kept out of the state of every waiting task.
+            let retry = match retry_by_policy(&app, &execution, &version) {
+                Some(retry) => Box::pin(retry).await,
+                None => None,
+            };
+            if let Some(retry_id) = retry {
                 execution.retried_by = Some(retry_id);
             }
             Some(Arc::new(execution))
@@ -640,18 +645,25 @@ fn retryable(execution: &Execution, version: &Version) -> Option<Duration> {
         .then(|| policy.backoff(execution.attempt + 1))
 }
 
-/// Creates the next attempt of a failed execution when its policy says so;
-/// returns its id.
-async fn retry_by_policy(app: &Arc<App>, execution: &Execution, version: &Arc<Version>) -> Option<String> {
+/// The next attempt of a failed execution when its policy says so: `None` at
+/// once when it does not (most runs), else the future creating it, which gives
+/// its id.
+fn retry_by_policy<'a>(
+    app: &'a Arc<App>,
+    execution: &'a Execution,
+    version: &'a Arc<Version>,
+) -> Option<impl Future<Output = Option<String>> + Send + 'a> {
     let delay = retryable(execution, version)?;
-    let (entry, _) = app.registry.version(&version.meta.id)?;
-    match create_retry(app, &entry, Arc::clone(version), execution, Some(delay), false).await {
-        Ok(accepted) => Some(accepted.execution.id),
-        Err(e) => {
-            tracing::warn!(execution = %execution.id, error = %e, "could not schedule the policy's retry");
-            None
+    Some(async move {
+        let (entry, _) = app.registry.version(&version.meta.id)?;
+        match create_retry(app, &entry, Arc::clone(version), execution, Some(delay), false).await {
+            Ok(accepted) => Some(accepted.execution.id),
+            Err(e) => {
+                tracing::warn!(execution = %execution.id, error = %e, "could not schedule the policy's retry");
+                None
+            }
         }
-    }
+    })
 }
 
 /// A new execution with the original's version, input, metadata and priority,

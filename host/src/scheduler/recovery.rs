@@ -85,8 +85,10 @@ pub async fn recover(app: &Arc<App>) -> anyhow::Result<()> {
                     .commit(Write::Execution(Box::new(execution.clone())))
                     .await?;
                 tracing::warn!(execution = %execution.id, status = status.as_str(), "ended after restart");
-                if let Some((_, version)) = found {
-                    retry_by_policy(app, &execution, &version).await;
+                if let Some((_, version)) = found
+                    && let Some(retry) = retry_by_policy(app, &execution, &version)
+                {
+                    retry.await;
                 }
             }
         }
