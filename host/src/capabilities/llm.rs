@@ -80,7 +80,7 @@ impl Host for RunState {
         let started = Instant::now();
         let events = Arc::clone(&self.grants.events);
         let host = Arc::clone(&self.grants.llm);
-        let (request, served) = match super::off_fiber(async move {
+        let (request, served) = match super::off_fiber(move || async move {
             let on_delta = move |kind: llm::Delta, text: &str| events.emit(kind.event(), &json!({ "delta": text }));
             let served = host.chat(&request, &on_delta).await;
             (request, served)

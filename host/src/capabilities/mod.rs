@@ -20,15 +20,19 @@ impl types::Host for RunState {}
 
 /// Runs a long host call (a model or a tool) as its own task and waits for it.
 /// A guest waiting in a host call is a suspended fiber whose stack stays
-/// resident; polling the call's deep future stack (HTTP, TLS, JSON) on the
-/// worker threads instead keeps a parked run's stack shallow. Dropping the wait
+/// resident, so nothing deep or large may happen on it: the call's future is
+/// built and polled on the worker threads (`make` runs there), and the fiber
+/// moves only the small closure into a task; moving the call's own future (a
+/// model call's is ~10 KiB: request, retries, HTTP) through `tokio::spawn` on
+/// the fiber touched three more stack pages per parked run. Dropping the wait
 /// (cancel, timeout) aborts the task.
-pub(crate) fn off_fiber<F>(call: F) -> OffFiber<F::Output>
+pub(crate) fn off_fiber<M, F>(make: M) -> OffFiber<F::Output>
 where
+    M: FnOnce() -> F + Send + 'static,
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    OffFiber(tokio::spawn(call))
+    OffFiber(tokio::spawn(async move { Box::pin(make()).await }))
 }
 
 pub(crate) struct OffFiber<T>(JoinHandle<T>);

@@ -2,6 +2,7 @@
 //! execution (`tool_calls`, `n_tool_calls`, `timing.tool_ms`, a `tool` step) and
 //! capped per run.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{Value, json};
@@ -46,7 +47,12 @@ impl Host for RunState {
         let result = if name == "browser" {
             self.browse(&args).await
         } else {
-            self.grants.tool_host.call(&self.grants.ctx, &name, args.clone()).await
+            let host = Arc::clone(&self.grants.tool_host);
+            let ctx = self.grants.ctx.clone();
+            let (tool, args) = (name.clone(), args.clone());
+            super::off_fiber(move || async move { host.call(&ctx, &tool, args).await })
+                .await
+                .unwrap_or_else(|e| Err(ToolError::Failed(format!("the tool call failed in the host: {e}"))))
         };
         let duration_ms = started.elapsed().as_millis() as u64;
         let (result_value, error) = match &result {
