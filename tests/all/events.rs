@@ -78,6 +78,27 @@ async fn stream_mode_resume_and_replay() {
     let (_, rest) = server.get(&format!("/v1/executions/{id}/events?after=3")).await;
     assert_eq!(rest["data"].as_array().unwrap().len(), live.len() - 3);
     assert_eq!(rest["data"][0]["type"], live[3].event);
+    // Cursors are non-negative int64s, as documented.
+    for bad in ["-1", "9223372036854775808"] {
+        let (status, body) = server.get(&format!("/v1/executions/{id}/events?after={bad}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "after={bad}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_query");
+        let response = server
+            .http
+            .get(server.url(&format!("/v1/executions/{id}/stream?after={bad}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "stream after={bad}");
+        let response = server
+            .http
+            .get(server.url(&format!("/v1/executions/{id}/stream")))
+            .header("last-event-id", bad)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "Last-Event-ID {bad}");
+    }
     let (status, _) = server.get("/v1/executions/exec_nope/events").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     server.stop().await;

@@ -1,6 +1,7 @@
 //! The run log: guest stdout, stderr and `log` calls become ordered log lines,
 //! capped per run with a marker saying what was dropped.
 
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 use warden_tests::{Server, test_config};
 
@@ -48,6 +49,16 @@ async fn stdout_stderr_and_log_lines_are_captured_in_order() {
     let (_, rest) = server.get(&format!("/v1/executions/{id}/logs?after=4&limit=100")).await;
     assert_eq!(rest["data"].as_array().unwrap().len(), 6);
     assert_eq!(rest["has_more"], false);
+    // The cursor is a non-negative int64 (as documented): past every line is an
+    // empty page; a negative or larger one is a typed 400.
+    let (status, past) = server.get(&format!("/v1/executions/{id}/logs?after=2147483648")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(past["data"], json!([]));
+    for bad in ["-1", "9223372036854775808"] {
+        let (status, body) = server.get(&format!("/v1/executions/{id}/logs?after={bad}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "after={bad}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_query");
+    }
     server.stop().await;
 }
 

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiJson, ApiQuery, page_limit, whole_number};
+use super::extract::{ApiJson, ApiQuery, cursor, page_limit, whole_number};
 use super::stream::SseMessage;
 use crate::app::App;
 use crate::auth::Caller;
@@ -460,7 +460,8 @@ pub async fn list(
 #[into_params(parameter_in = Query)]
 pub struct LogQuery {
     /// The previous page's `next_cursor`.
-    after: Option<u32>,
+    #[param(minimum = 0)]
+    after: Option<i64>,
     /// 1 to 10000 (default 1000).
     #[param(minimum = 1, maximum = 10000)]
     limit: Option<u32>,
@@ -483,7 +484,8 @@ pub async fn logs(
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<LogQuery>,
 ) -> Result<Json<LogPage>, ApiError> {
-    let after = q.after.unwrap_or(0);
+    // Past the last possible line is after every line: an empty page.
+    let after = u32::try_from(cursor("after", q.after)?).unwrap_or(u32::MAX);
     let limit = page_limit(q.limit, DEFAULT_LOG_PAGE, MAX_LOG_PAGE)?;
     let (data, has_more) = of_execution(&app, &caller, id, move |conn, id| read::logs(conn, id, after, limit)).await?;
     let next_cursor = if has_more { data.last().map(|l| l.seq) } else { None };

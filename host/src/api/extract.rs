@@ -64,6 +64,14 @@ where
         .map_err(|_| D::Error::custom(format!("{n} is out of range")))
 }
 
+/// An event-sequence cursor from the query (`?after=N`, default 0). The API
+/// documents it as a non-negative int64, so it is read as one and a negative
+/// one is refused.
+pub fn cursor(name: &str, value: Option<i64>) -> Result<u64, ApiError> {
+    u64::try_from(value.unwrap_or(0))
+        .map_err(|_| ApiError::bad_request("invalid_query", format!("`{name}` must be 0 or more")))
+}
+
 /// `axum::extract::Query`, rejecting with [`ApiError`].
 pub struct ApiQuery<T>(pub T);
 

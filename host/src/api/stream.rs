@@ -19,7 +19,7 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiQuery, page_limit};
+use super::extract::{ApiQuery, cursor, page_limit};
 use crate::app::App;
 use crate::auth::Caller;
 use crate::events::{Event, EventLog};
@@ -34,7 +34,8 @@ const MAX_PAGE: usize = 10_000;
 #[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Events after this sequence number.
-    after: Option<u64>,
+    #[param(minimum = 0)]
+    after: Option<i64>,
     /// 1 to 10000 (default 1000).
     #[param(minimum = 1, maximum = 10000)]
     limit: Option<usize>,
@@ -117,7 +118,7 @@ pub async fn events(
 ) -> Result<Json<EventPage>, ApiError> {
     super::executions::check_owner(&app, &caller, &id).await?;
     let limit = page_limit(q.limit, DEFAULT_PAGE, MAX_PAGE)?;
-    let mut data: Vec<Value> = source(&app, &id, q.after.unwrap_or(0))
+    let mut data: Vec<Value> = source(&app, &id, cursor("after", q.after)?)
         .await?
         .backlog
         .into_iter()
@@ -140,23 +141,29 @@ pub async fn events(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct StreamQuery {
-    after: Option<u64>,
+    #[param(minimum = 0)]
+    after: Option<i64>,
 }
 
 /// The resume point: `Last-Event-ID`, else `?after=`, else the start.
-fn resume_from(headers: &HeaderMap, after: Option<u64>) -> Result<u64, ApiError> {
+fn resume_from(headers: &HeaderMap, after: Option<i64>) -> Result<u64, ApiError> {
     match headers.get("last-event-id") {
-        Some(v) => v.to_str().ok().and_then(|s| s.trim().parse().ok()).ok_or_else(|| {
-            ApiError::bad_request("invalid_request", "Last-Event-ID must be an event's sequence number")
-        }),
-        None => Ok(after.unwrap_or(0)),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<i64>().ok())
+            .and_then(|n| u64::try_from(n).ok())
+            .ok_or_else(|| {
+                ApiError::bad_request("invalid_request", "Last-Event-ID must be an event's sequence number")
+            }),
+        None => cursor("after", after),
     }
 }
 
 /// An execution's events as Server-Sent Events, live; closes after `done` or `error`.
 #[utoipa::path(get, path = "/v1/executions/{id}/stream", tag = "executions",
     params(("id" = String, Path, description = "Execution id"), StreamQuery,
-        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this event")),
+        ("Last-Event-ID" = Option<i64>, Header, minimum = 0, description = "Resume after this event")),
     responses((status = 200, description = "The event stream", content_type = "text/event-stream", body = SseMessage), (status = 400, description = "A bad Last-Event-ID or query", body = ErrorBody), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 404, description = "No such resource in the caller's workspace", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody)))]
 pub async fn stream(
     State(app): State<Arc<App>>,
