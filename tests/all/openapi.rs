@@ -39,4 +39,20 @@ async fn the_openapi_document_matches_the_routes() {
     for schema in ["ExecutionView", "ExecuteBody", "ErrorBody", "Manifest", "ApiKey"] {
         assert!(doc["components"]["schemas"][schema].is_object(), "no schema {schema}");
     }
+    // Sequence cursors are documented as the handlers read them: non-negative
+    // int64s (a `u32` field was documented int32 while larger values were served).
+    let mut cursors = 0;
+    for (path, item) in paths {
+        for (_, op) in item.as_object().unwrap() {
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                // (`/v1/executions?after=` is a listing's opaque string cursor.)
+                if path.starts_with("/v1/executions/{id}/") && (p["name"] == "after" || p["name"] == "Last-Event-ID") {
+                    cursors += 1;
+                    assert_eq!(p["schema"]["format"], "int64", "{path} {}", p["name"]);
+                    assert_eq!(p["schema"]["minimum"], 0, "{path} {}", p["name"]);
+                }
+            }
+        }
+    }
+    assert_eq!(cursors, 4, "?after= on logs, events, stream, and Last-Event-ID");
 }
