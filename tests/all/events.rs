@@ -83,21 +83,11 @@ async fn stream_mode_resume_and_replay() {
         let (status, body) = server.get(&format!("/v1/executions/{id}/events?after={bad}")).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "after={bad}: {body}");
         assert_eq!(body["error"]["code"], "invalid_query");
-        let response = server
-            .http
-            .get(server.url(&format!("/v1/executions/{id}/stream?after={bad}")))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "stream after={bad}");
-        let response = server
-            .http
-            .get(server.url(&format!("/v1/executions/{id}/stream")))
-            .header("last-event-id", bad)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "Last-Event-ID {bad}");
+        let (status, _) = server.get(&format!("/v1/executions/{id}/stream?after={bad}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "stream after={bad}");
+        let stream = server.url(&format!("/v1/executions/{id}/stream"));
+        let (status, _) = server.send(server.http.get(stream).header("last-event-id", bad)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "Last-Event-ID {bad}");
     }
     let (status, _) = server.get("/v1/executions/exec_nope/events").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
