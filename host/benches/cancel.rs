@@ -15,9 +15,11 @@ use serde_json::value::RawValue;
 use warden_host::app::App;
 use warden_host::auth::DEFAULT_WORKSPACE;
 use warden_host::config::Config;
-use warden_host::execution::Status;
+use warden_host::executions::{NewExecution, Target};
 use warden_host::manifest::Manifest;
-use warden_host::scheduler::{self, Request};
+use warden_host::record::{Status, Trigger};
+
+warden_host::use_mimalloc!();
 
 fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -39,7 +41,7 @@ fn main() -> anyhow::Result<()> {
                 r#"{{"name":"{agent}","max_concurrency":{batch},"limits":{{"fuel":1000000000000,"timeout_ms":600000}}}}"#
             ))
             .map_err(|e| anyhow::anyhow!(e))?;
-            app.deploy(DEFAULT_WORKSPACE, manifest, Bytes::from(std::fs::read(path)?)).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            app.deployer.deploy(DEFAULT_WORKSPACE, manifest, Bytes::from(std::fs::read(path)?)).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             for (together, rounds) in [(1, 100), (batch, 4)] {
                 let lat = measure(&app, agent, input, together, rounds).await?;
                 let pct = |p: f64| lat[((lat.len() - 1) as f64 * p).round() as usize];
@@ -74,17 +76,16 @@ async fn measure(
     for _ in 0..rounds {
         let mut ids = Vec::new();
         for _ in 0..batch {
-            let request = Request::new(
+            let new = NewExecution::new(
+                Target::Version(version.meta.id.clone()),
                 RawValue::from_string(input.into())?,
-                RawValue::from_string("{}".into())?,
-                50,
-                "api",
+                Trigger::Api,
             );
-            let accepted = scheduler::submit(app, &entry, Arc::clone(&version), request, false).await?;
+            let accepted = app.executions.submit(new).await?;
             ids.push((accepted.execution.id, accepted.done));
         }
         // Wait until every one of them runs.
-        while app.scheduler.agent_load(&entry.agent.id) != (0, batch) {
+        while app.executions.agent_load(&entry.agent.id) != (0, batch) {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -93,7 +94,7 @@ async fn measure(
             let app = Arc::clone(app);
             waits.push(tokio::spawn(async move {
                 let start = Instant::now();
-                scheduler::cancel(&app, &id).await?;
+                app.executions.cancel(&id).await?;
                 let ended = done.wait_for(Option::is_some).await?.clone();
                 let elapsed = start.elapsed();
                 anyhow::ensure!(

@@ -16,6 +16,8 @@ use warden_host::auth::DEFAULT_WORKSPACE;
 use warden_host::config::Config;
 use warden_host::manifest::Manifest;
 
+warden_host::use_mimalloc!();
+
 const AGENTS: usize = 100;
 
 fn result(what: &str, ms: f64) {
@@ -41,7 +43,8 @@ fn variant(bytes: &[u8], i: usize) -> Vec<u8> {
 async fn deploy(app: &App, name: &str, bytes: Vec<u8>) -> anyhow::Result<f64> {
     let manifest = Manifest::from_json(&format!(r#"{{"name":"{name}"}}"#)).map_err(anyhow::Error::msg)?;
     let start = Instant::now();
-    app.deploy(DEFAULT_WORKSPACE, manifest, Bytes::from(bytes))
+    app.deployer
+        .deploy(DEFAULT_WORKSPACE, manifest, Bytes::from(bytes))
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(start.elapsed().as_secs_f64() * 1000.0)

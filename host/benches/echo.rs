@@ -17,8 +17,13 @@ use warden_host::config::Config;
 use warden_host::events::EventLog;
 use warden_host::llm::Llm;
 use warden_host::manifest::Manifest;
-use warden_host::runtime::{ArtifactSink, Grants, Runtime};
-use warden_host::tools::{ToolCtx, Tools};
+use warden_host::ports::{AgentCalls, ArtifactStore, ChildOutcome, ToolCtx, ToolError};
+use warden_host::record::{Artifact, Status};
+use warden_host::runtime::{Grants, RunArtifacts, Runtime};
+use warden_host::store::Stores;
+use warden_host::tools::Tools;
+
+warden_host::use_mimalloc!();
 
 fn secs() -> Duration {
     Duration::from_secs_f64(
@@ -101,27 +106,36 @@ async fn in_process(config: &Config) -> anyhow::Result<f64> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let input = r#"{"name":"bench","n":[1,2,3]}"#;
     let llm = Arc::new(Llm::new(&config.llm, &config.pricing)?);
-    let tools = Arc::new(Tools::new(config.tools.clone())?);
-    let store = warden_host::store::Store::open(&config.data_dir)?;
-    let sink = ArtifactSink {
-        blobs: store.blobs.clone(),
-        writer: store.writer.clone(),
-        caps: config.capture,
-    };
-    let grants = move || Grants {
-        llm: Arc::clone(&llm),
-        tool_host: Arc::clone(&tools),
-        models: Vec::new(),
-        token_budget: 0,
-        tools: Vec::new(),
-        events: Arc::new(EventLog::new()),
-        artifacts: sink.clone(),
-        ctx: ToolCtx {
-            agent_id: "agt_bench".into(),
-            execution_id: "exec_bench".into(),
-            depth: 0,
-            allowed_hosts: Vec::new(),
-        },
+    let stores = Stores::open(&config.data_dir)?;
+    let tools = Arc::new(Tools::new(config.tools.clone(), Arc::clone(&stores.kv))?);
+    let children: Arc<dyn AgentCalls> = Arc::new(Nobody);
+    let capture = config.capture;
+    let grants = move || {
+        let events = Arc::new(EventLog::new("exec_bench", 0, None));
+        let artifacts = Arc::new(RunArtifacts::new(
+            "exec_bench",
+            capture,
+            Arc::new(Nobody),
+            Arc::clone(&events),
+        ));
+        Grants {
+            llm: Arc::clone(&llm),
+            tools: tools.clone(),
+            models: Vec::new(),
+            token_budget: 0,
+            allowed_tools: Vec::new(),
+            max_tool_calls: 0,
+            ctx: ToolCtx {
+                agent_id: "agt_bench".into(),
+                execution_id: "exec_bench".into(),
+                depth: 0,
+                allowed_hosts: Vec::new(),
+                artifacts: artifacts.clone(),
+                children: Arc::clone(&children),
+            },
+            events,
+            artifacts,
+        }
     };
     // Warm up.
     for _ in 0..1000 {
@@ -184,6 +198,23 @@ async fn in_process(config: &Config) -> anyhow::Result<f64> {
 
 static RATE: AtomicU64 = AtomicU64::new(0);
 
+/// The in-process runs use neither artifacts nor child executions.
+struct Nobody;
+
+#[async_trait::async_trait]
+impl ArtifactStore for Nobody {
+    async fn store(&self, _: &str, _: String, _: String, _: Vec<u8>) -> anyhow::Result<Artifact> {
+        anyhow::bail!("no artifacts in this bench")
+    }
+}
+
+#[async_trait::async_trait]
+impl AgentCalls for Nobody {
+    async fn call(&self, _: &ToolCtx, _: &str, _: Box<serde_json::value::RawValue>) -> Result<ChildOutcome, ToolError> {
+        Err(ToolError::Failed("no child executions in this bench".into()))
+    }
+}
+
 /// (b): a real server (2 worker threads) and a load generator on its own thread,
 /// `conns` keep-alive connections each sending sync executes back to back.
 fn end_to_end(config: &Config, conns: usize) -> anyhow::Result<f64> {
@@ -201,7 +232,8 @@ fn end_to_end(config: &Config, conns: usize) -> anyhow::Result<f64> {
         let addr = listener.local_addr()?;
         let app = App::open(config).await?;
         let (manifest, wasm) = echo();
-        app.deploy(DEFAULT_WORKSPACE, manifest, wasm.into())
+        app.deployer
+            .deploy(DEFAULT_WORKSPACE, manifest, wasm.into())
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -276,15 +308,7 @@ fn end_to_end(config: &Config, conns: usize) -> anyhow::Result<f64> {
         let (tx, task) = stop_server;
         let _ = tx.send(());
         task.await??;
-        app.store
-            .read(|conn| {
-                Ok(
-                    conn.query_row("SELECT count(*) FROM executions WHERE status = 'completed'", [], |r| {
-                        r.get::<_, i64>(0)
-                    })?,
-                )
-            })
-            .await
+        anyhow::Ok(app.stores.executions.count(Status::Completed).await?)
     })?;
     println!(
         "end-to-end   conns={conns:<3} runs={count:<8} runs/s={rate:>9.0}  latency p50={:?} p99={:?}  errors={errors}  recorded={recorded}",

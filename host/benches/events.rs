@@ -19,6 +19,8 @@ use warden_host::auth::DEFAULT_WORKSPACE;
 use warden_host::config::Config;
 use warden_host::manifest::Manifest;
 
+warden_host::use_mimalloc!();
+
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default)
 }
@@ -55,7 +57,8 @@ fn main() -> anyhow::Result<()> {
         let path = warden_host::bundled::agent_path("ticker").ok_or_else(|| anyhow::anyhow!("ticker not built"))?;
         let manifest = Manifest::from_json(r#"{"name":"ticker","max_concurrency":100,"limits":{"timeout_ms":600000}}"#)
             .map_err(|e| anyhow::anyhow!(e))?;
-        app.deploy(DEFAULT_WORKSPACE, manifest, Bytes::from(std::fs::read(path)?))
+        app.deployer
+            .deploy(DEFAULT_WORKSPACE, manifest, Bytes::from(std::fs::read(path)?))
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let served = Arc::clone(&app);

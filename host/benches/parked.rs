@@ -22,9 +22,11 @@ use std::process::{Command, Stdio};
 use warden_host::app::App;
 use warden_host::auth::DEFAULT_WORKSPACE;
 use warden_host::config::{Config, ProviderConfig, ProviderKind};
-use warden_host::execution::Status;
+use warden_host::executions::{NewExecution, Target};
 use warden_host::manifest::Manifest;
-use warden_host::scheduler::{self, Request};
+use warden_host::record::{Status, Trigger};
+
+warden_host::use_mimalloc!();
 
 /// A `<key>: <n> kB` line of a `/proc/self` file, in MiB.
 fn proc_mib(file: &str, key: &str) -> f64 {
@@ -216,7 +218,8 @@ async fn park(n: usize, http2: bool, cancel: Cancel) -> anyhow::Result<()> {
         r#"{{"name":"toolbox","models":["slow"],"max_concurrency":{n},"limits":{{"timeout_ms":600000}}}}"#
     ))
     .map_err(|e| anyhow::anyhow!(e))?;
-    app.deploy(DEFAULT_WORKSPACE, manifest, Bytes::from(std::fs::read(path)?))
+    app.deployer
+        .deploy(DEFAULT_WORKSPACE, manifest, Bytes::from(std::fs::read(path)?))
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let entry = app
@@ -229,13 +232,12 @@ async fn park(n: usize, http2: bool, cancel: Cancel) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut runs = Vec::with_capacity(n);
     for _ in 0..n {
-        let request = Request::new(
+        let new = NewExecution::new(
+            Target::Version(version.meta.id.clone()),
             RawValue::from_string(r#"{"model":"slow"}"#.into())?,
-            RawValue::from_string("{}".into())?,
-            50,
-            "api",
+            Trigger::Api,
         );
-        let accepted = scheduler::submit(&app, &entry, Arc::clone(&version), request, false).await?;
+        let accepted = app.executions.submit(new).await?;
         runs.push((accepted.execution.id, accepted.done));
     }
     while seen.load(Ordering::Relaxed) < n {
@@ -265,7 +267,7 @@ async fn park(n: usize, http2: bool, cancel: Cancel) -> anyhow::Result<()> {
     let stopped = {
         let app = Arc::clone(&app);
         tokio::spawn(async move {
-            while app.scheduler.load().0 > 0 {
+            while app.executions.load().0 > 0 {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
             all.elapsed()
@@ -286,7 +288,7 @@ async fn park(n: usize, http2: bool, cancel: Cancel) -> anyhow::Result<()> {
                 let next = runs.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.pop();
                 let Some((id, mut done)) = next else { break };
                 let start = Instant::now();
-                scheduler::cancel(&app, &id).await?;
+                app.executions.cancel(&id).await?;
                 let ended = done.wait_for(Option::is_some).await?.clone();
                 anyhow::ensure!(
                     ended.is_some_and(|e| e.status == Status::Cancelled),

@@ -11,8 +11,6 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Deserialize;
 
-use crate::llm::pricing::Price;
-
 /// The whole host configuration. Deserialised from an optional TOML file; every
 /// field has a default, and CLI flags override the file.
 #[derive(Debug, Clone, Deserialize)]
@@ -334,4 +332,16 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// US dollars per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    pub input: f64,
+    pub output: f64,
+    #[serde(default)]
+    pub cache_read: f64,
+    #[serde(default)]
+    pub cache_write: f64,
 }

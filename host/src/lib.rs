@@ -1,13 +1,16 @@
 //! Warden host: runs untrusted AI agents as sandboxed WebAssembly components.
 //!
-//! The parts: [`config`] (settings), [`api`] (HTTP), [`scheduler`] (accepting and
-//! running executions), [`runtime`] (wasmtime sandbox), [`capabilities`] (WIT
-//! imports), [`store`] (SQLite + blobs), [`registry`] (deployed agents in memory),
-//! [`app`] (wiring), [`server`] (serving), [`client`] (the CLI's HTTP client).
+//! The parts, from the top: [`api`] (HTTP) on the [`app`] (wiring), which builds
+//! [`executions`] (the one way in, the one lifecycle, runs, cancel, retries,
+//! recovery), [`deploy`] and [`auth`]; below them [`scheduler`] (queue and slots,
+//! mechanism only), [`registry`] (deployed agents in memory), [`runtime`] (the
+//! wasmtime sandbox) with [`capabilities`] (the WIT imports), which reach the
+//! world only through [`ports`] ([`tools`], models in [`llm`], artifacts); at the
+//! bottom [`store`] (traits; SQLite and blobs), [`events`], [`record`] (the
+//! data), [`manifest`] and [`config`]. Arrows point down only.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
-pub mod agent;
 pub mod api;
 pub mod app;
 pub mod auth;
@@ -15,12 +18,16 @@ pub mod bundled;
 mod capabilities;
 pub mod client;
 pub mod config;
+pub mod deploy;
+pub mod digest;
 pub mod events;
-pub mod execution;
-pub mod idempotency;
+pub mod executions;
+pub mod files;
 pub mod ids;
 pub mod llm;
 pub mod manifest;
+pub mod ports;
+pub mod record;
 pub mod registry;
 pub mod runtime;
 pub mod scheduler;
@@ -29,27 +36,47 @@ pub mod store;
 pub mod time;
 pub mod tools;
 
-/// mimalloc instead of the system allocator: thousands of runs allocate and free
-/// small objects on two threads at once; glibc's arenas spent an eighth of a
-/// mass cancellation in `malloc` and kept freed memory around.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+/// Makes mimalloc the program's global allocator, tuned as measured here: the
+/// `warden` binary and the benches call it; a program using this library as a
+/// crate keeps its own choice. Thousands of runs allocate and free small objects
+/// on two threads at once; glibc's arenas spent an eighth of a mass cancellation
+/// in `malloc` and kept freed memory around.
+///
+/// It also has mimalloc commit arena memory as it is used rather than up front
+/// (with eager commit a host starts 60 MiB bigger and a parked run costs ~10% more
+/// resident memory, for no measured speed). mimalloc sizes its first arena at the
+/// first allocation, so that option is set by a program constructor, before any.
+#[macro_export]
+macro_rules! use_mimalloc {
+    () => {
+        #[global_allocator]
+        static ALLOCATOR: $crate::allocator::MiMalloc = $crate::allocator::MiMalloc;
 
-/// `mi_option_arena_eager_commit` in mimalloc 2's `mi_option_e`.
-const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+        #[cfg(target_os = "linux")]
+        #[used]
+        #[unsafe(link_section = ".init_array")]
+        static TUNE_ALLOCATOR: extern "C" fn() = {
+            extern "C" fn tune() {
+                $crate::allocator::tune();
+            }
+            tune
+        };
+    };
+}
 
-/// Has mimalloc commit arena memory as it is used rather than up front (with
-/// eager commit a host starts 60 MiB bigger and a parked run costs ~10% more
-/// resident memory, for no measured speed). mimalloc sizes its first arena at
-/// the first allocation, so this runs as a program constructor, before any.
-#[cfg(target_os = "linux")]
-#[used]
-#[unsafe(link_section = ".init_array")]
-static TUNE_ALLOCATOR: extern "C" fn() = {
-    extern "C" fn tune() {
+#[doc(hidden)]
+pub mod allocator {
+    //! What [`use_mimalloc!`](crate::use_mimalloc) expands to.
+
+    pub use mimalloc::MiMalloc;
+
+    /// `mi_option_arena_eager_commit` in mimalloc 2's `mi_option_e`.
+    const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+
+    /// Turns off eager arena commits; runs before the first allocation.
+    pub fn tune() {
         // SAFETY: sets one of mimalloc's global options before anything is
         // allocated; any value is valid.
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0) };
     }
-    tune
-};
+}

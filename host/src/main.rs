@@ -14,6 +14,8 @@ use warden_host::app::App;
 use warden_host::client::Client;
 use warden_host::config::Config;
 
+warden_host::use_mimalloc!();
+
 #[derive(Parser)]
 #[command(
     name = "warden",
@@ -223,30 +225,38 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 (None, Some(path)) => Config::from_file(&path)?.data_dir,
                 (None, None) => Config::default().data_dir,
             };
-            tokio::task::spawn_blocking(move || keys(&data_dir, command)).await??
+            keys(&data_dir, command).await?
         }
     };
     println!("{}", serde_json::to_string_pretty(&output)?);
     Ok(())
 }
 
-/// `warden keys …` on the data dir's database.
-fn keys(data_dir: &std::path::Path, command: KeysCommand) -> anyhow::Result<Value> {
-    use warden_host::auth::keys::{self, Role};
-    let conn = warden_host::store::connect(data_dir)?;
-    Ok(match command {
-        KeysCommand::Create { workspace, name, admin } => {
-            let role = if admin { Role::Admin } else { Role::Member };
-            let new = keys::generate(&workspace, &name, role).map_err(anyhow::Error::msg)?;
-            keys::insert(&conn, &new.key, &new.secret_sha256)?;
-            serde_json::json!({ "key": new.key, "token": new.token })
-        }
-        KeysCommand::List { workspace } => serde_json::json!({ "data": keys::list(&conn, workspace.as_deref())? }),
-        KeysCommand::Revoke { id } => {
-            let key = keys::revoke(&conn, None, &id, warden_host::time::now_ms())?;
-            serde_json::to_value(key.ok_or_else(|| anyhow::anyhow!("no key {id:?}"))?)?
-        }
-    })
+/// `warden keys …` on the data dir's store.
+async fn keys(data_dir: &std::path::Path, command: KeysCommand) -> anyhow::Result<Value> {
+    use warden_host::auth::keys;
+    use warden_host::record::Role;
+    let stores = warden_host::store::Stores::open(data_dir)?;
+    let result = async {
+        Ok(match command {
+            KeysCommand::Create { workspace, name, admin } => {
+                let role = if admin { Role::Admin } else { Role::Member };
+                let new = keys::generate(&workspace, &name, role).map_err(anyhow::Error::msg)?;
+                stores.keys.insert(new.key.clone(), new.secret_sha256).await?;
+                serde_json::json!({ "key": new.key, "token": new.token })
+            }
+            KeysCommand::List { workspace } => {
+                serde_json::json!({ "data": stores.keys.list(workspace.as_deref()).await? })
+            }
+            KeysCommand::Revoke { id } => {
+                let key = stores.keys.revoke(&id, None, warden_host::time::now_ms()).await?;
+                serde_json::to_value(key.ok_or_else(|| anyhow::anyhow!("no key {id:?}"))?)?
+            }
+        })
+    }
+    .await;
+    stores.close().await;
+    result
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

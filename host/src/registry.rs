@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use crate::agent::{Agent, AgentVersion};
 use crate::manifest::{InputError, InputSchema};
+use crate::record::{Agent, AgentVersion};
 use crate::runtime::{AgentPre, RunState};
 use serde_json::value::RawValue;
 

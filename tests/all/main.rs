@@ -17,3 +17,6 @@ mod run_log;
 mod sandbox;
 mod scheduling;
 mod tools;
+
+// The allocator the `warden` binary runs with.
+warden_host::use_mimalloc!();

@@ -10,10 +10,10 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use super::error::{ApiError, ErrorBody};
-use crate::agent::{Agent, AgentVersion};
 use crate::app::App;
 use crate::auth::Caller;
 use crate::manifest::Manifest;
+use crate::record::{Agent, AgentVersion};
 use crate::registry::Entry;
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -90,7 +90,7 @@ pub async fn deploy(
         )
     })?;
     let manifest = Manifest::from_json(&manifest).map_err(|m| ApiError::unprocessable("invalid_manifest", m))?;
-    let (agent, version) = app.deploy(&caller.workspace, manifest, component).await?;
+    let (agent, version) = app.deployer.deploy(&caller.workspace, manifest, component).await?;
     Ok((StatusCode::CREATED, Json(Deployed { agent, version })))
 }
 

@@ -13,8 +13,7 @@ use serde::Serialize;
 use super::error::{ApiError, ErrorBody};
 use crate::app::App;
 use crate::auth::Caller;
-use crate::execution::Artifact;
-use crate::store::read;
+use crate::record::Artifact;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ArtifactList {
@@ -30,7 +29,8 @@ pub async fn list(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<ArtifactList>, ApiError> {
-    let data = super::executions::of_execution(&app, &caller, id, read::artifacts).await?;
+    super::executions::check_owner(&app, &caller, &id).await?;
+    let data = app.stores.executions.artifacts(&id).await?;
     Ok(Json(ArtifactList { data }))
 }
 
@@ -44,16 +44,17 @@ pub async fn get(
     Path((id, artifact_id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     super::executions::check_owner(&app, &caller, &id).await?;
-    let (lookup, aid) = (id.clone(), artifact_id.clone());
     let artifact = app
-        .store
-        .read(move |conn| read::artifact(conn, &lookup, &aid))
+        .stores
+        .executions
+        .artifact(&id, &artifact_id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("execution {id:?} has no artifact {artifact_id:?}")))?;
-    let path = app.store.blobs.path(&artifact.sha256);
-    let bytes = tokio::fs::read(&path)
+    let blobs = Arc::clone(&app.stores.blobs);
+    let hash = artifact.sha256.clone();
+    let bytes = tokio::task::spawn_blocking(move || blobs.get(&hash))
         .await
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("reading artifact blob {}: {e}", path.display())))?;
+        .map_err(anyhow::Error::from)??;
     let mut response = bytes.into_response();
     let headers = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&artifact.media_type) {

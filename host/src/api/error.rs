@@ -8,10 +8,11 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::app::DeployError;
+use crate::auth::{AuthError, CreateKeyError};
+use crate::deploy::DeployError;
+use crate::executions::{RetryError, SubmitError};
 use crate::manifest::InputError;
 use crate::runtime::component::ComponentError;
-use crate::scheduler::{RetryError, SubmitError};
 use crate::store::StoreError;
 
 /// The body of every error response.
@@ -181,6 +182,31 @@ impl From<StoreError> for ApiError {
 impl From<SubmitError> for ApiError {
     fn from(e: SubmitError) -> Self {
         match e {
+            SubmitError::AgentNotFound(_) | SubmitError::VersionNotFound { .. } | SubmitError::NoVersion(_) => {
+                ApiError::NotFound(e.to_string())
+            }
+            SubmitError::VersionGone => ApiError::Conflict {
+                code: "version_unavailable",
+                message: e.to_string(),
+                status: None,
+            },
+            SubmitError::InvalidPriority | SubmitError::InvalidMetadata => {
+                ApiError::unprocessable("invalid_request", e.to_string())
+            }
+            SubmitError::InputTooLarge { .. } => ApiError::PayloadTooLarge(e.to_string()),
+            SubmitError::InvalidInput(errors) => ApiError::invalid_input(errors),
+            SubmitError::IdempotencyConflict => ApiError::Conflict {
+                code: "idempotency_conflict",
+                message: e.to_string(),
+                status: None,
+            },
+            // Handlers answer a repeat with the first request's execution; one that
+            // reaches here had nowhere to go.
+            SubmitError::Repeated { .. } => ApiError::Conflict {
+                code: "idempotency_conflict",
+                message: e.to_string(),
+                status: None,
+            },
             SubmitError::QueueFull(_) => ApiError::TooManyRequests(e.to_string()),
             SubmitError::Store(s) => s.into(),
         }
@@ -191,13 +217,33 @@ impl From<RetryError> for ApiError {
     fn from(e: RetryError) -> Self {
         match e {
             RetryError::NotFound(_) => ApiError::NotFound(e.to_string()),
-            RetryError::VersionGone => ApiError::Conflict {
-                code: "version_unavailable",
-                message: e.to_string(),
-                status: None,
-            },
             RetryError::Submit(s) => s.into(),
-            RetryError::Internal(i) => ApiError::Internal(i),
+            RetryError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Unauthorized(m) => ApiError::Unauthorized(m),
+            AuthError::RateLimited {
+                message,
+                retry_after_secs,
+            } => ApiError::RateLimited {
+                message,
+                retry_after_secs,
+            },
+            AuthError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<CreateKeyError> for ApiError {
+    fn from(e: CreateKeyError) -> Self {
+        match e {
+            CreateKeyError::Invalid(m) => ApiError::unprocessable("invalid_request", m),
+            CreateKeyError::Store(s) => s.into(),
         }
     }
 }

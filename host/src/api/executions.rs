@@ -16,12 +16,10 @@ use super::extract::{ApiJson, ApiQuery, cursor, page_limit, whole_number};
 use super::stream::SseMessage;
 use crate::app::App;
 use crate::auth::Caller;
-use crate::execution::{Execution, ExecutionView, LogLine, Status, Step};
-use crate::idempotency::{Claim, MAX_KEY_LEN, request_hash};
-use crate::scheduler::{self, Cancel, DEFAULT_PRIORITY, Request};
-use crate::store::read::{self, ExecutionFilter};
-use crate::store::writer::Write;
-use crate::{ids, time};
+use crate::executions::{Cancel, NewExecution, SubmitError, Target, Watch};
+use crate::record::{Execution, ExecutionView, LogLine, Status, Step, Trigger};
+use crate::store::ExecutionFilter;
+use crate::time;
 use tokio::sync::watch;
 
 const DEFAULT_PAGE: u32 = 50;
@@ -31,6 +29,8 @@ const REPLAY_WAIT: Duration = Duration::from_secs(10);
 const MAX_PAGE: u32 = 500;
 const DEFAULT_LOG_PAGE: u32 = 1000;
 const MAX_LOG_PAGE: u32 = 10_000;
+/// Longest `Idempotency-Key` accepted.
+const MAX_KEY_LEN: usize = 255;
 
 #[derive(Debug, Default, Clone, Copy, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -85,91 +85,23 @@ pub async fn execute(
     headers: HeaderMap,
     ApiJson(body): ApiJson<ExecuteBody>,
 ) -> Result<Response, ApiError> {
-    let entry = app
-        .registry
-        .get(&caller.workspace, &id_or_name)
-        .ok_or_else(|| ApiError::NotFound(format!("no agent with id or name {id_or_name:?}")))?;
-    let version = match body.version {
-        Some(v) => entry
-            .version(v)
-            .ok_or_else(|| ApiError::NotFound(format!("agent {:?} has no version {v}", entry.agent.name)))?,
-        None => entry
-            .latest()
-            .ok_or_else(|| ApiError::NotFound(format!("agent {:?} has no runnable version", entry.agent.name)))?,
-    }
-    .clone();
-    let priority = body.priority.unwrap_or(DEFAULT_PRIORITY);
-    if priority > 100 {
-        return Err(ApiError::unprocessable("invalid_request", "priority must be 0 to 100"));
-    }
-    let metadata = match body.metadata {
-        Some(m) if m.get().starts_with('{') => m,
-        Some(_) => {
-            return Err(ApiError::unprocessable(
-                "invalid_request",
-                "metadata must be a JSON object",
-            ));
-        }
-        None => RawValue::from_string("{}".to_owned()).map_err(anyhow::Error::from)?,
-    };
-    let input = body.input.unwrap_or_else(|| RawValue::NULL.to_owned());
-    let max_input = app.config.http.max_input_bytes;
-    if input.get().len() > max_input {
-        return Err(ApiError::PayloadTooLarge(format!(
-            "input is {} bytes of JSON; the limit is {max_input}",
-            input.get().len()
-        )));
-    }
-    version.check_input(&input).await.map_err(ApiError::invalid_input)?;
-    let mut request = Request::new(input, metadata, priority, "api");
-
-    // Keys are the caller's workspace's: another tenant's same key is another key.
-    let key = idempotency_key(&headers)?.map(|k| format!("{}:{k}", caller.workspace));
-    if let Some(key) = &key {
-        let version_part = body.version.map_or_else(|| "latest".to_owned(), |v| v.to_string());
-        let hash = request_hash(&[
-            &entry.agent.id,
-            &version_part,
-            request.input.get(),
-            request.metadata.get(),
-            &priority.to_string(),
-        ]);
-        let id = ids::execution();
-        let now = time::now_ms();
-        match app.idempotency.claim(key, &hash, &id, now) {
-            Claim::Conflict => {
-                return Err(ApiError::Conflict {
-                    code: "idempotency_conflict",
-                    message: "this Idempotency-Key was already used with a different request".into(),
-                    status: None,
-                });
-            }
-            Claim::Same(existing) => return replay(&app, key, existing, body.mode).await,
-            Claim::New => {
-                app.store.writer.send(Write::IdempotencyKey {
-                    key: key.clone(),
-                    request_hash: hash,
-                    execution_id: id.clone(),
-                    created_at: now,
-                });
-                request.id = Some(id);
-            }
-        }
-    }
-    let promised = request.id.clone();
-    let durable = body.mode == Mode::Async;
-    let accepted = match scheduler::submit(&app, &entry, version, request, durable).await {
+    let mut new = NewExecution::new(
+        Target::Agent {
+            workspace: caller.workspace,
+            agent: id_or_name,
+            version: body.version,
+        },
+        body.input.unwrap_or_else(|| RawValue::NULL.to_owned()),
+        Trigger::Api,
+    );
+    new.metadata = body.metadata;
+    new.priority = body.priority;
+    new.idempotency_key = idempotency_key(&headers)?;
+    new.durable = body.mode == Mode::Async;
+    let accepted = match app.executions.submit(new).await {
         Ok(accepted) => accepted,
-        Err(e) => {
-            if let (Some(key), Some(id)) = (&key, &promised) {
-                app.idempotency.release(key, id);
-                app.store.writer.send(Write::ExpireIdempotencyKey {
-                    key: key.clone(),
-                    execution_id: id.clone(),
-                });
-            }
-            return Err(e.into());
-        }
+        Err(SubmitError::Repeated { execution_id, key }) => return replay(&app, &key, execution_id, body.mode).await,
+        Err(e) => return Err(e.into()),
     };
     match body.mode {
         Mode::Async => Ok(accepted_response(&accepted.execution)),
@@ -210,13 +142,12 @@ async fn replay(app: &Arc<App>, key: &str, id: String, mode: Mode) -> Result<Res
     let deadline = tokio::time::Instant::now() + REPLAY_WAIT;
     loop {
         if mode == Mode::Sync
-            && let Some(done) = app.scheduler.watch(&id)
+            && let Some(done) = app.executions.watch(&id)
         {
             let finished = wait_final(app, done).await?;
             return Ok((StatusCode::OK, view(&finished)).into_response());
         }
-        let lookup = id.clone();
-        if let Some(execution) = app.store.read(move |conn| read::execution(conn, &lookup)).await? {
+        if let Some(execution) = app.stores.executions.get(&id).await? {
             if mode == Mode::Sync && !execution.status.is_terminal() {
                 // Live again by the next turn (or finished and stored).
                 tokio::time::sleep(Duration::from_millis(2)).await;
@@ -224,7 +155,7 @@ async fn replay(app: &Arc<App>, key: &str, id: String, mode: Mode) -> Result<Res
             }
             return Ok((StatusCode::OK, view(&execution)).into_response());
         }
-        if !app.idempotency.names(key, &id) || tokio::time::Instant::now() >= deadline {
+        if !app.executions.idempotency_key_names(key, &id) || tokio::time::Instant::now() >= deadline {
             return Err(ApiError::Conflict {
                 code: "idempotency_conflict",
                 message: "the first request with this Idempotency-Key was not accepted; send it again".into(),
@@ -237,7 +168,7 @@ async fn replay(app: &Arc<App>, key: &str, id: String, mode: Mode) -> Result<Res
 
 /// Waits for an execution's end, following the retries its agent's policy makes,
 /// and returns the last attempt's record.
-async fn wait_final(app: &Arc<App>, mut done: scheduler::Watch) -> Result<Arc<Execution>, ApiError> {
+async fn wait_final(app: &Arc<App>, mut done: Watch) -> Result<Arc<Execution>, ApiError> {
     loop {
         let ended = done
             .wait_for(Option::is_some)
@@ -249,7 +180,7 @@ async fn wait_final(app: &Arc<App>, mut done: scheduler::Watch) -> Result<Arc<Ex
             (Status::Failed, Some(next)) => next.clone(),
             _ => return Ok(ended),
         };
-        done = match app.scheduler.watch(&next) {
+        done = match app.executions.watch(&next) {
             Some(watch) => watch,
             None => {
                 // Already over: continue from its stored record.
@@ -273,7 +204,7 @@ pub async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     check_owner(&app, &caller, &id).await?;
-    match scheduler::cancel(&app, &id).await? {
+    match app.executions.cancel(&id).await? {
         Cancel::Cancelled(execution) => Ok((StatusCode::OK, view(&execution)).into_response()),
         Cancel::Requested => {
             let execution = load(&app, id).await?;
@@ -308,21 +239,16 @@ pub async fn retry(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     check_owner(&app, &caller, &id).await?;
-    let accepted = scheduler::retry(&app, &id).await?;
+    let accepted = app.executions.retry(&id).await?;
     Ok(accepted_response(&accepted.execution))
 }
 
 /// 404 unless execution `id` exists (live or stored) in the caller's workspace.
 /// Another workspace's execution is answered exactly like a missing one.
 pub(super) async fn check_owner(app: &App, caller: &Caller, id: &str) -> Result<(), ApiError> {
-    let workspace = match app.scheduler.live_agent(id) {
+    let workspace = match app.executions.live_agent(id) {
         Some(agent_id) => app.registry.workspace_of(&agent_id),
-        None => {
-            let lookup = id.to_owned();
-            app.store
-                .read(move |conn| read::execution_workspace(conn, &lookup))
-                .await?
-        }
+        None => app.stores.executions.workspace_of(id).await?,
     };
     match workspace {
         Some(w) if w == caller.workspace => Ok(()),
@@ -330,23 +256,12 @@ pub(super) async fn check_owner(app: &App, caller: &Caller, id: &str) -> Result<
     }
 }
 
-/// Reads something of one of the caller's executions (its logs, steps,
-/// artifacts); 404 when there is no such execution.
-pub(super) async fn of_execution<R, F>(app: &App, caller: &Caller, id: String, f: F) -> Result<R, ApiError>
-where
-    R: Send + 'static,
-    F: FnOnce(&rusqlite::Connection, &str) -> anyhow::Result<R> + Send + 'static,
-{
-    check_owner(app, caller, &id).await?;
-    Ok(app.store.read(move |conn| f(conn, &id)).await?)
-}
-
 async fn load(app: &App, id: String) -> Result<Execution, ApiError> {
-    let found = {
-        let id = id.clone();
-        app.store.read(move |conn| read::execution(conn, &id)).await?
-    };
-    found.ok_or_else(|| ApiError::NotFound(format!("no execution {id:?}")))
+    app.stores
+        .executions
+        .get(&id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no execution {id:?}")))
 }
 
 /// One execution's record.
@@ -441,7 +356,7 @@ pub async fn list(
         after: q.after,
         limit: page_limit(q.limit, DEFAULT_PAGE, MAX_PAGE)?,
     };
-    let (rows, has_more) = app.store.read(move |conn| read::executions(conn, &filter)).await?;
+    let (rows, has_more) = app.stores.executions.list(filter).await?;
     let next_cursor = if has_more {
         rows.last().map(|e| e.id.as_str())
     } else {
@@ -487,7 +402,8 @@ pub async fn logs(
     // Past the last possible line is after every line: an empty page.
     let after = u32::try_from(cursor("after", q.after)?).unwrap_or(u32::MAX);
     let limit = page_limit(q.limit, DEFAULT_LOG_PAGE, MAX_LOG_PAGE)?;
-    let (data, has_more) = of_execution(&app, &caller, id, move |conn, id| read::logs(conn, id, after, limit)).await?;
+    check_owner(&app, &caller, &id).await?;
+    let (data, has_more) = app.stores.executions.logs(&id, after, limit).await?;
     let next_cursor = if has_more { data.last().map(|l| l.seq) } else { None };
     Ok(Json(LogPage {
         data,
@@ -510,6 +426,7 @@ pub async fn steps(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<StepList>, ApiError> {
-    let data = of_execution(&app, &caller, id, read::steps).await?;
+    check_owner(&app, &caller, &id).await?;
+    let data = app.stores.executions.steps(&id).await?;
     Ok(Json(StepList { data }))
 }

@@ -7,7 +7,7 @@ use axum::extract::State;
 use serde::Serialize;
 
 use crate::app::App;
-use crate::store::sqlite_version;
+use crate::store::sqlite;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Health {
@@ -40,10 +40,10 @@ pub struct Components {
     responses((status = 200, description = "Serving", body = Health)))]
 pub async fn health(State(app): State<Arc<App>>) -> Json<Health> {
     let (compiled, loaded_from_cache) = app.runtime.cache_counts();
-    let (running, waiting) = app.scheduler.load();
+    let (running, waiting) = app.executions.load();
     Json(Health {
         status: "ok",
-        sqlite_version: sqlite_version(),
+        sqlite_version: sqlite::version(),
         uptime_sec: app.started.elapsed().as_secs(),
         version: env!("CARGO_PKG_VERSION"),
         agents: app.registry.len(),

@@ -12,9 +12,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::ApiJson;
 use crate::app::App;
 use crate::auth::Caller;
-use crate::auth::keys::{self, ApiKey, Role};
-use crate::store::writer::Write;
-use crate::time;
+use crate::record::{ApiKey, Role};
 
 fn admin_only(caller: &Caller) -> Result<(), ApiError> {
     match caller.role {
@@ -65,16 +63,7 @@ pub async fn create(
                 .into(),
         ));
     }
-    let new = keys::generate(&caller.workspace, &body.name, body.role)
-        .map_err(|m| ApiError::unprocessable("invalid_request", m))?;
-    app.store
-        .writer
-        .commit(Write::ApiKey {
-            key: new.key.clone(),
-            secret_sha256: new.secret_sha256,
-        })
-        .await?;
-    app.auth.close();
+    let new = app.auth.create_key(&caller.workspace, &body.name, body.role).await?;
     Ok((
         StatusCode::CREATED,
         Json(Created {
@@ -97,11 +86,7 @@ pub async fn list(
     Extension(caller): Extension<Caller>,
 ) -> Result<Json<KeyList>, ApiError> {
     admin_only(&caller)?;
-    let workspace = caller.workspace;
-    let data = app
-        .store
-        .read(move |conn| Ok(keys::list(conn, Some(&workspace))?))
-        .await?;
+    let data = app.auth.list_keys(&caller.workspace).await?;
     Ok(Json(KeyList { data }))
 }
 
@@ -122,23 +107,10 @@ pub async fn revoke(
             status: None,
         });
     }
-    let (lookup, workspace) = (id.clone(), caller.workspace.clone());
-    let (mut key, _) = app
-        .store
-        .read(move |conn| Ok(keys::find(conn, &lookup)?.filter(|(k, _)| k.workspace == workspace)))
+    let key = app
+        .auth
+        .revoke_key(&caller.workspace, &id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no key {id:?}")))?;
-    let now = time::now_ms();
-    app.store
-        .writer
-        .commit(Write::RevokeApiKey {
-            id: id.clone(),
-            workspace: caller.workspace.clone(),
-            at: now,
-        })
-        .await?;
-    app.auth.forget(&id);
-    // Revoking twice keeps the first time, as the store does.
-    key.revoked_at.get_or_insert(now);
     Ok(Json(key))
 }

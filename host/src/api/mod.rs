@@ -1,8 +1,9 @@
 //! The HTTP API (axum): routes, typed errors, extractors. Handlers translate HTTP
-//! to calls on [`App`] and the scheduler; they hold no state of their own.
+//! to calls on the [`App`]'s parts; they hold no state of their own.
 
 mod agents;
 mod artifacts;
+mod auth;
 mod error;
 mod executions;
 mod extract;
@@ -49,10 +50,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/executions/{id}/steps", get(executions::steps))
         .route("/admin/keys", post(keys::create).get(keys::list))
         .route("/admin/keys/{id}", delete(keys::revoke))
-        .route_layer(middleware::from_fn_with_state(
-            Arc::clone(&app),
-            crate::auth::middleware,
-        ));
+        .route_layer(middleware::from_fn_with_state(Arc::clone(&app), auth::middleware));
     authenticated
         .route("/admin/health", get(health::health))
         .route("/openapi.json", get(openapi::document))

@@ -15,7 +15,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::{Extension, Json};
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::value::RawValue;
 use tokio::sync::broadcast;
 
 use super::error::{ApiError, ErrorBody};
@@ -23,11 +23,13 @@ use super::extract::{ApiQuery, cursor, page_limit};
 use crate::app::App;
 use crate::auth::Caller;
 use crate::events::{Event, EventLog};
-use crate::store::read;
+use crate::store::EventStore;
 
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 const DEFAULT_PAGE: usize = 1000;
 const MAX_PAGE: usize = 10_000;
+/// Stored events a stream reads at a time.
+const STORED_BATCH: usize = 1000;
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -58,52 +60,49 @@ pub struct SseMessage {
 pub struct EventPage {
     /// Events `{seq, type, ts, data}`.
     #[schema(value_type = Vec<Object>)]
-    data: Vec<Value>,
+    data: Vec<Box<RawValue>>,
     has_more: bool,
     next_cursor: Option<u64>,
 }
 
-fn to_value(e: &Event) -> Value {
-    serde_json::to_value(e).unwrap_or_default()
-}
-
-fn seq(v: &Value) -> u64 {
-    v["seq"].as_u64().unwrap_or(0)
-}
-
-/// Where events come from: a live log (backlog, then new ones) or the stored log.
+/// Where an execution's events after a cursor are: the store has those up to
+/// `stored_until` (all of them for a finished execution); a live execution's log
+/// has the rest (`backlog`), then delivers new ones as they happen (`live`).
 struct Source {
-    backlog: Vec<Item>,
+    stored_until: Option<u64>,
+    backlog: Vec<Arc<Event>>,
     live: Option<(broadcast::Receiver<Arc<Event>>, Arc<EventLog>)>,
 }
 
 async fn source(app: &Arc<App>, id: &str, after: u64) -> Result<Source, ApiError> {
-    if let Some(sub) = app.events.subscribe(id, after) {
+    if let Some(sub) = app.executions.events().subscribe(id, after) {
         return Ok(Source {
-            backlog: sub.backlog.into_iter().map(Item::Live).collect(),
+            stored_until: sub.stored_until,
+            backlog: sub.backlog,
             live: sub.live.map(|rx| (rx, sub.log)),
         });
     }
-    let lookup = id.to_owned();
-    let (exists, stored) = app
-        .store
-        .read(move |conn| {
-            Ok((
-                read::execution_workspace(conn, &lookup)?.is_some(),
-                read::events(conn, &lookup)?,
-            ))
-        })
-        .await?;
-    if !exists {
+    if app.stores.executions.workspace_of(id).await?.is_none() {
         return Err(ApiError::NotFound(format!("no execution {id:?}")));
     }
-    let all: Vec<Value> = stored
-        .and_then(|text| serde_json::from_str(&text).ok())
-        .unwrap_or_default();
     Ok(Source {
-        backlog: all.into_iter().filter(|e| seq(e) > after).map(Item::Stored).collect(),
+        stored_until: Some(u64::MAX),
+        backlog: Vec::new(),
         live: None,
     })
+}
+
+/// Up to `limit` stored events after `after`, none past `until`.
+async fn read_stored(
+    store: &dyn EventStore,
+    id: &str,
+    after: u64,
+    until: u64,
+    limit: usize,
+) -> Result<Vec<Arc<Event>>, ApiError> {
+    let mut events = store.read(id, after, limit).await?;
+    events.retain(|e| e.seq <= until);
+    Ok(events)
 }
 
 /// An execution's events as JSON pages.
@@ -118,18 +117,22 @@ pub async fn events(
 ) -> Result<Json<EventPage>, ApiError> {
     super::executions::check_owner(&app, &caller, &id).await?;
     let limit = page_limit(q.limit, DEFAULT_PAGE, MAX_PAGE)?;
-    let mut data: Vec<Value> = source(&app, &id, cursor("after", q.after)?)
-        .await?
-        .backlog
-        .into_iter()
-        .map(|item| match item {
-            Item::Live(e) => to_value(&e),
-            Item::Stored(v) => v,
-        })
+    let after = cursor("after", q.after)?;
+    let source = source(&app, &id, after).await?;
+    let mut events = match source.stored_until {
+        Some(until) => read_stored(app.executions.stored_events().as_ref(), &id, after, until, limit + 1).await?,
+        None => Vec::new(),
+    };
+    if events.len() <= limit {
+        events.extend(source.backlog);
+    }
+    let has_more = events.len() > limit;
+    events.truncate(limit);
+    let next_cursor = if has_more { events.last().map(|e| e.seq) } else { None };
+    let data = events
+        .iter()
+        .filter_map(|e| RawValue::from_string(e.json().to_owned()).ok())
         .collect();
-    let has_more = data.len() > limit;
-    data.truncate(limit);
-    let next_cursor = if has_more { data.last().map(seq) } else { None };
     Ok(Json(EventPage {
         data,
         has_more,
@@ -174,8 +177,7 @@ pub async fn stream(
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     super::executions::check_owner(&app, &caller, &id).await?;
     let after = resume_from(&headers, q.after)?;
-    let source = source(&app, &id, after).await?;
-    Ok(sse(source, after))
+    stream_from(&app, id, after).await
 }
 
 /// The SSE stream of a just-submitted execution (`mode: "stream"`).
@@ -183,73 +185,97 @@ pub async fn stream_new(
     app: &Arc<App>,
     id: &str,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>> + use<>>, ApiError> {
-    Ok(sse(source(app, id, 0).await?, 0))
+    stream_from(app, id.to_owned(), 0).await
 }
 
-/// An event to send: live (shared, serialised once) or read back from the store.
-enum Item {
-    Live(Arc<Event>),
-    Stored(Value),
+async fn stream_from(
+    app: &Arc<App>,
+    id: String,
+    after: u64,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>> + use<>>, ApiError> {
+    let source = source(app, &id, after).await?;
+    let feed = Feed {
+        queue: VecDeque::new(),
+        stored: source
+            .stored_until
+            .map(|until| (Arc::clone(app.executions.stored_events()), id, until)),
+        backlog: source.backlog,
+        live: source.live,
+        last: after,
+        finished: false,
+    };
+    Ok(sse(feed))
 }
 
-impl Item {
-    fn seq(&self) -> u64 {
-        match self {
-            Item::Live(e) => e.seq,
-            Item::Stored(v) => seq(v),
-        }
-    }
-
-    fn sse(&self) -> (String, SseEvent) {
-        let (kind, data) = match self {
-            Item::Live(e) => (e.kind.to_owned(), e.json().to_owned()),
-            Item::Stored(v) => (v["type"].as_str().unwrap_or("message").to_owned(), v.to_string()),
-        };
-        let event = SseEvent::default().id(self.seq().to_string()).event(&kind).data(data);
-        (kind, event)
-    }
+fn to_sse(event: &Event) -> SseEvent {
+    SseEvent::default()
+        .id(event.seq.to_string())
+        .event(event.kind.as_str())
+        .data(event.json())
 }
 
+/// What a stream sends next: what is queued; else stored events, read a batch
+/// at a time up to where the live log starts; then the live log's backlog; then
+/// its new events as they happen.
 struct Feed {
-    queue: VecDeque<Item>,
+    queue: VecDeque<Arc<Event>>,
+    stored: Option<(Arc<dyn EventStore>, String, u64)>,
+    backlog: Vec<Arc<Event>>,
     live: Option<(broadcast::Receiver<Arc<Event>>, Arc<EventLog>)>,
     last: u64,
     finished: bool,
 }
 
-fn sse(source: Source, after: u64) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    let feed = Feed {
-        queue: source.backlog.into(),
-        live: source.live,
-        last: after,
-        finished: false,
-    };
+impl Feed {
+    /// Queues what comes next; false when nothing will.
+    async fn refill(&mut self) -> bool {
+        if let Some((store, id, until)) = self.stored.take() {
+            match read_stored(store.as_ref(), &id, self.last, until, STORED_BATCH).await {
+                Ok(more) if !more.is_empty() => {
+                    self.queue.extend(more);
+                    self.stored = Some((store, id, until));
+                    return true;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(execution = %id, error = ?e, "reading stored events for a stream"),
+            }
+        }
+        if !self.backlog.is_empty() {
+            self.queue.extend(std::mem::take(&mut self.backlog));
+            return true;
+        }
+        let Some((rx, log)) = self.live.as_mut() else {
+            return false;
+        };
+        match rx.recv().await {
+            Ok(event) => self.queue.push_back(event),
+            // Fell behind: catch up from the log itself, in order.
+            Err(broadcast::error::RecvError::Lagged(_)) => self.queue.extend(log.after(self.last)),
+            Err(broadcast::error::RecvError::Closed) => {
+                self.queue.extend(log.after(self.last));
+                self.live = None;
+            }
+        }
+        true
+    }
+}
+
+fn sse(feed: Feed) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let stream = futures_util::stream::unfold(feed, |mut feed| async move {
         loop {
             if feed.finished {
                 return None;
             }
-            if let Some(item) = feed.queue.pop_front() {
-                let n = item.seq();
-                if n <= feed.last {
+            if let Some(event) = feed.queue.pop_front() {
+                if event.seq <= feed.last {
                     continue;
                 }
-                feed.last = n;
-                let (kind, sse) = item.sse();
-                feed.finished = kind == "done" || kind == "error";
-                return Some((Ok(sse), feed));
+                feed.last = event.seq;
+                feed.finished = event.is_terminal();
+                return Some((Ok(to_sse(&event)), feed));
             }
-            let (rx, log) = feed.live.as_mut()?;
-            match rx.recv().await {
-                Ok(event) => feed.queue.push_back(Item::Live(event)),
-                // Fell behind: catch up from the log itself, in order.
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    feed.queue.extend(log.after(feed.last).into_iter().map(Item::Live));
-                }
-                Err(broadcast::error::RecvError::Closed) => {
-                    feed.queue.extend(log.after(feed.last).into_iter().map(Item::Live));
-                    feed.live = None;
-                }
+            if !feed.refill().await {
+                return None;
             }
         }
     });

@@ -1,12 +1,8 @@
-//! API keys as stored: `key_…` ids, a workspace, a role, and the SHA-256 digest of
-//! the secret (the secret itself is shown once, at creation, inside the token
-//! `wdn_<id>_<secret>`). Plain functions on a connection, so the server's writer
-//! and the operator's `warden keys` commands share them.
+//! API keys: `key_…` ids, a workspace, a role, and the SHA-256 digest of the
+//! secret (the secret itself is shown once, at creation, inside the token
+//! `wdn_<id>_<secret>`). Making tokens, reading them back, comparing digests.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-
+use crate::record::{ApiKey, Role};
 use crate::{ids, time};
 
 /// Longest workspace name.
@@ -17,47 +13,6 @@ const TOKEN_PREFIX: &str = "wdn_";
 const ID_PREFIX: &str = "key_";
 /// Hex digits of a secret (256 bits).
 const SECRET_LEN: usize = 64;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Everything a member can, and manages the workspace's keys.
-    Admin,
-    /// Deploys and runs agents, reads executions.
-    Member,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Member => "member",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "admin" => Some(Role::Admin),
-            "member" => Some(Role::Member),
-            _ => None,
-        }
-    }
-}
-
-/// A key as listed (never with its secret).
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct ApiKey {
-    pub id: String,
-    pub workspace: String,
-    pub name: String,
-    pub role: Role,
-    #[serde(serialize_with = "time::serialize")]
-    #[schema(value_type = String, format = DateTime)]
-    pub created_at: i64,
-    #[serde(serialize_with = "time::serialize_opt")]
-    #[schema(value_type = Option<String>, format = DateTime)]
-    pub revoked_at: Option<i64>,
-}
 
 /// A key just made: the record, its digest, and the token to hand out once.
 pub struct NewKey {
@@ -92,7 +47,7 @@ pub fn generate(workspace: &str, name: &str, role: Role) -> Result<NewKey, Strin
     }
     let mut bytes = [0u8; SECRET_LEN / 2];
     getrandom::fill(&mut bytes).map_err(|e| format!("no randomness for a key secret: {e}"))?;
-    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let secret = crate::digest::hex(&bytes);
     let id = ids::api_key();
     let suffix = id.strip_prefix(ID_PREFIX).unwrap_or(&id);
     Ok(NewKey {
@@ -122,84 +77,12 @@ pub fn parse_token(token: &str) -> Option<(String, &str)> {
 
 /// The stored form of a secret.
 pub fn digest(secret: &str) -> String {
-    Sha256::digest(secret.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::digest::sha256_hex(secret.as_bytes())
 }
 
 /// Compares two digests in time independent of where they differ.
 pub fn same_digest(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn from_row(r: &Row<'_>) -> rusqlite::Result<(ApiKey, String)> {
-    let role: String = r.get(3)?;
-    Ok((
-        ApiKey {
-            id: r.get(0)?,
-            workspace: r.get(1)?,
-            name: r.get(2)?,
-            role: Role::parse(&role).unwrap_or(Role::Member),
-            created_at: r.get(5)?,
-            revoked_at: r.get(6)?,
-        },
-        r.get(4)?,
-    ))
-}
-
-const COLUMNS: &str = "id, workspace, name, role, secret_sha256, created_at, revoked_at";
-
-pub fn insert(conn: &Connection, k: &ApiKey, secret_sha256: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO api_keys (id, workspace, name, role, secret_sha256, created_at, revoked_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL)",
-    )?
-    .execute(params![
-        k.id,
-        k.workspace,
-        k.name,
-        k.role.as_str(),
-        secret_sha256,
-        k.created_at
-    ])?;
-    Ok(())
-}
-
-/// A key with its secret's digest.
-pub fn find(conn: &Connection, id: &str) -> rusqlite::Result<Option<(ApiKey, String)>> {
-    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM api_keys WHERE id = ?1"))?
-        .query_row([id], from_row)
-        .optional()
-}
-
-/// Keys of one workspace, or of all, oldest first.
-pub fn list(conn: &Connection, workspace: Option<&str>) -> rusqlite::Result<Vec<ApiKey>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM api_keys WHERE ?1 IS NULL OR workspace = ?1 ORDER BY id"
-    ))?;
-    stmt.query_map([workspace], |r| from_row(r).map(|(k, _)| k))?.collect()
-}
-
-/// Revokes a key (of `workspace`, when given); the key as it is now, or `None`
-/// when there is no such key there. Revoking twice keeps the first time.
-pub fn revoke(conn: &Connection, workspace: Option<&str>, id: &str, now: i64) -> rusqlite::Result<Option<ApiKey>> {
-    conn.prepare_cached(
-        "UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?3) WHERE id = ?1 AND (?2 IS NULL OR workspace = ?2)",
-    )?
-    .execute(params![id, workspace, now])?;
-    Ok(find(conn, id)?
-        .map(|(k, _)| k)
-        .filter(|k| workspace.is_none_or(|w| k.workspace == w)))
-}
-
-/// Whether any key is active (not revoked).
-pub fn any_active(conn: &Connection) -> rusqlite::Result<bool> {
-    conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM api_keys WHERE revoked_at IS NULL)",
-        [],
-        |r| r.get(0),
-    )
 }
 
 #[cfg(test)]

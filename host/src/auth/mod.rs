@@ -1,8 +1,9 @@
 //! Who is calling. Every `/v1` and `/admin/keys` request carries an API key
-//! (`Authorization: Bearer wdn_…`) that belongs to one workspace; the middleware
-//! checks it (digest compare, revocation, per-key rate limit) and hands handlers a
-//! [`Caller`]. A host with no active key runs open, as the `default` workspace's
-//! admin, and only on a loopback address; the first key created ends that.
+//! (`Authorization: Bearer wdn_…`) that belongs to one workspace; [`Auth`] checks
+//! it (digest compare, revocation, per-key rate limit) against the key store and
+//! names the [`Caller`]. A host with no active key runs open, as the `default`
+//! workspace's admin, and only on a loopback address; the first key created ends
+//! that. The HTTP side (the middleware, error bodies) is the API's.
 
 pub mod keys;
 
@@ -11,15 +12,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-
-use self::keys::{ApiKey, Role};
-use crate::api::ApiError;
-use crate::app::App;
+use self::keys::NewKey;
 use crate::config::AuthConfig;
+use crate::record::{ApiKey, Role};
+use crate::store::{KeyStore, StoreError};
+use crate::time;
 
 /// The workspace of an open host, and of everything made before workspaces existed.
 pub const DEFAULT_WORKSPACE: &str = "default";
@@ -54,8 +51,22 @@ struct Bucket {
     last: Instant,
 }
 
+/// Why a request was not let in.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// No key, or not a valid one.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The key is over its rate limit; come back after `retry_after_secs`.
+    #[error("{message}")]
+    RateLimited { message: String, retry_after_secs: u64 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 pub struct Auth {
     config: AuthConfig,
+    keys: Arc<dyn KeyStore>,
     open: AtomicBool,
     /// When an open host last looked for keys made elsewhere (`warden keys`).
     open_checked: Mutex<Instant>,
@@ -65,14 +76,17 @@ pub struct Auth {
 }
 
 impl Auth {
-    pub fn new(config: AuthConfig, any_active_key: bool) -> Self {
-        Self {
+    /// Checks keys against `keys`; open while `keys` has no active key.
+    pub async fn new(config: AuthConfig, keys: Arc<dyn KeyStore>) -> Result<Self, StoreError> {
+        let any_active_key = keys.any_active().await?;
+        Ok(Self {
             config,
+            keys,
             open: AtomicBool::new(!any_active_key),
             open_checked: Mutex::new(Instant::now()),
             cache: Mutex::default(),
             buckets: Mutex::default(),
-        }
+        })
     }
 
     /// Whether requests without a key are let in (no key exists).
@@ -87,38 +101,53 @@ impl Auth {
         }
     }
 
-    /// Forgets a cached key at once (it was revoked here).
-    pub fn forget(&self, key_id: &str) {
-        self.cache.lock().unwrap_or_else(PoisonError::into_inner).remove(key_id);
+    /// Makes a key of `workspace` and stores it; the host is open no more.
+    pub async fn create_key(&self, workspace: &str, name: &str, role: Role) -> Result<NewKey, CreateKeyError> {
+        let new = keys::generate(workspace, name, role).map_err(CreateKeyError::Invalid)?;
+        self.keys.insert(new.key.clone(), new.secret_sha256.clone()).await?;
+        self.close();
+        Ok(new)
     }
 
-    async fn authenticate(&self, app: &App, headers: &HeaderMap) -> Result<Caller, ApiError> {
-        let Some(value) = headers.get(header::AUTHORIZATION) else {
-            if self.is_open() && !self.keys_appeared(app).await? {
+    /// Revokes a key of `workspace` at once; the key as it is now, if it is one
+    /// of the workspace's.
+    pub async fn revoke_key(&self, workspace: &str, id: &str) -> Result<Option<ApiKey>, StoreError> {
+        let revoked = self.keys.revoke(id, Some(workspace), time::now_ms()).await?;
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner).remove(id);
+        Ok(revoked)
+    }
+
+    /// The keys of a workspace.
+    pub async fn list_keys(&self, workspace: &str) -> Result<Vec<ApiKey>, StoreError> {
+        self.keys.list(Some(workspace)).await
+    }
+
+    /// Who sends this `Authorization` header (`None`: it sent none).
+    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, AuthError> {
+        let Some(value) = authorization else {
+            if self.is_open() && !self.keys_appeared().await? {
                 return Ok(Caller::open());
             }
-            return Err(ApiError::Unauthorized(
+            return Err(AuthError::Unauthorized(
                 "send an API key: `Authorization: Bearer wdn_…` (create one with `warden keys create`)".into(),
             ));
         };
         let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .strip_prefix("Bearer ")
             .map(str::trim)
-            .ok_or_else(|| ApiError::Unauthorized("the Authorization header must be `Bearer <api key>`".into()))?;
+            .ok_or_else(|| AuthError::Unauthorized("the Authorization header must be `Bearer <api key>`".into()))?;
         let (id, secret) =
-            keys::parse_token(token).ok_or_else(|| ApiError::Unauthorized("that is not a Warden API key".into()))?;
-        let cached = self.lookup(app, &id).await?;
+            keys::parse_token(token).ok_or_else(|| AuthError::Unauthorized("that is not a Warden API key".into()))?;
+        let cached = self.lookup(&id).await?;
         let valid = cached
             .as_ref()
             .is_some_and(|c| keys::same_digest(&keys::digest(secret), &c.digest));
         let cached = match cached {
             Some(c) if valid => c,
-            _ => return Err(ApiError::Unauthorized("unknown API key".into())),
+            _ => return Err(AuthError::Unauthorized("unknown API key".into())),
         };
         if cached.key.revoked_at.is_some() {
-            return Err(ApiError::Unauthorized("this API key was revoked".into()));
+            return Err(AuthError::Unauthorized("this API key was revoked".into()));
         }
         self.take_token(&id)?;
         Ok(Caller {
@@ -130,7 +159,7 @@ impl Auth {
 
     /// On an open host, whether a key was created in the data dir since (checked
     /// at most every `key_cache_ms`); if so the host closes.
-    async fn keys_appeared(&self, app: &App) -> Result<bool, ApiError> {
+    async fn keys_appeared(&self) -> Result<bool, StoreError> {
         {
             let mut checked = self.open_checked.lock().unwrap_or_else(PoisonError::into_inner);
             if checked.elapsed() < Duration::from_millis(self.config.key_cache_ms) {
@@ -138,22 +167,21 @@ impl Auth {
             }
             *checked = Instant::now();
         }
-        let any = app.store.read(|conn| Ok(keys::any_active(conn)?)).await?;
+        let any = self.keys.any_active().await?;
         if any {
             self.close();
         }
         Ok(any)
     }
 
-    async fn lookup(&self, app: &App, id: &str) -> Result<Option<Arc<Cached>>, ApiError> {
+    async fn lookup(&self, id: &str) -> Result<Option<Arc<Cached>>, StoreError> {
         let ttl = Duration::from_millis(self.config.key_cache_ms);
         if let Some(c) = self.cache.lock().unwrap_or_else(PoisonError::into_inner).get(id)
             && c.fetched.elapsed() < ttl
         {
             return Ok(Some(Arc::clone(c)));
         }
-        let lookup = id.to_owned();
-        let found = app.store.read(move |conn| Ok(keys::find(conn, &lookup)?)).await?;
+        let found = self.keys.find(id).await?;
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         Ok(match found {
             Some((key, digest)) => {
@@ -173,7 +201,7 @@ impl Auth {
     }
 
     /// The per-key token bucket: `rate_limit_per_sec` refill, `rate_limit_burst` deep.
-    fn take_token(&self, id: &str) -> Result<(), ApiError> {
+    fn take_token(&self, id: &str) -> Result<(), AuthError> {
         let (rate, burst) = (self.config.rate_limit_per_sec, self.config.rate_limit_burst as f64);
         if rate <= 0.0 {
             return Ok(());
@@ -191,7 +219,7 @@ impl Auth {
             Ok(())
         } else {
             let wait = ((1.0 - bucket.tokens) / rate).ceil().max(1.0) as u64;
-            Err(ApiError::RateLimited {
+            Err(AuthError::RateLimited {
                 message: format!("this API key is over its limit of {rate} requests per second"),
                 retry_after_secs: wait,
             })
@@ -199,13 +227,12 @@ impl Auth {
     }
 }
 
-/// Middleware: authenticates the request and puts its [`Caller`] in the extensions.
-pub async fn middleware(State(app): State<Arc<App>>, mut request: Request, next: Next) -> Response {
-    match app.auth.authenticate(&app, request.headers()).await {
-        Ok(caller) => {
-            request.extensions_mut().insert(caller);
-            next.run(request).await
-        }
-        Err(e) => e.into_response(),
-    }
+/// Why a key could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateKeyError {
+    /// A bad workspace or name.
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }

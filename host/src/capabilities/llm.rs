@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use serde_json::json;
 
+use crate::events::EventData;
 use crate::llm::{self, ChatRequest, Usage};
 use crate::runtime::bindings::warden::agent::llm::{
     Completion, Error, FinishReason, Host, Message, Options, Role, ToolCall, ToolDefinition,
@@ -81,7 +82,12 @@ impl Host for RunState {
         let events = Arc::clone(&self.grants.events);
         let host = Arc::clone(&self.grants.llm);
         let (request, served) = match super::off_fiber(move || async move {
-            let on_delta = move |kind: llm::Delta, text: &str| events.emit(kind.event(), &json!({ "delta": text }));
+            let on_delta = move |kind: llm::Delta, text: &str| {
+                events.emit(match kind {
+                    llm::Delta::Content => EventData::Content(text),
+                    llm::Delta::Thinking => EventData::Thinking(text),
+                })
+            };
             let served = host.chat(&request, &on_delta).await;
             (request, served)
         })

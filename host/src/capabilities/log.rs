@@ -1,6 +1,6 @@
 //! `warden:agent/log`: guest log lines into the run record.
 
-use crate::execution::LogLevel;
+use crate::record::LogLevel;
 use crate::runtime::RunState;
 use crate::runtime::bindings::warden::agent::log::{Host, Level};
 

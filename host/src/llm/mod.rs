@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{LlmConfig, ProviderConfig, ProviderKind};
+use crate::config::{LlmConfig, Price, ProviderConfig, ProviderKind};
+pub use crate::record::Usage;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -61,25 +62,6 @@ pub struct ChatRequest {
     pub stop: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Usage {
-    pub prompt: u64,
-    pub completion: u64,
-    pub total: u64,
-    pub cache_read: u64,
-    pub cache_write: u64,
-}
-
-impl Usage {
-    pub fn add(&mut self, other: &Usage) {
-        self.prompt += other.prompt;
-        self.completion += other.completion;
-        self.total += other.total;
-        self.cache_read += other.cache_read;
-        self.cache_write += other.cache_write;
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FinishReason {
@@ -106,15 +88,6 @@ pub struct Completion {
 pub enum Delta {
     Content,
     Thinking,
-}
-
-impl Delta {
-    pub fn event(self) -> &'static str {
-        match self {
-            Delta::Content => "content",
-            Delta::Thinking => "thinking",
-        }
-    }
 }
 
 /// Called with each piece of the answer as it arrives.
@@ -198,7 +171,7 @@ pub struct Served {
 }
 
 impl Llm {
-    pub fn new(config: &LlmConfig, prices: &HashMap<String, pricing::Price>) -> anyhow::Result<Self> {
+    pub fn new(config: &LlmConfig, prices: &HashMap<String, Price>) -> anyhow::Result<Self> {
         let providers = config
             .providers
             .iter()

@@ -3,21 +3,8 @@
 
 use std::collections::HashMap;
 
-use serde::Deserialize;
-
-use super::Usage;
-
-/// US dollars per million tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Price {
-    pub input: f64,
-    pub output: f64,
-    #[serde(default)]
-    pub cache_read: f64,
-    #[serde(default)]
-    pub cache_write: f64,
-}
+use crate::config::Price;
+use crate::record::Usage;
 
 const fn price(input: f64, output: f64, cache_read: f64, cache_write: f64) -> Price {
     Price {

@@ -13,8 +13,8 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
 use crate::config::CaptureLimits;
-use crate::events::EventLog;
-use crate::execution::{LogLevel, LogLine, LogStream, Step};
+use crate::events::{EventData, EventLog};
+use crate::record::{LogLevel, LogLine, LogStream, Step};
 use crate::time::now_ms;
 
 /// A stdout/stderr line longer than this is cut into several lines.
@@ -93,7 +93,7 @@ impl RunRecord {
             ended_at: now,
         };
         if let Some(events) = &r.events {
-            events.emit("step", &step);
+            events.emit(EventData::Step(&step));
         }
         r.steps.push(step);
         seq
@@ -181,7 +181,7 @@ impl Recorded {
             message,
         };
         if let Some(events) = &self.events {
-            events.emit("log", &line);
+            events.emit(EventData::Log(&line));
         }
         self.logs.push(line);
     }

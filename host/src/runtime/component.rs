@@ -15,7 +15,7 @@ use anyhow::Context;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-use crate::store::blobs::write_atomically;
+use crate::files::write_atomically;
 
 /// Why a component was refused.
 #[derive(Debug, thiserror::Error)]

@@ -5,6 +5,7 @@
 //! [`Runtime::run`] never fails: whatever the guest does, it returns an outcome
 //! with a typed error code. It does not touch the database or the compiler.
 
+mod artifacts;
 mod capture;
 pub mod component;
 pub mod engine;
@@ -18,13 +19,15 @@ use serde_json::value::RawValue;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Engine, Store, Trap};
 
+pub use self::artifacts::RunArtifacts;
 pub use self::capture::{Recording, RunRecord};
 use self::component::{ComponentCache, ComponentError, Origin};
 use self::engine::Ticker;
-pub use self::state::{ArtifactSink, Grants, LlmTotals, RunState, ToolCallRecord};
+pub use self::state::{Grants, LlmTotals, RunState};
 use crate::config::{CaptureLimits, Config};
-use crate::execution::ExecError;
 use crate::manifest::Limits;
+use crate::record::ExecError;
+use crate::record::ToolCallRecord;
 
 pub mod bindings {
     //! Host bindings generated from `wit/`.
@@ -74,7 +77,7 @@ impl Stop {
 pub struct RunOutcome {
     pub llm: LlmTotals,
     pub tool_calls: Vec<ToolCallRecord>,
-    pub artifacts: Vec<crate::execution::Artifact>,
+    pub artifacts: Vec<crate::record::Artifact>,
     pub result: Result<Box<RawValue>, ExecError>,
     /// Stopped because `cancel` resolved.
     pub cancelled: bool,
@@ -184,7 +187,7 @@ impl Runtime {
         RunOutcome {
             llm: state.llm,
             tool_calls: state.tool_calls,
-            artifacts: state.artifacts,
+            artifacts: state.grants.artifacts.list(),
             result,
             cancelled,
             fuel_used,
@@ -254,6 +257,6 @@ fn agent_failure(e: bindings::warden::agent::types::AgentError) -> ExecError {
     ExecError {
         code: if valid { e.code } else { "agent_error".to_owned() },
         message: e.message,
-        source: crate::execution::ErrorSource::Agent,
+        source: crate::record::ErrorSource::Agent,
     }
 }

@@ -5,19 +5,16 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use super::artifacts::RunArtifacts;
 use super::capture::RunRecord;
-use crate::config::CaptureLimits;
 use crate::events::EventLog;
-use crate::execution::{Artifact, LogStream};
-use crate::llm::{Llm, Usage};
-use crate::store::blobs::Blobs;
-use crate::store::writer::Writer;
-use crate::tools::{ToolCtx, Tools};
+use crate::llm::Llm;
+use crate::ports::{ToolCtx, ToolHost};
+use crate::record::{LogStream, ToolCallRecord, Usage};
 
 /// Instances, tables and memories one store may create.
 const MAX_INSTANCES: usize = 64;
@@ -33,31 +30,26 @@ pub struct RunState {
     pub grants: Grants,
     pub llm: LlmTotals,
     pub tool_calls: Vec<ToolCallRecord>,
-    pub artifacts: Vec<Artifact>,
     pub started: Instant,
 }
 
-/// Where a run's artifacts go, and how much it may store.
-#[derive(Clone)]
-pub struct ArtifactSink {
-    pub blobs: Blobs,
-    pub writer: Writer,
-    pub caps: CaptureLimits,
-}
-
 /// What an execution may use beyond its sandbox: models and a token budget,
-/// tools, and who it is (for the tools).
+/// tools, artifacts, and who it is (for the tools).
 pub struct Grants {
     pub llm: Arc<Llm>,
-    pub tool_host: Arc<Tools>,
+    pub tools: Arc<dyn ToolHost>,
     /// Allowed models, the default first; empty means `scripted`.
     pub models: Vec<String>,
     pub token_budget: u64,
-    pub tools: Vec<String>,
+    /// Tools the manifest allows.
+    pub allowed_tools: Vec<String>,
+    /// Tool calls one run may make.
+    pub max_tool_calls: usize,
     pub ctx: ToolCtx,
     /// Where the run's events go (log lines, steps, model deltas, tool calls).
     pub events: Arc<EventLog>,
-    pub artifacts: ArtifactSink,
+    /// The run's artifacts (also in `ctx`, for the tools).
+    pub artifacts: Arc<RunArtifacts>,
 }
 
 impl Grants {
@@ -85,17 +77,6 @@ pub struct LlmTotals {
     pub errors: Vec<String>,
 }
 
-/// One tool call, as the execution record shows it.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct ToolCallRecord {
-    pub id: String,
-    pub name: String,
-    pub arguments: serde_json::Value,
-    pub result: serde_json::Value,
-    pub error: Option<String>,
-    pub duration_ms: u64,
-}
-
 impl RunState {
     pub fn new(memory_limit: usize, record: RunRecord, grants: Grants) -> Self {
         let wasi = WasiCtxBuilder::new()
@@ -113,7 +94,6 @@ impl RunState {
             grants,
             llm: LlmTotals::default(),
             tool_calls: Vec::new(),
-            artifacts: Vec::new(),
             started: Instant::now(),
         }
     }

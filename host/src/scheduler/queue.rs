@@ -1,69 +1,44 @@
-//! The queue's bookkeeping, with no I/O: per-agent queues ordered by priority then
-//! arrival, per-agent concurrency slots, a global cap on running executions, and
-//! the live executions (queued, waiting out a backoff, running). Every method runs
-//! under the scheduler's lock and returns at once.
+//! The queue's bookkeeping, with no I/O and no clock: per-agent queues ordered by
+//! priority then arrival, per-agent concurrency slots, and a global cap on
+//! running jobs. Every method runs under the scheduler's lock and returns at once.
 //!
-//! Picking the next run: `ready` holds the head of every agent queue whose agent
-//! has a free slot, so the best runnable execution is `ready`'s first entry and an
-//! agent whose slots are full never holds back another agent's executions.
+//! Picking the next job: `ready` holds the head of every agent queue whose agent
+//! has a free slot, so the best runnable job is `ready`'s first entry and an
+//! agent whose slots are full never holds back another agent's jobs.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
 
-use tokio::sync::{oneshot, watch};
-
-use crate::events::EventLog;
-use crate::execution::Execution;
-use crate::registry::Version;
+use super::Job;
 
 /// Higher priority first, then first come first served.
 pub type QueueKey = (Reverse<u8>, u64);
 
-/// An execution and the version it runs.
-pub struct Job {
-    pub execution: Execution,
-    pub version: Arc<Version>,
-    /// Where the execution's events go.
-    pub events: Arc<EventLog>,
-}
-
-/// Where the final record of a live execution is published.
-pub type Done = watch::Sender<Option<Arc<Execution>>>;
-
-pub struct Live {
-    pub agent_id: String,
-    pub state: LiveState,
-    pub done: Done,
-}
-
-pub enum LiveState {
-    Queued(QueueKey),
-    /// Waiting out a retry backoff; joins the queue when it ends.
-    Delayed(Box<Job>),
-    /// Running; sending on the channel stops the guest.
-    Running(Option<oneshot::Sender<()>>),
-    CancelRequested,
-}
-
-struct AgentQueue {
+struct AgentQueue<J> {
     max_running: usize,
     running: usize,
-    queue: BTreeMap<QueueKey, Job>,
+    queue: BTreeMap<QueueKey, J>,
 }
 
-#[derive(Default)]
-pub struct Queue {
+pub struct Queue<J> {
     next_seq: u64,
     pub running: usize,
-    /// Accepted and not yet running (queued or delayed), plus reservations.
-    pub waiting: usize,
-    agents: HashMap<String, AgentQueue>,
+    agents: HashMap<String, AgentQueue<J>>,
     ready: BTreeSet<(QueueKey, String)>,
-    pub live: HashMap<String, Live>,
 }
 
-impl Queue {
+impl<J> Default for Queue<J> {
+    fn default() -> Self {
+        Self {
+            next_seq: 0,
+            running: 0,
+            agents: HashMap::new(),
+            ready: BTreeSet::new(),
+        }
+    }
+}
+
+impl<J: Job> Queue<J> {
     pub fn key(&mut self, priority: u8) -> QueueKey {
         self.next_seq += 1;
         (Reverse(priority), self.next_seq)
@@ -89,9 +64,9 @@ impl Queue {
     }
 
     /// Puts a job in its agent's queue.
-    pub fn push(&mut self, key: QueueKey, job: Job) {
-        let agent_id = job.execution.agent_id.clone();
-        let max_running = job.version.meta.limits.max_concurrency.max(1) as usize;
+    pub fn push(&mut self, key: QueueKey, job: J) {
+        let agent_id = job.agent_id().to_owned();
+        let max_running = job.max_concurrency().max(1);
         let old_head = self.head(&agent_id);
         let aq = self.agents.entry(agent_id.clone()).or_insert_with(|| AgentQueue {
             max_running,
@@ -104,7 +79,7 @@ impl Queue {
     }
 
     /// Takes a queued job out (cancelled before it ran).
-    pub fn remove(&mut self, agent_id: &str, key: QueueKey) -> Option<Job> {
+    pub fn remove(&mut self, agent_id: &str, key: QueueKey) -> Option<J> {
         let old_head = self.head(agent_id);
         let job = self.agents.get_mut(agent_id)?.queue.remove(&key)?;
         self.refresh_ready(agent_id, old_head);
@@ -112,13 +87,10 @@ impl Queue {
         Some(job)
     }
 
-    /// Starts as many jobs as the global cap and the agents' slots allow.
-    pub fn dispatch(&mut self, max_running: usize) -> Vec<(Job, oneshot::Receiver<()>)> {
-        let mut started = Vec::new();
+    /// The next job the global cap and the agents' slots allow, its slot taken.
+    pub fn pop_runnable(&mut self, max_running: usize) -> Option<J> {
         while self.running < max_running {
-            let Some((key, agent_id)) = self.ready.pop_first() else {
-                break;
-            };
+            let (key, agent_id) = self.ready.pop_first()?;
             let Some(aq) = self.agents.get_mut(&agent_id) else {
                 continue;
             };
@@ -127,15 +99,10 @@ impl Queue {
             };
             aq.running += 1;
             self.running += 1;
-            self.waiting = self.waiting.saturating_sub(1);
             self.refresh_ready(&agent_id, None);
-            let (tx, rx) = oneshot::channel();
-            if let Some(live) = self.live.get_mut(&job.execution.id) {
-                live.state = LiveState::Running(Some(tx));
-            }
-            started.push((job, rx));
+            return Some(job);
         }
-        started
+        None
     }
 
     /// Gives back a running job's slot.
@@ -159,7 +126,7 @@ impl Queue {
         }
     }
 
-    /// Queued executions of an agent and how many of its slots are busy.
+    /// Queued jobs of an agent and how many of its slots are busy.
     pub fn agent_load(&self, agent_id: &str) -> (usize, usize) {
         self.agents
             .get(agent_id)
@@ -171,18 +138,70 @@ impl Queue {
 mod tests {
     use super::*;
 
-    fn key(q: &mut Queue, p: u8) -> QueueKey {
-        q.key(p)
+    struct T(&'static str, &'static str, usize);
+
+    impl Job for T {
+        fn id(&self) -> &str {
+            self.0
+        }
+        fn agent_id(&self) -> &str {
+            self.1
+        }
+        fn priority(&self) -> u8 {
+            50
+        }
+        fn max_concurrency(&self) -> usize {
+            self.2
+        }
+    }
+
+    fn ids(q: &mut Queue<T>, max: usize) -> Vec<&'static str> {
+        std::iter::from_fn(|| q.pop_runnable(max)).map(|j| j.0).collect()
     }
 
     #[test]
     fn keys_order_by_priority_then_arrival() {
-        let mut q = Queue::default();
-        let a = key(&mut q, 50);
-        let b = key(&mut q, 90);
-        let c = key(&mut q, 50);
+        let mut q = Queue::<T>::default();
+        let a = q.key(50);
+        let b = q.key(90);
+        let c = q.key(50);
         let mut keys = [c, a, b];
         keys.sort();
         assert_eq!(keys, [b, a, c]);
+    }
+
+    #[test]
+    fn priority_then_arrival_within_the_global_cap() {
+        let mut q = Queue::default();
+        for (id, p) in [("a", 10), ("b", 90), ("c", 50), ("d", 90)] {
+            let key = q.key(p);
+            q.push(key, T(id, "x", 10));
+        }
+        assert_eq!(ids(&mut q, 3), ["b", "d", "c"]);
+        assert!(q.pop_runnable(3).is_none(), "the global cap holds");
+        q.release("x");
+        assert_eq!(ids(&mut q, 3), ["a"]);
+        assert_eq!(q.running, 3);
+    }
+
+    #[test]
+    fn a_full_agent_holds_back_only_itself() {
+        let mut q = Queue::default();
+        for id in ["s1", "s2", "s3"] {
+            let key = q.key(90);
+            q.push(key, T(id, "slow", 1));
+        }
+        let key = q.key(10);
+        q.push(key, T("e1", "echo", 3));
+        assert_eq!(ids(&mut q, 10), ["s1", "e1"]);
+        assert_eq!(q.agent_load("slow"), (2, 1));
+        q.release("slow");
+        assert_eq!(ids(&mut q, 10), ["s2"]);
+        // A queued job taken out is gone, and the agent's state with it once idle.
+        let key = q.key(50);
+        q.push(key, T("late", "other", 1));
+        assert!(q.remove("other", key).is_some());
+        assert_eq!(q.agent_load("other"), (0, 0));
+        assert!(q.remove("other", key).is_none());
     }
 }

@@ -1,25 +1,25 @@
-//! Storage: SQLite (WAL) for rows, content-addressed files for blobs.
+//! Storage, behind one trait per concern: executions (with what their runs leave
+//! behind), events, agents and versions, API keys, the agents' key-value store,
+//! idempotency keys, and blobs. Callers hold the traits, never a backend; SQL
+//! lives only inside a backend's folder ([`sqlite`], the embedded default).
 //!
-//! One writer thread batches all writes ([`writer`]); reads use their own
-//! connections ([`read`]) and never wait behind it. Nothing here runs on an async
-//! worker: reads go through [`Store::read`], which uses `spawn_blocking`.
+//! Writes are handed to the backend, which batches them (group commit), and
+//! answer a [`Commit`]: await it to know the write is durable, or detach it.
+//! A backend keeps the order of the writes it is handed. Reads never wait
+//! behind writes and never run on an async worker.
 
 pub mod blobs;
-mod checkpoint;
-pub mod read;
-mod schema;
-pub mod writer;
+mod commit;
+pub mod sqlite;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
-use anyhow::Context;
-use rusqlite::Connection;
+use async_trait::async_trait;
 
-use self::blobs::Blobs;
-use self::checkpoint::Checkpointer;
-use self::read::Readers;
-use self::writer::{Writer, WriterThread};
+pub use self::commit::Commit;
+use crate::events::{Event, EventSink};
+use crate::record::{Agent, AgentVersion, ApiKey, Artifact, Execution, LogLine, Status, Step};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -27,69 +27,173 @@ pub enum StoreError {
     Closed,
     #[error("write failed: {0}")]
     Write(String),
+    #[error("read failed: {0}")]
+    Read(String),
 }
 
-/// The database and blob store of one data dir.
-pub struct Store {
-    readers: Arc<Readers>,
-    pub writer: Writer,
-    writer_thread: Mutex<Option<WriterThread>>,
-    _checkpointer: Checkpointer,
-    pub blobs: Blobs,
+/// An execution's final write: its record, its log lines and steps, and its last
+/// events, committed together.
+pub struct FinalRecord {
+    pub execution: Execution,
+    pub logs: Vec<LogLine>,
+    pub steps: Vec<Step>,
+    pub events: Vec<Arc<Event>>,
 }
 
-/// Opens (creating if needed) the database in `data_dir`, migrated: for the
-/// store's writer, and for operator commands that work on a data dir directly.
-pub fn connect(data_dir: &Path) -> anyhow::Result<Connection> {
-    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
-    let db_path = data_dir.join("warden.db");
-    let mut conn = Connection::open(&db_path).with_context(|| format!("opening {}", db_path.display()))?;
-    schema::configure(&conn)?;
-    schema::migrate(&mut conn)?;
-    Ok(conn)
+/// Filters and cursor of an execution listing. Newest first; `after` is the last
+/// id of the previous page.
+#[derive(Debug, Default, Clone)]
+pub struct ExecutionFilter {
+    /// Only executions of this workspace's agents.
+    pub workspace: String,
+    pub agent_id: Option<String>,
+    pub status: Option<Status>,
+    pub trigger: Option<String>,
+    pub created_after: Option<i64>,
+    pub created_before: Option<i64>,
+    pub after: Option<String>,
+    pub limit: u32,
 }
 
-impl Store {
-    /// Opens (creating if needed) the store in `data_dir` and migrates the schema.
-    pub fn open(data_dir: &Path) -> anyhow::Result<Self> {
-        let conn = connect(data_dir)?;
-        // Checkpoints happen on their own thread, not inside the writer's commits.
-        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-        let db_path = data_dir.join("warden.db");
-        let checkpointer = Checkpointer::start(db_path.clone())?;
-        let blobs = Blobs::open(data_dir)?;
-        let (writer, thread) = Writer::spawn(conn, blobs.clone(), Arc::clone(&checkpointer.wal_frames))?;
-        Ok(Self {
-            readers: Arc::new(Readers::new(db_path)),
-            writer,
-            writer_thread: Mutex::new(Some(thread)),
-            _checkpointer: checkpointer,
-            blobs,
-        })
+/// Executions and what their runs leave behind: log lines, steps, artifacts.
+#[async_trait]
+pub trait ExecutionStore: Send + Sync {
+    /// Creates or updates the whole record.
+    fn save(&self, execution: Execution) -> Commit;
+    /// Stores an execution's final record with its log, steps and last events.
+    fn finish(&self, record: FinalRecord) -> Commit;
+    /// Sets the status, only if it still is `from`.
+    fn set_status(&self, id: &str, from: Status, to: Status) -> Commit;
+    /// Records that `retried_by` retries execution `id`.
+    fn link_retry(&self, id: &str, retried_by: &str) -> Commit;
+    /// Records an artifact (its bytes are already a blob).
+    fn put_artifact(&self, artifact: Artifact) -> Commit;
+    /// Deletes finished executions that completed before `before`, with
+    /// everything of theirs, and the blobs nothing refers to any more.
+    fn sweep(&self, before: i64) -> Commit;
+
+    async fn get(&self, id: &str) -> Result<Option<Execution>, StoreError>;
+    /// The workspace of a stored execution (its agent's).
+    async fn workspace_of(&self, id: &str) -> Result<Option<String>, StoreError>;
+    /// One page, newest first, and whether more follow.
+    async fn list(&self, filter: ExecutionFilter) -> Result<(Vec<Execution>, bool), StoreError>;
+    /// Executions that had not finished, oldest first (what a restart recovers).
+    async fn unfinished(&self) -> Result<Vec<Execution>, StoreError>;
+    /// How many executions have this status.
+    async fn count(&self, status: Status) -> Result<u64, StoreError>;
+    /// Log lines after `after`, at most `limit`, and whether more follow.
+    async fn logs(&self, id: &str, after: u32, limit: u32) -> Result<(Vec<LogLine>, bool), StoreError>;
+    async fn steps(&self, id: &str) -> Result<Vec<Step>, StoreError>;
+    async fn artifacts(&self, execution_id: &str) -> Result<Vec<Artifact>, StoreError>;
+    async fn artifact(&self, execution_id: &str, id: &str) -> Result<Option<Artifact>, StoreError>;
+}
+
+/// Execution events, stored as they happen ([`EventSink::append`], batched).
+#[async_trait]
+pub trait EventStore: EventSink {
+    /// Up to `limit` events after number `after`, in order.
+    async fn read(&self, execution_id: &str, after: u64, limit: usize) -> Result<Vec<Arc<Event>>, StoreError>;
+    /// The number of the last stored event (0 for none).
+    async fn last_seq(&self, execution_id: &str) -> Result<u64, StoreError>;
+}
+
+/// Deployed agents and their versions.
+#[async_trait]
+pub trait AgentStore: Send + Sync {
+    /// Creates or updates the agent and adds the version.
+    fn deploy(&self, agent: Agent, version: AgentVersion) -> Commit;
+    async fn agents(&self) -> Result<Vec<Agent>, StoreError>;
+    /// Every version of every agent, oldest first.
+    async fn versions(&self) -> Result<Vec<AgentVersion>, StoreError>;
+}
+
+/// API keys, each with the SHA-256 digest of its secret.
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    fn insert(&self, key: ApiKey, secret_sha256: String) -> Commit;
+    /// A key with its secret's digest.
+    async fn find(&self, id: &str) -> Result<Option<(ApiKey, String)>, StoreError>;
+    /// Keys of one workspace, or of all, oldest first.
+    async fn list(&self, workspace: Option<&str>) -> Result<Vec<ApiKey>, StoreError>;
+    /// Revokes a key (of `workspace`, when given); the key as it is now, or
+    /// `None` when there is no such key there. Revoking twice keeps the first time.
+    async fn revoke(&self, id: &str, workspace: Option<&str>, at: i64) -> Result<Option<ApiKey>, StoreError>;
+    /// Whether any key is active (not revoked).
+    async fn any_active(&self) -> Result<bool, StoreError>;
+}
+
+/// Each agent's small persistent key-value store (the `kv` tool).
+#[async_trait]
+pub trait KvStore: Send + Sync {
+    async fn get(&self, agent_id: &str, key: &str) -> Result<Option<String>, StoreError>;
+    fn set(&self, agent_id: &str, key: &str, value: String, at: i64) -> Commit;
+    fn delete(&self, agent_id: &str, key: &str) -> Commit;
+    /// Keys starting with `prefix`, in order, at most `limit`.
+    async fn list(&self, agent_id: &str, prefix: &str, limit: usize) -> Result<Vec<String>, StoreError>;
+}
+
+/// An idempotency key: which execution a request made, and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    pub key: String,
+    pub request_hash: String,
+    pub execution_id: String,
+    pub created_at: i64,
+}
+
+/// Idempotency keys, remembered across restarts.
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync {
+    fn put(&self, record: IdempotencyRecord) -> Commit;
+    /// Forgets one key, if it still names `execution_id`.
+    fn forget(&self, key: &str, execution_id: &str) -> Commit;
+    /// Forgets keys created before `before`.
+    fn expire(&self, before: i64) -> Commit;
+    /// Keys created at or after `since`.
+    async fn load(&self, since: i64) -> Result<Vec<IdempotencyRecord>, StoreError>;
+}
+
+/// Content-addressed bytes (component binaries, artifacts). Blocking: call from
+/// `spawn_blocking`.
+pub trait BlobStore: Send + Sync {
+    /// Stores bytes under their SHA-256 (a no-op when already there).
+    fn put(&self, hash: &str, bytes: &[u8]) -> anyhow::Result<()>;
+    fn get(&self, hash: &str) -> anyhow::Result<Vec<u8>>;
+    /// Deletes a blob nothing refers to any more.
+    fn remove(&self, hash: &str);
+}
+
+/// What a backend is, besides its stores.
+#[async_trait]
+pub trait Backend: Send + Sync {
+    /// The backend and its version, for health (`sqlite 3.50.2`).
+    fn version(&self) -> String;
+    /// Commits what is queued and stops; writes after this fail with `Closed`.
+    async fn close(&self);
+}
+
+/// One data dir's stores, each behind its trait.
+#[derive(Clone)]
+pub struct Stores {
+    pub executions: Arc<dyn ExecutionStore>,
+    pub events: Arc<dyn EventStore>,
+    pub agents: Arc<dyn AgentStore>,
+    pub keys: Arc<dyn KeyStore>,
+    pub kv: Arc<dyn KvStore>,
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    pub blobs: Arc<dyn BlobStore>,
+    pub backend: Arc<dyn Backend>,
+}
+
+impl Stores {
+    /// The embedded SQLite store in `data_dir` (created and migrated as needed),
+    /// with blobs as files beside it.
+    pub fn open(data_dir: &Path) -> anyhow::Result<Stores> {
+        sqlite::SqliteStore::open(data_dir)
     }
 
-    /// Runs a read off the async workers.
-    pub async fn read<R, F>(&self, f: F) -> anyhow::Result<R>
-    where
-        R: Send + 'static,
-        F: FnOnce(&Connection) -> anyhow::Result<R> + Send + 'static,
-    {
-        let readers = Arc::clone(&self.readers);
-        tokio::task::spawn_blocking(move || readers.with(f))
-            .await
-            .context("read task failed")?
-    }
-
-    /// Commits what is queued and stops the writer.
+    /// Commits what is queued and stops the backend.
     pub async fn close(&self) {
-        let thread = self.writer_thread.lock().unwrap_or_else(PoisonError::into_inner).take();
-        if let Some(thread) = thread {
-            self.writer.shutdown(thread).await;
-        }
+        self.backend.close().await;
     }
-}
-
-/// The SQLite library version linked into this binary.
-pub fn sqlite_version() -> &'static str {
-    rusqlite::version()
 }

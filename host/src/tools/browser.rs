@@ -1,6 +1,6 @@
 //! `browser`: opens a URL in a real headless Chromium over the DevTools protocol,
-//! waits for the page to load, and returns its title, its text and a PNG
-//! screenshot. One browser process per call, with a throwaway profile, killed
+//! waits for the page to load, and returns its title (and text, if asked); its
+//! PNG screenshot becomes an artifact of the run. One browser process per call, with a throwaway profile, killed
 //! afterwards. The URL is checked like `http_fetch`'s (allowlist, no private
 //! addresses unless allowed), and the browser's own name resolution is limited to
 //! the allowlisted hosts. No browser installed is a clear error, never a hang.
@@ -29,7 +29,7 @@ const CANDIDATES: &[&str] = &[
 /// Longest page text returned.
 const MAX_TEXT_BYTES: usize = 64 << 10;
 
-pub struct Page {
+struct Page {
     pub title: String,
     pub text: String,
     pub png: Vec<u8>,
@@ -50,8 +50,34 @@ fn find_browser(config: &ToolsConfig) -> Result<PathBuf, ToolError> {
         .ok_or_else(|| ToolError::Failed("no browser is installed: install chromium or set tools.browser_path".into()))
 }
 
+/// The tool: the page's title (and text, if asked), with its screenshot stored
+/// as a PNG artifact of the run.
+pub async fn call(config: &ToolsConfig, ctx: &ToolCtx, args: Value) -> Result<Value, ToolError> {
+    let url = args["url"]
+        .as_str()
+        .ok_or_else(|| ToolError::InvalidArguments("`url` (a string) is required".into()))?;
+    let page = snapshot(config, ctx, url).await?;
+    let bytes = page.png.len();
+    let name = format!("screenshot-{}.png", ctx.artifacts.stored() + 1);
+    let artifact = ctx
+        .artifacts
+        .put(name, "image/png".into(), page.png)
+        .await
+        .map_err(|e| ToolError::Failed(format!("storing the screenshot: {e}")))?;
+    let mut result = json!({
+        "url": url,
+        "title": page.title,
+        "artifact_id": artifact.id,
+        "screenshot_bytes": bytes,
+    });
+    if args["text"] == true {
+        result["text"] = json!(page.text);
+    }
+    Ok(result)
+}
+
 /// Opens `url` and returns its title, text and a screenshot.
-pub async fn snapshot(config: &ToolsConfig, ctx: &ToolCtx, url: &str) -> Result<Page, ToolError> {
+async fn snapshot(config: &ToolsConfig, ctx: &ToolCtx, url: &str) -> Result<Page, ToolError> {
     super::http_fetch::check_url(config, ctx, url).await?;
     let browser = find_browser(config)?;
     let timeout = Duration::from_millis(config.browser_timeout_ms);

@@ -1,46 +1,22 @@
 //! The built-in tools an agent reaches through `warden:agent/tools`: `kv` (a small
-//! per-agent key-value store), `http_fetch` (GET/POST to allowlisted hosts only)
-//! and `agent_call` (run another agent as a child execution). Which ones an agent
-//! may use is its manifest's business; this module only runs them.
+//! per-agent key-value store), `http_fetch` (GET/POST to allowlisted hosts only),
+//! `browser` (a page's title, text and screenshot) and `agent_call` (run another
+//! agent as a child execution). Which ones an agent may use is its manifest's
+//! business; this module only runs them, through the ports it is given.
 
 mod agent_call;
-pub mod browser;
+mod browser;
 mod http_fetch;
 mod kv;
 
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::Arc;
 
-use serde::Serialize;
+use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::app::App;
 use crate::config::ToolsConfig;
-
-/// What a tool call knows about its caller.
-#[derive(Debug, Clone)]
-pub struct ToolCtx {
-    pub agent_id: String,
-    pub execution_id: String,
-    /// 0 for an execution nobody called; a child's is its parent's plus one.
-    pub depth: u32,
-    pub allowed_hosts: Vec<String>,
-}
-
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ToolError {
-    #[error("{0}")]
-    InvalidArguments(String),
-    #[error("{0}")]
-    Failed(String),
-}
-
-/// A tool's name, description and argument schema, as the guest lists them.
-#[derive(Debug, Clone, Serialize)]
-pub struct ToolInfo {
-    pub name: &'static str,
-    pub description: &'static str,
-    pub parameters: &'static str,
-}
+use crate::ports::{ToolCtx, ToolError, ToolHost, ToolInfo};
+use crate::store::KvStore;
 
 pub const CATALOG: &[ToolInfo] = &[
     ToolInfo {
@@ -66,40 +42,35 @@ pub const CATALOG: &[ToolInfo] = &[
 ];
 
 pub struct Tools {
-    app: OnceLock<Weak<App>>,
-    pub config: ToolsConfig,
+    config: ToolsConfig,
+    kv: Arc<dyn KvStore>,
     http: reqwest::Client,
 }
 
 impl Tools {
-    pub fn new(config: ToolsConfig) -> anyhow::Result<Self> {
+    pub fn new(config: ToolsConfig, kv: Arc<dyn KvStore>) -> anyhow::Result<Self> {
         Ok(Self {
-            app: OnceLock::new(),
             config,
+            kv,
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()?,
         })
     }
+}
 
-    /// Tools that reach the store or the scheduler need the app they serve.
-    pub fn attach(&self, app: &Arc<App>) {
-        let _ = self.app.set(Arc::downgrade(app));
+#[async_trait]
+impl ToolHost for Tools {
+    fn catalog(&self) -> &'static [ToolInfo] {
+        CATALOG
     }
 
-    fn app(&self) -> Result<Arc<App>, ToolError> {
-        self.app
-            .get()
-            .and_then(Weak::upgrade)
-            .ok_or_else(|| ToolError::Failed("the host is shutting down".into()))
-    }
-
-    /// Runs one tool. The caller checked that the agent may use it.
-    pub async fn call(&self, ctx: &ToolCtx, name: &str, args: Value) -> Result<Value, ToolError> {
+    async fn call(&self, ctx: &ToolCtx, name: &str, args: Value) -> Result<Value, ToolError> {
         match name {
-            "kv" => kv::call(&self.app()?, ctx, args).await,
+            "kv" => kv::call(self.kv.as_ref(), ctx, args).await,
             "http_fetch" => http_fetch::call(&self.http, &self.config, ctx, args).await,
-            "agent_call" => agent_call::call(&self.app()?, &self.config, ctx, args).await,
+            "browser" => browser::call(&self.config, ctx, args).await,
+            "agent_call" => agent_call::call(&self.config, ctx, args).await,
             other => Err(ToolError::Failed(format!("no tool named {other:?}"))),
         }
     }

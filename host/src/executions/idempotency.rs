@@ -1,19 +1,19 @@
 //! `Idempotency-Key`: the same key with the same request gives the same execution;
 //! the same key with a different request is refused. Keys live in memory (the
-//! authority, so two concurrent requests cannot both win) and in SQLite (so a
+//! authority, so two concurrent requests cannot both win) and in the store (so a
 //! restart remembers them) for a configured time, 24 h by default.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use sha2::{Digest, Sha256};
 
-/// Longest key accepted.
-pub const MAX_KEY_LEN: usize = 255;
+use crate::store::{IdempotencyRecord, IdempotencyStore, StoreError};
 
 pub struct IdempotencyKeys {
     ttl_ms: i64,
     keys: Mutex<HashMap<String, Claimed>>,
+    store: Arc<dyn IdempotencyStore>,
 }
 
 struct Claimed {
@@ -41,37 +41,37 @@ pub fn request_hash(parts: &[&str]) -> String {
         hasher.update((part.len() as u64).to_le_bytes());
         hasher.update(part.as_bytes());
     }
-    crate::store::blobs::hex(&hasher.finalize())
+    crate::digest::hex(&hasher.finalize())
 }
 
 impl IdempotencyKeys {
-    pub fn new(ttl_secs: u64) -> Self {
+    pub fn new(ttl_secs: u64, store: Arc<dyn IdempotencyStore>) -> Self {
         Self {
             ttl_ms: (ttl_secs.min(i64::MAX as u64 / 1000) * 1000) as i64,
             keys: Mutex::new(HashMap::new()),
+            store,
         }
     }
 
-    pub fn ttl_ms(&self) -> i64 {
-        self.ttl_ms
-    }
-
-    /// Loads stored keys (after a restart).
-    pub fn load(&self, rows: Vec<(String, String, String, i64)>) {
+    /// Loads the stored keys that have not expired (after a restart).
+    pub async fn load(&self, now: i64) -> Result<(), StoreError> {
+        let rows = self.store.load(now - self.ttl_ms).await?;
         let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
-        for (key, request_hash, execution_id, created_at) in rows {
+        for r in rows {
             keys.insert(
-                key,
+                r.key,
                 Claimed {
-                    request_hash,
-                    execution_id,
-                    created_at,
+                    request_hash: r.request_hash,
+                    execution_id: r.execution_id,
+                    created_at: r.created_at,
                 },
             );
         }
+        Ok(())
     }
 
-    /// Claims `key` for a request, naming `execution_id` if it is new.
+    /// Claims `key` for a request, naming `execution_id` if it is new. A new
+    /// claim is stored by [`IdempotencyKeys::store`] once its execution is.
     pub fn claim(&self, key: &str, request_hash: &str, execution_id: &str, now: i64) -> Claim {
         let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(c) = keys.get(key)
@@ -103,22 +103,44 @@ impl IdempotencyKeys {
             .is_some_and(|c| c.execution_id == execution_id)
     }
 
+    /// Stores a new claim, after its execution (not waited for).
+    pub fn store(&self, key: &str, execution_id: &str) {
+        let claimed = self
+            .keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+            .filter(|c| c.execution_id == execution_id)
+            .map(|c| (c.request_hash.clone(), c.created_at));
+        if let Some((request_hash, created_at)) = claimed {
+            self.store
+                .put(IdempotencyRecord {
+                    key: key.to_owned(),
+                    request_hash,
+                    execution_id: execution_id.to_owned(),
+                    created_at,
+                })
+                .detach();
+        }
+    }
+
     /// Gives a key back when its request was not accepted after all.
     pub fn release(&self, key: &str, execution_id: &str) {
         let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
         if keys.get(key).is_some_and(|c| c.execution_id == execution_id) {
             keys.remove(key);
+            self.store.forget(key, execution_id).detach();
         }
     }
 
-    /// Forgets expired keys; returns the cut-off for the stored ones.
-    pub fn expire(&self, now: i64) -> i64 {
+    /// Forgets expired keys, here and in the store.
+    pub fn expire(&self, now: i64) {
         let before = now - self.ttl_ms;
         self.keys
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .retain(|_, c| c.created_at >= before);
-        before
+        self.store.expire(before).detach();
     }
 }
 
@@ -126,9 +148,27 @@ impl IdempotencyKeys {
 mod tests {
     use super::*;
 
+    struct Nowhere;
+
+    #[async_trait::async_trait]
+    impl IdempotencyStore for Nowhere {
+        fn put(&self, _: IdempotencyRecord) -> crate::store::Commit {
+            crate::store::Commit::ready(Ok(()))
+        }
+        fn forget(&self, _: &str, _: &str) -> crate::store::Commit {
+            crate::store::Commit::ready(Ok(()))
+        }
+        fn expire(&self, _: i64) -> crate::store::Commit {
+            crate::store::Commit::ready(Ok(()))
+        }
+        async fn load(&self, _: i64) -> Result<Vec<IdempotencyRecord>, StoreError> {
+            Ok(Vec::new())
+        }
+    }
+
     #[test]
     fn same_different_and_expired() {
-        let keys = IdempotencyKeys::new(10);
+        let keys = IdempotencyKeys::new(10, Arc::new(Nowhere));
         let a = request_hash(&["agent", "input-a"]);
         let b = request_hash(&["agent", "input-b"]);
         assert_eq!(keys.claim("k", &a, "exec_1", 0), Claim::New);

@@ -1,55 +1,18 @@
-//! Reads: a small pool of read-only connections used off the async workers. WAL
-//! lets them read while the writer commits.
+//! The queries reads run (on the pool's read-only connections, off the async
+//! workers).
 
-use std::path::PathBuf;
-use std::sync::{Mutex, PoisonError};
+use std::sync::Arc;
 
 use rusqlite::types::ToSql;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::value::RawValue;
 
-use crate::agent::{Agent, AgentVersion};
-use crate::execution::{Artifact, ErrorSource, ExecError, Execution, LogLevel, LogLine, LogStream, Status, Step};
-use crate::llm::Usage;
-
-/// Connections kept idle in the pool; more may exist briefly under load.
-const MAX_IDLE: usize = 8;
-
-pub struct Readers {
-    path: PathBuf,
-    idle: Mutex<Vec<Connection>>,
-}
-
-impl Readers {
-    pub fn new(path: PathBuf) -> Self {
-        Self {
-            path,
-            idle: Mutex::new(Vec::new()),
-        }
-    }
-
-    /// Runs `f` with a read connection. Blocking: call from `spawn_blocking`.
-    pub fn with<R>(&self, f: impl FnOnce(&Connection) -> anyhow::Result<R>) -> anyhow::Result<R> {
-        let conn = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
-        let conn = match conn {
-            Some(c) => c,
-            None => {
-                let c = Connection::open_with_flags(
-                    &self.path,
-                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )?;
-                c.busy_timeout(std::time::Duration::from_secs(10))?;
-                c
-            }
-        };
-        let result = f(&conn);
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        if idle.len() < MAX_IDLE {
-            idle.push(conn);
-        }
-        result
-    }
-}
+use crate::events::Event;
+use crate::record::{
+    Agent, AgentVersion, ApiKey, Artifact, ErrorSource, ExecError, Execution, LogLevel, LogLine, LogStream, Role,
+    Status, Step, Trigger, Usage,
+};
+use crate::store::{ExecutionFilter, IdempotencyRecord};
 
 fn raw(text: String) -> Box<RawValue> {
     // Only valid JSON is ever written; a damaged row shows as null, not an error.
@@ -85,7 +48,7 @@ fn execution_from_row(r: &Row<'_>) -> rusqlite::Result<Execution> {
         agent_version_id: r.get(3)?,
         agent_version: r.get(4)?,
         status: Status::parse(&status).unwrap_or(Status::Failed),
-        trigger: r.get(6)?,
+        trigger: Trigger::parse(&r.get::<_, String>(6)?).unwrap_or(Trigger::Api),
         priority: r.get(7)?,
         input: raw(r.get(8)?),
         output: r.get::<_, Option<String>>(9)?.map(raw),
@@ -125,7 +88,6 @@ fn execution_from_row(r: &Row<'_>) -> rusqlite::Result<Execution> {
     })
 }
 
-/// Whether an execution exists (without reading its row).
 /// The workspace of a stored execution (its agent's).
 pub fn execution_workspace(conn: &Connection, id: &str) -> anyhow::Result<Option<String>> {
     Ok(conn
@@ -155,29 +117,21 @@ pub fn unfinished_executions(conn: &Connection) -> anyhow::Result<Vec<Execution>
     Ok(rows)
 }
 
-/// An idempotency key as stored: the request's hash, the execution, when.
-pub fn idempotency_keys(conn: &Connection, since: i64) -> anyhow::Result<Vec<(String, String, String, i64)>> {
+/// Idempotency keys created at or after `since`.
+pub fn idempotency_keys(conn: &Connection, since: i64) -> anyhow::Result<Vec<IdempotencyRecord>> {
     let mut stmt = conn
         .prepare("SELECT key, request_hash, execution_id, created_at FROM idempotency_keys WHERE created_at >= ?1")?;
     let rows = stmt
-        .query_map([since], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .query_map([since], |r| {
+            Ok(IdempotencyRecord {
+                key: r.get(0)?,
+                request_hash: r.get(1)?,
+                execution_id: r.get(2)?,
+                created_at: r.get(3)?,
+            })
+        })?
         .collect::<rusqlite::Result<_>>()?;
     Ok(rows)
-}
-
-/// Filters and cursor of `GET /v1/executions`. Newest first; `after` is the last id
-/// of the previous page.
-#[derive(Debug, Default, Clone)]
-pub struct ExecutionFilter {
-    /// Only executions of this workspace's agents.
-    pub workspace: String,
-    pub agent_id: Option<String>,
-    pub status: Option<Status>,
-    pub trigger: Option<String>,
-    pub created_after: Option<i64>,
-    pub created_before: Option<i64>,
-    pub after: Option<String>,
-    pub limit: u32,
 }
 
 /// One page: the rows and whether more follow.
@@ -320,12 +274,112 @@ pub fn versions(conn: &Connection) -> anyhow::Result<Vec<AgentVersion>> {
     Ok(out)
 }
 
-/// A finished execution's stored event log (a JSON array), if any.
-pub fn events(conn: &Connection, id: &str) -> anyhow::Result<Option<String>> {
+/// Up to `limit` stored events after number `after`, in order. Chunks are read
+/// one at a time and reading stops once `limit` events are found.
+pub fn events(conn: &Connection, id: &str, after: u64, limit: usize) -> anyhow::Result<Vec<Arc<Event>>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT events FROM event_chunks WHERE execution_id = ?1 AND last_seq > ?2 ORDER BY first_seq",
+    )?;
+    let mut rows = stmt.query(params![id, after as i64])?;
+    let mut out = Vec::new();
+    while out.len() < limit
+        && let Some(row) = rows.next()?
+    {
+        let chunk: String = row.get(0)?;
+        let events: Vec<&RawValue> = match serde_json::from_str(&chunk) {
+            Ok(events) => events,
+            Err(e) => {
+                tracing::warn!(execution = id, error = %e, "a stored event chunk is not JSON; skipped");
+                continue;
+            }
+        };
+        for raw in events {
+            match Event::from_json(raw.get()) {
+                Some(event) if event.seq > after && out.len() < limit => out.push(Arc::new(event)),
+                Some(_) => {}
+                None => tracing::warn!(execution = id, "a stored event is not one; skipped"),
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The number of an execution's last stored event (0 for none).
+pub fn last_event_seq(conn: &Connection, id: &str) -> anyhow::Result<u64> {
+    let last: Option<i64> = conn
+        .prepare_cached("SELECT max(last_seq) FROM event_chunks WHERE execution_id = ?1")?
+        .query_row([id], |r| r.get(0))?;
+    Ok(last.unwrap_or(0).max(0) as u64)
+}
+
+/// How many executions have a status.
+pub fn count(conn: &Connection, status: Status) -> anyhow::Result<u64> {
+    let n: i64 = conn
+        .prepare_cached("SELECT count(*) FROM executions WHERE status = ?1")?
+        .query_row([status.as_str()], |r| r.get(0))?;
+    Ok(n.max(0) as u64)
+}
+
+pub fn kv_get(conn: &Connection, agent_id: &str, key: &str) -> anyhow::Result<Option<String>> {
     Ok(conn
-        .prepare_cached("SELECT events FROM execution_events WHERE execution_id = ?1")?
-        .query_row([id], |r| r.get(0))
+        .prepare_cached("SELECT value FROM kv WHERE agent_id = ?1 AND key = ?2")?
+        .query_row(params![agent_id, key], |r| r.get(0))
         .optional()?)
+}
+
+pub fn kv_list(conn: &Connection, agent_id: &str, prefix: &str, limit: usize) -> anyhow::Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT key FROM kv WHERE agent_id = ?1 AND substr(key, 1, length(?2)) = ?2 ORDER BY key LIMIT ?3",
+    )?;
+    let keys = stmt
+        .query_map(params![agent_id, prefix, limit as i64], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    Ok(keys)
+}
+
+const KEY_COLUMNS: &str = "id, workspace, name, role, secret_sha256, created_at, revoked_at";
+
+fn key_from_row(r: &Row<'_>) -> rusqlite::Result<(ApiKey, String)> {
+    let role: String = r.get(3)?;
+    Ok((
+        ApiKey {
+            id: r.get(0)?,
+            workspace: r.get(1)?,
+            name: r.get(2)?,
+            role: Role::parse(&role).unwrap_or(Role::Member),
+            created_at: r.get(5)?,
+            revoked_at: r.get(6)?,
+        },
+        r.get(4)?,
+    ))
+}
+
+/// A key with its secret's digest.
+pub fn key(conn: &Connection, id: &str) -> anyhow::Result<Option<(ApiKey, String)>> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?1"))?
+        .query_row([id], key_from_row)
+        .optional()?)
+}
+
+/// Keys of one workspace, or of all, oldest first.
+pub fn keys(conn: &Connection, workspace: Option<&str>) -> anyhow::Result<Vec<ApiKey>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {KEY_COLUMNS} FROM api_keys WHERE ?1 IS NULL OR workspace = ?1 ORDER BY id"
+    ))?;
+    let keys = stmt
+        .query_map([workspace], |r| key_from_row(r).map(|(k, _)| k))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(keys)
+}
+
+/// Whether any key is active (not revoked).
+pub fn any_active_key(conn: &Connection) -> anyhow::Result<bool> {
+    Ok(conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM api_keys WHERE revoked_at IS NULL)",
+        [],
+        |r| r.get(0),
+    )?)
 }
 
 fn artifact_from_row(r: &Row<'_>) -> rusqlite::Result<Artifact> {

@@ -165,6 +165,22 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX api_keys_by_workspace ON api_keys (workspace, id);
     "#,
+    // 7: events stored as they happen, in chunks: one row per execution per
+    // writer batch, holding a JSON array of consecutive events. The one array
+    // per finished execution of migration 4 becomes its first chunk.
+    r#"
+    CREATE TABLE event_chunks (
+        execution_id TEXT NOT NULL,
+        first_seq INTEGER NOT NULL,
+        last_seq INTEGER NOT NULL,
+        events TEXT NOT NULL,
+        PRIMARY KEY (execution_id, first_seq)
+    ) WITHOUT ROWID;
+    INSERT INTO event_chunks (execution_id, first_seq, last_seq, events)
+        SELECT execution_id, 1, json_array_length(events), events FROM execution_events
+        WHERE json_valid(events) AND json_array_length(events) > 0;
+    DROP TABLE execution_events;
+    "#,
 ];
 
 /// Connection settings every connection gets.

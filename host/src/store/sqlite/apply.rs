@@ -1,202 +1,103 @@
-//! The one writer: a thread that owns the write connection and commits whatever has
-//! queued up in one transaction (group commit). Repeated writes of the same
-//! execution within a batch collapse into one row write. Readers never wait on it
-//! (WAL). A batch that fails is retried job by job, so one bad write cannot sink
-//! the others.
+//! What each write does in SQL, applied a batch at a time inside one transaction.
+//! Within a batch, only the last write of each execution's row is applied, and an
+//! execution's events become one chunk row (a JSON array of consecutive events).
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicI64;
-use std::thread::JoinHandle;
 
 use rusqlite::{Connection, Transaction, params};
-use tokio::sync::{mpsc, oneshot};
 
-use super::StoreError;
-use super::blobs::Blobs;
-use crate::agent::{Agent, AgentVersion};
-use crate::auth::keys::{self, ApiKey};
-use crate::execution::{Artifact, Execution, LogLine, Status, Step};
-
-/// Most jobs committed in one transaction.
-const MAX_BATCH: usize = 1024;
+use crate::events::Event;
+use crate::record::{Agent, AgentVersion, ApiKey, Artifact, Execution, LogLine, Status, Step};
+use crate::store::{BlobStore, FinalRecord, IdempotencyRecord};
 
 pub enum Write {
     /// Creates or updates the agent row and adds the version.
-    Deploy { agent: Agent, version: Box<AgentVersion> },
+    Deploy {
+        agent: Agent,
+        version: Box<AgentVersion>,
+    },
     /// Upserts the whole execution row.
     Execution(Box<Execution>),
-    /// Upserts the final execution row with the run's log lines and steps.
-    Finish {
-        execution: Box<Execution>,
-        logs: Vec<LogLine>,
-        steps: Vec<Step>,
+    /// Upserts the final execution row with the run's log lines, steps and
+    /// last events.
+    Finish(Box<FinalRecord>),
+    /// One event of an execution, as it happens.
+    Event {
+        execution_id: Arc<str>,
+        event: Arc<Event>,
     },
     /// Records an artifact (its bytes are already in the blob store).
     Artifact(Box<Artifact>),
-    /// Deletes finished executions that completed before `before`, with their
-    /// logs, steps, events and artifacts, and the blobs nothing else refers to.
-    Sweep { before: i64 },
-    /// Stores a finished execution's event log (a JSON array).
-    Events { execution_id: String, events: String },
-    /// Sets an execution's status, only if it still has status `from`.
-    Status { id: String, from: Status, to: Status },
-    /// Records that `retried_by` retries execution `id`.
-    LinkRetry { id: String, retried_by: String },
-    /// Remembers an idempotency key.
-    IdempotencyKey {
-        key: String,
-        request_hash: String,
-        execution_id: String,
-        created_at: i64,
+    /// Deletes finished executions that completed before `before`, with
+    /// everything of theirs, and the blobs nothing else refers to.
+    Sweep {
+        before: i64,
     },
-    /// Sets a key of an agent's kv store.
+    /// Sets an execution's status, only if it still has status `from`.
+    Status {
+        id: String,
+        from: Status,
+        to: Status,
+    },
+    /// Records that `retried_by` retries execution `id`.
+    LinkRetry {
+        id: String,
+        retried_by: String,
+    },
+    IdempotencyKey(IdempotencyRecord),
+    /// Forgets one idempotency key, if it still names the execution.
+    ForgetIdempotencyKey {
+        key: String,
+        execution_id: String,
+    },
+    /// Forgets idempotency keys created before `before`.
+    ExpireIdempotencyKeys {
+        before: i64,
+    },
     KvSet {
         agent_id: String,
         key: String,
         value: String,
         updated_at: i64,
     },
-    /// Deletes a key of an agent's kv store.
-    KvDelete { agent_id: String, key: String },
-    /// Forgets one idempotency key (its request was refused after all).
-    ExpireIdempotencyKey { key: String, execution_id: String },
-    /// Forgets idempotency keys created before `before`.
-    ExpireIdempotencyKeys { before: i64 },
+    KvDelete {
+        agent_id: String,
+        key: String,
+    },
     /// Stores a new API key (its secret's digest only).
-    ApiKey { key: ApiKey, secret_sha256: String },
-    /// Revokes an API key (of `workspace` only).
-    RevokeApiKey { id: String, workspace: String, at: i64 },
+    ApiKey {
+        key: ApiKey,
+        secret_sha256: String,
+    },
+    /// Revokes an API key (of `workspace` only, when given).
+    RevokeApiKey {
+        id: String,
+        workspace: Option<String>,
+        at: i64,
+    },
 }
 
 impl Write {
     fn execution_id(&self) -> Option<&str> {
         match self {
-            Write::Execution(e) | Write::Finish { execution: e, .. } => Some(&e.id),
+            Write::Execution(e) => Some(&e.id),
+            Write::Finish(f) => Some(&f.execution.id),
             _ => None,
         }
     }
 }
 
-type Ack = oneshot::Sender<Result<(), StoreError>>;
-
-enum Job {
-    Write(Write, Option<Ack>),
-    Shutdown(oneshot::Sender<()>),
-}
-
-/// Handle to the writer thread; cheap to clone.
-#[derive(Clone)]
-pub struct Writer {
-    tx: mpsc::UnboundedSender<Job>,
-}
-
-pub struct WriterThread(JoinHandle<()>);
-
-impl Writer {
-    pub fn spawn(conn: Connection, blobs: Blobs, wal_frames: Arc<AtomicI64>) -> anyhow::Result<(Writer, WriterThread)> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let handle = std::thread::Builder::new()
-            .name("warden-sqlite-writer".into())
-            .spawn(move || run(conn, blobs, rx, &wal_frames))?;
-        Ok((Writer { tx }, WriterThread(handle)))
-    }
-
-    /// Queues a write; it is committed with the next batch.
-    pub fn send(&self, write: Write) {
-        // The thread only stops at shutdown; a write after that has nowhere to go.
-        let _ = self.tx.send(Job::Write(write, None));
-    }
-
-    /// Queues a write and waits until it is committed.
-    pub async fn commit(&self, write: Write) -> Result<(), StoreError> {
-        self.queue(write).await
-    }
-
-    /// Queues a write now; the returned future says when it is committed.
-    pub fn queue(&self, write: Write) -> impl Future<Output = Result<(), StoreError>> + use<> {
-        let (ack, done) = oneshot::channel();
-        let sent = self.tx.send(Job::Write(write, Some(ack))).is_ok();
-        async move {
-            if !sent {
-                return Err(StoreError::Closed);
-            }
-            done.await.map_err(|_| StoreError::Closed)?
-        }
-    }
-
-    /// Commits everything queued so far, then stops the thread.
-    pub async fn shutdown(&self, thread: WriterThread) {
-        let (done, stopped) = oneshot::channel();
-        if self.tx.send(Job::Shutdown(done)).is_ok() {
-            let _ = stopped.await;
-        }
-        let _ = tokio::task::spawn_blocking(move || thread.0.join()).await;
-    }
-}
-
-fn run(mut conn: Connection, blobs: Blobs, mut rx: mpsc::UnboundedReceiver<Job>, wal_frames: &AtomicI64) {
-    let mut batch: Vec<(Write, Option<Ack>)> = Vec::with_capacity(MAX_BATCH);
-    let mut stop: Option<oneshot::Sender<()>> = None;
-    while stop.is_none() {
-        let Some(first) = rx.blocking_recv() else { break };
-        let mut next = Some(first);
-        while let Some(job) = next.take() {
-            match job {
-                Job::Write(w, ack) => batch.push((w, ack)),
-                Job::Shutdown(done) => {
-                    stop = Some(done);
-                    break;
-                }
-            }
-            if batch.len() < MAX_BATCH {
-                next = rx.try_recv().ok();
-            }
-        }
-        commit_batch(&mut conn, &blobs, &mut batch);
-        super::checkpoint::restart_if_long(&conn, wal_frames);
-    }
-    if let Some(done) = stop {
-        let _ = done.send(());
-    }
-}
-
-fn commit_batch(conn: &mut Connection, blobs: &Blobs, batch: &mut Vec<(Write, Option<Ack>)>) {
-    if batch.is_empty() {
-        return;
-    }
-    let writes: Vec<&Write> = batch.iter().map(|(w, _)| w).collect();
-    match apply(conn, blobs, &writes) {
-        Ok(()) => {
-            for (_, ack) in batch.drain(..) {
-                if let Some(ack) = ack {
-                    let _ = ack.send(Ok(()));
-                }
-            }
-        }
-        Err(batch_err) => {
-            tracing::warn!(error = %batch_err, "batched write failed; retrying one by one");
-            for (write, ack) in batch.drain(..) {
-                let result = apply(conn, blobs, &[&write]).map_err(|e| StoreError::Write(format!("{e:#}")));
-                if let Err(e) = &result {
-                    tracing::error!(error = %e, "write failed");
-                }
-                if let Some(ack) = ack {
-                    let _ = ack.send(result);
-                }
-            }
-        }
-    }
-}
-
-fn apply(conn: &mut Connection, blobs: &Blobs, writes: &[&Write]) -> anyhow::Result<()> {
-    // The last write of each execution in the batch wins; earlier ones are skipped.
+/// Applies writes in one transaction.
+pub fn apply(conn: &mut Connection, blobs: &dyn BlobStore, writes: &[&Write]) -> anyhow::Result<()> {
+    // The last write of each execution's row in the batch wins.
     let mut last: HashMap<&str, usize> = HashMap::new();
     for (i, w) in writes.iter().enumerate() {
         if let Some(id) = w.execution_id() {
             last.insert(id, i);
         }
     }
+    let mut chunks = Chunks::default();
     let tx = conn.transaction()?;
     for (i, w) in writes.iter().enumerate() {
         match w {
@@ -206,12 +107,16 @@ fn apply(conn: &mut Connection, blobs: &Blobs, writes: &[&Write]) -> anyhow::Res
                     upsert_execution(&tx, e)?;
                 }
             }
-            Write::Finish { execution, logs, steps } => {
-                if last.get(execution.id.as_str()) == Some(&i) {
-                    upsert_execution(&tx, execution)?;
+            Write::Finish(f) => {
+                if last.get(f.execution.id.as_str()) == Some(&i) {
+                    upsert_execution(&tx, &f.execution)?;
                 }
-                insert_run_record(&tx, &execution.id, logs, steps)?;
+                insert_run_record(&tx, &f.execution.id, &f.logs, &f.steps)?;
+                for event in &f.events {
+                    chunks.add(&f.execution.id, event);
+                }
             }
+            Write::Event { execution_id, event } => chunks.add(execution_id, event),
             Write::Artifact(a) => {
                 tx.prepare_cached(
                     "INSERT OR REPLACE INTO artifacts (id, execution_id, name, media_type, size, sha256, created_at)
@@ -228,10 +133,6 @@ fn apply(conn: &mut Connection, blobs: &Blobs, writes: &[&Write]) -> anyhow::Res
                 ])?;
             }
             Write::Sweep { before } => sweep(&tx, blobs, *before)?,
-            Write::Events { execution_id, events } => {
-                tx.prepare_cached("INSERT OR REPLACE INTO execution_events (execution_id, events) VALUES (?1, ?2)")?
-                    .execute([execution_id, events])?;
-            }
             Write::Status { id, from, to } => {
                 tx.prepare_cached("UPDATE executions SET status = ?1 WHERE id = ?2 AND status = ?3")?
                     .execute(params![to.as_str(), id, from.as_str()])?;
@@ -240,17 +141,20 @@ fn apply(conn: &mut Connection, blobs: &Blobs, writes: &[&Write]) -> anyhow::Res
                 tx.prepare_cached("UPDATE executions SET retried_by = ?1 WHERE id = ?2")?
                     .execute(params![retried_by, id])?;
             }
-            Write::IdempotencyKey {
-                key,
-                request_hash,
-                execution_id,
-                created_at,
-            } => {
+            Write::IdempotencyKey(r) => {
                 tx.prepare_cached(
                     "INSERT OR REPLACE INTO idempotency_keys (key, request_hash, execution_id, created_at)
                      VALUES (?1, ?2, ?3, ?4)",
                 )?
-                .execute(params![key, request_hash, execution_id, created_at])?;
+                .execute(params![r.key, r.request_hash, r.execution_id, r.created_at])?;
+            }
+            Write::ForgetIdempotencyKey { key, execution_id } => {
+                tx.prepare_cached("DELETE FROM idempotency_keys WHERE key = ?1 AND execution_id = ?2")?
+                    .execute([key, execution_id])?;
+            }
+            Write::ExpireIdempotencyKeys { before } => {
+                tx.prepare_cached("DELETE FROM idempotency_keys WHERE created_at < ?1")?
+                    .execute([before])?;
             }
             Write::KvSet {
                 agent_id,
@@ -264,26 +168,79 @@ fn apply(conn: &mut Connection, blobs: &Blobs, writes: &[&Write]) -> anyhow::Res
                 )?
                 .execute(params![agent_id, key, value, updated_at])?;
             }
-            Write::ApiKey { key, secret_sha256 } => keys::insert(&tx, key, secret_sha256)?,
-            Write::RevokeApiKey { id, workspace, at } => {
-                keys::revoke(&tx, Some(workspace), id, *at)?;
-            }
             Write::KvDelete { agent_id, key } => {
                 tx.prepare_cached("DELETE FROM kv WHERE agent_id = ?1 AND key = ?2")?
                     .execute([agent_id, key])?;
             }
-            Write::ExpireIdempotencyKey { key, execution_id } => {
-                tx.prepare_cached("DELETE FROM idempotency_keys WHERE key = ?1 AND execution_id = ?2")?
-                    .execute([key, execution_id])?;
+            Write::ApiKey { key, secret_sha256 } => {
+                tx.prepare_cached(
+                    "INSERT INTO api_keys (id, workspace, name, role, secret_sha256, created_at, revoked_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL)",
+                )?
+                .execute(params![
+                    key.id,
+                    key.workspace,
+                    key.name,
+                    key.role.as_str(),
+                    secret_sha256,
+                    key.created_at
+                ])?;
             }
-            Write::ExpireIdempotencyKeys { before } => {
-                tx.prepare_cached("DELETE FROM idempotency_keys WHERE created_at < ?1")?
-                    .execute([before])?;
+            Write::RevokeApiKey { id, workspace, at } => {
+                tx.prepare_cached(
+                    "UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?3)
+                     WHERE id = ?1 AND (?2 IS NULL OR workspace = ?2)",
+                )?
+                .execute(params![id, workspace, at])?;
             }
         }
     }
+    chunks.insert(&tx)?;
     tx.commit()?;
     Ok(())
+}
+
+/// The batch's events, by execution, in the order they came.
+#[derive(Default)]
+struct Chunks<'a> {
+    index: HashMap<&'a str, usize>,
+    chunks: Vec<(&'a str, Vec<&'a Event>)>,
+}
+
+impl<'a> Chunks<'a> {
+    fn add(&mut self, execution_id: &'a str, event: &'a Event) {
+        let i = *self.index.entry(execution_id).or_insert_with(|| {
+            self.chunks.push((execution_id, Vec::new()));
+            self.chunks.len() - 1
+        });
+        self.chunks[i].1.push(event);
+    }
+
+    fn insert(&self, tx: &Transaction<'_>) -> anyhow::Result<()> {
+        if self.chunks.is_empty() {
+            return Ok(());
+        }
+        let mut stmt = tx.prepare_cached(
+            "INSERT OR REPLACE INTO event_chunks (execution_id, first_seq, last_seq, events)
+             VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for (id, events) in &self.chunks {
+            let (Some(first), Some(last)) = (events.first(), events.last()) else {
+                continue;
+            };
+            let mut json = String::with_capacity(events.iter().map(|e| e.json().len() + 1).sum::<usize>() + 1);
+            json.push('[');
+            for (n, event) in events.iter().enumerate() {
+                if n > 0 {
+                    json.push(',');
+                }
+                json.push_str(event.json());
+            }
+            json.push(']');
+            stmt.execute(params![id, first.seq as i64, last.seq as i64, json])?;
+        }
+        Ok(())
+    }
 }
 
 fn deploy(tx: &Transaction<'_>, agent: &Agent, version: &AgentVersion) -> anyhow::Result<()> {
@@ -320,7 +277,6 @@ fn deploy(tx: &Transaction<'_>, agent: &Agent, version: &AgentVersion) -> anyhow
     ])?;
     Ok(())
 }
-
 fn upsert_execution(tx: &Transaction<'_>, e: &Execution) -> anyhow::Result<()> {
     let mut stmt = tx.prepare_cached(
         "INSERT INTO executions (id, agent_id, agent_name, agent_version_id, agent_version,
@@ -356,7 +312,7 @@ fn upsert_execution(tx: &Transaction<'_>, e: &Execution) -> anyhow::Result<()> {
         e.agent_version_id,
         e.agent_version,
         e.status.as_str(),
-        e.trigger,
+        e.trigger.as_str(),
         e.priority,
         e.input.get(),
         e.output.as_ref().map(|o| o.get()),
@@ -422,7 +378,7 @@ fn insert_run_record(tx: &Transaction<'_>, id: &str, logs: &[LogLine], steps: &[
 /// Most executions one sweep deletes (the next sweep takes the rest).
 const SWEEP_BATCH: i64 = 5000;
 
-fn sweep(tx: &Transaction<'_>, blobs: &Blobs, before: i64) -> anyhow::Result<()> {
+fn sweep(tx: &Transaction<'_>, blobs: &dyn BlobStore, before: i64) -> anyhow::Result<()> {
     let ids: Vec<String> = tx
         .prepare_cached(
             "SELECT id FROM executions WHERE completed_at < ?1
@@ -440,7 +396,7 @@ fn sweep(tx: &Transaction<'_>, blobs: &Blobs, before: i64) -> anyhow::Result<()>
         for sql in [
             "DELETE FROM logs WHERE execution_id = ?1",
             "DELETE FROM steps WHERE execution_id = ?1",
-            "DELETE FROM execution_events WHERE execution_id = ?1",
+            "DELETE FROM event_chunks WHERE execution_id = ?1",
             "DELETE FROM artifacts WHERE execution_id = ?1",
             "DELETE FROM executions WHERE id = ?1",
         ] {

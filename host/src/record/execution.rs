@@ -1,11 +1,10 @@
-//! The execution record: statuses, typed failures, and what a run leaves behind
-//! (log lines, steps). Pure data; storing and scheduling live elsewhere.
+//! The execution record: statuses, typed failures, the record as stored and as
+//! the API shows it. Pure data; storing and scheduling live elsewhere.
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::llm::Usage;
-use crate::runtime::ToolCallRecord;
+use super::{ToolCallRecord, Usage};
 use crate::time;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -49,6 +48,63 @@ impl Status {
 
     pub fn is_terminal(self) -> bool {
         matches!(self, Status::Completed | Status::Failed | Status::Cancelled)
+    }
+
+    /// Whether an execution in this status may move to `to`: every status
+    /// change the lifecycle makes is one of these.
+    pub fn can_become(self, to: Status) -> bool {
+        use Status::*;
+        matches!(
+            (self, to),
+            (Pending, Queued | Cancelled | Failed)
+                | (Queued, Running | Cancelled | Failed)
+                | (Running, CancelRequested | Completed | Failed | Cancelled)
+                | (CancelRequested, Completed | Failed | Cancelled)
+        )
+    }
+}
+
+/// What started an execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// `POST /v1/agents/{id}/execute`.
+    Api,
+    Schedule,
+    /// Another execution's `agent_call`.
+    Agent,
+    Chat,
+    Mcp,
+    Webhook,
+    /// A retry of another execution (by its agent's policy or on request).
+    Retry,
+}
+
+impl Trigger {
+    pub const ALL: [Trigger; 7] = [
+        Trigger::Api,
+        Trigger::Schedule,
+        Trigger::Agent,
+        Trigger::Chat,
+        Trigger::Mcp,
+        Trigger::Webhook,
+        Trigger::Retry,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Api => "api",
+            Trigger::Schedule => "schedule",
+            Trigger::Agent => "agent",
+            Trigger::Chat => "chat",
+            Trigger::Mcp => "mcp",
+            Trigger::Webhook => "webhook",
+            Trigger::Retry => "retry",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == text)
     }
 }
 
@@ -97,7 +153,7 @@ pub struct Execution {
     pub agent_version_id: String,
     pub agent_version: u32,
     pub status: Status,
-    pub trigger: String,
+    pub trigger: Trigger,
     pub priority: u8,
     #[schema(value_type = serde_json::Value)]
     pub input: Box<RawValue>,
@@ -214,111 +270,31 @@ impl<'a> From<&'a Execution> for ExecutionView<'a> {
     }
 }
 
-/// A file a run stored (a screenshot, a report), content-addressed on disk.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Artifact {
-    pub id: String,
-    pub execution_id: String,
-    pub name: String,
-    pub media_type: String,
-    pub size: u64,
-    pub sha256: String,
-    #[serde(serialize_with = "time::serialize")]
-    #[schema(value_type = String, format = DateTime)]
-    pub created_at: i64,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl Artifact {
-    pub fn is_image(&self) -> bool {
-        self.media_type.starts_with("image/")
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum LogLevel {
-    Trace,
-    Debug,
-    Info,
-    Warn,
-    Error,
-}
-
-impl LogLevel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LogLevel::Trace => "trace",
-            LogLevel::Debug => "debug",
-            LogLevel::Info => "info",
-            LogLevel::Warn => "warn",
-            LogLevel::Error => "error",
+    #[test]
+    fn statuses_move_forward_only() {
+        use Status::*;
+        assert!(Queued.can_become(Running));
+        assert!(Running.can_become(CancelRequested));
+        assert!(CancelRequested.can_become(Cancelled));
+        assert!(Queued.can_become(Cancelled));
+        for terminal in [Completed, Failed, Cancelled] {
+            assert!(terminal.is_terminal());
+            assert!(Status::ALL.iter().all(|to| !terminal.can_become(*to)), "{terminal:?}");
+        }
+        assert!(!Running.can_become(Queued));
+        assert!(
+            !Queued.can_become(Completed),
+            "a run that never started cannot complete"
+        );
+        for s in Status::ALL {
+            assert_eq!(Status::parse(s.as_str()), Some(s));
+        }
+        for t in Trigger::ALL {
+            assert_eq!(Trigger::parse(t.as_str()), Some(t));
         }
     }
-
-    pub fn parse(text: &str) -> Self {
-        match text {
-            "trace" => LogLevel::Trace,
-            "debug" => LogLevel::Debug,
-            "warn" => LogLevel::Warn,
-            "error" => LogLevel::Error,
-            _ => LogLevel::Info,
-        }
-    }
-}
-
-/// Where a log line came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum LogStream {
-    /// The `log` import.
-    Log,
-    Stdout,
-    Stderr,
-    /// The host, about the run (truncation markers and the like).
-    Host,
-}
-
-impl LogStream {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LogStream::Log => "log",
-            LogStream::Stdout => "stdout",
-            LogStream::Stderr => "stderr",
-            LogStream::Host => "host",
-        }
-    }
-
-    pub fn parse(text: &str) -> Self {
-        match text {
-            "stdout" => LogStream::Stdout,
-            "stderr" => LogStream::Stderr,
-            "host" => LogStream::Host,
-            _ => LogStream::Log,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct LogLine {
-    pub seq: u32,
-    #[serde(serialize_with = "time::serialize")]
-    #[schema(value_type = String, format = DateTime)]
-    pub ts: i64,
-    pub level: LogLevel,
-    pub stream: LogStream,
-    pub message: String,
-}
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Step {
-    pub seq: u32,
-    pub name: String,
-    #[schema(value_type = serde_json::Value)]
-    pub detail: Box<RawValue>,
-    #[serde(serialize_with = "time::serialize")]
-    #[schema(value_type = String, format = DateTime)]
-    pub started_at: i64,
-    #[serde(serialize_with = "time::serialize")]
-    #[schema(value_type = String, format = DateTime)]
-    pub ended_at: i64,
 }

@@ -1,0 +1,32 @@
+//! The authentication middleware: asks [`Auth`](crate::auth::Auth) who sends the
+//! request's key and hands handlers the [`Caller`](crate::auth::Caller).
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::ApiError;
+use crate::app::App;
+
+pub async fn middleware(State(app): State<Arc<App>>, mut request: Request, next: Next) -> Response {
+    let authorization = match request.headers().get(header::AUTHORIZATION) {
+        None => None,
+        Some(value) => match value.to_str() {
+            Ok(text) => Some(text.to_owned()),
+            Err(_) => {
+                return ApiError::Unauthorized("the Authorization header must be `Bearer <api key>`".into())
+                    .into_response();
+            }
+        },
+    };
+    match app.auth.authenticate(authorization.as_deref()).await {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}

@@ -1,0 +1,150 @@
+//! Deploying agents: a component and its manifest are checked (the manifest's
+//! fields, WebAssembly, a component implementing the world), compiled once,
+//! stored (the bytes as a blob, the version as a row), and registered; and, at
+//! start, every stored version loaded again from the compiled cache.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::Mutex;
+
+use crate::config::{Config, HostLimits};
+use crate::digest::sha256_hex;
+use crate::manifest::Manifest;
+use crate::record::{Agent, AgentVersion};
+use crate::registry::{Registry, Version};
+use crate::runtime::Runtime;
+use crate::runtime::component::{ComponentError, check_header};
+use crate::store::{AgentStore, BlobStore, StoreError, Stores};
+use crate::{ids, time};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error(transparent)]
+    Component(#[from] ComponentError),
+    #[error("{0}")]
+    Manifest(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0:#}")]
+    Internal(anyhow::Error),
+}
+
+pub struct Deployer {
+    runtime: Arc<Runtime>,
+    registry: Arc<Registry>,
+    agents: Arc<dyn AgentStore>,
+    blobs: Arc<dyn BlobStore>,
+    limits: HostLimits,
+    max_running: u32,
+    /// One deploy at a time picks version numbers.
+    lock: Mutex<()>,
+}
+
+impl Deployer {
+    pub fn new(config: &Config, stores: &Stores, runtime: Arc<Runtime>, registry: Arc<Registry>) -> Self {
+        Self {
+            runtime,
+            registry,
+            agents: Arc::clone(&stores.agents),
+            blobs: Arc::clone(&stores.blobs),
+            limits: config.limits,
+            max_running: config.max_concurrent_executions,
+            lock: Mutex::new(()),
+        }
+    }
+
+    /// Loads every stored version (from the compiled cache, without
+    /// recompiling) into the registry. A version that cannot be loaded is
+    /// logged and left out; the others load.
+    pub async fn load(&self) -> anyhow::Result<()> {
+        let agents = self.agents.agents().await?;
+        let versions = self.agents.versions().await?;
+        let runtime = Arc::clone(&self.runtime);
+        let blobs = Arc::clone(&self.blobs);
+        let prepared = tokio::task::spawn_blocking(move || {
+            versions
+                .into_iter()
+                .map(|meta| {
+                    let pre = runtime.prepare(&meta.component_hash, || blobs.get(&meta.component_hash));
+                    (meta, pre)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await?;
+        for (meta, pre) in prepared {
+            let Some(agent) = agents.iter().find(|a| a.id == meta.agent_id) else {
+                continue;
+            };
+            match pre
+                .map_err(|e| e.to_string())
+                .and_then(|(pre, _)| Version::new(meta.clone(), pre))
+            {
+                Ok(version) => self.registry.insert(agent.clone(), version),
+                Err(e) => tracing::error!(agent = %agent.name, version = meta.version, error = %e,
+                    "deployed version could not be loaded; it cannot run until redeployed"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Validates, compiles and records a new version of the manifest's agent in
+    /// `workspace`.
+    pub async fn deploy(
+        &self,
+        workspace: &str,
+        manifest: Manifest,
+        bytes: Bytes,
+    ) -> Result<(Agent, AgentVersion), DeployError> {
+        manifest.validate().map_err(DeployError::Manifest)?;
+        check_header(&bytes)?;
+        let runtime = Arc::clone(&self.runtime);
+        let blobs = Arc::clone(&self.blobs);
+        let (hash, pre) = tokio::task::spawn_blocking(move || {
+            let hash = sha256_hex(&bytes);
+            let (pre, _) = runtime.prepare(&hash, || Ok(bytes.to_vec()))?;
+            blobs
+                .put(&hash, &bytes)
+                .map_err(|e| ComponentError::Internal(format!("{e:#}")))?;
+            Ok::<_, ComponentError>(((hash, bytes.len() as u64), pre))
+        })
+        .await
+        .map_err(|e| DeployError::Internal(e.into()))??;
+
+        let _guard = self.lock.lock().await;
+        let now = time::now_ms();
+        let (mut agent, number) = match self.registry.get(workspace, &manifest.name) {
+            Some(entry) => (entry.agent.clone(), entry.agent.latest_version + 1),
+            None => (
+                Agent {
+                    id: ids::agent(),
+                    workspace: workspace.to_owned(),
+                    name: manifest.name.clone(),
+                    description: String::new(),
+                    latest_version: 0,
+                    created_at: now,
+                    updated_at: now,
+                },
+                1,
+            ),
+        };
+        agent.description = manifest.description.clone();
+        agent.latest_version = number;
+        agent.updated_at = now;
+        let version = AgentVersion {
+            id: ids::agent_version(),
+            agent_id: agent.id.clone(),
+            version: number,
+            label: manifest.version.clone(),
+            limits: manifest.effective_limits(&self.limits, self.max_running),
+            manifest,
+            component_hash: hash.0,
+            component_size: hash.1,
+            created_at: now,
+        };
+        let prepared = Version::new(version.clone(), pre).map_err(DeployError::Manifest)?;
+        self.agents.deploy(agent.clone(), version.clone()).await?;
+        self.registry.insert(agent.clone(), prepared);
+        Ok((agent, version))
+    }
+}

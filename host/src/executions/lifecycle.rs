@@ -1,0 +1,195 @@
+//! The lifecycle: every status change of an execution happens here, and each
+//! builds the record's change, emits its event and hands the write to the store
+//! together. A new status is added here (and in [`Status::can_become`]).
+//!
+//! queued (created) → running (started) → cancel_requested → completed | failed |
+//! cancelled (ended). An end is stored with the execution's last events and its
+//! run's log and steps in one commit, and published only once that commit is
+//! done ([`Ending::settle`]), so nobody hears of an end the store does not have.
+
+use std::sync::Arc;
+
+use crate::events::{EventData, EventHub, EventLog};
+use crate::record::{ExecError, Execution, LogLine, Status, Step};
+use crate::store::{Commit, EventStore, ExecutionStore, FinalRecord, StoreError};
+use crate::time;
+
+/// How an execution ends.
+pub enum End {
+    Completed(Box<serde_json::value::RawValue>),
+    Failed(ExecError),
+    Cancelled(ExecError),
+}
+
+impl End {
+    fn status(&self) -> Status {
+        match self {
+            End::Completed(_) => Status::Completed,
+            End::Failed(_) => Status::Failed,
+            End::Cancelled(_) => Status::Cancelled,
+        }
+    }
+}
+
+pub struct Lifecycle {
+    executions: Arc<dyn ExecutionStore>,
+    events: Arc<dyn EventStore>,
+    hub: Arc<EventHub>,
+    /// Store each run's log, steps and events (config `capture.record_details`).
+    details: bool,
+}
+
+/// An end being stored: settle it to wait for the commit and publish the end.
+#[must_use = "settle the end, or its last events are never published"]
+pub struct Ending {
+    commit: Commit,
+    log: Arc<EventLog>,
+    hub: Arc<EventHub>,
+    id: String,
+}
+
+impl Lifecycle {
+    pub fn new(executions: Arc<dyn ExecutionStore>, events: Arc<dyn EventStore>, details: bool) -> Self {
+        let sink: Arc<dyn crate::events::EventSink> = events.clone();
+        Self {
+            executions,
+            events,
+            hub: Arc::new(EventHub::new(sink)),
+            details,
+        }
+    }
+
+    /// The live executions' event logs.
+    pub fn hub(&self) -> &EventHub {
+        &self.hub
+    }
+
+    /// Where events are stored.
+    pub fn stored_events(&self) -> &Arc<dyn EventStore> {
+        &self.events
+    }
+
+    /// A new execution, queued: stores its record (waiting for the commit when
+    /// `durable`), then opens its event log with `status: queued`.
+    pub async fn create(&self, execution: &Execution, durable: bool) -> Result<Arc<EventLog>, StoreError> {
+        debug_assert_eq!(execution.status, Status::Queued);
+        let commit = self.executions.save(execution.clone());
+        if durable {
+            commit.await?;
+        } else {
+            commit.detach();
+        }
+        let log = self.hub.open(&execution.id, 0, self.details);
+        log.emit(EventData::Status(Status::Queued));
+        Ok(log)
+    }
+
+    /// The event log of an execution accepted before a restart, continuing its
+    /// stored events.
+    pub async fn reopen(&self, execution: &Execution) -> Arc<EventLog> {
+        let stored = match self.events.last_seq(&execution.id).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(execution = %execution.id, error = %e, "could not read its stored events; numbering them afresh");
+                0
+            }
+        };
+        let log = self.hub.open(&execution.id, stored, self.details);
+        if stored == 0 {
+            log.emit(EventData::Status(execution.status));
+        }
+        log
+    }
+
+    /// The live log of an execution, or its log reopened.
+    pub async fn log_of(&self, execution: &Execution) -> Arc<EventLog> {
+        match self.hub.get(&execution.id) {
+            Some(log) => log,
+            None => self.reopen(execution).await,
+        }
+    }
+
+    /// queued → running. The event says so at once; the record is stored by
+    /// [`Lifecycle::store_running`] (most runs end before it is worth it).
+    pub fn start(&self, execution: &mut Execution, log: &EventLog) {
+        check(execution, Status::Running);
+        execution.status = Status::Running;
+        execution.started_at = Some(time::now_ms());
+        log.emit(EventData::Status(Status::Running));
+    }
+
+    /// Stores a run's `running` record (not waited for).
+    pub fn store_running(&self, execution: &Execution) {
+        self.executions.save(execution.clone()).detach();
+    }
+
+    /// running → cancel_requested.
+    pub async fn request_cancel(&self, id: &str) -> Result<(), StoreError> {
+        if let Some(log) = self.hub.get(id) {
+            log.emit(EventData::Status(Status::CancelRequested));
+        }
+        self.executions
+            .set_status(id, Status::Running, Status::CancelRequested)
+            .await
+    }
+
+    /// → completed, failed or cancelled: the record's end, stored with its last
+    /// events and (from a run) its log lines and steps.
+    pub fn end(
+        &self,
+        execution: &mut Execution,
+        log: &Arc<EventLog>,
+        end: End,
+        run: Option<(Vec<LogLine>, Vec<Step>)>,
+    ) -> Ending {
+        let to = end.status();
+        check(execution, to);
+        execution.status = to;
+        execution.completed_at = Some(time::now_ms());
+        match end {
+            End::Completed(output) => execution.output = Some(output),
+            End::Failed(error) | End::Cancelled(error) => execution.error = Some(error),
+        }
+        let events = log.end(&EventData::end_of(execution));
+        let (logs, steps) = match run {
+            Some(run) if self.details => run,
+            _ => (Vec::new(), Vec::new()),
+        };
+        let commit = self.executions.finish(FinalRecord {
+            execution: execution.clone(),
+            logs,
+            steps,
+            events: if self.details { events } else { Vec::new() },
+        });
+        Ending {
+            commit,
+            log: Arc::clone(log),
+            hub: Arc::clone(&self.hub),
+            id: execution.id.clone(),
+        }
+    }
+}
+
+impl Ending {
+    /// Waits for the end to be committed, then publishes it and forgets the live
+    /// log (readers find the end in the store from now on).
+    pub async fn settle(self) -> Result<(), StoreError> {
+        let result = self.commit.await;
+        self.log.publish_end();
+        self.hub.close(&self.id);
+        result
+    }
+}
+
+/// Every status change is one [`Status::can_become`] allows; one that is not is
+/// a bug, logged, and made anyway (an end must be recorded whatever happened).
+fn check(execution: &Execution, to: Status) {
+    if !execution.status.can_become(to) {
+        tracing::error!(
+            execution = %execution.id,
+            from = execution.status.as_str(),
+            to = to.as_str(),
+            "a status change the lifecycle does not allow"
+        );
+    }
+}

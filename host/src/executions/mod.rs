@@ -1,0 +1,209 @@
+//! Executions, the use cases: the one way in that creates every execution
+//! ([`Executions::submit`], for the API, `agent_call`, retries and whatever
+//! triggers come next), the one lifecycle that makes every status change
+//! ([`lifecycle`]), runs under the scheduler's slots ([`run`]), cancel, retries,
+//! idempotency keys, and recovery after a restart.
+//!
+//! An accepted execution always reaches a terminal state: its `queued` record is
+//! written before it can run; a run's slot is given back when the run ends, when
+//! its task dies, or at the latest its timeout plus a grace period after it
+//! started; a restart runs what was queued and ends what was running with
+//! `host_restart`. Listeners learn of an end only after it is committed.
+
+mod cancel;
+mod idempotency;
+mod lifecycle;
+mod ports;
+mod recovery;
+mod retry;
+mod run;
+mod submit;
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+pub use self::cancel::Cancel;
+use self::idempotency::IdempotencyKeys;
+use self::lifecycle::Lifecycle;
+pub use self::retry::RetryError;
+pub use self::submit::{Accepted, DEFAULT_PRIORITY, NewExecution, SubmitError, Target};
+use crate::config::{CaptureLimits, Config};
+use crate::events::{EventHub, EventLog};
+use crate::llm::Llm;
+use crate::ports::{ArtifactStore, ToolHost};
+use crate::record::Execution;
+use crate::registry::{Registry, Version};
+use crate::runtime::Runtime;
+use crate::scheduler::{self, Scheduler};
+use crate::store::{EventStore, ExecutionStore, Stores};
+use crate::time;
+
+/// Receives the final record of an execution (`None` until it ends).
+pub type Watch = scheduler::Watch<Arc<Execution>>;
+
+/// An execution waiting or running, and what it runs.
+struct Job {
+    execution: Execution,
+    version: Arc<Version>,
+    events: Arc<EventLog>,
+}
+
+impl scheduler::Job for Job {
+    fn id(&self) -> &str {
+        &self.execution.id
+    }
+
+    fn agent_id(&self) -> &str {
+        &self.execution.agent_id
+    }
+
+    fn priority(&self) -> u8 {
+        self.execution.priority
+    }
+
+    fn max_concurrency(&self) -> usize {
+        self.version.meta.limits.max_concurrency as usize
+    }
+}
+
+/// The settings executions run with (from the host's config).
+struct Settings {
+    capture: CaptureLimits,
+    default_token_budget: u64,
+    max_token_budget: u64,
+    max_tool_calls: usize,
+    max_input_bytes: usize,
+    slot_grace: Duration,
+    retention_secs: u64,
+    retention_sweep: Duration,
+}
+
+/// What executions need from the rest of the host.
+pub struct Parts {
+    pub registry: Arc<Registry>,
+    pub runtime: Arc<Runtime>,
+    pub llm: Arc<Llm>,
+    pub tools: Arc<dyn ToolHost>,
+}
+
+pub struct Executions {
+    settings: Settings,
+    scheduler: Scheduler<Job, Arc<Execution>>,
+    lifecycle: Lifecycle,
+    idempotency: IdempotencyKeys,
+    store: Arc<dyn ExecutionStore>,
+    artifacts: Arc<dyn ArtifactStore>,
+    registry: Arc<Registry>,
+    runtime: Arc<Runtime>,
+    llm: Arc<Llm>,
+    tools: Arc<dyn ToolHost>,
+    /// Itself, for the child executions of its runs' `agent_call`s.
+    this: Weak<Executions>,
+}
+
+impl Executions {
+    pub fn new(config: &Config, stores: &Stores, parts: Parts) -> Arc<Self> {
+        Arc::new_cyclic(|this| Executions {
+            settings: Settings {
+                capture: config.capture,
+                default_token_budget: config.llm.default_token_budget,
+                max_token_budget: config.llm.max_token_budget,
+                max_tool_calls: config.tools.max_tool_calls as usize,
+                max_input_bytes: config.http.max_input_bytes,
+                slot_grace: Duration::from_millis(config.slot_grace_ms),
+                retention_secs: config.retention_secs,
+                retention_sweep: Duration::from_millis(config.retention_sweep_ms.max(1)),
+            },
+            scheduler: Scheduler::new(config.max_concurrent_executions as usize, config.max_queued_executions),
+            lifecycle: Lifecycle::new(
+                Arc::clone(&stores.executions),
+                Arc::clone(&stores.events),
+                config.capture.record_details,
+            ),
+            idempotency: IdempotencyKeys::new(config.idempotency_ttl_secs, Arc::clone(&stores.idempotency)),
+            store: Arc::clone(&stores.executions),
+            artifacts: Arc::new(ports::StoredArtifacts::new(stores)),
+            registry: parts.registry,
+            runtime: parts.runtime,
+            llm: parts.llm,
+            tools: parts.tools,
+            this: this.clone(),
+        })
+    }
+
+    /// After a restart: loads idempotency keys, recovers what was running or
+    /// queued, and starts the housekeeping (expiring keys, the retention sweep).
+    pub async fn start(self: &Arc<Self>) -> anyhow::Result<()> {
+        self.idempotency.load(time::now_ms()).await?;
+        self.recover().await?;
+        tokio::spawn(expire_idempotency_keys(Arc::downgrade(self)));
+        if self.settings.retention_secs > 0 {
+            tokio::spawn(sweep_old_executions(Arc::downgrade(self)));
+        }
+        Ok(())
+    }
+
+    /// The end of a live execution, if it is live.
+    pub fn watch(&self, id: &str) -> Option<Watch> {
+        self.scheduler.watch(id)
+    }
+
+    /// The agent of a live execution, if it is live.
+    pub fn live_agent(&self, id: &str) -> Option<String> {
+        self.scheduler.live_agent(id)
+    }
+
+    /// Executions running and waiting, host-wide.
+    pub fn load(&self) -> (usize, usize) {
+        self.scheduler.load()
+    }
+
+    /// Queued and running executions of one agent.
+    pub fn agent_load(&self, agent_id: &str) -> (usize, usize) {
+        self.scheduler.agent_load(agent_id)
+    }
+
+    /// Live executions' event logs.
+    pub fn events(&self) -> &EventHub {
+        self.lifecycle.hub()
+    }
+
+    /// Stored events.
+    pub fn stored_events(&self) -> &Arc<dyn EventStore> {
+        self.lifecycle.stored_events()
+    }
+
+    /// Whether a repeated request's idempotency key still names `execution_id`.
+    pub fn idempotency_key_names(&self, key: &str, execution_id: &str) -> bool {
+        self.idempotency.names(key, execution_id)
+    }
+}
+
+/// Forgets expired idempotency keys every few minutes, for as long as the
+/// executions live.
+async fn expire_idempotency_keys(executions: Weak<Executions>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(300));
+    loop {
+        tick.tick().await;
+        let Some(executions) = executions.upgrade() else { return };
+        executions.idempotency.expire(time::now_ms());
+    }
+}
+
+/// Deletes finished executions past the retention time, for as long as the
+/// executions live.
+async fn sweep_old_executions(executions: Weak<Executions>) {
+    let every = match executions.upgrade() {
+        Some(e) => e.settings.retention_sweep,
+        None => return,
+    };
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let Some(executions) = executions.upgrade() else { return };
+        let keep_ms = (executions.settings.retention_secs.min(i64::MAX as u64 / 1000) * 1000) as i64;
+        if let Err(e) = executions.store.sweep(time::now_ms() - keep_ms).await {
+            tracing::warn!(error = %e, "retention sweep failed");
+        }
+    }
+}

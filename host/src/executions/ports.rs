@@ -1,0 +1,107 @@
+//! The ports executions give their runs: artifacts kept in the store, and child
+//! executions for `agent_call`, made through the one way in like any other.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::value::RawValue;
+
+use super::{Executions, NewExecution, SubmitError, Target};
+use crate::digest::sha256_hex;
+use crate::ports::{AgentCalls, ArtifactStore, ChildOutcome, ToolCtx, ToolError};
+use crate::record::{Artifact, Trigger};
+use crate::store::{BlobStore, ExecutionStore, Stores};
+use crate::{ids, time};
+
+/// Artifacts in the store: bytes as a blob (off the async workers), the record
+/// as a row (committed with the next batch, before the run's final record).
+pub struct StoredArtifacts {
+    blobs: Arc<dyn BlobStore>,
+    executions: Arc<dyn ExecutionStore>,
+}
+
+impl StoredArtifacts {
+    pub fn new(stores: &Stores) -> Self {
+        Self {
+            blobs: Arc::clone(&stores.blobs),
+            executions: Arc::clone(&stores.executions),
+        }
+    }
+}
+
+#[async_trait]
+impl ArtifactStore for StoredArtifacts {
+    async fn store(
+        &self,
+        execution_id: &str,
+        name: String,
+        media_type: String,
+        data: Vec<u8>,
+    ) -> anyhow::Result<Artifact> {
+        let size = data.len() as u64;
+        let blobs = Arc::clone(&self.blobs);
+        let sha256 = tokio::task::spawn_blocking(move || {
+            let hash = sha256_hex(&data);
+            blobs.put(&hash, &data).map(|()| hash)
+        })
+        .await??;
+        let artifact = Artifact {
+            id: ids::artifact(),
+            execution_id: execution_id.to_owned(),
+            name,
+            media_type,
+            size,
+            sha256,
+            created_at: time::now_ms(),
+        };
+        self.executions.put_artifact(artifact.clone()).detach();
+        Ok(artifact)
+    }
+}
+
+#[async_trait]
+impl AgentCalls for Executions {
+    async fn call(&self, ctx: &ToolCtx, agent: &str, input: Box<RawValue>) -> Result<ChildOutcome, ToolError> {
+        let this = self
+            .this
+            .upgrade()
+            .ok_or_else(|| ToolError::Failed("the host is shutting down".into()))?;
+        // Only agents of the caller's own workspace.
+        let workspace = self
+            .registry
+            .workspace_of(&ctx.agent_id)
+            .ok_or_else(|| ToolError::Failed(format!("no agent named {agent:?}")))?;
+        let target = Target::Agent {
+            workspace,
+            agent: agent.to_owned(),
+            version: None,
+        };
+        let mut new = NewExecution::new(target, input, Trigger::Agent);
+        new.parent = Some((ctx.execution_id.clone(), ctx.depth + 1));
+        let mut accepted = this.submit(new).await.map_err(|e| match e {
+            SubmitError::AgentNotFound(_) => ToolError::Failed(format!("no agent named {agent:?}")),
+            SubmitError::NoVersion(_) => ToolError::Failed(format!("agent {agent:?} has no runnable version")),
+            SubmitError::InvalidInput(errors) => ToolError::InvalidArguments(format!(
+                "input does not match {agent:?}'s input_schema: {}",
+                crate::manifest::describe(&errors)
+            )),
+            SubmitError::InputTooLarge { .. } => ToolError::InvalidArguments(format!("input: {e}")),
+            other => ToolError::Failed(format!("agent_call: {other}")),
+        })?;
+        let child = accepted.execution.id.clone();
+        let lost = || ToolError::Failed(format!("child execution {child} ended without a record"));
+        let ended = accepted
+            .done
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| lost())?
+            .clone()
+            .ok_or_else(lost)?;
+        Ok(ChildOutcome {
+            execution_id: child.clone(),
+            status: ended.status,
+            output: ended.output.clone(),
+            error: ended.error.clone(),
+        })
+    }
+}

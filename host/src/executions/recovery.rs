@@ -1,0 +1,75 @@
+//! After a restart: executions that were queued run again (in priority order,
+//! their stored events continued); those that were running end `failed` with
+//! `host_restart` (or `cancelled` if a cancel had been asked) and are retried
+//! when their agent's policy allows.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::lifecycle::End;
+use super::{Executions, Job};
+use crate::record::{ExecError, Status};
+use crate::time;
+
+impl Executions {
+    pub(super) async fn recover(self: &Arc<Self>) -> anyhow::Result<()> {
+        let unfinished = self.store.unfinished().await?;
+        let now = time::now_ms();
+        // Queued ones first, so that retries made below queue behind them in order.
+        let (mut unfinished, ended): (Vec<_>, Vec<_>) = unfinished
+            .into_iter()
+            .partition(|e| matches!(e.status, Status::Pending | Status::Queued));
+        unfinished.extend(ended);
+        for mut execution in unfinished {
+            let found = self.registry.version(&execution.agent_version_id);
+            match (execution.status, found) {
+                (Status::Pending | Status::Queued, Some((_, version))) => {
+                    let reservation = self.scheduler.reserve_accepted();
+                    let delay = execution
+                        .run_after
+                        .filter(|t| *t > now)
+                        .map(|t| Duration::from_millis((t - now) as u64));
+                    execution.status = Status::Queued;
+                    tracing::info!(execution = %execution.id, "re-queued after restart");
+                    let events = self.lifecycle.reopen(&execution).await;
+                    let id = execution.id.clone();
+                    let job = Job {
+                        execution,
+                        version,
+                        events,
+                    };
+                    self.scheduler.queue(reservation, job, delay.is_some());
+                    if let Some(delay) = delay {
+                        self.end_delay_after(id, delay);
+                    }
+                }
+                (status, found) => {
+                    let end = match (status, &found) {
+                        (Status::CancelRequested, _) => End::Cancelled(ExecError::host(
+                            "cancelled",
+                            "the execution was cancelled (the host restarted meanwhile)",
+                        )),
+                        (_, None) => End::Failed(ExecError::host(
+                            "agent_unavailable",
+                            "the agent version could not be loaded after a restart",
+                        )),
+                        _ => End::Failed(ExecError::host(
+                            "host_restart",
+                            "the host restarted while this execution was running",
+                        )),
+                    };
+                    let events = self.lifecycle.reopen(&execution).await;
+                    self.lifecycle.end(&mut execution, &events, end, None).settle().await?;
+                    tracing::warn!(execution = %execution.id, status = execution.status.as_str(), "ended after restart");
+                    if let Some((_, version)) = found
+                        && let Some(retry) = self.retry_by_policy(&execution, &version)
+                    {
+                        retry.await;
+                    }
+                }
+            }
+        }
+        self.launch(self.scheduler.dispatch());
+        Ok(())
+    }
+}

@@ -1,0 +1,94 @@
+//! Retries: the next attempt of a failed execution, by the agent's retry policy
+//! (delayed by its backoff) or on request (`POST /v1/executions/{id}/retry`);
+//! each is a new execution, created through the one way in and linked to the one
+//! it retries, both ways.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Accepted, Executions, NewExecution, SubmitError, Target};
+use crate::record::{Execution, Status, Trigger};
+use crate::registry::Version;
+use crate::store::StoreError;
+
+/// Failure codes a retry cannot fix.
+const NOT_RETRYABLE: &[&str] = &["invalid_input"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum RetryError {
+    #[error("no execution {0:?}")]
+    NotFound(String),
+    #[error(transparent)]
+    Submit(#[from] SubmitError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Whether the agent's retry policy retries this failed execution, and after
+/// which backoff.
+fn retryable(execution: &Execution, version: &Version) -> Option<Duration> {
+    let policy = version.meta.manifest.retry?;
+    let code = execution.error.as_ref().map(|e| e.code.as_str()).unwrap_or("");
+    (execution.status == Status::Failed && execution.attempt < policy.max_attempts && !NOT_RETRYABLE.contains(&code))
+        .then(|| policy.backoff(execution.attempt + 1))
+}
+
+impl Executions {
+    /// The next attempt of a failed execution when its policy says so: `None` at
+    /// once when it does not (most runs), else the future creating it, which
+    /// gives its id.
+    pub(super) fn retry_by_policy<'a>(
+        self: &'a Arc<Self>,
+        execution: &'a Execution,
+        version: &'a Version,
+    ) -> Option<impl Future<Output = Option<String>> + Send + 'a> {
+        let delay = retryable(execution, version)?;
+        Some(async move {
+            match self.create_retry(execution, Some(delay), false).await {
+                Ok(accepted) => Some(accepted.execution.id),
+                Err(e) => {
+                    tracing::warn!(execution = %execution.id, error = %e, "could not schedule the policy's retry");
+                    None
+                }
+            }
+        })
+    }
+
+    /// `POST /v1/executions/{id}/retry`: cancels the original if it is still
+    /// live, then queues a new, linked execution.
+    pub async fn retry(self: &Arc<Self>, id: &str) -> Result<Accepted, RetryError> {
+        let original = self
+            .store
+            .get(id)
+            .await?
+            .ok_or_else(|| RetryError::NotFound(id.to_owned()))?;
+        if !original.status.is_terminal() {
+            self.cancel(id).await?;
+        }
+        Ok(self.create_retry(&original, None, true).await?)
+    }
+
+    /// A new execution with the original's version, input, metadata and
+    /// priority, linked both ways.
+    async fn create_retry(
+        self: &Arc<Self>,
+        original: &Execution,
+        delay: Option<Duration>,
+        durable: bool,
+    ) -> Result<Accepted, SubmitError> {
+        let mut new = NewExecution::new(
+            Target::Version(original.agent_version_id.clone()),
+            original.input.clone(),
+            Trigger::Retry,
+        );
+        new.metadata = Some(original.metadata.clone());
+        new.priority = Some(original.priority);
+        new.retry_of = Some((original.id.clone(), original.attempt + 1));
+        new.delay = delay;
+        new.durable = durable;
+        let accepted = self.submit(new).await?;
+        self.store.link_retry(&original.id, &accepted.execution.id).detach();
+        Ok(accepted)
+    }
+}

@@ -1,0 +1,215 @@
+//! Running executions: each started job runs on its own task, supervised by
+//! another that, whatever happens to the run, records an end, gives the slot
+//! back, and announces the final record once it is committed.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::lifecycle::{End, Ending};
+use super::{Executions, Job};
+use crate::events::EventLog;
+use crate::ports::{AgentCalls, ToolCtx};
+use crate::record::{ExecError, Execution};
+use crate::registry::Version;
+use crate::runtime::{Grants, RunArtifacts, RunOutcome};
+use crate::scheduler::Started;
+
+/// A run still going after this long is stored `running`.
+const RUNNING_WRITE_DELAY: Duration = Duration::from_millis(10);
+
+impl Executions {
+    /// Runs the jobs the scheduler let go.
+    pub(super) fn launch(self: &Arc<Self>, started: Vec<Started<Job>>) {
+        for Started { job, cancel } in started {
+            tokio::spawn(supervise(Arc::clone(self), job, cancel));
+        }
+    }
+
+    /// What a run may use beyond its sandbox.
+    fn grants(self: &Arc<Self>, execution: &Execution, version: &Version, events: &Arc<EventLog>) -> Grants {
+        let manifest = &version.meta.manifest;
+        let artifacts = Arc::new(RunArtifacts::new(
+            &execution.id,
+            self.settings.capture,
+            Arc::clone(&self.artifacts),
+            Arc::clone(events),
+        ));
+        let children: Arc<dyn AgentCalls> = Arc::clone(self) as Arc<dyn AgentCalls>;
+        Grants {
+            llm: Arc::clone(&self.llm),
+            tools: Arc::clone(&self.tools),
+            models: manifest.models.clone(),
+            token_budget: manifest
+                .token_budget
+                .unwrap_or(self.settings.default_token_budget)
+                .min(self.settings.max_token_budget),
+            allowed_tools: manifest.tools.clone(),
+            max_tool_calls: self.settings.max_tool_calls,
+            ctx: ToolCtx {
+                agent_id: execution.agent_id.clone(),
+                execution_id: execution.id.clone(),
+                depth: execution.depth,
+                allowed_hosts: manifest.allowed_hosts.clone(),
+                artifacts: artifacts.clone(),
+                children,
+            },
+            events: Arc::clone(events),
+            artifacts,
+        }
+    }
+
+    /// Ends an execution whose run task is gone (it died, or held its slot
+    /// past its timeout), from its stored record.
+    async fn fail_vanished(&self, id: &str, error: ExecError) -> Option<(Execution, Ending)> {
+        let mut execution = match self.store.get(id).await {
+            Ok(Some(e)) => e,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::error!(execution = %id, error = %e, "could not read the execution to fail it");
+                return None;
+            }
+        };
+        let log = self.lifecycle.log_of(&execution).await;
+        let ending = self.lifecycle.end(&mut execution, &log, End::Failed(error), None);
+        Some((execution, ending))
+    }
+}
+
+/// Runs a job on its own task; whatever happens to that task, records an end,
+/// gives the slot back, and announces the final record.
+///
+/// The run task starts here; the returned future, a task of its own, waits for
+/// it. It holds only what it needs (thousands of them wait at once, so every
+/// byte of its state counts; a `Job` or a rare path's future kept in it did).
+fn supervise(this: Arc<Executions>, job: Job, cancel: oneshot::Receiver<()>) -> impl Future<Output = ()> + Send {
+    let id = job.execution.id.clone();
+    let agent_id = job.execution.agent_id.clone();
+    let version = Arc::clone(&job.version);
+    let bound = version.meta.limits.timeout() + this.settings.slot_grace;
+    let task = tokio::spawn(run(Arc::clone(&this), job, cancel));
+    wait_for_run(this, id, agent_id, version, bound, task)
+}
+
+async fn wait_for_run(
+    this: Arc<Executions>,
+    id: String,
+    agent_id: String,
+    version: Arc<Version>,
+    bound: Duration,
+    task: JoinHandle<(Execution, Ending)>,
+) {
+    let abort = task.abort_handle();
+    let ended = match tokio::time::timeout(bound, task).await {
+        Ok(Ok(ended)) => Some(ended),
+        Ok(Err(e)) => {
+            tracing::error!(execution = %id, error = %e, "execution task died");
+            let error = ExecError::host("internal", "the host failed while running this execution");
+            // Boxed: a rare path, kept out of the state of every waiting task.
+            Box::pin(this.fail_vanished(&id, error)).await
+        }
+        Err(_) => {
+            abort.abort();
+            tracing::error!(execution = %id, "execution held its slot past its timeout; reclaimed");
+            let error = ExecError::host(
+                "timeout",
+                "the execution did not end within its timeout and was stopped",
+            );
+            Box::pin(this.fail_vanished(&id, error)).await
+        }
+    };
+    this.launch(this.scheduler.finished(&agent_id));
+    // The slot is free while the final record commits; listeners wait for it.
+    let finished = match ended {
+        Some((mut execution, ending)) => {
+            if let Err(e) = ending.settle().await {
+                tracing::error!(execution = %id, error = %e, "could not record the finished execution");
+            }
+            // Boxed: a rare path, kept out of the state of every waiting task.
+            let retry = match this.retry_by_policy(&execution, &version) {
+                Some(retry) => Box::pin(retry).await,
+                None => None,
+            };
+            if let Some(retry_id) = retry {
+                execution.retried_by = Some(retry_id);
+            }
+            Some(Arc::new(execution))
+        }
+        None => None,
+    };
+    this.scheduler.announce(&id, finished);
+}
+
+/// Runs the guest and starts storing the final record; returns it with its end.
+async fn run(this: Arc<Executions>, job: Job, cancel: oneshot::Receiver<()>) -> (Execution, Ending) {
+    let Job {
+        mut execution,
+        version,
+        events,
+    } = job;
+    this.lifecycle.start(&mut execution, &events);
+    // A dropped sender is not a cancel: only a sent message is.
+    let cancelled = async {
+        if cancel.await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let grants = this.grants(&execution, &version, &events);
+    // Most runs end within milliseconds; storing `running` for them would only be
+    // overwritten at once. A run still going after a moment is stored `running`
+    // (the event stream says `running` at once either way).
+    let outcome = {
+        let run = this.runtime.run(
+            &version.pre,
+            execution.input.get(),
+            version.meta.limits,
+            grants,
+            cancelled,
+        );
+        tokio::pin!(run);
+        tokio::select! {
+            biased;
+            outcome = &mut run => outcome,
+            () = tokio::time::sleep(RUNNING_WRITE_DELAY) => {
+                this.lifecycle.store_running(&execution);
+                run.await
+            }
+        }
+    };
+    let (end, run_record) = record_outcome(&mut execution, outcome);
+    let ending = this.lifecycle.end(&mut execution, &events, end, Some(run_record));
+    (execution, ending)
+}
+
+/// Copies what the run used and recorded onto the execution; returns how it
+/// ended, with its log lines and steps.
+fn record_outcome(
+    execution: &mut Execution,
+    outcome: RunOutcome,
+) -> (End, (Vec<crate::record::LogLine>, Vec<crate::record::Step>)) {
+    execution.token_usage = outcome.llm.usage;
+    execution.cost_usd = outcome.llm.cost_usd;
+    execution.model_used = outcome.llm.model_used;
+    execution.llm_provider = outcome.llm.provider;
+    execution.first_token_ms = outcome.llm.first_token_ms;
+    execution.n_tool_calls = outcome.tool_calls.len() as u32;
+    execution.tool_ms = outcome.tool_calls.iter().map(|c| c.duration_ms as i64).sum();
+    execution.tool_calls = outcome.tool_calls;
+    execution.n_artifacts = outcome.artifacts.len() as u32;
+    execution.n_screenshots = outcome.artifacts.iter().filter(|a| a.is_image()).count() as u32;
+    execution.fuel_used = Some(outcome.fuel_used);
+    execution.peak_memory_bytes = Some(outcome.peak_memory_bytes);
+    let recording = outcome.recording;
+    execution.n_logs = recording.logs.len() as u32;
+    execution.n_steps = recording.steps.len() as u32;
+    execution.logs_truncated = recording.logs_truncated;
+    let end = match outcome.result {
+        Ok(output) => End::Completed(output),
+        Err(error) if outcome.cancelled => End::Cancelled(error),
+        Err(error) => End::Failed(error),
+    };
+    (end, (recording.logs, recording.steps))
+}

@@ -1,0 +1,96 @@
+//! Ports: what a run may reach beyond its sandbox, as traits. The runtime's
+//! capabilities and the built-in tools call them; higher layers implement them
+//! (the tools, the execution service, the store) and hand them to each run, so
+//! nothing below reaches back up.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use crate::record::{Artifact, ExecError, Status};
+
+/// What a tool call knows about its caller, and the run's ports it may use.
+#[derive(Clone)]
+pub struct ToolCtx {
+    pub agent_id: String,
+    pub execution_id: String,
+    /// 0 for an execution nobody called; a child's is its parent's plus one.
+    pub depth: u32,
+    pub allowed_hosts: Vec<String>,
+    /// Where the call may store files, as artifacts of the run (within its caps).
+    pub artifacts: Arc<dyn Artifacts>,
+    /// How the call may run other agents (`agent_call`).
+    pub children: Arc<dyn AgentCalls>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ToolError {
+    #[error("{0}")]
+    InvalidArguments(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A tool's name, description and argument schema, as the guest lists them.
+#[derive(Debug, Clone, Copy)]
+pub struct ToolInfo {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub parameters: &'static str,
+}
+
+/// The built-in tools.
+#[async_trait]
+pub trait ToolHost: Send + Sync {
+    /// Every tool there is (a manifest picks among them).
+    fn catalog(&self) -> &'static [ToolInfo];
+    /// Runs one tool. The caller checked that the agent may use it.
+    async fn call(&self, ctx: &ToolCtx, name: &str, args: Value) -> Result<Value, ToolError>;
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ArtifactError {
+    #[error("{0}")]
+    InvalidName(String),
+    #[error("{0}")]
+    LimitExceeded(String),
+}
+
+/// One run's artifacts: stores a file within the run's caps and announces it.
+#[async_trait]
+pub trait Artifacts: Send + Sync {
+    /// How many the run has stored so far.
+    fn stored(&self) -> usize;
+    async fn put(&self, name: String, media_type: String, data: Vec<u8>) -> Result<Artifact, ArtifactError>;
+}
+
+/// Where artifacts are kept: the bytes as a blob, the record as a row.
+#[async_trait]
+pub trait ArtifactStore: Send + Sync {
+    /// Stores the bytes of a new artifact of `execution_id`; returns its record.
+    async fn store(
+        &self,
+        execution_id: &str,
+        name: String,
+        media_type: String,
+        data: Vec<u8>,
+    ) -> anyhow::Result<Artifact>;
+}
+
+/// How a child execution ended.
+pub struct ChildOutcome {
+    pub execution_id: String,
+    pub status: Status,
+    pub output: Option<Box<RawValue>>,
+    pub error: Option<ExecError>,
+}
+
+/// Child executions: another agent of the caller's workspace, run for a tool call.
+#[async_trait]
+pub trait AgentCalls: Send + Sync {
+    /// Runs `agent` (by id or name) with `input` as a child of `ctx`'s execution
+    /// and waits for its end.
+    async fn call(&self, ctx: &ToolCtx, agent: &str, input: Box<RawValue>) -> Result<ChildOutcome, ToolError>;
+}

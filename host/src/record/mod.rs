@@ -1,0 +1,13 @@
+//! Records: what Warden stores and shows (executions and what their runs leave
+//! behind, agents and their versions, API keys). Plain data with its serialised
+//! form; nothing here stores, schedules or runs anything.
+
+mod agent;
+mod execution;
+mod key;
+mod run;
+
+pub use self::agent::{Agent, AgentVersion};
+pub use self::execution::{ErrorSource, ExecError, Execution, ExecutionView, Status, Timing, Trigger};
+pub use self::key::{ApiKey, Role};
+pub use self::run::{Artifact, LogLevel, LogLine, LogStream, Step, ToolCallRecord, Usage};

@@ -1,0 +1,122 @@
+//! The scheduler's mechanism, without executions: bound, dispatch, slots,
+//! delays, cancel in every state, announcing ends.
+
+use super::*;
+
+struct T {
+    id: String,
+    agent: &'static str,
+    priority: u8,
+    slots: usize,
+}
+
+impl Job for T {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn agent_id(&self) -> &str {
+        self.agent
+    }
+    fn priority(&self) -> u8 {
+        self.priority
+    }
+    fn max_concurrency(&self) -> usize {
+        self.slots
+    }
+}
+
+fn job(id: &str, agent: &'static str, priority: u8, slots: usize) -> T {
+    T {
+        id: id.to_owned(),
+        agent,
+        priority,
+        slots,
+    }
+}
+
+fn ids(started: &[Started<T>]) -> Vec<&str> {
+    started.iter().map(|s| s.job.id.as_str()).collect()
+}
+
+#[test]
+fn the_bound_counts_waiting_jobs_and_unused_reservations_give_room_back() {
+    let s: Scheduler<T, u32> = Scheduler::new(1, 2);
+    let r1 = s.reserve().unwrap();
+    let r2 = s.reserve().unwrap();
+    assert!(matches!(s.reserve(), Err(QueueFull(2))));
+    drop(r2);
+    s.queue(r1, job("a", "x", 50, 1), false);
+    let _r3 = s.reserve().unwrap();
+    assert!(s.reserve().is_err());
+    // A job that starts leaves the waiting count.
+    assert_eq!(ids(&s.dispatch()), ["a"]);
+    assert_eq!(s.load(), (1, 1));
+    // Accepted jobs (after a restart) pass the bound.
+    let r = s.reserve_accepted();
+    s.queue(r, job("b", "x", 50, 1), false);
+    assert_eq!(s.load(), (1, 2));
+}
+
+#[test]
+fn finished_jobs_free_their_slot_for_the_best_waiting_one() {
+    let s: Scheduler<T, u32> = Scheduler::new(2, 100);
+    for (id, p) in [("low", 10), ("high", 90), ("mid", 50)] {
+        let r = s.reserve().unwrap();
+        s.queue(r, job(id, "x", p, 1), false);
+    }
+    // Nothing starts before dispatch: a restart queues everything first.
+    assert_eq!(s.load(), (0, 3));
+    assert_eq!(ids(&s.dispatch()), ["high"]);
+    assert!(s.dispatch().is_empty(), "one slot for agent x");
+    let mut watch = s.watch("high").unwrap();
+    assert_eq!(ids(&s.finished("x")), ["mid"]);
+    s.announce("high", Some(7));
+    assert_eq!(*watch.borrow_and_update(), Some(7));
+    assert!(s.watch("high").is_none(), "forgotten once announced");
+    assert_eq!(s.live_agent("mid").as_deref(), Some("x"));
+    assert_eq!(s.agent_load("x"), (1, 1));
+}
+
+#[test]
+fn a_delayed_job_waits_for_its_delay_to_end() {
+    let s: Scheduler<T, u32> = Scheduler::new(4, 100);
+    let r = s.reserve().unwrap();
+    s.queue(r, job("later", "x", 50, 1), true);
+    assert!(s.dispatch().is_empty());
+    assert_eq!(s.load(), (0, 1));
+    assert_eq!(ids(&s.end_delay("later")), ["later"]);
+    assert!(s.end_delay("later").is_empty(), "only once");
+    assert!(s.end_delay("nobody").is_empty());
+}
+
+#[test]
+fn cancel_in_every_state() {
+    let s: Scheduler<T, u32> = Scheduler::new(1, 100);
+    for id in ["run", "queued"] {
+        let r = s.reserve().unwrap();
+        s.queue(r, job(id, "x", 50, 1), false);
+    }
+    let r = s.reserve().unwrap();
+    s.queue(r, job("delayed", "x", 50, 1), true);
+    let mut started = s.dispatch();
+    assert_eq!(ids(&started), ["run"]);
+    assert!(matches!(s.cancel("run"), Cancel::Signalled));
+    assert!(
+        started[0].cancel.try_recv().is_ok(),
+        "the running job was asked to stop"
+    );
+    assert!(matches!(s.cancel("run"), Cancel::AlreadyRequested));
+    match s.cancel("queued") {
+        Cancel::Dequeued { job, done } => {
+            assert_eq!(job.id, "queued");
+            done.send_replace(Some(1));
+        }
+        _ => panic!("a queued job is dequeued"),
+    }
+    assert!(matches!(s.cancel("delayed"), Cancel::Dequeued { .. }));
+    assert!(s.end_delay("delayed").is_empty(), "a cancelled delay never starts");
+    assert!(matches!(s.cancel("queued"), Cancel::NotLive));
+    assert_eq!(s.load(), (1, 0));
+    assert!(s.finished("x").is_empty());
+    assert_eq!(s.load(), (0, 0));
+}
