@@ -16,6 +16,7 @@ mod restart;
 mod run_log;
 mod sandbox;
 mod scheduling;
+mod store;
 mod tools;
 
 // The allocator the `warden` binary runs with.

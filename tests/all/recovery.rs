@@ -142,3 +142,66 @@ async fn sigkill_loses_no_accepted_execution() {
     assert_eq!(open["data"], json!([]));
     drop(warden);
 }
+
+/// Events are stored as they happen: after a SIGKILL, every event of an
+/// interrupted run from before the crash is still there, numbered as it was, and
+/// the run's stream continues from them to its end (`host_restart`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_events_of_a_killed_run_are_readable_after_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let warden = Warden::start(tmp.path());
+    let server = Server::attach(&warden.base);
+    server.deploy("ticker", json!({})).await;
+    let (status, accepted) = server
+        .post_json(
+            "/v1/agents/ticker/execute",
+            &json!({ "input": { "n": 100_000, "ms": 5 }, "mode": "async" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    let id = accepted["id"].as_str().unwrap().to_owned();
+    let events_url = |base: &str| format!("{base}/v1/executions/{id}/events?limit=10000");
+    // Wait for a few dozen ticks, note them, and give the writer ample time
+    // (200 ms; it commits within a few) before the kill.
+    let seen = loop {
+        let page = get(&http, events_url(&warden.base)).await;
+        let events = page["data"].as_array().unwrap().clone();
+        if events.len() >= 30 {
+            break events;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    warden.sigkill();
+
+    let warden = Warden::start(tmp.path());
+    let base = warden.base.clone();
+    let ended = wait_for(&http, &base, &id, |e| e["status"] == "failed").await;
+    assert_eq!(ended["error"]["code"], "host_restart");
+    let stored = get(&http, events_url(&base)).await["data"].as_array().unwrap().clone();
+    // Everything seen before the crash, unchanged, then more, then the end.
+    assert_eq!(stored[..seen.len()], seen[..], "the events from before the crash");
+    assert_eq!(seen[0]["data"]["status"], "queued");
+    assert_eq!(seen[1]["data"]["status"], "running");
+    assert_eq!(seen[2]["type"], "log");
+    let seqs: Vec<u64> = stored.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(
+        seqs,
+        (1..=stored.len() as u64).collect::<Vec<_>>(),
+        "no gaps, no duplicates"
+    );
+    let n = stored.len();
+    assert_eq!(stored[n - 2]["data"]["status"], "failed");
+    assert_eq!(stored[n - 1]["type"], "error");
+    assert_eq!(stored[n - 1]["data"]["error"]["code"], "host_restart");
+    // The stream replays them all and closes; resumed from the middle, the rest.
+    let server = Server::attach(&base);
+    let streamed = server.stream(&id, None).await;
+    assert_eq!(streamed.len(), n);
+    assert_eq!(streamed.last().unwrap().event, "error");
+    let resumed = server.stream(&id, Some(10)).await;
+    assert_eq!(resumed.first().unwrap().id, 11);
+    assert_eq!(resumed.len(), n - 10);
+    drop(warden);
+}

@@ -58,7 +58,10 @@ pub struct ExecutionFilter {
 /// Executions and what their runs leave behind: log lines, steps, artifacts.
 #[async_trait]
 pub trait ExecutionStore: Send + Sync {
-    /// Creates or updates the whole record.
+    /// Creates the record, or updates what changes over an execution's life
+    /// (status, output, error, times, usage, counts, `retried_by`); what it was
+    /// created with (agent, version, trigger, priority, input, metadata,
+    /// attempt, links) keeps its first value.
     fn save(&self, execution: Execution) -> Commit;
     /// Stores an execution's final record with its log, steps and last events.
     fn finish(&self, record: FinalRecord) -> Commit;

@@ -10,6 +10,8 @@ mod checkpoint;
 mod read;
 mod schema;
 mod stores;
+#[cfg(test)]
+mod tests;
 mod writer;
 
 use std::path::Path;

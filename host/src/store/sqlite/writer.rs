@@ -16,7 +16,7 @@ use crate::store::{BlobStore, Commit, StoreError};
 /// Most writes committed in one transaction.
 pub const MAX_BATCH: usize = 1024;
 
-type Ack = oneshot::Sender<Result<(), StoreError>>;
+pub(super) type Ack = oneshot::Sender<Result<(), StoreError>>;
 
 enum Job {
     Write(Write, Option<Ack>),
@@ -96,7 +96,7 @@ fn run(mut conn: Connection, blobs: &dyn BlobStore, mut rx: mpsc::UnboundedRecei
 }
 
 /// Commits a batch in one transaction, or, when that fails, write by write.
-fn commit_batch(conn: &mut Connection, blobs: &dyn BlobStore, batch: &mut Vec<(Write, Option<Ack>)>) {
+pub(super) fn commit_batch(conn: &mut Connection, blobs: &dyn BlobStore, batch: &mut Vec<(Write, Option<Ack>)>) {
     if batch.is_empty() {
         return;
     }

@@ -1,0 +1,516 @@
+//! The store's conformance suite: what every backend must do, written against
+//! the store traits alone (`warden_host::store`). The embedded SQLite store runs
+//! it here; another backend runs the same `conformance` with its own `Stores`.
+
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde_json::value::RawValue;
+use warden_host::config::HostLimits;
+use warden_host::events::{EventData, EventLog, EventSink};
+use warden_host::manifest::Manifest;
+use warden_host::record::{
+    Agent, AgentVersion, ApiKey, Artifact, ExecError, Execution, LogLevel, LogLine, LogStream, Role, Status, Step,
+    Trigger,
+};
+use warden_host::store::{ExecutionFilter, FinalRecord, IdempotencyRecord, StoreError, Stores};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_passes_the_conformance_suite() {
+    conformance(|dir| Stores::open(dir).expect("the SQLite store opens")).await;
+}
+
+/// Every check, each on a fresh store from `open`.
+pub async fn conformance(open: impl Fn(&Path) -> Stores) {
+    type Check = fn(Stores) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+    let checks: [(&str, Check); 8] = [
+        ("executions", |s| Box::pin(executions(s))),
+        ("finish and the run record", |s| Box::pin(finish(s))),
+        ("events", |s| Box::pin(events(s))),
+        ("agents", |s| Box::pin(agents(s))),
+        ("keys", |s| Box::pin(keys(s))),
+        ("kv", |s| Box::pin(kv(s))),
+        ("idempotency", |s| Box::pin(idempotency(s))),
+        ("blobs and the sweep", |s| Box::pin(sweep(s))),
+    ];
+    for (name, check) in checks {
+        let tmp = tempfile::tempdir().unwrap();
+        let stores = open(tmp.path());
+        eprintln!("conformance: {name}");
+        check(stores.clone()).await;
+        stores.close().await;
+        // After close, writes are refused, not lost in silence.
+        assert!(
+            matches!(stores.kv.delete("a", "k").await, Err(StoreError::Closed)),
+            "{name}"
+        );
+    }
+}
+
+fn raw(text: &str) -> Box<RawValue> {
+    RawValue::from_string(text.to_owned()).unwrap()
+}
+
+fn agent(id: &str, workspace: &str) -> Agent {
+    Agent {
+        id: id.into(),
+        workspace: workspace.into(),
+        name: format!("name-{id}"),
+        description: "d".into(),
+        latest_version: 1,
+        created_at: 1,
+        updated_at: 1,
+    }
+}
+
+fn version(id: &str, agent_id: &str, n: u32, hash: &str) -> AgentVersion {
+    let manifest = Manifest::from_json(r#"{"name":"x","tools":["kv"]}"#).unwrap();
+    AgentVersion {
+        id: id.into(),
+        agent_id: agent_id.into(),
+        version: n,
+        label: Some("1.0".into()),
+        limits: manifest.effective_limits(&HostLimits::default(), 8),
+        manifest,
+        component_hash: hash.into(),
+        component_size: 3,
+        created_at: n as i64,
+    }
+}
+
+fn execution(id: &str, agent_id: &str, status: Status, created_at: i64) -> Execution {
+    Execution {
+        id: id.into(),
+        agent_id: agent_id.into(),
+        agent_name: format!("name-{agent_id}"),
+        agent_version_id: "ver_1".into(),
+        agent_version: 1,
+        status,
+        trigger: Trigger::Api,
+        priority: 50,
+        input: raw(r#"{"n":1}"#),
+        output: None,
+        error: None,
+        metadata: raw("{}"),
+        fuel_used: None,
+        peak_memory_bytes: None,
+        n_steps: 0,
+        n_logs: 0,
+        logs_truncated: false,
+        attempt: 1,
+        retry_of: None,
+        retried_by: None,
+        parent_id: None,
+        depth: 0,
+        token_usage: Default::default(),
+        cost_usd: 0.0,
+        model_used: None,
+        llm_provider: None,
+        n_tool_calls: 0,
+        tool_calls: Vec::new(),
+        n_artifacts: 0,
+        n_screenshots: 0,
+        first_token_ms: None,
+        tool_ms: 0,
+        created_at,
+        run_after: None,
+        queued_at: Some(created_at),
+        started_at: None,
+        completed_at: None,
+    }
+}
+
+fn line(seq: u32, message: &str) -> LogLine {
+    LogLine {
+        seq,
+        ts: 5,
+        level: LogLevel::Info,
+        stream: LogStream::Log,
+        message: message.into(),
+    }
+}
+
+async fn executions(s: Stores) {
+    s.agents
+        .deploy(agent("agt_a", "w1"), version("ver_1", "agt_a", 1, "h"))
+        .await
+        .unwrap();
+    s.agents
+        .deploy(agent("agt_b", "w2"), version("ver_2", "agt_b", 1, "h"))
+        .await
+        .unwrap();
+    for (i, (agent, status)) in [
+        ("agt_a", Status::Queued),
+        ("agt_a", Status::Running),
+        ("agt_b", Status::Queued),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        s.executions
+            .save(execution(&format!("exec_{i}"), agent, status, 100 + i as i64))
+            .await
+            .unwrap();
+    }
+    // Writes keep their order: the later save of the same row wins; what an
+    // execution is created with stays.
+    let mut e = execution("exec_0", "agt_a", Status::Queued, 100);
+    e.status = Status::Running;
+    e.started_at = Some(150);
+    s.executions.save(e.clone()).detach();
+    e.fuel_used = Some(7);
+    e.priority = 70;
+    s.executions.save(e).await.unwrap();
+    let got = s.executions.get("exec_0").await.unwrap().unwrap();
+    assert_eq!(
+        (got.status, got.started_at, got.fuel_used),
+        (Status::Running, Some(150), Some(7))
+    );
+    assert_eq!(got.priority, 50, "fixed at creation");
+    assert_eq!(got.input.get(), r#"{"n":1}"#);
+    assert!(s.executions.get("exec_nope").await.unwrap().is_none());
+    assert_eq!(
+        s.executions.workspace_of("exec_2").await.unwrap().as_deref(),
+        Some("w2")
+    );
+    assert_eq!(s.executions.workspace_of("exec_nope").await.unwrap(), None);
+
+    // A status change applies only from the status it names.
+    s.executions
+        .set_status("exec_1", Status::Queued, Status::Cancelled)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.executions.get("exec_1").await.unwrap().unwrap().status,
+        Status::Running
+    );
+    s.executions
+        .set_status("exec_1", Status::Running, Status::CancelRequested)
+        .await
+        .unwrap();
+    assert_eq!(s.executions.count(Status::CancelRequested).await.unwrap(), 1);
+    s.executions.link_retry("exec_1", "exec_9").await.unwrap();
+    assert_eq!(
+        s.executions.get("exec_1").await.unwrap().unwrap().retried_by.as_deref(),
+        Some("exec_9")
+    );
+    let unfinished: Vec<String> = s
+        .executions
+        .unfinished()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(unfinished, ["exec_0", "exec_1", "exec_2"], "oldest first");
+
+    // Listing: the workspace's only, newest first, filtered, in cursor pages.
+    let filter = |limit| ExecutionFilter {
+        workspace: "w1".into(),
+        limit,
+        ..Default::default()
+    };
+    let (page, more) = s.executions.list(filter(1)).await.unwrap();
+    assert_eq!((page[0].id.as_str(), more), ("exec_1", true));
+    let (page, more) = s
+        .executions
+        .list(ExecutionFilter {
+            after: Some("exec_1".into()),
+            ..filter(1)
+        })
+        .await
+        .unwrap();
+    assert_eq!((page[0].id.as_str(), more), ("exec_0", false));
+    let (page, _) = s
+        .executions
+        .list(ExecutionFilter {
+            status: Some(Status::Running),
+            ..filter(10)
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 1);
+    let (page, _) = s
+        .executions
+        .list(ExecutionFilter {
+            created_after: Some(100),
+            trigger: Some("api".into()),
+            agent_id: Some("agt_a".into()),
+            ..filter(10)
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 1);
+}
+
+async fn finish(s: Stores) {
+    s.agents
+        .deploy(agent("agt_a", "w1"), version("ver_1", "agt_a", 1, "h"))
+        .await
+        .unwrap();
+    let mut e = execution("exec_f", "agt_a", Status::Running, 10);
+    s.executions.save(e.clone()).await.unwrap();
+    let log = EventLog::new("exec_f", 0, Some(s.events.clone() as Arc<dyn EventSink>));
+    log.emit(EventData::Status(Status::Running));
+    e.status = Status::Failed;
+    e.error = Some(ExecError::host("trap", "it trapped"));
+    e.completed_at = Some(20);
+    e.n_logs = 3;
+    let events = log.end(&EventData::end_of(&e));
+    let logs = vec![line(1, "a"), line(2, "b"), line(3, "c")];
+    let steps = vec![Step {
+        seq: 1,
+        name: "s".into(),
+        detail: raw(r#"{"k":1}"#),
+        started_at: 1,
+        ended_at: 2,
+    }];
+    s.executions
+        .finish(FinalRecord {
+            execution: e,
+            logs,
+            steps,
+            events,
+        })
+        .await
+        .unwrap();
+    let got = s.executions.get("exec_f").await.unwrap().unwrap();
+    assert_eq!(got.status, Status::Failed);
+    assert_eq!(got.error.unwrap().code, "trap");
+    let (page, more) = s.executions.logs("exec_f", 1, 1).await.unwrap();
+    assert_eq!((page[0].message.as_str(), more), ("b", true));
+    assert_eq!(
+        s.executions.steps("exec_f").await.unwrap()[0].detail.get(),
+        r#"{"k":1}"#
+    );
+    // The last events came with the record.
+    let stored = s.events.read("exec_f", 0, 100).await.unwrap();
+    let kinds: Vec<&str> = stored.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["status", "status", "error"]);
+    assert_eq!(s.events.last_seq("exec_f").await.unwrap(), 3);
+    assert_eq!(s.executions.unfinished().await.unwrap().len(), 0);
+
+    let artifact = Artifact {
+        id: "art_1".into(),
+        execution_id: "exec_f".into(),
+        name: "a.png".into(),
+        media_type: "image/png".into(),
+        size: 3,
+        sha256: "abc".into(),
+        created_at: 3,
+    };
+    s.executions.put_artifact(artifact).await.unwrap();
+    assert_eq!(s.executions.artifacts("exec_f").await.unwrap()[0].name, "a.png");
+    assert!(s.executions.artifact("exec_f", "art_1").await.unwrap().is_some());
+    assert!(s.executions.artifact("exec_other", "art_1").await.unwrap().is_none());
+}
+
+async fn events(s: Stores) {
+    assert_eq!(s.events.last_seq("exec_e").await.unwrap(), 0);
+    let sink: Arc<dyn EventSink> = s.events.clone();
+    let log = EventLog::new("exec_e", 0, Some(Arc::clone(&sink)));
+    for i in 0..25 {
+        log.emit(EventData::Log(&line(i, &format!("line {i}"))));
+        if i % 10 == 9 {
+            // A later write, awaited: everything handed over before it is stored.
+            s.kv.set("agt", "barrier", i.to_string(), 0).await.unwrap();
+        }
+    }
+    s.kv.set("agt", "barrier", "end".into(), 0).await.unwrap();
+    let all = s.events.read("exec_e", 0, 1000).await.unwrap();
+    assert_eq!(
+        all.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1..=25).collect::<Vec<_>>()
+    );
+    let page = s.events.read("exec_e", 9, 5).await.unwrap();
+    assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), [10, 11, 12, 13, 14]);
+    let v: serde_json::Value = serde_json::from_str(page[0].json()).unwrap();
+    assert_eq!(v["data"]["message"], "line 9");
+    assert!(s.events.read("exec_e", 25, 10).await.unwrap().is_empty());
+    assert_eq!(s.events.last_seq("exec_e").await.unwrap(), 25);
+    // A log continued after a restart numbers on from the stored ones.
+    let continued = EventLog::new("exec_e", 25, Some(sink));
+    continued.emit(EventData::Status(Status::Queued));
+    s.kv.set("agt", "barrier", "again".into(), 0).await.unwrap();
+    assert_eq!(s.events.read("exec_e", 24, 10).await.unwrap().len(), 2);
+    assert!(s.events.read("exec_other", 0, 10).await.unwrap().is_empty());
+}
+
+async fn agents(s: Stores) {
+    let mut a = agent("agt_a", "w1");
+    s.agents
+        .deploy(a.clone(), version("ver_1", "agt_a", 1, "h1"))
+        .await
+        .unwrap();
+    a.latest_version = 2;
+    a.description = "newer".into();
+    s.agents.deploy(a, version("ver_2", "agt_a", 2, "h2")).await.unwrap();
+    let agents = s.agents.agents().await.unwrap();
+    assert_eq!(agents.len(), 1);
+    assert_eq!((agents[0].latest_version, agents[0].description.as_str()), (2, "newer"));
+    let versions = s.agents.versions().await.unwrap();
+    assert_eq!(versions.iter().map(|v| v.version).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(versions[1].manifest.tools, ["kv"]);
+    assert_eq!(versions[1].component_hash, "h2");
+    // A version number is the agent's once.
+    assert!(
+        s.agents
+            .deploy(agent("agt_a", "w1"), version("ver_3", "agt_a", 2, "h"))
+            .await
+            .is_err()
+    );
+}
+
+async fn keys(s: Stores) {
+    assert!(!s.keys.any_active().await.unwrap());
+    let key = |id: &str, workspace: &str| ApiKey {
+        id: id.into(),
+        workspace: workspace.into(),
+        name: "n".into(),
+        role: Role::Admin,
+        created_at: 1,
+        revoked_at: None,
+    };
+    s.keys.insert(key("key_1", "w1"), "d1".into()).await.unwrap();
+    s.keys.insert(key("key_2", "w2"), "d2".into()).await.unwrap();
+    assert!(s.keys.any_active().await.unwrap());
+    let (found, digest) = s.keys.find("key_1").await.unwrap().unwrap();
+    assert_eq!(
+        (found.workspace.as_str(), found.role, digest.as_str()),
+        ("w1", Role::Admin, "d1")
+    );
+    assert_eq!(s.keys.list(Some("w2")).await.unwrap().len(), 1);
+    assert_eq!(s.keys.list(None).await.unwrap().len(), 2);
+    // Another workspace's key is not revoked, and not shown.
+    assert!(s.keys.revoke("key_1", Some("w2"), 5).await.unwrap().is_none());
+    assert!(s.keys.find("key_1").await.unwrap().unwrap().0.revoked_at.is_none());
+    let revoked = s.keys.revoke("key_1", Some("w1"), 5).await.unwrap().unwrap();
+    assert_eq!(revoked.revoked_at, Some(5));
+    // Revoking twice keeps the first time.
+    assert_eq!(
+        s.keys.revoke("key_1", None, 9).await.unwrap().unwrap().revoked_at,
+        Some(5)
+    );
+    s.keys.revoke("key_2", None, 9).await.unwrap();
+    assert!(!s.keys.any_active().await.unwrap());
+    assert!(s.keys.revoke("key_nope", None, 9).await.unwrap().is_none());
+}
+
+async fn kv(s: Stores) {
+    for k in ["b", "a1", "a2"] {
+        s.kv.set("agt_x", k, format!("\"{k}\""), 1).detach();
+    }
+    s.kv.set("agt_y", "a1", "1".into(), 1).await.unwrap();
+    assert_eq!(s.kv.get("agt_x", "a1").await.unwrap().as_deref(), Some("\"a1\""));
+    assert_eq!(s.kv.list("agt_x", "a", 10).await.unwrap(), ["a1", "a2"]);
+    assert_eq!(s.kv.list("agt_x", "", 2).await.unwrap(), ["a1", "a2"]);
+    s.kv.set("agt_x", "a1", "2".into(), 2).await.unwrap();
+    assert_eq!(s.kv.get("agt_x", "a1").await.unwrap().as_deref(), Some("2"));
+    s.kv.delete("agt_x", "a1").await.unwrap();
+    assert!(s.kv.get("agt_x", "a1").await.unwrap().is_none());
+    assert_eq!(
+        s.kv.get("agt_y", "a1").await.unwrap().as_deref(),
+        Some("1"),
+        "per agent"
+    );
+}
+
+async fn idempotency(s: Stores) {
+    let record = |key: &str, execution_id: &str, at| IdempotencyRecord {
+        key: key.into(),
+        request_hash: "h".into(),
+        execution_id: execution_id.into(),
+        created_at: at,
+    };
+    s.idempotency.put(record("k1", "exec_1", 10)).detach();
+    s.idempotency.put(record("k2", "exec_2", 20)).await.unwrap();
+    assert_eq!(s.idempotency.load(15).await.unwrap(), [record("k2", "exec_2", 20)]);
+    // Forgotten only while it names that execution.
+    s.idempotency.forget("k2", "exec_other").await.unwrap();
+    assert_eq!(s.idempotency.load(0).await.unwrap().len(), 2);
+    s.idempotency.forget("k2", "exec_2").await.unwrap();
+    assert_eq!(s.idempotency.load(0).await.unwrap(), [record("k1", "exec_1", 10)]);
+    s.idempotency.expire(11).await.unwrap();
+    assert!(s.idempotency.load(0).await.unwrap().is_empty());
+}
+
+async fn sweep(s: Stores) {
+    let blobs = s.blobs.clone();
+    tokio::task::spawn_blocking(move || {
+        blobs.put("h-component", b"wasm").unwrap();
+        blobs.put("h-component", b"wasm").unwrap();
+        blobs.put("h-artifact", b"png").unwrap();
+        assert_eq!(blobs.get("h-artifact").unwrap(), b"png");
+        assert!(blobs.get("h-missing").is_err());
+    })
+    .await
+    .unwrap();
+    s.agents
+        .deploy(agent("agt_a", "w1"), version("ver_1", "agt_a", 1, "h-component"))
+        .await
+        .unwrap();
+    let mut old = execution("exec_old", "agt_a", Status::Completed, 1);
+    old.completed_at = Some(100);
+    let mut recent = execution("exec_new", "agt_a", Status::Completed, 1);
+    recent.completed_at = Some(10_000);
+    let running = execution("exec_run", "agt_a", Status::Running, 1);
+    for e in [old, recent, running] {
+        let id = e.id.clone();
+        let finished = e.status.is_terminal();
+        let log = EventLog::new(&id, 0, None);
+        let events = log.end(&EventData::end_of(&e));
+        s.executions
+            .finish(FinalRecord {
+                execution: e,
+                logs: vec![line(1, "x")],
+                steps: Vec::new(),
+                events,
+            })
+            .await
+            .unwrap();
+        for (aid, hash) in [("a", "h-artifact"), ("c", "h-component")]
+            .into_iter()
+            .filter(|_| finished)
+        {
+            let artifact = Artifact {
+                id: format!("art_{aid}_{id}"),
+                execution_id: id.clone(),
+                name: "f".into(),
+                media_type: "image/png".into(),
+                size: 3,
+                sha256: hash.into(),
+                created_at: 1,
+            };
+            s.executions.put_artifact(artifact).await.unwrap();
+        }
+    }
+    s.executions.sweep(1_000).await.unwrap();
+    assert!(s.executions.get("exec_old").await.unwrap().is_none());
+    assert!(s.events.read("exec_old", 0, 10).await.unwrap().is_empty());
+    assert!(s.executions.logs("exec_old", 0, 10).await.unwrap().0.is_empty());
+    assert!(s.executions.artifacts("exec_old").await.unwrap().is_empty());
+    assert!(
+        s.executions.get("exec_new").await.unwrap().is_some(),
+        "finished after the cut-off"
+    );
+    assert!(s.executions.get("exec_run").await.unwrap().is_some(), "not finished");
+    // Blobs still referred to stay.
+    let blobs = s.blobs.clone();
+    tokio::task::spawn_blocking(move || {
+        assert!(blobs.get("h-artifact").is_ok());
+        assert!(blobs.get("h-component").is_ok());
+    })
+    .await
+    .unwrap();
+    s.executions.sweep(100_000).await.unwrap();
+    let blobs = s.blobs.clone();
+    tokio::task::spawn_blocking(move || {
+        assert!(blobs.get("h-artifact").is_err(), "nothing refers to it any more");
+        assert!(blobs.get("h-component").is_ok(), "a deployed version refers to it");
+    })
+    .await
+    .unwrap();
+    assert!(s.executions.get("exec_run").await.unwrap().is_some());
+}
