@@ -80,7 +80,14 @@ fn main() {
             wasm.display().to_string()
         ));
     }
-    code.push_str("];\n");
+    code.push_str("];\n\n");
+    code.push_str("/// Calls `$m!(name)` for every agent under agents/ (`-` in a name becomes `_`):\n");
+    code.push_str("/// a test suite checks with it that each agent has a test.\n#[macro_export]\n");
+    code.push_str("macro_rules! foreach_agent {\n    ($m:ident) => {\n");
+    for name in &names {
+        code.push_str(&format!("        $m!({});\n", name.replace('-', "_")));
+    }
+    code.push_str("    };\n}\n");
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     fs::write(out_dir.join("agents.rs"), code).expect("writing agents.rs");
 }

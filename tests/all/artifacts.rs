@@ -7,6 +7,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use warden_tests::{Server, test_config};
 
+covers!(web_snapshot => web_snapshot_takes_a_real_screenshot);
+
 fn with_artifacts(list: Value) -> Value {
     json!({ "artifacts": list })
 }

@@ -4,6 +4,8 @@ use reqwest::StatusCode;
 use serde_json::json;
 use warden_tests::{Server, agent_manifest, agent_wasm, error_code, test_config};
 
+covers!(stranger => broken_components_are_refused_and_not_stored);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_typed_errors() {
     let server = Server::start().await;

@@ -8,6 +8,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use warden_tests::{Server, SseEvent, read_sse};
 
+covers!(chatty => stream_mode_resume_and_replay);
+
 fn kinds(events: &[SseEvent]) -> Vec<String> {
     events.iter().map(|e| e.event.clone()).collect()
 }

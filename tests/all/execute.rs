@@ -4,6 +4,8 @@ use reqwest::StatusCode;
 use serde_json::json;
 use warden_tests::{Server, error_code};
 
+covers!(echo => echo_runs_sync_and_is_recorded, hello => typed_sdk_errors_are_recorded, liar => output_that_is_not_json_or_too_big_is_invalid_output);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_runs_sync_and_is_recorded() {
     let server = Server::start().await;

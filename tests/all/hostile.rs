@@ -4,6 +4,8 @@
 use serde_json::json;
 use warden_tests::Server;
 
+covers!(deep => a_stack_overflow_is_a_trap_and_the_host_keeps_serving, rogue => floods_of_logs_steps_artifacts_and_tool_calls_hit_their_caps, snoop => a_guest_sees_no_environment_files_or_network);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_guest_sees_no_environment_files_or_network() {
     let server = Server::start().await;

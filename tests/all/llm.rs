@@ -10,6 +10,8 @@ use warden_host::config::{ProviderConfig, ProviderKind};
 use warden_tests::providers::{ANSWER, CACHED_TOKENS, COMPLETION_TOKENS, FakeProvider, Mode, PROMPT_TOKENS, Protocol};
 use warden_tests::{Server, test_config};
 
+covers!(looper => the_token_budget_stops_a_looping_agent, support => support_runs_offline_with_the_scripted_provider);
+
 fn question() -> Value {
     json!({
         "question": "Where is my order A-1001?",

@@ -1,6 +1,20 @@
 //! End-to-end tests: one binary, a module per area. Each test starts a real server
 //! on 127.0.0.1:0 with its own data dir and deploys real components.
 
+/// Names the test that runs an agent of `agents/`: `covers!(chatty => a_test);`
+/// in the test's module.
+macro_rules! covers {
+    ($($agent:ident => $test:ident),+ $(,)?) => {
+        pub(crate) mod tested {
+            $(
+                #[allow(non_upper_case_globals, reason = "named after the agent")]
+                pub(crate) const $agent: fn() = super::$test;
+            )+
+        }
+    };
+}
+
+mod architecture;
 mod artifacts;
 mod auth;
 mod bad_input;
@@ -21,3 +35,19 @@ mod tools;
 
 // The allocator the `warden` binary runs with.
 warden_host::use_mimalloc!();
+
+/// Every agent under `agents/` has a test: `foreach_agent!` lists them all (made
+/// from the folder by the host's build script), and this does not compile until
+/// each is named by a `covers!` next to its test.
+mod fixtures {
+    use crate::{artifacts, bad_input, events, execute, hostile, llm, recovery, sandbox, tools};
+    use {artifacts::tested::*, bad_input::tested::*, events::tested::*, execute::tested::*};
+    use {hostile::tested::*, llm::tested::*, recovery::tested::*, sandbox::tested::*, tools::tested::*};
+
+    macro_rules! has_a_test {
+        ($agent:ident) => {
+            const _: fn() = $agent;
+        };
+    }
+    warden_host::foreach_agent!(has_a_test);
+}

@@ -11,6 +11,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use warden_tests::{Server, agent_manifest, agent_wasm, warden_bin};
 
+covers!(ticker => the_events_of_a_killed_run_are_readable_after_restart);
+
 /// A `warden serve` child process and the address it serves on.
 struct Warden {
     child: Child,

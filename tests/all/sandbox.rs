@@ -5,6 +5,8 @@ use std::time::Duration;
 use serde_json::json;
 use warden_tests::Server;
 
+covers!(crash => crash_is_a_trap_with_the_panic_message, hog => hog_hits_the_memory_limit, sleepy => the_timeout_covers_time_parked_in_host_calls, spin => spin_runs_out_of_fuel);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spin_is_stopped_and_echo_keeps_being_served() {
     let server = Server::start().await;

@@ -7,6 +7,8 @@ use axum::routing::get;
 use serde_json::{Value, json};
 use warden_tests::{Server, test_config};
 
+covers!(toolbox => kv_persists_per_agent);
+
 fn toolbox(tool: &str, args: Value) -> Value {
     json!({ "tool": tool, "args": args })
 }

@@ -191,23 +191,31 @@ impl Server {
         read_sse(req.send().await.expect("stream request")).await
     }
 
-    /// Polls an execution until it is terminal.
+    /// Waits for an execution's end on its event stream (which closes after
+    /// the `done` or `error` that follows the end's commit) and returns its
+    /// record, whatever the terminal status.
     pub async fn wait_terminal(&self, id: &str) -> Value {
-        let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
-        loop {
-            let (status, body) = self.get(&format!("/v1/executions/{id}")).await;
-            assert_eq!(status, StatusCode::OK, "{body}");
-            if matches!(body["status"].as_str(), Some("completed" | "failed")) {
-                return body;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "execution {id} never finished: {body}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let events = self.stream(id, None).await;
+        let last = events
+            .last()
+            .unwrap_or_else(|| panic!("execution {id}: an empty stream"));
+        assert!(
+            matches!(last.event.as_str(), "done" | "error"),
+            "execution {id}: the stream closed after {last:?}"
+        );
+        let (status, body) = self.get(&format!("/v1/executions/{id}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let terminal = body["status"].as_str().is_some_and(|s| TERMINAL.contains(&s));
+        assert!(
+            terminal,
+            "execution {id} streamed its end but its record is not terminal: {body}"
+        );
+        body
     }
 }
+
+/// The statuses an execution ends in.
+pub const TERMINAL: &[&str] = &["completed", "failed", "cancelled", "rejected"];
 
 /// Merges `patch` into `base` (objects recursively, anything else replaced).
 pub fn merge(base: &mut Value, patch: Value) {

@@ -19,41 +19,52 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, Uri};
 use axum::middleware;
-use axum::routing::{delete, get, post};
+use axum::routing::get;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use self::error::ApiError;
+use self::limits::MULTIPART_OVERHEAD;
 use crate::app::App;
 
-use self::limits::MULTIPART_OVERHEAD;
+/// The API's routes and its OpenAPI document, made together from the handlers
+/// (each route is added with `routes!`, which documents it from the handler's
+/// `#[utoipa::path]`): a route cannot be served undocumented, nor documented
+/// unserved.
+pub fn documented_routes(app: &Arc<App>) -> OpenApiRouter<Arc<App>> {
+    let http = app.config.http;
+    let (schemas, paths, deploy_and_list) = routes!(agents::deploy, agents::list);
+    let deploy_and_list = deploy_and_list.layer(DefaultBodyLimit::max(http.max_component_bytes + MULTIPART_OVERHEAD));
+    // Everything but health needs a key (or an open host).
+    let authenticated = OpenApiRouter::new()
+        .routes((schemas, paths, deploy_and_list))
+        .routes(routes!(agents::get))
+        .routes(routes!(executions::execute))
+        .routes(routes!(executions::list))
+        .routes(routes!(executions::get))
+        .routes(routes!(executions::cancel))
+        .routes(routes!(executions::retry))
+        .routes(routes!(stream::events))
+        .routes(routes!(stream::stream))
+        .routes(routes!(artifacts::list))
+        .routes(routes!(artifacts::get))
+        .routes(routes!(executions::logs))
+        .routes(routes!(executions::steps))
+        .routes(routes!(keys::create, keys::list))
+        .routes(routes!(keys::revoke))
+        .route_layer(middleware::from_fn_with_state(Arc::clone(app), auth::middleware));
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(authenticated)
+        .routes(routes!(health::health))
+}
 
 pub fn router(app: Arc<App>) -> Router {
     let http = app.config.http;
-    // Everything but health needs a key (or an open host).
-    let authenticated = Router::new()
-        .route(
-            "/v1/agents",
-            post(agents::deploy)
-                .layer(DefaultBodyLimit::max(http.max_component_bytes + MULTIPART_OVERHEAD))
-                .get(agents::list),
-        )
-        .route("/v1/agents/{id}", get(agents::get))
-        .route("/v1/agents/{id}/execute", post(executions::execute))
-        .route("/v1/executions", get(executions::list))
-        .route("/v1/executions/{id}", get(executions::get))
-        .route("/v1/executions/{id}/cancel", post(executions::cancel))
-        .route("/v1/executions/{id}/retry", post(executions::retry))
-        .route("/v1/executions/{id}/events", get(stream::events))
-        .route("/v1/executions/{id}/stream", get(stream::stream))
-        .route("/v1/executions/{id}/artifacts", get(artifacts::list))
-        .route("/v1/executions/{id}/artifacts/{artifact_id}", get(artifacts::get))
-        .route("/v1/executions/{id}/logs", get(executions::logs))
-        .route("/v1/executions/{id}/steps", get(executions::steps))
-        .route("/admin/keys", post(keys::create).get(keys::list))
-        .route("/admin/keys/{id}", delete(keys::revoke))
-        .route_layer(middleware::from_fn_with_state(Arc::clone(&app), auth::middleware));
-    authenticated
-        .route("/admin/health", get(health::health))
-        .route("/openapi.json", get(openapi::document))
+    let (routes, document) = documented_routes(&app).split_for_parts();
+    let document = openapi::serve(document);
+    routes
+        .route("/openapi.json", get(move || std::future::ready(document.clone())))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(http.max_body_bytes))

@@ -1,40 +1,17 @@
-//! `GET /openapi.json`: the API as an OpenAPI 3.1 document, generated from the
-//! handlers' `#[utoipa::path]` annotations and the types they take and return.
-
-use std::sync::OnceLock;
+//! `GET /openapi.json`: the API as an OpenAPI 3.1 document. Its operations come
+//! from the router itself (see [`super::documented_routes`]); this module adds
+//! what is not an operation: the title, and how keys are sent.
 
 use axum::http::header;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
-
-use super::{agents, artifacts, executions, health, keys, stream};
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Warden",
         description = "Run untrusted AI agents as sandboxed WebAssembly components. Every error is `{\"error\":{\"code\",\"message\"}}`."
-    ),
-    paths(
-        agents::deploy,
-        agents::list,
-        agents::get,
-        executions::execute,
-        executions::list,
-        executions::get,
-        executions::cancel,
-        executions::retry,
-        executions::logs,
-        executions::steps,
-        stream::events,
-        stream::stream,
-        artifacts::list,
-        artifacts::get,
-        keys::create,
-        keys::list,
-        keys::revoke,
-        health::health,
     ),
     modifiers(&BearerKeys),
     security(("api_key" = []))
@@ -54,13 +31,19 @@ impl Modify for BearerKeys {
     }
 }
 
-/// The document, made once.
-pub async fn document() -> impl IntoResponse {
-    static DOC: OnceLock<String> = OnceLock::new();
-    let doc = DOC.get_or_init(|| {
-        ApiDoc::openapi()
-            .to_json()
-            .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
-    });
-    ([(header::CONTENT_TYPE, "application/json")], doc.as_str())
+/// The document as served, made once.
+#[derive(Clone)]
+pub struct Document(bytes::Bytes);
+
+pub fn serve(document: utoipa::openapi::OpenApi) -> Document {
+    let json = document
+        .to_json()
+        .unwrap_or_else(|e| format!("{{\"error\":{{\"code\":\"internal\",\"message\":\"{e}\"}}}}"));
+    Document(bytes::Bytes::from(json))
+}
+
+impl IntoResponse for Document {
+    fn into_response(self) -> Response {
+        ([(header::CONTENT_TYPE, "application/json")], self.0).into_response()
+    }
 }
