@@ -13,7 +13,6 @@ use warden_host::events::{EventData, EventLog, EventSink};
 use warden_host::manifest::Manifest;
 use warden_host::record::{
     Agent, AgentVersion, ApiKey, Artifact, ExecError, Execution, LogLevel, LogLine, LogStream, Role, Status, Step,
-    Trigger,
 };
 use warden_host::store::{ExecutionFilter, FinalRecord, IdempotencyRecord, StoreError, Stores};
 
@@ -82,43 +81,14 @@ fn version(id: &str, agent_id: &str, n: u32, hash: &str) -> AgentVersion {
 
 fn execution(id: &str, agent_id: &str, status: Status, created_at: i64) -> Execution {
     Execution {
-        id: id.into(),
-        agent_id: agent_id.into(),
-        agent_name: format!("name-{agent_id}"),
-        agent_version_id: "ver_1".into(),
-        agent_version: 1,
         status,
-        trigger: Trigger::Api,
-        priority: 50,
         input: raw(r#"{"n":1}"#),
-        output: None,
-        error: None,
-        metadata: raw("{}"),
-        fuel_used: None,
-        peak_memory_bytes: None,
-        n_steps: 0,
-        n_logs: 0,
-        logs_truncated: false,
-        attempt: 1,
-        retry_of: None,
-        retried_by: None,
-        parent_id: None,
-        depth: 0,
-        token_usage: Default::default(),
-        cost_usd: 0.0,
-        model_used: None,
-        llm_provider: None,
-        n_tool_calls: 0,
-        tool_calls: Vec::new(),
-        n_artifacts: 0,
-        n_screenshots: 0,
-        first_token_ms: None,
-        tool_ms: 0,
-        created_at,
-        run_after: None,
-        queued_at: Some(created_at),
-        started_at: None,
-        completed_at: None,
+        ..Execution::queued(
+            id.into(),
+            &agent(agent_id, "w"),
+            &version("ver_1", agent_id, 1, "h"),
+            created_at,
+        )
     }
 }
 

@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 use super::idempotency::{Claim, request_hash};
 use super::{Executions, Job, Watch};
 use crate::manifest::InputError;
-use crate::record::{Execution, Status, Trigger};
+use crate::record::{Execution, Trigger};
 use crate::registry::{Entry, Version};
 use crate::scheduler::QueueFull;
 use crate::store::StoreError;
@@ -118,9 +118,9 @@ impl Executions {
             return Err(SubmitError::InvalidPriority);
         }
         let metadata = match new.metadata {
-            Some(m) if m.get().starts_with('{') => m,
+            Some(m) if m.get().starts_with('{') => Some(m),
             Some(_) => return Err(SubmitError::InvalidMetadata),
-            None => empty_object(),
+            None => None,
         };
         let input = new.input;
         let limit = self.settings.max_input_bytes;
@@ -146,7 +146,7 @@ impl Executions {
                 &entry.agent.id,
                 &version_part,
                 input.get(),
-                metadata.get(),
+                metadata.as_ref().map_or("{}", |m| m.get()),
                 &priority.to_string(),
             ]);
             match self.idempotency.claim(key, &hash, &id, now) {
@@ -175,45 +175,20 @@ impl Executions {
             Some((id, depth)) => (Some(id), depth),
             None => (None, 0),
         };
-        let execution = Execution {
-            id: id.clone(),
-            agent_id: entry.agent.id.clone(),
-            agent_name: entry.agent.name.clone(),
-            agent_version_id: version.meta.id.clone(),
-            agent_version: version.meta.version,
-            status: Status::Queued,
+        let mut execution = Execution {
             trigger: new.trigger,
             priority,
             input,
-            output: None,
-            error: None,
-            metadata,
-            fuel_used: None,
-            peak_memory_bytes: None,
-            n_steps: 0,
-            n_logs: 0,
-            logs_truncated: false,
             attempt,
             retry_of,
-            retried_by: None,
             parent_id,
             depth,
-            token_usage: Default::default(),
-            cost_usd: 0.0,
-            model_used: None,
-            llm_provider: None,
-            n_tool_calls: 0,
-            tool_calls: Vec::new(),
-            n_artifacts: 0,
-            n_screenshots: 0,
-            first_token_ms: None,
-            tool_ms: 0,
-            created_at: now,
             run_after: new.delay.map(|d| now + d.as_millis() as i64),
-            queued_at: Some(now),
-            started_at: None,
-            completed_at: None,
+            ..Execution::queued(id.clone(), &entry.agent, &version.meta, now)
         };
+        if let Some(metadata) = metadata {
+            execution.metadata = metadata;
+        }
         let events = self
             .lifecycle
             .create(&execution, new.durable)
@@ -271,8 +246,4 @@ impl Executions {
             this.launch(this.scheduler.end_delay(&id));
         });
     }
-}
-
-fn empty_object() -> Box<RawValue> {
-    RawValue::from_string("{}".to_owned()).unwrap_or_else(|_| RawValue::NULL.to_owned())
 }

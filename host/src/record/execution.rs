@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::{ToolCallRecord, Usage};
+use super::{Agent, AgentVersion, ToolCallRecord, Usage};
 use crate::time;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -225,6 +225,51 @@ pub struct Timing {
 }
 
 impl Execution {
+    /// A new execution of `version` of `agent`, queued at `now`: nothing run yet,
+    /// input `null`, no metadata, priority 50, started by the API (set the rest
+    /// with struct update syntax).
+    pub fn queued(id: String, agent: &Agent, version: &AgentVersion, now: i64) -> Self {
+        Self {
+            id,
+            agent_id: agent.id.clone(),
+            agent_name: agent.name.clone(),
+            agent_version_id: version.id.clone(),
+            agent_version: version.version,
+            status: Status::Queued,
+            trigger: Trigger::Api,
+            priority: 50,
+            input: RawValue::NULL.to_owned(),
+            output: None,
+            error: None,
+            metadata: RawValue::from_string("{}".to_owned()).unwrap_or_else(|_| RawValue::NULL.to_owned()),
+            fuel_used: None,
+            peak_memory_bytes: None,
+            n_steps: 0,
+            n_logs: 0,
+            logs_truncated: false,
+            attempt: 1,
+            retry_of: None,
+            retried_by: None,
+            parent_id: None,
+            depth: 0,
+            token_usage: Usage::default(),
+            cost_usd: 0.0,
+            model_used: None,
+            llm_provider: None,
+            n_tool_calls: 0,
+            tool_calls: Vec::new(),
+            n_artifacts: 0,
+            n_screenshots: 0,
+            first_token_ms: None,
+            tool_ms: 0,
+            created_at: now,
+            run_after: None,
+            queued_at: Some(now),
+            started_at: None,
+            completed_at: None,
+        }
+    }
+
     pub fn timing(&self) -> Timing {
         let diff = |a: Option<i64>, b: Option<i64>| Some(b? - a?);
         Timing {

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use rusqlite::Connection;
-use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 
 use super::apply::{Write, apply};
@@ -13,7 +12,7 @@ use super::schema;
 use super::writer::commit_batch;
 use crate::events::{EventData, EventLog};
 use crate::manifest::Manifest;
-use crate::record::{Agent, AgentVersion, Execution, Status, Trigger};
+use crate::record::{Agent, AgentVersion, Execution, Status};
 use crate::store::blobs::FileBlobs;
 use crate::store::{BlobStore, FinalRecord, StoreError};
 
@@ -25,44 +24,12 @@ fn open(dir: &std::path::Path) -> (Connection, Arc<dyn BlobStore>) {
 }
 
 fn execution(id: &str, status: Status) -> Execution {
+    let Write::Deploy { agent, version } = deploy(1) else {
+        unreachable!("deploy makes a deploy")
+    };
     Execution {
-        id: id.into(),
-        agent_id: "agt".into(),
-        agent_name: "a".into(),
-        agent_version_id: "ver".into(),
-        agent_version: 1,
         status,
-        trigger: Trigger::Api,
-        priority: 50,
-        input: RawValue::from_string("null".into()).unwrap(),
-        output: None,
-        error: None,
-        metadata: RawValue::from_string("{}".into()).unwrap(),
-        fuel_used: None,
-        peak_memory_bytes: None,
-        n_steps: 0,
-        n_logs: 0,
-        logs_truncated: false,
-        attempt: 1,
-        retry_of: None,
-        retried_by: None,
-        parent_id: None,
-        depth: 0,
-        token_usage: Default::default(),
-        cost_usd: 0.0,
-        model_used: None,
-        llm_provider: None,
-        n_tool_calls: 0,
-        tool_calls: Vec::new(),
-        n_artifacts: 0,
-        n_screenshots: 0,
-        first_token_ms: None,
-        tool_ms: 0,
-        created_at: 1,
-        run_after: None,
-        queued_at: Some(1),
-        started_at: None,
-        completed_at: None,
+        ..Execution::queued(id.into(), &agent, &version, 1)
     }
 }
 
