@@ -281,6 +281,7 @@ async fn events(s: Stores) {
     assert_eq!(s.events.last_seq("exec_e").await.unwrap(), 0);
     let sink: Arc<dyn EventSink> = s.events.clone();
     let log = EventLog::new("exec_e", 0, Some(Arc::clone(&sink)));
+    log.flush();
     for i in 0..25 {
         log.emit(EventData::Log(&line(i, &format!("line {i}"))));
         if i % 10 == 9 {
@@ -303,8 +304,11 @@ async fn events(s: Stores) {
     // A log continued after a restart numbers on from the stored ones.
     let continued = EventLog::new("exec_e", 25, Some(sink));
     continued.emit(EventData::Status(Status::Queued));
+    continued.emit(EventData::Status(Status::Running));
+    assert_eq!(s.events.read("exec_e", 25, 10).await.unwrap().len(), 0, "held back");
+    continued.flush();
     s.kv.set("agt", "barrier", "again".into(), 0).await.unwrap();
-    assert_eq!(s.events.read("exec_e", 24, 10).await.unwrap().len(), 2);
+    assert_eq!(s.events.read("exec_e", 24, 10).await.unwrap().len(), 3);
     assert!(s.events.read("exec_other", 0, 10).await.unwrap().is_empty());
 }
 

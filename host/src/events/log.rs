@@ -1,8 +1,14 @@
-//! The event log of each live execution: appended as things happen, handed to the
-//! store as they happen (through an [`EventSink`]; its writer batches them), and
-//! fanned out to live subscribers. A subscriber gets what was logged after its
-//! cursor and then everything new, without gaps or duplicates; a slow one only
-//! ever lags itself (it catches up from the log), never the execution.
+//! The event log of each live execution: appended as things happen, fanned out to
+//! live subscribers at once, and handed to the store (through an [`EventSink`];
+//! its writer batches them). A subscriber gets what was logged after its cursor
+//! and then everything new, without gaps or duplicates; a slow one only ever lags
+//! itself (it catches up from the log), never the execution.
+//!
+//! Storing: most runs end within milliseconds, and their events are best stored
+//! in the one commit of their final record. So a log holds its events back until
+//! its first [`EventLog::flush`] (the run proved long, or is about to act beyond
+//! its sandbox), then hands over each as it happens; what is still held at the
+//! end goes with the final record.
 //!
 //! An execution's last events are special: they are stored with its final record,
 //! in one commit, and only published once that commit is done, so nobody hears of
@@ -19,9 +25,9 @@ use super::{Event, EventData, data_json};
 /// Events buffered per live subscriber before it must catch up from the log.
 const CHANNEL: usize = 256;
 
-/// Where events go as they happen (the store).
+/// Where events go as they happen (the store), in order.
 pub trait EventSink: Send + Sync {
-    fn append(&self, execution_id: &Arc<str>, event: &Arc<Event>);
+    fn append(&self, execution_id: &Arc<str>, events: Vec<Arc<Event>>);
 }
 
 /// One live execution's events.
@@ -39,6 +45,9 @@ struct LogInner {
     /// Made on the first subscription: most executions never have one, and a
     /// channel costs a buffer of `CHANNEL` slots.
     live: Option<broadcast::Sender<Arc<Event>>>,
+    /// Events held back until the first flush (`None` once flushed, or when
+    /// nothing is stored).
+    held: Option<Vec<Arc<Event>>>,
     state: State,
 }
 
@@ -74,17 +83,18 @@ pub struct Subscription {
 
 impl EventLog {
     /// The log of an execution whose events so far number `after` (0 for a new
-    /// one); events go to `sink` as they happen, if there is one.
+    /// one); its events go to `sink`, if there is one, from its first flush.
     pub fn new(execution_id: &str, after: u64, sink: Option<Arc<dyn EventSink>>) -> Self {
         Self {
             execution_id: execution_id.into(),
-            sink,
             inner: Mutex::new(LogInner {
                 first_seq: after + 1,
                 events: Vec::new(),
                 live: None,
+                held: sink.as_ref().map(|_| Vec::new()),
                 state: State::Open,
             }),
+            sink,
         }
     }
 
@@ -103,16 +113,29 @@ impl EventLog {
             return;
         }
         let event = Arc::new(Event::new(inner.next_seq(), kind, &json));
-        // Under the lock, so the store receives an execution's events in order.
-        if let Some(sink) = &self.sink {
-            sink.append(&self.execution_id, &event);
+        match (&mut inner.held, &self.sink) {
+            (Some(held), _) => held.push(Arc::clone(&event)),
+            // Under the lock, so the store receives an execution's events in order.
+            (None, Some(sink)) => sink.append(&self.execution_id, vec![Arc::clone(&event)]),
+            (None, None) => {}
         }
         inner.push(event);
     }
 
+    /// Hands the events held back to the store, and each next one as it happens.
+    pub fn flush(&self) {
+        let mut inner = self.lock();
+        if let (Some(held), Some(sink)) = (inner.held.take(), &self.sink)
+            && !held.is_empty()
+        {
+            sink.append(&self.execution_id, held);
+        }
+    }
+
     /// Numbers the execution's last events and closes the log to anything else.
-    /// They are not delivered (nor sent to the sink): the caller stores them with
-    /// the final record, then calls [`EventLog::publish_end`].
+    /// Returns what the store still needs: the events held back, then the last
+    /// ones. The last ones are not delivered (nor sent to the sink): the caller
+    /// stores them with the final record, then calls [`EventLog::publish_end`].
     pub fn end(&self, data: &[EventData<'_>]) -> Vec<Arc<Event>> {
         let json: Vec<String> = data.iter().map(data_json).collect();
         let mut inner = self.lock();
@@ -120,14 +143,16 @@ impl EventLog {
             return Vec::new();
         }
         let first = inner.next_seq();
-        let events: Vec<Arc<Event>> = data
+        let last: Vec<Arc<Event>> = data
             .iter()
             .zip(&json)
             .enumerate()
             .map(|(i, (d, json))| Arc::new(Event::new(first + i as u64, d.kind(), json)))
             .collect();
-        inner.state = State::Ending(events.clone());
-        events
+        let mut to_store = inner.held.take().unwrap_or_default();
+        to_store.extend(last.iter().cloned());
+        inner.state = State::Ending(last);
+        to_store
     }
 
     /// Delivers the last events (once they are stored) and closes the log.
@@ -227,18 +252,21 @@ mod tests {
     struct Recorder(Mutex<Vec<u64>>);
 
     impl EventSink for Recorder {
-        fn append(&self, _: &Arc<str>, event: &Arc<Event>) {
-            self.0.lock().unwrap().push(event.seq);
+        fn append(&self, _: &Arc<str>, events: Vec<Arc<Event>>) {
+            self.0.lock().unwrap().extend(events.iter().map(|e| e.seq));
         }
     }
 
     #[test]
-    fn events_are_sunk_as_they_happen_and_the_end_only_when_published() {
+    fn events_are_held_until_a_flush_and_the_end_is_published_only_when_stored() {
         let sink = Arc::new(Recorder::default());
         let hub = EventHub::new(sink.clone());
         let log = hub.open("exec_1", 0, true);
         log.emit(EventData::Status(Status::Queued));
+        assert!(sink.0.lock().unwrap().is_empty(), "held back until the run proves long");
+        log.flush();
         log.emit(EventData::Status(Status::Running));
+        assert_eq!(*sink.0.lock().unwrap(), [1, 2], "then each as it happens");
         let mut sub = hub.subscribe("exec_1", 1).unwrap();
         assert_eq!(sub.stored_until, None);
         assert_eq!(sub.backlog.iter().map(|e| e.seq).collect::<Vec<_>>(), [2]);
@@ -256,6 +284,13 @@ mod tests {
         let late = hub.subscribe("exec_1", 0).unwrap();
         assert_eq!(late.backlog.len(), 4);
         assert!(late.live.is_none());
+
+        // A short run's held events go with its end.
+        let short = hub.open("exec_3", 0, true);
+        short.emit(EventData::Status(Status::Queued));
+        let end = short.end(&[EventData::Status(Status::Completed)]);
+        assert_eq!(end.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(*sink.0.lock().unwrap(), [1, 2], "nothing of it was sunk");
     }
 
     #[test]

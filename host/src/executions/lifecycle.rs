@@ -118,9 +118,11 @@ impl Lifecycle {
         log.emit(EventData::Status(Status::Running));
     }
 
-    /// Stores a run's `running` record (not waited for).
-    pub fn store_running(&self, execution: &Execution) {
+    /// Stores a run's `running` record (not waited for), and from now on its
+    /// events as they happen: the run proved long.
+    pub fn store_running(&self, execution: &Execution, log: &EventLog) {
         self.executions.save(execution.clone()).detach();
+        log.flush();
     }
 
     /// running → cancel_requested.

@@ -174,7 +174,7 @@ async fn run(this: Arc<Executions>, job: Job, cancel: oneshot::Receiver<()>) -> 
             biased;
             outcome = &mut run => outcome,
             () = tokio::time::sleep(RUNNING_WRITE_DELAY) => {
-                this.lifecycle.store_running(&execution);
+                this.lifecycle.store_running(&execution, &events);
                 run.await
             }
         }

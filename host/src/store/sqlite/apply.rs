@@ -22,10 +22,10 @@ pub enum Write {
     /// Upserts the final execution row with the run's log lines, steps and
     /// last events.
     Finish(Box<FinalRecord>),
-    /// One event of an execution, as it happens.
-    Event {
+    /// Events of an execution, as they happen.
+    Events {
         execution_id: Arc<str>,
-        event: Arc<Event>,
+        events: Vec<Arc<Event>>,
     },
     /// Records an artifact (its bytes are already in the blob store).
     Artifact(Box<Artifact>),
@@ -116,7 +116,11 @@ pub fn apply(conn: &mut Connection, blobs: &dyn BlobStore, writes: &[&Write]) ->
                     chunks.add(&f.execution.id, event);
                 }
             }
-            Write::Event { execution_id, event } => chunks.add(execution_id, event),
+            Write::Events { execution_id, events } => {
+                for event in events {
+                    chunks.add(execution_id, event);
+                }
+            }
             Write::Artifact(a) => {
                 tx.prepare_cached(
                     "INSERT OR REPLACE INTO artifacts (id, execution_id, name, media_type, size, sha256, created_at)

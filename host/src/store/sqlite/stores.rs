@@ -91,10 +91,10 @@ impl ExecutionStore for SqliteStore {
 }
 
 impl EventSink for SqliteStore {
-    fn append(&self, execution_id: &Arc<str>, event: &Arc<Event>) {
-        self.writer.send(Write::Event {
+    fn append(&self, execution_id: &Arc<str>, events: Vec<Arc<Event>>) {
+        self.writer.send(Write::Events {
             execution_id: Arc::clone(execution_id),
-            event: Arc::clone(event),
+            events,
         });
     }
 }

@@ -71,9 +71,9 @@ fn the_last_write_of_a_row_wins_and_events_become_one_chunk_per_execution() {
     let log_b = EventLog::new("exec_b", 0, None);
     let ev_a = log_a.end(&[EventData::Status(Status::Running), EventData::Content("x")]);
     let ev_b = log_b.end(&[EventData::Status(Status::Queued)]);
-    let event = |id: &str, e: &Arc<crate::events::Event>| Write::Event {
+    let event = |id: &str, e: &Arc<crate::events::Event>| Write::Events {
         execution_id: id.into(),
-        event: Arc::clone(e),
+        events: vec![Arc::clone(e)],
     };
     let mut done = execution("exec_a", Status::Completed);
     done.n_logs = 9;
