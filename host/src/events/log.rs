@@ -112,7 +112,7 @@ impl EventLog {
         if !matches!(inner.state, State::Open) {
             return;
         }
-        let event = Arc::new(Event::new(inner.next_seq(), kind, &json));
+        let event = Arc::new(Event::new(inner.next_seq(), kind, json));
         match (&mut inner.held, &self.sink) {
             (Some(held), _) => held.push(Arc::clone(&event)),
             // Under the lock, so the store receives an execution's events in order.
@@ -145,7 +145,7 @@ impl EventLog {
         let first = inner.next_seq();
         let last: Vec<Arc<Event>> = data
             .iter()
-            .zip(&json)
+            .zip(json)
             .enumerate()
             .map(|(i, (d, json))| Arc::new(Event::new(first + i as u64, d.kind(), json)))
             .collect();

@@ -5,6 +5,8 @@
 
 mod log;
 
+use std::sync::OnceLock;
+
 use serde::Serialize;
 use serde::ser::Serializer;
 use serde_json::Value;
@@ -211,12 +213,25 @@ impl Serialize for EventData<'_> {
 }
 
 /// One event as it is streamed and stored: its number, its type, and its JSON
-/// (`{"seq":…,"type":…,"ts":…,"data":…}`), made once.
+/// (`{"seq":…,"type":…,"ts":…,"data":…}`), made once, when first asked for
+/// (most runs' events are never streamed, and stored from worker threads).
 #[derive(Debug)]
 pub struct Event {
     pub seq: u64,
     pub kind: EventKind,
-    json: Box<str>,
+    body: Body,
+}
+
+#[derive(Debug)]
+enum Body {
+    /// Logged here: its time and data; the whole JSON once asked for.
+    Logged {
+        ts: i64,
+        data: Box<str>,
+        json: OnceLock<Box<str>>,
+    },
+    /// Read back from the store, as it was stored.
+    Stored(Box<str>),
 }
 
 /// The part of a stored event's JSON a reader needs to route it.
@@ -230,16 +245,15 @@ struct Head<'a> {
 impl Event {
     /// Event number `seq`, happening now. `data` is the event's data already
     /// serialised (done outside any lock).
-    fn new(seq: u64, kind: EventKind, data: &str) -> Self {
-        let ts = time::to_rfc3339(time::now_ms());
-        let json = format!(
-            r#"{{"seq":{seq},"type":"{}","ts":"{ts}","data":{data}}}"#,
-            kind.as_str()
-        );
+    fn new(seq: u64, kind: EventKind, data: String) -> Self {
         Self {
             seq,
             kind,
-            json: json.into_boxed_str(),
+            body: Body::Logged {
+                ts: time::now_ms(),
+                data: data.into_boxed_str(),
+                json: OnceLock::new(),
+            },
         }
     }
 
@@ -249,13 +263,24 @@ impl Event {
         Some(Self {
             seq: head.seq,
             kind: EventKind::parse(head.kind)?,
-            json: json.into(),
+            body: Body::Stored(json.into()),
         })
     }
 
-    /// The event as JSON text (what SSE `data:` carries).
+    /// The event as JSON text (what SSE `data:` carries and the store keeps).
     pub fn json(&self) -> &str {
-        &self.json
+        match &self.body {
+            Body::Logged { ts, data, json } => json.get_or_init(|| {
+                format!(
+                    r#"{{"seq":{},"type":"{}","ts":"{}","data":{data}}}"#,
+                    self.seq,
+                    self.kind.as_str(),
+                    time::to_rfc3339(*ts)
+                )
+                .into_boxed_str()
+            }),
+            Body::Stored(json) => json,
+        }
     }
 
     pub fn is_terminal(&self) -> bool {
@@ -282,7 +307,7 @@ mod tests {
             message: "hi \"there\"".into(),
         };
         let data = EventData::Log(&line);
-        let event = Event::new(7, data.kind(), &data_json(&data));
+        let event = Event::new(7, data.kind(), data_json(&data));
         let v: Value = serde_json::from_str(event.json()).unwrap();
         assert_eq!(v["seq"], 7);
         assert_eq!(v["type"], "log");

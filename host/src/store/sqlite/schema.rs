@@ -167,7 +167,8 @@ const MIGRATIONS: &[&str] = &[
     "#,
     // 7: events stored as they happen, in chunks: one row per execution per
     // writer batch, holding a JSON array of consecutive events. The one array
-    // per finished execution of migration 4 becomes its first chunk.
+    // per finished execution of migration 4 becomes its first chunk. A rowid
+    // table: its rows are large (SQLite advises against WITHOUT ROWID there).
     r#"
     CREATE TABLE event_chunks (
         execution_id TEXT NOT NULL,
@@ -175,7 +176,7 @@ const MIGRATIONS: &[&str] = &[
         last_seq INTEGER NOT NULL,
         events TEXT NOT NULL,
         PRIMARY KEY (execution_id, first_seq)
-    ) WITHOUT ROWID;
+    );
     INSERT INTO event_chunks (execution_id, first_seq, last_seq, events)
         SELECT execution_id, 1, json_array_length(events), events FROM execution_events
         WHERE json_valid(events) AND json_array_length(events) > 0;

@@ -21,6 +21,7 @@ impl ExecutionStore for SqliteStore {
     }
 
     fn finish(&self, record: FinalRecord) -> Commit {
+        serialize(&record.events);
         self.write(Write::Finish(Box::new(record)))
     }
 
@@ -90,8 +91,17 @@ impl ExecutionStore for SqliteStore {
     }
 }
 
+/// Makes the events' JSON here, on the caller's thread: the writer thread does
+/// every write in turn, and should only copy it.
+fn serialize(events: &[Arc<Event>]) {
+    for event in events {
+        event.json();
+    }
+}
+
 impl EventSink for SqliteStore {
     fn append(&self, execution_id: &Arc<str>, events: Vec<Arc<Event>>) {
+        serialize(&events);
         self.writer.send(Write::Events {
             execution_id: Arc::clone(execution_id),
             events,
