@@ -137,6 +137,12 @@ pub struct ToolsConfig {
     pub max_tool_calls: u32,
     /// The browser for the `browser` tool; found in the usual places when unset.
     pub browser_path: Option<String>,
+    /// The user the browser runs as when the host runs as root (it never runs
+    /// as root).
+    pub browser_user: String,
+    /// Start the browser without its own sandbox (which needs unprivileged user
+    /// namespaces). Only where those are missing, and never on a shared host.
+    pub browser_no_sandbox: bool,
     /// One `browser` call, start to finish.
     pub browser_timeout_ms: u64,
 }
@@ -170,6 +176,8 @@ impl Default for ToolsConfig {
             agent_call_max_depth: 3,
             max_tool_calls: 64,
             browser_path: None,
+            browser_user: "nobody".into(),
+            browser_no_sandbox: false,
             browser_timeout_ms: 30_000,
         }
     }

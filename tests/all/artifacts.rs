@@ -1,6 +1,7 @@
 //! Artifacts (stored, listed, served with their media type, counted, capped, names
 //! checked), the record's URLs, and the retention sweep.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -162,13 +163,19 @@ async fn the_retention_sweep_removes_old_executions_and_their_blobs() {
 async fn web_snapshot_takes_a_real_screenshot() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
+    // While the browser loads the page, note which users its processes run as.
+    let browser_uids = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&browser_uids);
     let page = axum::Router::new().route(
         "/",
-        axum::routing::get(|| async {
-            axum::response::Html(
-                "<html><head><title>Hello Warden</title></head>\
-                 <body style='background:#2a6'><h1>Snapshot me</h1></body></html>",
-            )
+        axum::routing::get(move || {
+            seen.lock().unwrap().extend(browser_process_uids());
+            async {
+                axum::response::Html(
+                    "<html><head><title>Hello Warden</title></head>\
+                     <body style='background:#2a6'><h1>Snapshot me</h1></body></html>",
+                )
+            }
         }),
     );
     tokio::spawn(async move {
@@ -200,6 +207,10 @@ async fn web_snapshot_takes_a_real_screenshot() {
     let png = resp.bytes().await.unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
     assert!(png.len() > 1000, "{} bytes", png.len());
+    // Never as root: a root host starts it as `nobody`, with its sandbox.
+    let uids = browser_uids.lock().unwrap().clone();
+    assert!(!uids.is_empty(), "the browser's processes were seen");
+    assert!(uids.iter().all(|uid| *uid != 0), "the browser ran as root: {uids:?}");
 
     // Off the allowlist: refused before any browser starts.
     let record = server
@@ -233,4 +244,25 @@ async fn no_browser_is_a_clear_tool_error() {
         "{record}"
     );
     server.stop().await;
+}
+
+/// The real user ids of the running Chromium processes.
+fn browser_process_uids() -> Vec<u32> {
+    let mut uids = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        if !matches!(comm.trim(), "chromium" | "chrome") {
+            continue;
+        }
+        let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
+        if let Some(uid) = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+        {
+            uids.push(uid);
+        }
+    }
+    uids
 }

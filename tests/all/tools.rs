@@ -115,6 +115,19 @@ async fn http_fetch_is_refused_off_the_allowlist_and_to_private_addresses() {
         )
         .await;
     assert_eq!(record["error"]["code"], "tool_error");
+    // Reserved ranges too are refused before any connection is tried (the
+    // IPv6 forms that carry such an address, NAT64, 6to4 and IPv4-compatible,
+    // are checked by the same rule: the unit tests of `tools::egress`).
+    let reserved = ["198.18.0.1", "240.0.0.1", "192.0.0.8"];
+    server.deploy("toolbox", json!({ "allowed_hosts": reserved })).await;
+    for host in reserved {
+        let url = format!("http://{host}:{port}/page");
+        let record = server
+            .run("toolbox", toolbox("http_fetch", json!({ "url": url })))
+            .await;
+        let message = record["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("refused"), "{host}: {record}");
+    }
     server.stop().await;
 
     let tmp = tempfile::tempdir().unwrap();

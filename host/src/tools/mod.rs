@@ -6,6 +6,7 @@
 
 mod agent_call;
 mod browser;
+mod egress;
 mod http_fetch;
 mod kv;
 
