@@ -148,8 +148,21 @@ pub struct StreamQuery {
     after: Option<i64>,
 }
 
-/// The resume point: `Last-Event-ID`, else `?after=`, else the start.
+/// The `Last-Event-ID` header, as documented: an event number, not null
+/// (the handler reads it itself).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code, reason = "describes the header; `resume_from` reads it")]
+pub struct ResumeHeader {
+    /// Resume after this event.
+    #[param(rename = "Last-Event-ID", required = false, minimum = 0)]
+    last_event_id: i64,
+}
+
+/// The resume point: `Last-Event-ID`, else `?after=`, else the start. A bad
+/// `?after=` is refused even when the header wins.
 fn resume_from(headers: &HeaderMap, after: Option<i64>) -> Result<u64, ApiError> {
+    let after = cursor("after", after)?;
     match headers.get("last-event-id") {
         Some(v) => v
             .to_str()
@@ -159,14 +172,13 @@ fn resume_from(headers: &HeaderMap, after: Option<i64>) -> Result<u64, ApiError>
             .ok_or_else(|| {
                 ApiError::bad_request("invalid_request", "Last-Event-ID must be an event's sequence number")
             }),
-        None => cursor("after", after),
+        None => Ok(after),
     }
 }
 
 /// An execution's events as Server-Sent Events, live; closes after `done` or `error`.
 #[utoipa::path(get, path = "/v1/executions/{id}/stream", tag = "executions",
-    params(("id" = String, Path, description = "Execution id"), StreamQuery,
-        ("Last-Event-ID" = Option<i64>, Header, minimum = 0, description = "Resume after this event")),
+    params(("id" = String, Path, description = "Execution id"), StreamQuery, ResumeHeader),
     responses((status = 200, description = "The event stream", content_type = "text/event-stream", body = SseMessage), (status = 400, description = "A bad Last-Event-ID or query", body = ErrorBody), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 404, description = "No such resource in the caller's workspace", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody)))]
 pub async fn stream(
     State(app): State<Arc<App>>,
