@@ -101,8 +101,8 @@ async fn in_process(config: &Config) -> anyhow::Result<f64> {
     let runtime = Arc::new(Runtime::new(config)?);
     let (manifest, wasm) = echo();
     let limits = manifest.effective_limits(&config.limits, config.max_concurrent_executions);
-    let (pre, _) = runtime
-        .prepare("bench-echo", || Ok(wasm))
+    let (pre, _, _) = runtime
+        .prepare("bench-echo", None, || Ok(wasm))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let input = r#"{"name":"bench","n":[1,2,3]}"#;
     let llm = Arc::new(Llm::new(&config.llm, &config.pricing)?);

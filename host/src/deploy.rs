@@ -54,19 +54,24 @@ impl Deployer {
         }
     }
 
-    /// Loads every stored version (from the compiled cache, without
-    /// recompiling) into the registry. A version that cannot be loaded is
-    /// logged and left out; the others load.
+    /// Loads every stored version into the registry: from the compiled cache
+    /// when its artifact matches its recorded digest, else compiled again from
+    /// its blob. A version that cannot be loaded is logged and registered as
+    /// unavailable (executing it says why); the others load.
     pub async fn load(&self) -> anyhow::Result<()> {
         let agents = self.agents.agents().await?;
         let versions = self.agents.versions().await?;
+        let engine = self.runtime.engine_key();
+        let digests = self.agents.compiled(&engine).await?;
         let runtime = Arc::clone(&self.runtime);
         let blobs = Arc::clone(&self.blobs);
         let prepared = tokio::task::spawn_blocking(move || {
             versions
                 .into_iter()
                 .map(|meta| {
-                    let pre = runtime.prepare(&meta.component_hash, || blobs.get(&meta.component_hash));
+                    let hash = meta.component_hash.clone();
+                    let verified = digests.get(&hash).map(String::as_str);
+                    let pre = runtime.prepare(&hash, verified, || stored_component(blobs.as_ref(), &hash));
                     (meta, pre)
                 })
                 .collect::<Vec<_>>()
@@ -76,13 +81,22 @@ impl Deployer {
             let Some(agent) = agents.iter().find(|a| a.id == meta.agent_id) else {
                 continue;
             };
-            match pre
-                .map_err(|e| e.to_string())
-                .and_then(|(pre, _)| Version::new(meta.clone(), pre))
-            {
+            if let Ok((_, _, Some(digest))) = &pre {
+                self.agents
+                    .record_compiled(&engine, &meta.component_hash, digest)
+                    .await?;
+            }
+            let version = match pre.map_err(|e| e.to_string()) {
+                Ok((pre, _, _)) => Version::new(meta.clone(), pre),
+                Err(e) => Err(e),
+            };
+            match version {
                 Ok(version) => self.registry.insert(agent.clone(), version),
-                Err(e) => tracing::error!(agent = %agent.name, version = meta.version, error = %e,
-                    "deployed version could not be loaded; it cannot run until redeployed"),
+                Err(e) => {
+                    tracing::error!(agent = %agent.name, version = meta.version, error = %e,
+                        "deployed version could not be loaded; it cannot run until redeployed");
+                    self.registry.insert(agent.clone(), Version::unavailable(meta, e));
+                }
             }
         }
         Ok(())
@@ -100,16 +114,22 @@ impl Deployer {
         check_header(&bytes)?;
         let runtime = Arc::clone(&self.runtime);
         let blobs = Arc::clone(&self.blobs);
-        let (hash, pre) = tokio::task::spawn_blocking(move || {
+        let engine = self.runtime.engine_key();
+        let verified = self.agents.compiled(&engine).await?;
+        let (hash, pre, written) = tokio::task::spawn_blocking(move || {
             let hash = sha256_hex(&bytes);
-            let (pre, _) = runtime.prepare(&hash, || Ok(bytes.to_vec()))?;
+            let (pre, _, written) =
+                runtime.prepare(&hash, verified.get(&hash).map(String::as_str), || Ok(bytes.to_vec()))?;
             blobs
                 .put(&hash, &bytes)
                 .map_err(|e| ComponentError::Internal(format!("{e:#}")))?;
-            Ok::<_, ComponentError>(((hash, bytes.len() as u64), pre))
+            Ok::<_, ComponentError>(((hash, bytes.len() as u64), pre, written))
         })
         .await
         .map_err(|e| DeployError::Internal(e.into()))??;
+        if let Some(digest) = &written {
+            self.agents.record_compiled(&engine, &hash.0, digest).await?;
+        }
 
         let _guard = self.lock.lock().await;
         let now = time::now_ms();
@@ -147,4 +167,21 @@ impl Deployer {
         self.registry.insert(agent.clone(), prepared);
         Ok((agent, version))
     }
+}
+
+/// A stored component's bytes, checked against their content hash.
+fn stored_component(blobs: &dyn BlobStore, hash: &str) -> Result<Vec<u8>, ComponentError> {
+    let bytes = blobs.get(hash).map_err(|e| {
+        ComponentError::Unavailable(format!(
+            "its component cannot be read ({e:#}) and no usable compiled copy exists; redeploy it"
+        ))
+    })?;
+    if sha256_hex(&bytes) != hash {
+        return Err(ComponentError::Unavailable(
+            "its component is damaged (its bytes no longer match their hash) and no usable compiled copy exists; \
+             redeploy it"
+                .into(),
+        ));
+    }
+    Ok(bytes)
 }

@@ -1,5 +1,5 @@
 //! Deployed agents in memory: each agent with its versions, each version with its
-//! prepared component (`AgentPre`). Filled from the store at start and by deploys;
+//! prepared component (`AgentPre`), or why it cannot run. Filled from the store at start and by deploys;
 //! lookups on the execute path take a read lock and clone an `Arc`. Every lookup
 //! a caller can make names its workspace: another workspace's agent is not found.
 
@@ -11,10 +11,12 @@ use crate::record::{Agent, AgentVersion};
 use crate::runtime::{AgentPre, RunState};
 use serde_json::value::RawValue;
 
-/// A deployed version, ready to instantiate.
+/// A deployed version: ready to instantiate, or why it cannot run.
 pub struct Version {
     pub meta: AgentVersion,
-    pub pre: AgentPre<RunState>,
+    /// The prepared component, or why it could not be loaded (its blob is
+    /// missing or damaged and no usable compiled copy exists).
+    pub pre: Result<AgentPre<RunState>, String>,
     /// The manifest's `input_schema`, compiled.
     pub input_schema: Option<InputSchema>,
 }
@@ -46,9 +48,18 @@ impl Version {
         let input_schema = meta.manifest.input_schema()?;
         Ok(Self {
             meta,
-            pre,
+            pre: Ok(pre),
             input_schema,
         })
+    }
+
+    /// A deployed version that cannot run, and why (it stays listed).
+    pub fn unavailable(meta: AgentVersion, reason: String) -> Self {
+        Self {
+            meta,
+            pre: Err(reason),
+            input_schema: None,
+        }
     }
 }
 
@@ -138,6 +149,16 @@ impl Registry {
             .collect();
         entries.sort_by(|a, b| a.agent.name.cmp(&b.agent.name));
         entries
+    }
+
+    /// Versions that cannot run, host-wide.
+    pub fn unavailable(&self) -> usize {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        inner
+            .by_id
+            .values()
+            .map(|e| e.versions.iter().filter(|v| v.pre.is_err()).count())
+            .sum()
     }
 
     pub fn len(&self) -> usize {

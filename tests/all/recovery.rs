@@ -2,65 +2,13 @@
 //! executions run after the restart, running ones end `failed` with
 //! `host_restart`, or are retried when their agent's policy allows.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use warden_tests::{Server, agent_manifest, agent_wasm, warden_bin};
+use warden_tests::{Server, Warden, agent_manifest, agent_wasm};
 
 covers!(ticker => the_events_of_a_killed_run_are_readable_after_restart);
-
-/// A `warden serve` child process and the address it serves on.
-struct Warden {
-    child: Child,
-    base: String,
-}
-
-impl Warden {
-    fn start(data_dir: &Path) -> Warden {
-        let mut child = Command::new(warden_bin())
-            .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("warden starts");
-        let stderr = child.stderr.take().expect("stderr piped");
-        let mut lines = BufReader::new(stderr).lines();
-        let addr = loop {
-            let line = lines.next().expect("warden logs before exiting").expect("log line");
-            if let Some(rest) = line
-                .split("addr=")
-                .nth(1)
-                .filter(|_| line.contains("warden is serving"))
-            {
-                break rest.split_whitespace().next().expect("address").to_owned();
-            }
-        };
-        // Keep draining the log so the child never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Warden {
-            child,
-            base: format!("http://{addr}"),
-        }
-    }
-
-    fn sigkill(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reaped");
-    }
-}
-
-impl Drop for Warden {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn get(http: &reqwest::Client, url: String) -> Value {
     http.get(url).send().await.unwrap().json().await.unwrap()

@@ -67,3 +67,92 @@ async fn first_start_deploys_the_bundled_examples_once() {
     );
     server.stop().await;
 }
+
+/// Every `.cwasm` under a data dir's compiled cache.
+fn cached_artifacts(data_dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for engine in std::fs::read_dir(data_dir.join("compiled")).unwrap().flatten() {
+        for file in std::fs::read_dir(engine.path()).unwrap().flatten() {
+            if file.path().extension().is_some_and(|e| e == "cwasm") {
+                out.push(file.path());
+            }
+        }
+    }
+    out
+}
+
+/// Flips bytes in the middle of a file (its header, at the start, stays valid).
+fn damage(path: &std::path::Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid..mid + 4096] {
+        *b = !*b;
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// A damaged compiled artifact is never loaded: the host notices (its digest was
+/// recorded in the database when it was written), compiles the component again,
+/// and runs it. A component whose blob is gone too cannot run, and says so; the
+/// host and its other agents carry on. With the real binary: a damaged artifact
+/// used to kill it with SIGSEGV.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_compiled_cache_is_recompiled_never_loaded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let warden = warden_tests::Warden::start(tmp.path());
+    let server = warden.client();
+    let echo = server.deploy("echo", json!({})).await;
+    let hello = server.deploy("hello", json!({})).await;
+    assert_eq!(server.run("echo", json!({ "n": 1 })).await["status"], "completed");
+    warden.sigkill();
+
+    // (The bundled examples were deployed too: echo, hello, support.)
+    let artifacts = cached_artifacts(tmp.path());
+    assert_eq!(artifacts.len(), 3);
+    for path in &artifacts {
+        damage(path);
+    }
+    let warden = warden_tests::Warden::start(tmp.path());
+    let server = warden.client();
+    let record = server.run("echo", json!({ "n": 2 })).await;
+    assert_eq!(record["status"], "completed", "{record}");
+    assert_eq!(record["output"]["echo"], json!({ "n": 2 }));
+    let (_, health) = server.get("/admin/health").await;
+    assert_eq!(health["components"]["compiled"], 3, "all recompiled: {health}");
+    assert_eq!(health["components"]["loaded_from_cache"], 0, "{health}");
+    warden.sigkill();
+
+    // The rewritten artifacts are trusted again on the next start.
+    let warden = warden_tests::Warden::start(tmp.path());
+    let (_, health) = warden.client().get("/admin/health").await;
+    assert_eq!(health["components"]["loaded_from_cache"], 3, "{health}");
+    warden.sigkill();
+
+    // echo's blob gone and its artifact damaged: echo cannot run, and says why.
+    let hash = echo["version"]["component_hash"].as_str().unwrap();
+    std::fs::remove_file(tmp.path().join("blobs/sha256").join(hash)).unwrap();
+    for path in cached_artifacts(tmp.path()) {
+        if path.file_stem().unwrap() == hash {
+            damage(&path);
+        }
+    }
+    let warden = warden_tests::Warden::start(tmp.path());
+    let server = warden.client();
+    let (status, body) = server
+        .post_json("/v1/agents/echo/execute", &json!({ "input": {} }))
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "agent_unavailable");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("redeploy"),
+        "{body}"
+    );
+    let (_, health) = server.get("/admin/health").await;
+    assert_eq!(health["components"]["unavailable"], 2, "echo's two versions: {health}");
+    // The host and its other agent carry on; a redeploy of echo fixes it.
+    assert_eq!(hello["agent"]["name"], "hello");
+    assert_eq!(server.run("hello", json!({ "name": "x" })).await["status"], "completed");
+    server.deploy("echo", json!({})).await;
+    assert_eq!(server.run("echo", json!({})).await["status"], "completed");
+    drop(warden);
+}

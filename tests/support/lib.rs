@@ -274,6 +274,68 @@ pub fn warden_bin() -> PathBuf {
     bin
 }
 
+/// A real `warden serve` child process on `127.0.0.1:0` and the address it
+/// serves on (for tests that kill, signal or restart the host).
+pub struct Warden {
+    child: std::process::Child,
+    pub base: String,
+}
+
+impl Warden {
+    pub fn start(data_dir: &Path) -> Warden {
+        Warden::start_with(data_dir, &[])
+    }
+
+    /// Starts with more `serve` arguments (`--config`, ...).
+    pub fn start_with(data_dir: &Path, args: &[&str]) -> Warden {
+        use std::io::{BufRead, BufReader};
+        let mut child = std::process::Command::new(warden_bin())
+            .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("warden starts");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let mut lines = BufReader::new(stderr).lines();
+        let addr = loop {
+            let line = lines.next().expect("warden logs before exiting").expect("log line");
+            if let Some(rest) = line
+                .split("addr=")
+                .nth(1)
+                .filter(|_| line.contains("warden is serving"))
+            {
+                break rest.split_whitespace().next().expect("address").to_owned();
+            }
+        };
+        // Keep draining the log so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Warden {
+            child,
+            base: format!("http://{addr}"),
+        }
+    }
+
+    /// A client of it.
+    pub fn client(&self) -> Server {
+        Server::attach(&self.base)
+    }
+
+    pub fn sigkill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+    }
+}
+
+impl Drop for Warden {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// One Server-Sent Event as a client sees it.
 #[derive(Debug, Clone)]
 pub struct SseEvent {

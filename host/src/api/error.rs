@@ -190,6 +190,11 @@ impl From<SubmitError> for ApiError {
                 message: e.to_string(),
                 status: None,
             },
+            SubmitError::Unavailable { .. } => ApiError::Conflict {
+                code: "agent_unavailable",
+                message: e.to_string(),
+                status: None,
+            },
             SubmitError::InvalidPriority | SubmitError::InvalidMetadata => {
                 ApiError::unprocessable("invalid_request", e.to_string())
             }
@@ -292,6 +297,7 @@ impl From<DeployError> for ApiError {
                     ComponentError::CoreModule => "not_a_component",
                     ComponentError::Invalid(_) => "invalid_component",
                     ComponentError::WrongWorld(_) => "wrong_world",
+                    ComponentError::Unavailable(_) => "agent_unavailable",
                     ComponentError::Internal(_) => "internal",
                 };
                 ApiError::unprocessable(code, c.to_string())

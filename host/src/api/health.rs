@@ -28,11 +28,13 @@ pub struct Executions {
 }
 
 /// Components compiled vs loaded from the on-disk cache since start: after a
-/// restart, `compiled` stays 0.
+/// restart, `compiled` stays 0 unless a cached artifact failed its check.
+/// `unavailable`: deployed versions that cannot be loaded (redeploy them).
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Components {
     compiled: u64,
     loaded_from_cache: u64,
+    unavailable: usize,
 }
 
 /// Liveness, versions (SQLite's among them) and load; needs no key.
@@ -51,6 +53,7 @@ pub async fn health(State(app): State<Arc<App>>) -> Json<Health> {
         components: Components {
             compiled,
             loaded_from_cache,
+            unavailable: app.registry.unavailable(),
         },
     })
 }

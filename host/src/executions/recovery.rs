@@ -21,7 +21,11 @@ impl Executions {
             .partition(|e| matches!(e.status, Status::Pending | Status::Queued));
         unfinished.extend(ended);
         for mut execution in unfinished {
-            let found = self.registry.version(&execution.agent_version_id);
+            // A version that cannot run any more is as good as gone.
+            let found = self
+                .registry
+                .version(&execution.agent_version_id)
+                .filter(|(_, v)| v.pre.is_ok());
             match (execution.status, found) {
                 (Status::Pending | Status::Queued, Some((_, version))) => {
                     let reservation = self.scheduler.reserve_accepted();

@@ -151,6 +151,15 @@ async fn run(this: Arc<Executions>, job: Job, cancel: oneshot::Receiver<()>) -> 
         events,
     } = job;
     this.lifecycle.start(&mut execution, &events);
+    let pre = match &version.pre {
+        Ok(pre) => pre,
+        // Refused at submit; a run admitted before its version became unloadable.
+        Err(reason) => {
+            let error = ExecError::host("agent_unavailable", format!("this agent version cannot run: {reason}"));
+            let ending = this.lifecycle.end(&mut execution, &events, End::Failed(error), None);
+            return (execution, ending);
+        }
+    };
     // A dropped sender is not a cancel: only a sent message is.
     let cancelled = async {
         if cancel.await.is_err() {
@@ -162,13 +171,9 @@ async fn run(this: Arc<Executions>, job: Job, cancel: oneshot::Receiver<()>) -> 
     // overwritten at once. A run still going after a moment is stored `running`
     // (the event stream says `running` at once either way).
     let outcome = {
-        let run = this.runtime.run(
-            &version.pre,
-            execution.input.get(),
-            version.meta.limits,
-            grants,
-            cancelled,
-        );
+        let run = this
+            .runtime
+            .run(pre, execution.input.get(), version.meta.limits, grants, cancelled);
         tokio::pin!(run);
         tokio::select! {
             biased;

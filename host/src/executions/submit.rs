@@ -89,6 +89,12 @@ pub enum SubmitError {
     NoVersion(String),
     #[error("the agent version this execution ran is no longer deployed")]
     VersionGone,
+    #[error("agent {agent:?} version {version} cannot run: {reason}")]
+    Unavailable {
+        agent: String,
+        version: u32,
+        reason: String,
+    },
     #[error("priority must be 0 to 100")]
     InvalidPriority,
     #[error("metadata must be a JSON object")]
@@ -113,6 +119,13 @@ impl Executions {
     /// Creates an execution and queues it (or holds it for its delay).
     pub async fn submit(self: &Arc<Self>, new: NewExecution) -> Result<Accepted, SubmitError> {
         let (entry, version) = self.resolve(&new.target)?;
+        if let Err(reason) = &version.pre {
+            return Err(SubmitError::Unavailable {
+                agent: entry.agent.name.clone(),
+                version: version.meta.version,
+                reason: reason.clone(),
+            });
+        }
         let priority = new.priority.unwrap_or(DEFAULT_PRIORITY);
         if priority > 100 {
             return Err(SubmitError::InvalidPriority);

@@ -2,8 +2,12 @@
 //!
 //! Deploy checks the bytes (WebAssembly? a component, not a core module?),
 //! compiles them, checks they implement the `warden:agent` world, and only then
-//! writes the compiled artifact to `<data>/compiled/<engine>/<hash>.cwasm`. A
-//! restart deserialises that artifact instead of compiling again.
+//! writes the compiled artifact to `<data>/compiled/<engine>/<hash>.cwasm`,
+//! answering its SHA-256 for the caller to keep where a file swap cannot reach
+//! it (the database). A restart reads the artifact, checks it against that
+//! digest, and deserialises exactly the bytes it checked: machine code is never
+//! loaded unverified. An artifact that is missing, damaged, or has no recorded
+//! digest is compiled again from the component's bytes.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -15,6 +19,7 @@ use anyhow::Context;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
+use crate::digest::sha256_hex;
 use crate::files::write_atomically;
 
 /// Why a component was refused.
@@ -31,6 +36,10 @@ pub enum ComponentError {
     Invalid(String),
     #[error("the component does not implement the warden:agent world: {0}")]
     WrongWorld(String),
+    /// A deployed component that cannot be loaded again (its blob is missing or
+    /// damaged and no usable compiled copy exists).
+    #[error("{0}")]
+    Unavailable(String),
     #[error("internal error preparing the component: {0}")]
     Internal(String),
 }
@@ -63,6 +72,14 @@ pub enum Origin {
     Compiled,
 }
 
+/// A component ready to instantiate, where it came from, and the digest of the
+/// compiled artifact written for it now (to be recorded), if one was.
+pub struct Loaded {
+    pub component: Component,
+    pub origin: Origin,
+    pub written: Option<String>,
+}
+
 /// Compiled components by content hash, in memory and on disk.
 pub struct ComponentCache {
     engine: Engine,
@@ -74,9 +91,7 @@ pub struct ComponentCache {
 
 impl ComponentCache {
     pub fn open(engine: &Engine, data_dir: &Path) -> anyhow::Result<Self> {
-        let mut hasher = std::hash::DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut hasher);
-        let dir = data_dir.join("compiled").join(format!("{:016x}", hasher.finish()));
+        let dir = data_dir.join("compiled").join(engine_key(engine));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         Ok(Self {
             engine: engine.clone(),
@@ -91,15 +106,17 @@ impl ComponentCache {
         self.dir.join(format!("{hash}.cwasm"))
     }
 
-    /// The compiled component for `hash`: from memory, from disk, or compiled from
-    /// the bytes `load` gives. `check` runs before anything is cached, so a
-    /// component that fails it leaves nothing behind. Blocking.
+    /// The compiled component for `hash`: from memory, from disk (when the
+    /// artifact there has the `verified` digest), or compiled from the bytes
+    /// `load` gives. `check` runs before anything is cached, so a component that
+    /// fails it leaves nothing behind. Blocking.
     pub fn get(
         &self,
         hash: &str,
-        load: impl FnOnce() -> anyhow::Result<Vec<u8>>,
+        verified: Option<&str>,
+        load: impl FnOnce() -> Result<Vec<u8>, ComponentError>,
         check: impl FnOnce(&Component) -> Result<(), ComponentError>,
-    ) -> Result<(Component, Origin), ComponentError> {
+    ) -> Result<Loaded, ComponentError> {
         let cached = self
             .loaded
             .lock()
@@ -108,9 +125,10 @@ impl ComponentCache {
             .cloned();
         let (component, origin) = match cached {
             Some(c) => (c, Origin::Memory),
-            None => self.load_or_compile(hash, load)?,
+            None => self.load_or_compile(hash, verified, load)?,
         };
         check(&component)?;
+        let mut written = None;
         match origin {
             Origin::Compiled => {
                 let serialized = component
@@ -118,41 +136,76 @@ impl ComponentCache {
                     .map_err(|e| ComponentError::Internal(format!("serialising: {e:#}")))?;
                 write_atomically(&self.artifact(hash), &serialized)
                     .map_err(|e| ComponentError::Internal(format!("{e:#}")))?;
+                written = Some(sha256_hex(&serialized));
                 self.compiled.fetch_add(1, Ordering::Relaxed);
             }
             Origin::Disk => {
                 self.deserialized.fetch_add(1, Ordering::Relaxed);
             }
-            Origin::Memory => return Ok((component, origin)),
+            Origin::Memory => {
+                return Ok(Loaded {
+                    component,
+                    origin,
+                    written,
+                });
+            }
         }
         self.loaded
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(hash.to_owned(), component.clone());
-        Ok((component, origin))
+        Ok(Loaded {
+            component,
+            origin,
+            written,
+        })
     }
 
     fn load_or_compile(
         &self,
         hash: &str,
-        load: impl FnOnce() -> anyhow::Result<Vec<u8>>,
+        verified: Option<&str>,
+        load: impl FnOnce() -> Result<Vec<u8>, ComponentError>,
     ) -> Result<(Component, Origin), ComponentError> {
         let path = self.artifact(hash);
-        if path.exists() {
-            // SAFETY: the file was written by `Component::serialize` of an engine with
-            // the same compatibility hash (it is in that hash's directory) into this
-            // host's own data dir; wasmtime also re-checks the header and engine
-            // settings before using it.
-            match unsafe { Component::deserialize_file(&self.engine, &path) } {
-                Ok(c) => return Ok((c, Origin::Disk)),
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "cached artifact unusable; recompiling"),
+        match (verified, std::fs::read(&path)) {
+            (Some(digest), Ok(bytes)) if sha256_hex(&bytes) == digest => {
+                // SAFETY: these bytes are, to the bit, an artifact this host's
+                // `Component::serialize` wrote with an engine of the same
+                // compatibility hash (the directory says so, and their SHA-256 is
+                // the one recorded in the database when they were written); they
+                // were checked in memory and are deserialised from there, so
+                // nothing can swap them in between. wasmtime re-checks the
+                // header and engine settings as well.
+                match unsafe { Component::deserialize(&self.engine, &bytes) } {
+                    Ok(c) => return Ok((c, Origin::Disk)),
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "cached artifact unusable; recompiling")
+                    }
+                }
+            }
+            (Some(_), Ok(_)) => tracing::warn!(path = %path.display(),
+                "cached artifact does not match its recorded digest (damaged or replaced); recompiling"),
+            (None, Ok(_)) => tracing::warn!(path = %path.display(),
+                "cached artifact has no recorded digest; recompiling rather than trusting it"),
+            (_, Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
+            (_, Err(e)) => {
+                tracing::warn!(path = %path.display(), error = %e, "cached artifact unreadable; recompiling")
             }
         }
-        let bytes = load().map_err(|e| ComponentError::Internal(format!("{e:#}")))?;
+        let bytes = load()?;
         check_header(&bytes)?;
         let component = Component::new(&self.engine, &bytes).map_err(|e| ComponentError::Invalid(format!("{e:#}")))?;
         Ok((component, Origin::Compiled))
     }
+}
+
+/// The name of an engine's compatibility class: artifacts serialised by one
+/// engine load only into an engine of the same class.
+pub fn engine_key(engine: &Engine) -> String {
+    let mut hasher = std::hash::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
 }
 
 #[cfg(test)]

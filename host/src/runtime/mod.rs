@@ -111,15 +111,24 @@ impl Runtime {
         )
     }
 
-    /// Compiles (or loads) the component with this hash and checks it implements
-    /// the world. Blocking: call from `spawn_blocking`.
+    /// The compatibility class of this host's engine (what a compiled
+    /// artifact's recorded digest is kept under).
+    pub fn engine_key(&self) -> String {
+        component::engine_key(&self.engine)
+    }
+
+    /// Compiles (or loads from the cache, when its artifact has the `verified`
+    /// digest) the component with this hash, and checks it implements the world.
+    /// Returns the digest of a compiled artifact written now, to be recorded.
+    /// Blocking: call from `spawn_blocking`.
     pub fn prepare(
         &self,
         hash: &str,
-        load: impl FnOnce() -> anyhow::Result<Vec<u8>>,
-    ) -> Result<(AgentPre<RunState>, Origin), ComponentError> {
+        verified: Option<&str>,
+        load: impl FnOnce() -> Result<Vec<u8>, ComponentError>,
+    ) -> Result<(AgentPre<RunState>, Origin, Option<String>), ComponentError> {
         let mut pre = None;
-        let (_, origin) = self.cache.get(hash, load, |component| {
+        let loaded = self.cache.get(hash, verified, load, |component| {
             let instance_pre = self
                 .linker
                 .instantiate_pre(component)
@@ -128,7 +137,7 @@ impl Runtime {
             Ok(())
         })?;
         let pre = pre.ok_or_else(|| ComponentError::Internal("component check did not run".into()))?;
-        Ok((pre, origin))
+        Ok((pre, loaded.origin, loaded.written))
     }
 
     /// Runs one execution in a fresh store. When `cancel` resolves first, the guest

@@ -12,6 +12,7 @@ pub mod blobs;
 mod commit;
 pub mod sqlite;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -100,7 +101,8 @@ pub trait EventStore: EventSink {
     async fn last_seq(&self, execution_id: &str) -> Result<u64, StoreError>;
 }
 
-/// Deployed agents and their versions.
+/// Deployed agents and their versions, and the digests of their compiled
+/// artifacts.
 #[async_trait]
 pub trait AgentStore: Send + Sync {
     /// Creates or updates the agent and adds the version.
@@ -108,6 +110,11 @@ pub trait AgentStore: Send + Sync {
     async fn agents(&self) -> Result<Vec<Agent>, StoreError>;
     /// Every version of every agent, oldest first.
     async fn versions(&self) -> Result<Vec<AgentVersion>, StoreError>;
+    /// Records the SHA-256 of the compiled artifact of a component, for an
+    /// engine compatibility class.
+    fn record_compiled(&self, engine: &str, component_hash: &str, sha256: &str) -> Commit;
+    /// The recorded artifact digests of an engine class, by component hash.
+    async fn compiled(&self, engine: &str) -> Result<HashMap<String, String>, StoreError>;
 }
 
 /// API keys, each with the SHA-256 digest of its secret.

@@ -29,6 +29,12 @@ pub enum Write {
     },
     /// Records an artifact (its bytes are already in the blob store).
     Artifact(Box<Artifact>),
+    /// Records the digest of a compiled artifact.
+    Compiled {
+        engine: String,
+        component_hash: String,
+        sha256: String,
+    },
     /// Deletes finished executions that completed before `before`, with
     /// everything of theirs, and the blobs nothing else refers to.
     Sweep {
@@ -135,6 +141,16 @@ pub fn apply(conn: &mut Connection, blobs: &dyn BlobStore, writes: &[&Write]) ->
                     a.sha256,
                     a.created_at
                 ])?;
+            }
+            Write::Compiled {
+                engine,
+                component_hash,
+                sha256,
+            } => {
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO compiled_artifacts (engine, component_hash, sha256) VALUES (?1, ?2, ?3)",
+                )?
+                .execute([engine, component_hash, sha256])?;
             }
             Write::Sweep { before } => sweep(&tx, blobs, *before)?,
             Write::Status { id, from, to } => {

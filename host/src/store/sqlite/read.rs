@@ -1,6 +1,7 @@
 //! The queries reads run (on the pool's read-only connections, off the async
 //! workers).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use rusqlite::types::ToSql;
@@ -272,6 +273,15 @@ pub fn versions(conn: &Connection) -> anyhow::Result<Vec<AgentVersion>> {
         });
     }
     Ok(out)
+}
+
+/// The recorded digests of an engine's compiled artifacts, by component hash.
+pub fn compiled(conn: &Connection, engine: &str) -> anyhow::Result<HashMap<String, String>> {
+    let mut stmt = conn.prepare_cached("SELECT component_hash, sha256 FROM compiled_artifacts WHERE engine = ?1")?;
+    let rows = stmt
+        .query_map([engine], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
 }
 
 /// Up to `limit` stored events after number `after`, in order. Chunks are read

@@ -182,6 +182,16 @@ const MIGRATIONS: &[&str] = &[
         WHERE json_valid(events) AND json_array_length(events) > 0;
     DROP TABLE execution_events;
     "#,
+    // 8: the SHA-256 of each compiled artifact, by engine compatibility class,
+    // recorded when it is written and checked before it is loaded.
+    r#"
+    CREATE TABLE compiled_artifacts (
+        engine TEXT NOT NULL,
+        component_hash TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        PRIMARY KEY (engine, component_hash)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// Connection settings every connection gets.

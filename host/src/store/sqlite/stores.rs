@@ -1,6 +1,7 @@
 //! The store traits, on SQLite: writes become [`Write`]s for the writer thread,
 //! reads become queries on the pool.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -137,6 +138,19 @@ impl AgentStore for SqliteStore {
 
     async fn versions(&self) -> Result<Vec<AgentVersion>, StoreError> {
         self.query(read::versions).await
+    }
+
+    fn record_compiled(&self, engine: &str, component_hash: &str, sha256: &str) -> Commit {
+        self.write(Write::Compiled {
+            engine: engine.to_owned(),
+            component_hash: component_hash.to_owned(),
+            sha256: sha256.to_owned(),
+        })
+    }
+
+    async fn compiled(&self, engine: &str) -> Result<HashMap<String, String>, StoreError> {
+        let engine = engine.to_owned();
+        self.query(move |c| read::compiled(c, &engine)).await
     }
 }
 
