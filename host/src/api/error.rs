@@ -76,6 +76,12 @@ pub enum ApiError {
     /// The key is over its rate limit; come back after `retry_after_secs`.
     #[error("{message}")]
     RateLimited { message: String, retry_after_secs: u64 },
+    /// The resource was here and is gone for good.
+    #[error("{message}")]
+    Gone { code: &'static str, message: String },
+    /// Stored data failed its integrity check.
+    #[error("{message}")]
+    Damaged { code: &'static str, message: String },
     #[error("internal error: {0:#}")]
     Internal(anyhow::Error),
 }
@@ -120,6 +126,8 @@ impl ApiError {
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::Gone { code, .. } => (StatusCode::GONE, code),
+            ApiError::Damaged { code, .. } => (StatusCode::INTERNAL_SERVER_ERROR, code),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

@@ -1,11 +1,13 @@
 //! Blobs as files: content-addressed bytes under `<data>/blobs/sha256/<hash>`,
-//! written once, atomically. Shared by the backends that keep blobs on a disk.
+//! written once, atomically, and read back only if they still have their hash.
+//! Shared by the backends that keep blobs on a disk.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use super::BlobStore;
+use super::{BlobError, BlobStore};
+use crate::digest::sha256_hex;
 use crate::files::write_atomically;
 
 #[derive(Debug, Clone)]
@@ -34,9 +36,16 @@ impl BlobStore for FileBlobs {
         write_atomically(&path, bytes)
     }
 
-    fn get(&self, hash: &str) -> anyhow::Result<Vec<u8>> {
+    fn get(&self, hash: &str) -> Result<Vec<u8>, BlobError> {
         let path = self.path(hash);
-        std::fs::read(&path).with_context(|| format!("reading blob {}", path.display()))
+        let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => BlobError::Missing,
+            _ => BlobError::Unreadable(format!("{}: {e}", path.display())),
+        })?;
+        if sha256_hex(&bytes) != hash {
+            return Err(BlobError::Damaged);
+        }
+        Ok(bytes)
     }
 
     fn remove(&self, hash: &str) {

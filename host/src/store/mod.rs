@@ -163,12 +163,24 @@ pub trait IdempotencyStore: Send + Sync {
     async fn load(&self, since: i64) -> Result<Vec<IdempotencyRecord>, StoreError>;
 }
 
+/// Why a blob could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("the bytes are no longer stored")]
+    Missing,
+    #[error("the stored bytes do not match their SHA-256")]
+    Damaged,
+    #[error("reading the bytes failed: {0}")]
+    Unreadable(String),
+}
+
 /// Content-addressed bytes (component binaries, artifacts). Blocking: call from
 /// `spawn_blocking`.
 pub trait BlobStore: Send + Sync {
     /// Stores bytes under their SHA-256 (a no-op when already there).
     fn put(&self, hash: &str, bytes: &[u8]) -> anyhow::Result<()>;
-    fn get(&self, hash: &str) -> anyhow::Result<Vec<u8>>;
+    /// The bytes stored under `hash`, only if they still have that hash.
+    fn get(&self, hash: &str) -> Result<Vec<u8>, BlobError>;
     /// Deletes a blob nothing refers to any more.
     fn remove(&self, hash: &str);
 }
