@@ -17,7 +17,7 @@ use warden_host::config::Config;
 use warden_host::events::EventLog;
 use warden_host::llm::Llm;
 use warden_host::manifest::Manifest;
-use warden_host::ports::{AgentCalls, ArtifactStore, ChildOutcome, ToolCtx, ToolError};
+use warden_host::ports::{AgentCalls, ArtifactStore, ChildOutcome, EffectRefused, Effects, ToolCtx, ToolError};
 use warden_host::record::{Artifact, Status};
 use warden_host::runtime::{Grants, RunArtifacts, Runtime};
 use warden_host::store::Stores;
@@ -117,6 +117,7 @@ async fn in_process(config: &Config) -> anyhow::Result<f64> {
             capture,
             Arc::new(Nobody),
             Arc::clone(&events),
+            Arc::new(Nobody),
         ));
         Grants {
             llm: Arc::clone(&llm),
@@ -135,6 +136,7 @@ async fn in_process(config: &Config) -> anyhow::Result<f64> {
             },
             events,
             artifacts,
+            effects: Arc::new(Nobody),
         }
     };
     // Warm up.
@@ -198,8 +200,16 @@ async fn in_process(config: &Config) -> anyhow::Result<f64> {
 
 static RATE: AtomicU64 = AtomicU64::new(0);
 
-/// The in-process runs use neither artifacts nor child executions.
+/// The in-process runs use neither artifacts nor child executions, and have no
+/// start to store.
 struct Nobody;
+
+#[async_trait::async_trait]
+impl Effects for Nobody {
+    async fn before_effect(&self) -> Result<(), EffectRefused> {
+        Ok(())
+    }
+}
 
 #[async_trait::async_trait]
 impl ArtifactStore for Nobody {

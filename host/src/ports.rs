@@ -56,7 +56,23 @@ pub enum ArtifactError {
     InvalidName(String),
     #[error("{0}")]
     LimitExceeded(String),
+    #[error(transparent)]
+    Refused(#[from] EffectRefused),
 }
+
+/// What a run does before anything it does could leave its sandbox: make its
+/// start durable, so that a host that dies from here on never starts it again.
+#[async_trait]
+pub trait Effects: Send + Sync {
+    /// Waits until the run's start is stored (the first call stores it; later
+    /// ones return at once). An error: the effect must not happen.
+    async fn before_effect(&self) -> Result<(), EffectRefused>;
+}
+
+/// The run's start could not be stored.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the host could not record that this run started ({0}), so it does not act beyond its sandbox")]
+pub struct EffectRefused(pub String);
 
 /// One run's artifacts: stores a file within the run's caps and announces it.
 #[async_trait]

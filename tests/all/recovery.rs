@@ -155,3 +155,85 @@ async fn the_events_of_a_killed_run_are_readable_after_restart() {
     assert_eq!(resumed.len(), n - 10);
     drop(warden);
 }
+
+/// What a run does beyond its sandbox is never done twice by the host: a run's
+/// start is stored before its first model, tool or artifact call, so after a
+/// SIGKILL the restart ends it `host_restart` instead of running it again. The
+/// kill comes as soon as the last of a dozen runs reaches a page that counts its
+/// visitors and never answers (before: runs whose `running` record was still on
+/// its way were queued again and fetched the page a second time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_acted_is_never_started_again_after_a_kill() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const RUNS: usize = 12;
+    let hits = Arc::new(AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let counter = Arc::clone(&hits);
+    let page = axum::Router::new().route(
+        "/slow",
+        axum::routing::get(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            std::future::pending::<&'static str>()
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, page).await;
+    });
+
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("warden.toml");
+    std::fs::write(
+        &config,
+        "deploy_examples = false\n[tools]\nallow_private_addresses = true\nhttp_timeout_ms = 600000\n",
+    )
+    .unwrap();
+    let data = tmp.path().join("data");
+    let args = ["--config", config.to_str().unwrap()];
+    let warden = Warden::start_with(&data, &args);
+    let server = warden.client();
+    server
+        .deploy(
+            "toolbox",
+            json!({ "allowed_hosts": ["127.0.0.1"], "max_concurrency": RUNS, "limits": { "timeout_ms": 600_000 } }),
+        )
+        .await;
+    let input = json!({ "tool": "http_fetch", "args": { "url": format!("http://127.0.0.1:{port}/slow") } });
+    let mut ids = Vec::new();
+    for _ in 0..RUNS {
+        let (status, accepted) = server
+            .post_json(
+                "/v1/agents/toolbox/execute",
+                &json!({ "input": input, "mode": "async" }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+        ids.push(accepted["id"].as_str().unwrap().to_owned());
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while hits.load(Ordering::SeqCst) < RUNS {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the runs never reached the page"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    warden.sigkill();
+
+    let warden = Warden::start_with(&data, &args);
+    let http = reqwest::Client::new();
+    for id in &ids {
+        let e = wait_for(&http, &warden.base, id, |e| {
+            e["status"] != "queued" && e["status"] != "running"
+        })
+        .await;
+        assert_eq!(e["status"], "failed", "{e}");
+        assert_eq!(e["error"]["code"], "host_restart", "{e}");
+    }
+    // Nothing was queued again: no run fetched the page a second time.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(hits.load(Ordering::SeqCst), RUNS);
+    drop(warden);
+}

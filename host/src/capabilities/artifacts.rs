@@ -2,15 +2,22 @@
 //! the run's [`RunArtifacts`](crate::runtime::RunArtifacts).
 
 use crate::ports::{ArtifactError, Artifacts};
-use crate::runtime::RunState;
 use crate::runtime::bindings::warden::agent::artifacts::{Error, Host};
+use crate::runtime::{RunState, Stop};
 
 impl Host for RunState {
-    async fn put(&mut self, name: String, media_type: String, data: Vec<u8>) -> Result<String, Error> {
-        match self.grants.artifacts.put(name, media_type, data).await {
+    async fn put(
+        &mut self,
+        name: String,
+        media_type: String,
+        data: Vec<u8>,
+    ) -> wasmtime::Result<Result<String, Error>> {
+        self.grants.effects.before_effect().await.map_err(Stop::unrecorded)?;
+        Ok(match self.grants.artifacts.put(name, media_type, data).await {
             Ok(artifact) => Ok(artifact.id),
             Err(ArtifactError::InvalidName(m)) => Err(Error::InvalidName(m)),
             Err(ArtifactError::LimitExceeded(m)) => Err(Error::LimitExceeded(m)),
-        }
+            Err(ArtifactError::Refused(refused)) => return Err(Stop::unrecorded(refused)),
+        })
     }
 }

@@ -63,6 +63,7 @@ impl Host for RunState {
         if self.llm.usage.total >= budget {
             return Err(wasmtime::Error::new(Stop::budget(budget, self.llm.usage.total)));
         }
+        self.grants.effects.before_effect().await.map_err(Stop::unrecorded)?;
         let request = ChatRequest {
             model,
             messages: messages.into_iter().map(to_host_message).collect(),

@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use crate::events::EventData;
 use crate::ports::ToolError;
 use crate::record::ToolCallRecord;
-use crate::runtime::RunState;
 use crate::runtime::bindings::warden::agent::tools::{Error, Host, ToolInfo};
+use crate::runtime::{RunState, Stop};
 
 impl Host for RunState {
     fn available(&mut self) -> Vec<ToolInfo> {
@@ -28,21 +28,24 @@ impl Host for RunState {
             .collect()
     }
 
-    async fn call(&mut self, name: String, arguments: String) -> Result<String, Error> {
+    async fn call(&mut self, name: String, arguments: String) -> wasmtime::Result<Result<String, Error>> {
         if !self.grants.allowed_tools.iter().any(|g| g == &name) {
-            return Err(Error::UnknownTool(format!(
+            return Ok(Err(Error::UnknownTool(format!(
                 "tool {name:?} is not in this agent's manifest (allowed: {})",
                 self.grants.allowed_tools.join(", ")
-            )));
+            ))));
         }
         let max = self.grants.max_tool_calls;
         if self.tool_calls.len() >= max {
-            return Err(Error::LimitExceeded(format!(
+            return Ok(Err(Error::LimitExceeded(format!(
                 "this run already made {max} tool calls, its cap"
-            )));
+            ))));
         }
-        let args: Value = serde_json::from_str(&arguments)
-            .map_err(|e| Error::InvalidArguments(format!("arguments are not JSON: {e}")))?;
+        let args: Value = match serde_json::from_str(&arguments) {
+            Ok(args) => args,
+            Err(e) => return Ok(Err(Error::InvalidArguments(format!("arguments are not JSON: {e}")))),
+        };
+        self.grants.effects.before_effect().await.map_err(Stop::unrecorded)?;
         let id = format!("call_{}", self.tool_calls.len() + 1);
         let started = Instant::now();
         self.grants.events.emit(EventData::ToolStart {
@@ -79,10 +82,10 @@ impl Host for RunState {
             error,
             duration_ms,
         });
-        match result {
+        Ok(match result {
             Ok(v) => Ok(v.to_string()),
             Err(ToolError::InvalidArguments(m)) => Err(Error::InvalidArguments(m)),
             Err(ToolError::Failed(m)) => Err(Error::Failed(m)),
-        }
+        })
     }
 }

@@ -2,14 +2,19 @@
 //! builds the record's change, emits its event and hands the write to the store
 //! together. A new status is added here (and in [`Status::can_become`]).
 //!
-//! queued (created) → running (started) → cancel_requested → completed | failed |
-//! cancelled (ended). An end is stored with the execution's last events and its
+//! queued (created) → running (started; stored before the run's first effect
+//! beyond its sandbox) → cancel_requested → completed | failed | cancelled
+//! (ended). An end is stored with the execution's last events and its
 //! run's log and steps in one commit, and published only once that commit is
 //! done ([`Ending::settle`]), so nobody hears of an end the store does not have.
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
+use tokio::sync::OnceCell;
+
 use crate::events::{EventData, EventHub, EventLog};
+use crate::ports::{EffectRefused, Effects};
 use crate::record::{ExecError, Execution, LogLine, Status, Step};
 use crate::store::{Commit, EventStore, ExecutionStore, FinalRecord, StoreError};
 use crate::time;
@@ -110,19 +115,22 @@ impl Lifecycle {
     }
 
     /// queued → running. The event says so at once; the record is stored by
-    /// [`Lifecycle::store_running`] (most runs end before it is worth it).
-    pub fn start(&self, execution: &mut Execution, log: &EventLog) {
+    /// the returned [`Start`]: before the run's first effect beyond its sandbox,
+    /// or once it proves long, whichever comes first (most runs end before
+    /// either, and their end is all that is stored).
+    pub fn start(&self, execution: &mut Execution, log: &Arc<EventLog>) -> Arc<Start> {
         check(execution, Status::Running);
+        let now = time::now_ms();
         execution.status = Status::Running;
-        execution.started_at = Some(time::now_ms());
+        execution.started_at = Some(now);
         log.emit(EventData::Status(Status::Running));
-    }
-
-    /// Stores a run's `running` record (not waited for), and from now on its
-    /// events as they happen: the run proved long.
-    pub fn store_running(&self, execution: &Execution, log: &EventLog) {
-        self.executions.save(execution.clone()).detach();
-        log.flush();
+        Arc::new(Start {
+            id: execution.id.clone(),
+            started_at: now,
+            executions: Arc::clone(&self.executions),
+            log: Arc::clone(log),
+            stored: OnceCell::new(),
+        })
     }
 
     /// running → cancel_requested.
@@ -169,6 +177,38 @@ impl Lifecycle {
             hub: Arc::clone(&self.hub),
             id: execution.id.clone(),
         }
+    }
+}
+
+/// A run's start, stored once: its `running` status, then its events as they
+/// happen.
+pub struct Start {
+    id: String,
+    started_at: i64,
+    executions: Arc<dyn ExecutionStore>,
+    log: Arc<EventLog>,
+    stored: OnceCell<Result<(), StoreError>>,
+}
+
+impl Start {
+    /// Stores the start (once) and waits until it is committed.
+    pub async fn store(&self) -> Result<(), StoreError> {
+        self.stored
+            .get_or_init(|| async {
+                let commit = self.executions.set_running(&self.id, self.started_at);
+                // The events so far, then each as it happens.
+                self.log.flush();
+                commit.await
+            })
+            .await
+            .clone()
+    }
+}
+
+#[async_trait]
+impl Effects for Start {
+    async fn before_effect(&self) -> Result<(), EffectRefused> {
+        self.store().await.map_err(|e| EffectRefused(e.to_string()))
     }
 }
 

@@ -9,10 +9,10 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::lifecycle::{End, Ending};
+use super::lifecycle::{End, Ending, Start};
 use super::{Executions, Job};
 use crate::events::EventLog;
-use crate::ports::{AgentCalls, ToolCtx};
+use crate::ports::{AgentCalls, Effects, ToolCtx};
 use crate::record::{ExecError, Execution};
 use crate::registry::Version;
 use crate::runtime::{Grants, RunArtifacts, RunOutcome};
@@ -30,13 +30,21 @@ impl Executions {
     }
 
     /// What a run may use beyond its sandbox.
-    fn grants(self: &Arc<Self>, execution: &Execution, version: &Version, events: &Arc<EventLog>) -> Grants {
+    fn grants(
+        self: &Arc<Self>,
+        execution: &Execution,
+        version: &Version,
+        events: &Arc<EventLog>,
+        start: &Arc<Start>,
+    ) -> Grants {
         let manifest = &version.meta.manifest;
+        let effects: Arc<dyn Effects> = Arc::clone(start) as Arc<dyn Effects>;
         let artifacts = Arc::new(RunArtifacts::new(
             &execution.id,
             self.settings.capture,
             Arc::clone(&self.artifacts),
             Arc::clone(events),
+            Arc::clone(&effects),
         ));
         let children: Arc<dyn AgentCalls> = Arc::clone(self) as Arc<dyn AgentCalls>;
         Grants {
@@ -59,6 +67,7 @@ impl Executions {
             },
             events: Arc::clone(events),
             artifacts,
+            effects,
         }
     }
 
@@ -150,7 +159,7 @@ async fn run(this: Arc<Executions>, job: Job, cancel: oneshot::Receiver<()>) -> 
         version,
         events,
     } = job;
-    this.lifecycle.start(&mut execution, &events);
+    let start = this.lifecycle.start(&mut execution, &events);
     let pre = match &version.pre {
         Ok(pre) => pre,
         // Refused at submit; a run admitted before its version became unloadable.
@@ -166,10 +175,11 @@ async fn run(this: Arc<Executions>, job: Job, cancel: oneshot::Receiver<()>) -> 
             std::future::pending::<()>().await;
         }
     };
-    let grants = this.grants(&execution, &version, &events);
+    let grants = this.grants(&execution, &version, &events, &start);
     // Most runs end within milliseconds; storing `running` for them would only be
-    // overwritten at once. A run still going after a moment is stored `running`
-    // (the event stream says `running` at once either way).
+    // overwritten at once. A run's start is stored before its first effect beyond
+    // its sandbox, and once it is still going after a moment (the event stream
+    // says `running` at once either way).
     let outcome = {
         let run = this
             .runtime
@@ -179,8 +189,11 @@ async fn run(this: Arc<Executions>, job: Job, cancel: oneshot::Receiver<()>) -> 
             biased;
             outcome = &mut run => outcome,
             () = tokio::time::sleep(RUNNING_WRITE_DELAY) => {
-                this.lifecycle.store_running(&execution, &events);
-                run.await
+                let (outcome, stored) = tokio::join!(run, start.store());
+                if let Err(e) = stored {
+                    tracing::error!(execution = %execution.id, error = %e, "could not record a run's start");
+                }
+                outcome
             }
         }
     };

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use crate::config::CaptureLimits;
 use crate::events::{EventData, EventLog};
-use crate::ports::{ArtifactError, ArtifactStore, Artifacts};
+use crate::ports::{ArtifactError, ArtifactStore, Artifacts, Effects};
 use crate::record::Artifact;
 
 const MAX_NAME_BYTES: usize = 128;
@@ -20,6 +20,7 @@ pub struct RunArtifacts {
     caps: CaptureLimits,
     store: Arc<dyn ArtifactStore>,
     events: Arc<EventLog>,
+    effects: Arc<dyn Effects>,
     state: Mutex<Stored>,
 }
 
@@ -31,12 +32,19 @@ struct Stored {
 }
 
 impl RunArtifacts {
-    pub fn new(execution_id: &str, caps: CaptureLimits, store: Arc<dyn ArtifactStore>, events: Arc<EventLog>) -> Self {
+    pub fn new(
+        execution_id: &str,
+        caps: CaptureLimits,
+        store: Arc<dyn ArtifactStore>,
+        events: Arc<EventLog>,
+        effects: Arc<dyn Effects>,
+    ) -> Self {
         Self {
             execution_id: execution_id.to_owned(),
             caps,
             store,
             events,
+            effects,
             state: Mutex::default(),
         }
     }
@@ -86,6 +94,7 @@ impl Artifacts for RunArtifacts {
         check_name(&name).map_err(ArtifactError::InvalidName)?;
         check_media_type(&media_type).map_err(ArtifactError::InvalidName)?;
         let size = data.len() as u64;
+        self.effects.before_effect().await?;
         self.reserve(size)?;
         let artifact = match self.store.store(&self.execution_id, name, media_type, data).await {
             Ok(artifact) => artifact,

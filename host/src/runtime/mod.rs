@@ -36,8 +36,8 @@ pub mod bindings {
         path: "../wit",
         imports: {
             "warden:agent/llm.chat": async | trappable,
-            "warden:agent/tools.call": async,
-            "warden:agent/artifacts.put": async,
+            "warden:agent/tools.call": async | trappable,
+            "warden:agent/artifacts.put": async | trappable,
         },
         exports: { default: async },
     });
@@ -70,6 +70,14 @@ impl Stop {
             code: "budget_exceeded",
             message: format!("the run used {used} tokens of its budget of {budget}"),
         }
+    }
+
+    /// The run's start could not be stored: it must not act beyond its sandbox.
+    pub fn unrecorded(refused: crate::ports::EffectRefused) -> wasmtime::Error {
+        wasmtime::Error::new(Self {
+            code: "storage_unavailable",
+            message: refused.to_string(),
+        })
     }
 }
 

@@ -13,7 +13,7 @@ use super::artifacts::RunArtifacts;
 use super::capture::RunRecord;
 use crate::events::EventLog;
 use crate::llm::Llm;
-use crate::ports::{ToolCtx, ToolHost};
+use crate::ports::{Effects, ToolCtx, ToolHost};
 use crate::record::{LogStream, ToolCallRecord, Usage};
 
 /// Instances, tables and memories one store may create.
@@ -50,6 +50,9 @@ pub struct Grants {
     pub events: Arc<EventLog>,
     /// The run's artifacts (also in `ctx`, for the tools).
     pub artifacts: Arc<RunArtifacts>,
+    /// Called before each model, tool or artifact call: the run's start is
+    /// stored before anything it does leaves the sandbox.
+    pub effects: Arc<dyn Effects>,
 }
 
 impl Grants {

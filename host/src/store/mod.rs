@@ -68,6 +68,9 @@ pub trait ExecutionStore: Send + Sync {
     fn finish(&self, record: FinalRecord) -> Commit;
     /// Sets the status, only if it still is `from`.
     fn set_status(&self, id: &str, from: Status, to: Status) -> Commit;
+    /// Marks a queued execution `running`, started at `started_at` (only if it
+    /// is still queued).
+    fn set_running(&self, id: &str, started_at: i64) -> Commit;
     /// Records that `retried_by` retries execution `id`.
     fn link_retry(&self, id: &str, retried_by: &str) -> Commit;
     /// Records an artifact (its bytes are already a blob).

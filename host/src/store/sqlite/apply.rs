@@ -46,6 +46,11 @@ pub enum Write {
         from: Status,
         to: Status,
     },
+    /// Marks a queued execution running.
+    Running {
+        id: String,
+        started_at: i64,
+    },
     /// Records that `retried_by` retries execution `id`.
     LinkRetry {
         id: String,
@@ -156,6 +161,13 @@ pub fn apply(conn: &mut Connection, blobs: &dyn BlobStore, writes: &[&Write]) ->
             Write::Status { id, from, to } => {
                 tx.prepare_cached("UPDATE executions SET status = ?1 WHERE id = ?2 AND status = ?3")?
                     .execute(params![to.as_str(), id, from.as_str()])?;
+            }
+            Write::Running { id, started_at } => {
+                tx.prepare_cached(
+                    "UPDATE executions SET status = 'running', started_at = ?2
+                     WHERE id = ?1 AND status IN ('pending', 'queued')",
+                )?
+                .execute(params![id, started_at])?;
             }
             Write::LinkRetry { id, retried_by } => {
                 tx.prepare_cached("UPDATE executions SET retried_by = ?1 WHERE id = ?2")?

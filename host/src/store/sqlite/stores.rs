@@ -34,6 +34,13 @@ impl ExecutionStore for SqliteStore {
         })
     }
 
+    fn set_running(&self, id: &str, started_at: i64) -> Commit {
+        self.write(Write::Running {
+            id: id.to_owned(),
+            started_at,
+        })
+    }
+
     fn link_retry(&self, id: &str, retried_by: &str) -> Commit {
         self.write(Write::LinkRetry {
             id: id.to_owned(),
