@@ -3,7 +3,7 @@
 //! the app; nothing below it does: each part gets the narrow handles it needs.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -89,6 +89,23 @@ impl App {
             auth,
             started: Instant::now(),
         }))
+    }
+
+    /// On SIGTERM or SIGINT: refuses new executions and starts nothing more,
+    /// lets what runs finish within `shutdown_grace_ms`, then ends every stream
+    /// and answers every caller still waiting. The server stops after this.
+    pub async fn drain(&self) {
+        self.executions.drain();
+        tracing::info!(
+            grace_ms = self.config.shutdown_grace_ms,
+            "draining: new executions are refused"
+        );
+        let grace = Duration::from_millis(self.config.shutdown_grace_ms);
+        let still = self.executions.wait_idle(grace).await;
+        if still > 0 {
+            tracing::warn!(running = still, "the grace is over; what still runs ends as on a crash");
+        }
+        self.executions.close();
     }
 
     /// Commits what is queued and stops the store. Call after the server stops.

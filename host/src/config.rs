@@ -31,6 +31,9 @@ pub struct Config {
     pub max_queued_executions: usize,
     /// A run's slot is reclaimed this long after its timeout, whatever happened.
     pub slot_grace_ms: u64,
+    /// On SIGTERM or SIGINT: how long running executions may go on finishing
+    /// before the host exits anyway (what still runs then ends as on a crash).
+    pub shutdown_grace_ms: u64,
     /// How long an `Idempotency-Key` is remembered.
     pub idempotency_ttl_secs: u64,
     /// Finished executions (with their logs, steps, events and artifacts) older
@@ -243,6 +246,7 @@ impl Default for Config {
             max_concurrent_executions: 256,
             max_queued_executions: 10_000,
             slot_grace_ms: 5_000,
+            shutdown_grace_ms: 25_000,
             idempotency_ttl_secs: 24 * 60 * 60,
             retention_secs: 30 * 24 * 60 * 60,
             retention_sweep_ms: 10 * 60 * 1000,

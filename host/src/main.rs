@@ -270,9 +270,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         agents = app.registry.len(),
         "warden is serving"
     );
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("shutting down");
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("listening for SIGTERM")?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+            _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+        }
     };
     warden_host::server::serve(listener, app, shutdown).await
 }

@@ -1,5 +1,7 @@
-//! Serving: `serve(listener, app, shutdown)` runs the API on a bound listener until
-//! `shutdown` resolves, so tests start it in-process on `127.0.0.1:0`.
+//! Serving: `serve(listener, app, shutdown)` runs the API on a bound listener
+//! until `shutdown` resolves, then drains (new executions refused with 503, what
+//! runs finishing within the grace, streams ended), stops, and commits
+//! everything. Tests start it in-process on `127.0.0.1:0`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -15,7 +17,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let router = api::router(Arc::clone(&app));
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await?;
+    let draining = Arc::clone(&app);
+    let drained = async move {
+        shutdown.await;
+        draining.drain().await;
+    };
+    axum::serve(listener, router).with_graceful_shutdown(drained).await?;
     app.close().await;
     Ok(())
 }

@@ -30,6 +30,7 @@ mod restart;
 mod run_log;
 mod sandbox;
 mod scheduling;
+mod shutdown;
 mod store;
 mod tools;
 

@@ -50,6 +50,8 @@ pub fn test_config(data_dir: &Path) -> Config {
         data_dir: data_dir.to_path_buf(),
         deploy_examples: false,
         max_concurrent_executions: 16,
+        // Stopping a test server does not wait long for runs it left going.
+        shutdown_grace_ms: 300,
         ..Config::default()
     }
 }
@@ -327,6 +329,30 @@ impl Warden {
         self.child.kill().expect("SIGKILL");
         self.child.wait().expect("reaped");
     }
+
+    /// Sends SIGTERM (what process managers send) and returns at once.
+    pub fn sigterm(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// Waits for the process to exit (up to `within`); its exit status.
+    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "warden did not exit within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
 
 impl Drop for Warden {
@@ -371,9 +397,10 @@ pub fn parse_sse(text: &str) -> Vec<SseEvent> {
                 data.push_str(v.strip_prefix(' ').unwrap_or(v));
             }
         }
-        if let (Some(id), Some(event)) = (id, event) {
+        // (A message without an id, such as `shutdown`, reads as id 0.)
+        if let Some(event) = event {
             out.push(SseEvent {
-                id,
+                id: id.unwrap_or(0),
                 event,
                 data: serde_json::from_str(&data).unwrap_or(Value::String(data)),
             });

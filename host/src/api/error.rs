@@ -38,6 +38,9 @@ pub struct ErrorDetail<'a> {
 
 /// What `Retry-After` tells a client refused for a full queue.
 const RETRY_AFTER_SECS: &str = "1";
+/// What `Retry-After` tells a client refused by a host that is shutting down
+/// (its successor, or itself restarted, is usually up by then).
+const SHUTDOWN_RETRY_AFTER_SECS: u64 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -76,6 +79,14 @@ pub enum ApiError {
     /// The key is over its rate limit; come back after `retry_after_secs`.
     #[error("{message}")]
     RateLimited { message: String, retry_after_secs: u64 },
+    /// The host cannot do this now (shutting down, storage failing); come back
+    /// after `Retry-After`.
+    #[error("{message}")]
+    Unavailable {
+        code: &'static str,
+        message: String,
+        retry_after_secs: u64,
+    },
     /// The resource was here and is gone for good.
     #[error("{message}")]
     Gone { code: &'static str, message: String },
@@ -95,6 +106,15 @@ impl ApiError {
                 crate::manifest::describe(&errors)
             ),
             errors,
+        }
+    }
+
+    /// 503 `shutting_down`: the host is draining before it stops.
+    pub fn shutting_down(message: impl Into<String>) -> Self {
+        Self::Unavailable {
+            code: "shutting_down",
+            message: message.into(),
+            retry_after_secs: SHUTDOWN_RETRY_AFTER_SECS,
         }
     }
 
@@ -126,6 +146,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::Unavailable { code, .. } => (StatusCode::SERVICE_UNAVAILABLE, code),
             ApiError::Gone { code, .. } => (StatusCode::GONE, code),
             ApiError::Damaged { code, .. } => (StatusCode::INTERNAL_SERVER_ERROR, code),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -163,7 +184,7 @@ impl IntoResponse for ApiError {
             ApiError::TooManyRequests(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
             }
-            ApiError::RateLimited { retry_after_secs, .. } => {
+            ApiError::RateLimited { retry_after_secs, .. } | ApiError::Unavailable { retry_after_secs, .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
             ApiError::Unauthorized(_) => {
@@ -221,6 +242,7 @@ impl From<SubmitError> for ApiError {
                 status: None,
             },
             SubmitError::QueueFull(_) => ApiError::TooManyRequests(e.to_string()),
+            SubmitError::ShuttingDown => ApiError::shutting_down(e.to_string()),
             SubmitError::Store(s) => s.into(),
         }
     }

@@ -109,7 +109,7 @@ pub async fn execute(
             .await?
             .into_response()),
         Mode::Sync => {
-            let finished = wait_final(&app, accepted.done).await?;
+            let finished = wait_final(&app, &accepted.execution.id, accepted.done).await?;
             Ok((StatusCode::OK, view(&finished)).into_response())
         }
     }
@@ -144,7 +144,7 @@ async fn replay(app: &Arc<App>, key: &str, id: String, mode: Mode) -> Result<Res
         if mode == Mode::Sync
             && let Some(done) = app.executions.watch(&id)
         {
-            let finished = wait_final(app, done).await?;
+            let finished = wait_final(app, &id, done).await?;
             return Ok((StatusCode::OK, view(&finished)).into_response());
         }
         if let Some(execution) = app.stores.executions.get(&id).await? {
@@ -168,13 +168,20 @@ async fn replay(app: &Arc<App>, key: &str, id: String, mode: Mode) -> Result<Res
 
 /// Waits for an execution's end, following the retries its agent's policy makes,
 /// and returns the last attempt's record.
-async fn wait_final(app: &Arc<App>, mut done: Watch) -> Result<Arc<Execution>, ApiError> {
+async fn wait_final(app: &Arc<App>, id: &str, mut done: Watch) -> Result<Arc<Execution>, ApiError> {
+    let mut closing = app.executions.closing();
     loop {
-        let ended = done
-            .wait_for(Option::is_some)
-            .await
-            .map_err(|_| ApiError::Internal(anyhow::anyhow!("execution ended without a record")))?
-            .clone();
+        let ended = tokio::select! {
+            ended = done.wait_for(Option::is_some) => ended
+                .map_err(|_| ApiError::Internal(anyhow::anyhow!("execution ended without a record")))?
+                .clone(),
+            _ = closing.wait_for(|c| *c) => {
+                return Err(ApiError::shutting_down(format!(
+                    "the host is shutting down before execution {id} ended: if it is queued it runs after the \
+                     restart, if it is running it ends host_restart"
+                )));
+            }
+        };
         let ended = ended.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("execution ended without a record")))?;
         let next = match (&ended.status, &ended.retried_by) {
             (Status::Failed, Some(next)) => next.clone(),

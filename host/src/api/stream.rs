@@ -16,7 +16,7 @@ use axum::{Extension, Json};
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiQuery, cursor, page_limit};
@@ -50,7 +50,8 @@ pub struct SseMessage {
     /// The event's sequence number (send it back as `Last-Event-ID`).
     id: String,
     /// `status`, `step`, `log`, `content`, `thinking`, `tool_start`, `tool_end`,
-    /// `artifact`, then `done` or `error`.
+    /// `artifact`, then `done` or `error`; or, when the host shuts down before
+    /// the execution ends, `shutdown` (no id: reconnect with `Last-Event-ID`).
     event: String,
     /// The event as JSON: `{seq, type, ts, data}`.
     data: String,
@@ -213,6 +214,7 @@ async fn stream_from(
             .map(|until| (Arc::clone(app.executions.stored_events()), id, until)),
         backlog: source.backlog,
         live: source.live,
+        closing: app.executions.closing(),
         last: after,
         finished: false,
     };
@@ -228,25 +230,43 @@ fn to_sse(event: &Event) -> SseEvent {
 
 /// What a stream sends next: what is queued; else stored events, read a batch
 /// at a time up to where the live log starts; then the live log's backlog; then
-/// its new events as they happen.
+/// its new events as they happen, until the host closes.
 struct Feed {
     queue: VecDeque<Arc<Event>>,
     stored: Option<(Arc<dyn EventStore>, String, u64)>,
     backlog: Vec<Arc<Event>>,
     live: Option<(broadcast::Receiver<Arc<Event>>, Arc<EventLog>)>,
+    closing: watch::Receiver<bool>,
     last: u64,
     finished: bool,
 }
 
+/// What a refill found.
+enum Refill {
+    More,
+    /// Nothing more will come.
+    End,
+    /// The host is closing: the stream ends with a `shutdown` notice.
+    Closing,
+}
+
+/// The last message of a stream the host ends before its execution did:
+/// reconnect later with `Last-Event-ID` to read on.
+fn shutdown_notice(last: u64) -> SseEvent {
+    SseEvent::default().event("shutdown").data(format!(
+        r#"{{"reason":"the host is shutting down","last_event_id":{last}}}"#
+    ))
+}
+
 impl Feed {
-    /// Queues what comes next; false when nothing will.
-    async fn refill(&mut self) -> bool {
+    /// Queues what comes next.
+    async fn refill(&mut self) -> Refill {
         if let Some((store, id, until)) = self.stored.take() {
             match read_stored(store.as_ref(), &id, self.last, until, STORED_BATCH).await {
                 Ok(more) if !more.is_empty() => {
                     self.queue.extend(more);
                     self.stored = Some((store, id, until));
-                    return true;
+                    return Refill::More;
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(execution = %id, error = ?e, "reading stored events for a stream"),
@@ -254,12 +274,16 @@ impl Feed {
         }
         if !self.backlog.is_empty() {
             self.queue.extend(std::mem::take(&mut self.backlog));
-            return true;
+            return Refill::More;
         }
         let Some((rx, log)) = self.live.as_mut() else {
-            return false;
+            return Refill::End;
         };
-        match rx.recv().await {
+        let received = tokio::select! {
+            received = rx.recv() => received,
+            _ = self.closing.wait_for(|c| *c) => return Refill::Closing,
+        };
+        match received {
             Ok(event) => self.queue.push_back(event),
             // Fell behind: catch up from the log itself, in order.
             Err(broadcast::error::RecvError::Lagged(_)) => self.queue.extend(log.after(self.last)),
@@ -268,7 +292,7 @@ impl Feed {
                 self.live = None;
             }
         }
-        true
+        Refill::More
     }
 }
 
@@ -286,8 +310,13 @@ fn sse(feed: Feed) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
                 feed.finished = event.is_terminal();
                 return Some((Ok(to_sse(&event)), feed));
             }
-            if !feed.refill().await {
-                return None;
+            match feed.refill().await {
+                Refill::More => {}
+                Refill::End => return None,
+                Refill::Closing => {
+                    feed.finished = true;
+                    return Some((Ok(shutdown_notice(feed.last)), feed));
+                }
             }
         }
     });

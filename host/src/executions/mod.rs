@@ -17,10 +17,14 @@ mod ports;
 mod recovery;
 mod retry;
 mod run;
+mod shutdown;
 mod submit;
 
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
+
+use tokio::sync::watch;
 
 pub use self::cancel::Cancel;
 use self::idempotency::IdempotencyKeys;
@@ -97,6 +101,10 @@ pub struct Executions {
     runtime: Arc<Runtime>,
     llm: Arc<Llm>,
     tools: Arc<dyn ToolHost>,
+    /// New executions are refused (the host is shutting down).
+    draining: AtomicBool,
+    /// `true` once the host closes: streams end, waiting callers are answered.
+    closing: watch::Sender<bool>,
     /// Itself, for the child executions of its runs' `agent_call`s.
     this: Weak<Executions>,
 }
@@ -127,6 +135,8 @@ impl Executions {
             runtime: parts.runtime,
             llm: parts.llm,
             tools: parts.tools,
+            draining: AtomicBool::new(false),
+            closing: watch::channel(false).0,
             this: this.clone(),
         })
     }

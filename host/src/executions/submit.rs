@@ -111,6 +111,8 @@ pub enum SubmitError {
     Repeated { execution_id: String, key: String },
     #[error(transparent)]
     QueueFull(#[from] QueueFull),
+    #[error("the host is shutting down; send it again to its successor")]
+    ShuttingDown,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -118,6 +120,9 @@ pub enum SubmitError {
 impl Executions {
     /// Creates an execution and queues it (or holds it for its delay).
     pub async fn submit(self: &Arc<Self>, new: NewExecution) -> Result<Accepted, SubmitError> {
+        if self.is_draining() {
+            return Err(SubmitError::ShuttingDown);
+        }
         let (entry, version) = self.resolve(&new.target)?;
         if let Err(reason) = &version.pre {
             return Err(SubmitError::Unavailable {

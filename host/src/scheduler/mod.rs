@@ -73,6 +73,8 @@ enum LiveState<J> {
 
 struct Inner<J, O> {
     queue: Queue<J>,
+    /// Nothing more starts (the host is shutting down).
+    paused: bool,
     /// Accepted and not yet running (queued or delayed), plus reservations.
     waiting: usize,
     live: HashMap<String, Live<J, O>>,
@@ -111,6 +113,7 @@ impl<J: Job, O> Scheduler<J, O> {
         Self {
             inner: Mutex::new(Inner {
                 queue: Queue::default(),
+                paused: false,
                 waiting: 0,
                 live: HashMap::new(),
             }),
@@ -169,6 +172,9 @@ impl<J: Job, O> Scheduler<J, O> {
 
     fn dispatch_locked(&self, inner: &mut Inner<J, O>) -> Vec<Started<J>> {
         let mut started = Vec::new();
+        if inner.paused {
+            return started;
+        }
         while let Some(job) = inner.queue.pop_runnable(self.max_running) {
             inner.waiting = inner.waiting.saturating_sub(1);
             let (stop, cancel) = oneshot::channel();
@@ -257,6 +263,11 @@ impl<J: Job, O> Scheduler<J, O> {
                 }
             }
         }
+    }
+
+    /// Starts nothing more: what runs goes on, what waits stays waiting.
+    pub fn pause(&self) {
+        self.lock().paused = true;
     }
 
     /// The outcome of a live job, once it ends.

@@ -120,3 +120,16 @@ fn cancel_in_every_state() {
     assert!(s.finished("x").is_empty());
     assert_eq!(s.load(), (0, 0));
 }
+
+#[test]
+fn a_paused_scheduler_starts_nothing_more() {
+    let s: Scheduler<T, u32> = Scheduler::new(4, 100);
+    for id in ["a", "b"] {
+        let r = s.reserve().unwrap();
+        s.queue(r, job(id, "x", 50, 1), false);
+    }
+    assert_eq!(ids(&s.dispatch()), ["a"]);
+    s.pause();
+    assert!(s.finished("x").is_empty(), "b waits for the next start");
+    assert_eq!(s.load(), (0, 1));
+}
