@@ -15,7 +15,7 @@ use crate::record::{Agent, AgentVersion};
 use crate::registry::{Registry, Version};
 use crate::runtime::Runtime;
 use crate::runtime::component::{ComponentError, check_header};
-use crate::store::{AgentStore, BlobStore, StoreError, Stores};
+use crate::store::{AgentStore, Backend, BlobStore, StoreError, Stores};
 use crate::{ids, time};
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +35,7 @@ pub struct Deployer {
     registry: Arc<Registry>,
     agents: Arc<dyn AgentStore>,
     blobs: Arc<dyn BlobStore>,
+    backend: Arc<dyn Backend>,
     limits: HostLimits,
     max_running: u32,
     /// One deploy at a time picks version numbers.
@@ -48,6 +49,7 @@ impl Deployer {
             registry,
             agents: Arc::clone(&stores.agents),
             blobs: Arc::clone(&stores.blobs),
+            backend: Arc::clone(&stores.backend),
             limits: config.limits,
             max_running: config.max_concurrent_executions,
             lock: Mutex::new(()),
@@ -112,6 +114,9 @@ impl Deployer {
     ) -> Result<(Agent, AgentVersion), DeployError> {
         manifest.validate().map_err(DeployError::Manifest)?;
         check_header(&bytes)?;
+        if let Some(failure) = self.backend.failing() {
+            return Err(DeployError::Store(StoreError::Unavailable(failure.error)));
+        }
         let runtime = Arc::clone(&self.runtime);
         let blobs = Arc::clone(&self.blobs);
         let engine = self.runtime.engine_key();
@@ -120,9 +125,7 @@ impl Deployer {
             let hash = sha256_hex(&bytes);
             let (pre, _, written) =
                 runtime.prepare(&hash, verified.get(&hash).map(String::as_str), || Ok(bytes.to_vec()))?;
-            blobs
-                .put(&hash, &bytes)
-                .map_err(|e| ComponentError::Internal(format!("{e:#}")))?;
+            blobs.put(&hash, &bytes).map_err(|e| stored_error(&e))?;
             Ok::<_, ComponentError>(((hash, bytes.len() as u64), pre, written))
         })
         .await
@@ -176,4 +179,14 @@ fn stored_component(blobs: &dyn BlobStore, hash: &str) -> Result<Vec<u8>, Compon
             "its component cannot be loaded ({e}) and no usable compiled copy exists; redeploy it"
         ))
     })
+}
+
+/// A failed blob write: a full disk is storage being unavailable, anything else
+/// an internal failure.
+fn stored_error(e: &anyhow::Error) -> ComponentError {
+    if crate::files::disk_full(e) {
+        ComponentError::StorageFull(format!("{e:#}"))
+    } else {
+        ComponentError::Internal(format!("{e:#}"))
+    }
 }

@@ -59,7 +59,7 @@ pub struct DeployForm {
 #[utoipa::path(post, path = "/v1/agents", tag = "agents",
     request_body(content = DeployForm, content_type = "multipart/form-data"),
     responses((status = 201, description = "Deployed", body = Deployed),
-        (status = 400, description = "A malformed form", body = ErrorBody), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 413, description = "The component is over the size limit", body = ErrorBody), (status = 415, description = "Not a multipart form", body = ErrorBody), (status = 422, description = "Not a component of the agent world, or a bad manifest", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody)))]
+        (status = 400, description = "A malformed form", body = ErrorBody), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 413, description = "The component is over the size limit", body = ErrorBody), (status = 415, description = "Not a multipart form", body = ErrorBody), (status = 422, description = "Not a component of the agent world, or a bad manifest", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody), (status = 503, description = "The host's storage is failing", body = ErrorBody)))]
 pub async fn deploy(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,

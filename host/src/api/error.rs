@@ -38,6 +38,8 @@ pub struct ErrorDetail<'a> {
 
 /// What `Retry-After` tells a client refused for a full queue.
 const RETRY_AFTER_SECS: &str = "1";
+/// What `Retry-After` tells a client refused while storage is failing.
+const STORAGE_RETRY_AFTER_SECS: u64 = 5;
 /// What `Retry-After` tells a client refused by a host that is shutting down
 /// (its successor, or itself restarted, is usually up by then).
 const SHUTDOWN_RETRY_AFTER_SECS: u64 = 5;
@@ -204,7 +206,14 @@ impl From<anyhow::Error> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        ApiError::Internal(e.into())
+        match e {
+            StoreError::Unavailable(_) => ApiError::Unavailable {
+                code: "storage_unavailable",
+                message: format!("{e}; try again shortly"),
+                retry_after_secs: STORAGE_RETRY_AFTER_SECS,
+            },
+            other => ApiError::Internal(other.into()),
+        }
     }
 }
 
@@ -321,6 +330,7 @@ impl From<DeployError> for ApiError {
     fn from(e: DeployError) -> Self {
         match e {
             DeployError::Component(ComponentError::Internal(m)) => ApiError::Internal(anyhow::anyhow!(m)),
+            DeployError::Component(ComponentError::StorageFull(m)) => StoreError::Unavailable(m).into(),
             DeployError::Component(c) => {
                 let code = match c {
                     ComponentError::NotWasm => "not_wasm",
@@ -328,12 +338,12 @@ impl From<DeployError> for ApiError {
                     ComponentError::Invalid(_) => "invalid_component",
                     ComponentError::WrongWorld(_) => "wrong_world",
                     ComponentError::Unavailable(_) => "agent_unavailable",
-                    ComponentError::Internal(_) => "internal",
+                    ComponentError::Internal(_) | ComponentError::StorageFull(_) => "internal",
                 };
                 ApiError::unprocessable(code, c.to_string())
             }
             DeployError::Manifest(m) => ApiError::unprocessable("invalid_manifest", m),
-            DeployError::Store(s) => ApiError::Internal(s.into()),
+            DeployError::Store(s) => s.into(),
             DeployError::Internal(e) => ApiError::Internal(e),
         }
     }

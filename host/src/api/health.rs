@@ -4,14 +4,20 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
 use serde::Serialize;
 
 use crate::app::App;
-use crate::store::sqlite;
+use crate::store::{StorageFailure, sqlite};
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Health {
+    /// `ok`, or `degraded` while storage is failing (answered with 503).
     status: &'static str,
+    /// Why storage is failing and since when (writes wait until it recovers;
+    /// new executions and deploys are refused with 503 `storage_unavailable`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    storage_failure: Option<StorageFailure>,
     sqlite_version: &'static str,
     uptime_sec: u64,
     version: &'static str,
@@ -37,14 +43,21 @@ pub struct Components {
     unavailable: usize,
 }
 
-/// Liveness, versions (SQLite's among them) and load; needs no key.
+/// Liveness, versions (SQLite's among them), load and storage; needs no key.
 #[utoipa::path(get, path = "/admin/health", tag = "health", security(()),
-    responses((status = 200, description = "Serving", body = Health)))]
-pub async fn health(State(app): State<Arc<App>>) -> Json<Health> {
+    responses((status = 200, description = "Serving", body = Health),
+        (status = 503, description = "Serving, but storage is failing", body = Health)))]
+pub async fn health(State(app): State<Arc<App>>) -> (StatusCode, Json<Health>) {
     let (compiled, loaded_from_cache) = app.runtime.cache_counts();
     let (running, waiting) = app.executions.load();
-    Json(Health {
-        status: "ok",
+    let storage_failure = app.stores.backend.failing();
+    let (code, status) = match storage_failure {
+        Some(_) => (StatusCode::SERVICE_UNAVAILABLE, "degraded"),
+        None => (StatusCode::OK, "ok"),
+    };
+    let body = Json(Health {
+        status,
+        storage_failure,
         sqlite_version: sqlite::version(),
         uptime_sec: app.started.elapsed().as_secs(),
         version: env!("CARGO_PKG_VERSION"),
@@ -55,5 +68,6 @@ pub async fn health(State(app): State<Arc<App>>) -> Json<Health> {
             loaded_from_cache,
             unavailable: app.registry.unavailable(),
         },
-    })
+    });
+    (code, body)
 }

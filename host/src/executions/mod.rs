@@ -39,7 +39,7 @@ use crate::record::Execution;
 use crate::registry::{Registry, Version};
 use crate::runtime::Runtime;
 use crate::scheduler::{self, Scheduler};
-use crate::store::{EventStore, ExecutionStore, Stores};
+use crate::store::{Backend, EventStore, ExecutionStore, Stores};
 use crate::time;
 
 /// Receives the final record of an execution (`None` until it ends).
@@ -96,6 +96,8 @@ pub struct Executions {
     lifecycle: Lifecycle,
     idempotency: IdempotencyKeys,
     store: Arc<dyn ExecutionStore>,
+    /// Whether storage is failing (new executions are refused meanwhile).
+    backend: Arc<dyn Backend>,
     artifacts: Arc<dyn ArtifactStore>,
     registry: Arc<Registry>,
     runtime: Arc<Runtime>,
@@ -130,6 +132,7 @@ impl Executions {
             ),
             idempotency: IdempotencyKeys::new(config.idempotency_ttl_secs, Arc::clone(&stores.idempotency)),
             store: Arc::clone(&stores.executions),
+            backend: Arc::clone(&stores.backend),
             artifacts: Arc::new(ports::StoredArtifacts::new(stores)),
             registry: parts.registry,
             runtime: parts.runtime,

@@ -123,6 +123,10 @@ impl Executions {
         if self.is_draining() {
             return Err(SubmitError::ShuttingDown);
         }
+        // What cannot be stored is not accepted: storage is failing.
+        if let Some(failure) = self.backend.failing() {
+            return Err(SubmitError::Store(StoreError::Unavailable(failure.error)));
+        }
         let (entry, version) = self.resolve(&new.target)?;
         if let Err(reason) = &version.pre {
             return Err(SubmitError::Unavailable {

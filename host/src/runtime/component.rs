@@ -42,6 +42,9 @@ pub enum ComponentError {
     Unavailable(String),
     #[error("internal error preparing the component: {0}")]
     Internal(String),
+    /// The disk is full: nothing could be written.
+    #[error("the host's storage is full: {0}")]
+    StorageFull(String),
 }
 
 /// Checks the 8-byte header: `\0asm`, then the component layer (1) rather than a
@@ -93,6 +96,10 @@ impl ComponentCache {
     pub fn open(engine: &Engine, data_dir: &Path) -> anyhow::Result<Self> {
         let dir = data_dir.join("compiled").join(engine_key(engine));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let swept = crate::files::sweep_temporary(&dir);
+        if swept > 0 {
+            tracing::info!(files = swept, dir = %dir.display(), "removed temporary files of writes that never finished");
+        }
         Ok(Self {
             engine: engine.clone(),
             dir,
@@ -134,8 +141,13 @@ impl ComponentCache {
                 let serialized = component
                     .serialize()
                     .map_err(|e| ComponentError::Internal(format!("serialising: {e:#}")))?;
-                write_atomically(&self.artifact(hash), &serialized)
-                    .map_err(|e| ComponentError::Internal(format!("{e:#}")))?;
+                write_atomically(&self.artifact(hash), &serialized).map_err(|e| {
+                    if crate::files::disk_full(&e) {
+                        ComponentError::StorageFull(format!("{e:#}"))
+                    } else {
+                        ComponentError::Internal(format!("{e:#}"))
+                    }
+                })?;
                 written = Some(sha256_hex(&serialized));
                 self.compiled.fetch_add(1, Ordering::Relaxed);
             }

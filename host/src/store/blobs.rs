@@ -8,7 +8,7 @@ use anyhow::Context;
 
 use super::{BlobError, BlobStore};
 use crate::digest::sha256_hex;
-use crate::files::write_atomically;
+use crate::files::{sweep_temporary, write_atomically};
 
 #[derive(Debug, Clone)]
 pub struct FileBlobs {
@@ -19,6 +19,10 @@ impl FileBlobs {
     pub fn open(data_dir: &Path) -> anyhow::Result<Self> {
         let dir = data_dir.join("blobs").join("sha256");
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let swept = sweep_temporary(&dir);
+        if swept > 0 {
+            tracing::info!(files = swept, dir = %dir.display(), "removed temporary files of writes that never finished");
+        }
         Ok(Self { dir })
     }
 

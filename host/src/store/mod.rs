@@ -26,6 +26,10 @@ use crate::record::{Agent, AgentVersion, ApiKey, Artifact, Execution, LogLine, S
 pub enum StoreError {
     #[error("the store is shut down")]
     Closed,
+    /// Storage is failing (a full disk, an I/O error): writes wait until it
+    /// recovers, and new work is refused meanwhile.
+    #[error("storage is failing: {0}")]
+    Unavailable(String),
     #[error("write failed: {0}")]
     Write(String),
     #[error("read failed: {0}")]
@@ -188,11 +192,22 @@ pub trait BlobStore: Send + Sync {
     fn remove(&self, hash: &str);
 }
 
+/// Storage that is failing: why, and since when (Unix ms).
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct StorageFailure {
+    pub error: String,
+    #[serde(serialize_with = "crate::time::serialize")]
+    #[schema(value_type = String, format = DateTime)]
+    pub since: i64,
+}
+
 /// What a backend is, besides its stores.
 #[async_trait]
 pub trait Backend: Send + Sync {
     /// The backend and its version, for health (`sqlite 3.50.2`).
     fn version(&self) -> String;
+    /// Whether storage is failing now (its writes wait until it recovers).
+    fn failing(&self) -> Option<StorageFailure>;
     /// Commits what is queued and stops; writes after this fail with `Closed`.
     async fn close(&self);
 }
@@ -220,5 +235,14 @@ impl Stores {
     /// Commits what is queued and stops the backend.
     pub async fn close(&self) {
         self.backend.close().await;
+    }
+
+    /// `Unavailable` while storage is failing: new work is refused then (what is
+    /// already under way waits for storage to recover).
+    pub fn check_writable(&self) -> Result<(), StoreError> {
+        match self.backend.failing() {
+            Some(failure) => Err(StoreError::Unavailable(failure.error)),
+            None => Ok(()),
+        }
     }
 }

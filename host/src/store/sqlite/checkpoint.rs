@@ -37,11 +37,22 @@ impl Checkpointer {
         std::thread::Builder::new()
             .name("warden-sqlite-checkpoint".into())
             .spawn(move || {
+                // A failing disk fails every pass: say so once per streak.
+                let mut failing = false;
                 while !flag.load(Ordering::Relaxed) {
                     std::thread::sleep(EVERY);
                     match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1)) {
-                        Ok(n) => frames.store(n, Ordering::Relaxed),
-                        Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
+                        Ok(n) => {
+                            frames.store(n, Ordering::Relaxed);
+                            if std::mem::take(&mut failing) {
+                                tracing::info!("WAL checkpoints work again");
+                            }
+                        }
+                        Err(e) => {
+                            if !std::mem::replace(&mut failing, true) {
+                                tracing::warn!(error = %e, "WAL checkpoint failed (again until said otherwise)");
+                            }
+                        }
                     }
                 }
             })?;

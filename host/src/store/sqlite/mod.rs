@@ -24,10 +24,37 @@ use self::apply::Write;
 use self::checkpoint::Checkpointer;
 use self::writer::{Writer, WriterThread};
 use super::blobs::FileBlobs;
-use super::{BlobStore, Commit, StoreError, Stores};
+use super::{BlobStore, Commit, StorageFailure, StoreError, Stores};
 
 /// Read connections kept idle in the pool; more may exist briefly under load.
 const MAX_IDLE_READERS: usize = 8;
+
+/// Whether the writer's storage is failing, as the writer last found it.
+#[derive(Default)]
+pub struct StorageHealth(Mutex<Option<StorageFailure>>);
+
+impl StorageHealth {
+    /// Records a failure; true when storage was fine until now.
+    fn set_failing(&self, error: &str) -> bool {
+        let mut state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let newly = state.is_none();
+        let since = state.as_ref().map_or_else(crate::time::now_ms, |f| f.since);
+        *state = Some(StorageFailure {
+            error: error.to_owned(),
+            since,
+        });
+        newly
+    }
+
+    /// Records that writes commit; true when storage was failing until now.
+    fn set_ok(&self) -> bool {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take().is_some()
+    }
+
+    fn get(&self) -> Option<StorageFailure> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+}
 
 /// The SQLite store of one data dir.
 pub struct SqliteStore {
@@ -35,6 +62,7 @@ pub struct SqliteStore {
     idle_readers: Mutex<Vec<Connection>>,
     writer: Writer,
     writer_thread: Mutex<Option<WriterThread>>,
+    health: Arc<StorageHealth>,
     _checkpointer: Checkpointer,
 }
 
@@ -55,12 +83,19 @@ impl SqliteStore {
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         let checkpointer = Checkpointer::start(db_path.clone())?;
         let blobs: Arc<dyn BlobStore> = Arc::new(FileBlobs::open(data_dir)?);
-        let (writer, thread) = Writer::spawn(conn, Arc::clone(&blobs), Arc::clone(&checkpointer.wal_frames))?;
+        let health = Arc::new(StorageHealth::default());
+        let (writer, thread) = Writer::spawn(
+            conn,
+            Arc::clone(&blobs),
+            Arc::clone(&checkpointer.wal_frames),
+            Arc::clone(&health),
+        )?;
         let store = Arc::new(SqliteStore {
             db_path: db_path.into(),
             idle_readers: Mutex::new(Vec::new()),
             writer,
             writer_thread: Mutex::new(Some(thread)),
+            health,
             _checkpointer: checkpointer,
         });
         Ok(Stores {

@@ -12,7 +12,7 @@ use crate::events::{Event, EventSink};
 use crate::record::{Agent, AgentVersion, ApiKey, Artifact, Execution, LogLine, Status, Step};
 use crate::store::{
     AgentStore, Backend, Commit, EventStore, ExecutionFilter, ExecutionStore, FinalRecord, IdempotencyRecord,
-    IdempotencyStore, KeyStore, KvStore, StoreError,
+    IdempotencyStore, KeyStore, KvStore, StorageFailure, StoreError,
 };
 
 #[async_trait]
@@ -250,6 +250,10 @@ impl IdempotencyStore for SqliteStore {
 impl Backend for SqliteStore {
     fn version(&self) -> String {
         format!("sqlite {}", super::version())
+    }
+
+    fn failing(&self) -> Option<StorageFailure> {
+        self.health.get()
     }
 
     async fn close(&self) {

@@ -133,7 +133,7 @@ fn one_bad_write_does_not_sink_its_batch() {
         batch.push((write, Some(ack)));
         answers.push(answer);
     }
-    commit_batch(&mut conn, blobs.as_ref(), &mut batch);
+    commit_batch(&mut conn, blobs.as_ref(), &mut batch).expect("no storage failure");
     let results: Vec<bool> = answers.into_iter().map(|mut a| a.try_recv().unwrap().is_ok()).collect();
     assert_eq!(results, [true, true, false, true]);
     assert_eq!(count(&conn, "SELECT count(*) FROM executions"), 2);
@@ -160,4 +160,32 @@ async fn writes_queued_together_commit_together_in_order() {
         assert_eq!(e.fuel_used, Some(1990 + i), "the last write of each row wins");
     }
     stores.close().await;
+}
+
+#[test]
+fn a_batch_that_storage_cannot_take_is_kept_whole_until_it_can() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut conn, blobs) = open(tmp.path());
+    // The database may not grow: it is "full".
+    let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+    conn.pragma_update(None, "max_page_count", pages).unwrap();
+    let mut batch = Vec::new();
+    let mut answers = Vec::new();
+    for i in 0..50 {
+        let mut e = execution(&format!("exec_{i}"), Status::Queued);
+        e.input = serde_json::value::RawValue::from_string(format!("\"{}\"", "z".repeat(4000))).unwrap();
+        let (ack, answer) = oneshot::channel::<Result<(), StoreError>>();
+        batch.push((Write::Execution(Box::new(e)), Some(ack)));
+        answers.push(answer);
+    }
+    let failure = commit_batch(&mut conn, blobs.as_ref(), &mut batch).unwrap_err();
+    assert!(failure.contains("full"), "{failure}");
+    assert_eq!(batch.len(), 50, "nothing answered, nothing dropped");
+    assert!(answers.iter_mut().all(|a| a.try_recv().is_err()));
+    // Room again: the same batch commits, in full.
+    conn.pragma_update(None, "max_page_count", 1_000_000).unwrap();
+    commit_batch(&mut conn, blobs.as_ref(), &mut batch).unwrap();
+    assert!(batch.is_empty());
+    assert!(answers.into_iter().all(|mut a| a.try_recv().unwrap().is_ok()));
+    assert_eq!(count(&conn, "SELECT count(*) FROM executions"), 50);
 }
