@@ -210,6 +210,7 @@ async fn park(n: usize, http2: bool, cancel: Cancel) -> anyhow::Result<()> {
         api_key_env: None,
         models: vec!["slow".into()],
         stream: false,
+        max_tokens_param: None,
         http2,
     }];
     let app = App::open(config).await?;

@@ -55,7 +55,14 @@ impl App {
             Arc::new(tokio::task::spawn_blocking(move || Runtime::new(&config)).await??)
         };
         let registry = Arc::new(Registry::default());
-        let deployer = Deployer::new(&config, &stores, Arc::clone(&runtime), Arc::clone(&registry));
+        let llm = Arc::new(Llm::new(&config.llm, &config.pricing)?);
+        let deployer = Deployer::new(
+            &config,
+            &stores,
+            Arc::clone(&runtime),
+            Arc::clone(&registry),
+            Arc::clone(&llm),
+        );
         deployer.load().await?;
         let executions = Executions::new(
             &config,
@@ -63,7 +70,7 @@ impl App {
             Parts {
                 registry: Arc::clone(&registry),
                 runtime: Arc::clone(&runtime),
-                llm: Arc::new(Llm::new(&config.llm, &config.pricing)?),
+                llm,
                 tools: Arc::new(Tools::new(config.tools.clone(), Arc::clone(&stores.kv))?),
             },
         );

@@ -103,6 +103,12 @@ pub struct ProviderConfig {
     /// Stream answers (SSE); the guest still gets the whole completion.
     #[serde(default = "yes")]
     pub stream: bool,
+    /// The request field that caps an answer's length: `max_completion_tokens`
+    /// (what OpenAI's newer models require) or `max_tokens` (what most other
+    /// OpenAI-compatible servers know). Default: the former for
+    /// `api.openai.com`, the latter elsewhere.
+    #[serde(default)]
+    pub max_tokens_param: Option<MaxTokensParam>,
     /// Speak HTTP/2 to an `http://` provider without negotiating it first (h2c
     /// with prior knowledge): every call becomes a stream on one shared
     /// connection instead of a connection of its own. `https://` providers
@@ -113,6 +119,30 @@ pub struct ProviderConfig {
 
 fn yes() -> bool {
     true
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaxTokensParam {
+    MaxTokens,
+    MaxCompletionTokens,
+}
+
+impl ProviderConfig {
+    /// The request field that caps an answer's length.
+    pub fn max_tokens_param(&self) -> &'static str {
+        let official = self
+            .base_url
+            .split("://")
+            .nth(1)
+            .is_some_and(|rest| rest.starts_with("api.openai.com"));
+        match self.max_tokens_param {
+            Some(MaxTokensParam::MaxCompletionTokens) => "max_completion_tokens",
+            Some(MaxTokensParam::MaxTokens) => "max_tokens",
+            None if official => "max_completion_tokens",
+            None => "max_tokens",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -164,6 +194,7 @@ impl Default for LlmConfig {
                 api_key_env: None,
                 models: vec!["*".into()],
                 stream: false,
+                max_tokens_param: None,
                 http2: false,
             }],
         }

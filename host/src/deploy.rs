@@ -10,6 +10,7 @@ use tokio::sync::Mutex;
 
 use crate::config::{Config, HostLimits};
 use crate::digest::sha256_hex;
+use crate::llm::Llm;
 use crate::manifest::Manifest;
 use crate::record::{Agent, AgentVersion};
 use crate::registry::{Registry, Version};
@@ -32,6 +33,7 @@ pub enum DeployError {
 
 pub struct Deployer {
     runtime: Arc<Runtime>,
+    llm: Arc<Llm>,
     registry: Arc<Registry>,
     agents: Arc<dyn AgentStore>,
     blobs: Arc<dyn BlobStore>,
@@ -43,9 +45,16 @@ pub struct Deployer {
 }
 
 impl Deployer {
-    pub fn new(config: &Config, stores: &Stores, runtime: Arc<Runtime>, registry: Arc<Registry>) -> Self {
+    pub fn new(
+        config: &Config,
+        stores: &Stores,
+        runtime: Arc<Runtime>,
+        registry: Arc<Registry>,
+        llm: Arc<Llm>,
+    ) -> Self {
         Self {
             runtime,
+            llm,
             registry,
             agents: Arc::clone(&stores.agents),
             blobs: Arc::clone(&stores.blobs),
@@ -106,12 +115,14 @@ impl Deployer {
 
     /// Validates, compiles and records a new version of the manifest's agent in
     /// `workspace`.
+    /// Returns the agent, the version, and warnings about it (models only the
+    /// offline provider answers, or none does).
     pub async fn deploy(
         &self,
         workspace: &str,
         manifest: Manifest,
         bytes: Bytes,
-    ) -> Result<(Agent, AgentVersion), DeployError> {
+    ) -> Result<(Agent, AgentVersion, Vec<String>), DeployError> {
         manifest.validate().map_err(DeployError::Manifest)?;
         check_header(&bytes)?;
         if let Some(failure) = self.backend.failing() {
@@ -168,7 +179,16 @@ impl Deployer {
         let prepared = Version::new(version.clone(), pre).map_err(DeployError::Manifest)?;
         self.agents.deploy(agent.clone(), version.clone()).await?;
         self.registry.insert(agent.clone(), prepared);
-        Ok((agent, version))
+        let models = if version.manifest.models.is_empty() {
+            vec!["scripted".to_owned()]
+        } else {
+            version.manifest.models.clone()
+        };
+        let warnings: Vec<String> = models.iter().filter_map(|m| self.llm.warning_for(m)).collect();
+        for warning in &warnings {
+            tracing::warn!(agent = %agent.name, version = version.version, "{warning}");
+        }
+        Ok((agent, version, warnings))
     }
 }
 

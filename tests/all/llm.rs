@@ -42,6 +42,7 @@ async fn server_with(
         api_key_env: Some("CARGO_PKG_NAME".into()),
         models: vec![model.into()],
         stream,
+        max_tokens_param: None,
         http2: false,
     }];
     config.llm.max_retries = 1;

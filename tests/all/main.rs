@@ -24,6 +24,7 @@ mod events;
 mod execute;
 mod hostile;
 mod listing;
+mod litellm;
 mod llm;
 mod openapi;
 mod recovery;

@@ -35,6 +35,8 @@ pub enum Mode {
     Garbage,
     /// HTTP 429 (Retry-After: 0) for the first N requests, then normal.
     RateLimited(u32),
+    /// Streams answers with no usage at all (as some servers do).
+    NoUsage,
 }
 
 /// Request bodies with the key header each carried.
@@ -233,7 +235,9 @@ async fn openai(
             events.push(chunk(json!({}), json!("stop")));
         }
     }
-    events.push((None, json!({ "model": model, "choices": [], "usage": usage })));
+    if shared.mode != Mode::NoUsage {
+        events.push((None, json!({ "model": model, "choices": [], "usage": usage })));
+    }
     sse(events, true)
 }
 

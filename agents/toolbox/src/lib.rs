@@ -1,7 +1,7 @@
 //! `toolbox`: calls one tool (`{"tool": "...", "args": {...}}`) and returns
 //! `{"result": ...}`; a tool's failure fails the run with `tool_error`. With
-//! `"model"`, asks that model first (to test model allowlists); with
-//! `"artifacts"`, stores those first.
+//! `"model"`, asks that model first and returns its answer as `"answer"` (to
+//! test model allowlists and providers; `"max_tokens"` caps it); with `"artifacts"`, stores those first.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -16,6 +16,8 @@ struct Input {
     args: Value,
     #[serde(default)]
     model: Option<String>,
+    #[serde(default)]
+    max_tokens: Option<u32>,
     /// Artifacts to store first: `{"name", "media_type", "text", "repeat"}`.
     #[serde(default)]
     artifacts: Vec<ArtifactSpec>,
@@ -38,16 +40,22 @@ fn one() -> usize {
 #[derive(Serialize)]
 struct Output {
     result: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    answer: Option<String>,
     available: Vec<String>,
     artifact_ids: Vec<String>,
 }
 
 fn run(input: Input) -> Result<Output, AgentError> {
-    if let Some(model) = input.model {
-        let mut options = llm::options();
-        options.model = Some(model);
-        llm::chat(&[Message::user("hello")], &[], &options)?;
-    }
+    let answer = match input.model {
+        Some(model) => {
+            let mut options = llm::options();
+            options.model = Some(model);
+            options.max_tokens = input.max_tokens;
+            Some(llm::chat(&[Message::user("hello")], &[], &options)?.content)
+        }
+        None => None,
+    };
     let mut artifact_ids = Vec::new();
     for a in &input.artifacts {
         let data = a.text.repeat(a.repeat);
@@ -60,6 +68,7 @@ fn run(input: Input) -> Result<Output, AgentError> {
     };
     Ok(Output {
         result,
+        answer,
         available,
         artifact_ids,
     })

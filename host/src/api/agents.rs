@@ -41,6 +41,10 @@ impl AgentView {
 pub struct Deployed {
     agent: Agent,
     version: AgentVersion,
+    /// What may not work as the manifest hopes: a model only the offline
+    /// `scripted` provider answers (a typo looks like success), or one no
+    /// provider serves.
+    warnings: Vec<String>,
 }
 
 /// The multipart form of a deploy.
@@ -90,8 +94,15 @@ pub async fn deploy(
         )
     })?;
     let manifest = Manifest::from_json(&manifest).map_err(|m| ApiError::unprocessable("invalid_manifest", m))?;
-    let (agent, version) = app.deployer.deploy(&caller.workspace, manifest, component).await?;
-    Ok((StatusCode::CREATED, Json(Deployed { agent, version })))
+    let (agent, version, warnings) = app.deployer.deploy(&caller.workspace, manifest, component).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Deployed {
+            agent,
+            version,
+            warnings,
+        }),
+    ))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

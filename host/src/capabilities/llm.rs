@@ -10,6 +10,7 @@ use serde_json::json;
 
 use crate::events::EventData;
 use crate::llm::{self, ChatRequest, Usage};
+use crate::record::LogLevel;
 use crate::runtime::bindings::warden::agent::llm::{
     Completion, Error, FinishReason, Host, Message, Options, Role, ToolCall, ToolDefinition,
 };
@@ -110,6 +111,18 @@ impl Host for RunState {
             }
         };
         let c = served.completion;
+        if served.offline && request.model != "scripted" && !self.llm.offline_noted {
+            self.llm.offline_noted = true;
+            self.record.note(
+                LogLevel::Warn,
+                format!(
+                    "model {:?} was answered by the offline scripted provider {:?}, not a real model: \
+                     no real provider serves that name",
+                    request.model, served.provider
+                ),
+            );
+        }
+        self.llm.usage_estimated |= c.usage_estimated;
         let cost = self.grants.llm.pricing.cost(&request.model, &c.usage);
         self.llm.usage.add(&c.usage);
         self.llm.cost_usd += cost.unwrap_or(0.0);
@@ -127,6 +140,8 @@ impl Host for RunState {
                 "model": c.model,
                 "provider": served.provider,
                 "usage": c.usage,
+                "usage_estimated": c.usage_estimated,
+                "offline": served.offline,
                 "cost_usd": cost,
                 "finish_reason": c.finish_reason,
                 "tool_calls": c.tool_calls.len(),

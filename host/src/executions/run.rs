@@ -209,6 +209,7 @@ fn record_outcome(
     outcome: RunOutcome,
 ) -> (End, (Vec<crate::record::LogLine>, Vec<crate::record::Step>)) {
     execution.token_usage = outcome.llm.usage;
+    execution.usage_estimated = outcome.llm.usage_estimated;
     execution.cost_usd = outcome.llm.cost_usd;
     execution.model_used = outcome.llm.model_used;
     execution.llm_provider = outcome.llm.provider;

@@ -116,7 +116,7 @@ pub async fn chat(
         req = req.header("x-api-key", key);
     }
     let response = send(name, req).await?;
-    if !config.stream {
+    if !config.stream || super::answered_whole(&response) {
         let v: Value = response
             .json()
             .await
@@ -146,6 +146,7 @@ pub async fn chat(
             model: v["model"].as_str().unwrap_or(&request.model).to_owned(),
             finish_reason: finish_reason(v["stop_reason"].as_str()),
             first_token_at: Some(Instant::now()),
+            usage_estimated: false,
         });
     }
 
@@ -255,5 +256,6 @@ pub async fn chat(
         model,
         finish_reason: finish_reason(stop.as_deref()),
         first_token_at,
+        usage_estimated: false,
     })
 }

@@ -81,6 +81,8 @@ pub struct Completion {
     pub finish_reason: FinishReason,
     /// When the first token (or tool-call fragment) arrived.
     pub first_token_at: Option<Instant>,
+    /// The provider reported no usage: `usage` is the host's estimate.
+    pub usage_estimated: bool,
 }
 
 /// A piece of an answer as it streams in.
@@ -166,6 +168,8 @@ pub struct Llm {
 #[derive(Debug, Clone)]
 pub struct Served {
     pub provider: String,
+    /// The offline `scripted` provider answered (no real model).
+    pub offline: bool,
     pub completion: Completion,
     pub attempts: u32,
 }
@@ -193,6 +197,21 @@ impl Llm {
             timeout: Duration::from_millis(config.timeout_ms),
             max_retries: config.max_retries,
         })
+    }
+
+    /// What serving `model` would mean, said for a deploy: nothing when a real
+    /// provider serves it, else a warning (no provider at all, or only the
+    /// offline `scripted` one, which answers any name: a typo looks like success).
+    pub fn warning_for(&self, model: &str) -> Option<String> {
+        match self.provider_for(model) {
+            None => Some(format!("no provider serves model {model:?}: its calls will fail")),
+            Some(p) if p.config.kind == ProviderKind::Scripted && model != "scripted" => Some(format!(
+                "model {model:?} is answered by the offline scripted provider {:?}: no real provider serves it \
+                 (configure one under [[llm.providers]], or check the name)",
+                p.config.name
+            )),
+            Some(_) => None,
+        }
     }
 
     fn provider_for(&self, model: &str) -> Option<&Provider> {
@@ -223,6 +242,7 @@ impl Llm {
                 Ok(completion) => {
                     return Ok(Served {
                         provider: provider.config.name.clone(),
+                        offline: provider.config.kind == ProviderKind::Scripted,
                         completion,
                         attempts: attempt,
                     });
@@ -262,8 +282,63 @@ impl Llm {
         if !streamed && !completion.content.is_empty() {
             on_delta(Delta::Content, &completion.content);
         }
-        Ok(completion)
+        Ok(normalize(request, completion))
     }
+}
+
+/// What every provider's answer means the same way: an answer that calls tools
+/// finished to call them (some servers say `stop`), and an answer whose
+/// provider reported no usage is not free: its usage is estimated (about four
+/// characters a token) and marked so.
+fn normalize(request: &ChatRequest, mut completion: Completion) -> Completion {
+    if !completion.tool_calls.is_empty() {
+        completion.finish_reason = FinishReason::ToolCalls;
+    }
+    if completion.usage == Usage::default() {
+        let tokens = |chars: usize| (chars as u64).div_ceil(4);
+        let prompt_chars: usize = request
+            .messages
+            .iter()
+            .map(|m| {
+                m.content.len()
+                    + m.tool_calls
+                        .iter()
+                        .map(|c| c.name.len() + c.arguments.len())
+                        .sum::<usize>()
+            })
+            .sum::<usize>()
+            + request
+                .tools
+                .iter()
+                .map(|t| t.name.len() + t.description.len() + t.parameters.len())
+                .sum::<usize>();
+        let completion_chars = completion.content.len()
+            + completion
+                .tool_calls
+                .iter()
+                .map(|c| c.name.len() + c.arguments.len())
+                .sum::<usize>();
+        let (prompt, answer) = (tokens(prompt_chars).max(1), tokens(completion_chars).max(1));
+        completion.usage = Usage {
+            prompt,
+            completion: answer,
+            total: prompt + answer,
+            cache_read: 0,
+            cache_write: 0,
+        };
+        completion.usage_estimated = true;
+    }
+    completion
+}
+
+/// Whether a provider answered with one JSON document (some answer a stream
+/// request that way): it is read whole.
+fn answered_whole(response: &reqwest::Response) -> bool {
+    response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("application/json"))
 }
 
 /// Sends a provider request; an HTTP error status becomes a classified error.

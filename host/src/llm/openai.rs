@@ -56,7 +56,7 @@ fn body(config: &ProviderConfig, request: &ChatRequest) -> Value {
         body["temperature"] = json!(t);
     }
     if let Some(n) = request.max_tokens {
-        body["max_tokens"] = json!(n);
+        body[config.max_tokens_param()] = json!(n);
     }
     if !request.stop.is_empty() {
         body["stop"] = json!(request.stop);
@@ -101,7 +101,7 @@ pub async fn chat(
         req = req.bearer_auth(key);
     }
     let response = send(name, req).await?;
-    if !config.stream {
+    if !config.stream || super::answered_whole(&response) {
         let v: Value = response
             .json()
             .await
@@ -132,6 +132,7 @@ pub async fn chat(
             model: v["model"].as_str().unwrap_or(&request.model).to_owned(),
             finish_reason: finish_reason(v["choices"][0]["finish_reason"].as_str()),
             first_token_at: Some(Instant::now()),
+            usage_estimated: false,
         });
     }
 
@@ -202,5 +203,6 @@ pub async fn chat(
         model,
         finish_reason: finish_reason(finish.as_deref()),
         first_token_at,
+        usage_estimated: false,
     })
 }

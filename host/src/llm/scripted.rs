@@ -85,6 +85,7 @@ pub fn chat(request: &ChatRequest) -> Completion {
         model,
         finish_reason,
         first_token_at: Some(std::time::Instant::now()),
+        usage_estimated: false,
     }
 }
 

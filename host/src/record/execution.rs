@@ -179,6 +179,10 @@ pub struct Execution {
     pub depth: u32,
     /// Model tokens over all the run's calls.
     pub token_usage: Usage,
+    /// Some of `token_usage` is the host's estimate: a provider reported none
+    /// for a call (about four characters a token); it counts against the budget
+    /// like reported usage.
+    pub usage_estimated: bool,
     pub cost_usd: f64,
     /// The model of the last call (as the provider named it).
     pub model_used: Option<String>,
@@ -253,6 +257,7 @@ impl Execution {
             parent_id: None,
             depth: 0,
             token_usage: Usage::default(),
+            usage_estimated: false,
             cost_usd: 0.0,
             model_used: None,
             llm_provider: None,

@@ -75,6 +75,11 @@ impl RunRecord {
         self.lock().push_line(LogStream::Log, level, message);
     }
 
+    /// A line of the host's own about the run (stream `host`).
+    pub fn note(&self, level: LogLevel, message: String) {
+        self.lock().push_line(LogStream::Host, level, message);
+    }
+
     /// Records a step; returns its sequence number (the next one, even when dropped).
     pub fn step(&self, name: String, detail: String) -> u32 {
         let mut r = self.lock();

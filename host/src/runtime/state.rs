@@ -78,6 +78,10 @@ pub struct LlmTotals {
     pub first_token_ms: Option<i64>,
     /// Provider failures the guest saw.
     pub errors: Vec<String>,
+    /// A call's usage was the host's estimate (its provider reported none).
+    pub usage_estimated: bool,
+    /// The offline `scripted` provider answered a model that is not `scripted`.
+    pub offline_noted: bool,
 }
 
 impl RunState {

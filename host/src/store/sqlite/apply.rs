@@ -317,10 +317,10 @@ fn upsert_execution(tx: &Transaction<'_>, e: &Execution) -> anyhow::Result<()> {
             created_at, queued_at, started_at, completed_at, attempt, retry_of, retried_by, run_after,
             prompt_tokens, completion_tokens, total_tokens, cache_read_tokens, cache_write_tokens,
             cost_usd, model_used, llm_provider, first_token_ms, tool_ms, n_tool_calls, tool_calls,
-            parent_id, depth, n_artifacts, n_screenshots)
+            parent_id, depth, n_artifacts, n_screenshots, usage_estimated)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
             ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34,
-            ?35, ?36, ?37, ?38, ?39, ?40, ?41, ?42, ?43)
+            ?35, ?36, ?37, ?38, ?39, ?40, ?41, ?42, ?43, ?44)
          ON CONFLICT (id) DO UPDATE SET status = excluded.status, output = excluded.output,
             error_code = excluded.error_code, error_message = excluded.error_message,
             error_source = excluded.error_source, fuel_used = excluded.fuel_used,
@@ -335,7 +335,7 @@ fn upsert_execution(tx: &Transaction<'_>, e: &Execution) -> anyhow::Result<()> {
             llm_provider = excluded.llm_provider, first_token_ms = excluded.first_token_ms,
             tool_ms = excluded.tool_ms, n_tool_calls = excluded.n_tool_calls,
             tool_calls = excluded.tool_calls, n_artifacts = excluded.n_artifacts,
-            n_screenshots = excluded.n_screenshots",
+            n_screenshots = excluded.n_screenshots, usage_estimated = excluded.usage_estimated",
     )?;
     stmt.execute(params![
         e.id,
@@ -380,7 +380,8 @@ fn upsert_execution(tx: &Transaction<'_>, e: &Execution) -> anyhow::Result<()> {
         e.parent_id,
         e.depth,
         e.n_artifacts,
-        e.n_screenshots
+        e.n_screenshots,
+        e.usage_estimated
     ])?;
     Ok(())
 }

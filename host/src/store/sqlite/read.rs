@@ -26,7 +26,7 @@ const EXECUTION_COLUMNS: &str = "id, agent_id, agent_name, agent_version_id, age
     started_at, completed_at, attempt, retry_of, retried_by, run_after, prompt_tokens,
     completion_tokens, total_tokens, cache_read_tokens, cache_write_tokens, cost_usd, model_used,
     llm_provider, first_token_ms, tool_ms, n_tool_calls, tool_calls, parent_id, depth,
-    n_artifacts, n_screenshots";
+    n_artifacts, n_screenshots, usage_estimated";
 
 fn execution_from_row(r: &Row<'_>) -> rusqlite::Result<Execution> {
     let status: String = r.get(5)?;
@@ -86,6 +86,7 @@ fn execution_from_row(r: &Row<'_>) -> rusqlite::Result<Execution> {
         depth: r.get(40)?,
         n_artifacts: r.get(41)?,
         n_screenshots: r.get(42)?,
+        usage_estimated: r.get(43)?,
     })
 }
 

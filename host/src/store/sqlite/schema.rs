@@ -192,6 +192,10 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (engine, component_hash)
     ) WITHOUT ROWID;
     "#,
+    // 9: whether a run's token usage is partly the host's estimate.
+    r#"
+    ALTER TABLE executions ADD COLUMN usage_estimated INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// Connection settings every connection gets.
