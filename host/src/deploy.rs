@@ -3,6 +3,7 @@
 //! stored (the bytes as a blob, the version as a row), and registered; and, at
 //! start, every stored version loaded again from the compiled cache.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -76,16 +77,41 @@ impl Deployer {
         let digests = self.agents.compiled(&engine).await?;
         let runtime = Arc::clone(&self.runtime);
         let blobs = Arc::clone(&self.blobs);
+        // Reading, hashing and deserialising artifacts is CPU work: one thread
+        // per core, each on its share of the components (the versions of one
+        // component go to one thread, which loads it once).
         let prepared = tokio::task::spawn_blocking(move || {
-            versions
-                .into_iter()
-                .map(|meta| {
-                    let hash = meta.component_hash.clone();
-                    let verified = digests.get(&hash).map(String::as_str);
-                    let pre = runtime.prepare(&hash, verified, || stored_component(blobs.as_ref(), &hash));
-                    (meta, pre)
-                })
-                .collect::<Vec<_>>()
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let mut shares: Vec<Vec<_>> = vec![Vec::new(); cores];
+            let mut assigned = HashMap::new();
+            for meta in versions {
+                let next = assigned.len() % cores;
+                let share = *assigned.entry(meta.component_hash.clone()).or_insert(next);
+                shares[share].push(meta);
+            }
+            std::thread::scope(|scope| {
+                let workers: Vec<_> = shares
+                    .iter()
+                    .map(|part| {
+                        let (runtime, blobs, digests) = (&runtime, &blobs, &digests);
+                        scope.spawn(move || {
+                            part.iter()
+                                .map(|meta| {
+                                    let hash = &meta.component_hash;
+                                    let verified = digests.get(hash).map(String::as_str);
+                                    let pre =
+                                        runtime.prepare(hash, verified, || stored_component(blobs.as_ref(), hash));
+                                    (meta.clone(), pre)
+                                })
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                workers
+                    .into_iter()
+                    .flat_map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+                    .collect::<Vec<_>>()
+            })
         })
         .await?;
         for (meta, pre) in prepared {
