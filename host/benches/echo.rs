@@ -17,7 +17,7 @@ use warden_host::config::Config;
 use warden_host::events::EventLog;
 use warden_host::llm::Llm;
 use warden_host::manifest::Manifest;
-use warden_host::ports::{AgentCalls, ArtifactStore, ChildOutcome, EffectRefused, Effects, ToolCtx, ToolError};
+use warden_host::ports::{AgentCalls, ArtifactStore, ChildOutcome, EffectRefused, Effects, Reach, ToolCtx, ToolError};
 use warden_host::record::{Artifact, Status};
 use warden_host::runtime::{Grants, RunArtifacts, Runtime};
 use warden_host::store::Stores;
@@ -206,7 +206,7 @@ struct Nobody;
 
 #[async_trait::async_trait]
 impl Effects for Nobody {
-    async fn before_effect(&self) -> Result<(), EffectRefused> {
+    async fn before_effect(&self, _: Reach) -> Result<(), EffectRefused> {
         Ok(())
     }
 }

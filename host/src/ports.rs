@@ -46,6 +46,8 @@ pub struct ToolInfo {
 pub trait ToolHost: Send + Sync {
     /// Every tool there is (a manifest picks among them).
     fn catalog(&self) -> &'static [ToolInfo];
+    /// How far a call with these arguments reaches beyond the run's sandbox.
+    fn reach(&self, name: &str, args: &Value) -> Reach;
     /// Runs one tool. The caller checked that the agent may use it.
     async fn call(&self, ctx: &ToolCtx, name: &str, args: Value) -> Result<Value, ToolError>;
 }
@@ -60,13 +62,28 @@ pub enum ArtifactError {
     Refused(#[from] EffectRefused),
 }
 
+/// How far an effect of a run reaches beyond its sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// Nowhere: it only reads.
+    Nothing,
+    /// Into the host's own store: a write there is committed in the order the
+    /// writes were made, so never before the run's start, made first.
+    Store,
+    /// Anywhere else (a model, the network, a browser, another agent): the run's
+    /// start must be committed first.
+    Outside,
+}
+
 /// What a run does before anything it does could leave its sandbox: make its
-/// start durable, so that a host that dies from here on never starts it again.
+/// start durable first, so that a host that dies from then on never starts it
+/// again.
 #[async_trait]
 pub trait Effects: Send + Sync {
-    /// Waits until the run's start is stored (the first call stores it; later
-    /// ones return at once). An error: the effect must not happen.
-    async fn before_effect(&self) -> Result<(), EffectRefused>;
+    /// Makes the run's start (the first call makes it; later ones find it), and
+    /// for [`Reach::Outside`] waits until it is committed. An error: the effect
+    /// must not happen.
+    async fn before_effect(&self, reach: Reach) -> Result<(), EffectRefused>;
 }
 
 /// The run's start could not be stored.

@@ -25,7 +25,7 @@ async fn sqlite_passes_the_conformance_suite() {
 /// Every check, each on a fresh store from `open`.
 pub async fn conformance(open: impl Fn(&Path) -> Stores) {
     type Check = fn(Stores) -> Pin<Box<dyn Future<Output = ()> + Send>>;
-    let checks: [(&str, Check); 8] = [
+    let checks: [(&str, Check); 9] = [
         ("executions", |s| Box::pin(executions(s))),
         ("finish and the run record", |s| Box::pin(finish(s))),
         ("events", |s| Box::pin(events(s))),
@@ -33,6 +33,7 @@ pub async fn conformance(open: impl Fn(&Path) -> Stores) {
         ("keys", |s| Box::pin(keys(s))),
         ("kv", |s| Box::pin(kv(s))),
         ("idempotency", |s| Box::pin(idempotency(s))),
+        ("writes commit in order", |s| Box::pin(order(s))),
         ("blobs and the sweep", |s| Box::pin(sweep(s))),
     ];
     for (name, check) in checks {
@@ -390,6 +391,25 @@ async fn kv(s: Stores) {
         Some("1"),
         "per agent"
     );
+}
+
+/// A write is never committed before the writes made earlier, whichever store
+/// they went to: a run's kv writes and artifacts need only come after its start
+/// is made, not after it is committed.
+async fn order(s: Stores) {
+    s.agents
+        .deploy(agent("agt_a", "w"), version("ver_1", "agt_a", 1, "h"))
+        .await
+        .unwrap();
+    for i in 0..200 {
+        let id = format!("exec_{i}");
+        s.executions.save(execution(&id, "agt_a", Status::Queued, i)).detach();
+        s.executions.set_running(&id, 1_000 + i).detach();
+        s.kv.set("agt_a", &id, "1".into(), 1).await.unwrap();
+        let stored = s.executions.get(&id).await.unwrap().expect("saved before");
+        assert_eq!(stored.status, Status::Running, "{id}");
+        assert_eq!(stored.started_at, Some(1_000 + i), "{id}");
+    }
 }
 
 async fn idempotency(s: Stores) {

@@ -10,6 +10,7 @@ use serde_json::json;
 
 use crate::events::EventData;
 use crate::llm::{self, ChatRequest, Usage};
+use crate::ports::Reach;
 use crate::record::LogLevel;
 use crate::runtime::bindings::warden::agent::llm::{
     Completion, Error, FinishReason, Host, Message, Options, Role, ToolCall, ToolDefinition,
@@ -64,7 +65,15 @@ impl Host for RunState {
         if self.llm.usage.total >= budget {
             return Err(wasmtime::Error::new(Stop::budget(budget, self.llm.usage.total)));
         }
-        self.grants.effects.before_effect().await.map_err(Stop::unrecorded)?;
+        // A real provider's answer costs money and may act: the run's start is
+        // stored first. The offline provider acts on nothing.
+        if !self.grants.llm.answers_offline(&model) {
+            self.grants
+                .effects
+                .before_effect(Reach::Outside)
+                .await
+                .map_err(Stop::unrecorded)?;
+        }
         let request = ChatRequest {
             model,
             messages: messages.into_iter().map(to_host_message).collect(),

@@ -45,7 +45,12 @@ impl Host for RunState {
             Ok(args) => args,
             Err(e) => return Ok(Err(Error::InvalidArguments(format!("arguments are not JSON: {e}")))),
         };
-        self.grants.effects.before_effect().await.map_err(Stop::unrecorded)?;
+        let reach = self.grants.tools.reach(&name, &args);
+        self.grants
+            .effects
+            .before_effect(reach)
+            .await
+            .map_err(Stop::unrecorded)?;
         let id = format!("call_{}", self.tool_calls.len() + 1);
         let started = Instant::now();
         self.grants.events.emit(EventData::ToolStart {

@@ -8,13 +8,14 @@
 //! run's log and steps in one commit, and published only once that commit is
 //! done ([`Ending::settle`]), so nobody hears of an end the store does not have.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use tokio::sync::OnceCell;
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared};
 
 use crate::events::{EventData, EventHub, EventLog};
-use crate::ports::{EffectRefused, Effects};
+use crate::ports::{EffectRefused, Effects, Reach};
 use crate::record::{ExecError, Execution, LogLine, Status, Step};
 use crate::store::{Commit, EventStore, ExecutionStore, FinalRecord, StoreError};
 use crate::time;
@@ -129,7 +130,7 @@ impl Lifecycle {
             started_at: now,
             executions: Arc::clone(&self.executions),
             log: Arc::clone(log),
-            stored: OnceCell::new(),
+            commit: Mutex::new(None),
         })
     }
 
@@ -180,35 +181,54 @@ impl Lifecycle {
     }
 }
 
-/// A run's start, stored once: its `running` status, then its events as they
-/// happen.
+/// A run's start, stored once: its `running` status; and its events, as they
+/// happen, once the run proves long.
 pub struct Start {
     id: String,
     started_at: i64,
     executions: Arc<dyn ExecutionStore>,
     log: Arc<EventLog>,
-    stored: OnceCell<Result<(), StoreError>>,
+    /// The start's write, once made.
+    commit: Mutex<Option<StartCommit>>,
 }
 
+/// The commit of a start, awaited by whoever needs it.
+type StartCommit = Shared<BoxFuture<'static, Result<(), StoreError>>>;
+
 impl Start {
-    /// Stores the start (once) and waits until it is committed.
-    pub async fn store(&self) -> Result<(), StoreError> {
-        self.stored
-            .get_or_init(|| async {
-                let commit = self.executions.set_running(&self.id, self.started_at);
-                // The events so far, then each as it happens.
-                self.log.flush();
-                commit.await
-            })
-            .await
+    /// Hands the start to the store (once); the answer is its commit.
+    fn make(&self) -> StartCommit {
+        self.commit
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_or_insert_with(|| self.executions.set_running(&self.id, self.started_at).boxed().shared())
             .clone()
+    }
+
+    /// Stores the start (once) and waits until it is committed. The events stay
+    /// held back: a run that ends soon stores them with its end.
+    pub async fn store(&self) -> Result<(), StoreError> {
+        self.make().await
+    }
+
+    /// The run is still going after a moment: its events so far are stored,
+    /// then each as it happens, and its start too.
+    pub async fn proves_long(&self) -> Result<(), StoreError> {
+        self.log.flush();
+        self.store().await
     }
 }
 
 #[async_trait]
 impl Effects for Start {
-    async fn before_effect(&self) -> Result<(), EffectRefused> {
-        self.store().await.map_err(|e| EffectRefused(e.to_string()))
+    async fn before_effect(&self, reach: Reach) -> Result<(), EffectRefused> {
+        let result = match reach {
+            Reach::Nothing => Ok(()),
+            // The store commits the effect's write after this one, or neither.
+            Reach::Store => self.make().peek().cloned().unwrap_or(Ok(())),
+            Reach::Outside => self.store().await,
+        };
+        result.map_err(|e| EffectRefused(e.to_string()))
     }
 }
 

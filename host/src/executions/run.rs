@@ -189,7 +189,7 @@ async fn run(this: Arc<Executions>, job: Job, cancel: oneshot::Receiver<()>) -> 
             biased;
             outcome = &mut run => outcome,
             () = tokio::time::sleep(RUNNING_WRITE_DELAY) => {
-                let (outcome, stored) = tokio::join!(run, start.store());
+                let (outcome, stored) = tokio::join!(run, start.proves_long());
                 if let Err(e) = stored {
                     tracing::error!(execution = %execution.id, error = %e, "could not record a run's start");
                 }

@@ -214,6 +214,13 @@ impl Llm {
         }
     }
 
+    /// Whether the offline `scripted` provider answers `model`: nothing leaves
+    /// the host, so calling it is no effect beyond the run's sandbox.
+    pub fn answers_offline(&self, model: &str) -> bool {
+        self.provider_for(model)
+            .is_some_and(|p| p.config.kind == ProviderKind::Scripted)
+    }
+
     fn provider_for(&self, model: &str) -> Option<&Provider> {
         self.providers
             .iter()

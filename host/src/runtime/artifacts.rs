@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use crate::config::CaptureLimits;
 use crate::events::{EventData, EventLog};
-use crate::ports::{ArtifactError, ArtifactStore, Artifacts, Effects};
+use crate::ports::{ArtifactError, ArtifactStore, Artifacts, Effects, Reach};
 use crate::record::Artifact;
 
 const MAX_NAME_BYTES: usize = 128;
@@ -94,7 +94,9 @@ impl Artifacts for RunArtifacts {
         check_name(&name).map_err(ArtifactError::InvalidName)?;
         check_media_type(&media_type).map_err(ArtifactError::InvalidName)?;
         let size = data.len() as u64;
-        self.effects.before_effect().await?;
+        // The blob is written first, but nothing refers to it until its record,
+        // which the store commits after the run's start.
+        self.effects.before_effect(Reach::Store).await?;
         self.reserve(size)?;
         let artifact = match self.store.store(&self.execution_id, name, media_type, data).await {
             Ok(artifact) => artifact,

@@ -3,12 +3,21 @@
 use serde_json::{Value, json};
 
 use super::{ToolCtx, ToolError, str_arg};
+use crate::ports::Reach;
 use crate::store::KvStore;
 use crate::time;
 
 const MAX_KEY_BYTES: usize = 256;
 const MAX_VALUE_BYTES: usize = 64 << 10;
 const MAX_LIST: usize = 1000;
+
+/// Reading reaches nothing; writing reaches only the host's store.
+pub fn reach(args: &Value) -> Reach {
+    match args["op"].as_str() {
+        Some("set" | "delete") => Reach::Store,
+        _ => Reach::Nothing,
+    }
+}
 
 pub async fn call(store: &dyn KvStore, ctx: &ToolCtx, args: Value) -> Result<Value, ToolError> {
     let op = str_arg(&args, "op")?;

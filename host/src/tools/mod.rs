@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::config::ToolsConfig;
-use crate::ports::{ToolCtx, ToolError, ToolHost, ToolInfo};
+use crate::ports::{Reach, ToolCtx, ToolError, ToolHost, ToolInfo};
 use crate::store::KvStore;
 
 pub const CATALOG: &[ToolInfo] = &[
@@ -64,6 +64,13 @@ impl Tools {
 impl ToolHost for Tools {
     fn catalog(&self) -> &'static [ToolInfo] {
         CATALOG
+    }
+
+    fn reach(&self, name: &str, args: &Value) -> Reach {
+        match name {
+            "kv" => kv::reach(args),
+            _ => Reach::Outside,
+        }
     }
 
     async fn call(&self, ctx: &ToolCtx, name: &str, args: Value) -> Result<Value, ToolError> {
