@@ -13,6 +13,7 @@ Phases (same echo workload everywhere: JSON in, JSON out):
              cancelled in turn and all at once (cargo bench --bench parked)
   coldstart  deploy times and restart with 100 agents (cargo bench --bench coldstart)
   recording  Warden end to end with only the final record kept
+  support    Warden end to end with the `support` example (model and kv tool calls)
 """
 
 import json
@@ -141,7 +142,10 @@ def loaded(name, argv, health, url, body, conns_list=(16, 64)):
         proc.wait(timeout=30)
 
 
-def warden_e2e(name, config_text=""):
+SUPPORT_BODY = '{"input":{"question":"Where is my order A-1001?","orders":{"A-1001":"shipped"}}}'
+
+
+def warden_e2e(name, config_text="", agent="echo", body='{"input":{"name":"Ada"}}'):
     data = tempfile.mkdtemp(prefix="warden-bench-")
     try:
         argv = [str(WARDEN), "serve", "--data-dir", data]
@@ -152,8 +156,7 @@ def warden_e2e(name, config_text=""):
             cfg.write_text(config_text)
             argv += ["--config", str(cfg)]
         return loaded(name, argv, f"http://127.0.0.1:{port}/admin/health",
-                      f"http://127.0.0.1:{port}/v1/agents/echo/execute",
-                      '{"input":{"name":"Ada"}}')
+                      f"http://127.0.0.1:{port}/v1/agents/{agent}/execute", body)
     finally:
         shutil.rmtree(data, ignore_errors=True)
 
@@ -232,6 +235,7 @@ def main():
     results["serve_pooling"] = wasmtime_serve("wasmtime serve -O pooling", ["-O", "pooling-allocator=y"])
     results["process"] = process_per_run()
     results["final_only"] = warden_e2e("warden (final record only)", "[capture]\nrecord_details = false\n")
+    results["support"] = warden_e2e("warden, support", agent="support", body=SUPPORT_BODY)
     results["parked"] = cargo_bench("parked")
     results["coldstart"] = cargo_bench("coldstart")
     results["elapsed_s"] = time.time() - started
@@ -294,6 +298,17 @@ def write_report(r):
     f64 = by(r["final_only"], 64)
     lines.append(f"| recording every step, log and event vs the final record only (64 conns) | "
                  f"{w64['rps'] / f64['rps']:.2f}× the runs/s | – |")
+    if r.get("support"):
+        lines += ["", "## End to end: an agent that acts", "",
+                  "The bundled `support` example: per run, two model calls (the offline `scripted`",
+                  "provider) and two `kv` tool calls (a write, then a read), every step recorded. Its",
+                  "start is made before its `kv` write, which the store commits after it (no wait).",
+                  "The agent allows 3 runs at a time (`max_concurrency`); the rest queue.", "",
+                  "| server | conns | runs/s | p50 ms | p99 ms | CPU µs/run | errors |",
+                  "|---|---|---|---|---|---|---|"]
+        for row in r["support"]:
+            lines.append(f"| {row['name']} | {row['conns']} | {fmt(row['rps'])} | {row['p50_ms']:.2f} | "
+                         f"{row['p99_ms']:.2f} | {fmt(row['cpu_us_per_run'])} | {row['errors']} |")
     lines += ["", "## In process: the limit", "",
               "| tasks | runs/s | instantiate + call p50 µs | p99 µs | CPU µs/run |", "|---|---|---|---|---|"]
     for row in r["limit"]:
