@@ -78,7 +78,7 @@ async fn measure(
         for _ in 0..batch {
             let new = NewExecution::new(
                 Target::Version(version.meta.id.clone()),
-                RawValue::from_string(input.into())?,
+                RawValue::from_string(input.into())?.into(),
                 Trigger::Api,
             );
             let accepted = app.executions.submit(new).await?;

@@ -122,15 +122,15 @@ async fn in_process(config: &Config) -> anyhow::Result<f64> {
         Grants {
             llm: Arc::clone(&llm),
             tools: tools.clone(),
-            models: Vec::new(),
+            models: Default::default(),
             token_budget: 0,
-            allowed_tools: Vec::new(),
+            allowed_tools: Default::default(),
             max_tool_calls: 0,
             ctx: ToolCtx {
                 agent_id: "agt_bench".into(),
                 execution_id: "exec_bench".into(),
                 depth: 0,
-                allowed_hosts: Vec::new(),
+                allowed_hosts: Default::default(),
                 artifacts: artifacts.clone(),
                 children: Arc::clone(&children),
             },

@@ -235,7 +235,7 @@ async fn park(n: usize, http2: bool, cancel: Cancel) -> anyhow::Result<()> {
     for _ in 0..n {
         let new = NewExecution::new(
             Target::Version(version.meta.id.clone()),
-            RawValue::from_string(r#"{"model":"slow"}"#.into())?,
+            RawValue::from_string(r#"{"model":"slow"}"#.into())?.into(),
             Trigger::Api,
         );
         let accepted = app.executions.submit(new).await?;

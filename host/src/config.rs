@@ -46,6 +46,31 @@ pub struct Config {
     pub pricing: HashMap<String, Price>,
     pub tools: ToolsConfig,
     pub auth: AuthConfig,
+    pub deploy: CompileConfig,
+}
+
+/// How deployed components are compiled.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CompileConfig {
+    /// The `warden` binary that compiles a component in a child process (the
+    /// running one, for `warden serve`). Unset: in the host's own process,
+    /// without the limits below.
+    pub program: Option<PathBuf>,
+    /// The longest one compile may take.
+    pub timeout_ms: u64,
+    /// The most memory one compile may allocate.
+    pub max_memory_mb: u64,
+}
+
+impl Default for CompileConfig {
+    fn default() -> Self {
+        Self {
+            program: None,
+            timeout_ms: 60_000,
+            max_memory_mb: 2048,
+        }
+    }
 }
 
 /// API keys. Keys themselves live in the database (`warden keys`, `/admin/keys`).
@@ -84,6 +109,9 @@ pub struct LlmConfig {
     pub default_token_budget: u64,
     /// Most tokens a manifest may budget.
     pub max_token_budget: u64,
+    /// Most bytes of one model call's messages, tool calls and tool definitions
+    /// together (a call past it is refused with `invalid-request`).
+    pub max_request_bytes: usize,
     /// A model is served by the first provider listing it (or `"*"`).
     pub providers: Vec<ProviderConfig>,
 }
@@ -187,6 +215,7 @@ impl Default for LlmConfig {
             max_retries: 2,
             default_token_budget: 100_000,
             max_token_budget: 10_000_000,
+            max_request_bytes: 4 << 20,
             providers: vec![ProviderConfig {
                 name: "scripted".into(),
                 kind: ProviderKind::Scripted,
@@ -242,6 +271,9 @@ pub struct CaptureLimits {
     pub max_steps: usize,
     /// Bytes of a step's detail JSON.
     pub max_step_detail_bytes: usize,
+    /// Bytes of all of one run's step details together; past it, a step keeps
+    /// its name and its detail becomes a note of its size.
+    pub max_steps_bytes: usize,
     /// Bytes of the JSON output.
     pub max_output_bytes: usize,
     /// Artifacts one run may store.
@@ -263,6 +295,14 @@ pub struct HttpLimits {
     pub max_component_bytes: usize,
     /// An execution's `input` (JSON text).
     pub max_input_bytes: usize,
+    /// Connections served at once; past it, new ones wait in the listen queue
+    /// until one closes.
+    pub max_connections: usize,
+    /// An HTTP/1 request's headers must arrive within this (an idle
+    /// keep-alive connection is closed after it too).
+    pub header_timeout_ms: u64,
+    /// A request's whole body must arrive within this, from its headers.
+    pub body_timeout_ms: u64,
 }
 
 impl Default for Config {
@@ -285,6 +325,7 @@ impl Default for Config {
             pricing: HashMap::new(),
             tools: ToolsConfig::default(),
             auth: AuthConfig::default(),
+            deploy: CompileConfig::default(),
         }
     }
 }
@@ -309,6 +350,7 @@ impl Default for CaptureLimits {
             max_log_lines: 10_000,
             max_steps: 1_000,
             max_step_detail_bytes: 64 << 10,
+            max_steps_bytes: 2 << 20,
             max_output_bytes: 4 << 20,
             max_artifacts: 32,
             max_artifact_bytes: 32 << 20,
@@ -323,6 +365,9 @@ impl Default for HttpLimits {
             max_body_bytes: 8 << 20,
             max_component_bytes: 64 << 20,
             max_input_bytes: 1 << 20,
+            max_connections: 16_384,
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 30_000,
         }
     }
 }
@@ -343,6 +388,18 @@ impl Config {
         anyhow::ensure!(
             self.max_concurrent_executions >= 1,
             "max_concurrent_executions must be at least 1"
+        );
+        anyhow::ensure!(
+            self.deploy.timeout_ms >= 1 && self.deploy.max_memory_mb >= 64,
+            "deploy.timeout_ms must be at least 1 and deploy.max_memory_mb at least 64"
+        );
+        anyhow::ensure!(
+            self.http.max_connections >= 1,
+            "http.max_connections must be at least 1"
+        );
+        anyhow::ensure!(
+            self.http.header_timeout_ms >= 1 && self.http.body_timeout_ms >= 1,
+            "http.header_timeout_ms and http.body_timeout_ms must be at least 1"
         );
         anyhow::ensure!(l.max_memory_mb >= 1, "limits.max_memory_mb must be at least 1");
         anyhow::ensure!(l.max_fuel >= 1, "limits.max_fuel must be at least 1");

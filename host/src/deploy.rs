@@ -208,7 +208,7 @@ impl Deployer {
         let models = if version.manifest.models.is_empty() {
             vec!["scripted".to_owned()]
         } else {
-            version.manifest.models.clone()
+            version.manifest.models.to_vec()
         };
         let warnings: Vec<String> = models.iter().filter_map(|m| self.llm.warning_for(m)).collect();
         for warning in &warnings {

@@ -24,6 +24,7 @@ pub mod events;
 pub mod executions;
 pub mod files;
 pub mod ids;
+pub mod json_text;
 pub mod llm;
 pub mod manifest;
 pub mod ports;

@@ -87,6 +87,10 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// (Internal) Compile one component from stdin to stdout, as the server's
+    /// child process, within a memory cap in MiB.
+    #[command(name = "compile-component", hide = true)]
+    CompileComponent { max_memory_mb: u64 },
 }
 
 #[derive(Subcommand)]
@@ -158,6 +162,11 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = Cli::parse();
+    if let Command::CompileComponent { max_memory_mb } = cli.command {
+        let engine = warden_host::runtime::engine::compiler()?;
+        let code = warden_host::runtime::compiler::compile_stdin_to_stdout(&engine, max_memory_mb);
+        std::process::exit(i32::from(code));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(run(cli))
 }
@@ -175,6 +184,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             if let Some(dir) = data_dir {
                 cfg.data_dir = dir;
+            }
+            if cfg.deploy.program.is_none() {
+                // Components compile in a child process of this same binary.
+                cfg.deploy.program = Some(std::env::current_exe().context("finding the warden binary")?);
             }
             return serve(cfg).await;
         }
@@ -215,6 +228,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             AgentsCommand::List => client()?.get("/v1/agents", &[]).await?,
             AgentsCommand::Get { agent } => client()?.get(&format!("/v1/agents/{agent}"), &[]).await?,
         },
+        Command::CompileComponent { .. } => return Ok(()),
         Command::Keys {
             data_dir,
             config,

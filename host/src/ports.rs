@@ -18,7 +18,7 @@ pub struct ToolCtx {
     pub execution_id: String,
     /// 0 for an execution nobody called; a child's is its parent's plus one.
     pub depth: u32,
-    pub allowed_hosts: Vec<String>,
+    pub allowed_hosts: std::sync::Arc<[String]>,
     /// Where the call may store files, as artifacts of the run (within its caps).
     pub artifacts: Arc<dyn Artifacts>,
     /// How the call may run other agents (`agent_call`).
@@ -116,7 +116,7 @@ pub trait ArtifactStore: Send + Sync {
 pub struct ChildOutcome {
     pub execution_id: String,
     pub status: Status,
-    pub output: Option<Box<RawValue>>,
+    pub output: Option<std::sync::Arc<RawValue>>,
     pub error: Option<ExecError>,
 }
 

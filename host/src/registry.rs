@@ -11,6 +11,9 @@ use crate::record::{Agent, AgentVersion};
 use crate::runtime::{AgentPre, RunState};
 use serde_json::value::RawValue;
 
+/// The longest an input's check against a schema may take.
+const INPUT_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A deployed version: ready to instantiate, or why it cannot run.
 pub struct Version {
     pub meta: AgentVersion,
@@ -22,25 +25,41 @@ pub struct Version {
 }
 
 impl Version {
-    /// Checks an input against the version's `input_schema` (off the async
-    /// workers: a schema's patterns are the deployer's).
-    pub async fn check_input(self: &Arc<Self>, input: &RawValue) -> Result<(), Vec<InputError>> {
+    /// Checks an input against the version's `input_schema`, off the async
+    /// workers (a schema's patterns are the deployer's) and within
+    /// [`INPUT_CHECK_TIMEOUT`] (its cost was bounded at deploy; this is the
+    /// backstop).
+    pub async fn check_input(self: &Arc<Self>, input: &Arc<RawValue>) -> Result<(), Vec<InputError>> {
         if self.input_schema.is_none() {
             return Ok(());
         }
-        let value: serde_json::Value = serde_json::from_str(input.get()).unwrap_or_default();
         let version = Arc::clone(self);
-        let checked = tokio::task::spawn_blocking(move || match &version.input_schema {
-            Some(schema) => schema.check(&value),
-            None => Ok(()),
-        })
+        let input = Arc::clone(input);
+        let checked = tokio::time::timeout(
+            INPUT_CHECK_TIMEOUT,
+            tokio::task::spawn_blocking(move || {
+                let value: serde_json::Value = serde_json::from_str(input.get()).unwrap_or_default();
+                match &version.input_schema {
+                    Some(schema) => schema.check(&value),
+                    None => Ok(()),
+                }
+            }),
+        )
         .await;
-        checked.unwrap_or_else(|e| {
+        let failed = |message: String| {
             Err(vec![InputError {
                 path: String::new(),
-                message: format!("the input could not be checked: {e}"),
+                message,
             }])
-        })
+        };
+        match checked {
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) => failed(format!("the input could not be checked: {e}")),
+            Err(_) => failed(format!(
+                "checking the input against the agent's input_schema took longer than {} ms",
+                INPUT_CHECK_TIMEOUT.as_millis()
+            )),
+        }
     }
 
     /// A deployed version, its manifest's input schema compiled.

@@ -337,6 +337,7 @@ impl From<DeployError> for ApiError {
                     ComponentError::CoreModule => "not_a_component",
                     ComponentError::Invalid(_) => "invalid_component",
                     ComponentError::WrongWorld(_) => "wrong_world",
+                    ComponentError::TooCostly(_) => "component_too_costly",
                     ComponentError::Unavailable(_) => "agent_unavailable",
                     ComponentError::Internal(_) | ComponentError::StorageFull(_) => "internal",
                 };

@@ -91,10 +91,10 @@ pub async fn execute(
             agent: id_or_name,
             version: body.version,
         },
-        body.input.unwrap_or_else(|| RawValue::NULL.to_owned()),
+        body.input.unwrap_or_else(|| RawValue::NULL.to_owned()).into(),
         Trigger::Api,
     );
-    new.metadata = body.metadata;
+    new.metadata = body.metadata.map(Into::into);
     new.priority = body.priority;
     new.idempotency_key = idempotency_key(&headers)?;
     new.durable = body.mode == Mode::Async;

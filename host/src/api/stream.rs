@@ -23,13 +23,19 @@ use super::extract::{ApiQuery, cursor, page_limit};
 use crate::app::App;
 use crate::auth::Caller;
 use crate::events::{Event, EventLog};
-use crate::store::EventStore;
+use crate::store::{EventBudget, EventStore};
 
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 const DEFAULT_PAGE: usize = 1000;
 const MAX_PAGE: usize = 10_000;
-/// Stored events a stream reads at a time.
-const STORED_BATCH: usize = 1000;
+/// A page of events stops growing at this many bytes (it holds at least one).
+const PAGE_BYTES: usize = 1 << 20;
+/// What a stream reads of stored events at a time: what one subscriber holds
+/// beyond the event being sent, however slowly it reads.
+const STREAM_BATCH: EventBudget = EventBudget {
+    events: 256,
+    bytes: 32 << 10,
+};
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -93,17 +99,36 @@ async fn source(app: &Arc<App>, id: &str, after: u64) -> Result<Source, ApiError
     })
 }
 
-/// Up to `limit` stored events after `after`, none past `until`.
+/// Stored events after `after` within `budget`, none past `until`.
 async fn read_stored(
     store: &dyn EventStore,
     id: &str,
     after: u64,
     until: u64,
-    limit: usize,
+    budget: EventBudget,
 ) -> Result<Vec<Arc<Event>>, ApiError> {
-    let mut events = store.read(id, after, limit).await?;
+    let mut events = store.read(id, after, budget).await?;
     events.retain(|e| e.seq <= until);
     Ok(events)
+}
+
+/// Whether an execution has events after the last of `page`.
+async fn more_after(app: &Arc<App>, id: &str, page: &[Arc<Event>]) -> bool {
+    let Some(last) = page.last() else {
+        return false;
+    };
+    if last.is_terminal() {
+        return false;
+    }
+    if let Some(log) = app.executions.events().get(id) {
+        return !log.after(last.seq).is_empty();
+    }
+    let budget = EventBudget { events: 1, bytes: 1 };
+    app.executions
+        .stored_events()
+        .read(id, last.seq, budget)
+        .await
+        .is_ok_and(|more| !more.is_empty())
 }
 
 /// An execution's events as JSON pages.
@@ -120,14 +145,26 @@ pub async fn events(
     let limit = page_limit(q.limit, DEFAULT_PAGE, MAX_PAGE)?;
     let after = cursor("after", q.after)?;
     let source = source(&app, &id, after).await?;
+    let budget = EventBudget {
+        events: limit + 1,
+        bytes: PAGE_BYTES,
+    };
     let mut events = match source.stored_until {
-        Some(until) => read_stored(app.executions.stored_events().as_ref(), &id, after, until, limit + 1).await?,
+        Some(until) => read_stored(app.executions.stored_events().as_ref(), &id, after, until, budget).await?,
         None => Vec::new(),
     };
-    if events.len() <= limit {
-        events.extend(source.backlog);
+    let mut bytes: usize = events.iter().map(|e| e.json().len()).sum();
+    if events.len() <= limit && bytes < PAGE_BYTES {
+        for event in source.backlog {
+            if events.len() > limit || (bytes >= PAGE_BYTES && !events.is_empty()) {
+                break;
+            }
+            bytes += event.json().len();
+            events.push(event);
+        }
     }
-    let has_more = events.len() > limit;
+    // Cut by count or by size: either way, the client reads on from the cursor.
+    let has_more = events.len() > limit || (bytes >= PAGE_BYTES && more_after(&app, &id, &events).await);
     events.truncate(limit);
     let next_cursor = if has_more { events.last().map(|e| e.seq) } else { None };
     let data = events
@@ -262,7 +299,7 @@ impl Feed {
     /// Queues what comes next.
     async fn refill(&mut self) -> Refill {
         if let Some((store, id, until)) = self.stored.take() {
-            match read_stored(store.as_ref(), &id, self.last, until, STORED_BATCH).await {
+            match read_stored(store.as_ref(), &id, self.last, until, STREAM_BATCH).await {
                 Ok(more) if !more.is_empty() => {
                     self.queue.extend(more);
                     self.stored = Some((store, id, until));

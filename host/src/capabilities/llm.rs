@@ -39,6 +39,38 @@ fn to_host_message(m: Message) -> llm::Message {
     }
 }
 
+/// Most tool definitions one call may offer.
+const MAX_TOOL_DEFINITIONS: usize = 128;
+/// Most messages one call may send.
+const MAX_MESSAGES: usize = 4096;
+
+/// Why a call's request is refused before anything is sent: too many messages
+/// or tools, or more bytes than the host's cap.
+fn oversized(messages: &[Message], tools: &[ToolDefinition], max_bytes: usize) -> Option<String> {
+    if messages.len() > MAX_MESSAGES {
+        return Some(format!("{} messages, more than {MAX_MESSAGES}", messages.len()));
+    }
+    if tools.len() > MAX_TOOL_DEFINITIONS {
+        return Some(format!(
+            "{} tool definitions, more than {MAX_TOOL_DEFINITIONS}",
+            tools.len()
+        ));
+    }
+    let message_bytes = messages.iter().map(|m| {
+        m.content.len()
+            + m.tool_call_id.as_ref().map_or(0, String::len)
+            + m.tool_calls
+                .iter()
+                .map(|c| c.id.len() + c.name.len() + c.arguments.len())
+                .sum::<usize>()
+    });
+    let tool_bytes = tools
+        .iter()
+        .map(|t| t.name.len() + t.description.len() + t.parameters.len());
+    let bytes: usize = message_bytes.chain(tool_bytes).sum();
+    (bytes > max_bytes).then(|| format!("the request is {bytes} bytes, over the host's limit of {max_bytes}"))
+}
+
 fn clamp(n: u64) -> u32 {
     n.min(u64::from(u32::MAX)) as u32
 }
@@ -50,17 +82,23 @@ impl Host for RunState {
         tools: Vec<ToolDefinition>,
         opts: Options,
     ) -> wasmtime::Result<Result<Completion, Error>> {
-        let allowed = self.grants.models();
         let model = match opts.model {
-            Some(m) if allowed.iter().any(|a| a == &m) => m,
+            Some(m) if self.grants.allows_model(&m) => m,
             Some(m) => {
+                let allowed = if self.grants.models.is_empty() {
+                    "scripted".to_owned()
+                } else {
+                    self.grants.models.join(", ")
+                };
                 return Ok(Err(Error::ModelNotAllowed(format!(
-                    "model {m:?} is not in this agent's manifest (allowed: {})",
-                    allowed.join(", ")
+                    "model {m:?} is not in this agent's manifest (allowed: {allowed})"
                 ))));
             }
-            None => allowed[0].clone(),
+            None => self.grants.default_model().to_owned(),
         };
+        if let Some(why) = oversized(&messages, &tools, self.grants.llm.max_request_bytes) {
+            return Ok(Err(Error::InvalidRequest(why)));
+        }
         let budget = self.grants.token_budget;
         if self.llm.usage.total >= budget {
             return Err(wasmtime::Error::new(Stop::budget(budget, self.llm.usage.total)));

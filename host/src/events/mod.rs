@@ -153,10 +153,17 @@ struct ToolEndData<'a> {
     error: Option<&'a str>,
 }
 
+/// A `done` event carries an output up to this size; a larger one is read from
+/// the execution (the event says `output_bytes`), so the record keeps the one
+/// copy of it.
+pub const EVENT_OUTPUT_BYTES: usize = 64 << 10;
+
 #[derive(Serialize)]
 struct DoneData<'a> {
     status: Status,
-    output: &'a Option<Box<RawValue>>,
+    output: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output_bytes: Option<usize>,
     token_usage: &'a Usage,
     cost_usd: f64,
     model_used: &'a Option<String>,
@@ -194,7 +201,12 @@ impl Serialize for EventData<'_> {
             EventData::Artifact(artifact) => artifact.serialize(s),
             EventData::Done(e) => DoneData {
                 status: e.status,
-                output: &e.output,
+                output: e.output.as_deref().filter(|o| o.get().len() <= EVENT_OUTPUT_BYTES),
+                output_bytes: e
+                    .output
+                    .as_deref()
+                    .map(|o| o.get().len())
+                    .filter(|&n| n > EVENT_OUTPUT_BYTES),
                 token_usage: &e.token_usage,
                 cost_usd: e.cost_usd,
                 model_used: &e.model_used,

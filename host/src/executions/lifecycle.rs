@@ -22,7 +22,7 @@ use crate::time;
 
 /// How an execution ends.
 pub enum End {
-    Completed(Box<serde_json::value::RawValue>),
+    Completed(Arc<serde_json::value::RawValue>),
     Failed(ExecError),
     Cancelled(ExecError),
 }

@@ -76,7 +76,7 @@ impl AgentCalls for Executions {
             agent: agent.to_owned(),
             version: None,
         };
-        let mut new = NewExecution::new(target, input, Trigger::Agent);
+        let mut new = NewExecution::new(target, input.into(), Trigger::Agent);
         new.parent = Some((ctx.execution_id.clone(), ctx.depth + 1));
         let mut accepted = this.submit(new).await.map_err(|e| match e {
             SubmitError::AgentNotFound(_) => ToolError::Failed(format!("no agent named {agent:?}")),

@@ -50,18 +50,18 @@ impl Executions {
         Grants {
             llm: Arc::clone(&self.llm),
             tools: Arc::clone(&self.tools),
-            models: manifest.models.clone(),
+            models: Arc::clone(&manifest.models),
             token_budget: manifest
                 .token_budget
                 .unwrap_or(self.settings.default_token_budget)
                 .min(self.settings.max_token_budget),
-            allowed_tools: manifest.tools.clone(),
+            allowed_tools: Arc::clone(&manifest.tools),
             max_tool_calls: self.settings.max_tool_calls,
             ctx: ToolCtx {
                 agent_id: execution.agent_id.clone(),
                 execution_id: execution.id.clone(),
                 depth: execution.depth,
-                allowed_hosts: manifest.allowed_hosts.clone(),
+                allowed_hosts: Arc::clone(&manifest.allowed_hosts),
                 artifacts: artifacts.clone(),
                 children,
             },
@@ -226,7 +226,7 @@ fn record_outcome(
     execution.n_steps = recording.steps.len() as u32;
     execution.logs_truncated = recording.logs_truncated;
     let end = match outcome.result {
-        Ok(output) => End::Completed(output),
+        Ok(output) => End::Completed(output.into()),
         Err(error) if outcome.cancelled => End::Cancelled(error),
         Err(error) => End::Failed(error),
     };

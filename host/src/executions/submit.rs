@@ -35,9 +35,9 @@ pub enum Target {
 /// What a caller asks to run.
 pub struct NewExecution {
     pub target: Target,
-    pub input: Box<RawValue>,
+    pub input: Arc<RawValue>,
     /// A JSON object kept on the record (`{}` when absent).
-    pub metadata: Option<Box<RawValue>>,
+    pub metadata: Option<Arc<RawValue>>,
     /// 0 to 100 (default 50).
     pub priority: Option<u8>,
     pub trigger: Trigger,
@@ -57,7 +57,7 @@ pub struct NewExecution {
 }
 
 impl NewExecution {
-    pub fn new(target: Target, input: Box<RawValue>, trigger: Trigger) -> Self {
+    pub fn new(target: Target, input: Arc<RawValue>, trigger: Trigger) -> Self {
         Self {
             target,
             input,
@@ -140,7 +140,7 @@ impl Executions {
             return Err(SubmitError::InvalidPriority);
         }
         let metadata = match new.metadata {
-            Some(m) if m.get().starts_with('{') => Some(m),
+            Some(m) if m.get().starts_with('{') && crate::json_text::check(m.get()).is_ok() => Some(m),
             Some(_) => return Err(SubmitError::InvalidMetadata),
             None => None,
         };
@@ -152,6 +152,12 @@ impl Executions {
                 limit,
             });
         }
+        crate::json_text::check(input.get()).map_err(|e| {
+            SubmitError::InvalidInput(vec![InputError {
+                path: String::new(),
+                message: format!("the input is not JSON the host accepts: {e}"),
+            }])
+        })?;
         version.check_input(&input).await.map_err(SubmitError::InvalidInput)?;
 
         let id = ids::execution();

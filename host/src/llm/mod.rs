@@ -162,6 +162,8 @@ pub struct Llm {
     providers: Vec<Provider>,
     timeout: Duration,
     max_retries: u32,
+    /// Most bytes of one call's messages and tool definitions.
+    pub max_request_bytes: usize,
 }
 
 /// Which provider served a call, for the record.
@@ -196,6 +198,7 @@ impl Llm {
             providers,
             timeout: Duration::from_millis(config.timeout_ms),
             max_retries: config.max_retries,
+            max_request_bytes: config.max_request_bytes,
         })
     }
 

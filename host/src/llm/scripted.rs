@@ -8,6 +8,20 @@ use serde_json::{Map, Value};
 
 use super::{ChatRequest, Completion, FinishReason, Message, Role, ToolCall, Usage};
 
+/// Most bytes of a user's text or of a tool result the provider quotes, and
+/// most string arguments it fills: its answers stay small whatever it is sent.
+const MAX_QUOTE_BYTES: usize = 1024;
+const MAX_FILLED_ARGUMENTS: usize = 16;
+
+/// At most [`MAX_QUOTE_BYTES`] of `text`, cut at a character boundary.
+fn quote(text: &str) -> &str {
+    let mut end = text.len().min(MAX_QUOTE_BYTES);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// Roughly four characters a token, at least one a message.
 fn tokens(text: &str) -> u64 {
     (text.chars().count() as u64).div_ceil(4).max(1)
@@ -22,9 +36,10 @@ fn arguments(schema: &str, text: &str) -> String {
         .split(|c: char| c.is_whitespace() || c == ',' || c == '?' || c == '.')
         .find(|w| w.chars().any(|c| c.is_ascii_digit()))
         .unwrap_or(text);
+    let word = quote(word);
     let mut args = Map::new();
     if let Some(props) = schema["properties"].as_object() {
-        for (name, prop) in props {
+        for (name, prop) in props.iter().take(MAX_FILLED_ARGUMENTS) {
             if prop["type"] == "string" {
                 args.insert(name.clone(), Value::String(word.to_owned()));
             }
@@ -61,12 +76,15 @@ pub fn chat(request: &ChatRequest) -> Completion {
             (String::new(), vec![call], FinishReason::ToolCalls)
         }
         _ if !results.is_empty() => (
-            format!("(scripted) Here is what I found: {}", results.join("; ")),
+            format!(
+                "(scripted) Here is what I found: {}",
+                results.iter().take(8).map(|r| quote(r)).collect::<Vec<_>>().join("; ")
+            ),
             Vec::new(),
             FinishReason::Stop,
         ),
         _ => (
-            format!("(scripted) You said: {user_text}"),
+            format!("(scripted) You said: {}", quote(user_text)),
             Vec::new(),
             FinishReason::Stop,
         ),

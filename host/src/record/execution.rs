@@ -1,6 +1,8 @@
 //! The execution record: statuses, typed failures, the record as stored and as
 //! the API shows it. Pure data; storing and scheduling live elsewhere.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -155,13 +157,15 @@ pub struct Execution {
     pub status: Status,
     pub trigger: Trigger,
     pub priority: u8,
+    /// Input, output and metadata are shared, never copied, by every holder of
+    /// the record (the run, its final write, those waiting for its end).
     #[schema(value_type = serde_json::Value)]
-    pub input: Box<RawValue>,
+    pub input: Arc<RawValue>,
     #[schema(value_type = Option<serde_json::Value>)]
-    pub output: Option<Box<RawValue>>,
+    pub output: Option<Arc<RawValue>>,
     pub error: Option<ExecError>,
     #[schema(value_type = Object)]
-    pub metadata: Box<RawValue>,
+    pub metadata: Arc<RawValue>,
     pub fuel_used: Option<u64>,
     pub peak_memory_bytes: Option<u64>,
     pub n_steps: u32,
@@ -242,10 +246,12 @@ impl Execution {
             status: Status::Queued,
             trigger: Trigger::Api,
             priority: 50,
-            input: RawValue::NULL.to_owned(),
+            input: RawValue::NULL.to_owned().into(),
             output: None,
             error: None,
-            metadata: RawValue::from_string("{}".to_owned()).unwrap_or_else(|_| RawValue::NULL.to_owned()),
+            metadata: RawValue::from_string("{}".to_owned())
+                .unwrap_or_else(|_| RawValue::NULL.to_owned())
+                .into(),
             fuel_used: None,
             peak_memory_bytes: None,
             n_steps: 0,

@@ -10,15 +10,20 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
-use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 
 use crate::config::CaptureLimits;
 use crate::events::{EventData, EventLog};
 use crate::record::{LogLevel, LogLine, LogStream, Step};
 use crate::time::now_ms;
 
-/// A stdout/stderr line longer than this is cut into several lines.
+/// A stdout/stderr line longer than this is cut into several lines (and a `log`
+/// line cut short).
 const MAX_LINE_BYTES: usize = 16 << 10;
+/// What one stdout/stderr write may hand over (the WASI `check-write` permit): a
+/// write past it traps the guest, as WASI specifies, so the host's work per call
+/// stays bounded whatever the guest sends.
+const STDIO_PERMIT: usize = 64 << 10;
 /// Stderr lines kept for a trap's message.
 const STDERR_TAIL_LINES: usize = 3;
 /// Longest step name kept (and longest stderr line quoted in a trap message).
@@ -35,6 +40,7 @@ struct Recorded {
     logs: Vec<LogLine>,
     steps: Vec<Step>,
     log_bytes: usize,
+    step_bytes: usize,
     dropped_lines: u64,
     dropped_bytes: u64,
     dropped_steps: u64,
@@ -59,6 +65,7 @@ impl RunRecord {
             logs: Vec::new(),
             steps: Vec::new(),
             log_bytes: 0,
+            step_bytes: 0,
             dropped_lines: 0,
             dropped_bytes: 0,
             dropped_steps: 0,
@@ -72,7 +79,8 @@ impl RunRecord {
     }
 
     pub fn log(&self, level: LogLevel, message: String) {
-        self.lock().push_line(LogStream::Log, level, message);
+        self.lock()
+            .push_line(LogStream::Log, level, truncate(message, MAX_LINE_BYTES));
     }
 
     /// A line of the host's own about the run (stream `host`).
@@ -88,7 +96,9 @@ impl RunRecord {
             r.dropped_steps += 1;
             return seq;
         }
-        let detail = step_detail(detail, r.caps.max_step_detail_bytes);
+        let room = r.caps.max_step_detail_bytes.min(r.caps.max_steps_bytes - r.step_bytes);
+        let detail = step_detail(detail, room);
+        r.step_bytes = (r.step_bytes + detail.get().len()).min(r.caps.max_steps_bytes);
         let now = now_ms();
         let step = Step {
             seq,
@@ -195,10 +205,7 @@ impl Recorded {
         let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
         let text = String::from_utf8_lossy(bytes).into_owned();
         let level = if stream == LogStream::Stderr {
-            if self.last_stderr.len() == STDERR_TAIL_LINES {
-                self.last_stderr.remove(0);
-            }
-            self.last_stderr.push(truncate(text.clone(), MAX_STEP_NAME_BYTES));
+            self.remember_stderr(bytes);
             LogLevel::Error
         } else {
             LogLevel::Info
@@ -206,9 +213,51 @@ impl Recorded {
         self.push_line(stream, level, text);
     }
 
+    /// No more lines fit: whatever comes is only counted.
+    fn full(&self) -> bool {
+        self.logs.len() >= self.caps.max_log_lines || self.log_bytes >= self.caps.max_log_bytes
+    }
+
+    /// Counts what a write past the caps would have logged, without making its
+    /// lines (one pass over the bytes); stderr's last lines are still kept for
+    /// a trap's message.
+    fn drop_stdio(&mut self, stream: LogStream, bytes: &[u8]) {
+        let idx = stdio_index(stream);
+        let mut lines = bytes.split(|&b| b == b'\n');
+        let rest = lines.next_back().unwrap_or_default();
+        let ended = bytes.iter().filter(|&&b| b == b'\n').count();
+        if ended > 0 {
+            self.dropped_lines += ended as u64;
+            self.dropped_bytes += (bytes.len() - rest.len()) as u64 + self.partial[idx].len() as u64;
+            if stream == LogStream::Stderr {
+                let tail: Vec<&[u8]> = lines.rev().take(STDERR_TAIL_LINES).collect();
+                for line in tail.into_iter().rev() {
+                    self.remember_stderr(line);
+                }
+            }
+            self.partial[idx].clear();
+        }
+        let keep = rest.len().min(MAX_LINE_BYTES.saturating_sub(self.partial[idx].len()));
+        self.dropped_bytes += (rest.len() - keep) as u64;
+        self.partial[idx].extend_from_slice(&rest[..keep]);
+    }
+
+    fn remember_stderr(&mut self, line: &[u8]) {
+        if self.last_stderr.len() == STDERR_TAIL_LINES {
+            self.last_stderr.remove(0);
+        }
+        let line = &line[..line.len().min(MAX_STEP_NAME_BYTES)];
+        let text = String::from_utf8_lossy(line).into_owned();
+        self.last_stderr.push(truncate(text, MAX_STEP_NAME_BYTES));
+    }
+
     fn write_stdio(&mut self, stream: LogStream, mut bytes: &[u8]) {
         let idx = stdio_index(stream);
         while !bytes.is_empty() {
+            if self.full() {
+                self.drop_stdio(stream, bytes);
+                return;
+            }
             match bytes.iter().position(|&b| b == b'\n') {
                 Some(end) => {
                     let mut line = std::mem::take(&mut self.partial[idx]);
@@ -246,12 +295,13 @@ fn truncate(mut text: String, max: usize) -> String {
     text
 }
 
-/// Step details are JSON; other text is kept as a JSON string; oversized details
+/// Step details are JSON (as [`crate::json_text`] accepts it); other text is
+/// kept as a JSON string; oversized details
 /// are replaced by a note of their size.
 fn step_detail(detail: String, max_bytes: usize) -> Box<RawValue> {
     let json = if detail.len() > max_bytes {
         serde_json::json!({ "truncated": true, "bytes": detail.len() }).to_string()
-    } else if serde_json::from_str::<serde::de::IgnoredAny>(&detail).is_ok() {
+    } else if crate::json_text::check(&detail).is_ok() {
         detail
     } else {
         serde_json::Value::String(detail).to_string()
@@ -285,6 +335,13 @@ impl StdoutStream for CaptureStream {
 #[wasmtime_wasi::async_trait]
 impl OutputStream for CaptureStream {
     fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        if bytes.len() > STDIO_PERMIT {
+            return Err(StreamError::trap(&format!(
+                "the guest wrote {} bytes to {} at once, more than the {STDIO_PERMIT} its check-write permitted",
+                bytes.len(),
+                self.stream.as_str()
+            )));
+        }
         self.record.write_stdio(self.stream, &bytes);
         Ok(())
     }
@@ -294,7 +351,7 @@ impl OutputStream for CaptureStream {
     }
 
     fn check_write(&mut self) -> StreamResult<usize> {
-        Ok(64 << 10)
+        Ok(STDIO_PERMIT)
     }
 }
 
@@ -305,6 +362,7 @@ impl Pollable for CaptureStream {
 
 impl AsyncWrite for CaptureStream {
     fn poll_write(self: std::pin::Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let buf = &buf[..buf.len().min(STDIO_PERMIT)];
         self.record.write_stdio(self.stream, buf);
         Poll::Ready(Ok(buf.len()))
     }

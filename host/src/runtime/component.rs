@@ -19,6 +19,7 @@ use anyhow::Context;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
+use super::compiler::Compiler;
 use crate::digest::sha256_hex;
 use crate::files::write_atomically;
 
@@ -36,6 +37,9 @@ pub enum ComponentError {
     Invalid(String),
     #[error("the component does not implement the warden:agent world: {0}")]
     WrongWorld(String),
+    /// Compiling it went past the host's time or memory limit.
+    #[error("the component is too costly to compile: {0}")]
+    TooCostly(String),
     /// A deployed component that cannot be loaded again (its blob is missing or
     /// damaged and no usable compiled copy exists).
     #[error("{0}")]
@@ -86,6 +90,7 @@ pub struct Loaded {
 /// Compiled components by content hash, in memory and on disk.
 pub struct ComponentCache {
     engine: Engine,
+    compiler: Compiler,
     dir: PathBuf,
     loaded: Mutex<HashMap<String, Component>>,
     pub compiled: AtomicU64,
@@ -93,7 +98,7 @@ pub struct ComponentCache {
 }
 
 impl ComponentCache {
-    pub fn open(engine: &Engine, data_dir: &Path) -> anyhow::Result<Self> {
+    pub fn open(engine: &Engine, data_dir: &Path, compiler: Compiler) -> anyhow::Result<Self> {
         let dir = data_dir.join("compiled").join(engine_key(engine));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let swept = crate::files::sweep_temporary(&dir);
@@ -102,6 +107,7 @@ impl ComponentCache {
         }
         Ok(Self {
             engine: engine.clone(),
+            compiler,
             dir,
             loaded: Mutex::new(HashMap::new()),
             compiled: AtomicU64::new(0),
@@ -130,17 +136,20 @@ impl ComponentCache {
             .unwrap_or_else(PoisonError::into_inner)
             .get(hash)
             .cloned();
-        let (component, origin) = match cached {
-            Some(c) => (c, Origin::Memory),
+        let (component, origin, serialized) = match cached {
+            Some(c) => (c, Origin::Memory, None),
             None => self.load_or_compile(hash, verified, load)?,
         };
         check(&component)?;
         let mut written = None;
         match origin {
             Origin::Compiled => {
-                let serialized = component
-                    .serialize()
-                    .map_err(|e| ComponentError::Internal(format!("serialising: {e:#}")))?;
+                let serialized = match serialized {
+                    Some(bytes) => bytes,
+                    None => component
+                        .serialize()
+                        .map_err(|e| ComponentError::Internal(format!("serialising: {e:#}")))?,
+                };
                 write_atomically(&self.artifact(hash), &serialized).map_err(|e| {
                     if crate::files::disk_full(&e) {
                         ComponentError::StorageFull(format!("{e:#}"))
@@ -178,7 +187,7 @@ impl ComponentCache {
         hash: &str,
         verified: Option<&str>,
         load: impl FnOnce() -> Result<Vec<u8>, ComponentError>,
-    ) -> Result<(Component, Origin), ComponentError> {
+    ) -> Result<(Component, Origin, Option<Vec<u8>>), ComponentError> {
         let path = self.artifact(hash);
         match (verified, std::fs::read(&path)) {
             (Some(digest), Ok(bytes)) if sha256_hex(&bytes) == digest => {
@@ -190,7 +199,7 @@ impl ComponentCache {
                 // nothing can swap them in between. wasmtime re-checks the
                 // header and engine settings as well.
                 match unsafe { Component::deserialize(&self.engine, &bytes) } {
-                    Ok(c) => return Ok((c, Origin::Disk)),
+                    Ok(c) => return Ok((c, Origin::Disk, None)),
                     Err(e) => {
                         tracing::warn!(path = %path.display(), error = %e, "cached artifact unusable; recompiling")
                     }
@@ -207,8 +216,8 @@ impl ComponentCache {
         }
         let bytes = load()?;
         check_header(&bytes)?;
-        let component = Component::new(&self.engine, &bytes).map_err(|e| ComponentError::Invalid(format!("{e:#}")))?;
-        Ok((component, Origin::Compiled))
+        let compiled = self.compiler.compile(&self.engine, &bytes)?;
+        Ok((compiled.component, Origin::Compiled, compiled.serialized))
     }
 }
 

@@ -48,13 +48,26 @@ pub fn build(config: &HostConfig) -> anyhow::Result<Engine> {
         .linear_memory_keep_resident(KEEP_RESIDENT_MEMORY)
         .table_keep_resident(KEEP_RESIDENT_TABLE);
 
+    let mut wasm = code_settings();
+    wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(&wasm).map_err(anyhow::Error::from)
+}
+
+/// The settings that shape compiled code: the host's engine and the compiler's
+/// child process both start from these, so what one compiles the other loads.
+fn code_settings() -> Config {
     let mut wasm = Config::new();
     wasm.consume_fuel(true)
         .epoch_interruption(true)
         // WASI p2 needs no component-model concurrency; leaving it on costs speed.
-        .concurrency_support(false)
-        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    Engine::new(&wasm).map_err(anyhow::Error::from)
+        .concurrency_support(false);
+    wasm
+}
+
+/// An engine that only compiles (the compiler's child process): the host's
+/// code settings, no instance pool.
+pub fn compiler() -> anyhow::Result<Engine> {
+    Engine::new(&code_settings()).map_err(anyhow::Error::from)
 }
 
 /// Advances the engine's epoch every [`TICK`] until dropped.

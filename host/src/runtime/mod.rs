@@ -7,6 +7,7 @@
 
 mod artifacts;
 mod capture;
+pub mod compiler;
 pub mod component;
 pub mod engine;
 mod state;
@@ -47,6 +48,8 @@ pub use bindings::AgentPre;
 
 /// Longest agent error code kept as given; others become `agent_error`.
 const MAX_AGENT_CODE_LEN: usize = 64;
+/// Longest agent error message kept; the rest is cut, with a note of its size.
+const MAX_AGENT_MESSAGE_BYTES: usize = 16 << 10;
 
 pub struct Runtime {
     engine: Engine,
@@ -100,7 +103,7 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         bindings::Agent::add_to_linker::<RunState, HasSelf<RunState>>(&mut linker, |s| s)?;
-        let cache = ComponentCache::open(&engine, &config.data_dir)?;
+        let cache = ComponentCache::open(&engine, &config.data_dir, compiler::Compiler::new(&config.deploy))?;
         let ticker = Ticker::start(&engine)?;
         Ok(Self {
             engine,
@@ -260,9 +263,29 @@ impl Runtime {
                 ),
             ));
         }
-        RawValue::from_string(output)
-            .map_err(|e| ExecError::host("invalid_output", format!("the output is not JSON: {e}")))
+        crate::json_text::raw(output).map_err(|e| {
+            ExecError::host(
+                "invalid_output",
+                format!("the output is not JSON the host accepts: {e}"),
+            )
+        })
     }
+}
+
+/// An agent's error message, at most [`MAX_AGENT_MESSAGE_BYTES`] of it.
+fn cap_message(mut message: String) -> String {
+    let len = message.len();
+    if len > MAX_AGENT_MESSAGE_BYTES {
+        let mut end = MAX_AGENT_MESSAGE_BYTES;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push_str(&format!(
+            " [message cut: {len} bytes, over the limit of {MAX_AGENT_MESSAGE_BYTES}]"
+        ));
+    }
+    message
 }
 
 fn agent_failure(e: bindings::warden::agent::types::AgentError) -> ExecError {
@@ -273,7 +296,7 @@ fn agent_failure(e: bindings::warden::agent::types::AgentError) -> ExecError {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
     ExecError {
         code: if valid { e.code } else { "agent_error".to_owned() },
-        message: e.message,
+        message: cap_message(e.message),
         source: crate::record::ErrorSource::Agent,
     }
 }

@@ -39,10 +39,10 @@ pub struct Grants {
     pub llm: Arc<Llm>,
     pub tools: Arc<dyn ToolHost>,
     /// Allowed models, the default first; empty means `scripted`.
-    pub models: Vec<String>,
+    pub models: Arc<[String]>,
     pub token_budget: u64,
     /// Tools the manifest allows.
-    pub allowed_tools: Vec<String>,
+    pub allowed_tools: Arc<[String]>,
     /// Tool calls one run may make.
     pub max_tool_calls: usize,
     pub ctx: ToolCtx,
@@ -56,13 +56,18 @@ pub struct Grants {
 }
 
 impl Grants {
-    /// The allowed models, never empty.
-    pub fn models(&self) -> Vec<String> {
+    /// Whether the run may call `model`.
+    pub fn allows_model(&self, model: &str) -> bool {
         if self.models.is_empty() {
-            vec!["scripted".to_owned()]
+            model == "scripted"
         } else {
-            self.models.clone()
+            self.models.iter().any(|m| m == model)
         }
+    }
+
+    /// The model a call that names none uses.
+    pub fn default_model(&self) -> &str {
+        self.models.first().map_or("scripted", String::as_str)
     }
 }
 

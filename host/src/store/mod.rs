@@ -99,11 +99,20 @@ pub trait ExecutionStore: Send + Sync {
     async fn artifact(&self, execution_id: &str, id: &str) -> Result<Option<Artifact>, StoreError>;
 }
 
+/// How much one read of stored events may return: at most `events` events, and
+/// no more once their JSON reaches `bytes` (at least one event, whatever its size).
+#[derive(Debug, Clone, Copy)]
+pub struct EventBudget {
+    pub events: usize,
+    pub bytes: usize,
+}
+
 /// Execution events, stored as they happen ([`EventSink::append`], batched).
 #[async_trait]
 pub trait EventStore: EventSink {
-    /// Up to `limit` events after number `after`, in order.
-    async fn read(&self, execution_id: &str, after: u64, limit: usize) -> Result<Vec<Arc<Event>>, StoreError>;
+    /// Events after number `after`, in order, within `budget`; a backend reads
+    /// only as much of what it stored as that takes.
+    async fn read(&self, execution_id: &str, after: u64, budget: EventBudget) -> Result<Vec<Arc<Event>>, StoreError>;
     /// The number of the last stored event (0 for none).
     async fn last_seq(&self, execution_id: &str) -> Result<u64, StoreError>;
 }

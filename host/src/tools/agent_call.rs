@@ -20,10 +20,18 @@ pub async fn call(config: &ToolsConfig, ctx: &ToolCtx, args: Value) -> Result<Va
     let input = args.get("input").cloned().unwrap_or(Value::Null).to_string();
     let input = RawValue::from_string(input).map_err(|e| ToolError::InvalidArguments(format!("input: {e}")))?;
     let ended = ctx.children.call(ctx, agent, input).await?;
+    // The child's output was checked when it arrived; one stored before that
+    // check existed and unreadable now is reported, not unwrapped.
+    let output = match &ended.output {
+        Some(raw) => serde_json::from_str::<Value>(raw.get())
+            .map_err(|e| ToolError::Failed(format!("the child's output cannot be read: {e}")))?,
+        None => Value::Null,
+    };
+    let error = serde_json::to_value(&ended.error).map_err(|e| ToolError::Failed(format!("the child's error: {e}")))?;
     Ok(json!({
         "execution_id": ended.execution_id,
         "status": ended.status,
-        "output": ended.output,
-        "error": ended.error,
+        "output": output,
+        "error": error,
     }))
 }

@@ -232,6 +232,10 @@ pub fn apply(conn: &mut Connection, blobs: &dyn BlobStore, writes: &[&Write]) ->
     Ok(())
 }
 
+/// Most bytes of one stored row of events (a single larger event is a row of
+/// its own).
+const CHUNK_BYTES: usize = 64 << 10;
+
 /// The batch's events, by execution, in the order they came.
 #[derive(Default)]
 struct Chunks<'a> {
@@ -256,20 +260,34 @@ impl<'a> Chunks<'a> {
             "INSERT OR REPLACE INTO event_chunks (execution_id, first_seq, last_seq, events)
              VALUES (?1, ?2, ?3, ?4)",
         )?;
+        let mut json = String::new();
         for (id, events) in &self.chunks {
-            let (Some(first), Some(last)) = (events.first(), events.last()) else {
-                continue;
-            };
-            let mut json = String::with_capacity(events.iter().map(|e| e.json().len() + 1).sum::<usize>() + 1);
-            json.push('[');
-            for (n, event) in events.iter().enumerate() {
-                if n > 0 {
-                    json.push(',');
+            // Rows of at most CHUNK_BYTES (or one event): a reader loads only
+            // the rows its page needs.
+            let mut rest: &[&Event] = events;
+            while let Some(first) = rest.first() {
+                let mut bytes = first.json().len();
+                let n = 1 + rest[1..]
+                    .iter()
+                    .take_while(|e| {
+                        bytes += e.json().len() + 1;
+                        bytes <= CHUNK_BYTES
+                    })
+                    .count();
+                let (row, after) = rest.split_at(n);
+                json.clear();
+                json.push('[');
+                for (i, event) in row.iter().enumerate() {
+                    if i > 0 {
+                        json.push(',');
+                    }
+                    json.push_str(event.json());
                 }
-                json.push_str(event.json());
+                json.push(']');
+                let last = row[row.len() - 1];
+                stmt.execute(params![id, first.seq as i64, last.seq as i64, json.as_str()])?;
+                rest = after;
             }
-            json.push(']');
-            stmt.execute(params![id, first.seq as i64, last.seq as i64, json])?;
         }
         Ok(())
     }

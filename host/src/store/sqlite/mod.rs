@@ -28,6 +28,10 @@ use super::{BlobStore, Commit, StorageFailure, StoreError, Stores};
 
 /// Read connections kept idle in the pool; more may exist briefly under load.
 const MAX_IDLE_READERS: usize = 8;
+/// Reads that run at once (each on a blocking thread, with a connection and
+/// its page cache); more wait their turn, so a crowd of readers costs the host
+/// no more than this many.
+const MAX_READERS: usize = 8;
 
 /// Whether the writer's storage is failing, as the writer last found it.
 #[derive(Default)]
@@ -60,6 +64,7 @@ impl StorageHealth {
 pub struct SqliteStore {
     db_path: Arc<Path>,
     idle_readers: Mutex<Vec<Connection>>,
+    readers: tokio::sync::Semaphore,
     writer: Writer,
     writer_thread: Mutex<Option<WriterThread>>,
     health: Arc<StorageHealth>,
@@ -93,6 +98,7 @@ impl SqliteStore {
         let store = Arc::new(SqliteStore {
             db_path: db_path.into(),
             idle_readers: Mutex::new(Vec::new()),
+            readers: tokio::sync::Semaphore::new(MAX_READERS),
             writer,
             writer_thread: Mutex::new(Some(thread)),
             health,
@@ -116,6 +122,11 @@ impl SqliteStore {
         R: Send + 'static,
         F: FnOnce(&Connection) -> anyhow::Result<R> + Send + 'static,
     {
+        let _turn = self
+            .readers
+            .acquire()
+            .await
+            .map_err(|e| StoreError::Read(format!("the store is closed: {e}")))?;
         let conn = self.idle_readers.lock().unwrap_or_else(PoisonError::into_inner).pop();
         let path = Arc::clone(&self.db_path);
         let (conn, result) = tokio::task::spawn_blocking(move || {

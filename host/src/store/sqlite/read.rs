@@ -13,11 +13,13 @@ use crate::record::{
     Agent, AgentVersion, ApiKey, Artifact, ErrorSource, ExecError, Execution, LogLevel, LogLine, LogStream, Role,
     Status, Step, Trigger, Usage,
 };
-use crate::store::{ExecutionFilter, IdempotencyRecord};
+use crate::store::{EventBudget, ExecutionFilter, IdempotencyRecord};
 
-fn raw(text: String) -> Box<RawValue> {
+fn raw(text: String) -> Arc<RawValue> {
     // Only valid JSON is ever written; a damaged row shows as null, not an error.
-    RawValue::from_string(text).unwrap_or_else(|_| RawValue::NULL.to_owned())
+    RawValue::from_string(text)
+        .unwrap_or_else(|_| RawValue::NULL.to_owned())
+        .into()
 }
 
 const EXECUTION_COLUMNS: &str = "id, agent_id, agent_name, agent_version_id, agent_version, status,
@@ -210,7 +212,7 @@ pub fn steps(conn: &Connection, id: &str) -> anyhow::Result<Vec<Step>> {
             Ok(Step {
                 seq: r.get(0)?,
                 name: r.get(1)?,
-                detail: raw(r.get(2)?),
+                detail: RawValue::from_string(r.get(2)?).unwrap_or_else(|_| RawValue::NULL.to_owned()),
                 started_at: r.get(3)?,
                 ended_at: r.get(4)?,
             })
@@ -285,15 +287,18 @@ pub fn compiled(conn: &Connection, engine: &str) -> anyhow::Result<HashMap<Strin
     Ok(rows)
 }
 
-/// Up to `limit` stored events after number `after`, in order. Chunks are read
-/// one at a time and reading stops once `limit` events are found.
-pub fn events(conn: &Connection, id: &str, after: u64, limit: usize) -> anyhow::Result<Vec<Arc<Event>>> {
+/// Stored events after number `after`, in order, within `budget`. Rows (each at
+/// most 64 KiB of events, or one event) are read one at a time, and reading
+/// stops once the budget is spent.
+pub fn events(conn: &Connection, id: &str, after: u64, budget: EventBudget) -> anyhow::Result<Vec<Arc<Event>>> {
     let mut stmt = conn.prepare_cached(
         "SELECT events FROM event_chunks WHERE execution_id = ?1 AND last_seq > ?2 ORDER BY first_seq",
     )?;
     let mut rows = stmt.query(params![id, after as i64])?;
     let mut out = Vec::new();
-    while out.len() < limit
+    let mut bytes = 0;
+    let spent = |out: &Vec<Arc<Event>>, bytes: usize| out.len() >= budget.events || bytes >= budget.bytes;
+    while !spent(&out, bytes)
         && let Some(row) = rows.next()?
     {
         let chunk: String = row.get(0)?;
@@ -305,8 +310,14 @@ pub fn events(conn: &Connection, id: &str, after: u64, limit: usize) -> anyhow::
             }
         };
         for raw in events {
+            if spent(&out, bytes) {
+                break;
+            }
             match Event::from_json(raw.get()) {
-                Some(event) if event.seq > after && out.len() < limit => out.push(Arc::new(event)),
+                Some(event) if event.seq > after => {
+                    bytes += raw.get().len();
+                    out.push(Arc::new(event));
+                }
                 Some(_) => {}
                 None => tracing::warn!(execution = id, "a stored event is not one; skipped"),
             }

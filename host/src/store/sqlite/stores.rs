@@ -11,8 +11,8 @@ use super::{SqliteStore, read};
 use crate::events::{Event, EventSink};
 use crate::record::{Agent, AgentVersion, ApiKey, Artifact, Execution, LogLine, Status, Step};
 use crate::store::{
-    AgentStore, Backend, Commit, EventStore, ExecutionFilter, ExecutionStore, FinalRecord, IdempotencyRecord,
-    IdempotencyStore, KeyStore, KvStore, StorageFailure, StoreError,
+    AgentStore, Backend, Commit, EventBudget, EventStore, ExecutionFilter, ExecutionStore, FinalRecord,
+    IdempotencyRecord, IdempotencyStore, KeyStore, KvStore, StorageFailure, StoreError,
 };
 
 #[async_trait]
@@ -119,9 +119,9 @@ impl EventSink for SqliteStore {
 
 #[async_trait]
 impl EventStore for SqliteStore {
-    async fn read(&self, execution_id: &str, after: u64, limit: usize) -> Result<Vec<Arc<Event>>, StoreError> {
+    async fn read(&self, execution_id: &str, after: u64, budget: EventBudget) -> Result<Vec<Arc<Event>>, StoreError> {
         let id = execution_id.to_owned();
-        self.query(move |c| read::events(c, &id, after, limit)).await
+        self.query(move |c| read::events(c, &id, after, budget)).await
     }
 
     async fn last_seq(&self, execution_id: &str) -> Result<u64, StoreError> {

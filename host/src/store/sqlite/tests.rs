@@ -173,7 +173,9 @@ fn a_batch_that_storage_cannot_take_is_kept_whole_until_it_can() {
     let mut answers = Vec::new();
     for i in 0..50 {
         let mut e = execution(&format!("exec_{i}"), Status::Queued);
-        e.input = serde_json::value::RawValue::from_string(format!("\"{}\"", "z".repeat(4000))).unwrap();
+        e.input = serde_json::value::RawValue::from_string(format!("\"{}\"", "z".repeat(4000)))
+            .unwrap()
+            .into();
         let (ack, answer) = oneshot::channel::<Result<(), StoreError>>();
         batch.push((Write::Execution(Box::new(e)), Some(ack)));
         answers.push(answer);

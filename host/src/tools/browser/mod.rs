@@ -64,7 +64,7 @@ async fn snapshot(config: &ToolsConfig, ctx: &ToolCtx, url: &str) -> Result<Page
     // The URL's host at its checked address, and every other allowlisted name
     // (not wildcards) that resolves to an allowed one: the page's own requests.
     let mut pinned = vec![(host.clone(), addr)];
-    for other in &ctx.allowed_hosts {
+    for other in ctx.allowed_hosts.iter() {
         if other.starts_with("*.") || other.eq_ignore_ascii_case(&host) {
             continue;
         }

@@ -2,6 +2,9 @@
 //! limits), validated with messages that name the field, and the effective limits
 //! after clamping by the host's maxima.
 
+mod schema_cost;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -28,22 +31,30 @@ pub struct Manifest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryPolicy>,
     /// Models the agent may call; the first is its default. Empty: `scripted`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub models: Vec<String>,
+    /// (Lists are shared by every run of the version, never copied per run.)
+    #[serde(default, skip_serializing_if = "no_items")]
+    #[schema(value_type = Vec<String>)]
+    pub models: Arc<[String]>,
     /// Tokens (prompt + completion) one execution may use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_budget: Option<u64>,
     /// Built-in tools the agent may call (`http_fetch`, `kv`, `agent_call`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tools: Vec<String>,
+    #[serde(default, skip_serializing_if = "no_items")]
+    #[schema(value_type = Vec<String>)]
+    pub tools: Arc<[String]>,
     /// Hosts `http_fetch` may reach (`api.example.com`, `*.example.com`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub allowed_hosts: Vec<String>,
+    #[serde(default, skip_serializing_if = "no_items")]
+    #[schema(value_type = Vec<String>)]
+    pub allowed_hosts: Arc<[String]>,
     /// A JSON Schema every execution's input must satisfy; checked before the
     /// execution is queued. References are resolved only inside the schema.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<serde_json::Value>)]
     pub input_schema: Option<serde_json::Value>,
+}
+
+fn no_items(list: &Arc<[String]>) -> bool {
+    list.is_empty()
 }
 
 /// One way an input fails the agent's `input_schema`.
@@ -163,6 +174,10 @@ impl Limits {
     }
 }
 
+/// Most bytes of a manifest's JSON text.
+pub const MAX_MANIFEST_BYTES: usize = 256 << 10;
+/// Most entries of each of a manifest's lists (`models`, `tools`, `allowed_hosts`).
+pub const MAX_LIST_ITEMS: usize = 64;
 const MAX_NAME_LEN: usize = 63;
 const MAX_DESCRIPTION_LEN: usize = 4096;
 const MAX_VERSION_LEN: usize = 64;
@@ -170,6 +185,12 @@ const MAX_VERSION_LEN: usize = 64;
 impl Manifest {
     /// Parses JSON text, naming the offending field on failure.
     pub fn from_json(text: &str) -> Result<Self, String> {
+        if text.len() > MAX_MANIFEST_BYTES {
+            return Err(format!(
+                "manifest: {} bytes, over the limit of {MAX_MANIFEST_BYTES}",
+                text.len()
+            ));
+        }
         let manifest: Manifest = serde_json::from_str(text).map_err(|e| format!("manifest: {e}"))?;
         manifest.validate()?;
         Ok(manifest)
@@ -198,7 +219,19 @@ impl Manifest {
         if self.max_concurrency == Some(0) {
             return Err("manifest.max_concurrency: must be at least 1".into());
         }
-        for t in &self.tools {
+        for (field, list) in [
+            ("models", &self.models),
+            ("tools", &self.tools),
+            ("allowed_hosts", &self.allowed_hosts),
+        ] {
+            if list.len() > MAX_LIST_ITEMS {
+                return Err(format!(
+                    "manifest.{field}: {} entries, more than {MAX_LIST_ITEMS}",
+                    list.len()
+                ));
+            }
+        }
+        for t in self.tools.iter() {
             if !TOOLS.contains(&t.as_str()) {
                 return Err(format!(
                     "manifest.tools: unknown tool {t:?} (known: {})",
@@ -215,7 +248,7 @@ impl Manifest {
         if self
             .allowed_hosts
             .iter()
-            .any(|h| h.is_empty() || h.contains('/') || h.contains(':'))
+            .any(|h| h.is_empty() || h.len() > 253 || h.contains('/') || h.contains(':'))
         {
             return Err(
                 "manifest.allowed_hosts: each entry is a host name like api.example.com or *.example.com".into(),
@@ -244,6 +277,7 @@ impl Manifest {
         if !(schema.is_object() || schema.is_boolean()) {
             return Err("manifest.input_schema: must be a JSON Schema (an object or a boolean)".into());
         }
+        schema_cost::check(schema)?;
         jsonschema::validator_for(schema)
             .map(|v| Some(InputSchema(v)))
             .map_err(|e| format!("manifest.input_schema: not a usable JSON Schema: {e}"))
