@@ -19,6 +19,7 @@ mod artifacts;
 mod auth;
 mod bad_input;
 mod cli;
+mod containment;
 mod disk;
 mod events;
 mod execute;

@@ -15,7 +15,7 @@ use warden_host::manifest::Manifest;
 use warden_host::record::{
     Agent, AgentVersion, ApiKey, Artifact, ExecError, Execution, LogLevel, LogLine, LogStream, Role, Status, Step,
 };
-use warden_host::store::{BlobError, ExecutionFilter, FinalRecord, IdempotencyRecord, StoreError, Stores};
+use warden_host::store::{BlobError, EventBudget, ExecutionFilter, FinalRecord, IdempotencyRecord, StoreError, Stores};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_passes_the_conformance_suite() {
@@ -84,7 +84,7 @@ fn version(id: &str, agent_id: &str, n: u32, hash: &str) -> AgentVersion {
 fn execution(id: &str, agent_id: &str, status: Status, created_at: i64) -> Execution {
     Execution {
         status,
-        input: raw(r#"{"n":1}"#),
+        input: raw(r#"{"n":1}"#).into(),
         ..Execution::queued(
             id.into(),
             &agent(agent_id, "w"),
@@ -258,7 +258,7 @@ async fn finish(s: Stores) {
         r#"{"k":1}"#
     );
     // The last events came with the record.
-    let stored = s.events.read("exec_f", 0, 100).await.unwrap();
+    let stored = s.events.read("exec_f", 0, n(100)).await.unwrap();
     let kinds: Vec<&str> = stored.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(kinds, ["status", "status", "error"]);
     assert_eq!(s.events.last_seq("exec_f").await.unwrap(), 3);
@@ -279,6 +279,14 @@ async fn finish(s: Stores) {
     assert!(s.executions.artifact("exec_other", "art_1").await.unwrap().is_none());
 }
 
+/// A read budget of `events` events, however many bytes.
+fn n(events: usize) -> EventBudget {
+    EventBudget {
+        events,
+        bytes: usize::MAX,
+    }
+}
+
 async fn events(s: Stores) {
     assert_eq!(s.events.last_seq("exec_e").await.unwrap(), 0);
     let sink: Arc<dyn EventSink> = s.events.clone();
@@ -292,26 +300,42 @@ async fn events(s: Stores) {
         }
     }
     s.kv.set("agt", "barrier", "end".into(), 0).await.unwrap();
-    let all = s.events.read("exec_e", 0, 1000).await.unwrap();
+    let all = s.events.read("exec_e", 0, n(1000)).await.unwrap();
     assert_eq!(
         all.iter().map(|e| e.seq).collect::<Vec<_>>(),
         (1..=25).collect::<Vec<_>>()
     );
-    let page = s.events.read("exec_e", 9, 5).await.unwrap();
+    let page = s.events.read("exec_e", 9, n(5)).await.unwrap();
     assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), [10, 11, 12, 13, 14]);
     let v: serde_json::Value = serde_json::from_str(page[0].json()).unwrap();
     assert_eq!(v["data"]["message"], "line 9");
-    assert!(s.events.read("exec_e", 25, 10).await.unwrap().is_empty());
+    assert!(s.events.read("exec_e", 25, n(10)).await.unwrap().is_empty());
     assert_eq!(s.events.last_seq("exec_e").await.unwrap(), 25);
     // A log continued after a restart numbers on from the stored ones.
     let continued = EventLog::new("exec_e", 25, Some(sink));
     continued.emit(EventData::Status(Status::Queued));
     continued.emit(EventData::Status(Status::Running));
-    assert_eq!(s.events.read("exec_e", 25, 10).await.unwrap().len(), 0, "held back");
+    assert_eq!(s.events.read("exec_e", 25, n(10)).await.unwrap().len(), 0, "held back");
     continued.flush();
     s.kv.set("agt", "barrier", "again".into(), 0).await.unwrap();
-    assert_eq!(s.events.read("exec_e", 24, 10).await.unwrap().len(), 3);
-    assert!(s.events.read("exec_other", 0, 10).await.unwrap().is_empty());
+    assert_eq!(s.events.read("exec_e", 24, n(10)).await.unwrap().len(), 3);
+    assert!(s.events.read("exec_other", 0, n(10)).await.unwrap().is_empty());
+
+    // A read stops once its bytes are spent (with at least one event), and a
+    // large log handed over at once is read page by page all the same.
+    let big = EventLog::new("exec_big", 0, Some(s.events.clone()));
+    big.flush();
+    let text = "b".repeat(10_000);
+    for i in 0..200 {
+        big.emit(EventData::Log(&line(i, &text)));
+    }
+    s.kv.set("agt", "barrier", "big".into(), 0).await.unwrap();
+    let budget = |bytes| EventBudget { events: 1000, bytes };
+    let one = s.events.read("exec_big", 0, budget(1)).await.unwrap();
+    assert_eq!(one.iter().map(|e| e.seq).collect::<Vec<_>>(), [1], "at least one event");
+    let some = s.events.read("exec_big", 10, budget(50_000)).await.unwrap();
+    assert_eq!(some.iter().map(|e| e.seq).collect::<Vec<_>>(), [11, 12, 13, 14, 15]);
+    assert_eq!(s.events.read("exec_big", 0, n(1000)).await.unwrap().len(), 200);
 }
 
 async fn agents(s: Stores) {
@@ -328,7 +352,7 @@ async fn agents(s: Stores) {
     assert_eq!((agents[0].latest_version, agents[0].description.as_str()), (2, "newer"));
     let versions = s.agents.versions().await.unwrap();
     assert_eq!(versions.iter().map(|v| v.version).collect::<Vec<_>>(), [1, 2]);
-    assert_eq!(versions[1].manifest.tools, ["kv"]);
+    assert_eq!(versions[1].manifest.tools[..], ["kv"]);
     assert_eq!(versions[1].component_hash, "h2");
     // A version number is the agent's once.
     assert!(
@@ -486,7 +510,7 @@ async fn sweep(s: Stores) {
     }
     s.executions.sweep(1_000).await.unwrap();
     assert!(s.executions.get("exec_old").await.unwrap().is_none());
-    assert!(s.events.read("exec_old", 0, 10).await.unwrap().is_empty());
+    assert!(s.events.read("exec_old", 0, n(10)).await.unwrap().is_empty());
     assert!(s.executions.logs("exec_old", 0, 10).await.unwrap().0.is_empty());
     assert!(s.executions.artifacts("exec_old").await.unwrap().is_empty());
     assert!(

@@ -52,6 +52,11 @@ pub fn test_config(data_dir: &Path) -> Config {
         max_concurrent_executions: 16,
         // Stopping a test server does not wait long for runs it left going.
         shutdown_grace_ms: 300,
+        // Components compile in a child process, as under `warden serve`.
+        deploy: warden_host::config::CompileConfig {
+            program: Some(warden_bin()),
+            ..Default::default()
+        },
         ..Config::default()
     }
 }
@@ -318,6 +323,11 @@ impl Warden {
             child,
             base: format!("http://{addr}"),
         }
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// A client of it.
