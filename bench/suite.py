@@ -14,6 +14,7 @@ Phases (same echo workload everywhere: JSON in, JSON out):
   coldstart  deploy times and restart with 100 agents (cargo bench --bench coldstart)
   recording  Warden end to end with only the final record kept
   support    Warden end to end with the `support` example (model and kv tool calls)
+  fullcaps   resident memory of 10 and 100 runs at once, each at every per-run cap
 """
 
 import json
@@ -198,6 +199,68 @@ def process_per_run():
         shutil.rmtree(work, ignore_errors=True)
 
 
+AGENTS = ROOT / "target/wasm-agents/wasm32-wasip2/release"
+
+
+def vm_kib(pid, field):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def full_caps(counts=(10, 100)):
+    """N runs of `rogue full` at once (20,000 log lines, 1,000 steps of 60 KiB, 100 tool
+    calls, a 3 MiB output: every per-run cap reached); the server's peak resident memory."""
+    data = tempfile.mkdtemp(prefix="warden-bench-")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([str(WARDEN), "serve", "--data-dir", data, "--addr", f"127.0.0.1:{port}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_up(f"{base}/admin/health", proc)
+        manifest = json.loads((ROOT / "agents/rogue/manifest.json").read_text())
+        manifest["max_concurrency"] = max(counts)
+        manifest["limits"] = {"timeout_ms": 300000}  # 100 at once share 2 cores
+        path = Path(data) / "rogue.json"
+        path.write_text(json.dumps(manifest))
+        subprocess.run([str(WARDEN), "deploy", str(AGENTS / "rogue.wasm"), "--manifest", str(path)],
+                       env=dict(os.environ, WARDEN_URL=base), check=True, capture_output=True)
+
+        def run(attack):
+            req = urllib.request.Request(f"{base}/v1/agents/rogue/execute",
+                                         data=json.dumps({"input": attack}).encode(),
+                                         headers={"content-type": "application/json"})
+            with urllib.request.urlopen(req, timeout=600) as resp:
+                record = json.load(resp)
+            if record["status"] != "completed":
+                raise RuntimeError(f"rogue {attack}: {record['status']} {record.get('error')}")
+            return record
+
+        run("full")
+        rows = []
+        for n in counts:
+            time.sleep(1)
+            before = vm_kib(proc.pid, "VmRSS")
+            Path(f"/proc/{proc.pid}/clear_refs").write_text("5")  # resets the peak (VmHWM)
+            start = time.perf_counter()
+            with ThreadPoolExecutor(max_workers=n) as pool:
+                records = list(pool.map(run, ["full"] * n))
+            seconds = time.perf_counter() - start
+            peak = vm_kib(proc.pid, "VmHWM")
+            guest = max(r["peak_memory_bytes"] for r in records) / (1 << 20)
+            row = {"runs": n, "before_mib": before / 1024, "peak_mib": peak / 1024,
+                   "per_run_mib": (peak - before) / 1024 / n, "guest_mib": guest, "seconds": seconds}
+            print(f"full caps x{n:<4} resident {row['before_mib']:.0f} -> peak {row['peak_mib']:.0f} MiB "
+                  f"({row['per_run_mib']:.1f} MiB a run, guest {guest:.1f} MiB) in {seconds:.1f} s", flush=True)
+            rows.append(row)
+        return rows
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+        shutil.rmtree(data, ignore_errors=True)
+
+
 def cargo_bench(name, env=None):
     """Runs a Rust bench of this repo; collects its `RESULT {json}` lines."""
     out = subprocess.run(
@@ -236,6 +299,7 @@ def main():
     results["process"] = process_per_run()
     results["final_only"] = warden_e2e("warden (final record only)", "[capture]\nrecord_details = false\n")
     results["support"] = warden_e2e("warden, support", agent="support", body=SUPPORT_BODY)
+    results["fullcaps"] = full_caps()
     results["parked"] = cargo_bench("parked")
     results["coldstart"] = cargo_bench("coldstart")
     results["elapsed_s"] = time.time() - started
@@ -309,6 +373,18 @@ def write_report(r):
         for row in r["support"]:
             lines.append(f"| {row['name']} | {row['conns']} | {fmt(row['rps'])} | {row['p50_ms']:.2f} | "
                          f"{row['p99_ms']:.2f} | {fmt(row['cpu_us_per_run'])} | {row['errors']} |")
+    if r.get("fullcaps"):
+        lines += ["", "## Runs at every cap: the memory bound", "",
+                  "`rogue full` runs at once, each reaching every per-run cap at the defaults: 20,000 log",
+                  "lines (10,000 kept, 1 MiB), 1,000 steps of 60 KiB (2 MiB of details kept), 100 tool",
+                  "calls (64 made) and a 3 MiB output. Peak is the server's VmHWM over the runs; the README",
+                  "states the bound: ≈ 26 MiB of host memory per running execution at the default caps,",
+                  "plus the guest's own linear memory.", "",
+                  "| runs at once | resident MiB before → peak | MiB per run (host + guest) | guest peak MiB | took |",
+                  "|---|---|---|---|---|"]
+        for row in r["fullcaps"]:
+            lines.append(f"| {row['runs']} | {row['before_mib']:.0f} → {row['peak_mib']:.0f} | "
+                         f"{row['per_run_mib']:.1f} | {row['guest_mib']:.1f} | {row['seconds']:.1f} s |")
     lines += ["", "## In process: the limit", "",
               "| tasks | runs/s | instantiate + call p50 µs | p99 µs | CPU µs/run |", "|---|---|---|---|---|"]
     for row in r["limit"]:

@@ -43,7 +43,14 @@ pub async fn serve(
     let limits = app.config.http;
     let body_timeout = Duration::from_millis(limits.body_timeout_ms);
     let router = api::router(Arc::clone(&app)).layer(axum::middleware::map_request(move |req: Request| async move {
-        req.map(|body| Body::new(Deadline::new(body, body_timeout)))
+        // A request without a body (most GETs) has nothing to wait for.
+        req.map(|body| {
+            if http_body::Body::is_end_stream(&body) {
+                body
+            } else {
+                Body::new(Deadline::new(body, body_timeout))
+            }
+        })
     }));
     let builder = builder(&limits);
     let header_timeout = Duration::from_millis(limits.header_timeout_ms);
