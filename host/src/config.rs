@@ -303,6 +303,9 @@ pub struct HttpLimits {
     pub header_timeout_ms: u64,
     /// A request's whole body must arrive within this, from its headers.
     pub body_timeout_ms: u64,
+    /// A connection whose client takes nothing of what it is sent for this long
+    /// (a stream subscriber that stopped reading) is closed.
+    pub write_stall_ms: u64,
 }
 
 impl Default for Config {
@@ -368,6 +371,7 @@ impl Default for HttpLimits {
             max_connections: 16_384,
             header_timeout_ms: 10_000,
             body_timeout_ms: 30_000,
+            write_stall_ms: 30_000,
         }
     }
 }
@@ -398,8 +402,8 @@ impl Config {
             "http.max_connections must be at least 1"
         );
         anyhow::ensure!(
-            self.http.header_timeout_ms >= 1 && self.http.body_timeout_ms >= 1,
-            "http.header_timeout_ms and http.body_timeout_ms must be at least 1"
+            self.http.header_timeout_ms >= 1 && self.http.body_timeout_ms >= 1 && self.http.write_stall_ms >= 1,
+            "http.header_timeout_ms, http.body_timeout_ms and http.write_stall_ms must be at least 1"
         );
         anyhow::ensure!(l.max_memory_mb >= 1, "limits.max_memory_mb must be at least 1");
         anyhow::ensure!(l.max_fuel >= 1, "limits.max_fuel must be at least 1");

@@ -7,7 +7,10 @@
 //! at start, at most `http.max_connections` connections are served at once
 //! (more wait in the listen queue), an HTTP/1 request's headers must arrive
 //! within `http.header_timeout_ms` (idle keep-alive connections are closed after
-//! it too), and a request's whole body within `http.body_timeout_ms`.
+//! it too), and a request's whole body within `http.body_timeout_ms`. A client
+//! that stops taking what it is sent (a stream subscriber that never reads) holds
+//! at most its connection's 64 KiB buffer, and is dropped once it has taken
+//! nothing for `http.write_stall_ms`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -23,6 +26,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, Sleep};
@@ -54,6 +58,7 @@ pub async fn serve(
     }));
     let builder = builder(&limits);
     let header_timeout = Duration::from_millis(limits.header_timeout_ms);
+    let write_stall = Duration::from_millis(limits.write_stall_ms);
     let connections = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     let draining = Arc::clone(&app);
@@ -95,7 +100,7 @@ pub async fn serve(
                 return;
             }
             let connection = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .serve_connection_with_upgrades(TokioIo::new(Stall::new(stream, write_stall)), service)
                 .into_owned();
             let _ = watcher.watch(connection).await;
             drop(permit);
@@ -143,6 +148,73 @@ fn raise_open_file_limit() {
     }
 }
 
+/// A connection whose writes fail once the client has taken nothing for
+/// `limit` (each write that goes through starts the clock again).
+struct Stall<T> {
+    io: T,
+    limit: Duration,
+    since: Option<Pin<Box<Sleep>>>,
+}
+
+impl<T> Stall<T> {
+    fn new(io: T, limit: Duration) -> Self {
+        Self { io, limit, since: None }
+    }
+
+    /// What a write's poll means: through (the clock stops), or pending (the
+    /// clock runs; past the limit, an error that closes the connection).
+    fn judge<R>(&mut self, polled: Poll<std::io::Result<R>>, cx: &mut Context<'_>) -> Poll<std::io::Result<R>> {
+        if polled.is_ready() {
+            self.since = None;
+            return polled;
+        }
+        let limit = self.limit;
+        let since = self.since.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match since.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the client took nothing for {} ms", limit.as_millis()),
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Stall<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Stall<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.judge(polled, cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.judge(polled, cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let polled = Pin::new(&mut self.io).poll_flush(cx);
+        self.judge(polled, cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
 /// A request body that must arrive whole before its deadline; past it, reading
 /// fails (and the request with it) and the connection's slot is freed.
 struct Deadline {
@@ -186,5 +258,37 @@ impl http_body::Body for Deadline {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_client_that_takes_nothing_is_dropped_after_the_stall_limit() {
+        let (near, mut far) = tokio::io::duplex(1024);
+        let mut conn = Stall::new(near, Duration::from_millis(100));
+        let started = std::time::Instant::now();
+        // The first KiB fits; then nothing is taken, and the write fails.
+        let error = conn.write_all(&[7; 4096]).await.unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::TimedOut);
+        assert!(started.elapsed() >= Duration::from_millis(100));
+        // A client that keeps taking, however slowly, is not dropped.
+        let (near, mut far2) = tokio::io::duplex(1024);
+        let mut conn = Stall::new(near, Duration::from_millis(100));
+        let reader = tokio::spawn(async move {
+            let mut buf = [0; 512];
+            let mut total = 0;
+            while total < 8192 {
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                total += tokio::io::AsyncReadExt::read(&mut far2, &mut buf).await.unwrap();
+            }
+        });
+        conn.write_all(&[7; 8192]).await.unwrap();
+        reader.await.unwrap();
+        drop(far.shutdown().await);
     }
 }

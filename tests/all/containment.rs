@@ -478,3 +478,51 @@ async fn a_subscriber_that_never_reads_holds_a_bounded_buffer() {
     drop(stalled);
     warden.sigkill();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_takes_nothing_for_long_is_dropped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = test_config(tmp.path());
+    config.http.write_stall_ms = 500;
+    let server = Server::start_with(config).await;
+    server.deploy("rogue", json!({})).await;
+    // The events of a run at every cap: more than the kernel's socket buffers hold.
+    let record = rogue(&server, "full").await;
+    let id = record["id"].as_str().unwrap();
+    let addr = server
+        .url("")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(addr.parse().unwrap()).await.unwrap();
+    stream
+        .write_all(format!("GET /v1/executions/{id}/stream HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // By now the server gave up on it: what it had sent, then the end.
+    let mut got = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = vec![0; 64 << 10];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stalled subscriber was not dropped");
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        !text.contains("event: done"),
+        "it got the whole stream ({} bytes)",
+        got.len()
+    );
+    // Readers are served meanwhile, whole.
+    let events = server.stream(id, None).await;
+    assert_eq!(events.last().unwrap().event, "done");
+    server.stop().await;
+}
