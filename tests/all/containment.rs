@@ -6,7 +6,30 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use warden_host::config::Config;
 use warden_tests::{Server, Warden, error_code, test_config};
+
+/// A server on a fresh data dir with `tweak` applied to the test config.
+async fn server_with(tweak: impl FnOnce(&mut Config)) -> (Server, tempfile::TempDir) {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = test_config(tmp.path());
+    tweak(&mut config);
+    (Server::start_with(config).await, tmp)
+}
+
+/// Asks for an execution's event stream on a socket with a 4 KiB receive
+/// buffer, then reads nothing.
+async fn stalled_subscriber(base: &str, id: &str) -> tokio::net::TcpStream {
+    let addr = base.trim_start_matches("http://").trim_end_matches('/');
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(addr.parse().unwrap()).await.unwrap();
+    stream
+        .write_all(format!("GET /v1/executions/{id}/stream HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    stream
+}
 
 /// Runs `rogue` with one attack; returns the final record.
 async fn rogue(server: &Server, attack: &str) -> Value {
@@ -143,10 +166,7 @@ async fn stdio_floods_take_bounded_work_per_call_and_the_timeout_holds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_cap_holds_on_every_path() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut config = test_config(tmp.path());
-    config.http.max_input_bytes = 4096;
-    let server = Server::start_with(config).await;
+    let (server, _tmp) = server_with(|c| c.http.max_input_bytes = 4096).await;
     server.deploy("rogue", json!({})).await;
 
     // An agent's error message is capped like its output.
@@ -255,10 +275,7 @@ async fn schemas_whose_checks_could_explode_are_refused_at_deploy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compiling_is_bounded_in_time_and_memory() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut config = test_config(tmp.path());
-    config.deploy.timeout_ms = 1;
-    let server = Server::start_with(config).await;
+    let (server, _tmp) = server_with(|c| c.deploy.timeout_ms = 1).await;
     let (status, body) = server
         .deploy_bytes(warden_tests::agent_wasm("echo"), &warden_tests::agent_manifest("echo"))
         .await;
@@ -270,10 +287,7 @@ async fn compiling_is_bounded_in_time_and_memory() {
     );
     server.stop().await;
 
-    let tmp = tempfile::tempdir().unwrap();
-    let mut config = test_config(tmp.path());
-    config.deploy.max_memory_mb = 64;
-    let server = Server::start_with(config).await;
+    let (server, _tmp) = server_with(|c| c.deploy.max_memory_mb = 64).await;
     let (status, body) = server
         .deploy_bytes(warden_tests::agent_wasm("echo"), &warden_tests::agent_manifest("echo"))
         .await;
@@ -312,12 +326,12 @@ async fn read_until_closed(stream: &mut tokio::net::TcpStream, within: Duration)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_and_idle_clients_cannot_starve_the_server() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut config = test_config(tmp.path());
-    config.http.header_timeout_ms = 500;
-    config.http.body_timeout_ms = 500;
-    config.http.max_connections = 20;
-    let server = Server::start_with(config).await;
+    let (server, _tmp) = server_with(|c| {
+        c.http.header_timeout_ms = 500;
+        c.http.body_timeout_ms = 500;
+        c.http.max_connections = 20;
+    })
+    .await;
 
     // The open-file limit was raised to its hard limit.
     let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
@@ -448,17 +462,9 @@ async fn a_subscriber_that_never_reads_holds_a_bounded_buffer() {
     let id = record["id"].as_str().unwrap();
     let (before, _) = rss_kib(warden.pid());
     // 100 subscribers ask for its whole event log and never read a byte.
-    let addr = warden.base.trim_start_matches("http://").to_owned();
     let mut stalled = Vec::new();
     for _ in 0..100 {
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.set_recv_buffer_size(4096).unwrap();
-        let mut stream = socket.connect(addr.parse().unwrap()).await.unwrap();
-        stream
-            .write_all(format!("GET /v1/executions/{id}/stream HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-            .await
-            .unwrap();
-        stalled.push(stream);
+        stalled.push(stalled_subscriber(&warden.base, id).await);
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (after, _) = rss_kib(warden.pid());
@@ -481,26 +487,12 @@ async fn a_subscriber_that_never_reads_holds_a_bounded_buffer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_that_takes_nothing_for_long_is_dropped() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut config = test_config(tmp.path());
-    config.http.write_stall_ms = 500;
-    let server = Server::start_with(config).await;
+    let (server, _tmp) = server_with(|c| c.http.write_stall_ms = 500).await;
     server.deploy("rogue", json!({})).await;
     // The events of a run at every cap: more than the kernel's socket buffers hold.
     let record = rogue(&server, "full").await;
     let id = record["id"].as_str().unwrap();
-    let addr = server
-        .url("")
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_owned();
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let mut stream = socket.connect(addr.parse().unwrap()).await.unwrap();
-    stream
-        .write_all(format!("GET /v1/executions/{id}/stream HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    let mut stream = stalled_subscriber(&server.url(""), id).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     // By now the server gave up on it: what it had sent, then the end.
     let mut got = Vec::new();
