@@ -275,36 +275,25 @@ async fn schemas_whose_checks_could_explode_are_refused_at_deploy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compiling_is_bounded_in_time_and_memory() {
-    let (server, _tmp) = server_with(|c| c.deploy.timeout_ms = 1).await;
-    let (status, body) = server
-        .deploy_bytes(warden_tests::agent_wasm("echo"), &warden_tests::agent_manifest("echo"))
-        .await;
-    assert_eq!(status, 422, "{body}");
-    assert_eq!(error_code(&body), "component_too_costly", "{body}");
-    assert!(
-        body["error"]["message"].as_str().unwrap().contains("deploy.timeout_ms"),
-        "{body}"
-    );
-    server.stop().await;
-
-    let (server, _tmp) = server_with(|c| c.deploy.max_memory_mb = 64).await;
-    let (status, body) = server
-        .deploy_bytes(warden_tests::agent_wasm("echo"), &warden_tests::agent_manifest("echo"))
-        .await;
-    assert_eq!(status, 422, "{body}");
-    assert_eq!(error_code(&body), "component_too_costly", "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("deploy.max_memory_mb"),
-        "{body}"
-    );
-    // Nothing of the refused deploy stayed, and the host serves on.
-    let (status, agents) = server.get("/v1/agents").await;
-    assert_eq!(status, 200);
-    assert_eq!(agents["data"], json!([]), "{agents}");
-    server.stop().await;
+    type Tweak = fn(&mut Config);
+    let limits: [(&str, Tweak); 2] = [
+        ("deploy.timeout_ms", |c| c.deploy.timeout_ms = 1),
+        ("deploy.max_memory_mb", |c| c.deploy.max_memory_mb = 64),
+    ];
+    for (limit, tweak) in limits {
+        let (server, _tmp) = server_with(tweak).await;
+        let (status, body) = server
+            .deploy_bytes(warden_tests::agent_wasm("echo"), &warden_tests::agent_manifest("echo"))
+            .await;
+        assert_eq!(status, 422, "{limit}: {body}");
+        assert_eq!(error_code(&body), "component_too_costly", "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains(limit), "{body}");
+        // Nothing of the refused deploy stayed, and the host serves on.
+        let (status, agents) = server.get("/v1/agents").await;
+        assert_eq!(status, 200);
+        assert_eq!(agents["data"], json!([]), "{agents}");
+        server.stop().await;
+    }
 }
 
 /// Opens a raw TCP connection to the server.
