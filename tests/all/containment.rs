@@ -432,6 +432,29 @@ async fn many_runs_at_full_caps_stay_within_the_stated_memory_bound() {
     let counts = futures_util::future::join_all(reads).await;
     assert!(counts.iter().all(|&n| n > 10_000), "{counts:?}");
     let (after, _) = rss_kib(warden.pid());
+    // As JSON pages: at most about 1 MiB each, chained by their cursors, all of it.
+    let (mut cursor, mut total, mut pages) = (0, 0, 0);
+    loop {
+        let (status, page) = client
+            .get(&format!("/v1/executions/{id}/events?after={cursor}&limit=10000"))
+            .await;
+        assert_eq!(status, 200);
+        assert!(
+            page.to_string().len() < 2 << 20,
+            "a page of {} bytes",
+            page.to_string().len()
+        );
+        let data = page["data"].as_array().unwrap();
+        total += data.len();
+        pages += 1;
+        if page["has_more"] == false {
+            assert_eq!(data.last().unwrap()["type"], "done");
+            break;
+        }
+        cursor = page["next_cursor"].as_u64().unwrap();
+    }
+    assert_eq!(total, counts[0]);
+    assert!(pages >= 3, "{pages} pages");
     assert!(
         after.saturating_sub(now) < 64 << 10,
         "reading events grew {} KiB",

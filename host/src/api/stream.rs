@@ -120,8 +120,15 @@ async fn more_after(app: &Arc<App>, id: &str, page: &[Arc<Event>]) -> bool {
     if last.is_terminal() {
         return false;
     }
-    if let Some(log) = app.executions.events().get(id) {
-        return !log.after(last.seq).is_empty();
+    // Either the store or the live log (which may hold nothing yet beyond
+    // what the store has) may have the next one.
+    if app
+        .executions
+        .events()
+        .get(id)
+        .is_some_and(|log| !log.after(last.seq).is_empty())
+    {
+        return true;
     }
     let budget = EventBudget { events: 1, bytes: 1 };
     app.executions
