@@ -220,6 +220,48 @@ pub mod artifacts {
     }
 }
 
+/// Approvals: ask a person, wait for the decision (minutes or days; the host
+/// unloads the run meanwhile and resumes it when someone decides).
+pub mod approval {
+    use super::AgentError;
+    pub use crate::bindings::warden::agent::approval::{ApprovalRequest, Decision, Error};
+
+    /// A request with a title and a JSON detail: any admin or approver key of
+    /// the workspace decides, and it waits until someone does.
+    pub fn request<T: serde::Serialize + ?Sized>(title: &str, detail: &T) -> ApprovalRequest {
+        ApprovalRequest {
+            title: title.to_owned(),
+            detail: serde_json::to_string(detail).unwrap_or_else(|_| "null".to_owned()),
+            approvers: Vec::new(),
+            timeout_secs: None,
+        }
+    }
+
+    /// Asks and waits for the decision, as it is.
+    pub fn ask(request: &ApprovalRequest) -> Result<Decision, AgentError> {
+        crate::bindings::warden::agent::approval::request(request)
+            .map_err(|Error::InvalidRequest(m)| AgentError::new("invalid_approval_request", m))
+    }
+
+    /// Asks and waits; approved: the data the approver attached (JSON), if
+    /// any. A rejection is the error `rejected` (with the reason), an expiry
+    /// `approval_expired`: returned from the agent as they are, the execution
+    /// ends `rejected`.
+    pub fn require(request: &ApprovalRequest) -> Result<Option<serde_json::Value>, AgentError> {
+        match ask(request)? {
+            Decision::Approved(data) => Ok(data.and_then(|d| serde_json::from_str(&d).ok())),
+            Decision::Rejected(reason) => Err(AgentError::new(
+                "rejected",
+                if reason.is_empty() { "the request was rejected".to_owned() } else { reason },
+            )),
+            Decision::Expired => Err(AgentError::new(
+                "approval_expired",
+                "nobody decided the request before its timeout",
+            )),
+        }
+    }
+}
+
 /// Records a named step with a detail serialised to JSON; returns its sequence
 /// number in the run (1, 2, ...).
 pub fn step<T: Serialize + ?Sized>(name: &str, detail: &T) -> u32 {

@@ -47,6 +47,33 @@ pub struct Config {
     pub tools: ToolsConfig,
     pub auth: AuthConfig,
     pub deploy: CompileConfig,
+    pub durability: DurabilityConfig,
+}
+
+/// Durable runs: their journals and their waits for approvals.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DurabilityConfig {
+    /// Most journal entries one run may make (host calls, clock readings).
+    pub max_journal_entries: u32,
+    /// Most bytes of journal one run may make.
+    pub max_journal_bytes: usize,
+    /// A run waiting for an approval longer than this is unloaded (its memory
+    /// and its slot freed) and resumed by replay once decided.
+    pub approval_grace_ms: u64,
+    /// How often requests past their timeout are expired.
+    pub expiry_sweep_ms: u64,
+}
+
+impl Default for DurabilityConfig {
+    fn default() -> Self {
+        Self {
+            max_journal_entries: 100_000,
+            max_journal_bytes: 64 << 20,
+            approval_grace_ms: 2_000,
+            expiry_sweep_ms: 1_000,
+        }
+    }
 }
 
 /// How deployed components are compiled.
@@ -329,6 +356,7 @@ impl Default for Config {
             tools: ToolsConfig::default(),
             auth: AuthConfig::default(),
             deploy: CompileConfig::default(),
+            durability: DurabilityConfig::default(),
         }
     }
 }

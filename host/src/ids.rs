@@ -45,6 +45,10 @@ pub fn agent_version() -> String {
     with_prefix("ver_")
 }
 
+pub fn approval() -> String {
+    with_prefix("apr_")
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -104,8 +104,11 @@ enum KeysCommand {
         #[arg(long)]
         name: String,
         /// Also manage the workspace's keys over the admin API.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "approver")]
         admin: bool,
+        /// Only read and decide approval requests.
+        #[arg(long)]
+        approver: bool,
     },
     /// List keys (of one workspace, or all).
     List {
@@ -253,8 +256,17 @@ async fn keys(data_dir: &std::path::Path, command: KeysCommand) -> anyhow::Resul
     let stores = warden_host::store::Stores::open(data_dir)?;
     let result = async {
         Ok(match command {
-            KeysCommand::Create { workspace, name, admin } => {
-                let role = if admin { Role::Admin } else { Role::Member };
+            KeysCommand::Create {
+                workspace,
+                name,
+                admin,
+                approver,
+            } => {
+                let role = match (admin, approver) {
+                    (true, _) => Role::Admin,
+                    (_, true) => Role::Approver,
+                    _ => Role::Member,
+                };
                 let new = keys::generate(&workspace, &name, role).map_err(anyhow::Error::msg)?;
                 stores.keys.insert(new.key.clone(), new.secret_sha256).await?;
                 serde_json::json!({ "key": new.key, "token": new.token })

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::record::{Artifact, ExecError, Status};
+use crate::record::{Approval, Artifact, ExecError, Status};
 
 /// What a tool call knows about its caller, and the run's ports it may use.
 #[derive(Clone)]
@@ -23,6 +23,10 @@ pub struct ToolCtx {
     pub artifacts: Arc<dyn Artifacts>,
     /// How the call may run other agents (`agent_call`).
     pub children: Arc<dyn AgentCalls>,
+    /// The id an `agent_call` gives its child (fixed before the call, in a
+    /// durable run's journal): if that child exists already, the call
+    /// reattaches to it.
+    pub child_id: Option<String>,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -48,6 +52,9 @@ pub trait ToolHost: Send + Sync {
     fn catalog(&self) -> &'static [ToolInfo];
     /// How far a call with these arguments reaches beyond the run's sandbox.
     fn reach(&self, name: &str, args: &Value) -> Reach;
+    /// Whether a call with these arguments only reads, so that making it again
+    /// (after a crash cut it short) does no harm.
+    fn repeatable(&self, name: &str, args: &Value) -> bool;
     /// Runs one tool. The caller checked that the agent may use it.
     async fn call(&self, ctx: &ToolCtx, name: &str, args: Value) -> Result<Value, ToolError>;
 }
@@ -84,6 +91,9 @@ pub trait Effects: Send + Sync {
     /// for [`Reach::Outside`] waits until it is committed. An error: the effect
     /// must not happen.
     async fn before_effect(&self, reach: Reach) -> Result<(), EffectRefused>;
+    /// The run leaves state in the store from now on (its journal): its start
+    /// is written first, and its events are stored as they happen.
+    fn keep(&self);
 }
 
 /// The run's start could not be stored.
@@ -126,4 +136,18 @@ pub trait AgentCalls: Send + Sync {
     /// Runs `agent` (by id or name) with `input` as a child of `ctx`'s execution
     /// and waits for its end.
     async fn call(&self, ctx: &ToolCtx, agent: &str, input: Box<RawValue>) -> Result<ChildOutcome, ToolError>;
+}
+
+/// A run's approval requests: stored for a person to decide, and waited for.
+#[async_trait]
+pub trait ApprovalDesk: Send + Sync {
+    /// Stores a request (a replay finds it stored already) and marks the run
+    /// `awaiting_approval`; waits until that is stored.
+    async fn open(&self, approval: Approval) -> Result<(), EffectRefused>;
+    /// A request as stored.
+    async fn get(&self, id: &str) -> Result<Option<Approval>, EffectRefused>;
+    /// Waits up to `grace` for a decision; `None`: still pending.
+    async fn wait(&self, id: &str, grace: std::time::Duration) -> Option<Approval>;
+    /// The run goes on after a decision: `running` again, the decision announced.
+    async fn decided(&self, approval: &Approval);
 }

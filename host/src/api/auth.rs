@@ -4,12 +4,21 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::header;
+use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::ApiError;
 use crate::app::App;
+use crate::record::Role;
+
+/// What an `approver` key may do: read, and decide approval requests.
+fn approver_may(method: &Method, path: &str) -> bool {
+    method == Method::GET
+        || (method == Method::POST
+            && (path.ends_with("/approve") || path.ends_with("/reject"))
+            && (path.starts_with("/v1/approvals/") || path.starts_with("/v1/executions/")))
+}
 
 pub async fn middleware(State(app): State<Arc<App>>, mut request: Request, next: Next) -> Response {
     let authorization = match request.headers().get(header::AUTHORIZATION) {
@@ -24,6 +33,12 @@ pub async fn middleware(State(app): State<Arc<App>>, mut request: Request, next:
     };
     match app.auth.authenticate(authorization.as_deref()).await {
         Ok(caller) => {
+            if caller.role == Role::Approver && !approver_may(request.method(), request.uri().path()) {
+                return ApiError::Forbidden(
+                    "an approver key only reads, and approves or rejects approval requests".into(),
+                )
+                .into_response();
+            }
             request.extensions_mut().insert(caller);
             next.run(request).await
         }

@@ -17,7 +17,7 @@ use crate::record::{ApiKey, Role};
 fn admin_only(caller: &Caller) -> Result<(), ApiError> {
     match caller.role {
         Role::Admin => Ok(()),
-        Role::Member => Err(ApiError::Forbidden("managing keys needs an admin key".into())),
+        Role::Member | Role::Approver => Err(ApiError::Forbidden("managing keys needs an admin key".into())),
     }
 }
 

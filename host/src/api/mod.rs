@@ -2,6 +2,7 @@
 //! to calls on the [`App`]'s parts; they hold no state of their own.
 
 mod agents;
+mod approvals;
 mod artifacts;
 mod auth;
 mod error;
@@ -53,6 +54,12 @@ pub fn documented_routes(app: &Arc<App>) -> OpenApiRouter<Arc<App>> {
         .routes(routes!(executions::steps))
         .routes(routes!(keys::create, keys::list))
         .routes(routes!(keys::revoke))
+        .routes(routes!(approvals::list))
+        .routes(routes!(approvals::get))
+        .routes(routes!(approvals::approve))
+        .routes(routes!(approvals::reject))
+        .routes(routes!(approvals::approve_execution))
+        .routes(routes!(approvals::reject_execution))
         .route_layer(middleware::from_fn_with_state(Arc::clone(app), auth::middleware));
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(authenticated)

@@ -28,6 +28,8 @@ pub struct Caller {
     pub role: Role,
     /// `None` on an open host.
     pub key_id: Option<String>,
+    /// The key's name (what approval requests name their approvers by).
+    pub key_name: Option<String>,
 }
 
 impl Caller {
@@ -36,6 +38,7 @@ impl Caller {
             workspace: DEFAULT_WORKSPACE.to_owned(),
             role: Role::Admin,
             key_id: None,
+            key_name: None,
         }
     }
 }
@@ -154,6 +157,7 @@ impl Auth {
             workspace: cached.key.workspace.clone(),
             role: cached.key.role,
             key_id: Some(id),
+            key_name: Some(cached.key.name.clone()),
         })
     }
 

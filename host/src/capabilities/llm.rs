@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::events::EventData;
@@ -15,6 +16,8 @@ use crate::record::LogLevel;
 use crate::runtime::bindings::warden::agent::llm::{
     Completion, Error, FinishReason, Host, Message, Options, Role, ToolCall, ToolDefinition,
 };
+use crate::record::JournalKind;
+use crate::runtime::journal::{self, Replayed};
 use crate::runtime::{RunState, Stop};
 
 fn to_host_message(m: Message) -> llm::Message {
@@ -127,6 +130,27 @@ impl Host for RunState {
             max_tokens: opts.max_tokens,
             stop: opts.stop,
         };
+        let fingerprint = self.journal.as_ref().map(|_| {
+            let asked = serde_json::to_vec(&(
+                &request.model,
+                &request.messages,
+                &request.tools,
+                request.temperature,
+                request.max_tokens,
+                &request.stop,
+            ))
+            .unwrap_or_default();
+            journal::fingerprint(&[&asked])
+        });
+        if let (Some(journal), Some(fingerprint)) = (&self.journal, &fingerprint)
+            && let Some(Replayed::Done(data)) = journal
+                .take(JournalKind::Llm, fingerprint, &format!("a call of model {:?}", request.model))
+                .map_err(wasmtime::Error::new)?
+        {
+            let call: LlmCall = serde_json::from_str(&data)
+                .map_err(|e| wasmtime::Error::new(Stop::damaged_journal("model call", &e)))?;
+            return self.settle_chat(call);
+        }
         let started = Instant::now();
         let events = Arc::clone(&self.grants.events);
         let host = Arc::clone(&self.grants.llm);
@@ -146,57 +170,120 @@ impl Host for RunState {
             Err(e) => return Ok(Err(Error::Provider(format!("the model call failed in the host: {e}")))),
         };
         let duration_ms = started.elapsed().as_millis() as u64;
-        let served = match served {
-            Ok(served) => served,
-            Err(e) => {
+        let call = LlmCall {
+            model: request.model,
+            duration_ms,
+            answer: served.map(|served| {
+                let c = served.completion;
+                Answer {
+                    first_token_ms: c
+                        .first_token_at
+                        .map(|at| at.saturating_duration_since(self.started).as_millis() as i64),
+                    content: c.content,
+                    tool_calls: c.tool_calls,
+                    usage: c.usage,
+                    model: c.model,
+                    finish_reason: c.finish_reason,
+                    usage_estimated: c.usage_estimated,
+                    provider: served.provider,
+                    offline: served.offline,
+                    attempts: served.attempts,
+                }
+            }).map_err(|e| e.message),
+        };
+        if let (Some(journal), Some(fingerprint)) = (&self.journal, &fingerprint) {
+            let data = serde_json::to_string(&call).unwrap_or_default();
+            journal
+                .record(JournalKind::Llm, fingerprint, None, data)
+                .map_err(wasmtime::Error::new)?;
+        }
+        self.settle_chat(call)
+    }
+}
+
+/// One model call as the journal keeps it: what a replay needs to answer the
+/// guest and record the call exactly as its first life did.
+#[derive(Serialize, Deserialize)]
+struct LlmCall {
+    /// The model asked for.
+    model: String,
+    duration_ms: u64,
+    answer: Result<Answer, String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Answer {
+    content: String,
+    tool_calls: Vec<llm::ToolCall>,
+    usage: Usage,
+    /// The model that answered.
+    model: String,
+    finish_reason: llm::FinishReason,
+    usage_estimated: bool,
+    provider: String,
+    offline: bool,
+    attempts: u32,
+    /// From the run's start.
+    first_token_ms: Option<i64>,
+}
+
+impl RunState {
+    /// Records a model call (live or replayed) on the run and answers the guest.
+    fn settle_chat(&mut self, call: LlmCall) -> wasmtime::Result<Result<Completion, Error>> {
+        let LlmCall {
+            model,
+            duration_ms,
+            answer,
+        } = call;
+        let c = match answer {
+            Ok(answer) => answer,
+            Err(message) => {
                 self.record.step(
                     "llm".into(),
-                    json!({ "model": request.model, "error": e.message, "duration_ms": duration_ms }).to_string(),
+                    json!({ "model": model, "error": message, "duration_ms": duration_ms }).to_string(),
                 );
-                self.llm.errors.push(e.message.clone());
-                return Ok(Err(Error::Provider(e.message)));
+                self.llm.errors.push(message.clone());
+                return Ok(Err(Error::Provider(message)));
             }
         };
-        let c = served.completion;
-        if served.offline && request.model != "scripted" && !self.llm.offline_noted {
+        if c.offline && model != "scripted" && !self.llm.offline_noted {
             self.llm.offline_noted = true;
             self.record.note(
                 LogLevel::Warn,
                 format!(
-                    "model {:?} was answered by the offline scripted provider {:?}, not a real model: \
+                    "model {model:?} was answered by the offline scripted provider {:?}, not a real model: \
                      no real provider serves that name",
-                    request.model, served.provider
+                    c.provider
                 ),
             );
         }
         self.llm.usage_estimated |= c.usage_estimated;
-        let cost = self.grants.llm.pricing.cost(&request.model, &c.usage);
+        let cost = self.grants.llm.pricing.cost(&model, &c.usage);
         self.llm.usage.add(&c.usage);
         self.llm.cost_usd += cost.unwrap_or(0.0);
         self.llm.calls += 1;
         self.llm.model_used = Some(c.model.clone());
-        self.llm.provider = Some(served.provider.clone());
-        if self.llm.first_token_ms.is_none()
-            && let Some(at) = c.first_token_at
-        {
-            self.llm.first_token_ms = Some(at.saturating_duration_since(self.started).as_millis() as i64);
+        self.llm.provider = Some(c.provider.clone());
+        if self.llm.first_token_ms.is_none() {
+            self.llm.first_token_ms = c.first_token_ms;
         }
         self.record.step(
             "llm".into(),
             json!({
                 "model": c.model,
-                "provider": served.provider,
+                "provider": c.provider,
                 "usage": c.usage,
                 "usage_estimated": c.usage_estimated,
-                "offline": served.offline,
+                "offline": c.offline,
                 "cost_usd": cost,
                 "finish_reason": c.finish_reason,
                 "tool_calls": c.tool_calls.len(),
-                "attempts": served.attempts,
+                "attempts": c.attempts,
                 "duration_ms": duration_ms,
             })
             .to_string(),
         );
+        let budget = self.grants.token_budget;
         if self.llm.usage.total > budget {
             return Err(wasmtime::Error::new(Stop::budget(budget, self.llm.usage.total)));
         }
@@ -204,7 +291,7 @@ impl Host for RunState {
     }
 }
 
-fn completion(c: llm::Completion) -> Completion {
+fn completion(c: Answer) -> Completion {
     let Usage {
         prompt,
         completion,

@@ -2,6 +2,7 @@
 //! interface. Each works on the per-execution [`RunState`](crate::runtime::RunState)
 //! and must never block or panic.
 
+mod approval;
 mod artifacts;
 mod llm;
 mod log;

@@ -5,11 +5,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::events::EventData;
-use crate::ports::ToolError;
-use crate::record::ToolCallRecord;
+use crate::ports::{Reach, ToolError};
+use crate::record::{JournalKind, ToolCallRecord};
+use crate::runtime::journal::{self, Replayed};
 use crate::runtime::bindings::warden::agent::tools::{Error, Host, ToolInfo};
 use crate::runtime::{RunState, Stop};
 
@@ -18,6 +20,8 @@ const MAX_ARGUMENT_BYTES: usize = 1 << 20;
 /// Arguments or a result longer than this are recorded (on the execution and in
 /// its events) as a note of their size; the guest still gets the whole result.
 const MAX_RECORDED_BYTES: usize = 16 << 10;
+/// The tool whose unfinished call is picked up again (its child reattached).
+const AGENT_CALL: &str = "agent_call";
 
 /// What the record keeps of a value whose JSON text is `len` bytes.
 fn recorded(value: Value, len: usize) -> Value {
@@ -67,38 +71,120 @@ impl Host for RunState {
             Ok(Err(e)) => return Ok(Err(Error::InvalidArguments(format!("arguments are not JSON: {e}")))),
             Err(e) => return Ok(Err(Error::InvalidArguments(format!("arguments are not JSON: {e}")))),
         };
+        let fingerprint = self
+            .journal
+            .as_ref()
+            .map(|_| journal::fingerprint(&[name.as_bytes(), arguments.as_bytes()]));
+        let recorded_args = recorded(args.clone(), arguments.len());
+        drop(arguments);
+        // On replay: the call's result, or its start when it never finished.
+        let mut started = None;
+        let mut child = None;
+        if let (Some(journal), Some(fingerprint)) = (&self.journal, &fingerprint) {
+            match journal
+                .take(JournalKind::Tool, fingerprint, &format!("tool {name:?}"))
+                .map_err(wasmtime::Error::new)?
+            {
+                Some(Replayed::Done(data)) => {
+                    let call: ToolCall = serde_json::from_str(&data)
+                        .map_err(|e| wasmtime::Error::new(Stop::damaged_journal("tool call", &e)))?;
+                    return Ok(self.settle_tool(name, recorded_args, call));
+                }
+                Some(Replayed::Started { data, seq }) if name == AGENT_CALL => {
+                    // Its child was made (or is made now) under the recorded id.
+                    let start: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
+                    child = start["child"].as_str().map(str::to_owned);
+                    started = Some(seq);
+                }
+                Some(Replayed::Started { .. }) => {
+                    return Err(wasmtime::Error::new(Stop {
+                        code: "unfinished_write",
+                        message: format!(
+                            "the host stopped while tool {name:?} was running; it may have acted, so it is not \
+                             made again"
+                        ),
+                    }));
+                }
+                None => {}
+            }
+        }
         let reach = self.grants.tools.reach(&name, &args);
         self.grants
             .effects
             .before_effect(reach)
             .await
             .map_err(Stop::unrecorded)?;
+        // A call that writes has its start journaled first (stored before it
+        // runs, when it reaches beyond the host), so it is never made twice.
+        if let (Some(journal), Some(fingerprint)) = (&self.journal, &fingerprint)
+            && started.is_none()
+            && !self.grants.tools.repeatable(&name, &args)
+        {
+            if name == AGENT_CALL {
+                child = Some(crate::ids::execution());
+            }
+            let data = json!({ "child": child }).to_string();
+            started = Some(
+                journal
+                    .start(JournalKind::Tool, fingerprint, data, reach == Reach::Outside)
+                    .await
+                    .map_err(wasmtime::Error::new)?,
+            );
+        }
         let id = format!("call_{}", self.tool_calls.len() + 1);
-        let started = Instant::now();
-        let recorded_args = recorded(args.clone(), arguments.len());
-        drop(arguments);
+        let started_at = Instant::now();
         self.grants.events.emit(EventData::ToolStart {
             id: &id,
             name: &name,
             arguments: &recorded_args,
         });
         let host = Arc::clone(&self.grants.tools);
-        let ctx = self.grants.ctx.clone();
+        let mut ctx = self.grants.ctx.clone();
+        ctx.child_id = child;
         let (tool, call_args) = (name.clone(), args);
         let result = super::off_fiber(move || async move { host.call(&ctx, &tool, call_args).await })
             .await
             .unwrap_or_else(|e| Err(ToolError::Failed(format!("the tool call failed in the host: {e}"))));
-        let duration_ms = started.elapsed().as_millis() as u64;
-        let (result, result_value, error) = match result {
-            Ok(v) => {
-                let text = v.to_string();
-                let len = text.len();
-                (Ok(text), recorded(v, len), None)
+        let call = ToolCall {
+            duration_ms: started_at.elapsed().as_millis() as u64,
+            result: result.map(|v| v.to_string()).map_err(|e| match e {
+                ToolError::InvalidArguments(m) => (true, m),
+                ToolError::Failed(m) => (false, m),
+            }),
+        };
+        if let (Some(journal), Some(fingerprint)) = (&self.journal, &fingerprint) {
+            let data = serde_json::to_string(&call).unwrap_or_default();
+            journal
+                .record(JournalKind::Tool, fingerprint, started, data)
+                .map_err(wasmtime::Error::new)?;
+        }
+        Ok(self.settle_tool(name, recorded_args, call))
+    }
+}
+
+/// One tool call as the journal keeps it.
+#[derive(Serialize, Deserialize)]
+struct ToolCall {
+    duration_ms: u64,
+    /// The result's JSON text, or the error (`true`: invalid arguments).
+    result: Result<String, (bool, String)>,
+}
+
+impl RunState {
+    /// Records a tool call (live or replayed) on the run and answers the guest.
+    fn settle_tool(&mut self, name: String, arguments: Value, call: ToolCall) -> Result<String, Error> {
+        let id = format!("call_{}", self.tool_calls.len() + 1);
+        let ToolCall { duration_ms, result } = call;
+        let (result_value, error) = match &result {
+            Ok(text) => {
+                let value = if text.len() > MAX_RECORDED_BYTES {
+                    Value::Null
+                } else {
+                    serde_json::from_str(text).unwrap_or(Value::Null)
+                };
+                (recorded(value, text.len()), None)
             }
-            Err(e) => {
-                let message = e.to_string();
-                (Err(e), Value::Null, Some(message))
-            }
+            Err((_, message)) => (Value::Null, Some(message.clone())),
         };
         self.grants.events.emit(EventData::ToolEnd {
             id: &id,
@@ -113,15 +199,15 @@ impl Host for RunState {
         self.tool_calls.push(ToolCallRecord {
             id,
             name,
-            arguments: recorded_args,
+            arguments,
             result: result_value,
             error,
             duration_ms,
         });
-        Ok(match result {
+        match result {
             Ok(text) => Ok(text),
-            Err(ToolError::InvalidArguments(m)) => Err(Error::InvalidArguments(m)),
-            Err(ToolError::Failed(m)) => Err(Error::Failed(m)),
-        })
+            Err((true, m)) => Err(Error::InvalidArguments(m)),
+            Err((false, m)) => Err(Error::Failed(m)),
+        }
     }
 }

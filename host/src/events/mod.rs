@@ -13,7 +13,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 pub use self::log::{EventHub, EventLog, EventSink, Subscription};
-use crate::record::{Artifact, ExecError, Execution, LogLine, Status, Step, Timing, Usage};
+use crate::record::{Approval, Artifact, ExecError, Execution, LogLine, Status, Step, Timing, Usage};
 use crate::time;
 
 /// The type of an event (SSE `event:`, the JSON's `type`).
@@ -27,6 +27,8 @@ pub enum EventKind {
     ToolStart,
     ToolEnd,
     Artifact,
+    /// An approval request was opened or decided.
+    Approval,
     /// The run completed: the record's summary. Terminal.
     Done,
     /// The run ended otherwise (failed, cancelled): its error. Terminal.
@@ -34,7 +36,7 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 10] = [
+    pub const ALL: [EventKind; 11] = [
         EventKind::Status,
         EventKind::Log,
         EventKind::Step,
@@ -43,6 +45,7 @@ impl EventKind {
         EventKind::ToolStart,
         EventKind::ToolEnd,
         EventKind::Artifact,
+        EventKind::Approval,
         EventKind::Done,
         EventKind::Error,
     ];
@@ -57,6 +60,7 @@ impl EventKind {
             EventKind::ToolStart => "tool_start",
             EventKind::ToolEnd => "tool_end",
             EventKind::Artifact => "artifact",
+            EventKind::Approval => "approval",
             EventKind::Done => "done",
             EventKind::Error => "error",
         }
@@ -94,6 +98,7 @@ pub enum EventData<'a> {
         error: Option<&'a str>,
     },
     Artifact(&'a Artifact),
+    Approval(&'a Approval),
     /// The summary of a completed execution's record.
     Done(&'a Execution),
     /// How an execution that did not complete ended.
@@ -111,6 +116,7 @@ impl EventData<'_> {
             EventData::ToolStart { .. } => EventKind::ToolStart,
             EventData::ToolEnd { .. } => EventKind::ToolEnd,
             EventData::Artifact(_) => EventKind::Artifact,
+            EventData::Approval(_) => EventKind::Approval,
             EventData::Done(_) => EventKind::Done,
             EventData::Error(_) => EventKind::Error,
         }
@@ -199,6 +205,7 @@ impl Serialize for EventData<'_> {
             }
             .serialize(s),
             EventData::Artifact(artifact) => artifact.serialize(s),
+            EventData::Approval(approval) => approval.serialize(s),
             EventData::Done(e) => DoneData {
                 status: e.status,
                 output: e.output.as_deref().filter(|o| o.get().len() <= EVENT_OUTPUT_BYTES),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::lifecycle::End;
 use super::{Executions, Job};
-use crate::record::{ExecError, Execution};
+use crate::record::{ExecError, Execution, Status};
 use crate::scheduler;
 use crate::store::StoreError;
 
@@ -21,12 +21,25 @@ pub enum Cancel {
 
 impl Executions {
     /// `POST /v1/executions/{id}/cancel` for a live execution.
-    pub async fn cancel(&self, id: &str) -> Result<Cancel, StoreError> {
+    pub async fn cancel(self: &Arc<Self>, id: &str) -> Result<Cancel, StoreError> {
         match self.scheduler.cancel(id) {
-            scheduler::Cancel::NotLive => Ok(Cancel::NotLive),
+            scheduler::Cancel::NotLive => {
+                // Unloaded while it waits for a decision: resumed to end.
+                if let Some(execution) = self.store.get(id).await?
+                    && execution.status == Status::AwaitingApproval
+                {
+                    self.lifecycle.request_cancel(id, &[Status::AwaitingApproval]).await?;
+                    self.resume(id).await;
+                    return Ok(Cancel::Requested);
+                }
+                Ok(Cancel::NotLive)
+            }
             scheduler::Cancel::AlreadyRequested => Ok(Cancel::Requested),
             scheduler::Cancel::Signalled => {
-                self.lifecycle.request_cancel(id).await?;
+                // Running, or waiting for a decision within its grace.
+                self.lifecycle
+                    .request_cancel(id, &[Status::Running, Status::AwaitingApproval])
+                    .await?;
                 Ok(Cancel::Requested)
             }
             scheduler::Cancel::Dequeued { job, done } => {

@@ -3,8 +3,9 @@
 //! together. A new status is added here (and in [`Status::can_become`]).
 //!
 //! queued (created) → running (started; stored before the run's first effect
-//! beyond its sandbox) → cancel_requested → completed | failed | cancelled
-//! (ended). An end is stored with the execution's last events and its
+//! beyond its sandbox) ⇄ awaiting_approval (a request open) → cancel_requested
+//! → completed | failed | cancelled | rejected (ended). A durable run resumed
+//! after a restart or a decision goes on `running` ([`Lifecycle::resume`]). An end is stored with the execution's last events and its
 //! run's log and steps in one commit, and published only once that commit is
 //! done ([`Ending::settle`]), so nobody hears of an end the store does not have.
 
@@ -16,8 +17,8 @@ use futures_util::future::{BoxFuture, Shared};
 
 use crate::events::{EventData, EventHub, EventLog};
 use crate::ports::{EffectRefused, Effects, Reach};
-use crate::record::{ExecError, Execution, LogLine, Status, Step};
-use crate::store::{Commit, EventStore, ExecutionStore, FinalRecord, StoreError};
+use crate::record::{Approval, ExecError, Execution, LogLine, Status, Step};
+use crate::store::{ApprovalStore, Commit, EventStore, ExecutionStore, FinalRecord, StoreError, Stores};
 use crate::time;
 
 /// How an execution ends.
@@ -25,6 +26,8 @@ pub enum End {
     Completed(Arc<serde_json::value::RawValue>),
     Failed(ExecError),
     Cancelled(ExecError),
+    /// The agent gave up on a refused (or expired) approval request.
+    Rejected(ExecError),
 }
 
 impl End {
@@ -33,6 +36,7 @@ impl End {
             End::Completed(_) => Status::Completed,
             End::Failed(_) => Status::Failed,
             End::Cancelled(_) => Status::Cancelled,
+            End::Rejected(_) => Status::Rejected,
         }
     }
 }
@@ -40,6 +44,7 @@ impl End {
 pub struct Lifecycle {
     executions: Arc<dyn ExecutionStore>,
     events: Arc<dyn EventStore>,
+    approvals: Arc<dyn ApprovalStore>,
     hub: Arc<EventHub>,
     /// Store each run's log, steps and events (config `capture.record_details`).
     details: bool,
@@ -55,11 +60,12 @@ pub struct Ending {
 }
 
 impl Lifecycle {
-    pub fn new(executions: Arc<dyn ExecutionStore>, events: Arc<dyn EventStore>, details: bool) -> Self {
-        let sink: Arc<dyn crate::events::EventSink> = events.clone();
+    pub fn new(stores: &Stores, details: bool) -> Self {
+        let sink: Arc<dyn crate::events::EventSink> = stores.events.clone();
         Self {
-            executions,
-            events,
+            executions: Arc::clone(&stores.executions),
+            events: Arc::clone(&stores.events),
+            approvals: Arc::clone(&stores.approvals),
             hub: Arc::new(EventHub::new(sink)),
             details,
         }
@@ -134,14 +140,74 @@ impl Lifecycle {
         })
     }
 
-    /// running → cancel_requested.
-    pub async fn request_cancel(&self, id: &str) -> Result<(), StoreError> {
+    /// A durable run picked up again (after a restart, or a decision it was
+    /// unloaded for): `running`, its start stored before. From
+    /// `awaiting_approval` the change is stored; a run that was `running` when
+    /// the host stopped just goes on.
+    pub async fn resume(&self, execution: &mut Execution, log: &Arc<EventLog>) -> Result<Arc<Start>, StoreError> {
+        // The decision that resumes it announces `running` (with itself) when
+        // the replay reaches it.
+        let from = execution.status;
+        if from != Status::Running {
+            check(execution, Status::Running);
+            self.executions.set_status(&execution.id, from, Status::Running).await?;
+        }
+        execution.status = Status::Running;
+        let started_at = execution.started_at.unwrap_or_else(time::now_ms);
+        execution.started_at = Some(started_at);
+        let start = Arc::new(Start {
+            id: execution.id.clone(),
+            started_at,
+            executions: Arc::clone(&self.executions),
+            log: Arc::clone(log),
+            commit: Mutex::new(Some(futures_util::future::ready(Ok(())).boxed().shared())),
+        });
+        log.flush();
+        Ok(start)
+    }
+
+    /// running → awaiting_approval: a request is open (stored with it).
+    pub async fn await_approval(&self, id: &str, log: &EventLog, approval: &Approval) -> Result<(), StoreError> {
+        let stored = self.approvals.create(approval.clone());
+        let status = self.executions.set_status(id, Status::Running, Status::AwaitingApproval);
+        stored.await?;
+        status.await?;
+        log.emit(EventData::Status(Status::AwaitingApproval));
+        log.emit(EventData::Approval(approval));
+        Ok(())
+    }
+
+    /// awaiting_approval → running: the request is decided (announced).
+    pub fn approval_decided(&self, id: &str, log: &EventLog, approval: &Approval) {
+        self.executions
+            .set_status(id, Status::AwaitingApproval, Status::Running)
+            .detach();
+        log.emit(EventData::Approval(approval));
+        log.emit(EventData::Status(Status::Running));
+    }
+
+    /// A run unloaded while it waits: its live log is forgotten (its events
+    /// are stored; a resume continues them).
+    pub fn unload(&self, id: &str) {
+        if let Some(log) = self.hub.get(id) {
+            log.flush();
+        }
+        self.hub.close(id);
+    }
+
+    /// running or awaiting_approval (whichever of `from` it is) → cancel_requested.
+    pub async fn request_cancel(&self, id: &str, from: &[Status]) -> Result<(), StoreError> {
         if let Some(log) = self.hub.get(id) {
             log.emit(EventData::Status(Status::CancelRequested));
         }
-        self.executions
-            .set_status(id, Status::Running, Status::CancelRequested)
-            .await
+        let commits: Vec<Commit> = from
+            .iter()
+            .map(|from| self.executions.set_status(id, *from, Status::CancelRequested))
+            .collect();
+        for commit in commits {
+            commit.await?;
+        }
+        Ok(())
     }
 
     /// → completed, failed or cancelled: the record's end, stored with its last
@@ -159,7 +225,7 @@ impl Lifecycle {
         execution.completed_at = Some(time::now_ms());
         match end {
             End::Completed(output) => execution.output = Some(output),
-            End::Failed(error) | End::Cancelled(error) => execution.error = Some(error),
+            End::Failed(error) | End::Cancelled(error) | End::Rejected(error) => execution.error = Some(error),
         }
         let events = log.end(&EventData::end_of(execution));
         let (logs, steps) = match run {
@@ -229,6 +295,12 @@ impl Effects for Start {
             Reach::Outside => self.store().await,
         };
         result.map_err(|e| EffectRefused(e.to_string()))
+    }
+
+    fn keep(&self) {
+        // Detached: the store commits the start before whatever comes next.
+        drop(self.make());
+        self.log.flush();
     }
 }
 

@@ -10,6 +10,7 @@
 //! started; a restart runs what was queued and ends what was running with
 //! `host_restart`. Listeners learn of an end only after it is committed.
 
+mod approvals;
 mod cancel;
 mod idempotency;
 mod lifecycle;
@@ -26,12 +27,13 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+pub use self::approvals::{Ask, DecideError, Decider};
 pub use self::cancel::Cancel;
 use self::idempotency::IdempotencyKeys;
 use self::lifecycle::Lifecycle;
 pub use self::retry::RetryError;
 pub use self::submit::{Accepted, DEFAULT_PRIORITY, NewExecution, SubmitError, Target};
-use crate::config::{CaptureLimits, Config};
+use crate::config::{CaptureLimits, Config, DurabilityConfig};
 use crate::events::{EventHub, EventLog};
 use crate::llm::Llm;
 use crate::ports::{ArtifactStore, ToolHost};
@@ -39,7 +41,7 @@ use crate::record::Execution;
 use crate::registry::{Registry, Version};
 use crate::runtime::Runtime;
 use crate::scheduler::{self, Scheduler};
-use crate::store::{Backend, EventStore, ExecutionStore, Stores};
+use crate::store::{ApprovalStore, Backend, EventStore, ExecutionStore, JournalStore, Stores};
 use crate::time;
 
 /// Receives the final record of an execution (`None` until it ends).
@@ -50,6 +52,8 @@ struct Job {
     execution: Execution,
     version: Arc<Version>,
     events: Arc<EventLog>,
+    /// A durable run picked up again: it replays its journal.
+    resume: bool,
 }
 
 impl scheduler::Job for Job {
@@ -80,6 +84,7 @@ struct Settings {
     slot_grace: Duration,
     retention_secs: u64,
     retention_sweep: Duration,
+    durability: DurabilityConfig,
 }
 
 /// What executions need from the rest of the host.
@@ -96,6 +101,10 @@ pub struct Executions {
     lifecycle: Lifecycle,
     idempotency: IdempotencyKeys,
     store: Arc<dyn ExecutionStore>,
+    journal: Arc<dyn JournalStore>,
+    approvals: Arc<dyn ApprovalStore>,
+    /// Runs waiting for decisions in memory.
+    waiters: approvals::Waiters,
     /// Whether storage is failing (new executions are refused meanwhile).
     backend: Arc<dyn Backend>,
     artifacts: Arc<dyn ArtifactStore>,
@@ -123,15 +132,15 @@ impl Executions {
                 slot_grace: Duration::from_millis(config.slot_grace_ms),
                 retention_secs: config.retention_secs,
                 retention_sweep: Duration::from_millis(config.retention_sweep_ms.max(1)),
+                durability: config.durability,
             },
             scheduler: Scheduler::new(config.max_concurrent_executions as usize, config.max_queued_executions),
-            lifecycle: Lifecycle::new(
-                Arc::clone(&stores.executions),
-                Arc::clone(&stores.events),
-                config.capture.record_details,
-            ),
+            lifecycle: Lifecycle::new(stores, config.capture.record_details),
             idempotency: IdempotencyKeys::new(config.idempotency_ttl_secs, Arc::clone(&stores.idempotency)),
             store: Arc::clone(&stores.executions),
+            journal: Arc::clone(&stores.journal),
+            approvals: Arc::clone(&stores.approvals),
+            waiters: approvals::Waiters::default(),
             backend: Arc::clone(&stores.backend),
             artifacts: Arc::new(ports::StoredArtifacts::new(stores)),
             registry: parts.registry,
@@ -149,7 +158,10 @@ impl Executions {
     pub async fn start(self: &Arc<Self>) -> anyhow::Result<()> {
         self.idempotency.load(time::now_ms()).await?;
         self.recover().await?;
+        self.resume_answered().await?;
         tokio::spawn(expire_idempotency_keys(Arc::downgrade(self)));
+        let every = Duration::from_millis(self.settings.durability.expiry_sweep_ms.max(1));
+        tokio::spawn(approvals::expire_requests(Arc::downgrade(self), every));
         if self.settings.retention_secs > 0 {
             tokio::spawn(sweep_old_executions(Arc::downgrade(self)));
         }

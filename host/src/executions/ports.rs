@@ -2,6 +2,7 @@
 //! executions for `agent_call`, made through the one way in like any other.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::value::RawValue;
@@ -76,9 +77,17 @@ impl AgentCalls for Executions {
             agent: agent.to_owned(),
             version: None,
         };
+        // A durable parent fixed its child's id before the call: after a
+        // restart, the call finds that child (made, running or over) again.
+        if let Some(id) = &ctx.child_id
+            && (this.watch(id).is_some() || matches!(this.store.get(id).await, Ok(Some(_))))
+        {
+            return this.child_outcome(id).await;
+        }
         let mut new = NewExecution::new(target, input.into(), Trigger::Agent);
         new.parent = Some((ctx.execution_id.clone(), ctx.depth + 1));
-        let mut accepted = this.submit(new).await.map_err(|e| match e {
+        new.id = ctx.child_id.clone();
+        let accepted = this.submit(new).await.map_err(|e| match e {
             SubmitError::AgentNotFound(_) => ToolError::Failed(format!("no agent named {agent:?}")),
             SubmitError::NoVersion(_) => ToolError::Failed(format!("agent {agent:?} has no runnable version")),
             SubmitError::InvalidInput(errors) => ToolError::InvalidArguments(format!(
@@ -88,20 +97,38 @@ impl AgentCalls for Executions {
             SubmitError::InputTooLarge { .. } => ToolError::InvalidArguments(format!("input: {e}")),
             other => ToolError::Failed(format!("agent_call: {other}")),
         })?;
-        let child = accepted.execution.id.clone();
+        this.child_outcome(&accepted.execution.id).await
+    }
+}
+
+/// How often a parent looks again at a child that waits unloaded (for an
+/// approval) until it ends.
+const CHILD_POLL: Duration = Duration::from_millis(500);
+
+impl Executions {
+    /// Waits for a child execution's end, across its waits for approvals.
+    async fn child_outcome(&self, child: &str) -> Result<ChildOutcome, ToolError> {
         let lost = || ToolError::Failed(format!("child execution {child} ended without a record"));
-        let ended = accepted
-            .done
-            .wait_for(Option::is_some)
-            .await
-            .map_err(|_| lost())?
-            .clone()
-            .ok_or_else(lost)?;
-        Ok(ChildOutcome {
-            execution_id: child.clone(),
-            status: ended.status,
-            output: ended.output.clone(),
-            error: ended.error.clone(),
-        })
+        loop {
+            let ended = match self.watch(child) {
+                Some(mut done) => done.wait_for(Option::is_some).await.ok().and_then(|e| e.clone()),
+                None => match self.store.get(child).await {
+                    Ok(Some(stored)) => Some(Arc::new(stored)),
+                    Ok(None) => return Err(lost()),
+                    Err(_) => None,
+                },
+            };
+            if let Some(ended) = ended
+                && ended.status.is_terminal()
+            {
+                return Ok(ChildOutcome {
+                    execution_id: child.to_owned(),
+                    status: ended.status,
+                    output: ended.output.clone(),
+                    error: ended.error.clone(),
+                });
+            }
+            tokio::time::sleep(CHILD_POLL).await;
+        }
     }
 }

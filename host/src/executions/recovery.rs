@@ -1,7 +1,9 @@
 //! After a restart: executions that were queued run again (in priority order,
-//! their stored events continued); those that were running end `failed` with
+//! their stored events continued); durable ones that were running resume,
+//! replaying their journals; other running ones end `failed` with
 //! `host_restart` (or `cancelled` if a cancel had been asked) and are retried
-//! when their agent's policy allows.
+//! when their agent's policy allows. (Those waiting unloaded for a decision
+//! stay so, unless it came meanwhile: see `resume_answered`.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,11 +43,16 @@ impl Executions {
                         execution,
                         version,
                         events,
+                        resume: false,
                     };
                     self.scheduler.queue(reservation, job, delay.is_some());
                     if let Some(delay) = delay {
                         self.end_delay_after(id, delay);
                     }
+                }
+                (Status::Running, Some((_, version))) if version.meta.manifest.durable => {
+                    tracing::info!(execution = %execution.id, "resuming after restart");
+                    self.requeue(execution, true).await;
                 }
                 (status, found) => {
                     let end = match (status, &found) {

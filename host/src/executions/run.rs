@@ -4,18 +4,22 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use super::approvals::Desk;
 use super::lifecycle::{End, Ending, Start};
 use super::{Executions, Job};
-use crate::events::EventLog;
+use crate::events::{EventKind, EventLog};
 use crate::ports::{AgentCalls, Effects, ToolCtx};
-use crate::record::{ExecError, Execution};
+use crate::record::{ExecError, Execution, JournalEntry, Status};
 use crate::registry::Version;
+use crate::runtime::journal::RunJournal;
 use crate::runtime::{Grants, RunArtifacts, RunOutcome};
+use crate::store::EventBudget;
 use crate::scheduler::Started;
 
 /// A run still going after this long is stored `running`.
@@ -36,6 +40,8 @@ impl Executions {
         version: &Version,
         events: &Arc<EventLog>,
         start: &Arc<Start>,
+        durable: Option<(Vec<JournalEntry>, (u32, u32))>,
+        waited_ms: Arc<AtomicU64>,
     ) -> Grants {
         let manifest = &version.meta.manifest;
         let effects: Arc<dyn Effects> = Arc::clone(start) as Arc<dyn Effects>;
@@ -47,6 +53,20 @@ impl Executions {
             Arc::clone(&effects),
         ));
         let children: Arc<dyn AgentCalls> = Arc::clone(self) as Arc<dyn AgentCalls>;
+        let (journal, announced) = match durable {
+            Some((earlier, announced)) => (
+                Some(RunJournal::new(
+                    &execution.id,
+                    earlier,
+                    Arc::clone(&self.journal),
+                    Arc::clone(&effects),
+                    Arc::clone(events),
+                    self.settings.durability,
+                )),
+                announced,
+            ),
+            None => (None, (0, 0)),
+        };
         Grants {
             llm: Arc::clone(&self.llm),
             tools: Arc::clone(&self.tools),
@@ -64,10 +84,20 @@ impl Executions {
                 allowed_hosts: Arc::clone(&manifest.allowed_hosts),
                 artifacts: artifacts.clone(),
                 children,
+                child_id: None,
             },
             events: Arc::clone(events),
             artifacts,
             effects,
+            desk: Arc::new(Desk {
+                executions: Arc::clone(self),
+                execution_id: execution.id.clone(),
+                log: Arc::clone(events),
+            }),
+            approval_grace: Duration::from_millis(self.settings.durability.approval_grace_ms),
+            waited_ms,
+            journal,
+            announced,
         }
     }
 
@@ -99,8 +129,9 @@ fn supervise(this: Arc<Executions>, job: Job, cancel: oneshot::Receiver<()>) -> 
     let agent_id = job.execution.agent_id.clone();
     let version = Arc::clone(&job.version);
     let bound = version.meta.limits.timeout() + this.settings.slot_grace;
-    let task = tokio::spawn(run(Arc::clone(&this), job, cancel));
-    wait_for_run(this, id, agent_id, version, bound, task)
+    let waited = Arc::new(AtomicU64::new(0));
+    let task = tokio::spawn(run(Arc::clone(&this), job, cancel, Arc::clone(&waited)));
+    wait_for_run(this, id, agent_id, version, (bound, waited), task)
 }
 
 async fn wait_for_run(
@@ -108,12 +139,21 @@ async fn wait_for_run(
     id: String,
     agent_id: String,
     version: Arc<Version>,
-    bound: Duration,
-    task: JoinHandle<(Execution, Ending)>,
+    (bound, waited): (Duration, Arc<AtomicU64>),
+    task: JoinHandle<RunEnd>,
 ) {
     let abort = task.abort_handle();
-    let ended = match tokio::time::timeout(bound, task).await {
-        Ok(Ok(ended)) => Some(ended),
+    let ended = match crate::runtime::within(bound, &waited, task).await {
+        Ok(Ok(RunEnd::Unloaded(execution))) => {
+            // Waiting for a decision, unloaded: its slot is free, and whoever
+            // waits for its end hears it waits.
+            this.launch(this.scheduler.finished(&agent_id));
+            this.lifecycle.unload(&id);
+            this.scheduler.announce(&id, Some(Arc::new(execution)));
+            Box::pin(this.after_unload(&id)).await;
+            return;
+        }
+        Ok(Ok(RunEnd::Ended(execution, ending))) => Some((execution, ending)),
         Ok(Err(e)) => {
             tracing::error!(execution = %id, error = %e, "execution task died");
             let error = ExecError::host("internal", "the host failed while running this execution");
@@ -152,21 +192,45 @@ async fn wait_for_run(
     this.scheduler.announce(&id, finished);
 }
 
+/// How a run task ended.
+enum RunEnd {
+    /// Its final record is being stored.
+    Ended(Execution, Ending),
+    /// Unloaded while it waits for a decision (`awaiting_approval`).
+    Unloaded(Execution),
+}
+
 /// Runs the guest and starts storing the final record; returns it with its end.
-async fn run(this: Arc<Executions>, job: Job, cancel: oneshot::Receiver<()>) -> (Execution, Ending) {
+async fn run(this: Arc<Executions>, job: Job, cancel: oneshot::Receiver<()>, waited: Arc<AtomicU64>) -> RunEnd {
     let Job {
         mut execution,
         version,
         events,
+        resume,
     } = job;
-    let start = this.lifecycle.start(&mut execution, &events);
+    let ended = |this: &Executions, mut execution: Execution, end: End| {
+        let ending = this.lifecycle.end(&mut execution, &events, end, None);
+        RunEnd::Ended(execution, ending)
+    };
+    if resume && execution.status == Status::CancelRequested {
+        let error = ExecError::host("cancelled", "the execution was cancelled while it waited for an approval");
+        return ended(&this, execution, End::Cancelled(error));
+    }
+    let durable = version.meta.manifest.durable;
+    let (start, earlier) = if resume {
+        match this.resumed(&mut execution, &events).await {
+            Ok(resumed) => resumed,
+            Err(error) => return ended(&this, execution, End::Failed(error)),
+        }
+    } else {
+        (this.lifecycle.start(&mut execution, &events), None)
+    };
     let pre = match &version.pre {
         Ok(pre) => pre,
         // Refused at submit; a run admitted before its version became unloadable.
         Err(reason) => {
             let error = ExecError::host("agent_unavailable", format!("this agent version cannot run: {reason}"));
-            let ending = this.lifecycle.end(&mut execution, &events, End::Failed(error), None);
-            return (execution, ending);
+            return ended(&this, execution, End::Failed(error));
         }
     };
     // A dropped sender is not a cancel: only a sent message is.
@@ -175,7 +239,8 @@ async fn run(this: Arc<Executions>, job: Job, cancel: oneshot::Receiver<()>) -> 
             std::future::pending::<()>().await;
         }
     };
-    let grants = this.grants(&execution, &version, &events, &start);
+    let durable = durable.then(|| earlier.unwrap_or_default());
+    let grants = this.grants(&execution, &version, &events, &start, durable, waited);
     // Most runs end within milliseconds; storing `running` for them would only be
     // overwritten at once. A run's start is stored before its first effect beyond
     // its sandbox, and once it is still going after a moment (the event stream
@@ -197,9 +262,59 @@ async fn run(this: Arc<Executions>, job: Job, cancel: oneshot::Receiver<()>) -> 
             }
         }
     };
+    if outcome.suspended {
+        execution.status = Status::AwaitingApproval;
+        return RunEnd::Unloaded(execution);
+    }
     let (end, run_record) = record_outcome(&mut execution, outcome);
     let ending = this.lifecycle.end(&mut execution, &events, end, Some(run_record));
-    (execution, ending)
+    RunEnd::Ended(execution, ending)
+}
+
+impl Executions {
+    /// A durable run picked up again: `running`, with its journal and what its
+    /// earlier lives announced.
+    async fn resumed(
+        &self,
+        execution: &mut Execution,
+        events: &Arc<EventLog>,
+    ) -> Result<(Arc<Start>, Option<(Vec<JournalEntry>, (u32, u32))>), ExecError> {
+        let unavailable = |e: crate::store::StoreError| {
+            ExecError::host("storage_unavailable", format!("could not read the run's journal to resume it: {e}"))
+        };
+        let earlier = self.journal.load(&execution.id).await.map_err(unavailable)?;
+        let announced = self.announced(&execution.id).await.map_err(unavailable)?;
+        let start = self.lifecycle.resume(execution, events).await.map_err(unavailable)?;
+        Ok((start, Some((earlier, announced))))
+    }
+
+    /// The highest log line and step numbers an execution's stored events
+    /// announced.
+    async fn announced(&self, id: &str) -> Result<(u32, u32), crate::store::StoreError> {
+        let budget = EventBudget {
+            events: 1000,
+            bytes: 4 << 20,
+        };
+        let (mut after, mut logs, mut steps) = (0, 0, 0);
+        loop {
+            let page = self.lifecycle.stored_events().read(id, after, budget).await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            for event in &page {
+                let slot = match event.kind {
+                    EventKind::Log => &mut logs,
+                    EventKind::Step => &mut steps,
+                    _ => continue,
+                };
+                let seq = serde_json::from_str::<serde_json::Value>(event.json())
+                    .ok()
+                    .and_then(|v| v["data"]["seq"].as_u64())
+                    .unwrap_or(0);
+                *slot = (*slot).max(seq.min(u64::from(u32::MAX)) as u32);
+            }
+        }
+        Ok((logs, steps))
+    }
 }
 
 /// Copies what the run used and recorded onto the execution; returns how it
@@ -228,6 +343,11 @@ fn record_outcome(
     let end = match outcome.result {
         Ok(output) => End::Completed(output.into()),
         Err(error) if outcome.cancelled => End::Cancelled(error),
+        Err(error)
+            if error.source == crate::record::ErrorSource::Agent && outcome.refusal == Some(error.code.as_str()) =>
+        {
+            End::Rejected(error)
+        }
         Err(error) => End::Failed(error),
     };
     (end, (recording.logs, recording.steps))

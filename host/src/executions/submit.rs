@@ -34,6 +34,8 @@ pub enum Target {
 
 /// What a caller asks to run.
 pub struct NewExecution {
+    /// The id to give it (one fixed in a parent's journal); a new one if unset.
+    pub id: Option<String>,
     pub target: Target,
     pub input: Arc<RawValue>,
     /// A JSON object kept on the record (`{}` when absent).
@@ -59,6 +61,7 @@ pub struct NewExecution {
 impl NewExecution {
     pub fn new(target: Target, input: Arc<RawValue>, trigger: Trigger) -> Self {
         Self {
+            id: None,
             target,
             input,
             metadata: None,
@@ -160,7 +163,7 @@ impl Executions {
         })?;
         version.check_input(&input).await.map_err(SubmitError::InvalidInput)?;
 
-        let id = ids::execution();
+        let id = new.id.unwrap_or_else(ids::execution);
         let now = time::now_ms();
         // Keys are the agent's workspace's: another tenant's same key is another key.
         let key = new.idempotency_key.map(|k| format!("{}:{k}", entry.agent.workspace));
@@ -229,6 +232,7 @@ impl Executions {
             execution: execution.clone(),
             version,
             events,
+            resume: false,
         };
         let done = self.scheduler.queue(reservation, job, new.delay.is_some());
         match new.delay {

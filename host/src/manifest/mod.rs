@@ -51,6 +51,14 @@ pub struct Manifest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<serde_json::Value>)]
     pub input_schema: Option<serde_json::Value>,
+    /// Journal the run's host calls so that it survives a restart and can wait
+    /// for approvals unloaded (default). `false`: a restart ends it `host_restart`.
+    #[serde(default = "yes")]
+    pub durable: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn no_items(list: &Arc<[String]>) -> bool {

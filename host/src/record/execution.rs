@@ -19,10 +19,14 @@ pub enum Status {
     Completed,
     Failed,
     Cancelled,
+    /// Waiting for a person to answer an approval request.
+    AwaitingApproval,
+    /// An approval request was rejected (or expired) and the agent did not go on.
+    Rejected,
 }
 
 impl Status {
-    pub const ALL: [Status; 7] = [
+    pub const ALL: [Status; 9] = [
         Status::Pending,
         Status::Queued,
         Status::Running,
@@ -30,6 +34,8 @@ impl Status {
         Status::Completed,
         Status::Failed,
         Status::Cancelled,
+        Status::AwaitingApproval,
+        Status::Rejected,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -41,6 +47,8 @@ impl Status {
             Status::Completed => "completed",
             Status::Failed => "failed",
             Status::Cancelled => "cancelled",
+            Status::AwaitingApproval => "awaiting_approval",
+            Status::Rejected => "rejected",
         }
     }
 
@@ -49,7 +57,10 @@ impl Status {
     }
 
     pub fn is_terminal(self) -> bool {
-        matches!(self, Status::Completed | Status::Failed | Status::Cancelled)
+        matches!(
+            self,
+            Status::Completed | Status::Failed | Status::Cancelled | Status::Rejected
+        )
     }
 
     /// Whether an execution in this status may move to `to`: every status
@@ -60,8 +71,9 @@ impl Status {
             (self, to),
             (Pending, Queued | Cancelled | Failed)
                 | (Queued, Running | Cancelled | Failed)
-                | (Running, CancelRequested | Completed | Failed | Cancelled)
-                | (CancelRequested, Completed | Failed | Cancelled)
+                | (Running, CancelRequested | Completed | Failed | Cancelled | AwaitingApproval | Rejected)
+                | (AwaitingApproval, Running | CancelRequested | Cancelled | Failed)
+                | (CancelRequested, Completed | Failed | Cancelled | Rejected)
         )
     }
 }

@@ -11,6 +11,8 @@ pub enum Role {
     Admin,
     /// Deploys and runs agents, reads executions.
     Member,
+    /// Reads, and decides approval requests; nothing else.
+    Approver,
 }
 
 impl Role {
@@ -18,6 +20,7 @@ impl Role {
         match self {
             Role::Admin => "admin",
             Role::Member => "member",
+            Role::Approver => "approver",
         }
     }
 
@@ -25,6 +28,7 @@ impl Role {
         match text {
             "admin" => Some(Role::Admin),
             "member" => Some(Role::Member),
+            "approver" => Some(Role::Approver),
             _ => None,
         }
     }

@@ -3,11 +3,15 @@
 //! form; nothing here stores, schedules or runs anything.
 
 mod agent;
+mod approval;
 mod execution;
+mod journal;
 mod key;
 mod run;
 
 pub use self::agent::{Agent, AgentVersion};
+pub use self::approval::{Approval, ApprovalStatus, Decision};
 pub use self::execution::{ErrorSource, ExecError, Execution, ExecutionView, Status, Timing, Trigger};
+pub use self::journal::{JournalEntry, JournalKind};
 pub use self::key::{ApiKey, Role};
 pub use self::run::{Artifact, LogLevel, LogLine, LogStream, Step, ToolCallRecord, Usage};

@@ -77,6 +77,15 @@ impl RunArtifacts {
         Ok(())
     }
 
+    /// An artifact a replayed call stored in the run's earlier life: counted
+    /// as the run's again, not stored or announced twice.
+    pub fn adopt(&self, artifact: Artifact) {
+        let mut state = self.lock();
+        let (count, bytes) = state.reserved;
+        state.reserved = (count + 1, bytes + artifact.size);
+        state.artifacts.push(artifact);
+    }
+
     fn unreserve(&self, size: u64) {
         let mut state = self.lock();
         let (count, bytes) = state.reserved;

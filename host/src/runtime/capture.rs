@@ -48,6 +48,9 @@ struct Recorded {
     partial: [Vec<u8>; 2],
     /// The last few lines the guest wrote to stderr, oldest first.
     last_stderr: Vec<String>,
+    /// Log lines and steps up to these numbers were announced in the run's
+    /// earlier life (it is replaying its journal): not announced again.
+    announced: (u32, u32),
 }
 
 /// What a finished run recorded.
@@ -71,7 +74,14 @@ impl RunRecord {
             dropped_steps: 0,
             partial: [Vec::new(), Vec::new()],
             last_stderr: Vec::new(),
+            announced: (0, 0),
         })))
+    }
+
+    /// A resumed run: its earlier life announced log lines up to `logs` and
+    /// steps up to `steps`; doing them again announces nothing.
+    pub fn announced(&self, logs: u32, steps: u32) {
+        self.lock().announced = (logs, steps);
     }
 
     fn lock(&self) -> MutexGuard<'_, Recorded> {
@@ -107,7 +117,9 @@ impl RunRecord {
             started_at: now,
             ended_at: now,
         };
-        if let Some(events) = &r.events {
+        if let Some(events) = &r.events
+            && seq > r.announced.1
+        {
             events.emit(EventData::Step(&step));
         }
         r.steps.push(step);
@@ -195,7 +207,9 @@ impl Recorded {
             stream,
             message,
         };
-        if let Some(events) = &self.events {
+        if let Some(events) = &self.events
+            && seq > self.announced.0
+        {
             events.emit(EventData::Log(&line));
         }
         self.logs.push(line);

@@ -10,11 +10,12 @@ mod capture;
 pub mod compiler;
 pub mod component;
 pub mod engine;
+pub mod journal;
 mod state;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::value::RawValue;
 use wasmtime::component::{HasSelf, Linker};
@@ -27,8 +28,7 @@ use self::engine::Ticker;
 pub use self::state::{Grants, LlmTotals, RunState};
 use crate::config::{CaptureLimits, Config};
 use crate::manifest::Limits;
-use crate::record::ExecError;
-use crate::record::ToolCallRecord;
+use crate::record::{ErrorSource, ExecError, ToolCallRecord};
 
 pub mod bindings {
     //! Host bindings generated from `wit/`.
@@ -39,12 +39,16 @@ pub mod bindings {
             "warden:agent/llm.chat": async | trappable,
             "warden:agent/tools.call": async | trappable,
             "warden:agent/artifacts.put": async | trappable,
+            "warden:agent/approval.request": async | trappable,
         },
         exports: { default: async },
     });
 }
 
 pub use bindings::AgentPre;
+
+/// The code of a [`Stop`] that unloads a run waiting for a decision.
+const SUSPENDED: &str = "suspended";
 
 /// Longest agent error code kept as given; others become `agent_error`.
 const MAX_AGENT_CODE_LEN: usize = 64;
@@ -75,6 +79,23 @@ impl Stop {
         }
     }
 
+    /// The run waits for a decision unloaded: its store is dropped, and the
+    /// decision resumes it by replay.
+    pub fn suspended() -> Self {
+        Self {
+            code: SUSPENDED,
+            message: "the run waits for an approval, unloaded".into(),
+        }
+    }
+
+    /// A journal entry that cannot be read back.
+    pub fn damaged_journal(what: &str, e: &serde_json::Error) -> Self {
+        Self {
+            code: "replay_divergence",
+            message: format!("the journal's {what} cannot be read back: {e}"),
+        }
+    }
+
     /// The run's start could not be stored: it must not act beyond its sandbox.
     pub fn unrecorded(refused: crate::ports::EffectRefused) -> wasmtime::Error {
         wasmtime::Error::new(Self {
@@ -92,6 +113,11 @@ pub struct RunOutcome {
     pub result: Result<Box<RawValue>, ExecError>,
     /// Stopped because `cancel` resolved.
     pub cancelled: bool,
+    /// Unloaded while waiting for a decision: not ended.
+    pub suspended: bool,
+    /// The guest last got a refusal of an approval request (the code it ends
+    /// `rejected` with if it gives up on it).
+    pub refusal: Option<&'static str>,
     pub fuel_used: u64,
     pub peak_memory_bytes: u64,
     pub recording: Recording,
@@ -163,6 +189,7 @@ impl Runtime {
         cancel: impl Future<Output = ()>,
     ) -> RunOutcome {
         let record = RunRecord::new(self.capture, Some(Arc::clone(&grants.events)));
+        record.announced(grants.announced.0, grants.announced.1);
         let mut store = Store::new(
             &self.engine,
             RunState::new(limits.memory_bytes(), record.clone(), grants),
@@ -170,6 +197,7 @@ impl Runtime {
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(1);
         store.epoch_deadline_async_yield_and_update(1);
+        let waited = Arc::clone(&store.data().grants.waited_ms);
         let mut cancelled = false;
         let result = match store.set_fuel(limits.fuel) {
             Ok(()) => {
@@ -180,7 +208,7 @@ impl Runtime {
                 let ended = tokio::select! {
                     biased;
                     () = cancel => None,
-                    ended = tokio::time::timeout(limits.timeout(), call) => Some(ended),
+                    ended = within(limits.timeout(), &waited, call) => Some(ended),
                 };
                 match ended {
                     None => {
@@ -201,10 +229,24 @@ impl Runtime {
                 format!("could not set the fuel budget: {e}"),
             )),
         };
+        let suspended = matches!(&result, Err(e) if e.code == SUSPENDED);
+        // A replay that went astray where it could not say so (a clock
+        // reading), or ended before its journal did, fails as diverged.
+        let result = match (&store.data().journal, &result) {
+            (Some(journal), Ok(_)) | (Some(journal), Err(ExecError { source: ErrorSource::Agent, .. })) => {
+                match journal.failure(true) {
+                    Some(stop) => Err(ExecError::host(stop.code, stop.message)),
+                    None => result,
+                }
+            }
+            _ => result,
+        };
         let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
         let peak_memory_bytes = store.data().limiter.peak as u64;
         let state = store.into_data();
         RunOutcome {
+            suspended,
+            refusal: state.refusal,
             llm: state.llm,
             tool_calls: state.tool_calls,
             artifacts: state.grants.artifacts.list(),
@@ -269,6 +311,25 @@ impl Runtime {
                 format!("the output is not JSON the host accepts: {e}"),
             )
         })
+    }
+}
+
+/// Runs `call` within `limit`, not counting the time the run spent waiting for
+/// decisions (`waited`, in ms, grows while it runs); `Err` when it ran out.
+pub async fn within<F: Future>(limit: std::time::Duration, waited: &AtomicU64, call: F) -> Result<F::Output, ()> {
+    let started = tokio::time::Instant::now();
+    tokio::pin!(call);
+    loop {
+        let deadline = started + limit + std::time::Duration::from_millis(waited.load(Ordering::Relaxed));
+        tokio::select! {
+            out = &mut call => return Ok(out),
+            () = tokio::time::sleep_until(deadline) => {
+                let now = started + limit + std::time::Duration::from_millis(waited.load(Ordering::Relaxed));
+                if now <= tokio::time::Instant::now() {
+                    return Err(());
+                }
+            }
+        }
     }
 }
 

@@ -3,7 +3,12 @@
 //! record. Built fresh for every execution; never shared between runs.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use rand::SeedableRng;
+use sha2::Digest;
+use rand::rngs::StdRng;
 
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
@@ -11,9 +16,10 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::artifacts::RunArtifacts;
 use super::capture::RunRecord;
+use super::journal::{MonotonicClock, RunJournal, WallClock};
 use crate::events::EventLog;
 use crate::llm::Llm;
-use crate::ports::{Effects, ToolCtx, ToolHost};
+use crate::ports::{ApprovalDesk, Effects, ToolCtx, ToolHost};
 use crate::record::{LogStream, ToolCallRecord, Usage};
 
 /// Instances, tables and memories one store may create.
@@ -31,6 +37,11 @@ pub struct RunState {
     pub llm: LlmTotals,
     pub tool_calls: Vec<ToolCallRecord>,
     pub started: Instant,
+    /// A durable run's journal.
+    pub journal: Option<Arc<RunJournal>>,
+    /// The last approval decision the guest got refused the request: the code
+    /// (`rejected`, `approval_expired`) an agent that gives up on it ends with.
+    pub refusal: Option<&'static str>,
 }
 
 /// What an execution may use beyond its sandbox: models and a token budget,
@@ -53,6 +64,18 @@ pub struct Grants {
     /// Called before each model, tool or artifact call: the run's start is
     /// stored before anything it does leaves the sandbox.
     pub effects: Arc<dyn Effects>,
+    /// Where the run's approval requests go.
+    pub desk: Arc<dyn ApprovalDesk>,
+    /// How long a durable run waits for a decision in memory before it is
+    /// unloaded.
+    pub approval_grace: Duration,
+    /// Time spent waiting for decisions (not counted against the timeout).
+    pub waited_ms: Arc<AtomicU64>,
+    /// A durable run's journal (`None`: the agent is not durable).
+    pub journal: Option<Arc<RunJournal>>,
+    /// The log lines and steps (by number) a resumed run announced in its
+    /// earlier lives.
+    pub announced: (u32, u32),
 }
 
 impl Grants {
@@ -90,16 +113,34 @@ pub struct LlmTotals {
 }
 
 impl RunState {
-    pub fn new(memory_limit: usize, record: RunRecord, grants: Grants) -> Self {
-        let wasi = WasiCtxBuilder::new()
-            .stdout(record.stdio(LogStream::Stdout))
+    pub fn new(memory_limit: usize, record: RunRecord, mut grants: Grants) -> Self {
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(record.stdio(LogStream::Stdout))
             .stderr(record.stdio(LogStream::Stderr))
             .allow_tcp(false)
             .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
+            .allow_ip_name_lookup(false);
+        let journal = grants.journal.take();
+        if let Some(journal) = &journal {
+            // Clocks and randomness come from the journal: a replay reads
+            // what the run's earlier life read.
+            // The insecure sources get a seed of their own, derived one way:
+            // reading them reveals nothing of the secure one.
+            let seed = journal.seed();
+            let insecure: [u8; 32] = sha2::Sha256::new_with_prefix(seed)
+                .chain_update(b"insecure")
+                .finalize()
+                .into();
+            wasi.wall_clock(WallClock(Arc::clone(journal)))
+                .monotonic_clock(MonotonicClock(Arc::clone(journal)))
+                .secure_random(StdRng::from_seed(seed))
+                .insecure_random(StdRng::from_seed(insecure))
+                .insecure_random_seed(u128::from_le_bytes(insecure[..16].try_into().unwrap_or_default()));
+        }
         Self {
-            wasi,
+            journal,
+            refusal: None,
+            wasi: wasi.build(),
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(memory_limit),
             record,

@@ -20,7 +20,10 @@ use async_trait::async_trait;
 
 pub use self::commit::Commit;
 use crate::events::{Event, EventSink};
-use crate::record::{Agent, AgentVersion, ApiKey, Artifact, Execution, LogLine, Status, Step};
+use crate::record::{
+    Agent, AgentVersion, ApiKey, Approval, ApprovalStatus, Artifact, Decision, Execution, JournalEntry, LogLine, Status,
+    Step,
+};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -37,7 +40,8 @@ pub enum StoreError {
 }
 
 /// An execution's final write: its record, its log lines and steps, and its last
-/// events, committed together.
+/// events, committed together (its journal deleted, its pending approval
+/// requests cancelled).
 pub struct FinalRecord {
     pub execution: Execution,
     pub logs: Vec<LogLine>,
@@ -158,6 +162,48 @@ pub trait KvStore: Send + Sync {
     async fn list(&self, agent_id: &str, prefix: &str, limit: usize) -> Result<Vec<String>, StoreError>;
 }
 
+/// The journals of durable runs. An execution's journal is deleted with its
+/// final record (a finished run is never replayed).
+#[async_trait]
+pub trait JournalStore: Send + Sync {
+    /// Adds entries (or, for a started entry now done, replaces it), in order
+    /// with the other writes.
+    fn append(&self, execution_id: &str, entries: Vec<JournalEntry>) -> Commit;
+    /// An execution's journal, in order.
+    async fn load(&self, execution_id: &str) -> Result<Vec<JournalEntry>, StoreError>;
+}
+
+/// Filters and cursor of an approvals listing. Newest first; `after` is the
+/// last id of the previous page.
+#[derive(Debug, Default, Clone)]
+pub struct ApprovalFilter {
+    pub workspace: String,
+    pub status: Option<ApprovalStatus>,
+    pub agent_id: Option<String>,
+    pub execution_id: Option<String>,
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+/// Approval requests and their decisions.
+#[async_trait]
+pub trait ApprovalStore: Send + Sync {
+    fn create(&self, approval: Approval) -> Commit;
+    /// Decides a request, only if it is still pending (the first decision wins:
+    /// read it back to learn which one that was).
+    fn decide(&self, id: &str, decision: Decision) -> Commit;
+    async fn get(&self, id: &str) -> Result<Option<Approval>, StoreError>;
+    /// One page, newest first, and whether more follow.
+    async fn list(&self, filter: ApprovalFilter) -> Result<(Vec<Approval>, bool), StoreError>;
+    /// Pending requests whose timeout passed by `now`, at most `limit`.
+    async fn due(&self, now: i64, limit: u32) -> Result<Vec<Approval>, StoreError>;
+    /// The newest request of an execution.
+    async fn of_execution(&self, execution_id: &str) -> Result<Option<Approval>, StoreError>;
+    /// Executions still `awaiting_approval` (or asked to cancel meanwhile)
+    /// with no request pending: decided while nobody resumed them.
+    async fn answered_waiting(&self) -> Result<Vec<String>, StoreError>;
+}
+
 /// An idempotency key: which execution a request made, and when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyRecord {
@@ -230,6 +276,8 @@ pub struct Stores {
     pub keys: Arc<dyn KeyStore>,
     pub kv: Arc<dyn KvStore>,
     pub idempotency: Arc<dyn IdempotencyStore>,
+    pub journal: Arc<dyn JournalStore>,
+    pub approvals: Arc<dyn ApprovalStore>,
     pub blobs: Arc<dyn BlobStore>,
     pub backend: Arc<dyn Backend>,
 }

@@ -73,6 +73,14 @@ impl ToolHost for Tools {
         }
     }
 
+    fn repeatable(&self, name: &str, args: &Value) -> bool {
+        match name {
+            "kv" => kv::reach(args) == Reach::Nothing,
+            "http_fetch" => args["method"].as_str().unwrap_or("GET").eq_ignore_ascii_case("GET"),
+            _ => false,
+        }
+    }
+
     async fn call(&self, ctx: &ToolCtx, name: &str, args: Value) -> Result<Value, ToolError> {
         match name {
             "kv" => kv::call(self.kv.as_ref(), ctx, args).await,

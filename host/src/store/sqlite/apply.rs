@@ -8,7 +8,8 @@ use std::sync::Arc;
 use rusqlite::{Connection, Transaction, params};
 
 use crate::events::Event;
-use crate::record::{Agent, AgentVersion, ApiKey, Artifact, Execution, LogLine, Status, Step};
+use super::durable;
+use crate::record::{Agent, AgentVersion, ApiKey, Approval, Artifact, Decision, Execution, JournalEntry, LogLine, Status, Step};
 use crate::store::{BlobStore, FinalRecord, IdempotencyRecord};
 
 pub enum Write {
@@ -87,6 +88,18 @@ pub enum Write {
         workspace: Option<String>,
         at: i64,
     },
+    /// Journal entries of a durable run (a done entry replaces its start).
+    Journal {
+        execution_id: String,
+        entries: Vec<JournalEntry>,
+    },
+    /// A new approval request.
+    Approval(Box<Approval>),
+    /// Decides a request, only if it is still pending.
+    Decide {
+        id: String,
+        decision: Box<Decision>,
+    },
 }
 
 impl Write {
@@ -123,6 +136,7 @@ pub fn apply(conn: &mut Connection, blobs: &dyn BlobStore, writes: &[&Write]) ->
                     upsert_execution(&tx, &f.execution)?;
                 }
                 insert_run_record(&tx, &f.execution.id, &f.logs, &f.steps)?;
+                durable::finish(&tx, &f.execution.id, f.execution.completed_at.unwrap_or_default())?;
                 for event in &f.events {
                     chunks.add(&f.execution.id, event);
                 }
@@ -225,6 +239,9 @@ pub fn apply(conn: &mut Connection, blobs: &dyn BlobStore, writes: &[&Write]) ->
                 )?
                 .execute(params![id, workspace, at])?;
             }
+            Write::Journal { execution_id, entries } => durable::insert_journal(&tx, execution_id, entries)?,
+            Write::Approval(a) => durable::insert_approval(&tx, a)?,
+            Write::Decide { id, decision } => durable::decide(&tx, id, decision)?,
         }
     }
     chunks.insert(&tx)?;
@@ -433,7 +450,7 @@ fn sweep(tx: &Transaction<'_>, blobs: &dyn BlobStore, before: i64) -> anyhow::Re
     let ids: Vec<String> = tx
         .prepare_cached(
             "SELECT id FROM executions WHERE completed_at < ?1
-             AND status IN ('completed', 'failed', 'cancelled') LIMIT ?2",
+             AND status IN ('completed', 'failed', 'cancelled', 'rejected') LIMIT ?2",
         )?
         .query_map(params![before, SWEEP_BATCH], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
@@ -450,7 +467,10 @@ fn sweep(tx: &Transaction<'_>, blobs: &dyn BlobStore, before: i64) -> anyhow::Re
             "DELETE FROM event_chunks WHERE execution_id = ?1",
             "DELETE FROM artifacts WHERE execution_id = ?1",
             "DELETE FROM executions WHERE id = ?1",
-        ] {
+        ]
+        .into_iter()
+        .chain(durable::SWEEP)
+        {
             tx.prepare_cached(sql)?.execute([id])?;
         }
     }

@@ -7,6 +7,7 @@
 
 mod apply;
 mod checkpoint;
+mod durable;
 mod read;
 mod schema;
 mod stores;
@@ -111,6 +112,8 @@ impl SqliteStore {
             keys: store.clone(),
             kv: store.clone(),
             idempotency: store.clone(),
+            journal: store.clone(),
+            approvals: store.clone(),
             blobs,
             backend: store,
         })

@@ -196,6 +196,38 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE executions ADD COLUMN usage_estimated INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 10: the journals of durable runs; approval requests.
+    r#"
+    CREATE TABLE journal (
+        execution_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        done INTEGER NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (execution_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE approvals (
+        id TEXT PRIMARY KEY,
+        workspace TEXT NOT NULL,
+        agent_id TEXT NOT NULL,
+        execution_id TEXT NOT NULL,
+        title TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        approvers TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER,
+        decided_at INTEGER,
+        decided_by TEXT,
+        decided_by_name TEXT,
+        comment TEXT,
+        data TEXT
+    ) WITHOUT ROWID;
+    CREATE INDEX approvals_by_workspace ON approvals (workspace, id);
+    CREATE INDEX approvals_by_execution ON approvals (execution_id, id);
+    CREATE INDEX approvals_due ON approvals (status, expires_at);
+    "#,
 ];
 
 /// Connection settings every connection gets.

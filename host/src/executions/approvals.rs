@@ -1,0 +1,304 @@
+//! Approvals, the use cases: a run's requests (the [`Desk`] each run gets),
+//! decisions from people (`approve`, `reject`), expiry after a request's
+//! timeout, and resuming the runs that were unloaded while they waited.
+//!
+//! A decision is stored first (the first one wins), then delivered: to the run
+//! waiting for it in memory, if there is one, else by resuming the execution,
+//! which replays its journal up to the request and finds the decision stored.
+//! Nothing of a waiting, unloaded run is held in memory: expiry reads the
+//! store.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::value::RawValue;
+use tokio::sync::oneshot;
+
+use super::{Executions, Job};
+use crate::events::EventLog;
+use crate::ports::{ApprovalDesk, EffectRefused};
+use crate::record::{Approval, ApprovalStatus, Decision, Status};
+use crate::time;
+
+/// Requests one expiry pass decides at most (the next pass takes the rest).
+const EXPIRY_BATCH: u32 = 500;
+
+/// Runs waiting for a decision in memory (within their grace), by request.
+#[derive(Default)]
+pub(super) struct Waiters {
+    waiting: Mutex<HashMap<String, oneshot::Sender<Approval>>>,
+    /// Executions being resumed now (one resume at a time each).
+    resuming: Mutex<HashSet<String>>,
+}
+
+impl Waiters {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, oneshot::Sender<Approval>>> {
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Who decides: a key of a workspace.
+pub struct Decider {
+    pub workspace: String,
+    pub key_id: Option<String>,
+    pub key_name: Option<String>,
+    /// An admin key decides any request of its workspace; others only those
+    /// that name them (or name nobody).
+    pub admin: bool,
+}
+
+/// A decision asked for.
+pub struct Ask {
+    pub approve: bool,
+    pub comment: Option<String>,
+    pub data: Option<Arc<RawValue>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecideError {
+    #[error("no approval request {0:?}")]
+    NotFound(String),
+    #[error("execution {0:?} has no open approval request")]
+    NoneOpen(String),
+    #[error("this request names who may decide it ({0}); this key is not one of them")]
+    NotAnApprover(String),
+    #[error("the request was already decided: {}", .0.status.as_str())]
+    AlreadyDecided(Box<Approval>),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// One run's approval requests.
+pub(super) struct Desk {
+    pub executions: Arc<Executions>,
+    pub execution_id: String,
+    pub log: Arc<EventLog>,
+}
+
+#[async_trait]
+impl ApprovalDesk for Desk {
+    async fn open(&self, mut approval: Approval) -> Result<(), EffectRefused> {
+        let this = &self.executions;
+        approval.workspace = this.registry.workspace_of(&approval.agent_id).unwrap_or_default();
+        this.lifecycle
+            .await_approval(&self.execution_id, &self.log, &approval)
+            .await
+            .map_err(|e| EffectRefused(e.to_string()))
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Approval>, EffectRefused> {
+        self.executions
+            .approvals
+            .get(id)
+            .await
+            .map_err(|e| EffectRefused(e.to_string()))
+    }
+
+    async fn wait(&self, id: &str, grace: Duration) -> Option<Approval> {
+        let waiters = &self.executions.waiters;
+        let (tx, mut rx) = oneshot::channel();
+        waiters.lock().insert(id.to_owned(), tx);
+        // Decided before the waiter was there: the decider resumed nobody (the
+        // run is live), so it is found here.
+        if let Ok(Some(stored)) = self.executions.approvals.get(id).await
+            && stored.status != ApprovalStatus::Pending
+        {
+            waiters.lock().remove(id);
+            return Some(stored);
+        }
+        let decided = if grace == Duration::MAX {
+            (&mut rx).await.ok()
+        } else {
+            tokio::time::timeout(grace, &mut rx).await.ok().and_then(Result::ok)
+        };
+        if decided.is_some() {
+            return decided;
+        }
+        waiters.lock().remove(id);
+        // Sent between the timeout and the removal.
+        rx.try_recv().ok()
+    }
+
+    async fn decided(&self, approval: &Approval) {
+        self.executions
+            .lifecycle
+            .approval_decided(&self.execution_id, &self.log, approval);
+    }
+}
+
+impl Executions {
+    /// `approve` or `reject`: stores the decision (the first one wins) and
+    /// hands it to its run. The same decision again answers the stored one;
+    /// another is `AlreadyDecided`.
+    pub async fn decide(self: &Arc<Self>, who: &Decider, id: &str, ask: Ask) -> Result<Approval, DecideError> {
+        let not_found = || DecideError::NotFound(id.to_owned());
+        let approval = self.approvals.get(id).await?.ok_or_else(not_found)?;
+        if approval.workspace != who.workspace {
+            return Err(not_found());
+        }
+        let wanted = if ask.approve {
+            ApprovalStatus::Approved
+        } else {
+            ApprovalStatus::Rejected
+        };
+        let settled = |approval: Approval| {
+            if approval.status == wanted {
+                Ok(approval)
+            } else {
+                Err(DecideError::AlreadyDecided(Box::new(approval)))
+            }
+        };
+        if approval.status != ApprovalStatus::Pending {
+            return settled(approval);
+        }
+        if !who.admin
+            && !approval.approvers.is_empty()
+            && !who.key_name.as_ref().is_some_and(|n| approval.approvers.contains(n))
+        {
+            return Err(DecideError::NotAnApprover(approval.approvers.join(", ")));
+        }
+        let decision = Decision {
+            status: wanted,
+            at: time::now_ms(),
+            by: who.key_id.clone(),
+            by_name: who.key_name.clone(),
+            comment: ask.comment,
+            data: if ask.approve { ask.data } else { None },
+        };
+        self.approvals.decide(id, decision).await?;
+        let stored = self.approvals.get(id).await?.ok_or_else(not_found)?;
+        self.deliver(&stored).await;
+        settled(stored)
+    }
+
+    /// The open request of an execution (for `/v1/executions/{id}/approve`).
+    pub async fn open_request(&self, workspace: &str, execution_id: &str) -> Result<Approval, DecideError> {
+        match self.approvals.of_execution(execution_id).await? {
+            Some(a) if a.workspace == workspace && a.status == ApprovalStatus::Pending => Ok(a),
+            _ => Err(DecideError::NoneOpen(execution_id.to_owned())),
+        }
+    }
+
+    /// Hands a stored decision to its run: the one waiting in memory, or the
+    /// execution resumed.
+    async fn deliver(self: &Arc<Self>, decided: &Approval) {
+        let waiter = self.waiters.lock().remove(&decided.id);
+        if let Some(waiter) = waiter
+            && waiter.send(decided.clone()).is_ok()
+        {
+            return;
+        }
+        self.resume(&decided.execution_id).await;
+    }
+
+    /// Picks up an execution unloaded while it waited (its request decided,
+    /// or a cancel asked): queued again, to replay its journal. Nothing
+    /// happens when it is live, or no longer waiting.
+    pub(super) async fn resume(self: &Arc<Self>, id: &str) {
+        if !self.waiters.resuming.lock().unwrap_or_else(PoisonError::into_inner).insert(id.to_owned()) {
+            return;
+        }
+        if self.scheduler.watch(id).is_none() {
+            match self.store.get(id).await {
+                Ok(Some(execution))
+                    if matches!(execution.status, Status::AwaitingApproval | Status::CancelRequested) =>
+                {
+                    self.requeue(execution, true).await;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(execution = %id, error = %e, "could not read an execution to resume it"),
+            }
+        }
+        self.waiters.resuming.lock().unwrap_or_else(PoisonError::into_inner).remove(id);
+    }
+
+    /// Queues an accepted execution again: `resume`d to replay its journal,
+    /// or from the start.
+    pub(super) async fn requeue(self: &Arc<Self>, execution: crate::record::Execution, resume: bool) {
+        let found = self
+            .registry
+            .version(&execution.agent_version_id)
+            .filter(|(_, v)| v.pre.is_ok());
+        let Some((_, version)) = found else {
+            let mut execution = execution;
+            let error = crate::record::ExecError::host(
+                "agent_unavailable",
+                "the agent version could not be loaded to resume this execution",
+            );
+            let events = self.lifecycle.reopen(&execution).await;
+            let ending = self.lifecycle.end(&mut execution, &events, super::lifecycle::End::Failed(error), None);
+            if let Err(e) = ending.settle().await {
+                tracing::error!(execution = %execution.id, error = %e, "could not record an execution's end");
+            }
+            return;
+        };
+        let events = self.lifecycle.reopen(&execution).await;
+        let reservation = self.scheduler.reserve_accepted();
+        let job = Job {
+            execution,
+            version,
+            events,
+            resume,
+        };
+        self.scheduler.queue(reservation, job, false);
+        self.launch(self.scheduler.dispatch());
+    }
+
+    /// After a run was unloaded: a decision or a cancel that came meanwhile
+    /// (and found it still live) resumes it now.
+    pub(super) async fn after_unload(self: &Arc<Self>, id: &str) {
+        let answered = match self.approvals.of_execution(id).await {
+            Ok(Some(a)) => a.status != ApprovalStatus::Pending,
+            _ => false,
+        };
+        let cancelled = matches!(self.store.get(id).await, Ok(Some(e)) if e.status == Status::CancelRequested);
+        if answered || cancelled {
+            self.resume(id).await;
+        }
+    }
+
+    /// After a restart: executions whose requests were decided while nobody
+    /// resumed them.
+    pub(super) async fn resume_answered(self: &Arc<Self>) -> anyhow::Result<()> {
+        for id in self.approvals.answered_waiting().await? {
+            self.resume(&id).await;
+        }
+        Ok(())
+    }
+}
+
+/// Expires requests past their timeout, for as long as the executions live.
+pub(super) async fn expire_requests(executions: Weak<Executions>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(this) = executions.upgrade() else { return };
+        let due = match this.approvals.due(time::now_ms(), EXPIRY_BATCH).await {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the approval requests due to expire");
+                continue;
+            }
+        };
+        for approval in due {
+            let decision = Decision {
+                status: ApprovalStatus::Expired,
+                at: time::now_ms(),
+                by: None,
+                by_name: None,
+                comment: None,
+                data: None,
+            };
+            if let Err(e) = this.approvals.decide(&approval.id, decision).await {
+                tracing::warn!(approval = %approval.id, error = %e, "could not expire an approval request");
+                continue;
+            }
+            if let Ok(Some(stored)) = this.approvals.get(&approval.id).await {
+                this.deliver(&stored).await;
+            }
+        }
+    }
+}
