@@ -14,6 +14,7 @@ macro_rules! covers {
     };
 }
 
+mod approvals;
 mod architecture;
 mod artifacts;
 mod auth;
@@ -21,6 +22,7 @@ mod bad_input;
 mod cli;
 mod containment;
 mod disk;
+mod durable;
 mod events;
 mod execute;
 mod hostile;
@@ -44,7 +46,8 @@ warden_host::use_mimalloc!();
 /// from the folder by the host's build script), and this does not compile until
 /// each is named by a `covers!` next to its test.
 mod fixtures {
-    use crate::{artifacts, bad_input, events, execute, hostile, llm, recovery, sandbox, tools};
+    use crate::{approvals, artifacts, bad_input, durable, events, execute, hostile, llm, recovery, sandbox, tools};
+    use {approvals::tested::*, durable::tested::*};
     use {artifacts::tested::*, bad_input::tested::*, events::tested::*, execute::tested::*};
     use {hostile::tested::*, llm::tested::*, recovery::tested::*, sandbox::tested::*, tools::tested::*};
 

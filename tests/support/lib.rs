@@ -250,13 +250,18 @@ pub fn error_code(body: &Value) -> &str {
 
 /// Creates an API key with `warden keys create` on a data dir; returns its token.
 pub fn create_key(data_dir: &Path, workspace: &str, name: &str, admin: bool) -> String {
+    create_role_key(data_dir, workspace, name, if admin { "admin" } else { "member" })
+}
+
+/// Creates an API key of a role (`admin`, `member`, `approver`); returns its token.
+pub fn create_role_key(data_dir: &Path, workspace: &str, name: &str, role: &str) -> String {
     let mut cmd = std::process::Command::new(warden_bin());
     cmd.arg("keys")
         .arg("--data-dir")
         .arg(data_dir)
         .args(["create", "--workspace", workspace, "--name", name]);
-    if admin {
-        cmd.arg("--admin");
+    if role != "member" {
+        cmd.arg(format!("--{role}"));
     }
     let out = cmd.output().expect("warden keys runs");
     assert!(

@@ -31,6 +31,8 @@ pub enum Mode {
     ServerError,
     /// Answers only after this long.
     Slow(Duration),
+    /// Request number N (from 1) answers only after this long; others at once.
+    SlowAt(u32, Duration),
     /// A stream of bytes that are not events of the protocol.
     Garbage,
     /// HTTP 429 (Retry-After: 0) for the first N requests, then normal.
@@ -147,6 +149,10 @@ async fn gate(shared: &Shared, version: Version, headers: &HeaderMap, body: &Val
                 .into_response(),
         ),
         Mode::Slow(d) => {
+            tokio::time::sleep(d).await;
+            None
+        }
+        Mode::SlowAt(at, d) if n == at => {
             tokio::time::sleep(d).await;
             None
         }

@@ -164,6 +164,16 @@ impl EventLog {
         to_store
     }
 
+    /// The execution is unloaded (it waits for a decision): what is held goes
+    /// to the store, the log closes, and its subscribers' live feeds end (they
+    /// read on from the store, later, after its last event).
+    pub fn unload(&self) {
+        self.flush();
+        let mut inner = self.lock();
+        inner.state = State::Closed;
+        inner.live = None;
+    }
+
     /// Delivers the last events (once they are stored) and closes the log.
     pub fn publish_end(&self) {
         let mut inner = self.lock();

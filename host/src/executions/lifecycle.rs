@@ -186,11 +186,11 @@ impl Lifecycle {
         log.emit(EventData::Status(Status::Running));
     }
 
-    /// A run unloaded while it waits: its live log is forgotten (its events
-    /// are stored; a resume continues them).
+    /// A run unloaded while it waits: its live log is closed and forgotten
+    /// (its events are stored; a resume continues them; a stream of it ends).
     pub fn unload(&self, id: &str) {
         if let Some(log) = self.hub.get(id) {
-            log.flush();
+            log.unload();
         }
         self.hub.close(id);
     }
