@@ -1,6 +1,7 @@
 //! Crash recovery with a real SIGKILL of a real `warden serve` process: queued
-//! executions run after the restart, running ones end `failed` with
-//! `host_restart`, or are retried when their agent's policy allows.
+//! executions run after the restart, running ones of agents that are not
+//! durable end `failed` with `host_restart`, or are retried when their agent's
+//! policy allows. (Durable runs resume instead: see `durable`.)
 
 use std::time::Duration;
 
@@ -37,12 +38,13 @@ async fn sigkill_loses_no_accepted_execution() {
     deployer
         .deploy(
             "sleepy",
-            json!({ "max_concurrency": 1, "limits": { "timeout_ms": 120_000 } }),
+            json!({ "max_concurrency": 1, "limits": { "timeout_ms": 120_000 }, "durable": false }),
         )
         .await;
     let mut retrying = agent_manifest("sleepy");
     retrying["name"] = json!("sleepy-retry");
     retrying["retry"] = json!({ "max_attempts": 2, "backoff_ms": 10 });
+    retrying["durable"] = json!(false);
     let (status, _) = deployer.deploy_bytes(agent_wasm("sleepy"), &retrying).await;
     assert_eq!(status, StatusCode::CREATED);
 
@@ -102,7 +104,7 @@ async fn the_events_of_a_killed_run_are_readable_after_restart() {
     let http = reqwest::Client::new();
     let warden = Warden::start(tmp.path());
     let server = Server::attach(&warden.base);
-    server.deploy("ticker", json!({})).await;
+    server.deploy("ticker", json!({ "durable": false })).await;
     let (status, accepted) = server
         .post_json(
             "/v1/agents/ticker/execute",
@@ -197,7 +199,12 @@ async fn a_run_that_acted_is_never_started_again_after_a_kill() {
     server
         .deploy(
             "toolbox",
-            json!({ "allowed_hosts": ["127.0.0.1"], "max_concurrency": RUNS, "limits": { "timeout_ms": 600_000 } }),
+            json!({
+                "allowed_hosts": ["127.0.0.1"],
+                "max_concurrency": RUNS,
+                "limits": { "timeout_ms": 600_000 },
+                "durable": false,
+            }),
         )
         .await;
     let input = json!({ "tool": "http_fetch", "args": { "url": format!("http://127.0.0.1:{port}/slow") } });

@@ -26,7 +26,7 @@ async fn sigterm_drains_then_exits_cleanly() {
     server
         .deploy(
             "sleepy",
-            json!({ "max_concurrency": 2, "limits": { "timeout_ms": 600_000 } }),
+            json!({ "max_concurrency": 2, "limits": { "timeout_ms": 600_000 }, "durable": false }),
         )
         .await;
     server.deploy("echo", json!({})).await;
