@@ -17,8 +17,10 @@ use warden_host::config::Config;
 use warden_host::events::EventLog;
 use warden_host::llm::Llm;
 use warden_host::manifest::Manifest;
-use warden_host::ports::{AgentCalls, ArtifactStore, ChildOutcome, EffectRefused, Effects, Reach, ToolCtx, ToolError};
-use warden_host::record::{Artifact, Status};
+use warden_host::ports::{
+    AgentCalls, ApprovalDesk, ArtifactStore, ChildOutcome, EffectRefused, Effects, Reach, ToolCtx, ToolError,
+};
+use warden_host::record::{Approval, Artifact, Status};
 use warden_host::runtime::{Grants, RunArtifacts, Runtime};
 use warden_host::store::Stores;
 use warden_host::tools::Tools;
@@ -133,10 +135,16 @@ async fn in_process(config: &Config) -> anyhow::Result<f64> {
                 allowed_hosts: Default::default(),
                 artifacts: artifacts.clone(),
                 children: Arc::clone(&children),
+                child_id: None,
             },
             events,
             artifacts,
             effects: Arc::new(Nobody),
+            desk: Arc::new(Nobody),
+            approval_grace: std::time::Duration::ZERO,
+            waited_ms: Default::default(),
+            journal: None,
+            announced: (0, 0),
         }
     };
     // Warm up.
@@ -209,6 +217,25 @@ impl Effects for Nobody {
     async fn before_effect(&self, _: Reach) -> Result<(), EffectRefused> {
         Ok(())
     }
+
+    fn keep(&self) {}
+}
+
+#[async_trait::async_trait]
+impl ApprovalDesk for Nobody {
+    async fn open(&self, _: Approval) -> Result<(), EffectRefused> {
+        Err(EffectRefused("no approvals in this bench".into()))
+    }
+
+    async fn get(&self, _: &str) -> Result<Option<Approval>, EffectRefused> {
+        Ok(None)
+    }
+
+    async fn wait(&self, _: &str, _: std::time::Duration) -> Option<Approval> {
+        None
+    }
+
+    async fn decided(&self, _: &Approval) {}
 }
 
 #[async_trait::async_trait]

@@ -33,7 +33,10 @@ async fn start(server: &Server, agent: &str, input: Value) -> String {
 }
 
 fn ended(e: &Value) -> bool {
-    !matches!(e["status"].as_str(), Some("queued" | "running" | "awaiting_approval" | "cancel_requested"))
+    !matches!(
+        e["status"].as_str(),
+        Some("queued" | "running" | "awaiting_approval" | "cancel_requested")
+    )
 }
 
 /// The open request of an execution, once it waits.
@@ -84,7 +87,9 @@ async fn refund_asks_a_person_for_large_refunds_and_goes_on_when_approved() {
     assert_eq!(again["status"], "failed", "{again}");
     assert_eq!(again["error"]["code"], "already_refunded");
     // No open request any more.
-    let (status, body) = server.post_json(&format!("/v1/executions/{id}/approve"), &json!({})).await;
+    let (status, body) = server
+        .post_json(&format!("/v1/executions/{id}/approve"), &json!({}))
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
 }
 
@@ -98,7 +103,10 @@ async fn rejection_expiry_and_cancel_end_a_waiting_run_and_waiting_is_not_timed(
     let rejected = start(&server, "ledger", json!({ "approve": "Delete it?" })).await;
     open_request(&server, &rejected).await;
     let (status, body) = server
-        .post_json(&format!("/v1/executions/{rejected}/reject"), &json!({ "reason": "too risky" }))
+        .post_json(
+            &format!("/v1/executions/{rejected}/reject"),
+            &json!({ "reason": "too risky" }),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "rejected");
@@ -107,29 +115,44 @@ async fn rejection_expiry_and_cancel_end_a_waiting_run_and_waiting_is_not_timed(
     assert_eq!(done["error"]["code"], "rejected");
     assert_eq!(done["error"]["message"], "too risky");
 
-    let expiring = start(&server, "ledger", json!({ "approve": "Quick?", "approve_timeout_secs": 1 })).await;
+    let expiring = start(
+        &server,
+        "ledger",
+        json!({ "approve": "Quick?", "approve_timeout_secs": 1 }),
+    )
+    .await;
     let request = open_request(&server, &expiring).await;
     let done = poll(&server, &expiring, ended).await;
     assert_eq!(done["status"], "rejected", "{done}");
     assert_eq!(done["error"]["code"], "approval_expired");
-    let request = server.get(&format!("/v1/approvals/{}", request["id"].as_str().unwrap())).await.1;
+    let request = server
+        .get(&format!("/v1/approvals/{}", request["id"].as_str().unwrap()))
+        .await
+        .1;
     assert_eq!(request["status"], "expired", "{request}");
 
     let cancelled = start(&server, "ledger", json!({ "approve": "Never mind?" })).await;
     let request = open_request(&server, &cancelled).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (status, body) = server.post_json(&format!("/v1/executions/{cancelled}/cancel"), &json!({})).await;
+    let (status, body) = server
+        .post_json(&format!("/v1/executions/{cancelled}/cancel"), &json!({}))
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let done = poll(&server, &cancelled, ended).await;
     assert_eq!(done["status"], "cancelled", "{done}");
-    let request = server.get(&format!("/v1/approvals/{}", request["id"].as_str().unwrap())).await.1;
+    let request = server
+        .get(&format!("/v1/approvals/{}", request["id"].as_str().unwrap()))
+        .await
+        .1;
     assert_eq!(request["status"], "cancelled", "{request}");
 
     // Two seconds of waiting, in a run whose timeout is one.
     let patient = start(&server, "ledger", json!({ "approve": "Wait for me?" })).await;
     open_request(&server, &patient).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let (status, _) = server.post_json(&format!("/v1/executions/{patient}/approve"), &json!({})).await;
+    let (status, _) = server
+        .post_json(&format!("/v1/executions/{patient}/approve"), &json!({}))
+        .await;
     assert_eq!(status, StatusCode::OK);
     let done = poll(&server, &patient, ended).await;
     assert_eq!(done["status"], "completed", "{done}");
@@ -161,21 +184,35 @@ async fn only_admin_and_approver_keys_of_its_workspace_see_and_decide_a_request(
     let (status, page) = other.get("/v1/approvals").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(page["data"], json!([]));
-    assert_eq!(other.get(&format!("/v1/approvals/{approval}")).await.0, StatusCode::NOT_FOUND);
-    let (status, body) = other.post_json(&format!("/v1/approvals/{approval}/approve"), &json!({})).await;
+    assert_eq!(
+        other.get(&format!("/v1/approvals/{approval}")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (status, body) = other
+        .post_json(&format!("/v1/approvals/{approval}/approve"), &json!({}))
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
-    let (status, _) = other.post_json(&format!("/v1/executions/{id}/approve"), &json!({})).await;
+    let (status, _) = other
+        .post_json(&format!("/v1/executions/{id}/approve"), &json!({}))
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     // A member key sees it but may not decide.
-    let (status, body) = member.post_json(&format!("/v1/approvals/{approval}/approve"), &json!({})).await;
+    let (status, body) = member
+        .post_json(&format!("/v1/approvals/{approval}/approve"), &json!({}))
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(error_code(&body), "forbidden");
     // An approver key decides, and may do nothing else.
-    let (status, body) = approver.post_json("/v1/agents/ledger/execute", &json!({ "input": {} })).await;
+    let (status, body) = approver
+        .post_json("/v1/agents/ledger/execute", &json!({ "input": {} }))
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(approver.get(&format!("/v1/executions/{id}")).await.0, StatusCode::OK);
     let (status, decided) = approver
-        .post_json(&format!("/v1/approvals/{approval}/approve"), &json!({ "comment": "paid" }))
+        .post_json(
+            &format!("/v1/approvals/{approval}/approve"),
+            &json!({ "comment": "paid" }),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{decided}");
     assert_eq!(decided["decided_by_name"], "finance");

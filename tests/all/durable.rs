@@ -36,7 +36,10 @@ pub async fn poll(server: &Server, id: &str, done: impl Fn(&Value) -> bool) -> V
         if status == StatusCode::OK && done(&body) {
             return body;
         }
-        assert!(tokio::time::Instant::now() < deadline, "execution {id} never got there: {body}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "execution {id} never got there: {body}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -62,12 +65,21 @@ async fn events(server: &Server, id: &str) -> Vec<Value> {
 /// Event numbers run 1, 2, 3, … and no log line or step shows twice.
 fn assert_no_duplicates(events: &[Value]) {
     for (i, e) in events.iter().enumerate() {
-        assert_eq!(e["seq"], i as u64 + 1, "events are numbered without gaps or repeats: {events:#?}");
+        assert_eq!(
+            e["seq"],
+            i as u64 + 1,
+            "events are numbered without gaps or repeats: {events:#?}"
+        );
     }
     let mut seen = HashSet::new();
     for e in events.iter().filter(|e| e["type"] == "log" || e["type"] == "step") {
         let key = (e["type"].to_string(), e["data"]["seq"].to_string());
-        assert!(seen.insert(key), "{} {} shows twice: {events:#?}", e["type"], e["data"]["seq"]);
+        assert!(
+            seen.insert(key),
+            "{} {} shows twice: {events:#?}",
+            e["type"],
+            e["data"]["seq"]
+        );
     }
 }
 
@@ -111,7 +123,10 @@ async fn a_run_killed_in_a_slow_model_call_resumes_by_replay_and_completes_once(
     let id = start_async(&server, "ledger", input.clone()).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while fake.requests.load(Ordering::SeqCst) < 2 {
-        assert!(tokio::time::Instant::now() < deadline, "the run never reached its second model call");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the run never reached its second model call"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     // Its first call's answer is journaled (committed in order before the
@@ -127,7 +142,11 @@ async fn a_run_killed_in_a_slow_model_call_resumes_by_replay_and_completes_once(
     let output = &done["output"];
     assert_eq!(output["answers"], json!([ANSWER, ANSWER, ANSWER]), "{done}");
     // Requests: 1 (journaled, never again), 2 (cut short), 2 again, 3.
-    assert_eq!(fake.requests.load(Ordering::SeqCst), 4, "the journaled call was not repeated");
+    assert_eq!(
+        fake.requests.load(Ordering::SeqCst),
+        4,
+        "the journaled call was not repeated"
+    );
     assert_eq!(done["token_usage"]["total"], 3 * 150, "{done}");
     assert_eq!(done["n_steps"], 6, "three llm steps and three of its own: {done}");
     // The clocks and randomness read on replay what they read the first time.
@@ -212,7 +231,10 @@ async fn a_write_whose_start_was_journaled_is_never_made_again() {
     let done = poll(&server, &id, |e| e["status"] != "running" && e["status"] != "queued").await;
     assert_eq!(done["status"], "failed", "{done}");
     assert_eq!(done["error"]["code"], "unfinished_write", "{done}");
-    assert!(done["error"]["message"].as_str().unwrap().contains("http_fetch"), "{done}");
+    assert!(
+        done["error"]["message"].as_str().unwrap().contains("http_fetch"),
+        "{done}"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(hits.load(Ordering::SeqCst), 1, "the POST was made once only");
     assert_no_duplicates(&events(&server, &id).await);
@@ -238,7 +260,10 @@ async fn a_run_awaiting_approval_survives_a_kill_and_completes_when_approved_aft
         if health["executions"]["running"] == 0 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "the waiting run was never unloaded: {health}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the waiting run was never unloaded: {health}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     warden.sigkill();
@@ -247,7 +272,10 @@ async fn a_run_awaiting_approval_survives_a_kill_and_completes_when_approved_aft
     let server = warden.client();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let still = server.get(&format!("/v1/executions/{id}")).await.1;
-    assert_eq!(still["status"], "awaiting_approval", "a restart does not end a waiting run: {still}");
+    assert_eq!(
+        still["status"], "awaiting_approval",
+        "a restart does not end a waiting run: {still}"
+    );
     let (status, page) = server.get("/v1/approvals?status=pending").await;
     assert_eq!(status, StatusCode::OK, "{page}");
     let requests = page["data"].as_array().unwrap();
@@ -266,7 +294,10 @@ async fn a_run_awaiting_approval_survives_a_kill_and_completes_when_approved_aft
     assert_eq!(decided["status"], "approved");
     assert_eq!(decided["comment"], "go");
     assert!(decided["decided_at"].is_string(), "{decided}");
-    let done = poll(&server, &id, |e| e["status"] != "awaiting_approval" && e["status"] != "running").await;
+    let done = poll(&server, &id, |e| {
+        e["status"] != "awaiting_approval" && e["status"] != "running"
+    })
+    .await;
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["output"]["decision"], json!({ "carrier": "DHL" }), "{done}");
     // The same decision again is fine; another is refused.
@@ -275,7 +306,10 @@ async fn a_run_awaiting_approval_survives_a_kill_and_completes_when_approved_aft
         .await;
     assert_eq!(status, StatusCode::OK);
     let (status, body) = server
-        .post_json(&format!("/v1/approvals/{approval}/reject"), &json!({ "reason": "late" }))
+        .post_json(
+            &format!("/v1/approvals/{approval}/reject"),
+            &json!({ "reason": "late" }),
+        )
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(error_code(&body), "already_decided");

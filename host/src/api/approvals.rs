@@ -67,7 +67,10 @@ pub async fn list(
         .map(|s| {
             ApprovalStatus::parse(&s).ok_or_else(|| {
                 let all: Vec<&str> = ApprovalStatus::ALL.iter().map(|s| s.as_str()).collect();
-                ApiError::bad_request("invalid_query", format!("status: {s:?} is not one of {}", all.join(", ")))
+                ApiError::bad_request(
+                    "invalid_query",
+                    format!("status: {s:?} is not one of {}", all.join(", ")),
+                )
             })
         })
         .transpose()?;
@@ -86,7 +89,11 @@ pub async fn list(
         limit: page_limit(q.limit, DEFAULT_PAGE, MAX_PAGE)?,
     };
     let (rows, has_more) = app.stores.approvals.list(filter).await?;
-    let next_cursor = if has_more { rows.last().map(|a| a.id.as_str()) } else { None };
+    let next_cursor = if has_more {
+        rows.last().map(|a| a.id.as_str())
+    } else {
+        None
+    };
     Ok(Json(ApprovalPage {
         data: &rows,
         has_more,
@@ -176,7 +183,10 @@ fn approval_ask(body: Option<ApproveBody>) -> Result<Ask, ApiError> {
             ));
         }
         Some(d) if crate::json_text::check(d.get()).is_err() => {
-            return Err(ApiError::unprocessable("invalid_request", "data is not JSON the host accepts"));
+            return Err(ApiError::unprocessable(
+                "invalid_request",
+                "data is not JSON the host accepts",
+            ));
         }
         Some(d) => Some(Arc::from(d)),
         None => None,

@@ -40,7 +40,9 @@ fn invalid(req: &Request) -> Option<String> {
         return Some(format!("the detail is not JSON the host accepts: {e}"));
     }
     if req.approvers.len() > MAX_APPROVERS || req.approvers.iter().any(|a| a.is_empty() || a.len() > 128) {
-        return Some(format!("at most {MAX_APPROVERS} approvers, each a key name of 1 to 128 bytes"));
+        return Some(format!(
+            "at most {MAX_APPROVERS} approvers, each a key name of 1 to 128 bytes"
+        ));
     }
     if req.timeout_secs.is_some_and(|t| t == 0 || t > MAX_TIMEOUT_SECS) {
         return Some(format!("timeout_secs must be 1 to {MAX_TIMEOUT_SECS}"));
@@ -93,7 +95,11 @@ impl Host for RunState {
         let mut found = None;
         if let Some(journal) = &self.journal {
             match journal
-                .take(JournalKind::Approval, &fingerprint, &format!("approval {:?}", req.title))
+                .take(
+                    JournalKind::Approval,
+                    &fingerprint,
+                    &format!("approval {:?}", req.title),
+                )
                 .map_err(wasmtime::Error::new)?
             {
                 Some(Replayed::Done(recorded)) => return Ok(Ok(self.answer(&recorded))),
@@ -112,7 +118,12 @@ impl Host for RunState {
                 let seq = match &self.journal {
                     Some(journal) => Some(
                         journal
-                            .start(JournalKind::Approval, &fingerprint, json!({ "id": id }).to_string(), true)
+                            .start(
+                                JournalKind::Approval,
+                                &fingerprint,
+                                json!({ "id": id }).to_string(),
+                                true,
+                            )
                             .await
                             .map_err(wasmtime::Error::new)?,
                     ),

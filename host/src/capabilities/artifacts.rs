@@ -39,7 +39,9 @@ fn from_journal(execution_id: &str, data: &str) -> Result<Artifact, Error> {
     }
     match v["invalid_name"].as_str() {
         Some(m) => Err(Error::InvalidName(m.to_owned())),
-        None => Err(Error::LimitExceeded(v["limit_exceeded"].as_str().unwrap_or_default().to_owned())),
+        None => Err(Error::LimitExceeded(
+            v["limit_exceeded"].as_str().unwrap_or_default().to_owned(),
+        )),
     }
 }
 
@@ -51,7 +53,11 @@ impl Host for RunState {
         data: Vec<u8>,
     ) -> wasmtime::Result<Result<String, Error>> {
         let fingerprint = self.journal.as_ref().map(|_| {
-            journal::fingerprint(&[name.as_bytes(), media_type.as_bytes(), &(data.len() as u64).to_le_bytes()])
+            journal::fingerprint(&[
+                name.as_bytes(),
+                media_type.as_bytes(),
+                &(data.len() as u64).to_le_bytes(),
+            ])
         });
         if let (Some(journal), Some(fingerprint)) = (&self.journal, &fingerprint)
             && let Some(Replayed::Done(recorded)) = journal

@@ -12,11 +12,11 @@ use serde_json::json;
 use crate::events::EventData;
 use crate::llm::{self, ChatRequest, Usage};
 use crate::ports::Reach;
+use crate::record::JournalKind;
 use crate::record::LogLevel;
 use crate::runtime::bindings::warden::agent::llm::{
     Completion, Error, FinishReason, Host, Message, Options, Role, ToolCall, ToolDefinition,
 };
-use crate::record::JournalKind;
 use crate::runtime::journal::{self, Replayed};
 use crate::runtime::{RunState, Stop};
 
@@ -144,7 +144,11 @@ impl Host for RunState {
         });
         if let (Some(journal), Some(fingerprint)) = (&self.journal, &fingerprint)
             && let Some(Replayed::Done(data)) = journal
-                .take(JournalKind::Llm, fingerprint, &format!("a call of model {:?}", request.model))
+                .take(
+                    JournalKind::Llm,
+                    fingerprint,
+                    &format!("a call of model {:?}", request.model),
+                )
                 .map_err(wasmtime::Error::new)?
         {
             let call: LlmCall = serde_json::from_str(&data)
@@ -173,23 +177,25 @@ impl Host for RunState {
         let call = LlmCall {
             model: request.model,
             duration_ms,
-            answer: served.map(|served| {
-                let c = served.completion;
-                Answer {
-                    first_token_ms: c
-                        .first_token_at
-                        .map(|at| at.saturating_duration_since(self.started).as_millis() as i64),
-                    content: c.content,
-                    tool_calls: c.tool_calls,
-                    usage: c.usage,
-                    model: c.model,
-                    finish_reason: c.finish_reason,
-                    usage_estimated: c.usage_estimated,
-                    provider: served.provider,
-                    offline: served.offline,
-                    attempts: served.attempts,
-                }
-            }).map_err(|e| e.message),
+            answer: served
+                .map(|served| {
+                    let c = served.completion;
+                    Answer {
+                        first_token_ms: c
+                            .first_token_at
+                            .map(|at| at.saturating_duration_since(self.started).as_millis() as i64),
+                        content: c.content,
+                        tool_calls: c.tool_calls,
+                        usage: c.usage,
+                        model: c.model,
+                        finish_reason: c.finish_reason,
+                        usage_estimated: c.usage_estimated,
+                        provider: served.provider,
+                        offline: served.offline,
+                        attempts: served.attempts,
+                    }
+                })
+                .map_err(|e| e.message),
         };
         if let (Some(journal), Some(fingerprint)) = (&self.journal, &fingerprint) {
             let data = serde_json::to_string(&call).unwrap_or_default();

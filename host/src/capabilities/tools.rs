@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use crate::events::EventData;
 use crate::ports::{Reach, ToolError};
 use crate::record::{JournalKind, ToolCallRecord};
-use crate::runtime::journal::{self, Replayed};
 use crate::runtime::bindings::warden::agent::tools::{Error, Host, ToolInfo};
+use crate::runtime::journal::{self, Replayed};
 use crate::runtime::{RunState, Stop};
 
 /// Most bytes of one call's JSON arguments.

@@ -197,7 +197,13 @@ impl Executions {
     /// or a cancel asked): queued again, to replay its journal. Nothing
     /// happens when it is live, or no longer waiting.
     pub(super) async fn resume(self: &Arc<Self>, id: &str) {
-        if !self.waiters.resuming.lock().unwrap_or_else(PoisonError::into_inner).insert(id.to_owned()) {
+        if !self
+            .waiters
+            .resuming
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id.to_owned())
+        {
             return;
         }
         if self.scheduler.watch(id).is_none() {
@@ -211,7 +217,11 @@ impl Executions {
                 Err(e) => tracing::error!(execution = %id, error = %e, "could not read an execution to resume it"),
             }
         }
-        self.waiters.resuming.lock().unwrap_or_else(PoisonError::into_inner).remove(id);
+        self.waiters
+            .resuming
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id);
     }
 
     /// Queues an accepted execution again: `resume`d to replay its journal,
@@ -228,7 +238,9 @@ impl Executions {
                 "the agent version could not be loaded to resume this execution",
             );
             let events = self.lifecycle.reopen(&execution).await;
-            let ending = self.lifecycle.end(&mut execution, &events, super::lifecycle::End::Failed(error), None);
+            let ending = self
+                .lifecycle
+                .end(&mut execution, &events, super::lifecycle::End::Failed(error), None);
             if let Err(e) = ending.settle().await {
                 tracing::error!(execution = %execution.id, error = %e, "could not record an execution's end");
             }

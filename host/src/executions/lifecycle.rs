@@ -169,7 +169,9 @@ impl Lifecycle {
     /// running → awaiting_approval: a request is open (stored with it).
     pub async fn await_approval(&self, id: &str, log: &EventLog, approval: &Approval) -> Result<(), StoreError> {
         let stored = self.approvals.create(approval.clone());
-        let status = self.executions.set_status(id, Status::Running, Status::AwaitingApproval);
+        let status = self
+            .executions
+            .set_status(id, Status::Running, Status::AwaitingApproval);
         stored.await?;
         status.await?;
         log.emit(EventData::Status(Status::AwaitingApproval));

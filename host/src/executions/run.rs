@@ -19,8 +19,8 @@ use crate::record::{ExecError, Execution, JournalEntry, Status};
 use crate::registry::Version;
 use crate::runtime::journal::RunJournal;
 use crate::runtime::{Grants, RunArtifacts, RunOutcome};
-use crate::store::EventBudget;
 use crate::scheduler::Started;
+use crate::store::EventBudget;
 
 /// A run still going after this long is stored `running`.
 const RUNNING_WRITE_DELAY: Duration = Duration::from_millis(10);
@@ -213,7 +213,10 @@ async fn run(this: Arc<Executions>, job: Job, cancel: oneshot::Receiver<()>, wai
         RunEnd::Ended(execution, ending)
     };
     if resume && execution.status == Status::CancelRequested {
-        let error = ExecError::host("cancelled", "the execution was cancelled while it waited for an approval");
+        let error = ExecError::host(
+            "cancelled",
+            "the execution was cancelled while it waited for an approval",
+        );
         return ended(&this, execution, End::Cancelled(error));
     }
     let durable = version.meta.manifest.durable;
@@ -280,7 +283,10 @@ impl Executions {
         events: &Arc<EventLog>,
     ) -> Result<(Arc<Start>, Option<(Vec<JournalEntry>, (u32, u32))>), ExecError> {
         let unavailable = |e: crate::store::StoreError| {
-            ExecError::host("storage_unavailable", format!("could not read the run's journal to resume it: {e}"))
+            ExecError::host(
+                "storage_unavailable",
+                format!("could not read the run's journal to resume it: {e}"),
+            )
         };
         let earlier = self.journal.load(&execution.id).await.map_err(unavailable)?;
         let announced = self.announced(&execution.id).await.map_err(unavailable)?;

@@ -71,7 +71,10 @@ impl Status {
             (self, to),
             (Pending, Queued | Cancelled | Failed)
                 | (Queued, Running | Cancelled | Failed)
-                | (Running, CancelRequested | Completed | Failed | Cancelled | AwaitingApproval | Rejected)
+                | (
+                    Running,
+                    CancelRequested | Completed | Failed | Cancelled | AwaitingApproval | Rejected
+                )
                 | (AwaitingApproval, Running | CancelRequested | Cancelled | Failed)
                 | (CancelRequested, Completed | Failed | Cancelled | Rejected)
         )

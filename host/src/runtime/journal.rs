@@ -209,7 +209,15 @@ impl RunJournal {
     }
 
     /// Queues an entry; `Err` when the run's journal is full.
-    fn push(&self, inner: &mut Inner, seq: Option<u32>, kind: JournalKind, fingerprint: &str, done: bool, data: String) -> Result<u32, Stop> {
+    fn push(
+        &self,
+        inner: &mut Inner,
+        seq: Option<u32>,
+        kind: JournalKind,
+        fingerprint: &str,
+        done: bool,
+        data: String,
+    ) -> Result<u32, Stop> {
         if let Some(stop) = &inner.failed {
             return Err(stop.clone());
         }

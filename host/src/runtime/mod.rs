@@ -233,12 +233,17 @@ impl Runtime {
         // A replay that went astray where it could not say so (a clock
         // reading), or ended before its journal did, fails as diverged.
         let result = match (&store.data().journal, &result) {
-            (Some(journal), Ok(_)) | (Some(journal), Err(ExecError { source: ErrorSource::Agent, .. })) => {
-                match journal.failure(true) {
-                    Some(stop) => Err(ExecError::host(stop.code, stop.message)),
-                    None => result,
-                }
-            }
+            (Some(journal), Ok(_))
+            | (
+                Some(journal),
+                Err(ExecError {
+                    source: ErrorSource::Agent,
+                    ..
+                }),
+            ) => match journal.failure(true) {
+                Some(stop) => Err(ExecError::host(stop.code, stop.message)),
+                None => result,
+            },
             _ => result,
         };
         let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));

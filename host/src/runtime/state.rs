@@ -7,8 +7,8 @@ use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
-use sha2::Digest;
 use rand::rngs::StdRng;
+use sha2::Digest;
 
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;

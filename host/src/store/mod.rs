@@ -21,8 +21,8 @@ use async_trait::async_trait;
 pub use self::commit::Commit;
 use crate::events::{Event, EventSink};
 use crate::record::{
-    Agent, AgentVersion, ApiKey, Approval, ApprovalStatus, Artifact, Decision, Execution, JournalEntry, LogLine, Status,
-    Step,
+    Agent, AgentVersion, ApiKey, Approval, ApprovalStatus, Artifact, Decision, Execution, JournalEntry, LogLine,
+    Status, Step,
 };
 
 #[derive(Debug, Clone, thiserror::Error)]

@@ -7,9 +7,11 @@ use std::sync::Arc;
 
 use rusqlite::{Connection, Transaction, params};
 
-use crate::events::Event;
 use super::durable;
-use crate::record::{Agent, AgentVersion, ApiKey, Approval, Artifact, Decision, Execution, JournalEntry, LogLine, Status, Step};
+use crate::events::Event;
+use crate::record::{
+    Agent, AgentVersion, ApiKey, Approval, Artifact, Decision, Execution, JournalEntry, LogLine, Status, Step,
+};
 use crate::store::{BlobStore, FinalRecord, IdempotencyRecord};
 
 pub enum Write {

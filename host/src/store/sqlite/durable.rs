@@ -151,7 +151,10 @@ fn approval_from_row(r: &Row<'_>) -> rusqlite::Result<Approval> {
 
 fn approval(conn: &Connection, id: &str) -> anyhow::Result<Option<Approval>> {
     let sql = format!("SELECT {APPROVAL_COLUMNS} FROM approvals WHERE id = ?1");
-    Ok(conn.prepare_cached(&sql)?.query_row([id], approval_from_row).optional()?)
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([id], approval_from_row)
+        .optional()?)
 }
 
 fn approvals(conn: &Connection, f: &ApprovalFilter) -> anyhow::Result<(Vec<Approval>, bool)> {
