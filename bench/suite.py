@@ -15,6 +15,9 @@ Phases (same echo workload everywhere: JSON in, JSON out):
   recording  Warden end to end with only the final record kept
   support    Warden end to end with the `support` example (model and kv tool calls)
   fullcaps   resident memory of 10 and 100 runs at once, each at every per-run cap
+  journal    echo and support with their journal on (the default) and off
+  durable    100,000 runs waiting for an approval, unloaded, then approved; the cost of
+             resuming a run with 100 journaled calls (cargo bench --bench durable)
 """
 
 import json
@@ -109,11 +112,13 @@ def to_ms(text):
     return float(text)
 
 
-def loaded(name, argv, health, url, body, conns_list=(16, 64)):
+def loaded(name, argv, health, url, body, conns_list=(16, 64), setup=None):
     """Starts a server, loads it with wrk at each connection count, stops it."""
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_up(health, proc)
+        if setup:
+            setup()
         # Warm up (compiles, pools, caches).
         env = dict(os.environ, BENCH_BODY=body)
         subprocess.run(["wrk", "-t1", "-c4", "-d2s", "-s", str(LOAD), url],
@@ -146,7 +151,7 @@ def loaded(name, argv, health, url, body, conns_list=(16, 64)):
 SUPPORT_BODY = '{"input":{"question":"Where is my order A-1001?","orders":{"A-1001":"shipped"}}}'
 
 
-def warden_e2e(name, config_text="", agent="echo", body='{"input":{"name":"Ada"}}'):
+def warden_e2e(name, config_text="", agent="echo", body='{"input":{"name":"Ada"}}', durable=True):
     data = tempfile.mkdtemp(prefix="warden-bench-")
     try:
         argv = [str(WARDEN), "serve", "--data-dir", data]
@@ -156,8 +161,20 @@ def warden_e2e(name, config_text="", agent="echo", body='{"input":{"name":"Ada"}
             cfg = Path(data) / "warden.toml"
             cfg.write_text(config_text)
             argv += ["--config", str(cfg)]
+
+        def not_durable():
+            # The bundled example again, as a new version that keeps no journal.
+            manifest = json.loads((ROOT / f"agents/{agent}/manifest.json").read_text())
+            manifest["durable"] = False
+            path = Path(data) / f"{agent}.json"
+            path.write_text(json.dumps(manifest))
+            subprocess.run([str(WARDEN), "deploy", str(AGENTS / f"{agent}.wasm"), "--manifest", str(path)],
+                           env=dict(os.environ, WARDEN_URL=f"http://127.0.0.1:{port}"), check=True,
+                           capture_output=True)
+
         return loaded(name, argv, f"http://127.0.0.1:{port}/admin/health",
-                      f"http://127.0.0.1:{port}/v1/agents/{agent}/execute", body)
+                      f"http://127.0.0.1:{port}/v1/agents/{agent}/execute", body,
+                      setup=None if durable else not_durable)
     finally:
         shutil.rmtree(data, ignore_errors=True)
 
@@ -299,6 +316,10 @@ def main():
     results["process"] = process_per_run()
     results["final_only"] = warden_e2e("warden (final record only)", "[capture]\nrecord_details = false\n")
     results["support"] = warden_e2e("warden, support", agent="support", body=SUPPORT_BODY)
+    results["e2e_nojournal"] = warden_e2e("warden (no journal)", durable=False)
+    results["support_nojournal"] = warden_e2e("warden, support (no journal)", agent="support",
+                                              body=SUPPORT_BODY, durable=False)
+    results["durable"] = cargo_bench("durable")
     results["fullcaps"] = full_caps()
     results["parked"] = cargo_bench("parked")
     results["coldstart"] = cargo_bench("coldstart")
@@ -373,6 +394,45 @@ def write_report(r):
         for row in r["support"]:
             lines.append(f"| {row['name']} | {row['conns']} | {fmt(row['rps'])} | {row['p50_ms']:.2f} | "
                          f"{row['p99_ms']:.2f} | {fmt(row['cpu_us_per_run'])} | {row['errors']} |")
+    if r.get("e2e_nojournal") and r.get("support_nojournal"):
+        lines += ["", "## Durable runs: the journal's cost", "",
+                  "The same loads with the agent durable (the default: its host calls journaled, a",
+                  "random seed drawn, its clocks read through the journal) and as a version with",
+                  "`\"durable\": false`. Echo journals only its seed, which is never written (a run",
+                  "that ends without acting leaves no journal); `support` writes its model and tool",
+                  "results and its `kv` write's start to the store, with its events as they happen.", "",
+                  "| agent | conns | journal on runs/s | off runs/s | on / off | on p99 ms | off p99 ms | goal |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for label, on_rows, off_rows in (("echo", r["e2e"], r["e2e_nojournal"]),
+                                         ("support", r["support"], r["support_nojournal"])):
+            for c in (16, 64):
+                on, off = by(on_rows, c), by(off_rows, c)
+                lines.append(f"| {label} | {c} | {fmt(on['rps'])} | {fmt(off['rps'])} | "
+                             f"{on['rps'] / off['rps']:.2f}× | {on['p99_ms']:.2f} | {off['p99_ms']:.2f} | ≥ 0.9× |")
+    if r.get("durable"):
+        resume = next((x for x in r["durable"] if x.get("part") == "resume"), None)
+        waiting = next((x for x in r["durable"] if x.get("part") == "waiting"), None)
+        lines += ["", "## Durable runs: waiting for approvals, resuming", ""]
+        if waiting:
+            lines += ["`ledger` runs that each ask for an approval and wait, unloaded after a 10 ms",
+                      "grace (in one process, 2 worker threads); resident memory once all wait, against the",
+                      "idle host; then every request approved (16 decisions in flight): the time until",
+                      "every run has resumed by replay and completed.", "",
+                      "| runs waiting | resident MiB idle → all waiting | above idle | goal | all unloaded in |"
+                      " all approved in | all completed in |",
+                      "|---|---|---|---|---|---|---|",
+                      f"| {fmt(waiting['runs'])} | {waiting['idle_mib']:.0f} → {waiting['waiting_mib']:.0f} | "
+                      f"{waiting['above_idle_mib']:.1f} MiB | ≤ 100 MiB | {waiting['park_s']:.1f} s | "
+                      f"{waiting['decide_s']:.1f} s | {waiting['complete_s']:.1f} s |", ""]
+        if resume:
+            lines += ["Resume: from a decision to the completed record of a run unloaded while it waited,",
+                      "one run at a time, for runs whose journal holds no host call before the request and",
+                      "for runs whose journal holds 100 (`kv` reads); the difference is the replay.", "",
+                      "| journaled calls | p50 ms | p99 ms |", "|---|---|---|",
+                      f"| 0 | {resume['none_p50_ms']:.2f} | {resume['none_p99_ms']:.2f} |",
+                      f"| 100 | {resume['hundred_p50_ms']:.2f} | {resume['hundred_p99_ms']:.2f} |", "",
+                      f"Replaying 100 journaled calls: {resume['replay_ms']:.2f} ms (goal ≤ 5 ms plus the guest's",
+                      "own compute)."]
     if r.get("fullcaps"):
         lines += ["", "## Runs at every cap: the memory bound", "",
                   "`rogue full` runs at once, each reaching every per-run cap at the defaults: 20,000 log",

@@ -142,7 +142,7 @@ async fn in_process(config: &Config) -> anyhow::Result<f64> {
             effects: Arc::new(Nobody),
             desk: Arc::new(Nobody),
             approval_grace: std::time::Duration::ZERO,
-            waited_ms: Default::default(),
+            pauses: Default::default(),
             journal: None,
             announced: (0, 0),
         }
@@ -223,7 +223,7 @@ impl Effects for Nobody {
 
 #[async_trait::async_trait]
 impl ApprovalDesk for Nobody {
-    async fn open(&self, _: Approval) -> Result<(), EffectRefused> {
+    async fn open(&self, _: Approval, _: bool) -> Result<(), EffectRefused> {
         Err(EffectRefused("no approvals in this bench".into()))
     }
 

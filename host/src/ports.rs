@@ -142,8 +142,9 @@ pub trait AgentCalls: Send + Sync {
 #[async_trait]
 pub trait ApprovalDesk: Send + Sync {
     /// Stores a request (a replay finds it stored already) and marks the run
-    /// `awaiting_approval`; waits until that is stored.
-    async fn open(&self, approval: Approval) -> Result<(), EffectRefused>;
+    /// `awaiting_approval`; waits until that is stored. `announce`: emit the
+    /// status and `approval` events (not again for a request reopened).
+    async fn open(&self, approval: Approval, announce: bool) -> Result<(), EffectRefused>;
     /// A request as stored.
     async fn get(&self, id: &str) -> Result<Option<Approval>, EffectRefused>;
     /// Waits up to `grace` for a decision; `None`: still pending.

@@ -333,3 +333,55 @@ async fn a_run_awaiting_approval_survives_a_kill_and_completes_when_approved_aft
     assert_eq!(approvals, ["pending", "approved"]);
     drop(warden);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_call_cut_short_by_a_kill_finds_its_child_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = config_file(tmp.path(), "");
+    let data = tmp.path().join("data");
+    let args = ["--config", config.to_str().unwrap()];
+    let warden = Warden::start_with(&data, &args);
+    let server = warden.client();
+    server.deploy("toolbox", json!({})).await;
+    server
+        .deploy("sleepy", json!({ "limits": { "timeout_ms": 60_000 } }))
+        .await;
+    let input = json!({ "tool": "agent_call", "args": { "agent": "sleepy", "input": { "ms": 1500 } } });
+    let parent = start_async(&server, "toolbox", input).await;
+    // Its child is running: the host dies under both.
+    let child = loop {
+        let (_, page) = server.get("/v1/executions?agent_id=sleepy").await;
+        if let Some(child) = page["data"]
+            .as_array()
+            .and_then(|d| d.first())
+            .filter(|c| c["status"] == "running")
+        {
+            break child["id"].as_str().unwrap().to_owned();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    warden.sigkill();
+
+    let warden = Warden::start_with(&data, &args);
+    let server = warden.client();
+    let done = poll(&server, &parent, |e| {
+        e["status"] != "running" && e["status"] != "queued"
+    })
+    .await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let result = &done["output"]["result"];
+    assert_eq!(
+        result["execution_id"],
+        child.as_str(),
+        "the call reattached to its child: {done}"
+    );
+    assert_eq!(result["status"], "completed", "{done}");
+    assert_eq!(result["output"], json!({ "slept_ms": 1500 }));
+    let (_, page) = server.get("/v1/executions?agent_id=sleepy").await;
+    assert_eq!(
+        page["data"].as_array().unwrap().len(),
+        1,
+        "one child, never two: {page}"
+    );
+    drop(warden);
+}

@@ -5,11 +5,11 @@
 //! which finds the request again and answers from its decision. The time spent
 //! waiting is not counted against the run's timeout.
 
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::ports::Reach;
 use crate::record::{Approval, ApprovalStatus, JournalKind};
 use crate::runtime::bindings::warden::agent::approval::{ApprovalRequest as Request, Decision, Error, Host};
 use crate::runtime::journal::{self, Replayed};
@@ -134,9 +134,15 @@ impl Host for RunState {
         };
         let desk = std::sync::Arc::clone(&self.grants.desk);
         let mut approval = desk.get(&id).await.map_err(Stop::unrecorded)?;
+        // The execution's start is stored before it can be `awaiting_approval`.
+        self.grants
+            .effects
+            .before_effect(Reach::Store)
+            .await
+            .map_err(Stop::unrecorded)?;
         if let Some(pending) = approval.as_ref().filter(|a| a.status == ApprovalStatus::Pending) {
-            // Resumed before a decision: waiting again.
-            desk.open(pending.clone()).await.map_err(Stop::unrecorded)?;
+            // Resumed before a decision: waiting again (announced in its earlier life).
+            desk.open(pending.clone(), false).await.map_err(Stop::unrecorded)?;
         }
         if approval.is_none() {
             let now = time::now_ms();
@@ -162,7 +168,7 @@ impl Host for RunState {
                 comment: None,
                 data: None,
             };
-            desk.open(request.clone()).await.map_err(Stop::unrecorded)?;
+            desk.open(request.clone(), true).await.map_err(Stop::unrecorded)?;
             approval = Some(request);
         }
         let mut approval = approval.ok_or_else(|| wasmtime::Error::msg("approval request vanished"))?;
@@ -172,17 +178,17 @@ impl Host for RunState {
                 Some(_) => self.grants.approval_grace,
                 None => Duration::MAX,
             };
-            let waiting = Instant::now();
+            let pauses = std::sync::Arc::clone(&self.grants.pauses);
+            let waiting = pauses.begin();
             let decided = desk.wait(&id, grace).await;
-            self.grants
-                .waited_ms
-                .fetch_add(waiting.elapsed().as_millis() as u64, Ordering::Relaxed);
+            drop(waiting);
             match decided {
                 Some(decided) => approval = decided,
                 None => {
                     if let Some(journal) = &self.journal {
                         journal.persist().await.map_err(wasmtime::Error::new)?;
                     }
+                    self.suspending = true;
                     return Err(wasmtime::Error::new(Stop::suspended()));
                 }
             }

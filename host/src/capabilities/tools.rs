@@ -88,7 +88,7 @@ impl Host for RunState {
                 Some(Replayed::Done(data)) => {
                     let call: ToolCall = serde_json::from_str(&data)
                         .map_err(|e| wasmtime::Error::new(Stop::damaged_journal("tool call", &e)))?;
-                    return Ok(self.settle_tool(name, recorded_args, call));
+                    return Ok(self.settle_tool(name, recorded_args, call, true));
                 }
                 Some(Replayed::Started { data, seq }) if name == AGENT_CALL => {
                     // Its child was made (or is made now) under the recorded id.
@@ -108,6 +108,7 @@ impl Host for RunState {
                 None => {}
             }
         }
+        let reattached = started.is_some();
         let reach = self.grants.tools.reach(&name, &args);
         self.grants
             .effects
@@ -133,11 +134,14 @@ impl Host for RunState {
         }
         let id = format!("call_{}", self.tool_calls.len() + 1);
         let started_at = Instant::now();
-        self.grants.events.emit(EventData::ToolStart {
-            id: &id,
-            name: &name,
-            arguments: &recorded_args,
-        });
+        // A call picked up again was announced in the run's earlier life.
+        if !reattached {
+            self.grants.events.emit(EventData::ToolStart {
+                id: &id,
+                name: &name,
+                arguments: &recorded_args,
+            });
+        }
         let host = Arc::clone(&self.grants.tools);
         let mut ctx = self.grants.ctx.clone();
         ctx.child_id = child;
@@ -158,7 +162,7 @@ impl Host for RunState {
                 .record(JournalKind::Tool, fingerprint, started, data)
                 .map_err(wasmtime::Error::new)?;
         }
-        Ok(self.settle_tool(name, recorded_args, call))
+        Ok(self.settle_tool(name, recorded_args, call, false))
     }
 }
 
@@ -171,8 +175,9 @@ struct ToolCall {
 }
 
 impl RunState {
-    /// Records a tool call (live or replayed) on the run and answers the guest.
-    fn settle_tool(&mut self, name: String, arguments: Value, call: ToolCall) -> Result<String, Error> {
+    /// Records a tool call (live or replayed) on the run and answers the guest;
+    /// a replayed one (`quiet`) was announced in the run's earlier life.
+    fn settle_tool(&mut self, name: String, arguments: Value, call: ToolCall, quiet: bool) -> Result<String, Error> {
         let id = format!("call_{}", self.tool_calls.len() + 1);
         let ToolCall { duration_ms, result } = call;
         let (result_value, error) = match &result {
@@ -186,12 +191,14 @@ impl RunState {
             }
             Err((_, message)) => (Value::Null, Some(message.clone())),
         };
-        self.grants.events.emit(EventData::ToolEnd {
-            id: &id,
-            name: &name,
-            duration_ms,
-            error: error.as_deref(),
-        });
+        if !quiet {
+            self.grants.events.emit(EventData::ToolEnd {
+                id: &id,
+                name: &name,
+                duration_ms,
+                error: error.as_deref(),
+            });
+        }
         self.record.step(
             "tool".into(),
             json!({ "id": id, "name": name, "duration_ms": duration_ms, "error": error }).to_string(),

@@ -48,9 +48,6 @@ struct LogInner {
     /// Events held back until the first flush (`None` once flushed, or when
     /// nothing is stored).
     held: Option<Vec<Arc<Event>>>,
-    /// A durable run replaying its journal: what it does again was logged
-    /// in its earlier life, and is not logged twice.
-    muted: bool,
     state: State,
 }
 
@@ -95,7 +92,6 @@ impl EventLog {
                 events: Vec::new(),
                 live: None,
                 held: sink.as_ref().map(|_| Vec::new()),
-                muted: false,
                 state: State::Open,
             }),
             sink,
@@ -113,7 +109,7 @@ impl EventLog {
         debug_assert!(!kind.is_terminal(), "terminal events go through `end`");
         let json = data_json(&data);
         let mut inner = self.lock();
-        if !matches!(inner.state, State::Open) || inner.muted {
+        if !matches!(inner.state, State::Open) {
             return;
         }
         let event = Arc::new(Event::new(inner.next_seq(), kind, json));
@@ -124,11 +120,6 @@ impl EventLog {
             (None, None) => {}
         }
         inner.push(event);
-    }
-
-    /// Drops what is emitted until unmuted (a run replaying its journal).
-    pub fn mute(&self, muted: bool) {
-        self.lock().muted = muted;
     }
 
     /// Hands the events held back to the store, and each next one as it happens.

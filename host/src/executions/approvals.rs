@@ -33,7 +33,24 @@ pub(super) struct Waiters {
     resuming: Mutex<HashSet<String>>,
 }
 
+/// Removes a waiter when its wait ends.
+struct Registered<'a>(&'a Waiters, &'a str);
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.0.lock().remove(self.1);
+    }
+}
+
 impl Waiters {
+    /// Whether a resume of this execution is under way.
+    pub(super) fn is_resuming(&self, id: &str) -> bool {
+        self.resuming
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(id)
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<String, oneshot::Sender<Approval>>> {
         self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -79,11 +96,11 @@ pub(super) struct Desk {
 
 #[async_trait]
 impl ApprovalDesk for Desk {
-    async fn open(&self, mut approval: Approval) -> Result<(), EffectRefused> {
+    async fn open(&self, mut approval: Approval, announce: bool) -> Result<(), EffectRefused> {
         let this = &self.executions;
         approval.workspace = this.registry.workspace_of(&approval.agent_id).unwrap_or_default();
         this.lifecycle
-            .await_approval(&self.execution_id, &self.log, &approval)
+            .await_approval(&self.execution_id, announce.then_some(&*self.log), &approval)
             .await
             .map_err(|e| EffectRefused(e.to_string()))
     }
@@ -100,6 +117,8 @@ impl ApprovalDesk for Desk {
         let waiters = &self.executions.waiters;
         let (tx, mut rx) = oneshot::channel();
         waiters.lock().insert(id.to_owned(), tx);
+        // Whatever ends the wait (a decision, the grace, a cancel dropping it).
+        let _registered = Registered(waiters, id);
         // Decided before the waiter was there: the decider resumed nobody (the
         // run is live), so it is found here.
         if let Ok(Some(stored)) = self.executions.approvals.get(id).await
@@ -209,7 +228,8 @@ impl Executions {
         if self.scheduler.watch(id).is_none() {
             match self.store.get(id).await {
                 Ok(Some(execution))
-                    if matches!(execution.status, Status::AwaitingApproval | Status::CancelRequested) =>
+                    if matches!(execution.status, Status::AwaitingApproval | Status::CancelRequested)
+                        && !self.not_durable(&execution.agent_version_id) =>
                 {
                     self.requeue(execution, true).await;
                 }
@@ -271,13 +291,35 @@ impl Executions {
         }
     }
 
-    /// After a restart: executions whose requests were decided while nobody
-    /// resumed them.
+    /// After a restart: runs of agents that are not durable, which waited in
+    /// memory, end `host_restart`; executions whose requests were decided
+    /// while nobody resumed them resume.
     pub(super) async fn resume_answered(self: &Arc<Self>) -> anyhow::Result<()> {
+        for (id, version) in self.approvals.waiting().await? {
+            if !self.not_durable(&version) {
+                continue;
+            }
+            if let Some(mut execution) = self.store.get(&id).await? {
+                let error = crate::record::ExecError::host(
+                    "host_restart",
+                    "the host restarted while this execution (of an agent that is not durable) waited for an approval",
+                );
+                let events = self.lifecycle.reopen(&execution).await;
+                let end = super::lifecycle::End::Failed(error);
+                self.lifecycle.end(&mut execution, &events, end, None).settle().await?;
+            }
+        }
         for id in self.approvals.answered_waiting().await? {
             self.resume(&id).await;
         }
         Ok(())
+    }
+
+    /// Whether a version's runs keep no journal (and so cannot be resumed).
+    fn not_durable(&self, version_id: &str) -> bool {
+        self.registry
+            .version(version_id)
+            .is_some_and(|(_, v)| !v.meta.manifest.durable)
     }
 }
 

@@ -1,13 +1,18 @@
 //! Cancel: a waiting execution ends `cancelled` at once; a running one is asked
-//! to stop (`cancel_requested`) and ends `cancelled` when it has.
+//! to stop (`cancel_requested`) and ends `cancelled` when it has; one unloaded
+//! while it waits for a decision is marked, then resumed to end.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::lifecycle::End;
 use super::{Executions, Job};
 use crate::record::{ExecError, Execution, Status};
 use crate::scheduler;
 use crate::store::StoreError;
+
+/// Longest a cancel waits for a resume under way to put its run in the queue.
+const RESUME_WAIT: Duration = Duration::from_secs(10);
 
 /// What a cancel request did.
 pub enum Cancel {
@@ -25,14 +30,27 @@ impl Executions {
         match self.scheduler.cancel(id) {
             scheduler::Cancel::NotLive => {
                 // Unloaded while it waits for a decision: resumed to end.
-                if let Some(execution) = self.store.get(id).await?
-                    && execution.status == Status::AwaitingApproval
-                {
-                    self.lifecycle.request_cancel(id, &[Status::AwaitingApproval]).await?;
-                    self.resume(id).await;
-                    return Ok(Cancel::Requested);
+                let waiting = self.store.get(id).await?;
+                if !waiting.is_some_and(|e| e.status == Status::AwaitingApproval) {
+                    return Ok(Cancel::NotLive);
                 }
-                Ok(Cancel::NotLive)
+                self.lifecycle.request_cancel(id, &[Status::AwaitingApproval]).await?;
+                self.resume(id).await;
+                // A decision may have been resuming it meanwhile (before the
+                // cancel was stored): that run is stopped like any other.
+                self.wait_out_resume(id).await;
+                match self.scheduler.cancel(id) {
+                    scheduler::Cancel::Signalled => {
+                        self.lifecycle
+                            .request_cancel(id, &[Status::Running, Status::AwaitingApproval])
+                            .await?;
+                    }
+                    scheduler::Cancel::Dequeued { job, done } => {
+                        return self.end_dequeued(job, done).await;
+                    }
+                    scheduler::Cancel::AlreadyRequested | scheduler::Cancel::NotLive => {}
+                }
+                Ok(Cancel::Requested)
             }
             scheduler::Cancel::AlreadyRequested => Ok(Cancel::Requested),
             scheduler::Cancel::Signalled => {
@@ -40,20 +58,34 @@ impl Executions {
                 self.lifecycle
                     .request_cancel(id, &[Status::Running, Status::AwaitingApproval])
                     .await?;
+                // It may have been unloaded meanwhile, before the cancel was
+                // stored: then it is resumed to end.
+                self.resume(id).await;
                 Ok(Cancel::Requested)
             }
-            scheduler::Cancel::Dequeued { job, done } => {
-                let Job {
-                    mut execution, events, ..
-                } = job;
-                let error = ExecError::host("cancelled", "the execution was cancelled before it ran");
-                let ending = self.lifecycle.end(&mut execution, &events, End::Cancelled(error), None);
-                let stored = ending.settle().await;
-                let execution = Arc::new(execution);
-                done.send_replace(Some(Arc::clone(&execution)));
-                stored?;
-                Ok(Cancel::Cancelled(execution))
-            }
+            scheduler::Cancel::Dequeued { job, done } => self.end_dequeued(job, done).await,
+        }
+    }
+
+    /// Ends a job taken out of the queue `cancelled`.
+    async fn end_dequeued(&self, job: Job, done: scheduler::Done<Arc<Execution>>) -> Result<Cancel, StoreError> {
+        let Job {
+            mut execution, events, ..
+        } = job;
+        let error = ExecError::host("cancelled", "the execution was cancelled before it ran");
+        let ending = self.lifecycle.end(&mut execution, &events, End::Cancelled(error), None);
+        let stored = ending.settle().await;
+        let execution = Arc::new(execution);
+        done.send_replace(Some(Arc::clone(&execution)));
+        stored?;
+        Ok(Cancel::Cancelled(execution))
+    }
+
+    /// Waits while a resume of `id` is under way (it reads and queues).
+    async fn wait_out_resume(&self, id: &str) {
+        let deadline = tokio::time::Instant::now() + RESUME_WAIT;
+        while self.waiters.is_resuming(id) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
 }

@@ -166,16 +166,24 @@ impl Lifecycle {
         Ok(start)
     }
 
-    /// running → awaiting_approval: a request is open (stored with it).
-    pub async fn await_approval(&self, id: &str, log: &EventLog, approval: &Approval) -> Result<(), StoreError> {
+    /// running → awaiting_approval: a request is open (stored with it), and
+    /// announced on `log` if given.
+    pub async fn await_approval(
+        &self,
+        id: &str,
+        log: Option<&EventLog>,
+        approval: &Approval,
+    ) -> Result<(), StoreError> {
         let stored = self.approvals.create(approval.clone());
         let status = self
             .executions
             .set_status(id, Status::Running, Status::AwaitingApproval);
         stored.await?;
         status.await?;
-        log.emit(EventData::Status(Status::AwaitingApproval));
-        log.emit(EventData::Approval(approval));
+        if let Some(log) = log {
+            log.emit(EventData::Status(Status::AwaitingApproval));
+            log.emit(EventData::Approval(approval));
+        }
         Ok(())
     }
 

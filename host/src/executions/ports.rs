@@ -79,10 +79,19 @@ impl AgentCalls for Executions {
         };
         // A durable parent fixed its child's id before the call: after a
         // restart, the call finds that child (made, running or over) again.
-        if let Some(id) = &ctx.child_id
-            && (this.watch(id).is_some() || matches!(this.store.get(id).await, Ok(Some(_))))
-        {
-            return this.child_outcome(id).await;
+        if let Some(id) = &ctx.child_id {
+            let made = match this.watch(id) {
+                Some(_) => true,
+                None => this
+                    .store
+                    .get(id)
+                    .await
+                    .map_err(|e| ToolError::Failed(format!("agent_call: could not look for child {id}: {e}")))?
+                    .is_some(),
+            };
+            if made {
+                return this.child_outcome(id).await;
+            }
         }
         let mut new = NewExecution::new(target, input.into(), Trigger::Agent);
         new.parent = Some((ctx.execution_id.clone(), ctx.depth + 1));

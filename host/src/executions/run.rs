@@ -4,7 +4,6 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
@@ -18,7 +17,7 @@ use crate::ports::{AgentCalls, Effects, ToolCtx};
 use crate::record::{ExecError, Execution, JournalEntry, Status};
 use crate::registry::Version;
 use crate::runtime::journal::RunJournal;
-use crate::runtime::{Grants, RunArtifacts, RunOutcome};
+use crate::runtime::{Grants, Pauses, RunArtifacts, RunOutcome};
 use crate::scheduler::Started;
 use crate::store::EventBudget;
 
@@ -41,7 +40,7 @@ impl Executions {
         events: &Arc<EventLog>,
         start: &Arc<Start>,
         durable: Option<(Vec<JournalEntry>, (u32, u32))>,
-        waited_ms: Arc<AtomicU64>,
+        pauses: Arc<Pauses>,
     ) -> Grants {
         let manifest = &version.meta.manifest;
         let effects: Arc<dyn Effects> = Arc::clone(start) as Arc<dyn Effects>;
@@ -60,7 +59,6 @@ impl Executions {
                     earlier,
                     Arc::clone(&self.journal),
                     Arc::clone(&effects),
-                    Arc::clone(events),
                     self.settings.durability,
                 )),
                 announced,
@@ -95,7 +93,7 @@ impl Executions {
                 log: Arc::clone(events),
             }),
             approval_grace: Duration::from_millis(self.settings.durability.approval_grace_ms),
-            waited_ms,
+            pauses,
             journal,
             announced,
         }
@@ -129,9 +127,9 @@ fn supervise(this: Arc<Executions>, job: Job, cancel: oneshot::Receiver<()>) -> 
     let agent_id = job.execution.agent_id.clone();
     let version = Arc::clone(&job.version);
     let bound = version.meta.limits.timeout() + this.settings.slot_grace;
-    let waited = Arc::new(AtomicU64::new(0));
-    let task = tokio::spawn(run(Arc::clone(&this), job, cancel, Arc::clone(&waited)));
-    wait_for_run(this, id, agent_id, version, (bound, waited), task)
+    let pauses = Arc::new(Pauses::default());
+    let task = tokio::spawn(run(Arc::clone(&this), job, cancel, Arc::clone(&pauses)));
+    wait_for_run(this, id, agent_id, version, (bound, pauses), task)
 }
 
 async fn wait_for_run(
@@ -139,11 +137,11 @@ async fn wait_for_run(
     id: String,
     agent_id: String,
     version: Arc<Version>,
-    (bound, waited): (Duration, Arc<AtomicU64>),
+    (bound, pauses): (Duration, Arc<Pauses>),
     task: JoinHandle<RunEnd>,
 ) {
     let abort = task.abort_handle();
-    let ended = match crate::runtime::within(bound, &waited, task).await {
+    let ended = match crate::runtime::within(bound, &pauses, task).await {
         Ok(Ok(RunEnd::Unloaded(execution))) => {
             // Waiting for a decision, unloaded: its slot is free, and whoever
             // waits for its end hears it waits.
@@ -201,7 +199,7 @@ enum RunEnd {
 }
 
 /// Runs the guest and starts storing the final record; returns it with its end.
-async fn run(this: Arc<Executions>, job: Job, cancel: oneshot::Receiver<()>, waited: Arc<AtomicU64>) -> RunEnd {
+async fn run(this: Arc<Executions>, job: Job, cancel: oneshot::Receiver<()>, pauses: Arc<Pauses>) -> RunEnd {
     let Job {
         mut execution,
         version,
@@ -243,7 +241,7 @@ async fn run(this: Arc<Executions>, job: Job, cancel: oneshot::Receiver<()>, wai
         }
     };
     let durable = durable.then(|| earlier.unwrap_or_default());
-    let grants = this.grants(&execution, &version, &events, &start, durable, waited);
+    let grants = this.grants(&execution, &version, &events, &start, durable, pauses);
     // Most runs end within milliseconds; storing `running` for them would only be
     // overwritten at once. A run's start is stored before its first effect beyond
     // its sandbox, and once it is still going after a moment (the event stream

@@ -18,7 +18,6 @@ use wasmtime_wasi::{HostMonotonicClock, HostWallClock};
 
 use super::Stop;
 use crate::config::DurabilityConfig;
-use crate::events::EventLog;
 use crate::ports::Effects;
 use crate::record::{JournalEntry, JournalKind};
 use crate::store::{Commit, JournalStore};
@@ -36,7 +35,6 @@ pub struct RunJournal {
     inner: Mutex<Inner>,
     store: Arc<dyn JournalStore>,
     effects: Arc<dyn Effects>,
-    events: Arc<EventLog>,
     caps: DurabilityConfig,
     /// The random seed of the run (journaled first).
     seed: [u8; 32],
@@ -83,7 +81,6 @@ impl RunJournal {
         earlier: Vec<JournalEntry>,
         store: Arc<dyn JournalStore>,
         effects: Arc<dyn Effects>,
-        events: Arc<EventLog>,
         caps: DurabilityConfig,
     ) -> Arc<Self> {
         let next_seq = earlier.iter().map(|e| e.seq).max().unwrap_or(0) + 1;
@@ -93,13 +90,20 @@ impl RunJournal {
             .filter_map(|e| e.data.parse::<u64>().ok())
             .max()
             .unwrap_or(0);
+        // The cap counts the run's whole journal, over all its lives.
+        let entries = earlier.len() as u64;
+        let bytes = earlier.iter().map(|e| e.data.len() + e.fingerprint.len()).sum();
         let mut replay: VecDeque<JournalEntry> = earlier.into();
         let mut pending = Vec::new();
+        let mut failed = None;
         let seed = match replay.front() {
-            Some(e) if e.kind == JournalKind::Seed => replay
-                .pop_front()
-                .and_then(|e| parse_seed(&e.data))
-                .unwrap_or_else(fresh_seed),
+            Some(e) if e.kind == JournalKind::Seed => {
+                let parsed = replay.pop_front().and_then(|e| parse_seed(&e.data));
+                parsed.unwrap_or_else(|| {
+                    failed = Some(divergence("the journal's random seed cannot be read back".into()));
+                    fresh_seed()
+                })
+            }
             _ => {
                 let seed = fresh_seed();
                 pending.push(JournalEntry {
@@ -113,9 +117,6 @@ impl RunJournal {
             }
         };
         let next_seq = next_seq + pending.len() as u32;
-        if !replay.is_empty() {
-            events.mute(true);
-        }
         let mono_base = Instant::now();
         Arc::new(Self {
             execution_id: execution_id.to_owned(),
@@ -123,13 +124,12 @@ impl RunJournal {
                 replay,
                 next_seq,
                 pending,
-                entries: 0,
-                bytes: 0,
-                failed: None,
+                entries,
+                bytes,
+                failed,
             }),
             store,
             effects,
-            events,
             caps,
             seed,
             mono_base,
@@ -191,7 +191,6 @@ impl RunJournal {
         let Some(entry) = inner.replay.pop_front() else {
             return Ok(None);
         };
-        self.replay_ends_if_empty(&inner);
         Ok(Some(if entry.done {
             Replayed::Done(entry.data)
         } else {
@@ -200,12 +199,6 @@ impl RunJournal {
                 seq: entry.seq,
             }
         }))
-    }
-
-    fn replay_ends_if_empty(&self, inner: &Inner) {
-        if inner.replay.is_empty() {
-            self.events.mute(false);
-        }
     }
 
     /// Queues an entry; `Err` when the run's journal is full.
@@ -221,7 +214,10 @@ impl RunJournal {
         if let Some(stop) = &inner.failed {
             return Err(stop.clone());
         }
-        inner.entries += 1;
+        // A start's result replaces it: one entry.
+        if seq.is_none() {
+            inner.entries += 1;
+        }
         inner.bytes += data.len() + fingerprint.len();
         if inner.entries > u64::from(self.caps.max_journal_entries) || inner.bytes > self.caps.max_journal_bytes {
             let stop = Stop {
@@ -306,7 +302,6 @@ impl RunJournal {
                 && let Some(value) = next.data.parse::<u64>().ok()
             {
                 inner.replay.pop_front();
-                self.replay_ends_if_empty(&inner);
                 return value;
             }
             let stop = divergence(format!(
@@ -380,5 +375,120 @@ impl HostMonotonicClock for MonotonicClock {
             let elapsed = journal.mono_base.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
             journal.mono_offset.saturating_add(elapsed)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::{EffectRefused, Reach};
+    use crate::store::StoreError;
+
+    #[derive(Default)]
+    struct Kept(Mutex<Vec<JournalEntry>>);
+
+    #[async_trait::async_trait]
+    impl JournalStore for Kept {
+        fn append(&self, _: &str, entries: Vec<JournalEntry>) -> Commit {
+            self.0.lock().unwrap().extend(entries);
+            Commit::ready(Ok(()))
+        }
+
+        async fn load(&self, _: &str) -> Result<Vec<JournalEntry>, StoreError> {
+            Ok(self.0.lock().unwrap().clone())
+        }
+    }
+
+    struct Free;
+
+    #[async_trait::async_trait]
+    impl Effects for Free {
+        async fn before_effect(&self, _: Reach) -> Result<(), EffectRefused> {
+            Ok(())
+        }
+
+        fn keep(&self) {}
+    }
+
+    fn journal(store: &Arc<Kept>, earlier: Vec<JournalEntry>, max_entries: u32) -> Arc<RunJournal> {
+        let caps = DurabilityConfig {
+            max_journal_entries: max_entries,
+            ..DurabilityConfig::default()
+        };
+        RunJournal::new("exec_1", earlier, store.clone(), Arc::new(Free), caps)
+    }
+
+    #[tokio::test]
+    async fn a_replay_answers_in_order_and_catches_a_divergence() {
+        let store = Arc::new(Kept::default());
+        let first = journal(&store, Vec::new(), 100);
+        let wall = WallClock(Arc::clone(&first)).now();
+        let seq = first
+            .start(JournalKind::Tool, &fingerprint(&[b"kv"]), "{}".into(), true)
+            .await
+            .unwrap();
+        first
+            .record(JournalKind::Tool, &fingerprint(&[b"kv"]), Some(seq), "\"ok\"".into())
+            .unwrap();
+        first
+            .record(JournalKind::Llm, &fingerprint(&[b"hi"]), None, "\"answer\"".into())
+            .unwrap();
+        let mono = MonotonicClock(Arc::clone(&first)).now();
+        let kept = store.0.lock().unwrap().clone();
+        // Seed, clock, the tool's start then its result under the same number, the model call.
+        let seqs: Vec<(u32, bool)> = kept.iter().map(|e| (e.seq, e.done)).collect();
+        assert_eq!(seqs, [(1, true), (2, true), (3, false), (3, true), (4, true)]);
+        // The monotonic reading after the model call rides with whatever goes next.
+        assert_eq!(first.lock().pending.len(), 1);
+        first.persist().await.unwrap();
+
+        // Replayed: the same seed, the same clocks, the same answers.
+        let mut earlier = store.0.lock().unwrap().clone();
+        earlier.dedup_by(|b, a| {
+            a.seq == b.seq && {
+                *a = b.clone();
+                true
+            }
+        });
+        let again = journal(&store, earlier.clone(), 100);
+        assert_eq!(again.seed(), first.seed());
+        assert!(again.replaying());
+        assert_eq!(WallClock(Arc::clone(&again)).now(), wall);
+        assert!(matches!(
+            again.take(JournalKind::Tool, &fingerprint(&[b"kv"]), "tool kv"),
+            Ok(Some(Replayed::Done(d))) if d == "\"ok\""
+        ));
+        assert!(matches!(
+            again.take(JournalKind::Llm, &fingerprint(&[b"hi"]), "a model call"),
+            Ok(Some(Replayed::Done(_)))
+        ));
+        assert_eq!(MonotonicClock(Arc::clone(&again)).now(), mono);
+        assert!(!again.replaying());
+        assert!(MonotonicClock(Arc::clone(&again)).now() >= mono, "never back in time");
+        assert!(again.failure(true).is_none());
+
+        // Asking for something else where the journal holds a model call.
+        let astray = journal(&store, earlier, 100);
+        WallClock(Arc::clone(&astray)).now();
+        let _ = astray.take(JournalKind::Tool, &fingerprint(&[b"kv"]), "tool kv");
+        let stop = astray
+            .take(JournalKind::Llm, &fingerprint(&[b"bye"]), "a call of model \"m\"")
+            .err()
+            .unwrap();
+        assert_eq!(stop.code, "replay_divergence");
+        assert!(stop.message.contains("a call of model \"m\""), "{}", stop.message);
+        assert_eq!(astray.failure(true).unwrap().code, "replay_divergence");
+    }
+
+    #[test]
+    fn a_journal_past_its_cap_fails_the_run() {
+        let store = Arc::new(Kept::default());
+        let j = journal(&store, Vec::new(), 3);
+        for _ in 0..5 {
+            WallClock(Arc::clone(&j)).now();
+        }
+        assert_eq!(j.failure(false).unwrap().code, "journal_limit");
+        let stop = j.record(JournalKind::Llm, "x", None, "1".into()).err().unwrap();
+        assert_eq!(stop.code, "journal_limit");
     }
 }

@@ -15,7 +15,7 @@ mod state;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use serde_json::value::RawValue;
 use wasmtime::component::{HasSelf, Linker};
@@ -197,7 +197,7 @@ impl Runtime {
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(1);
         store.epoch_deadline_async_yield_and_update(1);
-        let waited = Arc::clone(&store.data().grants.waited_ms);
+        let pauses = Arc::clone(&store.data().grants.pauses);
         let mut cancelled = false;
         let result = match store.set_fuel(limits.fuel) {
             Ok(()) => {
@@ -208,7 +208,7 @@ impl Runtime {
                 let ended = tokio::select! {
                     biased;
                     () = cancel => None,
-                    ended = within(limits.timeout(), &waited, call) => Some(ended),
+                    ended = within(limits.timeout(), &pauses, call) => Some(ended),
                 };
                 match ended {
                     None => {
@@ -229,7 +229,8 @@ impl Runtime {
                 format!("could not set the fuel budget: {e}"),
             )),
         };
-        let suspended = matches!(&result, Err(e) if e.code == SUSPENDED);
+        let suspended = store.data().suspending
+            && matches!(&result, Err(e) if e.code == SUSPENDED && e.source == ErrorSource::Host);
         // A replay that went astray where it could not say so (a clock
         // reading), or ended before its journal did, fails as diverged.
         let result = match (&store.data().journal, &result) {
@@ -319,18 +320,56 @@ impl Runtime {
     }
 }
 
+/// Time a run spent waiting for decisions, which its timeout does not count:
+/// what it waited, and since when it waits now.
+#[derive(Default)]
+pub struct Pauses(std::sync::Mutex<(std::time::Duration, Option<std::time::Instant>)>);
+
+impl Pauses {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (std::time::Duration, Option<std::time::Instant>)> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A wait starts; ends when the returned guard is dropped.
+    pub fn begin(&self) -> PauseGuard<'_> {
+        self.lock().1 = Some(std::time::Instant::now());
+        PauseGuard(self)
+    }
+
+    /// Waited so far, the wait under way included.
+    pub fn total(&self) -> std::time::Duration {
+        let (done, since) = *self.lock();
+        done + since.map_or(std::time::Duration::ZERO, |s| s.elapsed())
+    }
+
+    fn waiting(&self) -> bool {
+        self.lock().1.is_some()
+    }
+}
+
+/// Ends a wait (whether it ended or was dropped).
+pub struct PauseGuard<'a>(&'a Pauses);
+
+impl Drop for PauseGuard<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        if let Some(since) = state.1.take() {
+            state.0 += since.elapsed();
+        }
+    }
+}
+
 /// Runs `call` within `limit`, not counting the time the run spent waiting for
-/// decisions (`waited`, in ms, grows while it runs); `Err` when it ran out.
-pub async fn within<F: Future>(limit: std::time::Duration, waited: &AtomicU64, call: F) -> Result<F::Output, ()> {
+/// decisions (`pauses`); `Err` when it ran out.
+pub async fn within<F: Future>(limit: std::time::Duration, pauses: &Pauses, call: F) -> Result<F::Output, ()> {
     let started = tokio::time::Instant::now();
     tokio::pin!(call);
     loop {
-        let deadline = started + limit + std::time::Duration::from_millis(waited.load(Ordering::Relaxed));
+        let deadline = started + limit + pauses.total();
         tokio::select! {
             out = &mut call => return Ok(out),
             () = tokio::time::sleep_until(deadline) => {
-                let now = started + limit + std::time::Duration::from_millis(waited.load(Ordering::Relaxed));
-                if now <= tokio::time::Instant::now() {
+                if !pauses.waiting() && started + limit + pauses.total() <= tokio::time::Instant::now() {
                     return Err(());
                 }
             }

@@ -3,7 +3,6 @@
 //! record. Built fresh for every execution; never shared between runs.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
@@ -42,6 +41,9 @@ pub struct RunState {
     /// The last approval decision the guest got refused the request: the code
     /// (`rejected`, `approval_expired`) an agent that gives up on it ends with.
     pub refusal: Option<&'static str>,
+    /// The run is being unloaded to wait for a decision (set by the approval
+    /// import only: a guest cannot fake it with an error code).
+    pub suspending: bool,
 }
 
 /// What an execution may use beyond its sandbox: models and a token budget,
@@ -70,7 +72,7 @@ pub struct Grants {
     /// unloaded.
     pub approval_grace: Duration,
     /// Time spent waiting for decisions (not counted against the timeout).
-    pub waited_ms: Arc<AtomicU64>,
+    pub pauses: Arc<super::Pauses>,
     /// A durable run's journal (`None`: the agent is not durable).
     pub journal: Option<Arc<RunJournal>>,
     /// The log lines and steps (by number) a resumed run announced in its
@@ -140,6 +142,7 @@ impl RunState {
         Self {
             journal,
             refusal: None,
+            suspending: false,
             wasi: wasi.build(),
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(memory_limit),

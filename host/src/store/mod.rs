@@ -199,9 +199,11 @@ pub trait ApprovalStore: Send + Sync {
     async fn due(&self, now: i64, limit: u32) -> Result<Vec<Approval>, StoreError>;
     /// The newest request of an execution.
     async fn of_execution(&self, execution_id: &str) -> Result<Option<Approval>, StoreError>;
-    /// Executions still `awaiting_approval` (or asked to cancel meanwhile)
-    /// with no request pending: decided while nobody resumed them.
+    /// Executions still `awaiting_approval` with no request pending: decided
+    /// while nobody resumed them.
     async fn answered_waiting(&self) -> Result<Vec<String>, StoreError>;
+    /// Every execution `awaiting_approval`: its id and its version's id.
+    async fn waiting(&self) -> Result<Vec<(String, String)>, StoreError>;
 }
 
 /// An idempotency key: which execution a request made, and when.

@@ -213,6 +213,13 @@ fn answered_waiting(conn: &Connection) -> anyhow::Result<Vec<String>> {
         .collect::<rusqlite::Result<_>>()?)
 }
 
+fn waiting(conn: &Connection) -> anyhow::Result<Vec<(String, String)>> {
+    Ok(conn
+        .prepare_cached("SELECT id, agent_version_id FROM executions WHERE status = 'awaiting_approval' ORDER BY id")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?)
+}
+
 #[async_trait]
 impl JournalStore for SqliteStore {
     fn append(&self, execution_id: &str, entries: Vec<JournalEntry>) -> Commit {
@@ -261,5 +268,9 @@ impl ApprovalStore for SqliteStore {
 
     async fn answered_waiting(&self) -> Result<Vec<String>, StoreError> {
         self.query(answered_waiting).await
+    }
+
+    async fn waiting(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.query(waiting).await
     }
 }
