@@ -34,6 +34,9 @@ fn rss_mib() -> f64 {
         / 1024.0
 }
 
+/// Executions waiting in the queue at most while the bench submits.
+const MAX_QUEUED: usize = 2000;
+
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
@@ -157,6 +160,10 @@ async fn waiting(n: usize) -> anyhow::Result<()> {
             let (app, version) = (Arc::clone(&app), version.clone());
             tokio::spawn(async move {
                 for i in (t..n).step_by(32) {
+                    // As clients do over time: a queue of at most a few thousand.
+                    while app.executions.load().1 > MAX_QUEUED {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
                     submit(&app, &version, &format!(r#"{{"approve":"pay invoice {i}"}}"#)).await?;
                 }
                 anyhow::Ok(())

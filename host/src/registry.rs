@@ -125,6 +125,14 @@ impl Registry {
     }
 
     /// The workspace of an agent (any workspace's; for checking ownership).
+    /// The id of a workspace's agent named `id_or_name` (the text itself when
+    /// there is none: a filter that matches nothing).
+    pub fn agent_id(&self, workspace: &str, id_or_name: String) -> String {
+        self.get(workspace, &id_or_name)
+            .map(|e| e.agent.id.clone())
+            .unwrap_or(id_or_name)
+    }
+
     pub fn workspace_of(&self, agent_id: &str) -> Option<String> {
         let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
         inner.by_id.get(agent_id).map(|e| e.agent.workspace.clone())

@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use warden_tests::{Server, create_key, create_role_key, error_code, test_config};
 
-use crate::durable::poll;
+use crate::durable::{ended, poll, start_async as start};
 
 covers!(refund => refund_asks_a_person_for_large_refunds_and_goes_on_when_approved);
 
@@ -19,24 +19,6 @@ async fn server() -> (Server, tempfile::TempDir) {
     config.durability.approval_grace_ms = 100;
     config.durability.expiry_sweep_ms = 50;
     (Server::start_with(config).await, tmp)
-}
-
-async fn start(server: &Server, agent: &str, input: Value) -> String {
-    let (status, accepted) = server
-        .post_json(
-            &format!("/v1/agents/{agent}/execute"),
-            &json!({ "input": input, "mode": "async" }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
-    accepted["id"].as_str().unwrap().to_owned()
-}
-
-fn ended(e: &Value) -> bool {
-    !matches!(
-        e["status"].as_str(),
-        Some("queued" | "running" | "awaiting_approval" | "cancel_requested")
-    )
 }
 
 /// The open request of an execution, once it waits.

@@ -17,15 +17,41 @@ use warden_tests::{Server, Warden, error_code};
 
 covers!(ledger => a_run_killed_in_a_slow_model_call_resumes_by_replay_and_completes_once);
 
-/// A config file for `warden serve` in `dir`, with `extra` TOML appended.
-fn config_file(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
-    let path = dir.join("warden.toml");
-    let text = format!(
-        "deploy_examples = false\n[durability]\napproval_grace_ms = 200\n[tools]\nallow_private_addresses = true\n\
-         http_timeout_ms = 600000\n{extra}"
-    );
-    std::fs::write(&path, text).unwrap();
-    path
+/// A data dir and a config file for `warden serve` (with `extra` TOML),
+/// started again after each kill.
+struct Host {
+    _tmp: tempfile::TempDir,
+    data: std::path::PathBuf,
+    config: std::path::PathBuf,
+}
+
+impl Host {
+    fn new(extra: &str) -> Host {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = tmp.path().join("warden.toml");
+        let text = format!(
+            "deploy_examples = false\n[durability]\napproval_grace_ms = 200\n[tools]\nallow_private_addresses = true\n\
+             http_timeout_ms = 600000\n{extra}"
+        );
+        std::fs::write(&config, text).unwrap();
+        Host {
+            data: tmp.path().join("data"),
+            config,
+            _tmp: tmp,
+        }
+    }
+
+    fn start(&self) -> Warden {
+        Warden::start_with(&self.data, &["--config", self.config.to_str().unwrap()])
+    }
+}
+
+/// Whether an execution has ended.
+pub fn ended(e: &Value) -> bool {
+    !matches!(
+        e["status"].as_str(),
+        Some("queued" | "running" | "awaiting_approval" | "cancel_requested")
+    )
 }
 
 /// Polls an execution until `done` says so (30 s at most).
@@ -44,7 +70,7 @@ pub async fn poll(server: &Server, id: &str, done: impl Fn(&Value) -> bool) -> V
     }
 }
 
-async fn start_async(server: &Server, agent: &str, input: Value) -> String {
+pub async fn start_async(server: &Server, agent: &str, input: Value) -> String {
     let (status, accepted) = server
         .post_json(
             &format!("/v1/agents/{agent}/execute"),
@@ -107,16 +133,13 @@ fn start_line(events: &[Value]) -> (u64, u64) {
 async fn a_run_killed_in_a_slow_model_call_resumes_by_replay_and_completes_once() {
     // The second model request hangs: the host is killed while it waits.
     let fake = FakeProvider::start(Protocol::OpenAi, Mode::SlowAt(2, Duration::from_secs(600))).await;
-    let tmp = tempfile::tempdir().unwrap();
     let provider = format!(
         "[[llm.providers]]\nname = \"fake\"\nkind = \"openai\"\nbase_url = \"{}/v1\"\napi_key_env = \"CARGO_PKG_NAME\"\n\
          models = [\"gpt-test\"]\n",
         fake.url()
     );
-    let config = config_file(tmp.path(), &provider);
-    let data = tmp.path().join("data");
-    let args = ["--config", config.to_str().unwrap()];
-    let warden = Warden::start_with(&data, &args);
+    let host = Host::new(&provider);
+    let warden = host.start();
     let server = warden.client();
     server.deploy("ledger", json!({ "models": ["gpt-test"] })).await;
     let input = json!({ "calls": 3, "model": "gpt-test" });
@@ -135,9 +158,9 @@ async fn a_run_killed_in_a_slow_model_call_resumes_by_replay_and_completes_once(
     let before = events(&server, &id).await;
     warden.sigkill();
 
-    let warden = Warden::start_with(&data, &args);
+    let warden = host.start();
     let server = warden.client();
-    let done = poll(&server, &id, |e| e["status"] != "running" && e["status"] != "queued").await;
+    let done = poll(&server, &id, ended).await;
     assert_eq!(done["status"], "completed", "{done}");
     let output = &done["output"];
     assert_eq!(output["answers"], json!([ANSWER, ANSWER, ANSWER]), "{done}");
@@ -206,11 +229,8 @@ async fn a_write_whose_start_was_journaled_is_never_made_again() {
     tokio::spawn(async move {
         let _ = axum::serve(listener, hold).await;
     });
-    let tmp = tempfile::tempdir().unwrap();
-    let config = config_file(tmp.path(), "");
-    let data = tmp.path().join("data");
-    let args = ["--config", config.to_str().unwrap()];
-    let warden = Warden::start_with(&data, &args);
+    let host = Host::new("");
+    let warden = host.start();
     let server = warden.client();
     server.deploy("ledger", json!({ "allowed_hosts": ["127.0.0.1"] })).await;
     let id = start_async(
@@ -226,9 +246,9 @@ async fn a_write_whose_start_was_journaled_is_never_made_again() {
     }
     warden.sigkill();
 
-    let warden = Warden::start_with(&data, &args);
+    let warden = host.start();
     let server = warden.client();
-    let done = poll(&server, &id, |e| e["status"] != "running" && e["status"] != "queued").await;
+    let done = poll(&server, &id, ended).await;
     assert_eq!(done["status"], "failed", "{done}");
     assert_eq!(done["error"]["code"], "unfinished_write", "{done}");
     assert!(
@@ -243,11 +263,8 @@ async fn a_write_whose_start_was_journaled_is_never_made_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_awaiting_approval_survives_a_kill_and_completes_when_approved_after() {
-    let tmp = tempfile::tempdir().unwrap();
-    let config = config_file(tmp.path(), "");
-    let data = tmp.path().join("data");
-    let args = ["--config", config.to_str().unwrap()];
-    let warden = Warden::start_with(&data, &args);
+    let host = Host::new("");
+    let warden = host.start();
     let server = warden.client();
     server.deploy("ledger", json!({})).await;
     let id = start_async(&server, "ledger", json!({ "calls": 2, "approve": "Ship it?" })).await;
@@ -268,7 +285,7 @@ async fn a_run_awaiting_approval_survives_a_kill_and_completes_when_approved_aft
     }
     warden.sigkill();
 
-    let warden = Warden::start_with(&data, &args);
+    let warden = host.start();
     let server = warden.client();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let still = server.get(&format!("/v1/executions/{id}")).await.1;
@@ -336,11 +353,8 @@ async fn a_run_awaiting_approval_survives_a_kill_and_completes_when_approved_aft
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_call_cut_short_by_a_kill_finds_its_child_again() {
-    let tmp = tempfile::tempdir().unwrap();
-    let config = config_file(tmp.path(), "");
-    let data = tmp.path().join("data");
-    let args = ["--config", config.to_str().unwrap()];
-    let warden = Warden::start_with(&data, &args);
+    let host = Host::new("");
+    let warden = host.start();
     let server = warden.client();
     server.deploy("toolbox", json!({})).await;
     server
@@ -362,7 +376,7 @@ async fn an_agent_call_cut_short_by_a_kill_finds_its_child_again() {
     };
     warden.sigkill();
 
-    let warden = Warden::start_with(&data, &args);
+    let warden = host.start();
     let server = warden.client();
     let done = poll(&server, &parent, |e| {
         e["status"] != "running" && e["status"] != "queued"

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiQuery, page_limit};
+use super::extract::{ApiQuery, one_of, page_limit};
 use crate::app::App;
 use crate::auth::Caller;
 use crate::executions::{Ask, DecideError, Decider};
@@ -62,24 +62,9 @@ pub async fn list(
     Extension(caller): Extension<Caller>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Response, ApiError> {
-    let status = q
-        .status
-        .map(|s| {
-            ApprovalStatus::parse(&s).ok_or_else(|| {
-                let all: Vec<&str> = ApprovalStatus::ALL.iter().map(|s| s.as_str()).collect();
-                ApiError::bad_request(
-                    "invalid_query",
-                    format!("status: {s:?} is not one of {}", all.join(", ")),
-                )
-            })
-        })
-        .transpose()?;
-    let agent_id = q.agent_id.map(|a| {
-        app.registry
-            .get(&caller.workspace, &a)
-            .map(|e| e.agent.id.clone())
-            .unwrap_or(a)
-    });
+    let all: Vec<&str> = ApprovalStatus::ALL.iter().map(|s| s.as_str()).collect();
+    let status = one_of("status", q.status, ApprovalStatus::parse, &all)?;
+    let agent_id = q.agent_id.map(|a| app.registry.agent_id(&caller.workspace, a));
     let filter = ApprovalFilter {
         workspace: caller.workspace,
         status,

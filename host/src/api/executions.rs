@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiJson, ApiQuery, cursor, page_limit, whole_number};
+use super::extract::{ApiJson, ApiQuery, cursor, one_of, page_limit, whole_number};
 use super::stream::SseMessage;
 use crate::app::App;
 use crate::auth::Caller;
@@ -334,25 +334,10 @@ pub async fn list(
         })
         .transpose()
     };
-    let status = q
-        .status
-        .map(|s| {
-            Status::parse(&s).ok_or_else(|| {
-                let all: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
-                ApiError::bad_request(
-                    "invalid_query",
-                    format!("status: {s:?} is not one of {}", all.join(", ")),
-                )
-            })
-        })
-        .transpose()?;
+    let all: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
+    let status = one_of("status", q.status, Status::parse, &all)?;
     // Agent names are accepted too.
-    let agent_id = q.agent_id.map(|a| {
-        app.registry
-            .get(&caller.workspace, &a)
-            .map(|e| e.agent.id.clone())
-            .unwrap_or(a)
-    });
+    let agent_id = q.agent_id.map(|a| app.registry.agent_id(&caller.workspace, a));
     let filter = ExecutionFilter {
         workspace: caller.workspace,
         agent_id,

@@ -25,6 +25,24 @@ where
     }
 }
 
+/// A filter from a query that must be one of `all` (`name` says which).
+pub fn one_of<T>(
+    name: &str,
+    text: Option<String>,
+    parse: fn(&str) -> Option<T>,
+    all: &[&str],
+) -> Result<Option<T>, ApiError> {
+    text.map(|t| {
+        parse(&t).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_query",
+                format!("{name}: {t:?} is not one of {}", all.join(", ")),
+            )
+        })
+    })
+    .transpose()
+}
+
 /// A page size from a query: `default` when absent, else it must be 1 to `max`.
 pub fn page_limit<T>(limit: Option<T>, default: T, max: T) -> Result<T, ApiError>
 where

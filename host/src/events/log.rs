@@ -244,7 +244,13 @@ impl EventHub {
 
     /// Forgets a finished execution's log (once its end is stored and published).
     pub fn close(&self, id: &str) {
-        self.lock().remove(id);
+        let mut logs = self.lock();
+        logs.remove(id);
+        // The room of a burst past is given back.
+        if logs.capacity() > 1024 && logs.len() * 4 < logs.capacity() {
+            let len = logs.len();
+            logs.shrink_to(len * 2);
+        }
     }
 
     /// Subscribes to a live execution after `after`.

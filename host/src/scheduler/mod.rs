@@ -221,7 +221,12 @@ impl<J: Job, O> Scheduler<J, O> {
     /// Announces a job's outcome to everyone watching and forgets it. Without
     /// an outcome (it was lost), watchers see the channel close instead.
     pub fn announce(&self, id: &str, outcome: Option<O>) {
-        let live = self.lock().live.remove(id);
+        let live = {
+            let mut inner = self.lock();
+            let live = inner.live.remove(id);
+            shrink(&mut inner.live);
+            live
+        };
         if let (Some(live), Some(outcome)) = (live, outcome) {
             live.done.send_replace(Some(outcome));
         }
@@ -289,6 +294,14 @@ impl<J: Job, O> Scheduler<J, O> {
     /// Queued jobs of one agent and how many of its slots are busy.
     pub fn agent_load(&self, agent_id: &str) -> (usize, usize) {
         self.lock().queue.agent_load(agent_id)
+    }
+}
+
+/// Gives back the room of a map that held many more entries than it does now
+/// (a burst of executions past), so an idle host holds nothing for it.
+fn shrink<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>) {
+    if map.capacity() > 1024 && map.len() * 4 < map.capacity() {
+        map.shrink_to(map.len() * 2);
     }
 }
 
