@@ -91,8 +91,8 @@ pub trait Effects: Send + Sync {
     /// for [`Reach::Outside`] waits until it is committed. An error: the effect
     /// must not happen.
     async fn before_effect(&self, reach: Reach) -> Result<(), EffectRefused>;
-    /// The run leaves state in the store from now on (its journal): its start
-    /// is written first, and its events are stored as they happen.
+    /// The run leaves state in the store now (its journal): its start and its
+    /// events so far are written first.
     fn keep(&self);
 }
 

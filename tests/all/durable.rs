@@ -399,3 +399,23 @@ async fn an_agent_call_cut_short_by_a_kill_finds_its_child_again() {
     );
     drop(warden);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runaway_journal_fails_its_run_and_an_agent_may_opt_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = warden_tests::test_config(tmp.path());
+    config.durability.max_journal_entries = 20;
+    let server = Server::start_with(config).await;
+    server.deploy("ledger", json!({})).await;
+    let record = server.run("ledger", json!({ "calls": 30 })).await;
+    assert_eq!(record["status"], "failed", "{record}");
+    assert_eq!(record["error"]["code"], "journal_limit", "{record}");
+    // The same agent, not durable: no journal, no cap.
+    let mut manifest = warden_tests::agent_manifest("ledger");
+    manifest["durable"] = json!(false);
+    let (status, _) = server.deploy_bytes(warden_tests::agent_wasm("ledger"), &manifest).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let record = server.run("ledger", json!({ "calls": 30 })).await;
+    assert_eq!(record["status"], "completed", "{record}");
+    assert_eq!(record["output"]["answers"].as_array().unwrap().len(), 30);
+}

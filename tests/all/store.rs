@@ -13,9 +13,12 @@ use warden_host::digest::sha256_hex;
 use warden_host::events::{EventData, EventLog, EventSink};
 use warden_host::manifest::Manifest;
 use warden_host::record::{
-    Agent, AgentVersion, ApiKey, Artifact, ExecError, Execution, LogLevel, LogLine, LogStream, Role, Status, Step,
+    Agent, AgentVersion, ApiKey, Approval, ApprovalStatus, Artifact, Decision, ExecError, Execution, JournalEntry,
+    JournalKind, LogLevel, LogLine, LogStream, Role, Status, Step,
 };
-use warden_host::store::{BlobError, EventBudget, ExecutionFilter, FinalRecord, IdempotencyRecord, StoreError, Stores};
+use warden_host::store::{
+    ApprovalFilter, BlobError, EventBudget, ExecutionFilter, FinalRecord, IdempotencyRecord, StoreError, Stores,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_passes_the_conformance_suite() {
@@ -25,7 +28,7 @@ async fn sqlite_passes_the_conformance_suite() {
 /// Every check, each on a fresh store from `open`.
 pub async fn conformance(open: impl Fn(&Path) -> Stores) {
     type Check = fn(Stores) -> Pin<Box<dyn Future<Output = ()> + Send>>;
-    let checks: [(&str, Check); 9] = [
+    let checks: [(&str, Check); 11] = [
         ("executions", |s| Box::pin(executions(s))),
         ("finish and the run record", |s| Box::pin(finish(s))),
         ("events", |s| Box::pin(events(s))),
@@ -35,6 +38,8 @@ pub async fn conformance(open: impl Fn(&Path) -> Stores) {
         ("idempotency", |s| Box::pin(idempotency(s))),
         ("writes commit in order", |s| Box::pin(order(s))),
         ("blobs and the sweep", |s| Box::pin(sweep(s))),
+        ("journals", |s| Box::pin(journals(s))),
+        ("approvals", |s| Box::pin(approvals(s))),
     ];
     for (name, check) in checks {
         let tmp = tempfile::tempdir().unwrap();
@@ -536,4 +541,223 @@ async fn sweep(s: Stores) {
     .await
     .unwrap();
     assert!(s.executions.get("exec_run").await.unwrap().is_some());
+}
+
+fn entry(seq: u32, kind: JournalKind, done: bool, data: &str) -> JournalEntry {
+    JournalEntry {
+        seq,
+        kind,
+        fingerprint: format!("fp{seq}"),
+        done,
+        data: data.into(),
+    }
+}
+
+/// Journals: entries in order, a start replaced by its result, gone with the
+/// execution's final record.
+async fn journals(s: Stores) {
+    s.agents
+        .deploy(agent("agt_a", "w1"), version("ver_1", "agt_a", 1, "h"))
+        .await
+        .unwrap();
+    let e = execution("exec_j", "agt_a", Status::Running, 10);
+    s.executions.save(e.clone()).await.unwrap();
+    s.journal
+        .append("exec_j", vec![entry(1, JournalKind::Seed, true, "\"00\"")])
+        .detach();
+    s.journal
+        .append(
+            "exec_j",
+            vec![
+                entry(2, JournalKind::WallClock, true, "5"),
+                entry(3, JournalKind::Tool, false, r#"{"child":null}"#),
+            ],
+        )
+        .await
+        .unwrap();
+    s.journal
+        .append("exec_other", vec![entry(1, JournalKind::Llm, true, "{}")])
+        .await
+        .unwrap();
+    let got = s.journal.load("exec_j").await.unwrap();
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[2], entry(3, JournalKind::Tool, false, r#"{"child":null}"#));
+    s.journal
+        .append("exec_j", vec![entry(3, JournalKind::Tool, true, r#"{"ok":1}"#)])
+        .await
+        .unwrap();
+    let got = s.journal.load("exec_j").await.unwrap();
+    assert_eq!(
+        got.iter().map(|e| (e.seq, e.done)).collect::<Vec<_>>(),
+        [(1, true), (2, true), (3, true)]
+    );
+    assert_eq!(got[2].data, r#"{"ok":1}"#);
+    // A finished execution is never replayed: its journal goes with its end.
+    let mut ended = e;
+    ended.status = Status::Completed;
+    ended.completed_at = Some(20);
+    s.executions
+        .finish(FinalRecord {
+            execution: ended,
+            logs: Vec::new(),
+            steps: Vec::new(),
+            events: Vec::new(),
+        })
+        .await
+        .unwrap();
+    assert!(s.journal.load("exec_j").await.unwrap().is_empty());
+    assert_eq!(s.journal.load("exec_other").await.unwrap().len(), 1);
+}
+
+fn request(id: &str, workspace: &str, execution_id: &str, expires_at: Option<i64>) -> Approval {
+    Approval {
+        id: id.into(),
+        workspace: workspace.into(),
+        agent_id: "agt_a".into(),
+        execution_id: execution_id.into(),
+        title: format!("title {id}"),
+        detail: raw(r#"{"amount":5}"#).into(),
+        approvers: vec!["finance".into()],
+        status: ApprovalStatus::Pending,
+        created_at: 1,
+        expires_at,
+        decided_at: None,
+        decided_by: None,
+        decided_by_name: None,
+        comment: None,
+        data: None,
+    }
+}
+
+fn decision(status: ApprovalStatus, by: &str) -> Decision {
+    Decision {
+        status,
+        at: 50,
+        by: Some(by.into()),
+        by_name: Some(format!("name-{by}")),
+        comment: Some("because".into()),
+        data: Some(raw(r#"{"x":1}"#).into()),
+    }
+}
+
+/// Approvals: the first decision wins; listing by workspace, status, agent and
+/// execution in cursor pages; due ones; waiting executions; cancelled with
+/// their execution's end.
+async fn approvals(s: Stores) {
+    s.agents
+        .deploy(agent("agt_a", "w1"), version("ver_1", "agt_a", 1, "h"))
+        .await
+        .unwrap();
+    for id in ["exec_1", "exec_2", "exec_3"] {
+        s.executions
+            .save(execution(id, "agt_a", Status::Running, 10))
+            .await
+            .unwrap();
+        s.executions
+            .set_status(id, Status::Running, Status::AwaitingApproval)
+            .await
+            .unwrap();
+    }
+    s.approvals
+        .create(request("apr_1", "w1", "exec_1", Some(100)))
+        .await
+        .unwrap();
+    s.approvals
+        .create(request("apr_2", "w1", "exec_2", None))
+        .await
+        .unwrap();
+    s.approvals
+        .create(request("apr_3", "w2", "exec_3", Some(10)))
+        .await
+        .unwrap();
+    // Created again (a replay opening it anew): the first stays.
+    let mut again = request("apr_1", "w1", "exec_1", Some(999));
+    again.title = "other".into();
+    s.approvals.create(again).await.unwrap();
+    let got = s.approvals.get("apr_1").await.unwrap().unwrap();
+    assert_eq!((got.title.as_str(), got.expires_at), ("title apr_1", Some(100)));
+    assert_eq!(got.detail.get(), r#"{"amount":5}"#);
+    assert_eq!(got.approvers, ["finance"]);
+    assert!(s.approvals.get("apr_nope").await.unwrap().is_none());
+
+    // The first decision wins.
+    s.approvals
+        .decide("apr_1", decision(ApprovalStatus::Approved, "key_a"))
+        .await
+        .unwrap();
+    s.approvals
+        .decide("apr_1", decision(ApprovalStatus::Rejected, "key_b"))
+        .await
+        .unwrap();
+    let got = s.approvals.get("apr_1").await.unwrap().unwrap();
+    assert_eq!(got.status, ApprovalStatus::Approved);
+    assert_eq!(got.decided_by.as_deref(), Some("key_a"));
+    assert_eq!(got.decided_by_name.as_deref(), Some("name-key_a"));
+    assert_eq!((got.decided_at, got.comment.as_deref()), (Some(50), Some("because")));
+    assert_eq!(got.data.unwrap().get(), r#"{"x":1}"#);
+
+    // Listing: the workspace's only, newest first, filtered, in cursor pages.
+    let filter = |limit| ApprovalFilter {
+        workspace: "w1".into(),
+        limit,
+        ..Default::default()
+    };
+    let (page, more) = s.approvals.list(filter(1)).await.unwrap();
+    assert_eq!((page[0].id.as_str(), more), ("apr_2", true));
+    let (page, more) = s
+        .approvals
+        .list(ApprovalFilter {
+            after: Some("apr_2".into()),
+            ..filter(1)
+        })
+        .await
+        .unwrap();
+    assert_eq!((page[0].id.as_str(), more), ("apr_1", false));
+    let ids = |page: Vec<Approval>| page.into_iter().map(|a| a.id).collect::<Vec<_>>();
+    let pending = ApprovalFilter {
+        status: Some(ApprovalStatus::Pending),
+        ..filter(10)
+    };
+    assert_eq!(ids(s.approvals.list(pending).await.unwrap().0), ["apr_2"]);
+    let of_one = ApprovalFilter {
+        execution_id: Some("exec_1".into()),
+        agent_id: Some("agt_a".into()),
+        ..filter(10)
+    };
+    assert_eq!(ids(s.approvals.list(of_one).await.unwrap().0), ["apr_1"]);
+    assert_eq!(
+        s.approvals
+            .of_execution("exec_2")
+            .await
+            .unwrap()
+            .map(|a| a.id)
+            .as_deref(),
+        Some("apr_2")
+    );
+
+    // Due: pending with a timeout passed.
+    assert_eq!(ids(s.approvals.due(50, 10).await.unwrap()), ["apr_3"]);
+    assert!(s.approvals.due(5, 10).await.unwrap().is_empty());
+    // Waiting executions, and those decided while nobody resumed them.
+    let waiting = s.approvals.waiting().await.unwrap();
+    assert_eq!(waiting.len(), 3);
+    assert_eq!(waiting[0], ("exec_1".to_owned(), "ver_1".to_owned()));
+    assert_eq!(s.approvals.answered_waiting().await.unwrap(), ["exec_1"]);
+
+    // An execution's end cancels its pending request.
+    let mut ended = execution("exec_2", "agt_a", Status::AwaitingApproval, 10);
+    ended.status = Status::Cancelled;
+    ended.completed_at = Some(60);
+    s.executions
+        .finish(FinalRecord {
+            execution: ended,
+            logs: Vec::new(),
+            steps: Vec::new(),
+            events: Vec::new(),
+        })
+        .await
+        .unwrap();
+    let got = s.approvals.get("apr_2").await.unwrap().unwrap();
+    assert_eq!((got.status, got.decided_at), (ApprovalStatus::Cancelled, Some(60)));
+    assert_eq!(s.approvals.waiting().await.unwrap().len(), 2);
 }

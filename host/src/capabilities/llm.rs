@@ -155,6 +155,11 @@ impl Host for RunState {
                 .map_err(|e| wasmtime::Error::new(Stop::damaged_journal("model call", &e)))?;
             return self.settle_chat(call);
         }
+        if let Some(journal) = &self.journal
+            && !self.grants.llm.answers_offline(&request.model)
+        {
+            journal.store_pending();
+        }
         let started = Instant::now();
         let events = Arc::clone(&self.grants.events);
         let host = Arc::clone(&self.grants.llm);

@@ -116,7 +116,13 @@ impl Host for RunState {
             .await
             .map_err(Stop::unrecorded)?;
         // A call that writes has its start journaled first (stored before it
-        // runs, when it reaches beyond the host), so it is never made twice.
+        // runs, when it reaches beyond the host), so it is never made twice;
+        // a read that reaches beyond stores what came before it.
+        if let Some(journal) = &self.journal
+            && reach == Reach::Outside
+        {
+            journal.store_pending();
+        }
         if let (Some(journal), Some(fingerprint)) = (&self.journal, &fingerprint)
             && started.is_none()
             && !self.grants.tools.repeatable(&name, &args)

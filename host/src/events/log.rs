@@ -132,6 +132,17 @@ impl EventLog {
         }
     }
 
+    /// Hands the events held back so far to the store, and goes on holding the
+    /// next ones (what the run stores next, its journal, must come after them).
+    pub fn store_held(&self) {
+        let mut inner = self.lock();
+        if let (Some(held), Some(sink)) = (inner.held.as_mut(), &self.sink)
+            && !held.is_empty()
+        {
+            sink.append(&self.execution_id, std::mem::take(held));
+        }
+    }
+
     /// Numbers the execution's last events and closes the log to anything else.
     /// Returns what the store still needs: the events held back, then the last
     /// ones. The last ones are not delivered (nor sent to the sink): the caller

@@ -308,9 +308,10 @@ impl Effects for Start {
     }
 
     fn keep(&self) {
-        // Detached: the store commits the start before whatever comes next.
+        // Detached: the store commits the start, then the events so far,
+        // before whatever comes next.
         drop(self.make());
-        self.log.flush();
+        self.log.store_held();
     }
 }
 

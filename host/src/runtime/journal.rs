@@ -5,9 +5,13 @@
 //!
 //! Entries queue in memory and go to the store (through its batching writer,
 //! after the run's start and its events so far) with the next call that acts
-//! beyond the sandbox, the next journaled result, or a suspension. Clock
-//! readings and the random seed ride along with whatever goes next: nothing the
-//! guest did with them reached outside before then.
+//! beyond the sandbox, a suspension, or, once the run has lasted
+//! [`EAGER_AFTER`], each result as it comes. A short run's results stay in
+//! memory: they are reads (a write's start is stored before it), which a
+//! restart may make again, and most such runs end before anything is written
+//! (a finished run's journal is dropped). Clock readings and the random seed
+//! ride along with whatever goes next: nothing the guest did with them reached
+//! outside before then.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -29,6 +33,12 @@ pub enum Replayed {
     /// It started and never finished: what its start recorded, and its number.
     Started { data: String, seq: u32 },
 }
+
+/// A run that has lasted this long stores each result as it comes (as its
+/// events are from then on).
+pub const EAGER_AFTER: Duration = Duration::from_millis(10);
+/// Results held in memory at most before they go to the store anyway.
+const MAX_PENDING: usize = 64;
 
 pub struct RunJournal {
     execution_id: String,
@@ -253,11 +263,15 @@ impl RunJournal {
         self.store.append(&self.execution_id, entries)
     }
 
-    /// Records a call's result (numbered `seq` when its start was recorded).
+    /// Records a call's result (numbered `seq` when its start was recorded):
+    /// stored at once once the run has lasted [`EAGER_AFTER`], or its start
+    /// was stored (so that the result is found with it).
     pub fn record(&self, kind: JournalKind, fingerprint: &str, seq: Option<u32>, data: String) -> Result<(), Stop> {
         let mut inner = self.lock();
         self.push(&mut inner, seq, kind, fingerprint, true, data)?;
-        self.flush(&mut inner).detach();
+        if seq.is_some() || inner.pending.len() >= MAX_PENDING || self.mono_base.elapsed() >= EAGER_AFTER {
+            self.flush(&mut inner).detach();
+        }
         Ok(())
     }
 
@@ -278,6 +292,15 @@ impl RunJournal {
             commit.detach();
         }
         Ok(seq)
+    }
+
+    /// Before a call that reaches beyond the host (and may take long): what is
+    /// queued goes to the store, so that a crash meanwhile repeats none of it.
+    pub fn store_pending(&self) {
+        let mut inner = self.lock();
+        if !inner.pending.is_empty() {
+            self.flush(&mut inner).detach();
+        }
     }
 
     /// Stores everything queued and waits for it (before the run is unloaded).
