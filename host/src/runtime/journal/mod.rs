@@ -15,16 +15,20 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use wasmtime_wasi::{HostMonotonicClock, HostWallClock};
 
 use super::Stop;
 use crate::config::DurabilityConfig;
 use crate::ports::Effects;
 use crate::record::{JournalEntry, JournalKind};
 use crate::store::{Commit, JournalStore};
+
+pub use self::sources::{MonotonicClock, WallClock};
+use self::sources::{fresh_seed, parse_seed};
+
+mod sources;
 
 /// A journaled call found on replay.
 pub enum Replayed {
@@ -264,12 +268,13 @@ impl RunJournal {
     }
 
     /// Records a call's result (numbered `seq` when its start was recorded):
-    /// stored at once once the run has lasted [`EAGER_AFTER`], or its start
-    /// was stored (so that the result is found with it).
+    /// stored at once once the run has lasted [`EAGER_AFTER`]. (A write whose
+    /// start is stored and whose result is not yet, when the host dies, is
+    /// not made again: the run fails `unfinished_write`.)
     pub fn record(&self, kind: JournalKind, fingerprint: &str, seq: Option<u32>, data: String) -> Result<(), Stop> {
         let mut inner = self.lock();
         self.push(&mut inner, seq, kind, fingerprint, true, data)?;
-        if seq.is_some() || inner.pending.len() >= MAX_PENDING || self.mono_base.elapsed() >= EAGER_AFTER {
+        if inner.pending.len() >= MAX_PENDING || self.mono_base.elapsed() >= EAGER_AFTER {
             self.flush(&mut inner).detach();
         }
         Ok(())
@@ -342,176 +347,5 @@ impl RunJournal {
     }
 }
 
-fn fresh_seed() -> [u8; 32] {
-    let mut seed = [0u8; 32];
-    if let Err(e) = getrandom::fill(&mut seed) {
-        // The OS always has entropy for a running host; a run seeded from the
-        // time instead is still unpredictable enough to its guest.
-        tracing::warn!(error = %e, "no OS randomness for a run's seed");
-        seed[..16].copy_from_slice(&crate::time::now_ms().to_le_bytes().repeat(2));
-    }
-    seed
-}
-
-fn parse_seed(text: &str) -> Option<[u8; 32]> {
-    let hex = text.trim_matches('"');
-    let mut seed = [0u8; 32];
-    if hex.len() != 64 {
-        return None;
-    }
-    for (i, byte) in seed.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(seed)
-}
-
-/// The guest's wall clock, journaled.
-pub struct WallClock(pub Arc<RunJournal>);
-
-impl HostWallClock for WallClock {
-    fn resolution(&self) -> Duration {
-        Duration::from_nanos(1)
-    }
-
-    fn now(&self) -> Duration {
-        let ns = self.0.clock(JournalKind::WallClock, || {
-            SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos().min(u128::from(u64::MAX)) as u64)
-        });
-        Duration::from_nanos(ns)
-    }
-}
-
-/// The guest's monotonic clock, journaled; after a replay it goes on from the
-/// last journaled reading.
-pub struct MonotonicClock(pub Arc<RunJournal>);
-
-impl HostMonotonicClock for MonotonicClock {
-    fn resolution(&self) -> u64 {
-        1
-    }
-
-    fn now(&self) -> u64 {
-        let journal = &self.0;
-        journal.clock(JournalKind::MonotonicClock, || {
-            let elapsed = journal.mono_base.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
-            journal.mono_offset.saturating_add(elapsed)
-        })
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::ports::{EffectRefused, Reach};
-    use crate::store::StoreError;
-
-    #[derive(Default)]
-    struct Kept(Mutex<Vec<JournalEntry>>);
-
-    #[async_trait::async_trait]
-    impl JournalStore for Kept {
-        fn append(&self, _: &str, entries: Vec<JournalEntry>) -> Commit {
-            self.0.lock().unwrap().extend(entries);
-            Commit::ready(Ok(()))
-        }
-
-        async fn load(&self, _: &str) -> Result<Vec<JournalEntry>, StoreError> {
-            Ok(self.0.lock().unwrap().clone())
-        }
-    }
-
-    struct Free;
-
-    #[async_trait::async_trait]
-    impl Effects for Free {
-        async fn before_effect(&self, _: Reach) -> Result<(), EffectRefused> {
-            Ok(())
-        }
-
-        fn keep(&self) {}
-    }
-
-    fn journal(store: &Arc<Kept>, earlier: Vec<JournalEntry>, max_entries: u32) -> Arc<RunJournal> {
-        let caps = DurabilityConfig {
-            max_journal_entries: max_entries,
-            ..DurabilityConfig::default()
-        };
-        RunJournal::new("exec_1", earlier, store.clone(), Arc::new(Free), caps)
-    }
-
-    #[tokio::test]
-    async fn a_replay_answers_in_order_and_catches_a_divergence() {
-        let store = Arc::new(Kept::default());
-        let first = journal(&store, Vec::new(), 100);
-        let wall = WallClock(Arc::clone(&first)).now();
-        let seq = first
-            .start(JournalKind::Tool, &fingerprint(&[b"kv"]), "{}".into(), true)
-            .await
-            .unwrap();
-        first
-            .record(JournalKind::Tool, &fingerprint(&[b"kv"]), Some(seq), "\"ok\"".into())
-            .unwrap();
-        first
-            .record(JournalKind::Llm, &fingerprint(&[b"hi"]), None, "\"answer\"".into())
-            .unwrap();
-        let mono = MonotonicClock(Arc::clone(&first)).now();
-        let kept = store.0.lock().unwrap().clone();
-        // Seed, clock, the tool's start then its result under the same number, the model call.
-        let seqs: Vec<(u32, bool)> = kept.iter().map(|e| (e.seq, e.done)).collect();
-        assert_eq!(seqs, [(1, true), (2, true), (3, false), (3, true), (4, true)]);
-        // The monotonic reading after the model call rides with whatever goes next.
-        assert_eq!(first.lock().pending.len(), 1);
-        first.persist().await.unwrap();
-
-        // Replayed: the same seed, the same clocks, the same answers.
-        let mut earlier = store.0.lock().unwrap().clone();
-        earlier.dedup_by(|b, a| {
-            a.seq == b.seq && {
-                *a = b.clone();
-                true
-            }
-        });
-        let again = journal(&store, earlier.clone(), 100);
-        assert_eq!(again.seed(), first.seed());
-        assert!(again.replaying());
-        assert_eq!(WallClock(Arc::clone(&again)).now(), wall);
-        assert!(matches!(
-            again.take(JournalKind::Tool, &fingerprint(&[b"kv"]), "tool kv"),
-            Ok(Some(Replayed::Done(d))) if d == "\"ok\""
-        ));
-        assert!(matches!(
-            again.take(JournalKind::Llm, &fingerprint(&[b"hi"]), "a model call"),
-            Ok(Some(Replayed::Done(_)))
-        ));
-        assert_eq!(MonotonicClock(Arc::clone(&again)).now(), mono);
-        assert!(!again.replaying());
-        assert!(MonotonicClock(Arc::clone(&again)).now() >= mono, "never back in time");
-        assert!(again.failure(true).is_none());
-
-        // Asking for something else where the journal holds a model call.
-        let astray = journal(&store, earlier, 100);
-        WallClock(Arc::clone(&astray)).now();
-        let _ = astray.take(JournalKind::Tool, &fingerprint(&[b"kv"]), "tool kv");
-        let stop = astray
-            .take(JournalKind::Llm, &fingerprint(&[b"bye"]), "a call of model \"m\"")
-            .err()
-            .unwrap();
-        assert_eq!(stop.code, "replay_divergence");
-        assert!(stop.message.contains("a call of model \"m\""), "{}", stop.message);
-        assert_eq!(astray.failure(true).unwrap().code, "replay_divergence");
-    }
-
-    #[test]
-    fn a_journal_past_its_cap_fails_the_run() {
-        let store = Arc::new(Kept::default());
-        let j = journal(&store, Vec::new(), 3);
-        for _ in 0..5 {
-            WallClock(Arc::clone(&j)).now();
-        }
-        assert_eq!(j.failure(false).unwrap().code, "journal_limit");
-        let stop = j.record(JournalKind::Llm, "x", None, "1".into()).err().unwrap();
-        assert_eq!(stop.code, "journal_limit");
-    }
-}
+mod tests;
