@@ -240,7 +240,7 @@ impl ApprovalDesk for Nobody {
 
 #[async_trait::async_trait]
 impl ArtifactStore for Nobody {
-    async fn store(&self, _: &str, _: String, _: String, _: Vec<u8>) -> anyhow::Result<Artifact> {
+    async fn store(&self, _: &str, _: Option<String>, _: String, _: String, _: Vec<u8>) -> anyhow::Result<Artifact> {
         anyhow::bail!("no artifacts in this bench")
     }
 }

@@ -106,16 +106,31 @@ pub struct EffectRefused(pub String);
 pub trait Artifacts: Send + Sync {
     /// How many the run has stored so far.
     fn stored(&self) -> usize;
-    async fn put(&self, name: String, media_type: String, data: Vec<u8>) -> Result<Artifact, ArtifactError>;
+    async fn put(&self, name: String, media_type: String, data: Vec<u8>) -> Result<Artifact, ArtifactError> {
+        self.put_as(None, true, name, media_type, data).await
+    }
+    /// Stores it under `id` (one fixed in the run's journal; a put made again
+    /// after a restart stores the same artifact) or a new one, announcing it
+    /// when `announce`.
+    async fn put_as(
+        &self,
+        id: Option<String>,
+        announce: bool,
+        name: String,
+        media_type: String,
+        data: Vec<u8>,
+    ) -> Result<Artifact, ArtifactError>;
 }
 
 /// Where artifacts are kept: the bytes as a blob, the record as a row.
 #[async_trait]
 pub trait ArtifactStore: Send + Sync {
-    /// Stores the bytes of a new artifact of `execution_id`; returns its record.
+    /// Stores the bytes of an artifact of `execution_id` under `id` (or a new
+    /// id); returns its record.
     async fn store(
         &self,
         execution_id: &str,
+        id: Option<String>,
         name: String,
         media_type: String,
         data: Vec<u8>,

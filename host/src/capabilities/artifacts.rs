@@ -1,6 +1,7 @@
 //! `warden:agent/artifacts`: files a run stores (screenshots, reports), through
 //! the run's [`RunArtifacts`](crate::runtime::RunArtifacts). A durable run
-//! journals each put's outcome; a replay adopts the stored artifact again.
+//! journals each put (its start with the artifact's id, then its outcome); a
+//! replay adopts the stored artifact again.
 
 use serde_json::{Value, json};
 
@@ -59,19 +60,43 @@ impl Host for RunState {
                 &(data.len() as u64).to_le_bytes(),
             ])
         });
-        if let (Some(journal), Some(fingerprint)) = (&self.journal, &fingerprint)
-            && let Some(Replayed::Done(recorded)) = journal
+        // A put is a write: its start, with the artifact's id, is journaled
+        // first; one cut short by a restart stores the same artifact again
+        // (the same id, the same bytes), announced once.
+        let (mut id, mut seq, mut announce) = (None, None, true);
+        if let (Some(journal), Some(fingerprint)) = (&self.journal, &fingerprint) {
+            match journal
                 .take(JournalKind::Artifact, fingerprint, &format!("artifact {name:?}"))
                 .map_err(wasmtime::Error::new)?
-        {
-            let result = from_journal(&self.grants.ctx.execution_id, &recorded);
-            return Ok(result.map(|artifact| {
-                let id = artifact.id.clone();
-                self.grants.artifacts.adopt(artifact);
-                id
-            }));
+            {
+                Some(Replayed::Done(recorded)) => {
+                    let result = from_journal(&self.grants.ctx.execution_id, &recorded);
+                    return Ok(result.map(|artifact| {
+                        let id = artifact.id.clone();
+                        self.grants.artifacts.adopt(artifact);
+                        id
+                    }));
+                }
+                Some(Replayed::Started { data, seq: started }) => {
+                    let start: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
+                    id = start["id"].as_str().map(str::to_owned);
+                    seq = Some(started);
+                    announce = false;
+                }
+                None => {
+                    let fresh = crate::ids::artifact();
+                    let data = json!({ "id": fresh }).to_string();
+                    seq = Some(
+                        journal
+                            .start(JournalKind::Artifact, fingerprint, data, false)
+                            .await
+                            .map_err(wasmtime::Error::new)?,
+                    );
+                    id = Some(fresh);
+                }
+            }
         }
-        let result = match self.grants.artifacts.put(name, media_type, data).await {
+        let result = match self.grants.artifacts.put_as(id, announce, name, media_type, data).await {
             Ok(artifact) => Ok(artifact),
             Err(ArtifactError::InvalidName(m)) => Err(Error::InvalidName(m)),
             Err(ArtifactError::LimitExceeded(m)) => Err(Error::LimitExceeded(m)),
@@ -79,7 +104,7 @@ impl Host for RunState {
         };
         if let (Some(journal), Some(fingerprint)) = (&self.journal, &fingerprint) {
             journal
-                .record(JournalKind::Artifact, fingerprint, None, journaled(&result))
+                .record(JournalKind::Artifact, fingerprint, seq, journaled(&result))
                 .map_err(wasmtime::Error::new)?;
         }
         Ok(result.map(|a| a.id))

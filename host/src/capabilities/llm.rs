@@ -142,23 +142,35 @@ impl Host for RunState {
             .unwrap_or_default();
             journal::fingerprint(&[&asked])
         });
-        if let (Some(journal), Some(fingerprint)) = (&self.journal, &fingerprint)
-            && let Some(Replayed::Done(data)) = journal
+        // On replay: its answer; or, cut short by a restart, made again.
+        let mut seq = None;
+        if let (Some(journal), Some(fingerprint)) = (&self.journal, &fingerprint) {
+            match journal
                 .take(
                     JournalKind::Llm,
                     fingerprint,
                     &format!("a call of model {:?}", request.model),
                 )
                 .map_err(wasmtime::Error::new)?
-        {
-            let call: LlmCall = serde_json::from_str(&data)
-                .map_err(|e| wasmtime::Error::new(Stop::damaged_journal("model call", &e)))?;
-            return self.settle_chat(call);
-        }
-        if let Some(journal) = &self.journal
-            && !self.grants.llm.answers_offline(&request.model)
-        {
-            journal.store_pending();
+            {
+                Some(Replayed::Done(data)) => {
+                    let call: LlmCall = serde_json::from_str(&data)
+                        .map_err(|e| wasmtime::Error::new(Stop::damaged_journal("model call", &e)))?;
+                    return self.settle_chat(call);
+                }
+                Some(Replayed::Started { seq: started, .. }) => seq = Some(started),
+                None => {}
+            }
+            // A real provider's call may take long: its start (and what came
+            // before it) is stored, so a restart knows it was under way.
+            if seq.is_none() && !self.grants.llm.answers_offline(&request.model) {
+                seq = Some(
+                    journal
+                        .start(JournalKind::Llm, fingerprint, "{}".into(), false)
+                        .await
+                        .map_err(wasmtime::Error::new)?,
+                );
+            }
         }
         let started = Instant::now();
         let events = Arc::clone(&self.grants.events);
@@ -205,7 +217,7 @@ impl Host for RunState {
         if let (Some(journal), Some(fingerprint)) = (&self.journal, &fingerprint) {
             let data = serde_json::to_string(&call).unwrap_or_default();
             journal
-                .record(JournalKind::Llm, fingerprint, None, data)
+                .record(JournalKind::Llm, fingerprint, seq, data)
                 .map_err(wasmtime::Error::new)?;
         }
         self.settle_chat(call)

@@ -96,6 +96,10 @@ impl Host for RunState {
                     child = start["child"].as_str().map(str::to_owned);
                     started = Some(seq);
                 }
+                // A read cut short by a restart is made again.
+                Some(Replayed::Started { seq, .. }) if self.grants.tools.repeatable(&name, &args) => {
+                    started = Some(seq);
+                }
                 Some(Replayed::Started { .. }) => {
                     return Err(wasmtime::Error::new(Stop {
                         code: "unfinished_write",
@@ -116,16 +120,13 @@ impl Host for RunState {
             .await
             .map_err(Stop::unrecorded)?;
         // A call that writes has its start journaled first (stored before it
-        // runs, when it reaches beyond the host), so it is never made twice;
-        // a read that reaches beyond stores what came before it.
-        if let Some(journal) = &self.journal
-            && reach == Reach::Outside
-        {
-            journal.store_pending();
-        }
+        // runs, when it reaches beyond the host), so it is never made twice; a
+        // read that reaches beyond has its start journaled too (not waited
+        // for), so that a restart makes it again without announcing it twice.
+        let repeatable = self.grants.tools.repeatable(&name, &args);
         if let (Some(journal), Some(fingerprint)) = (&self.journal, &fingerprint)
             && started.is_none()
-            && !self.grants.tools.repeatable(&name, &args)
+            && (!repeatable || reach == Reach::Outside)
         {
             if name == AGENT_CALL {
                 child = Some(crate::ids::execution());
@@ -133,7 +134,12 @@ impl Host for RunState {
             let data = json!({ "child": child }).to_string();
             started = Some(
                 journal
-                    .start(JournalKind::Tool, fingerprint, data, reach == Reach::Outside)
+                    .start(
+                        JournalKind::Tool,
+                        fingerprint,
+                        data,
+                        reach == Reach::Outside && !repeatable,
+                    )
                     .await
                     .map_err(wasmtime::Error::new)?,
             );

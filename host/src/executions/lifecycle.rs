@@ -290,8 +290,10 @@ impl Start {
     /// The run is still going after a moment: its events so far are stored,
     /// then each as it happens, and its start too.
     pub async fn proves_long(&self) -> Result<(), StoreError> {
+        // The start is queued before the events that say it started.
+        let stored = self.make();
         self.log.flush();
-        self.store().await
+        stored.await
     }
 }
 

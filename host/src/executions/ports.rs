@@ -35,6 +35,7 @@ impl ArtifactStore for StoredArtifacts {
     async fn store(
         &self,
         execution_id: &str,
+        id: Option<String>,
         name: String,
         media_type: String,
         data: Vec<u8>,
@@ -47,7 +48,7 @@ impl ArtifactStore for StoredArtifacts {
         })
         .await??;
         let artifact = Artifact {
-            id: ids::artifact(),
+            id: id.unwrap_or_else(ids::artifact),
             execution_id: execution_id.to_owned(),
             name,
             media_type,

@@ -242,6 +242,7 @@ async fn run(this: Arc<Executions>, job: Job, cancel: oneshot::Receiver<()>, pau
     };
     let durable = durable.then(|| earlier.unwrap_or_default());
     let grants = this.grants(&execution, &version, &events, &start, durable, pauses);
+    let journal = grants.journal.clone();
     // Most runs end within milliseconds; storing `running` for them would only be
     // overwritten at once. A run's start is stored before its first effect beyond
     // its sandbox, and once it is still going after a moment (the event stream
@@ -255,6 +256,10 @@ async fn run(this: Arc<Executions>, job: Job, cancel: oneshot::Receiver<()>, pau
             biased;
             outcome = &mut run => outcome,
             () = tokio::time::sleep(RUNNING_WRITE_DELAY) => {
+                // Its journal so far is stored before the events that follow it.
+                if let Some(journal) = &journal {
+                    journal.eager();
+                }
                 let (outcome, stored) = tokio::join!(run, start.proves_long());
                 if let Err(e) = stored {
                     tracing::error!(execution = %execution.id, error = %e, "could not record a run's start");

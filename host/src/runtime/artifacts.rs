@@ -99,7 +99,14 @@ impl Artifacts for RunArtifacts {
         self.lock().artifacts.len()
     }
 
-    async fn put(&self, name: String, media_type: String, data: Vec<u8>) -> Result<Artifact, ArtifactError> {
+    async fn put_as(
+        &self,
+        id: Option<String>,
+        announce: bool,
+        name: String,
+        media_type: String,
+        data: Vec<u8>,
+    ) -> Result<Artifact, ArtifactError> {
         check_name(&name).map_err(ArtifactError::InvalidName)?;
         check_media_type(&media_type).map_err(ArtifactError::InvalidName)?;
         let size = data.len() as u64;
@@ -107,7 +114,7 @@ impl Artifacts for RunArtifacts {
         // which the store commits after the run's start.
         self.effects.before_effect(Reach::Store).await?;
         self.reserve(size)?;
-        let artifact = match self.store.store(&self.execution_id, name, media_type, data).await {
+        let artifact = match self.store.store(&self.execution_id, id, name, media_type, data).await {
             Ok(artifact) => artifact,
             Err(e) => {
                 self.unreserve(size);
@@ -116,7 +123,9 @@ impl Artifacts for RunArtifacts {
                 )));
             }
         };
-        self.events.emit(EventData::Artifact(&artifact));
+        if announce {
+            self.events.emit(EventData::Artifact(&artifact));
+        }
         self.lock().artifacts.push(artifact.clone());
         Ok(artifact)
     }

@@ -4,18 +4,18 @@
 //! the run `replay_divergence`; after that, each call's result is recorded.
 //!
 //! Entries queue in memory and go to the store (through its batching writer,
-//! after the run's start and its events so far) with the next call that acts
-//! beyond the sandbox, a suspension, or, once the run has lasted
-//! [`EAGER_AFTER`], each result as it comes. A short run's results stay in
-//! memory: they are reads (a write's start is stored before it), which a
-//! restart may make again, and most such runs end before anything is written
-//! (a finished run's journal is dropped). Clock readings and the random seed
-//! ride along with whatever goes next: nothing the guest did with them reached
-//! outside before then.
+//! after the run's start and its events so far) with the next start of a call
+//! beyond the sandbox or a write, or a suspension, while the run is short and
+//! its events are held back too; once it proves long ([`RunJournal::eager`],
+//! when its events start to be stored as they happen) and in a resumed life,
+//! each entry goes as it is made, so that no stored event ever comes before
+//! the journal entries it was made after. A short run's results stay in
+//! memory: they are reads, which a restart may make again, and most such runs
+//! end before anything is written (a finished run's journal is dropped).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
@@ -38,9 +38,6 @@ pub enum Replayed {
     Started { data: String, seq: u32 },
 }
 
-/// A run that has lasted this long stores each result as it comes (as its
-/// events are from then on).
-pub const EAGER_AFTER: Duration = Duration::from_millis(10);
 /// Results held in memory at most before they go to the store anyway.
 const MAX_PENDING: usize = 64;
 
@@ -56,6 +53,8 @@ pub struct RunJournal {
     /// never go back behind the journaled ones.
     mono_base: Instant,
     mono_offset: u64,
+    /// Each entry goes to the store as it is made.
+    eager: std::sync::atomic::AtomicBool,
 }
 
 struct Inner {
@@ -98,6 +97,8 @@ impl RunJournal {
         caps: DurabilityConfig,
     ) -> Arc<Self> {
         let next_seq = earlier.iter().map(|e| e.seq).max().unwrap_or(0) + 1;
+        // A resumed life stores its events as they happen from the start.
+        let eager = std::sync::atomic::AtomicBool::new(!earlier.is_empty());
         let last_mono = earlier
             .iter()
             .filter(|e| e.kind == JournalKind::MonotonicClock)
@@ -148,6 +149,7 @@ impl RunJournal {
             seed,
             mono_base,
             mono_offset: last_mono,
+            eager,
         })
     }
 
@@ -267,14 +269,27 @@ impl RunJournal {
         self.store.append(&self.execution_id, entries)
     }
 
-    /// Records a call's result (numbered `seq` when its start was recorded):
-    /// stored at once once the run has lasted [`EAGER_AFTER`]. (A write whose
-    /// start is stored and whose result is not yet, when the host dies, is
-    /// not made again: the run fails `unfinished_write`.)
+    fn is_eager(&self) -> bool {
+        self.eager.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The run proved long: its events are stored as they happen from now
+    /// on, so what is queued goes first, and each entry as it is made.
+    pub fn eager(&self) {
+        let mut inner = self.lock();
+        self.eager.store(true, std::sync::atomic::Ordering::Relaxed);
+        if !inner.pending.is_empty() {
+            self.flush(&mut inner).detach();
+        }
+    }
+
+    /// Records a call's result (numbered `seq` when its start was recorded).
+    /// (A write whose start is stored and whose result is not yet, when the
+    /// host dies, is not made again: the run fails `unfinished_write`.)
     pub fn record(&self, kind: JournalKind, fingerprint: &str, seq: Option<u32>, data: String) -> Result<(), Stop> {
         let mut inner = self.lock();
         self.push(&mut inner, seq, kind, fingerprint, true, data)?;
-        if inner.pending.len() >= MAX_PENDING || self.mono_base.elapsed() >= EAGER_AFTER {
+        if inner.pending.len() >= MAX_PENDING || self.is_eager() {
             self.flush(&mut inner).detach();
         }
         Ok(())
@@ -297,15 +312,6 @@ impl RunJournal {
             commit.detach();
         }
         Ok(seq)
-    }
-
-    /// Before a call that reaches beyond the host (and may take long): what is
-    /// queued goes to the store, so that a crash meanwhile repeats none of it.
-    pub fn store_pending(&self) {
-        let mut inner = self.lock();
-        if !inner.pending.is_empty() {
-            self.flush(&mut inner).detach();
-        }
     }
 
     /// Stores everything queued and waits for it (before the run is unloaded).
@@ -342,7 +348,9 @@ impl RunJournal {
         }
         let value = live();
         // Past the cap the failure is reported by the next host call.
-        let _ = self.push(&mut inner, None, kind, "", true, value.to_string());
+        if self.push(&mut inner, None, kind, "", true, value.to_string()).is_ok() && self.is_eager() {
+            self.flush(&mut inner).detach();
+        }
         value
     }
 }
