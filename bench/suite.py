@@ -399,8 +399,9 @@ def write_report(r):
                   "The same loads with the agent durable (the default: its host calls journaled, a",
                   "random seed drawn, its clocks read through the journal) and as a version with",
                   "`\"durable\": false`. Echo journals only its seed, which is never written (a run",
-                  "that ends without acting leaves no journal); `support` writes its model and tool",
-                  "results and its `kv` write's start to the store, with its events as they happen.", "",
+                  "that ends without acting leaves no journal); `support` stores its journal so far,",
+                  "with its events so far, before its `kv` write (the write's start); the rest of a",
+                  "short run's journal stays in memory and is dropped with its end.", "",
                   "| agent | conns | journal on runs/s | off runs/s | on / off | on p99 ms | off p99 ms | goal |",
                   "|---|---|---|---|---|---|---|---|"]
         for label, on_rows, off_rows in (("echo", r["e2e"], r["e2e_nojournal"]),
