@@ -252,7 +252,11 @@ pub mod approval {
             Decision::Approved(data) => Ok(data.and_then(|d| serde_json::from_str(&d).ok())),
             Decision::Rejected(reason) => Err(AgentError::new(
                 "rejected",
-                if reason.is_empty() { "the request was rejected".to_owned() } else { reason },
+                if reason.is_empty() {
+                    "the request was rejected".to_owned()
+                } else {
+                    reason
+                },
             )),
             Decision::Expired => Err(AgentError::new(
                 "approval_expired",

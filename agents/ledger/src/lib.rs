@@ -29,7 +29,9 @@ struct Input {
 }
 
 fn run(input: Input) -> Result<Value, AgentError> {
-    let wall = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let wall = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
     let mono = Instant::now();
     let random = RandomState::new().hash_one(42u64);
     log::info(format!("start wall={wall} random={random}"));
@@ -66,7 +68,9 @@ fn run(input: Input) -> Result<Value, AgentError> {
         }
         None => None,
     };
-    let after = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let after = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
     Ok(json!({
         "wall": wall,
         "random": random,

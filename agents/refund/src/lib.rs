@@ -38,7 +38,10 @@ fn run(input: Input) -> Result<Output, AgentError> {
         ));
     }
     let approval = if input.amount > AUTO_APPROVE_LIMIT {
-        log::info(format!("refund of {} for {} needs approval", input.amount, input.order_id));
+        log::info(format!(
+            "refund of {} for {} needs approval",
+            input.amount, input.order_id
+        ));
         let mut request = approval::request(
             &format!("Refund {:.2} for order {}", input.amount, input.order_id),
             &json!({ "order_id": input.order_id, "amount": input.amount, "reason": input.reason }),
@@ -53,7 +56,10 @@ fn run(input: Input) -> Result<Output, AgentError> {
         "kv",
         &json!({ "op": "set", "key": key, "value": { "refund_id": refund_id, "amount": input.amount } }),
     )?;
-    step("refunded", &json!({ "order_id": input.order_id, "amount": input.amount }));
+    step(
+        "refunded",
+        &json!({ "order_id": input.order_id, "amount": input.amount }),
+    );
     Ok(Output {
         order_id: input.order_id,
         amount: input.amount,
