@@ -80,6 +80,12 @@ impl Client {
         .await
     }
 
+    /// POST with a JSON body (approve, reject).
+    pub async fn post_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.send(self.http.post(format!("{}{path}", self.base)).json(body))
+            .await
+    }
+
     /// POST with no body (cancel, retry).
     pub async fn post(&self, path: &str) -> anyhow::Result<Value> {
         self.send(self.http.post(format!("{}{path}", self.base))).await

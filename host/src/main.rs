@@ -1,6 +1,6 @@
 //! The `warden` binary: `serve` runs the host; `keys` manages API keys in a data
-//! dir (operator commands, on the host's machine); the other commands are an
-//! HTTP client of a running server.
+//! dir (operator commands, on the host's machine); the other commands (deploy,
+//! run, executions, agents, approvals) are an HTTP client of a running server.
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -76,6 +76,11 @@ enum Command {
         #[command(subcommand)]
         command: AgentsCommand,
     },
+    /// The approvals inbox: list requests, approve or reject them.
+    Approvals {
+        #[command(subcommand)]
+        command: ApprovalsCommand,
+    },
     /// Manage API keys, in the data dir (works whether or not the server runs).
     Keys {
         /// Data directory [default: ./warden-data, or the config file's].
@@ -148,6 +153,51 @@ enum ExecutionsCommand {
     Retry {
         id: String,
     },
+}
+
+#[derive(Subcommand)]
+enum ApprovalsCommand {
+    /// Requests, newest first.
+    List {
+        /// pending, approved, rejected, expired or cancelled.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        agent: Option<String>,
+        #[arg(long)]
+        execution: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        after: Option<String>,
+    },
+    Get {
+        id: String,
+    },
+    /// Approve a request (`apr_…`), or an execution's open one (`exec_…`).
+    Approve {
+        id: String,
+        #[arg(long)]
+        comment: Option<String>,
+        /// JSON handed to the agent.
+        #[arg(long)]
+        data: Option<String>,
+    },
+    /// Reject a request (`apr_…`), or an execution's open one (`exec_…`).
+    Reject {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+/// Where a decision on `id` goes: a request, or an execution's open request.
+fn decision_path(id: &str, decision: &str) -> String {
+    if id.starts_with("exec_") {
+        format!("/v1/executions/{id}/{decision}")
+    } else {
+        format!("/v1/approvals/{id}/{decision}")
+    }
 }
 
 #[derive(Subcommand)]
@@ -230,6 +280,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Agents { command } => match command {
             AgentsCommand::List => client()?.get("/v1/agents", &[]).await?,
             AgentsCommand::Get { agent } => client()?.get(&format!("/v1/agents/{agent}"), &[]).await?,
+        },
+        Command::Approvals { command } => match command {
+            ApprovalsCommand::List {
+                status,
+                agent,
+                execution,
+                limit,
+                after,
+            } => {
+                let mut q = Vec::new();
+                q.extend(status.map(|v| ("status", v)));
+                q.extend(agent.map(|v| ("agent_id", v)));
+                q.extend(execution.map(|v| ("execution_id", v)));
+                q.extend(limit.map(|v| ("limit", v.to_string())));
+                q.extend(after.map(|v| ("after", v)));
+                client()?.get("/v1/approvals", &q).await?
+            }
+            ApprovalsCommand::Get { id } => client()?.get(&format!("/v1/approvals/{id}"), &[]).await?,
+            ApprovalsCommand::Approve { id, comment, data } => {
+                let data: Option<Value> = data
+                    .map(|d| serde_json::from_str(&d).context("--data must be JSON"))
+                    .transpose()?;
+                let body = serde_json::json!({ "comment": comment, "data": data });
+                client()?.post_json(&decision_path(&id, "approve"), &body).await?
+            }
+            ApprovalsCommand::Reject { id, reason } => {
+                let body = serde_json::json!({ "reason": reason });
+                client()?.post_json(&decision_path(&id, "reject"), &body).await?
+            }
         },
         Command::CompileComponent { .. } => return Ok(()),
         Command::Keys {

@@ -1,4 +1,5 @@
-//! The `warden` CLI against a running server: deploy, run, executions list/get.
+//! The `warden` CLI against a running server: deploy, run, executions list/get,
+//! approvals list and decide.
 
 use std::process::Command;
 
@@ -48,5 +49,66 @@ async fn cli_deploys_runs_and_inspects() {
     assert_eq!(got["status"], "completed");
     assert!(!failure.status.success());
     assert!(String::from_utf8_lossy(&failure.stderr).contains("not_found"));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_lists_and_decides_approval_requests() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = warden_tests::test_config(tmp.path());
+    config.durability.approval_grace_ms = 100;
+    let server = Server::start_with(config).await;
+    server.deploy("refund", serde_json::json!({})).await;
+    let (listed, decided, rejected) = tokio::task::spawn_blocking({
+        let base = server.base.clone();
+        move || {
+            let first = warden(
+                &base,
+                &["run", "refund", "--input", r#"{"order_id":"C-1","amount":500}"#],
+            );
+            let second = warden(
+                &base,
+                &["run", "refund", "--input", r#"{"order_id":"C-2","amount":900}"#],
+            );
+            assert_eq!(first["status"], "awaiting_approval", "{first}");
+            let listed = warden(&base, &["approvals", "list", "--status", "pending"]);
+            let request = listed["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["execution_id"] == first["id"])
+                .unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            let decided = warden(
+                &base,
+                &[
+                    "approvals",
+                    "approve",
+                    &request,
+                    "--comment",
+                    "ok",
+                    "--data",
+                    r#"{"note":"cli"}"#,
+                ],
+            );
+            let execution = second["id"].as_str().unwrap();
+            let rejected = warden(&base, &["approvals", "reject", execution, "--reason", "too much"]);
+            (listed, decided, rejected)
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(listed["data"].as_array().unwrap().len(), 2, "{listed}");
+    assert_eq!(
+        (decided["status"].as_str(), decided["comment"].as_str()),
+        (Some("approved"), Some("ok"))
+    );
+    assert_eq!(decided["data"], serde_json::json!({ "note": "cli" }));
+    assert_eq!(
+        (rejected["status"].as_str(), rejected["comment"].as_str()),
+        (Some("rejected"), Some("too much"))
+    );
     server.stop().await;
 }

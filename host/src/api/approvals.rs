@@ -194,7 +194,7 @@ fn rejection_ask(body: Option<RejectBody>) -> Result<Ask, ApiError> {
 /// Approves a request; its run goes on. The same decision again answers 200.
 #[utoipa::path(post, path = "/v1/approvals/{id}/approve", tag = "approvals",
     params(("id" = String, Path, description = "Approval id")), request_body = Option<ApproveBody>,
-    responses((status = 200, description = "Decided", body = Approval), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 403, description = "Not an admin or approver key, or not one the request names", body = ErrorBody), (status = 404, description = "No such resource in the caller's workspace", body = ErrorBody), (status = 409, description = "Decided otherwise already", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody)))]
+    responses((status = 200, description = "Decided", body = Approval), (status = 400, description = "A body that is not the JSON expected", body = ErrorBody), (status = 422, description = "A comment, reason or data over its limit, or data that is not JSON the host accepts", body = ErrorBody), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 403, description = "Not an admin or approver key, or not one the request names", body = ErrorBody), (status = 404, description = "No such resource in the caller's workspace", body = ErrorBody), (status = 409, description = "Decided otherwise already", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody)))]
 pub async fn approve(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
@@ -208,7 +208,7 @@ pub async fn approve(
 /// Rejects a request; its run ends `rejected` unless the agent goes on.
 #[utoipa::path(post, path = "/v1/approvals/{id}/reject", tag = "approvals",
     params(("id" = String, Path, description = "Approval id")), request_body = Option<RejectBody>,
-    responses((status = 200, description = "Decided", body = Approval), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 403, description = "Not an admin or approver key, or not one the request names", body = ErrorBody), (status = 404, description = "No such resource in the caller's workspace", body = ErrorBody), (status = 409, description = "Decided otherwise already", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody)))]
+    responses((status = 200, description = "Decided", body = Approval), (status = 400, description = "A body that is not the JSON expected", body = ErrorBody), (status = 422, description = "A comment, reason or data over its limit, or data that is not JSON the host accepts", body = ErrorBody), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 403, description = "Not an admin or approver key, or not one the request names", body = ErrorBody), (status = 404, description = "No such resource in the caller's workspace", body = ErrorBody), (status = 409, description = "Decided otherwise already", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody)))]
 pub async fn reject(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
@@ -222,7 +222,7 @@ pub async fn reject(
 /// Approves the execution's open request.
 #[utoipa::path(post, path = "/v1/executions/{id}/approve", tag = "approvals",
     params(("id" = String, Path, description = "Execution id")), request_body = Option<ApproveBody>,
-    responses((status = 200, description = "Decided", body = Approval), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 403, description = "Not an admin or approver key, or not one the request names", body = ErrorBody), (status = 404, description = "No such execution, or none with an open request", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody)))]
+    responses((status = 200, description = "Decided", body = Approval), (status = 400, description = "A body that is not the JSON expected", body = ErrorBody), (status = 422, description = "A comment, reason or data over its limit, or data that is not JSON the host accepts", body = ErrorBody), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 403, description = "Not an admin or approver key, or not one the request names", body = ErrorBody), (status = 404, description = "No such execution, or none with an open request", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody)))]
 pub async fn approve_execution(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
@@ -237,7 +237,7 @@ pub async fn approve_execution(
 /// Rejects the execution's open request.
 #[utoipa::path(post, path = "/v1/executions/{id}/reject", tag = "approvals",
     params(("id" = String, Path, description = "Execution id")), request_body = Option<RejectBody>,
-    responses((status = 200, description = "Decided", body = Approval), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 403, description = "Not an admin or approver key, or not one the request names", body = ErrorBody), (status = 404, description = "No such execution, or none with an open request", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody)))]
+    responses((status = 200, description = "Decided", body = Approval), (status = 400, description = "A body that is not the JSON expected", body = ErrorBody), (status = 422, description = "A comment, reason or data over its limit, or data that is not JSON the host accepts", body = ErrorBody), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 403, description = "Not an admin or approver key, or not one the request names", body = ErrorBody), (status = 404, description = "No such execution, or none with an open request", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody)))]
 pub async fn reject_execution(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
