@@ -7,7 +7,7 @@ use std::process::Command;
 use std::{env, fs};
 
 /// Agents `warden serve` deploys on a first start.
-const EXAMPLES: &[&str] = &["echo", "hello", "support", "refund"];
+const EXAMPLES: &[&str] = &["echo", "hello", "support", "refund", "chat"];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));

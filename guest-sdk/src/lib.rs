@@ -266,6 +266,105 @@ pub mod approval {
     }
 }
 
+/// Conversations: a run that is a turn of one sees the turns before it.
+pub mod conversation {
+    use crate::bindings::warden::agent::conversation as wit;
+    pub use crate::bindings::warden::agent::conversation::{Budget, Transcript};
+    use crate::llm::Message;
+
+    /// The conversation this run is a turn of, if it is one.
+    pub fn id() -> Option<String> {
+        wit::id()
+    }
+
+    /// The previous turns (the host's default budget), oldest first, newest
+    /// last; `truncated` says older ones were left out.
+    pub fn history() -> Transcript {
+        history_within(None, None)
+    }
+
+    /// The previous turns within at most `max_turns` turns and `max_tokens`
+    /// tokens (the host's estimate).
+    pub fn history_within(max_turns: Option<u32>, max_tokens: Option<u32>) -> Transcript {
+        wit::history(Budget { max_turns, max_tokens })
+    }
+
+    /// The messages of a model call for this turn: `system` first (when not
+    /// empty), then the conversation's history, then `user` (this turn's
+    /// message) last; and whether older turns were left out.
+    pub fn messages(system: &str, user: &str) -> (Vec<Message>, bool) {
+        let Transcript { messages, truncated } = history();
+        let mut all = Vec::with_capacity(messages.len() + 2);
+        if !system.is_empty() {
+            all.push(Message::system(system));
+        }
+        all.extend(messages);
+        all.push(Message::user(user));
+        (all, truncated)
+    }
+}
+
+/// Memory that outlives a run: the conversation's session memory (persists
+/// across its turns) and the memory stores attached to the run, each a set of
+/// JSON values by key. Host errors become `memory_error` (or
+/// `memory_unavailable` when there is no such memory for this run).
+pub mod memory {
+    use super::AgentError;
+    use crate::bindings::warden::agent::memory::{self as wit, Error};
+    use serde::Serialize;
+    use serde::de::DeserializeOwned;
+
+    fn error(e: Error) -> AgentError {
+        match e {
+            Error::NotAvailable(m) => AgentError::new("memory_unavailable", m),
+            Error::Invalid(m) | Error::LimitExceeded(m) | Error::Unavailable(m) => AgentError::new("memory_error", m),
+        }
+    }
+
+    /// A memory: the session's ([`session`]) or an attached store's ([`store`]).
+    #[derive(Debug, Clone)]
+    pub struct Memory(Option<String>);
+
+    /// The conversation's session memory.
+    pub fn session() -> Memory {
+        Memory(None)
+    }
+
+    /// An attached memory store, by name.
+    pub fn store(name: &str) -> Memory {
+        Memory(Some(name.to_owned()))
+    }
+
+    impl Memory {
+        /// A value, read as `T`; `None` when the key is not set.
+        pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, AgentError> {
+            let Some(text) = wit::get(self.0.as_deref(), key).map_err(error)? else {
+                return Ok(None);
+            };
+            serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| AgentError::new("memory_error", format!("{key}: the stored value does not fit: {e}")))
+        }
+
+        /// Sets a key to a value (JSON).
+        pub fn set<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), AgentError> {
+            let text =
+                serde_json::to_string(value).map_err(|e| AgentError::new("memory_error", format!("{key}: {e}")))?;
+            wit::set(self.0.as_deref(), key, &text).map_err(error)
+        }
+
+        /// Deletes a key; whether it was set.
+        pub fn delete(&self, key: &str) -> Result<bool, AgentError> {
+            wit::delete(self.0.as_deref(), key).map_err(error)
+        }
+
+        /// Keys starting with `prefix`, in order.
+        pub fn keys(&self, prefix: &str) -> Result<Vec<String>, AgentError> {
+            wit::keys(self.0.as_deref(), prefix).map_err(error)
+        }
+    }
+}
+
 /// Records a named step with a detail serialised to JSON; returns its sequence
 /// number in the run (1, 2, ...).
 pub fn step<T: Serialize + ?Sized>(name: &str, detail: &T) -> u32 {

@@ -17,11 +17,12 @@ use warden_host::config::Config;
 use warden_host::events::EventLog;
 use warden_host::llm::Llm;
 use warden_host::manifest::Manifest;
+use warden_host::memory::Memory;
 use warden_host::ports::{
-    AgentCalls, ApprovalDesk, ArtifactStore, ChildOutcome, EffectRefused, Effects, Reach, ToolCtx, ToolError,
+    AgentCalls, ApprovalDesk, ArtifactStore, ChildOutcome, EffectRefused, Effects, Memories, Reach, ToolCtx, ToolError,
 };
 use warden_host::record::{Approval, Artifact, Status};
-use warden_host::runtime::{Grants, RunArtifacts, Runtime};
+use warden_host::runtime::{Grants, MemoryGrant, RunArtifacts, Runtime};
 use warden_host::store::Stores;
 use warden_host::tools::Tools;
 
@@ -111,6 +112,7 @@ async fn in_process(config: &Config) -> anyhow::Result<f64> {
     let stores = Stores::open(&config.data_dir)?;
     let tools = Arc::new(Tools::new(config.tools.clone(), Arc::clone(&stores.kv))?);
     let children: Arc<dyn AgentCalls> = Arc::new(Nobody);
+    let memory: Arc<dyn Memories> = Arc::new(Memory::new(&stores, config.memory));
     let capture = config.capture;
     let grants = move || {
         let events = Arc::new(EventLog::new("exec_bench", 0, None));
@@ -145,6 +147,14 @@ async fn in_process(config: &Config) -> anyhow::Result<f64> {
             pauses: Default::default(),
             journal: None,
             announced: (0, 0),
+            memory: MemoryGrant {
+                port: Arc::clone(&memory),
+                conversation_id: None,
+                session: None,
+                stores: Vec::new(),
+                history_budget: (0, 0),
+            },
+            streamed: Default::default(),
         }
     };
     // Warm up.

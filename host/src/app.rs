@@ -1,5 +1,5 @@
 //! The running host: every part built once, at start, and wired together (the
-//! store, the runtime, the registry, deploys, executions, auth). The API holds
+//! store, the runtime, the registry, deploys, executions, memory, auth). The API holds
 //! the app; nothing below it does: each part gets the narrow handles it needs.
 
 use std::sync::Arc;
@@ -14,6 +14,7 @@ use crate::deploy::Deployer;
 use crate::executions::{Executions, Parts};
 use crate::llm::Llm;
 use crate::manifest::Manifest;
+use crate::memory::Memory;
 use crate::registry::Registry;
 use crate::runtime::Runtime;
 use crate::store::Stores;
@@ -26,6 +27,7 @@ pub struct App {
     pub registry: Arc<Registry>,
     pub deployer: Deployer,
     pub executions: Arc<Executions>,
+    pub memory: Arc<Memory>,
     pub auth: Auth,
     pub started: Instant,
 }
@@ -64,6 +66,7 @@ impl App {
             Arc::clone(&llm),
         );
         deployer.load().await?;
+        let memory = Arc::new(Memory::new(&stores, config.memory));
         let executions = Executions::new(
             &config,
             &stores,
@@ -72,6 +75,7 @@ impl App {
                 runtime: Arc::clone(&runtime),
                 llm,
                 tools: Arc::new(Tools::new(config.tools.clone(), Arc::clone(&stores.kv))?),
+                memory: Arc::clone(&memory),
             },
         );
         executions.start().await?;
@@ -93,6 +97,7 @@ impl App {
             registry,
             deployer,
             executions,
+            memory,
             auth,
             started: Instant::now(),
         }))

@@ -48,6 +48,42 @@ pub struct Config {
     pub auth: AuthConfig,
     pub deploy: CompileConfig,
     pub durability: DurabilityConfig,
+    pub memory: MemoryConfig,
+}
+
+/// Conversations and memory: history budgets, caps, retention.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MemoryConfig {
+    /// Conversations with no turn for this long are deleted (their turns and
+    /// session memory with them); 0 keeps them forever.
+    pub conversation_ttl_secs: u64,
+    /// Most turns the history import gives an agent (it may ask for fewer).
+    pub history_max_turns: u32,
+    /// Most tokens (the host's estimate) of history it gives.
+    pub history_max_tokens: u64,
+    /// Longest key of a memory entry.
+    pub max_key_bytes: usize,
+    /// Largest value of a memory entry (JSON text).
+    pub max_value_bytes: usize,
+    /// Most bytes a conversation's session memory may hold.
+    pub session_max_bytes: u64,
+    /// Most bytes a memory store holds unless it asks for less.
+    pub store_max_bytes: u64,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        Self {
+            conversation_ttl_secs: 30 * 24 * 60 * 60,
+            history_max_turns: 50,
+            history_max_tokens: 16_000,
+            max_key_bytes: 256,
+            max_value_bytes: 64 << 10,
+            session_max_bytes: 1 << 20,
+            store_max_bytes: 16 << 20,
+        }
+    }
 }
 
 /// Durable runs: their journals and their waits for approvals.
@@ -357,6 +393,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             deploy: CompileConfig::default(),
             durability: DurabilityConfig::default(),
+            memory: MemoryConfig::default(),
         }
     }
 }

@@ -49,6 +49,14 @@ pub fn approval() -> String {
     with_prefix("apr_")
 }
 
+pub fn conversation() -> String {
+    with_prefix("conv_")
+}
+
+pub fn memory_store() -> String {
+    with_prefix("mem_")
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -167,3 +167,46 @@ pub trait ApprovalDesk: Send + Sync {
     /// The run goes on after a decision: `running` again, the decision announced.
     async fn decided(&self, approval: &Approval);
 }
+
+/// A memory a run may use: a conversation's session memory or a memory store
+/// (its id), with its cap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    pub id: String,
+    /// Most bytes its keys and values may take, all told.
+    pub max_bytes: u64,
+}
+
+#[derive(Debug, Clone, thiserror::Error, serde::Serialize, serde::Deserialize)]
+pub enum MemoryError {
+    /// A key or value the host does not accept.
+    #[error("{0}")]
+    Invalid(String),
+    /// Over a cap (the value's size, or the memory's bytes).
+    #[error("{0}")]
+    LimitExceeded(String),
+    /// Storage failed.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// Memories and conversation history, as runs reach them.
+#[async_trait]
+pub trait Memories: Send + Sync {
+    /// A value (JSON text).
+    async fn get(&self, scope: &Scope, key: &str) -> Result<Option<String>, MemoryError>;
+    /// Sets a value (JSON text), within the key, value and scope caps.
+    async fn put(&self, scope: &Scope, key: &str, value: &str) -> Result<(), MemoryError>;
+    /// Deletes a key; whether it was there.
+    async fn remove(&self, scope: &Scope, key: &str) -> Result<bool, MemoryError>;
+    /// Keys starting with `prefix`, in order, at most `limit`.
+    async fn keys(&self, scope: &Scope, prefix: &str, limit: u32) -> Result<Vec<String>, MemoryError>;
+    /// A conversation's newest turns within the budget, oldest first, and
+    /// whether older ones were left out.
+    async fn history(
+        &self,
+        conversation_id: &str,
+        max_turns: u32,
+        max_tokens: u64,
+    ) -> Result<(Vec<crate::record::Turn>, bool), MemoryError>;
+}

@@ -246,6 +246,7 @@ async fn finish(s: Stores) {
     }];
     s.executions
         .finish(FinalRecord {
+            turns: Vec::new(),
             execution: e,
             logs,
             steps,
@@ -493,6 +494,7 @@ async fn sweep(s: Stores) {
         let events = log.end(&EventData::end_of(&e));
         s.executions
             .finish(FinalRecord {
+                turns: Vec::new(),
                 execution: e,
                 logs: vec![line(1, "x")],
                 steps: Vec::new(),
@@ -598,6 +600,7 @@ async fn journals(s: Stores) {
     ended.completed_at = Some(20);
     s.executions
         .finish(FinalRecord {
+            turns: Vec::new(),
             execution: ended,
             logs: Vec::new(),
             steps: Vec::new(),
@@ -750,6 +753,7 @@ async fn approvals(s: Stores) {
     ended.completed_at = Some(60);
     s.executions
         .finish(FinalRecord {
+            turns: Vec::new(),
             execution: ended,
             logs: Vec::new(),
             steps: Vec::new(),

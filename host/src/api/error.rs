@@ -10,8 +10,9 @@ use serde::Serialize;
 
 use crate::auth::{AuthError, CreateKeyError};
 use crate::deploy::DeployError;
-use crate::executions::{RetryError, SubmitError};
+use crate::executions::{ConversationError, RetryError, SubmitError};
 use crate::manifest::InputError;
+use crate::ports::MemoryError;
 use crate::runtime::component::ComponentError;
 use crate::store::StoreError;
 
@@ -253,6 +254,50 @@ impl From<SubmitError> for ApiError {
             SubmitError::QueueFull(_) => ApiError::TooManyRequests(e.to_string()),
             SubmitError::ShuttingDown => ApiError::shutting_down(e.to_string()),
             SubmitError::Store(s) => s.into(),
+            SubmitError::ConversationNotFound(_) | SubmitError::MemoryStoreNotFound(_) => {
+                ApiError::NotFound(e.to_string())
+            }
+            SubmitError::ConversationAgent { .. } => {
+                ApiError::unprocessable("conversation_agent_mismatch", e.to_string())
+            }
+            SubmitError::ConversationBusy { .. } => ApiError::Conflict {
+                code: "conversation_busy",
+                message: format!("{e}; send it again when that turn ends, or without \"if_busy\": \"fail\" to wait"),
+                status: None,
+            },
+            SubmitError::TooManyMemoryStores(_) => ApiError::unprocessable("invalid_request", e.to_string()),
+            SubmitError::Memory(m) => m.into(),
+        }
+    }
+}
+
+impl From<MemoryError> for ApiError {
+    fn from(e: MemoryError) -> Self {
+        match e {
+            MemoryError::Invalid(m) => ApiError::unprocessable("invalid_memory", m),
+            MemoryError::LimitExceeded(m) => ApiError::unprocessable("memory_limit", m),
+            MemoryError::Unavailable(m) => StoreError::Unavailable(m).into(),
+        }
+    }
+}
+
+impl From<ConversationError> for ApiError {
+    fn from(e: ConversationError) -> Self {
+        match e {
+            ConversationError::NotFound(_) | ConversationError::ExecutionNotFound(_) => {
+                ApiError::NotFound(e.to_string())
+            }
+            ConversationError::NotCompleted { status, .. } => ApiError::Conflict {
+                code: "not_completed",
+                message: e.to_string(),
+                status: Some(status),
+            },
+            ConversationError::Busy { .. } => ApiError::Conflict {
+                code: "conversation_busy",
+                message: e.to_string(),
+                status: None,
+            },
+            ConversationError::Store(s) => s.into(),
         }
     }
 }

@@ -16,7 +16,7 @@ use super::extract::{ApiJson, ApiQuery, cursor, one_of, page_limit, whole_number
 use super::stream::SseMessage;
 use crate::app::App;
 use crate::auth::Caller;
-use crate::executions::{Cancel, NewExecution, SubmitError, Target, Watch};
+use crate::executions::{Cancel, ConversationRef, IfBusy, NewExecution, SubmitError, Target, TurnRequest, Watch};
 use crate::record::{Execution, ExecutionView, LogLine, Status, Step, Trigger};
 use crate::store::ExecutionFilter;
 use crate::time;
@@ -62,6 +62,74 @@ pub struct ExecuteBody {
     /// Run this version instead of the latest.
     #[serde(default, deserialize_with = "whole_number")]
     version: Option<u32>,
+    /// Continue this conversation: the execution is its next turn (`trigger: "chat"`).
+    #[serde(default)]
+    conversation_id: Option<String>,
+    /// Start a conversation: the execution is its first turn.
+    #[serde(default)]
+    conversation: bool,
+    /// When another turn of the conversation is under way: `wait` for its end
+    /// (the default) or `fail` at once with 409 `conversation_busy`.
+    #[serde(default)]
+    if_busy: IfBusyBody,
+    #[serde(default)]
+    memory: Option<MemoryBody>,
+    /// Memory stores of the workspace (by id or name) the run may read and write.
+    #[serde(default)]
+    memory_stores: Vec<String>,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum IfBusyBody {
+    #[default]
+    Wait,
+    Fail,
+}
+
+/// Memory for the run.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryBody {
+    /// Key-values set in the conversation's session memory before this turn
+    /// runs (they persist across its turns).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    session: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The conversation part of an execute request.
+fn turn_of(body: &mut ExecuteBody) -> Result<Option<TurnRequest>, ApiError> {
+    let session: Vec<(String, String)> = body
+        .memory
+        .take()
+        .map(|m| m.session.into_iter().map(|(k, v)| (k, v.to_string())).collect())
+        .unwrap_or_default();
+    let conversation = match (body.conversation_id.take(), body.conversation) {
+        (Some(_), true) => {
+            return Err(ApiError::unprocessable(
+                "invalid_request",
+                "give conversation_id (to continue one) or conversation: true (to start one), not both",
+            ));
+        }
+        (Some(id), false) => ConversationRef::Continue(id),
+        (None, true) => ConversationRef::Start(None),
+        (None, false) if session.is_empty() => return Ok(None),
+        (None, false) => {
+            return Err(ApiError::unprocessable(
+                "invalid_request",
+                "memory.session belongs to a conversation: give conversation_id or conversation: true",
+            ));
+        }
+    };
+    Ok(Some(TurnRequest {
+        conversation,
+        if_busy: match body.if_busy {
+            IfBusyBody::Wait => IfBusy::Wait,
+            IfBusyBody::Fail => IfBusy::Refuse,
+        },
+        session,
+    }))
 }
 
 fn view(execution: &Execution) -> Json<ExecutionView<'_>> {
@@ -77,24 +145,28 @@ fn view(execution: &Execution) -> Json<ExecutionView<'_>> {
     responses((status = 200, description = "Finished (sync), the same execution again (idempotent repeat), or its events (stream)",
             content((ExecutionView = "application/json"), (SseMessage = "text/event-stream"))),
         (status = 202, description = "Queued (async)", body = ExecutionView),
-        (status = 400, description = "Malformed JSON or header", body = ErrorBody), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 404, description = "No such resource in the caller's workspace", body = ErrorBody), (status = 409, description = "The Idempotency-Key was used with another request", body = ErrorBody), (status = 413, description = "The body or input is over its limit", body = ErrorBody), (status = 415, description = "Not JSON", body = ErrorBody), (status = 422, description = "A bad field, or an input that fails the agent's input_schema", body = ErrorBody), (status = 429, description = "The queue is full or the key is over its rate limit", body = ErrorBody), (status = 503, description = "The host is shutting down, or its storage is failing", body = ErrorBody)))]
+        (status = 400, description = "Malformed JSON or header", body = ErrorBody), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 404, description = "No such resource in the caller's workspace", body = ErrorBody), (status = 409, description = "The Idempotency-Key was used with another request, or the conversation has a turn under way (if_busy: fail)", body = ErrorBody), (status = 413, description = "The body or input is over its limit", body = ErrorBody), (status = 415, description = "Not JSON", body = ErrorBody), (status = 422, description = "A bad field, or an input that fails the agent's input_schema", body = ErrorBody), (status = 429, description = "The queue is full or the key is over its rate limit", body = ErrorBody), (status = 503, description = "The host is shutting down, or its storage is failing", body = ErrorBody)))]
 pub async fn execute(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
     Path(id_or_name): Path<String>,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<ExecuteBody>,
+    ApiJson(mut body): ApiJson<ExecuteBody>,
 ) -> Result<Response, ApiError> {
+    let turn = turn_of(&mut body)?;
+    let trigger = if turn.is_some() { Trigger::Chat } else { Trigger::Api };
     let mut new = NewExecution::new(
         Target::Agent {
             workspace: caller.workspace,
             agent: id_or_name,
             version: body.version,
         },
-        body.input.unwrap_or_else(|| RawValue::NULL.to_owned()).into(),
-        Trigger::Api,
+        body.input.take().unwrap_or_else(|| RawValue::NULL.to_owned()).into(),
+        trigger,
     );
-    new.metadata = body.metadata.map(Into::into);
+    new.turn = turn;
+    new.memory_stores = std::mem::take(&mut body.memory_stores);
+    new.metadata = body.metadata.take().map(Into::into);
     new.priority = body.priority;
     new.idempotency_key = idempotency_key(&headers)?;
     new.durable = body.mode == Mode::Async;

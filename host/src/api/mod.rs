@@ -5,12 +5,14 @@ mod agents;
 mod approvals;
 mod artifacts;
 mod auth;
+mod conversations;
 mod error;
 mod executions;
 mod extract;
 mod health;
 mod keys;
 mod limits;
+mod memory;
 mod openapi;
 mod stream;
 
@@ -60,6 +62,14 @@ pub fn documented_routes(app: &Arc<App>) -> OpenApiRouter<Arc<App>> {
         .routes(routes!(approvals::reject))
         .routes(routes!(approvals::approve_execution))
         .routes(routes!(approvals::reject_execution))
+        .routes(routes!(conversations::create, conversations::list))
+        .routes(routes!(conversations::get, conversations::delete))
+        .routes(routes!(conversations::continue_as_chat))
+        .routes(routes!(memory::session))
+        .routes(routes!(memory::create, memory::list))
+        .routes(routes!(memory::get, memory::delete))
+        .routes(routes!(memory::entries))
+        .routes(routes!(memory::get_entry, memory::put_entry, memory::delete_entry))
         .route_layer(middleware::from_fn_with_state(Arc::clone(app), auth::middleware));
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(authenticated)

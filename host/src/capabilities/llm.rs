@@ -175,12 +175,16 @@ impl Host for RunState {
         let started = Instant::now();
         let events = Arc::clone(&self.grants.events);
         let host = Arc::clone(&self.grants.llm);
+        // What it streams is kept: a run cut short shows it, and counts it.
+        let streamed = Arc::clone(&self.grants.streamed);
+        streamed.begin_call(&request.model, request.messages.iter().map(|m| m.content.len()).sum());
         let (request, served) = match super::off_fiber(move || async move {
-            let on_delta = move |kind: llm::Delta, text: &str| {
-                events.emit(match kind {
-                    llm::Delta::Content => EventData::Content(text),
-                    llm::Delta::Thinking => EventData::Thinking(text),
-                })
+            let on_delta = move |kind: llm::Delta, text: &str| match kind {
+                llm::Delta::Content => {
+                    streamed.push(text);
+                    events.emit(EventData::Content(text));
+                }
+                llm::Delta::Thinking => events.emit(EventData::Thinking(text)),
             };
             let served = host.chat(&request, &on_delta).await;
             (request, served)
@@ -188,8 +192,12 @@ impl Host for RunState {
         .await
         {
             Ok(done) => done,
-            Err(e) => return Ok(Err(Error::Provider(format!("the model call failed in the host: {e}")))),
+            Err(e) => {
+                self.grants.streamed.end_call();
+                return Ok(Err(Error::Provider(format!("the model call failed in the host: {e}"))));
+            }
         };
+        self.grants.streamed.end_call();
         let duration_ms = started.elapsed().as_millis() as u64;
         let call = LlmCall {
             model: request.model,

@@ -6,6 +6,7 @@ mod approval;
 mod artifacts;
 mod llm;
 mod log;
+mod memory;
 mod step;
 mod tools;
 

@@ -17,7 +17,7 @@ use futures_util::future::{BoxFuture, Shared};
 
 use crate::events::{EventData, EventHub, EventLog};
 use crate::ports::{EffectRefused, Effects, Reach};
-use crate::record::{Approval, ExecError, Execution, LogLine, Status, Step};
+use crate::record::{Approval, ExecError, Execution, LogLine, Status, Step, Turn, TurnRole, assistant_text, user_text};
 use crate::store::{ApprovalStore, Commit, EventStore, ExecutionStore, FinalRecord, StoreError, Stores};
 use crate::time;
 
@@ -243,6 +243,7 @@ impl Lifecycle {
             _ => (Vec::new(), Vec::new()),
         };
         let commit = self.executions.finish(FinalRecord {
+            turns: turns_of(execution),
             execution: execution.clone(),
             logs,
             steps,
@@ -326,6 +327,26 @@ impl Ending {
         self.hub.close(&self.id);
         result
     }
+}
+
+/// What a completed turn of a conversation adds to it: the user's message (its
+/// input) and the agent's answer (its output, with its tool calls). A turn
+/// that did not complete adds nothing.
+fn turns_of(execution: &Execution) -> Vec<Turn> {
+    let (Some(_), Some(output), Status::Completed) = (&execution.conversation_id, &execution.output, execution.status)
+    else {
+        return Vec::new();
+    };
+    let at = execution.completed_at.unwrap_or(execution.created_at);
+    let user = Turn::new(
+        TurnRole::User,
+        user_text(&execution.input),
+        &execution.id,
+        execution.created_at,
+    );
+    let mut answer = Turn::new(TurnRole::Assistant, assistant_text(output), &execution.id, at);
+    answer.tool_calls = execution.tool_calls.clone();
+    vec![user, answer]
 }
 
 /// Every status change is one [`Status::can_become`] allows; one that is not is

@@ -12,6 +12,7 @@
 
 mod approvals;
 mod cancel;
+mod conversations;
 mod idempotency;
 mod lifecycle;
 mod ports;
@@ -29,6 +30,7 @@ use tokio::sync::watch;
 
 pub use self::approvals::{Ask, DecideError, Decider};
 pub use self::cancel::Cancel;
+pub use self::conversations::{ConversationError, ConversationRef, IfBusy, TurnRequest};
 use self::idempotency::IdempotencyKeys;
 use self::lifecycle::Lifecycle;
 pub use self::retry::RetryError;
@@ -36,12 +38,13 @@ pub use self::submit::{Accepted, DEFAULT_PRIORITY, NewExecution, SubmitError, Ta
 use crate::config::{CaptureLimits, Config, DurabilityConfig};
 use crate::events::{EventHub, EventLog};
 use crate::llm::Llm;
+use crate::memory::Memory;
 use crate::ports::{ArtifactStore, ToolHost};
 use crate::record::Execution;
 use crate::registry::{Registry, Version};
 use crate::runtime::Runtime;
 use crate::scheduler::{self, Scheduler};
-use crate::store::{ApprovalStore, Backend, EventStore, ExecutionStore, JournalStore, Stores};
+use crate::store::{ApprovalStore, Backend, ConversationStore, EventStore, ExecutionStore, JournalStore, Stores};
 use crate::time;
 
 /// Receives the final record of an execution (`None` until it ends).
@@ -84,6 +87,7 @@ struct Settings {
     slot_grace: Duration,
     retention_secs: u64,
     retention_sweep: Duration,
+    conversation_ttl_secs: u64,
     durability: DurabilityConfig,
 }
 
@@ -93,6 +97,7 @@ pub struct Parts {
     pub runtime: Arc<Runtime>,
     pub llm: Arc<Llm>,
     pub tools: Arc<dyn ToolHost>,
+    pub memory: Arc<Memory>,
 }
 
 pub struct Executions {
@@ -112,6 +117,10 @@ pub struct Executions {
     runtime: Arc<Runtime>,
     llm: Arc<Llm>,
     tools: Arc<dyn ToolHost>,
+    memory: Arc<Memory>,
+    conversations: Arc<dyn ConversationStore>,
+    /// The turns under way, by conversation.
+    turns: conversations::Turns,
     /// New executions are refused (the host is shutting down).
     draining: AtomicBool,
     /// `true` once the host closes: streams end, waiting callers are answered.
@@ -132,6 +141,7 @@ impl Executions {
                 slot_grace: Duration::from_millis(config.slot_grace_ms),
                 retention_secs: config.retention_secs,
                 retention_sweep: Duration::from_millis(config.retention_sweep_ms.max(1)),
+                conversation_ttl_secs: config.memory.conversation_ttl_secs,
                 durability: config.durability,
             },
             scheduler: Scheduler::new(config.max_concurrent_executions as usize, config.max_queued_executions),
@@ -147,6 +157,9 @@ impl Executions {
             runtime: parts.runtime,
             llm: parts.llm,
             tools: parts.tools,
+            memory: parts.memory,
+            conversations: Arc::clone(&stores.conversations),
+            turns: conversations::Turns::default(),
             draining: AtomicBool::new(false),
             closing: watch::channel(false).0,
             this: this.clone(),
@@ -162,7 +175,7 @@ impl Executions {
         tokio::spawn(expire_idempotency_keys(Arc::downgrade(self)));
         let every = Duration::from_millis(self.settings.durability.expiry_sweep_ms.max(1));
         tokio::spawn(approvals::expire_requests(Arc::downgrade(self), every));
-        if self.settings.retention_secs > 0 {
+        if self.settings.retention_secs > 0 || self.settings.conversation_ttl_secs > 0 {
             tokio::spawn(sweep_old_executions(Arc::downgrade(self)));
         }
         Ok(())
@@ -215,8 +228,8 @@ async fn expire_idempotency_keys(executions: Weak<Executions>) {
     }
 }
 
-/// Deletes finished executions past the retention time, for as long as the
-/// executions live.
+/// Deletes finished executions past the retention time, and conversations
+/// inactive past theirs, for as long as the executions live.
 async fn sweep_old_executions(executions: Weak<Executions>) {
     let every = match executions.upgrade() {
         Some(e) => e.settings.retention_sweep,
@@ -226,9 +239,23 @@ async fn sweep_old_executions(executions: Weak<Executions>) {
     loop {
         tick.tick().await;
         let Some(executions) = executions.upgrade() else { return };
-        let keep_ms = (executions.settings.retention_secs.min(i64::MAX as u64 / 1000) * 1000) as i64;
-        if let Err(e) = executions.store.sweep(time::now_ms() - keep_ms).await {
+        let ms = |secs: u64| (secs.min(i64::MAX as u64 / 1000) * 1000) as i64;
+        let settings = &executions.settings;
+        if settings.retention_secs > 0
+            && let Err(e) = executions
+                .store
+                .sweep(time::now_ms() - ms(settings.retention_secs))
+                .await
+        {
             tracing::warn!(error = %e, "retention sweep failed");
+        }
+        if settings.conversation_ttl_secs > 0
+            && let Err(e) = executions
+                .conversations
+                .sweep(time::now_ms() - ms(settings.conversation_ttl_secs))
+                .await
+        {
+            tracing::warn!(error = %e, "conversation sweep failed");
         }
     }
 }

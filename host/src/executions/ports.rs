@@ -117,7 +117,7 @@ const CHILD_POLL: Duration = Duration::from_millis(500);
 
 impl Executions {
     /// Waits for a child execution's end, across its waits for approvals.
-    async fn child_outcome(&self, child: &str) -> Result<ChildOutcome, ToolError> {
+    pub(super) async fn child_outcome(&self, child: &str) -> Result<ChildOutcome, ToolError> {
         let lost = || ToolError::Failed(format!("child execution {child} ended without a record"));
         loop {
             let ended = match self.watch(child) {

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::conversations::{ConversationRef, IfBusy, TurnRequest};
 use super::{Accepted, Executions, NewExecution, SubmitError, Target};
 use crate::record::{Execution, Status, Trigger};
 use crate::registry::Version;
@@ -87,6 +88,14 @@ impl Executions {
         new.retry_of = Some((original.id.clone(), original.attempt + 1));
         new.delay = delay;
         new.durable = durable;
+        new.memory_stores = original.memory_stores.clone();
+        // A retried turn is a turn of the same conversation: one its policy
+        // makes takes over the failed turn's place; one asked for waits its turn.
+        new.turn = original.conversation_id.clone().map(|id| TurnRequest {
+            conversation: ConversationRef::Continue(id),
+            if_busy: if delay.is_some() { IfBusy::Follow } else { IfBusy::Wait },
+            session: Vec::new(),
+        });
         let accepted = self.submit(new).await?;
         self.store.link_retry(&original.id, &accepted.execution.id).detach();
         Ok(accepted)

@@ -13,11 +13,13 @@ use super::approvals::Desk;
 use super::lifecycle::{End, Ending, Start};
 use super::{Executions, Job};
 use crate::events::{EventKind, EventLog};
+use crate::memory::Memory;
+use crate::ports::Memories;
 use crate::ports::{AgentCalls, Effects, ToolCtx};
 use crate::record::{ExecError, Execution, JournalEntry, Status};
 use crate::registry::Version;
 use crate::runtime::journal::RunJournal;
-use crate::runtime::{Grants, Pauses, RunArtifacts, RunOutcome};
+use crate::runtime::{Grants, MemoryGrant, Pauses, RunArtifacts, RunOutcome};
 use crate::scheduler::Started;
 use crate::store::EventBudget;
 
@@ -33,7 +35,7 @@ impl Executions {
     }
 
     /// What a run may use beyond its sandbox.
-    fn grants(
+    async fn grants(
         self: &Arc<Self>,
         execution: &Execution,
         version: &Version,
@@ -42,6 +44,7 @@ impl Executions {
         durable: Option<(Vec<JournalEntry>, (u32, u32))>,
         pauses: Arc<Pauses>,
     ) -> Grants {
+        let memory = self.memory_grant(execution).await;
         let manifest = &version.meta.manifest;
         let effects: Arc<dyn Effects> = Arc::clone(start) as Arc<dyn Effects>;
         let artifacts = Arc::new(RunArtifacts::new(
@@ -96,6 +99,34 @@ impl Executions {
             pauses,
             journal,
             announced,
+            memory,
+            streamed: Arc::default(),
+        }
+    }
+
+    /// What a run may reach of conversations and memory: its conversation's
+    /// history and session memory, and the stores attached to it (a store
+    /// deleted since is not there).
+    async fn memory_grant(&self, execution: &Execution) -> MemoryGrant {
+        let config = self.memory.config();
+        let mut stores = Vec::new();
+        if !execution.memory_stores.is_empty()
+            && let Some(workspace) = self.registry.workspace_of(&execution.agent_id)
+        {
+            for id in &execution.memory_stores {
+                match self.memory.find_store(&workspace, id).await {
+                    Ok(Some(store)) => stores.push((store.name.clone(), Memory::scope_of(&store))),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(execution = %execution.id, error = %e, "could not read a memory store"),
+                }
+            }
+        }
+        MemoryGrant {
+            port: Arc::clone(&self.memory) as Arc<dyn Memories>,
+            session: execution.conversation_id.as_deref().map(|c| self.memory.session(c)),
+            conversation_id: execution.conversation_id.clone(),
+            stores,
+            history_budget: (config.history_max_turns, config.history_max_tokens),
         }
     }
 
@@ -147,6 +178,8 @@ async fn wait_for_run(
             // waits for its end hears it waits.
             this.launch(this.scheduler.finished(&agent_id));
             this.lifecycle.unload(&id);
+            // Its conversation's turn stays under way (the store says so).
+            this.turns.release(&id);
             this.scheduler.announce(&id, Some(Arc::new(execution)));
             Box::pin(this.after_unload(&id)).await;
             return;
@@ -188,6 +221,7 @@ async fn wait_for_run(
         None => None,
     };
     this.scheduler.announce(&id, finished);
+    this.turns.release(&id);
 }
 
 /// How a run task ended.
@@ -241,7 +275,9 @@ async fn run(this: Arc<Executions>, job: Job, cancel: oneshot::Receiver<()>, pau
         }
     };
     let durable = durable.then(|| earlier.unwrap_or_default());
-    let grants = this.grants(&execution, &version, &events, &start, durable, pauses);
+    let grants = this
+        .grants(&execution, &version, &events, &start, durable, pauses)
+        .await;
     let journal = grants.journal.clone();
     // Most runs end within milliseconds; storing `running` for them would only be
     // overwritten at once. A run's start is stored before its first effect beyond
@@ -272,7 +308,19 @@ async fn run(this: Arc<Executions>, job: Job, cancel: oneshot::Receiver<()>, pau
         execution.status = Status::AwaitingApproval;
         return RunEnd::Unloaded(execution);
     }
+    let mut outcome = outcome;
+    let (partial, cut_short) = std::mem::take(&mut outcome.streamed);
     let (end, run_record) = record_outcome(&mut execution, outcome);
+    if !matches!(end, End::Completed(_)) {
+        // Ended without an output: what it had said shows, and a model call
+        // it was in counts (estimated), for the budget and the bill.
+        execution.output_partial = partial;
+        if let Some((model, usage)) = cut_short {
+            execution.token_usage.add(&usage);
+            execution.usage_estimated = true;
+            execution.cost_usd += this.llm.pricing.cost(&model, &usage).unwrap_or(0.0);
+        }
+    }
     let ending = this.lifecycle.end(&mut execution, &events, end, Some(run_record));
     RunEnd::Ended(execution, ending)
 }

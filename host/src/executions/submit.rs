@@ -1,17 +1,20 @@
 //! The one way in: every execution is created here, whoever asks (the API,
 //! `agent_call`, retries, and the triggers to come). Version choice, the
 //! priority and metadata checks, the input's size and schema, the idempotency
-//! key, the queue's bound, and undoing a claim the request did not use, all in
-//! one place.
+//! key, the queue's bound, a conversation's turn (one at a time) and its
+//! session memory, the memory stores attached, and undoing a claim the request
+//! did not use, all in one place.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::value::RawValue;
 
+use super::conversations::{ConversationRef, TurnRequest};
 use super::idempotency::{Claim, request_hash};
 use super::{Executions, Job, Watch};
 use crate::manifest::InputError;
+use crate::ports::MemoryError;
 use crate::record::{Execution, Trigger};
 use crate::registry::{Entry, Version};
 use crate::scheduler::QueueFull;
@@ -19,6 +22,8 @@ use crate::store::StoreError;
 use crate::{ids, time};
 
 pub const DEFAULT_PRIORITY: u8 = 50;
+/// Most memory stores one run may have attached.
+const MAX_ATTACHED_STORES: usize = 16;
 
 /// Which agent version to run.
 pub enum Target {
@@ -56,6 +61,10 @@ pub struct NewExecution {
     /// it right away); otherwise it is committed with the next batch, still
     /// before the run's own writes.
     pub durable: bool,
+    /// A turn of a conversation.
+    pub turn: Option<TurnRequest>,
+    /// Memory stores of the workspace to attach, by id or name.
+    pub memory_stores: Vec<String>,
 }
 
 impl NewExecution {
@@ -72,6 +81,8 @@ impl NewExecution {
             parent: None,
             delay: None,
             durable: false,
+            turn: None,
+            memory_stores: Vec::new(),
         }
     }
 }
@@ -116,6 +127,18 @@ pub enum SubmitError {
     QueueFull(#[from] QueueFull),
     #[error("the host is shutting down; send it again to its successor")]
     ShuttingDown,
+    #[error("no conversation {0:?}")]
+    ConversationNotFound(String),
+    #[error("conversation {conversation:?} is with agent {agent:?}, not this one")]
+    ConversationAgent { conversation: String, agent: String },
+    #[error("conversation {conversation} has a turn under way (execution {execution})")]
+    ConversationBusy { conversation: String, execution: String },
+    #[error("no memory store {0:?}")]
+    MemoryStoreNotFound(String),
+    #[error("at most {0} memory stores may be attached to a run")]
+    TooManyMemoryStores(usize),
+    #[error("memory: {0}")]
+    Memory(#[from] MemoryError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -163,6 +186,35 @@ impl Executions {
         })?;
         version.check_input(&input).await.map_err(SubmitError::InvalidInput)?;
 
+        let workspace = entry.agent.workspace.clone();
+        let continued = match new.turn.as_ref().map(|t| &t.conversation) {
+            Some(ConversationRef::Continue(id)) => {
+                let conversation = self
+                    .conversation(&workspace, id)
+                    .await?
+                    .ok_or_else(|| SubmitError::ConversationNotFound(id.clone()))?;
+                if conversation.agent_id != entry.agent.id {
+                    return Err(SubmitError::ConversationAgent {
+                        conversation: id.clone(),
+                        agent: conversation.agent_id,
+                    });
+                }
+                Some(conversation.id)
+            }
+            _ => None,
+        };
+        if let Some(turn) = &new.turn {
+            for (key, value) in &turn.session {
+                self.memory.check(key, value)?;
+            }
+        }
+        let memory_stores = self.attached_stores(&workspace, &new.memory_stores).await?;
+        // One turn at a time: this waits for the one under way (or refuses).
+        let claim = match (&continued, &new.turn) {
+            (Some(conversation), Some(turn)) => Some(self.take_turn(conversation, turn.if_busy).await?),
+            _ => None,
+        };
+
         let id = new.id.unwrap_or_else(ids::execution);
         let now = time::now_ms();
         // Keys are the agent's workspace's: another tenant's same key is another key.
@@ -179,6 +231,9 @@ impl Executions {
                 input.get(),
                 metadata.as_ref().map_or("{}", |m| m.get()),
                 &priority.to_string(),
+                continued
+                    .as_deref()
+                    .unwrap_or(if new.turn.is_some() { "new" } else { "" }),
             ]);
             match self.idempotency.claim(key, &hash, &id, now) {
                 Claim::New => {}
@@ -198,6 +253,37 @@ impl Executions {
             e
         };
         let reservation = self.scheduler.reserve().map_err(|e| undo(e.into()))?;
+        let conversation_id = match (continued, new.turn) {
+            (Some(id), Some(turn)) => Some((id, turn.session)),
+            (
+                None,
+                Some(TurnRequest {
+                    conversation: ConversationRef::Start(metadata),
+                    session,
+                    ..
+                }),
+            ) => {
+                let made = self
+                    .new_conversation(&workspace, &entry.agent.id, metadata, Vec::new())
+                    .await
+                    .map_err(undo)?;
+                Some((made.id, session))
+            }
+            _ => None,
+        };
+        let conversation_id = match conversation_id {
+            Some((conversation, session)) => {
+                let scope = self.memory.session(&conversation);
+                for (key, value) in session {
+                    self.memory
+                        .set(&scope, &key, &value)
+                        .await
+                        .map_err(|e| undo(e.into()))?;
+                }
+                Some(conversation)
+            }
+            None => None,
+        };
         let (retry_of, attempt) = match new.retry_of {
             Some((id, attempt)) => (Some(id), attempt),
             None => (None, 1),
@@ -215,6 +301,8 @@ impl Executions {
             parent_id,
             depth,
             run_after: new.delay.map(|d| now + d.as_millis() as i64),
+            conversation_id,
+            memory_stores,
             ..Execution::queued(id.clone(), &entry.agent, &version.meta, now)
         };
         if let Some(metadata) = metadata {
@@ -228,6 +316,10 @@ impl Executions {
         if let Some(key) = &key {
             self.idempotency.store(key, &id);
         }
+        if let Some(conversation) = &execution.conversation_id {
+            self.turns.hold(conversation, &id);
+        }
+        drop(claim);
         let job = Job {
             execution: execution.clone(),
             version,
@@ -240,6 +332,25 @@ impl Executions {
             None => self.launch(self.scheduler.dispatch()),
         }
         Ok(Accepted { execution, done })
+    }
+
+    /// The ids of the memory stores a run is to have, by id or name.
+    async fn attached_stores(&self, workspace: &str, names: &[String]) -> Result<Vec<String>, SubmitError> {
+        if names.len() > MAX_ATTACHED_STORES {
+            return Err(SubmitError::TooManyMemoryStores(MAX_ATTACHED_STORES));
+        }
+        let mut ids = Vec::with_capacity(names.len());
+        for name in names {
+            let store = self
+                .memory
+                .find_store(workspace, name)
+                .await?
+                .ok_or_else(|| SubmitError::MemoryStoreNotFound(name.clone()))?;
+            if !ids.contains(&store.id) {
+                ids.push(store.id);
+            }
+        }
+        Ok(ids)
     }
 
     /// The agent and version a target names.

@@ -196,6 +196,13 @@ pub struct Execution {
     pub parent_id: Option<String>,
     /// How deep in `agent_call`s this execution is (0: nobody called it).
     pub depth: u32,
+    /// The conversation this execution is a turn of.
+    pub conversation_id: Option<String>,
+    /// The memory stores attached to its run (by id).
+    pub memory_stores: Vec<String>,
+    /// What the run's model calls streamed before it ended without an output
+    /// (cancelled, failed, timed out): the partial answer.
+    pub output_partial: Option<String>,
     /// Model tokens over all the run's calls.
     pub token_usage: Usage,
     /// Some of `token_usage` is the host's estimate: a provider reported none
@@ -277,6 +284,9 @@ impl Execution {
             retried_by: None,
             parent_id: None,
             depth: 0,
+            conversation_id: None,
+            memory_stores: Vec::new(),
+            output_partial: None,
             token_usage: Usage::default(),
             usage_estimated: false,
             cost_usd: 0.0,

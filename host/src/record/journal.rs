@@ -18,6 +18,8 @@ pub enum JournalKind {
     Tool,
     Artifact,
     Approval,
+    /// A conversation's history, or a memory read or write.
+    Memory,
 }
 
 impl JournalKind {
@@ -30,6 +32,7 @@ impl JournalKind {
             JournalKind::Tool => "tool",
             JournalKind::Artifact => "artifact",
             JournalKind::Approval => "approval",
+            JournalKind::Memory => "memory",
         }
     }
 
@@ -42,6 +45,7 @@ impl JournalKind {
             JournalKind::Tool,
             JournalKind::Artifact,
             JournalKind::Approval,
+            JournalKind::Memory,
         ]
         .into_iter()
         .find(|k| k.as_str() == text)

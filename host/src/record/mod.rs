@@ -4,6 +4,7 @@
 
 mod agent;
 mod approval;
+mod conversation;
 mod execution;
 mod journal;
 mod key;
@@ -11,6 +12,9 @@ mod run;
 
 pub use self::agent::{Agent, AgentVersion};
 pub use self::approval::{Approval, ApprovalStatus, Decision};
+pub use self::conversation::{
+    Conversation, MemoryEntry, MemoryStoreInfo, Turn, TurnRole, assistant_text, estimate_tokens, user_text,
+};
 pub use self::execution::{ErrorSource, ExecError, Execution, ExecutionView, Status, Timing, Trigger};
 pub use self::journal::{JournalEntry, JournalKind};
 pub use self::key::{ApiKey, Role};

@@ -25,7 +25,7 @@ pub use self::artifacts::RunArtifacts;
 pub use self::capture::{Recording, RunRecord};
 use self::component::{ComponentCache, ComponentError, Origin};
 use self::engine::Ticker;
-pub use self::state::{Grants, LlmTotals, RunState};
+pub use self::state::{Grants, LlmTotals, MemoryGrant, RunState, Streamed};
 use crate::config::{CaptureLimits, Config};
 use crate::manifest::Limits;
 use crate::record::{ErrorSource, ExecError, ToolCallRecord};
@@ -40,6 +40,11 @@ pub mod bindings {
             "warden:agent/tools.call": async | trappable,
             "warden:agent/artifacts.put": async | trappable,
             "warden:agent/approval.request": async | trappable,
+            "warden:agent/conversation.history": async | trappable,
+            "warden:agent/memory.get": async | trappable,
+            "warden:agent/memory.set": async | trappable,
+            "warden:agent/memory.delete": async | trappable,
+            "warden:agent/memory.keys": async | trappable,
         },
         exports: { default: async },
     });
@@ -121,6 +126,9 @@ pub struct RunOutcome {
     pub fuel_used: u64,
     pub peak_memory_bytes: u64,
     pub recording: Recording,
+    /// What its model calls streamed, and the model and estimated usage of a
+    /// call cut short.
+    pub streamed: (Option<String>, Option<(String, crate::record::Usage)>),
 }
 
 impl Runtime {
@@ -251,6 +259,7 @@ impl Runtime {
         let peak_memory_bytes = store.data().limiter.peak as u64;
         let state = store.into_data();
         RunOutcome {
+            streamed: state.grants.streamed.take(),
             suspended,
             refusal: state.refusal,
             llm: state.llm,

@@ -18,7 +18,7 @@ use super::capture::RunRecord;
 use super::journal::{MonotonicClock, RunJournal, WallClock};
 use crate::events::EventLog;
 use crate::llm::Llm;
-use crate::ports::{ApprovalDesk, Effects, ToolCtx, ToolHost};
+use crate::ports::{ApprovalDesk, Effects, Memories, Scope, ToolCtx, ToolHost};
 use crate::record::{LogStream, ToolCallRecord, Usage};
 
 /// Instances, tables and memories one store may create.
@@ -78,6 +78,86 @@ pub struct Grants {
     /// The log lines and steps (by number) a resumed run announced in its
     /// earlier lives.
     pub announced: (u32, u32),
+    /// Its conversation, its history and its memories.
+    pub memory: MemoryGrant,
+    /// What the run's model calls streamed so far (its partial output).
+    pub streamed: Arc<Streamed>,
+}
+
+/// What a run may reach of conversations and memory.
+pub struct MemoryGrant {
+    pub port: Arc<dyn Memories>,
+    /// The conversation the run is a turn of.
+    pub conversation_id: Option<String>,
+    /// Its conversation's session memory.
+    pub session: Option<Scope>,
+    /// The memory stores attached to it, by name.
+    pub stores: Vec<(String, Scope)>,
+    /// Most turns and tokens of history it is given.
+    pub history_budget: (u32, u64),
+}
+
+/// The content a run's model calls streamed, kept (up to a cap) so that a run
+/// that ends without an output still shows what it had said; and the model
+/// call under way, so that one cut short still counts the tokens it used.
+#[derive(Default)]
+pub struct Streamed(std::sync::Mutex<StreamedInner>);
+
+#[derive(Default)]
+struct StreamedInner {
+    text: String,
+    /// The call under way: its model, and the bytes it was sent and streamed.
+    call: Option<(String, usize, usize)>,
+}
+
+/// Most bytes of streamed content kept.
+const MAX_STREAMED: usize = 64 << 10;
+
+impl Streamed {
+    fn lock(&self) -> std::sync::MutexGuard<'_, StreamedInner> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A model call starts, sending `prompt_bytes`.
+    pub fn begin_call(&self, model: &str, prompt_bytes: usize) {
+        self.lock().call = Some((model.to_owned(), prompt_bytes, 0));
+    }
+
+    /// The call under way ended (its usage is counted as it reported it).
+    pub fn end_call(&self) {
+        self.lock().call = None;
+    }
+
+    pub fn push(&self, text: &str) {
+        let mut inner = self.lock();
+        if let Some(call) = &mut inner.call {
+            call.2 += text.len();
+        }
+        let room = MAX_STREAMED.saturating_sub(inner.text.len());
+        let mut cut = room.min(text.len());
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        inner.text.push_str(&text[..cut]);
+    }
+
+    /// What was streamed, if anything; and the model and estimated usage of
+    /// a call cut short (about four bytes a token).
+    pub fn take(&self) -> (Option<String>, Option<(String, Usage)>) {
+        let mut inner = self.lock();
+        let text = std::mem::take(&mut inner.text);
+        let cut = inner.call.take().map(|(model, sent, streamed)| {
+            let (prompt, completion) = ((sent / 4) as u64, (streamed / 4) as u64);
+            let usage = Usage {
+                prompt,
+                completion,
+                total: prompt + completion,
+                ..Usage::default()
+            };
+            (model, usage)
+        });
+        ((!text.is_empty()).then_some(text), cut)
+    }
 }
 
 impl Grants {

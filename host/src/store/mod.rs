@@ -1,7 +1,8 @@
 //! Storage, behind one trait per concern: executions (with what their runs leave
 //! behind), events, agents and versions, API keys, the agents' key-value store,
-//! idempotency keys, and blobs. Callers hold the traits, never a backend; SQL
-//! lives only inside a backend's folder ([`sqlite`], the embedded default).
+//! idempotency keys, journals and approvals, conversations and memory, and
+//! blobs. Callers hold the traits, never a backend; SQL lives only inside a
+//! backend's folder ([`sqlite`], the embedded default).
 //!
 //! Writes are handed to the backend, which batches them (group commit), and
 //! answer a [`Commit`]: await it to know the write is durable, or detach it.
@@ -21,8 +22,8 @@ use async_trait::async_trait;
 pub use self::commit::Commit;
 use crate::events::{Event, EventSink};
 use crate::record::{
-    Agent, AgentVersion, ApiKey, Approval, ApprovalStatus, Artifact, Decision, Execution, JournalEntry, LogLine,
-    Status, Step,
+    Agent, AgentVersion, ApiKey, Approval, ApprovalStatus, Artifact, Conversation, Decision, Execution, JournalEntry,
+    LogLine, MemoryEntry, MemoryStoreInfo, Status, Step, Turn,
 };
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -39,14 +40,18 @@ pub enum StoreError {
     Read(String),
 }
 
-/// An execution's final write: its record, its log lines and steps, and its last
-/// events, committed together (its journal deleted, its pending approval
-/// requests cancelled).
+/// An execution's final write: its record, its log lines and steps, its last
+/// events, and (a completed turn of a conversation) the turns it adds,
+/// committed together (its journal deleted, its pending approval requests
+/// cancelled).
 pub struct FinalRecord {
     pub execution: Execution,
     pub logs: Vec<LogLine>,
     pub steps: Vec<Step>,
     pub events: Vec<Arc<Event>>,
+    /// Added to the execution's conversation (if it still exists), which
+    /// counts them and the execution's tokens.
+    pub turns: Vec<Turn>,
 }
 
 /// Filters and cursor of an execution listing. Newest first; `after` is the last
@@ -206,6 +211,72 @@ pub trait ApprovalStore: Send + Sync {
     async fn waiting(&self) -> Result<Vec<(String, String)>, StoreError>;
 }
 
+/// Filters and cursor of a conversations listing. Newest first; `after` is
+/// the last id of the previous page.
+#[derive(Debug, Default, Clone)]
+pub struct ConversationFilter {
+    pub workspace: String,
+    pub agent_id: Option<String>,
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+/// Conversations and their turns. A turn is a row, never a snapshot of the
+/// whole history.
+#[async_trait]
+pub trait ConversationStore: Send + Sync {
+    /// Creates a conversation with its first turns (none, usually).
+    fn create(&self, conversation: Conversation, turns: Vec<Turn>) -> Commit;
+    /// Deletes a conversation with its turns and its session memory.
+    fn delete(&self, id: &str) -> Commit;
+    /// Deletes conversations last active before `before`, as [`Self::delete`] does.
+    fn sweep(&self, before: i64) -> Commit;
+    async fn get(&self, id: &str) -> Result<Option<Conversation>, StoreError>;
+    /// One page, newest first, and whether more follow.
+    async fn list(&self, filter: ConversationFilter) -> Result<(Vec<Conversation>, bool), StoreError>;
+    /// Every turn, oldest first.
+    async fn turns(&self, id: &str) -> Result<Vec<Turn>, StoreError>;
+    /// The newest turns, oldest first: at most `max_turns` of them, and no more
+    /// once their tokens would pass `max_tokens`; and whether older ones were
+    /// left out.
+    async fn recent_turns(&self, id: &str, max_turns: u32, max_tokens: u64) -> Result<(Vec<Turn>, bool), StoreError>;
+    /// An execution of the conversation that has not ended (its turn under way).
+    async fn active_turn(&self, id: &str) -> Result<Option<String>, StoreError>;
+}
+
+/// Memory key-values, by scope: a conversation's session memory (scope: the
+/// conversation's id) or a memory store's entries (scope: the store's id).
+#[async_trait]
+pub trait MemoryStore: Send + Sync {
+    fn create_store(&self, store: MemoryStoreInfo) -> Commit;
+    /// Deletes a memory store with its entries.
+    fn delete_store(&self, id: &str) -> Commit;
+    /// A store of `workspace`, by id or name.
+    async fn store(&self, workspace: &str, id_or_name: &str) -> Result<Option<MemoryStoreInfo>, StoreError>;
+    /// One page of a workspace's stores, by name, and whether more follow.
+    async fn stores(
+        &self,
+        workspace: &str,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<(Vec<MemoryStoreInfo>, bool), StoreError>;
+    /// Sets a key (a store's count of bytes and entries follows).
+    fn put(&self, scope: &str, entry: MemoryEntry) -> Commit;
+    fn remove(&self, scope: &str, key: &str) -> Commit;
+    async fn get(&self, scope: &str, key: &str) -> Result<Option<MemoryEntry>, StoreError>;
+    /// Entries whose key starts with `prefix`, after key `after`, in key order,
+    /// at most `limit`, and whether more follow.
+    async fn entries(
+        &self,
+        scope: &str,
+        prefix: &str,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<(Vec<MemoryEntry>, bool), StoreError>;
+    /// Bytes (keys and values) and entries a scope holds.
+    async fn usage(&self, scope: &str) -> Result<(u64, u64), StoreError>;
+}
+
 /// An idempotency key: which execution a request made, and when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyRecord {
@@ -280,6 +351,8 @@ pub struct Stores {
     pub idempotency: Arc<dyn IdempotencyStore>,
     pub journal: Arc<dyn JournalStore>,
     pub approvals: Arc<dyn ApprovalStore>,
+    pub conversations: Arc<dyn ConversationStore>,
+    pub memory: Arc<dyn MemoryStore>,
     pub blobs: Arc<dyn BlobStore>,
     pub backend: Arc<dyn Backend>,
 }

@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use rusqlite::{Connection, Transaction, params};
 
+use super::chunks::Chunks;
+use super::conversations::{self, MemoryWrite};
 use super::durable;
 use crate::events::Event;
 use crate::record::{
@@ -102,6 +104,8 @@ pub enum Write {
         id: String,
         decision: Box<Decision>,
     },
+    /// Conversations and memory.
+    Memory(MemoryWrite),
 }
 
 impl Write {
@@ -139,6 +143,7 @@ pub fn apply(conn: &mut Connection, blobs: &dyn BlobStore, writes: &[&Write]) ->
                 }
                 insert_run_record(&tx, &f.execution.id, &f.logs, &f.steps)?;
                 durable::finish(&tx, &f.execution.id, f.execution.completed_at.unwrap_or_default())?;
+                conversations::finish(&tx, &f.execution, &f.turns)?;
                 for event in &f.events {
                     chunks.add(&f.execution.id, event);
                 }
@@ -244,72 +249,12 @@ pub fn apply(conn: &mut Connection, blobs: &dyn BlobStore, writes: &[&Write]) ->
             Write::Journal { execution_id, entries } => durable::insert_journal(&tx, execution_id, entries)?,
             Write::Approval(a) => durable::insert_approval(&tx, a)?,
             Write::Decide { id, decision } => durable::decide(&tx, id, decision)?,
+            Write::Memory(w) => conversations::apply(&tx, w)?,
         }
     }
     chunks.insert(&tx)?;
     tx.commit()?;
     Ok(())
-}
-
-/// Most bytes of one stored row of events (a single larger event is a row of
-/// its own).
-const CHUNK_BYTES: usize = 64 << 10;
-
-/// The batch's events, by execution, in the order they came.
-#[derive(Default)]
-struct Chunks<'a> {
-    index: HashMap<&'a str, usize>,
-    chunks: Vec<(&'a str, Vec<&'a Event>)>,
-}
-
-impl<'a> Chunks<'a> {
-    fn add(&mut self, execution_id: &'a str, event: &'a Event) {
-        let i = *self.index.entry(execution_id).or_insert_with(|| {
-            self.chunks.push((execution_id, Vec::new()));
-            self.chunks.len() - 1
-        });
-        self.chunks[i].1.push(event);
-    }
-
-    fn insert(&self, tx: &Transaction<'_>) -> anyhow::Result<()> {
-        if self.chunks.is_empty() {
-            return Ok(());
-        }
-        let mut stmt = tx.prepare_cached(
-            "INSERT OR REPLACE INTO event_chunks (execution_id, first_seq, last_seq, events)
-             VALUES (?1, ?2, ?3, ?4)",
-        )?;
-        let mut json = String::new();
-        for (id, events) in &self.chunks {
-            // Rows of at most CHUNK_BYTES (or one event): a reader loads only
-            // the rows its page needs.
-            let mut rest: &[&Event] = events;
-            while let Some(first) = rest.first() {
-                let mut bytes = first.json().len();
-                let n = 1 + rest[1..]
-                    .iter()
-                    .take_while(|e| {
-                        bytes += e.json().len() + 1;
-                        bytes <= CHUNK_BYTES
-                    })
-                    .count();
-                let (row, after) = rest.split_at(n);
-                json.clear();
-                json.push('[');
-                for (i, event) in row.iter().enumerate() {
-                    if i > 0 {
-                        json.push(',');
-                    }
-                    json.push_str(event.json());
-                }
-                json.push(']');
-                let last = row[row.len() - 1];
-                stmt.execute(params![id, first.seq as i64, last.seq as i64, json.as_str()])?;
-                rest = after;
-            }
-        }
-        Ok(())
-    }
 }
 
 fn deploy(tx: &Transaction<'_>, agent: &Agent, version: &AgentVersion) -> anyhow::Result<()> {
@@ -354,10 +299,11 @@ fn upsert_execution(tx: &Transaction<'_>, e: &Execution) -> anyhow::Result<()> {
             created_at, queued_at, started_at, completed_at, attempt, retry_of, retried_by, run_after,
             prompt_tokens, completion_tokens, total_tokens, cache_read_tokens, cache_write_tokens,
             cost_usd, model_used, llm_provider, first_token_ms, tool_ms, n_tool_calls, tool_calls,
-            parent_id, depth, n_artifacts, n_screenshots, usage_estimated)
+            parent_id, depth, n_artifacts, n_screenshots, usage_estimated, conversation_id, memory_stores,
+            output_partial)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
             ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34,
-            ?35, ?36, ?37, ?38, ?39, ?40, ?41, ?42, ?43, ?44)
+            ?35, ?36, ?37, ?38, ?39, ?40, ?41, ?42, ?43, ?44, ?45, ?46, ?47)
          ON CONFLICT (id) DO UPDATE SET status = excluded.status, output = excluded.output,
             error_code = excluded.error_code, error_message = excluded.error_message,
             error_source = excluded.error_source, fuel_used = excluded.fuel_used,
@@ -372,7 +318,8 @@ fn upsert_execution(tx: &Transaction<'_>, e: &Execution) -> anyhow::Result<()> {
             llm_provider = excluded.llm_provider, first_token_ms = excluded.first_token_ms,
             tool_ms = excluded.tool_ms, n_tool_calls = excluded.n_tool_calls,
             tool_calls = excluded.tool_calls, n_artifacts = excluded.n_artifacts,
-            n_screenshots = excluded.n_screenshots, usage_estimated = excluded.usage_estimated",
+            n_screenshots = excluded.n_screenshots, usage_estimated = excluded.usage_estimated,
+            output_partial = excluded.output_partial",
     )?;
     stmt.execute(params![
         e.id,
@@ -418,7 +365,10 @@ fn upsert_execution(tx: &Transaction<'_>, e: &Execution) -> anyhow::Result<()> {
         e.depth,
         e.n_artifacts,
         e.n_screenshots,
-        e.usage_estimated
+        e.usage_estimated,
+        e.conversation_id,
+        serde_json::to_string(&e.memory_stores)?,
+        e.output_partial
     ])?;
     Ok(())
 }

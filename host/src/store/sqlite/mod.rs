@@ -7,6 +7,8 @@
 
 mod apply;
 mod checkpoint;
+mod chunks;
+mod conversations;
 mod durable;
 mod read;
 mod schema;
@@ -114,6 +116,8 @@ impl SqliteStore {
             idempotency: store.clone(),
             journal: store.clone(),
             approvals: store.clone(),
+            conversations: store.clone(),
+            memory: store.clone(),
             blobs,
             backend: store,
         })

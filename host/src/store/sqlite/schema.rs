@@ -228,6 +228,60 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX approvals_by_execution ON approvals (execution_id, id);
     CREATE INDEX approvals_due ON approvals (status, expires_at);
     "#,
+    // 11: conversations (a turn a row), memory stores, memory entries by scope
+    // (a conversation's session memory or a store's); executions as turns,
+    // with their attached stores and their partial output.
+    r#"
+    ALTER TABLE executions ADD COLUMN conversation_id TEXT;
+    ALTER TABLE executions ADD COLUMN memory_stores TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE executions ADD COLUMN output_partial TEXT;
+    CREATE INDEX executions_by_conversation ON executions (conversation_id, status)
+        WHERE conversation_id IS NOT NULL;
+    CREATE TABLE conversations (
+        id TEXT PRIMARY KEY,
+        workspace TEXT NOT NULL,
+        agent_id TEXT NOT NULL,
+        turn_count INTEGER NOT NULL,
+        token_count INTEGER NOT NULL,
+        metadata TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        last_active_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX conversations_by_workspace ON conversations (workspace, id);
+    CREATE INDEX conversations_by_activity ON conversations (last_active_at);
+    CREATE TABLE turns (
+        conversation_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        role TEXT NOT NULL,
+        content TEXT NOT NULL,
+        tool_calls TEXT NOT NULL,
+        execution_id TEXT,
+        ts INTEGER NOT NULL,
+        tokens INTEGER NOT NULL,
+        PRIMARY KEY (conversation_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE memory_stores (
+        id TEXT PRIMARY KEY,
+        workspace TEXT NOT NULL,
+        name TEXT NOT NULL,
+        description TEXT NOT NULL,
+        max_bytes INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        UNIQUE (workspace, name)
+    ) WITHOUT ROWID;
+    CREATE TABLE memory (
+        scope TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (scope, key)
+    ) WITHOUT ROWID;
+    CREATE TABLE memory_usage (
+        scope TEXT PRIMARY KEY,
+        bytes INTEGER NOT NULL,
+        entries INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// Connection settings every connection gets.
