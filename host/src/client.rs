@@ -91,8 +91,77 @@ impl Client {
         self.send(self.http.post(format!("{}{path}", self.base))).await
     }
 
+    /// DELETE; a 204 answers nothing.
+    pub async fn delete(&self, path: &str) -> anyhow::Result<()> {
+        let resp = self
+            .http
+            .delete(format!("{}{path}", self.base))
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the warden server at {}", self.base))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body: Value = resp.json().await.unwrap_or(Value::Null);
+            bail!(
+                "{status}: {}: {}",
+                body["error"]["code"].as_str().unwrap_or("unknown"),
+                body["error"]["message"].as_str().unwrap_or("")
+            );
+        }
+        Ok(())
+    }
+
     pub async fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
         self.send(self.http.get(format!("{}{path}", self.base)).query(query))
             .await
+    }
+
+    /// One turn of a conversation, streamed: each content delta goes to
+    /// `on_delta` as it comes; returns the end's event (`done` or `error`) data.
+    pub async fn chat_turn(
+        &self,
+        agent: &str,
+        conversation: &str,
+        message: &str,
+        mut on_delta: impl FnMut(&str),
+    ) -> anyhow::Result<(String, Value)> {
+        let body = json!({ "input": { "message": message }, "conversation_id": conversation, "mode": "stream" });
+        let mut resp = self
+            .http
+            .post(format!("{}/v1/agents/{agent}/execute", self.base))
+            .json(&body)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the warden server at {}", self.base))?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let body: Value = resp.json().await.unwrap_or(Value::Null);
+            bail!(
+                "{status}: {}: {}",
+                body["error"]["code"].as_str().unwrap_or("unknown"),
+                body["error"]["message"].as_str().unwrap_or("")
+            );
+        }
+        // Server-sent events: `event:` and `data:` lines, a blank line after each.
+        let mut buffer = String::new();
+        let mut kind = String::new();
+        while let Some(chunk) = resp.chunk().await.context("the stream broke off")? {
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buffer.find('\n') {
+                let line: String = buffer.drain(..=end).collect();
+                let line = line.trim_end_matches(['\r', '\n']);
+                if let Some(k) = line.strip_prefix("event:") {
+                    kind = k.trim().to_owned();
+                } else if let Some(data) = line.strip_prefix("data:") {
+                    let event: Value = serde_json::from_str(data.trim()).unwrap_or(Value::Null);
+                    match kind.as_str() {
+                        "content" => on_delta(event["data"]["delta"].as_str().unwrap_or_default()),
+                        "done" | "error" => return Ok((kind, event["data"].clone())),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        bail!("the stream ended before the turn did")
     }
 }

@@ -1,6 +1,7 @@
 //! The `warden` binary: `serve` runs the host; `keys` manages API keys in a data
 //! dir (operator commands, on the host's machine); the other commands (deploy,
-//! run, executions, agents, approvals) are an HTTP client of a running server.
+//! run, chat, executions, agents, conversations, approvals) are an HTTP client
+//! of a running server.
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -75,6 +76,19 @@ enum Command {
     Agents {
         #[command(subcommand)]
         command: AgentsCommand,
+    },
+    /// Chat with an agent, turn by turn: each line you type is a turn of a
+    /// conversation, and the answer streams back.
+    Chat {
+        agent: String,
+        /// Continue this conversation instead of starting one.
+        #[arg(long)]
+        conversation: Option<String>,
+    },
+    /// Inspect and delete conversations.
+    Conversations {
+        #[command(subcommand)]
+        command: ConversationsCommand,
     },
     /// The approvals inbox: list requests, approve or reject them.
     Approvals {
@@ -153,6 +167,23 @@ enum ExecutionsCommand {
     Retry {
         id: String,
     },
+}
+
+#[derive(Subcommand)]
+enum ConversationsCommand {
+    /// Conversations, newest first.
+    List {
+        #[arg(long)]
+        agent: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        after: Option<String>,
+    },
+    /// One conversation with its turns.
+    Get { id: String },
+    /// Delete a conversation: its turns and session memory.
+    Delete { id: String },
 }
 
 #[derive(Subcommand)]
@@ -281,6 +312,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             AgentsCommand::List => client()?.get("/v1/agents", &[]).await?,
             AgentsCommand::Get { agent } => client()?.get(&format!("/v1/agents/{agent}"), &[]).await?,
         },
+        Command::Chat { agent, conversation } => return chat(&client()?, &agent, conversation).await,
+        Command::Conversations { command } => match command {
+            ConversationsCommand::List { agent, limit, after } => {
+                let mut q = Vec::new();
+                q.extend(agent.map(|v| ("agent_id", v)));
+                q.extend(limit.map(|v| ("limit", v.to_string())));
+                q.extend(after.map(|v| ("after", v)));
+                client()?.get("/v1/conversations", &q).await?
+            }
+            ConversationsCommand::Get { id } => client()?.get(&format!("/v1/conversations/{id}"), &[]).await?,
+            ConversationsCommand::Delete { id } => {
+                client()?.delete(&format!("/v1/conversations/{id}")).await?;
+                serde_json::json!({ "deleted": id })
+            }
+        },
         Command::Approvals { command } => match command {
             ApprovalsCommand::List {
                 status,
@@ -325,6 +371,57 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     };
     println!("{}", serde_json::to_string_pretty(&output)?);
+    Ok(())
+}
+
+/// `warden chat`: reads a message a line, sends it as the conversation's next
+/// turn and prints the answer as it streams. Ends at the end of input.
+async fn chat(client: &Client, agent: &str, conversation: Option<String>) -> anyhow::Result<()> {
+    use std::io::Write;
+    use tokio::io::AsyncBufReadExt;
+    let conversation = match conversation {
+        Some(id) => id,
+        None => {
+            let made = client
+                .post_json("/v1/conversations", &serde_json::json!({ "agent": agent }))
+                .await?;
+            made["id"].as_str().context("the server made no conversation id")?.to_owned()
+        }
+    };
+    let interactive = std::io::stdin().is_terminal();
+    eprintln!("conversation {conversation} with {agent} (continue it later with --conversation {conversation})");
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    loop {
+        if interactive {
+            eprint!("> ");
+        }
+        let Some(line) = lines.next_line().await? else { break };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let mut streamed = false;
+        let (kind, end) = client
+            .chat_turn(agent, &conversation, &line, |delta| {
+                streamed = true;
+                print!("{delta}");
+                let _ = std::io::stdout().flush();
+            })
+            .await?;
+        if kind == "done" {
+            if !streamed {
+                let output = serde_json::value::to_raw_value(&end["output"])?;
+                print!("{}", warden_host::record::assistant_text(&output));
+            }
+            println!();
+        } else {
+            println!();
+            eprintln!(
+                "the turn ended {}: {}",
+                end["status"].as_str().unwrap_or("failed"),
+                end["error"]["message"].as_str().unwrap_or("")
+            );
+        }
+    }
     Ok(())
 }
 

@@ -27,6 +27,8 @@ const DEFAULT_PAGE: u32 = 50;
 /// appear.
 const REPLAY_WAIT: Duration = Duration::from_secs(10);
 const MAX_PAGE: u32 = 500;
+/// Longest a cancel answer waits for a running execution to stop.
+const CANCEL_WAIT: Duration = Duration::from_secs(5);
 const DEFAULT_LOG_PAGE: u32 = 1000;
 const MAX_LOG_PAGE: u32 = 10_000;
 /// Longest `Idempotency-Key` accepted.
@@ -271,7 +273,9 @@ async fn wait_final(app: &Arc<App>, id: &str, mut done: Watch) -> Result<Arc<Exe
     }
 }
 
-/// Cancels a queued (200) or running (202, then `cancelled`) execution.
+/// Cancels a queued or running execution: 200 with the cancelled record (a
+/// run's partial output and usage so far included), or 202 when the run has
+/// not stopped within a moment (it ends `cancelled` shortly).
 #[utoipa::path(post, path = "/v1/executions/{id}/cancel", tag = "executions",
     params(("id" = String, Path, description = "Execution id")),
     responses((status = 200, description = "Cancelled", body = ExecutionView),
@@ -286,8 +290,19 @@ pub async fn cancel(
     match app.executions.cancel(&id).await? {
         Cancel::Cancelled(execution) => Ok((StatusCode::OK, view(&execution)).into_response()),
         Cancel::Requested => {
+            // A guest stops at once (at its next host call or epoch tick): the
+            // answer waits a moment for its end, to give what it had streamed
+            // (`output_partial`) and the usage up to the cancel.
+            if let Some(mut done) = app.executions.watch(&id) {
+                let _ = tokio::time::timeout(CANCEL_WAIT, done.wait_for(Option::is_some)).await;
+            }
             let execution = load(&app, id).await?;
-            Ok((StatusCode::ACCEPTED, view(&execution)).into_response())
+            let status = if execution.status.is_terminal() {
+                StatusCode::OK
+            } else {
+                StatusCode::ACCEPTED
+            };
+            Ok((status, view(&execution)).into_response())
         }
         Cancel::NotLive => {
             let execution = load(&app, id).await?;
