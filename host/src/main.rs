@@ -385,7 +385,10 @@ async fn chat(client: &Client, agent: &str, conversation: Option<String>) -> any
             let made = client
                 .post_json("/v1/conversations", &serde_json::json!({ "agent": agent }))
                 .await?;
-            made["id"].as_str().context("the server made no conversation id")?.to_owned()
+            made["id"]
+                .as_str()
+                .context("the server made no conversation id")?
+                .to_owned()
         }
     };
     let interactive = std::io::stdin().is_terminal();

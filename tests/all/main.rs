@@ -21,6 +21,7 @@ mod auth;
 mod bad_input;
 mod cli;
 mod containment;
+mod conversations;
 mod disk;
 mod durable;
 mod events;
@@ -46,8 +47,11 @@ warden_host::use_mimalloc!();
 /// from the folder by the host's build script), and this does not compile until
 /// each is named by a `covers!` next to its test.
 mod fixtures {
-    use crate::{approvals, artifacts, bad_input, durable, events, execute, hostile, llm, recovery, sandbox, tools};
-    use {approvals::tested::*, durable::tested::*};
+    use crate::{
+        approvals, artifacts, bad_input, conversations, durable, events, execute, hostile, llm, recovery, sandbox,
+        tools,
+    };
+    use {approvals::tested::*, conversations::tested::*, durable::tested::*};
     use {artifacts::tested::*, bad_input::tested::*, events::tested::*, execute::tested::*};
     use {hostile::tested::*, llm::tested::*, recovery::tested::*, sandbox::tested::*, tools::tested::*};
 

@@ -158,6 +158,17 @@ impl Server {
         self.send(self.http.get(self.url(path))).await
     }
 
+    /// DELETE; the status (a 204 has no body), and the body of an error.
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        let resp = tokio::time::timeout(REQUEST_TIMEOUT, self.http.delete(self.url(path)).send())
+            .await
+            .expect("request finishes in time")
+            .expect("request is sent");
+        let status = resp.status();
+        let text = resp.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
     pub async fn post_json(&self, path: &str, body: &Value) -> (StatusCode, Value) {
         self.send(self.http.post(self.url(path)).json(body)).await
     }

@@ -39,7 +39,13 @@ pub enum Mode {
     RateLimited(u32),
     /// Streams answers with no usage at all (as some servers do).
     NoUsage,
+    /// Streams the first words of its answer (OpenAI, streaming), then
+    /// nothing more, never ending.
+    Stall,
 }
+
+/// The words a stalled answer streams before it stalls.
+pub const STALLED: &str = "Order A-1001 ";
 
 /// Request bodies with the key header each carried.
 pub type Seen = Arc<Mutex<Vec<(Value, Option<String>)>>>;
@@ -222,6 +228,21 @@ async fn openai(
         )
     };
     let mut events = vec![chunk(json!({ "role": "assistant" }), Value::Null)];
+    if shared.mode == Mode::Stall {
+        for word in STALLED.split_inclusive(' ') {
+            events.push(chunk(json!({ "content": word }), Value::Null));
+        }
+        let mut text = String::new();
+        for (_, data) in events {
+            text.push_str(&format!("data: {data}\n\n"));
+        }
+        let first = futures_util::stream::once(async move { Ok::<_, std::io::Error>(text) });
+        let never = futures_util::stream::pending();
+        return Response::builder()
+            .header(header::CONTENT_TYPE, "text/event-stream")
+            .body(Body::from_stream(futures_util::StreamExt::chain(first, never)))
+            .unwrap();
+    }
     match &tool {
         Some(name) => {
             events.push(chunk(
