@@ -112,3 +112,61 @@ async fn cli_lists_and_decides_approval_requests() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_chats_turn_by_turn_and_manages_conversations() {
+    let server = Server::start().await;
+    server.deploy("chat", serde_json::json!({})).await;
+    let base = server.base.clone();
+    let (out, err, listed, got, deleted, gone) = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut child = Command::new(warden_bin())
+            .args(["--server", &base, "chat", "chat"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("warden chat starts");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"hello\n\nmy name is Ada\n")
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let listed = warden(&base, &["conversations", "list", "--agent", "chat"]);
+        let id = listed["data"][0]["id"].as_str().unwrap().to_owned();
+        let got = warden(&base, &["conversations", "get", &id]);
+        let deleted = warden(&base, &["conversations", "delete", &id]);
+        let gone = Command::new(warden_bin())
+            .args(["--server", &base, "conversations", "get", &id])
+            .output()
+            .unwrap();
+        (
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+            listed,
+            got,
+            deleted,
+            gone,
+        )
+    })
+    .await
+    .unwrap();
+    // One answer a line, streamed as the model said it; the empty line skipped.
+    let answers: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        answers,
+        ["(scripted) You said: hello", "(scripted) You said: my name is Ada"],
+        "{out}"
+    );
+    let id = listed["data"][0]["id"].as_str().unwrap();
+    assert!(err.contains(id), "the conversation is named so it can be continued: {err}");
+    assert_eq!(got["turn_count"], 4, "{got}");
+    assert_eq!(got["turns"][2]["content"], "my name is Ada");
+    assert_eq!(deleted["deleted"], id);
+    assert!(!gone.status.success());
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("not_found"));
+    server.stop().await;
+}

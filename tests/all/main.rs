@@ -38,6 +38,7 @@ mod sandbox;
 mod scheduling;
 mod shutdown;
 mod store;
+mod store_conversations;
 mod tools;
 
 // The allocator the `warden` binary runs with.

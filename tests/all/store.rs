@@ -28,7 +28,7 @@ async fn sqlite_passes_the_conformance_suite() {
 /// Every check, each on a fresh store from `open`.
 pub async fn conformance(open: impl Fn(&Path) -> Stores) {
     type Check = fn(Stores) -> Pin<Box<dyn Future<Output = ()> + Send>>;
-    let checks: [(&str, Check); 11] = [
+    let checks: [(&str, Check); 13] = [
         ("executions", |s| Box::pin(executions(s))),
         ("finish and the run record", |s| Box::pin(finish(s))),
         ("events", |s| Box::pin(events(s))),
@@ -40,6 +40,10 @@ pub async fn conformance(open: impl Fn(&Path) -> Stores) {
         ("blobs and the sweep", |s| Box::pin(sweep(s))),
         ("journals", |s| Box::pin(journals(s))),
         ("approvals", |s| Box::pin(approvals(s))),
+        ("conversations", |s| {
+            Box::pin(super::store_conversations::conversations(s))
+        }),
+        ("memory", |s| Box::pin(super::store_conversations::memory(s))),
     ];
     for (name, check) in checks {
         let tmp = tempfile::tempdir().unwrap();
@@ -59,7 +63,7 @@ fn raw(text: &str) -> Box<RawValue> {
     RawValue::from_string(text.to_owned()).unwrap()
 }
 
-fn agent(id: &str, workspace: &str) -> Agent {
+pub fn agent(id: &str, workspace: &str) -> Agent {
     Agent {
         id: id.into(),
         workspace: workspace.into(),
@@ -71,7 +75,7 @@ fn agent(id: &str, workspace: &str) -> Agent {
     }
 }
 
-fn version(id: &str, agent_id: &str, n: u32, hash: &str) -> AgentVersion {
+pub fn version(id: &str, agent_id: &str, n: u32, hash: &str) -> AgentVersion {
     let manifest = Manifest::from_json(r#"{"name":"x","tools":["kv"]}"#).unwrap();
     AgentVersion {
         id: id.into(),
@@ -86,7 +90,7 @@ fn version(id: &str, agent_id: &str, n: u32, hash: &str) -> AgentVersion {
     }
 }
 
-fn execution(id: &str, agent_id: &str, status: Status, created_at: i64) -> Execution {
+pub fn execution(id: &str, agent_id: &str, status: Status, created_at: i64) -> Execution {
     Execution {
         status,
         input: raw(r#"{"n":1}"#).into(),
