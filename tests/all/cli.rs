@@ -162,7 +162,10 @@ async fn cli_chats_turn_by_turn_and_manages_conversations() {
         "{out}"
     );
     let id = listed["data"][0]["id"].as_str().unwrap();
-    assert!(err.contains(id), "the conversation is named so it can be continued: {err}");
+    assert!(
+        err.contains(id),
+        "the conversation is named so it can be continued: {err}"
+    );
     assert_eq!(got["turn_count"], 4, "{got}");
     assert_eq!(got["turns"][2]["content"], "my name is Ada");
     assert_eq!(deleted["deleted"], id);

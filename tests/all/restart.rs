@@ -106,9 +106,9 @@ async fn a_damaged_compiled_cache_is_recompiled_never_loaded() {
     assert_eq!(server.run("echo", json!({ "n": 1 })).await["status"], "completed");
     warden.sigkill();
 
-    // (The bundled examples were deployed too: echo, hello, support, refund.)
+    // (The bundled examples were deployed too: echo, hello, support, refund, chat.)
     let artifacts = cached_artifacts(tmp.path());
-    assert_eq!(artifacts.len(), 4);
+    assert_eq!(artifacts.len(), 5);
     for path in &artifacts {
         damage(path);
     }
@@ -118,14 +118,14 @@ async fn a_damaged_compiled_cache_is_recompiled_never_loaded() {
     assert_eq!(record["status"], "completed", "{record}");
     assert_eq!(record["output"]["echo"], json!({ "n": 2 }));
     let (_, health) = server.get("/admin/health").await;
-    assert_eq!(health["components"]["compiled"], 4, "all recompiled: {health}");
+    assert_eq!(health["components"]["compiled"], 5, "all recompiled: {health}");
     assert_eq!(health["components"]["loaded_from_cache"], 0, "{health}");
     warden.sigkill();
 
     // The rewritten artifacts are trusted again on the next start.
     let warden = warden_tests::Warden::start(tmp.path());
     let (_, health) = warden.client().get("/admin/health").await;
-    assert_eq!(health["components"]["loaded_from_cache"], 4, "{health}");
+    assert_eq!(health["components"]["loaded_from_cache"], 5, "{health}");
     warden.sigkill();
 
     // echo's blob gone and its artifact damaged: echo cannot run, and says why.

@@ -145,25 +145,20 @@ async fn cancel_in_every_state() {
         .await;
     server.deploy("echo", json!({})).await;
 
-    // Running pure wasm: cancel_requested at once, then cancelled; its log stays.
+    // Running pure wasm: stopped at its next epoch tick; the answer waits for
+    // that and gives the cancelled record; its log stays.
     let spin = submit(&server, "spin", json!({})).await;
     wait_status(&server, &spin, "running").await;
-    let (status, requested) = server
+    let (status, cancelled) = server
         .post_json(&format!("/v1/executions/{spin}/cancel"), &json!({}))
         .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{requested}");
-    assert!(
-        matches!(requested["status"].as_str(), Some("cancel_requested" | "cancelled")),
-        "{requested}"
-    );
-    // Repeating the cancel is harmless.
-    let (status, _) = server
+    assert_eq!(status, StatusCode::OK, "{cancelled}");
+    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+    // Repeating the cancel is harmless: it is over.
+    let (status, body) = server
         .post_json(&format!("/v1/executions/{spin}/cancel"), &json!({}))
         .await;
-    assert!(
-        status == StatusCode::ACCEPTED || status == StatusCode::CONFLICT,
-        "{status}"
-    );
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
     let done = wait_status(&server, &spin, "cancelled").await;
     assert_eq!(done["error"]["code"], "cancelled");
     assert!(done["fuel_used"].as_u64().unwrap() > 0);
@@ -183,10 +178,14 @@ async fn cancel_in_every_state() {
     assert_eq!(cancelled["status"], "cancelled");
     assert_eq!(status_of(&server, &queued).await, "cancelled");
 
-    let (status, _) = server
+    let (status, body) = server
         .post_json(&format!("/v1/executions/{parked}/cancel"), &json!({}))
         .await;
-    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("cancelled")),
+        "{body}"
+    );
     let done = wait_status(&server, &parked, "cancelled").await;
     assert!(done["timing"]["run_ms"].as_i64().unwrap() < 10_000);
     let (_, logs) = server.get(&format!("/v1/executions/{parked}/logs")).await;

@@ -1,6 +1,6 @@
 //! Conversations over HTTP: start one, list them, read one with its turns,
-//! delete one (its turns and session memory), and "continue as chat" from a
-//! completed execution. Turns themselves are made by executing the agent with
+//! delete one (its turns and session memory), "continue as chat" from a
+//! completed execution, and the conversation part of an execute request. Turns themselves are made by executing the agent with
 //! `conversation_id`.
 
 use std::sync::Arc;
@@ -16,8 +16,66 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiQuery, page_limit};
 use crate::app::App;
 use crate::auth::Caller;
+use crate::executions::{ConversationRef, IfBusy, TurnRequest};
 use crate::record::{Conversation, Turn};
 use crate::store::ConversationFilter;
+
+#[derive(Debug, Default, Clone, Copy, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum IfBusyBody {
+    #[default]
+    Wait,
+    Fail,
+}
+
+/// Memory for the run.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryBody {
+    /// Key-values set in the conversation's session memory before this turn
+    /// runs (they persist across its turns).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    session: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The conversation part of an execute request: which conversation, what to
+/// do when it is busy, and the session memory to set.
+pub(super) fn turn_of(
+    conversation_id: Option<String>,
+    start: bool,
+    if_busy: IfBusyBody,
+    memory: Option<MemoryBody>,
+) -> Result<Option<TurnRequest>, ApiError> {
+    let session: Vec<(String, String)> = memory
+        .map(|m| m.session.into_iter().map(|(k, v)| (k, v.to_string())).collect())
+        .unwrap_or_default();
+    let conversation = match (conversation_id, start) {
+        (Some(_), true) => {
+            return Err(ApiError::unprocessable(
+                "invalid_request",
+                "give conversation_id (to continue one) or conversation: true (to start one), not both",
+            ));
+        }
+        (Some(id), false) => ConversationRef::Continue(id),
+        (None, true) => ConversationRef::Start(None),
+        (None, false) if session.is_empty() => return Ok(None),
+        (None, false) => {
+            return Err(ApiError::unprocessable(
+                "invalid_request",
+                "memory.session belongs to a conversation: give conversation_id or conversation: true",
+            ));
+        }
+    };
+    Ok(Some(TurnRequest {
+        conversation,
+        if_busy: match if_busy {
+            IfBusyBody::Wait => IfBusy::Wait,
+            IfBusyBody::Fail => IfBusy::Refuse,
+        },
+        session,
+    }))
+}
 
 const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 500;

@@ -11,12 +11,13 @@ use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use super::conversations::{IfBusyBody, MemoryBody};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiQuery, cursor, one_of, page_limit, whole_number};
 use super::stream::SseMessage;
 use crate::app::App;
 use crate::auth::Caller;
-use crate::executions::{Cancel, ConversationRef, IfBusy, NewExecution, SubmitError, Target, TurnRequest, Watch};
+use crate::executions::{Cancel, NewExecution, SubmitError, Target, Watch};
 use crate::record::{Execution, ExecutionView, LogLine, Status, Step, Trigger};
 use crate::store::ExecutionFilter;
 use crate::time;
@@ -81,59 +82,6 @@ pub struct ExecuteBody {
     memory_stores: Vec<String>,
 }
 
-#[derive(Debug, Default, Clone, Copy, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum IfBusyBody {
-    #[default]
-    Wait,
-    Fail,
-}
-
-/// Memory for the run.
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MemoryBody {
-    /// Key-values set in the conversation's session memory before this turn
-    /// runs (they persist across its turns).
-    #[serde(default)]
-    #[schema(value_type = Object)]
-    session: serde_json::Map<String, serde_json::Value>,
-}
-
-/// The conversation part of an execute request.
-fn turn_of(body: &mut ExecuteBody) -> Result<Option<TurnRequest>, ApiError> {
-    let session: Vec<(String, String)> = body
-        .memory
-        .take()
-        .map(|m| m.session.into_iter().map(|(k, v)| (k, v.to_string())).collect())
-        .unwrap_or_default();
-    let conversation = match (body.conversation_id.take(), body.conversation) {
-        (Some(_), true) => {
-            return Err(ApiError::unprocessable(
-                "invalid_request",
-                "give conversation_id (to continue one) or conversation: true (to start one), not both",
-            ));
-        }
-        (Some(id), false) => ConversationRef::Continue(id),
-        (None, true) => ConversationRef::Start(None),
-        (None, false) if session.is_empty() => return Ok(None),
-        (None, false) => {
-            return Err(ApiError::unprocessable(
-                "invalid_request",
-                "memory.session belongs to a conversation: give conversation_id or conversation: true",
-            ));
-        }
-    };
-    Ok(Some(TurnRequest {
-        conversation,
-        if_busy: match body.if_busy {
-            IfBusyBody::Wait => IfBusy::Wait,
-            IfBusyBody::Fail => IfBusy::Refuse,
-        },
-        session,
-    }))
-}
-
 fn view(execution: &Execution) -> Json<ExecutionView<'_>> {
     Json(ExecutionView::from(execution))
 }
@@ -155,7 +103,12 @@ pub async fn execute(
     headers: HeaderMap,
     ApiJson(mut body): ApiJson<ExecuteBody>,
 ) -> Result<Response, ApiError> {
-    let turn = turn_of(&mut body)?;
+    let turn = super::conversations::turn_of(
+        body.conversation_id.take(),
+        body.conversation,
+        body.if_busy,
+        body.memory.take(),
+    )?;
     let trigger = if turn.is_some() { Trigger::Chat } else { Trigger::Api };
     let mut new = NewExecution::new(
         Target::Agent {
