@@ -65,10 +65,10 @@ impl Memory {
     }
 
     fn check_key(&self, key: &str) -> Result<(), MemoryError> {
-        if key.is_empty() || key.len() > self.config.max_key_bytes || key.chars().any(char::is_control) {
+        if key.is_empty() || key.chars().count() > self.config.max_key_chars || key.chars().any(char::is_control) {
             return Err(MemoryError::Invalid(format!(
-                "a key must be 1 to {} bytes with no control characters",
-                self.config.max_key_bytes
+                "a key must be 1 to {} characters, none of them control characters",
+                self.config.max_key_chars
             )));
         }
         Ok(())
@@ -92,9 +92,9 @@ impl Memory {
                 "a store's name must be 1 to {MAX_NAME} letters, digits, '-', '_' or '.'"
             )));
         }
-        if description.len() > MAX_DESCRIPTION {
+        if description.chars().count() > MAX_DESCRIPTION {
             return Err(MemoryError::Invalid(format!(
-                "a description must be at most {MAX_DESCRIPTION} bytes"
+                "a description must be at most {MAX_DESCRIPTION} characters"
             )));
         }
         let cap = self.config.store_max_bytes;

@@ -233,7 +233,7 @@ async fn memory_stores_are_isolated_by_workspace_and_attachment() {
     .await;
     assert_eq!(record["status"], "completed", "{record}");
     assert_eq!(record["output"], json!([true, "blue"]));
-    assert_eq!(record["memory_stores"].as_array().unwrap().len(), 1);
+    assert_eq!(record["memory_store_ids"].as_array().unwrap().len(), 1);
     let (_, entry) = acme.get("/v1/memory-stores/kb/entries/fact:sky").await;
     assert_eq!(entry["value"], "blue", "{entry}");
     // globex's kb is another store: nothing there.

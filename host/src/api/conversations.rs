@@ -128,7 +128,7 @@ fn created(conversation: &Conversation, turns: &[Turn]) -> Response {
 
 /// Starts a conversation with an agent; execute the agent with its
 /// `conversation_id` to add turns.
-#[utoipa::path(post, path = "/v1/conversations", tag = "conversations",
+#[utoipa::path(operation_id = "create_conversation", post, path = "/v1/conversations", tag = "conversations",
     request_body = CreateBody,
     responses((status = 201, description = "Started", body = ConversationView),
         (status = 400, description = "Malformed JSON", body = ErrorBody), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 404, description = "No such agent in the caller's workspace", body = ErrorBody), (status = 413, description = "The body is over its limit", body = ErrorBody), (status = 415, description = "Not JSON", body = ErrorBody), (status = 422, description = "A bad field", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody), (status = 503, description = "Storage is failing", body = ErrorBody)))]
@@ -145,7 +145,7 @@ pub async fn create(
 }
 
 /// The workspace's conversations, newest first, in cursor pages.
-#[utoipa::path(get, path = "/v1/conversations", tag = "conversations",
+#[utoipa::path(operation_id = "list_conversations", get, path = "/v1/conversations", tag = "conversations",
     params(ListQuery),
     responses((status = 200, description = "A page", body = ConversationPage), (status = 400, description = "A malformed query string", body = ErrorBody), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody)))]
 pub async fn list(
@@ -175,7 +175,7 @@ pub async fn list(
 }
 
 /// One conversation with every turn, oldest first.
-#[utoipa::path(get, path = "/v1/conversations/{id}", tag = "conversations",
+#[utoipa::path(operation_id = "get_conversation", get, path = "/v1/conversations/{id}", tag = "conversations",
     params(("id" = String, Path, description = "Conversation id")),
     responses((status = 200, description = "The conversation", body = ConversationView), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 404, description = "No such resource in the caller's workspace", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody)))]
 pub async fn get(
@@ -199,7 +199,7 @@ pub async fn get(
 /// Deletes a conversation for good: its turns and its session memory (the
 /// executions that were its turns stay, under the execution retention).
 /// Refused while a turn is under way.
-#[utoipa::path(delete, path = "/v1/conversations/{id}", tag = "conversations",
+#[utoipa::path(operation_id = "delete_conversation", delete, path = "/v1/conversations/{id}", tag = "conversations",
     params(("id" = String, Path, description = "Conversation id")),
     responses((status = 204, description = "Deleted"), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 404, description = "No such resource in the caller's workspace", body = ErrorBody), (status = 409, description = "A turn is under way", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody), (status = 503, description = "Storage is failing", body = ErrorBody)))]
 pub async fn delete(
@@ -213,7 +213,7 @@ pub async fn delete(
 
 /// "Continue as chat": a new conversation whose first turns are a completed
 /// execution's input and output, ready for the next message.
-#[utoipa::path(post, path = "/v1/executions/{id}/continue", tag = "conversations",
+#[utoipa::path(operation_id = "continue_as_chat", post, path = "/v1/executions/{id}/continue", tag = "conversations",
     params(("id" = String, Path, description = "Execution id")),
     responses((status = 201, description = "The conversation", body = ConversationView), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 404, description = "No such resource in the caller's workspace", body = ErrorBody), (status = 409, description = "The execution did not complete", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody), (status = 503, description = "Storage is failing", body = ErrorBody)))]
 pub async fn continue_as_chat(

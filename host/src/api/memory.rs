@@ -28,12 +28,15 @@ const MAX_PAGE: u32 = 1000;
 #[serde(deny_unknown_fields)]
 pub struct CreateBody {
     /// Unique in the workspace: letters, digits, `-`, `_`, `.` (at most 64).
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     name: String,
     #[serde(default)]
+    #[schema(max_length = 1024)]
     description: String,
     /// Most bytes its keys and values may take (default and ceiling: the
     /// host's `memory.store_max_bytes`).
     #[serde(default)]
+    #[schema(minimum = 1)]
     max_bytes: Option<u64>,
 }
 
@@ -81,7 +84,7 @@ async fn find(app: &App, caller: &Caller, id: &str) -> Result<MemoryStoreInfo, A
 }
 
 /// Creates a memory store in the caller's workspace.
-#[utoipa::path(post, path = "/v1/memory-stores", tag = "memory",
+#[utoipa::path(operation_id = "create_memory_store", post, path = "/v1/memory-stores", tag = "memory",
     request_body = CreateBody,
     responses((status = 201, description = "Created", body = MemoryStoreInfo), (status = 400, description = "Malformed JSON", body = ErrorBody), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 409, description = "The name is taken", body = ErrorBody), (status = 413, description = "The body is over its limit", body = ErrorBody), (status = 415, description = "Not JSON", body = ErrorBody), (status = 422, description = "A bad name or cap", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody), (status = 503, description = "Storage is failing", body = ErrorBody)))]
 pub async fn create(
@@ -104,7 +107,7 @@ pub async fn create(
 }
 
 /// The workspace's memory stores, by name, in cursor pages.
-#[utoipa::path(get, path = "/v1/memory-stores", tag = "memory",
+#[utoipa::path(operation_id = "list_memory_stores", get, path = "/v1/memory-stores", tag = "memory",
     params(PageQuery),
     responses((status = 200, description = "A page", body = StorePage), (status = 400, description = "A malformed query string", body = ErrorBody), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody)))]
 pub async fn list(
@@ -128,7 +131,7 @@ pub async fn list(
 }
 
 /// One memory store (by id or name), with its bytes and entries.
-#[utoipa::path(get, path = "/v1/memory-stores/{id}", tag = "memory",
+#[utoipa::path(operation_id = "get_memory_store", get, path = "/v1/memory-stores/{id}", tag = "memory",
     params(("id" = String, Path, description = "Memory store id or name")),
     responses((status = 200, description = "The store", body = MemoryStoreInfo), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 404, description = "No such resource in the caller's workspace", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody)))]
 pub async fn get(
@@ -140,7 +143,7 @@ pub async fn get(
 }
 
 /// Deletes a memory store and every entry of it.
-#[utoipa::path(delete, path = "/v1/memory-stores/{id}", tag = "memory",
+#[utoipa::path(operation_id = "delete_memory_store", delete, path = "/v1/memory-stores/{id}", tag = "memory",
     params(("id" = String, Path, description = "Memory store id or name")),
     responses((status = 204, description = "Deleted"), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 404, description = "No such resource in the caller's workspace", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody), (status = 503, description = "Storage is failing", body = ErrorBody)))]
 pub async fn delete(
@@ -170,7 +173,7 @@ async fn entry_page(app: &App, scope: &Scope, q: PageQuery) -> Result<Response, 
 }
 
 /// A store's entries, by key, in cursor pages.
-#[utoipa::path(get, path = "/v1/memory-stores/{id}/entries", tag = "memory",
+#[utoipa::path(operation_id = "list_memory_entries", get, path = "/v1/memory-stores/{id}/entries", tag = "memory",
     params(("id" = String, Path, description = "Memory store id or name"), PageQuery),
     responses((status = 200, description = "A page", body = EntryPage), (status = 400, description = "A malformed query string", body = ErrorBody), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 404, description = "No such resource in the caller's workspace", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody)))]
 pub async fn entries(
@@ -184,8 +187,8 @@ pub async fn entries(
 }
 
 /// One entry of a store.
-#[utoipa::path(get, path = "/v1/memory-stores/{id}/entries/{key}", tag = "memory",
-    params(("id" = String, Path, description = "Memory store id or name"), ("key" = String, Path, description = "The key")),
+#[utoipa::path(operation_id = "get_memory_entry", get, path = "/v1/memory-stores/{id}/entries/{key}", tag = "memory",
+    params(("id" = String, Path, description = "Memory store id or name"), ("key" = String, Path, description = "The key: 1 to 256 characters, no control characters", pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,256}$")),
     responses((status = 200, description = "The entry", body = MemoryEntry), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 404, description = "No such resource in the caller's workspace", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody)))]
 pub async fn get_entry(
     State(app): State<Arc<App>>,
@@ -202,8 +205,8 @@ pub async fn get_entry(
 
 /// Sets an entry of a store (within the store's cap and the host's key and
 /// value limits).
-#[utoipa::path(put, path = "/v1/memory-stores/{id}/entries/{key}", tag = "memory",
-    params(("id" = String, Path, description = "Memory store id or name"), ("key" = String, Path, description = "The key")),
+#[utoipa::path(operation_id = "put_memory_entry", put, path = "/v1/memory-stores/{id}/entries/{key}", tag = "memory",
+    params(("id" = String, Path, description = "Memory store id or name"), ("key" = String, Path, description = "The key: 1 to 256 characters, no control characters", pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,256}$")),
     request_body = PutBody,
     responses((status = 200, description = "Stored", body = MemoryEntry), (status = 400, description = "Malformed JSON", body = ErrorBody), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 404, description = "No such resource in the caller's workspace", body = ErrorBody), (status = 413, description = "The body is over its limit", body = ErrorBody), (status = 415, description = "Not JSON", body = ErrorBody), (status = 422, description = "A bad key or value, or over the store's cap", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody), (status = 503, description = "Storage is failing", body = ErrorBody)))]
 pub async fn put_entry(
@@ -221,8 +224,8 @@ pub async fn put_entry(
 }
 
 /// Deletes an entry of a store.
-#[utoipa::path(delete, path = "/v1/memory-stores/{id}/entries/{key}", tag = "memory",
-    params(("id" = String, Path, description = "Memory store id or name"), ("key" = String, Path, description = "The key")),
+#[utoipa::path(operation_id = "delete_memory_entry", delete, path = "/v1/memory-stores/{id}/entries/{key}", tag = "memory",
+    params(("id" = String, Path, description = "Memory store id or name"), ("key" = String, Path, description = "The key: 1 to 256 characters, no control characters", pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,256}$")),
     responses((status = 204, description = "Deleted"), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 404, description = "No such resource in the caller's workspace", body = ErrorBody), (status = 422, description = "A bad key", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody), (status = 503, description = "Storage is failing", body = ErrorBody)))]
 pub async fn delete_entry(
     State(app): State<Arc<App>>,
@@ -241,7 +244,7 @@ pub async fn delete_entry(
 }
 
 /// A conversation's session memory, by key, in cursor pages.
-#[utoipa::path(get, path = "/v1/conversations/{id}/memory", tag = "conversations",
+#[utoipa::path(operation_id = "list_session_memory", get, path = "/v1/conversations/{id}/memory", tag = "conversations",
     params(("id" = String, Path, description = "Conversation id"), PageQuery),
     responses((status = 200, description = "A page", body = EntryPage), (status = 400, description = "A malformed query string", body = ErrorBody), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 404, description = "No such resource in the caller's workspace", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody)))]
 pub async fn session(

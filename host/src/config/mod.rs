@@ -65,8 +65,8 @@ pub struct MemoryConfig {
     pub history_max_turns: u32,
     /// Most tokens (the host's estimate) of history it gives.
     pub history_max_tokens: u64,
-    /// Longest key of a memory entry.
-    pub max_key_bytes: usize,
+    /// Longest key of a memory entry, in characters.
+    pub max_key_chars: usize,
     /// Largest value of a memory entry (JSON text).
     pub max_value_bytes: usize,
     /// Most bytes a conversation's session memory may hold.
@@ -81,7 +81,7 @@ impl Default for MemoryConfig {
             conversation_ttl_secs: 30 * 24 * 60 * 60,
             history_max_turns: 50,
             history_max_tokens: 16_000,
-            max_key_bytes: 256,
+            max_key_chars: 256,
             max_value_bytes: 64 << 10,
             session_max_bytes: 1 << 20,
             store_max_bytes: 16 << 20,

@@ -88,7 +88,7 @@ impl Executions {
         new.retry_of = Some((original.id.clone(), original.attempt + 1));
         new.delay = delay;
         new.durable = durable;
-        new.memory_stores = original.memory_stores.clone();
+        new.memory_stores = original.memory_store_ids.clone();
         // A retried turn is a turn of the same conversation: one its policy
         // makes takes over the failed turn's place; one asked for waits its turn.
         new.turn = original.conversation_id.clone().map(|id| TurnRequest {

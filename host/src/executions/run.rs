@@ -110,10 +110,10 @@ impl Executions {
     async fn memory_grant(&self, execution: &Execution) -> MemoryGrant {
         let config = self.memory.config();
         let mut stores = Vec::new();
-        if !execution.memory_stores.is_empty()
+        if !execution.memory_store_ids.is_empty()
             && let Some(workspace) = self.registry.workspace_of(&execution.agent_id)
         {
-            for id in &execution.memory_stores {
+            for id in &execution.memory_store_ids {
                 match self.memory.find_store(&workspace, id).await {
                     Ok(Some(store)) => stores.push((store.name.clone(), Memory::scope_of(&store))),
                     Ok(None) => {}

@@ -302,7 +302,7 @@ impl Executions {
             depth,
             run_after: new.delay.map(|d| now + d.as_millis() as i64),
             conversation_id,
-            memory_stores,
+            memory_store_ids: memory_stores,
             ..Execution::queued(id.clone(), &entry.agent, &version.meta, now)
         };
         if let Some(metadata) = metadata {

@@ -199,7 +199,7 @@ pub struct Execution {
     /// The conversation this execution is a turn of.
     pub conversation_id: Option<String>,
     /// The memory stores attached to its run (by id).
-    pub memory_stores: Vec<String>,
+    pub memory_store_ids: Vec<String>,
     /// What the run's model calls streamed before it ended without an output
     /// (cancelled, failed, timed out): the partial answer.
     pub output_partial: Option<String>,
@@ -285,7 +285,7 @@ impl Execution {
             parent_id: None,
             depth: 0,
             conversation_id: None,
-            memory_stores: Vec::new(),
+            memory_store_ids: Vec::new(),
             output_partial: None,
             token_usage: Usage::default(),
             usage_estimated: false,

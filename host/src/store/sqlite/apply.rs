@@ -367,7 +367,7 @@ fn upsert_execution(tx: &Transaction<'_>, e: &Execution) -> anyhow::Result<()> {
         e.n_screenshots,
         e.usage_estimated,
         e.conversation_id,
-        serde_json::to_string(&e.memory_stores)?,
+        serde_json::to_string(&e.memory_store_ids)?,
         e.output_partial
     ])?;
     Ok(())

@@ -90,7 +90,7 @@ fn execution_from_row(r: &Row<'_>) -> rusqlite::Result<Execution> {
         n_screenshots: r.get(42)?,
         usage_estimated: r.get(43)?,
         conversation_id: r.get(44)?,
-        memory_stores: serde_json::from_str(&r.get::<_, String>(45)?).unwrap_or_default(),
+        memory_store_ids: serde_json::from_str(&r.get::<_, String>(45)?).unwrap_or_default(),
         output_partial: r.get(46)?,
     })
 }
