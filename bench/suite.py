@@ -18,6 +18,8 @@ Phases (same echo workload everywhere: JSON in, JSON out):
   journal    echo and support with their journal on (the default) and off
   durable    100,000 runs waiting for an approval, unloaded, then approved; the cost of
              resuming a run with 100 journaled calls (cargo bench --bench durable)
+  conversations  a turn reading 50 turns of history against one reading none
+             (cargo bench --bench conversations)
 """
 
 import json
@@ -320,6 +322,7 @@ def main():
     results["support_nojournal"] = warden_e2e("warden, support (no journal)", agent="support",
                                               body=SUPPORT_BODY, durable=False)
     results["durable"] = cargo_bench("durable")
+    results["conversations"] = cargo_bench("conversations")
     results["fullcaps"] = full_caps()
     results["parked"] = cargo_bench("parked")
     results["coldstart"] = cargo_bench("coldstart")
@@ -434,6 +437,23 @@ def write_report(r):
                       f"| 100 | {resume['hundred_p50_ms']:.2f} | {resume['hundred_p99_ms']:.2f} |", "",
                       f"Replaying 100 journaled calls: {resume['replay_ms']:.2f} ms (goal ≤ 5 ms plus the guest's",
                       "own compute)."]
+    if r.get("conversations"):
+        h = next((x for x in r["conversations"] if x.get("part") == "history"), None)
+        if h:
+            lines += ["", "## Conversations: loading the history", "",
+                      f"A turn of the `notes` fixture that reads its conversation's history through the",
+                      f"import and ends (submitted and waited for in one process, one at a time,",
+                      f"{fmt(h['turns'])} of each, interleaved), in a conversation of {h['history']} earlier turns",
+                      "(a sentence or two each) against one of none; a fresh conversation for each turn,",
+                      "made before its clock starts. The difference of the medians is what loading the",
+                      "history costs a turn; the read alone is the store's newest 50 turns as the import",
+                      "asks for them.", "",
+                      "| history | turn p50 ms | turn p99 ms |", "|---|---|---|",
+                      f"| none | {h['none_p50_ms']:.3f} | {h['none_p99_ms']:.3f} |",
+                      f"| {h['history']} turns | {h['full_p50_ms']:.3f} | {h['full_p99_ms']:.3f} |", "",
+                      f"Per-turn overhead of {h['history']} turns of history: {h['overhead_p50_ms']:.3f} ms p50 "
+                      f"(goal ≤ 1 ms); the read alone {h['read_p50_ms']:.3f} ms p50, "
+                      f"{h['read_p99_ms']:.3f} ms p99."]
     if r.get("fullcaps"):
         lines += ["", "## Runs at every cap: the memory bound", "",
                   "`rogue full` runs at once, each reaching every per-run cap at the defaults: 20,000 log",
