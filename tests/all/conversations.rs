@@ -439,19 +439,22 @@ async fn leftovers(server: Server, conversation: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn turns_of_a_conversation_take_turns() {
-    let fake = FakeProvider::start(Protocol::OpenAi, Mode::SlowAt(2, Duration::from_millis(800))).await;
+    let fake = FakeProvider::start(Protocol::OpenAi, Mode::SlowAt(2, Duration::from_millis(1500))).await;
     let (server, _tmp) = with_model(&fake, |_| {}).await;
     let first = turn(&server, "one", json!({ "conversation": true })).await;
     let conversation = first["conversation_id"].as_str().unwrap().to_owned();
-    // The second turn is slow; while it runs, a third that will not wait is
-    // refused, and one that waits runs after it.
-    let (status, slow) = server
-        .post_json(
-            "/v1/agents/chat/execute",
-            &json!({ "input": "two", "conversation_id": conversation, "mode": "async" }),
-        )
+    let start = |message: &str, extra: Value| {
+        let mut body = json!({ "input": message, "conversation_id": conversation, "mode": "async" });
+        warden_tests::merge(&mut body, extra);
+        body
+    };
+    // The second turn is slow; while it runs, a turn that will not wait is
+    // refused, a third is queued at once, and a fourth runs after both.
+    let (status, second) = server
+        .post_json("/v1/agents/chat/execute", &start("two", json!({})))
         .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{slow}");
+    assert_eq!(status, StatusCode::ACCEPTED, "{second}");
+    let second = second["id"].as_str().unwrap().to_owned();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while fake.requests.load(Ordering::SeqCst) < 2 {
         assert!(
@@ -461,15 +464,27 @@ async fn turns_of_a_conversation_take_turns() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let (status, body) = server
-        .post_json(
-            "/v1/agents/chat/execute",
-            &json!({ "input": "three", "conversation_id": conversation, "if_busy": "fail" }),
-        )
+        .post_json("/v1/agents/chat/execute", &start("never", json!({ "if_busy": "fail" })))
         .await;
     assert_eq!(
         (status, error_code(&body)),
         (StatusCode::CONFLICT, "conversation_busy"),
         "{body}"
+    );
+    assert!(body["error"]["message"].as_str().unwrap().contains(&second), "{body}");
+    let (status, third) = server
+        .post_json("/v1/agents/chat/execute", &start("three", json!({})))
+        .await;
+    assert_eq!(
+        (status, third["status"].as_str()),
+        (StatusCode::ACCEPTED, Some("queued")),
+        "{third}"
+    );
+    let third = third["id"].as_str().unwrap().to_owned();
+    let (_, running) = server.get(&format!("/v1/executions/{second}")).await;
+    assert_eq!(
+        running["status"], "running",
+        "the third was queued without waiting: {running}"
     );
     let (status, body) = server.delete(&format!("/v1/conversations/{conversation}")).await;
     assert_eq!(
@@ -477,26 +492,34 @@ async fn turns_of_a_conversation_take_turns() {
         (StatusCode::CONFLICT, "conversation_busy"),
         "{body}"
     );
-    let third = turn(&server, "three", json!({ "conversation_id": conversation })).await;
-    let second = server.wait_terminal(slow["id"].as_str().unwrap()).await;
-    assert_eq!(second["status"], "completed");
-    assert!(
-        third["started_at"].as_str().unwrap() >= second["completed_at"].as_str().unwrap(),
-        "the waiting turn ran after the one under way: {second} {third}"
-    );
+    let fourth = turn(&server, "four", json!({ "conversation_id": conversation })).await;
+    let second = server.wait_terminal(&second).await;
+    let third = server.wait_terminal(&third).await;
+    for (before, after) in [(&first, &second), (&second, &third), (&third, &fourth)] {
+        assert_eq!(after["status"], "completed", "{after}");
+        assert!(
+            after["started_at"].as_str().unwrap() >= before["completed_at"].as_str().unwrap(),
+            "each turn ran after the one before it: {before} {after}"
+        );
+    }
     let (_, got) = server.get(&format!("/v1/conversations/{conversation}")).await;
-    let contents: Vec<&str> = got["turns"]
+    let said: Vec<&str> = got["turns"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|t| t["role"] == "user")
         .map(|t| t["content"].as_str().unwrap())
         .collect();
-    assert_eq!(contents, ["one", "two", "three"]);
-    // The third turn's model saw the second turn.
+    assert_eq!(said, ["one", "two", "three", "four"]);
+    // The fourth turn's model saw every turn before it.
     let seen = fake.seen.lock().unwrap().clone();
-    let messages = roles_and_contents(&seen[2].0["messages"]);
-    assert_eq!(messages.iter().filter(|(r, _)| r == "user").count(), 3, "{messages:?}");
+    let messages = roles_and_contents(&seen[3].0["messages"]);
+    let users: Vec<&str> = messages
+        .iter()
+        .filter(|(r, _)| r == "user")
+        .map(|(_, c)| c.as_str())
+        .collect();
+    assert_eq!(users, ["one", "two", "three", "four"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -616,32 +639,56 @@ async fn a_turn_killed_in_its_model_call_resumes_by_replay() {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    // A third turn is queued behind it.
+    let (status, queued) = server
+        .post_json(
+            "/v1/agents/chat/execute",
+            &json!({ "input": "and then?", "conversation_id": conversation, "mode": "async" }),
+        )
+        .await;
+    assert_eq!(
+        (status, queued["status"].as_str()),
+        (StatusCode::ACCEPTED, Some("queued")),
+        "{queued}"
+    );
     tokio::time::sleep(Duration::from_millis(100)).await;
     warden.sigkill();
 
     let warden = start();
     let server = warden.client();
-    let done = loop {
-        let (_, e) = server.get(&format!("/v1/executions/{id}")).await;
-        if warden_tests::TERMINAL.contains(&e["status"].as_str().unwrap_or("")) {
-            break e;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline + Duration::from_secs(30),
-            "never ended: {e}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let done = ended(&server, &id).await;
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["output"]["turn"], 2);
-    // The call cut short was made again, with the same history.
-    assert_eq!(fake.requests.load(Ordering::SeqCst), 3);
+    let third = ended(&server, queued["id"].as_str().unwrap()).await;
+    assert_eq!(third["status"], "completed", "{third}");
+    assert_eq!(third["output"]["turn"], 3, "{third}");
+    assert!(
+        third["started_at"].as_str().unwrap() >= done["completed_at"].as_str().unwrap(),
+        "still one turn at a time after the restart"
+    );
+    // The call cut short was made again, with the same history; then the third's.
+    assert_eq!(fake.requests.load(Ordering::SeqCst), 4);
     let seen = fake.seen.lock().unwrap().clone();
     assert_eq!(seen[1].0["messages"], seen[2].0["messages"]);
+    let users = roles_and_contents(&seen[3].0["messages"])
+        .into_iter()
+        .filter(|(r, _)| r == "user")
+        .count();
+    assert_eq!(users, 3, "the third turn saw the resumed second");
     let (_, got) = server.get(&format!("/v1/conversations/{conversation}")).await;
-    assert_eq!(got["turn_count"], 4, "{got}");
-    // The conversation goes on after the restart.
-    let third = turn(&server, "and now?", json!({ "conversation_id": conversation })).await;
-    assert_eq!(third["output"]["turn"], 3);
+    assert_eq!(got["turn_count"], 6, "{got}");
     drop(warden);
+}
+
+/// Polls an execution until it has ended (30 s at most).
+async fn ended(server: &Server, id: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, e) = server.get(&format!("/v1/executions/{id}")).await;
+        if warden_tests::TERMINAL.contains(&e["status"].as_str().unwrap_or("")) {
+            return e;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never ended: {e}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

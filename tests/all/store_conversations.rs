@@ -65,10 +65,16 @@ pub async fn conversations(s: Stores) {
     let mut e = super::store::execution("exec_1", "agt_a", Status::Running, 10);
     e.conversation_id = Some("conv_1".into());
     s.executions.save(e.clone()).await.unwrap();
+    let mut waiting = super::store::execution("exec_0b", "agt_a", Status::Queued, 11);
+    waiting.conversation_id = Some("conv_1".into());
+    s.executions.save(waiting.clone()).await.unwrap();
     assert_eq!(
-        s.conversations.active_turn("conv_1").await.unwrap().as_deref(),
-        Some("exec_1")
+        s.conversations.turns_under_way("conv_1").await.unwrap(),
+        ["exec_0b", "exec_1"],
+        "oldest first (ids sort by creation)"
     );
+    waiting.status = Status::Cancelled;
+    s.executions.save(waiting).await.unwrap();
     e.status = Status::Completed;
     e.completed_at = Some(20);
     e.token_usage.total = 42;
@@ -86,7 +92,7 @@ pub async fn conversations(s: Stores) {
         })
         .await
         .unwrap();
-    assert_eq!(s.conversations.active_turn("conv_1").await.unwrap(), None);
+    assert!(s.conversations.turns_under_way("conv_1").await.unwrap().is_empty());
     let got = s.conversations.get("conv_1").await.unwrap().unwrap();
     assert_eq!((got.turn_count, got.token_count, got.last_active_at), (4, 42, 20));
     let all = s.conversations.turns("conv_1").await.unwrap();

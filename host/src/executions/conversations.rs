@@ -1,12 +1,13 @@
 //! Conversations, the use cases: one turn at a time per conversation (a turn
-//! asked for while another is under way waits for its end, or is refused
-//! `conversation_busy`), starting and continuing conversations on execute,
+//! asked for while another is under way is queued, held until the turns
+//! before it are over, or is refused `conversation_busy`), starting and continuing conversations on execute,
 //! "continue as chat" from a finished execution, deleting one (never under a
 //! turn), and the retention sweep of inactive ones. The turns themselves are
 //! added with a completed turn's final record ([`super::lifecycle`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use serde_json::value::RawValue;
 
@@ -29,7 +30,8 @@ pub enum ConversationRef {
 /// What a turn does when another turn of its conversation is under way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IfBusy {
-    /// Waits for that turn to end.
+    /// Is queued at once and runs when that turn (and every turn asked for
+    /// before it) is over.
     Wait,
     /// Is refused (`conversation_busy`).
     Refuse,
@@ -72,6 +74,7 @@ impl Turns {
         held.by_conversation.get(conversation).cloned()
     }
 
+    /// `execution` is the conversation's newest turn.
     pub(super) fn hold(&self, conversation: &str, execution: &str) {
         let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(old) = held
@@ -81,6 +84,14 @@ impl Turns {
             held.by_execution.remove(&old);
         }
         held.by_execution.insert(execution.to_owned(), conversation.to_owned());
+    }
+
+    /// A retry takes over the turn of the execution it retries, if that is
+    /// still the conversation's newest.
+    pub(super) fn take_over(&self, conversation: &str, original: &str, retry: &str) {
+        if self.holder(conversation).is_some_and(|h| h == original) {
+            self.hold(conversation, retry);
+        }
     }
 
     /// An execution ended: its turn is over.
@@ -109,6 +120,10 @@ pub enum ConversationError {
     Store(#[from] StoreError),
 }
 
+/// How often a turn waiting for one unloaded (awaiting an approval) looks
+/// again.
+const TURN_POLL: Duration = Duration::from_millis(500);
+
 impl Executions {
     /// Whether an execution has not ended (live here, or stored unfinished).
     async fn unfinished(&self, id: &str) -> Result<bool, StoreError> {
@@ -118,42 +133,74 @@ impl Executions {
         Ok(self.store.get(id).await?.is_some_and(|e| !e.status.is_terminal()))
     }
 
-    /// The turn under way in a conversation, if any.
-    async fn turn_under_way(&self, conversation: &str) -> Result<Option<String>, StoreError> {
+    /// The newest turn of a conversation that has not ended, if any.
+    async fn newest_turn(&self, conversation: &str) -> Result<Option<String>, StoreError> {
         if let Some(holder) = self.turns.holder(conversation)
             && self.unfinished(&holder).await?
         {
             return Ok(Some(holder));
         }
-        self.conversations.active_turn(conversation).await
+        Ok(self.conversations.turns_under_way(conversation).await?.pop())
     }
 
-    /// Waits until no turn of `conversation` is under way (or refuses, as
-    /// `if_busy` says); returns holding the conversation's claim lock: the
-    /// caller makes its turn, records it with [`Turns::hold`], then lets go.
-    pub(super) async fn take_turn(
+    /// Places a new turn of `conversation`: returns holding the
+    /// conversation's claim lock (the caller makes its turn, records it with
+    /// [`Turns::hold`], then lets go) and the turn it comes after, which it
+    /// waits for ([`Executions::after_turn`]); or refuses, as `if_busy` says.
+    pub(super) async fn place_turn(
         &self,
         conversation: &str,
         if_busy: IfBusy,
-    ) -> Result<tokio::sync::MutexGuard<'_, ()>, SubmitError> {
-        loop {
-            let claim = self.turns.stripe(conversation).lock().await;
-            if if_busy == IfBusy::Follow {
-                return Ok(claim);
-            }
-            let Some(holder) = self.turn_under_way(conversation).await? else {
-                return Ok(claim);
-            };
-            drop(claim);
-            if if_busy == IfBusy::Refuse {
-                return Err(SubmitError::ConversationBusy {
-                    conversation: conversation.to_owned(),
-                    execution: holder,
-                });
-            }
-            // Its end (a lost record counts as one).
-            let _ = self.child_outcome(&holder).await;
+    ) -> Result<(tokio::sync::MutexGuard<'_, ()>, Option<String>), SubmitError> {
+        let claim = self.turns.stripe(conversation).lock().await;
+        if if_busy == IfBusy::Follow {
+            return Ok((claim, None));
         }
+        let before = self.newest_turn(conversation).await?;
+        if let (Some(execution), IfBusy::Refuse) = (&before, if_busy) {
+            return Err(SubmitError::ConversationBusy {
+                conversation: conversation.to_owned(),
+                execution: execution.clone(),
+            });
+        }
+        Ok((claim, before))
+    }
+
+    /// Waits until turn `id` is over: ended, and (when its agent's policy
+    /// retried it) its retries too.
+    async fn turn_over(&self, mut id: String) {
+        loop {
+            let ended = match self.watch(&id) {
+                Some(mut done) => done.wait_for(Option::is_some).await.ok().and_then(|e| e.clone()),
+                None => match self.store.get(&id).await {
+                    Ok(Some(stored)) => Some(Arc::new(stored)),
+                    // A turn with no record is no turn.
+                    Ok(None) => return,
+                    Err(_) => None,
+                },
+            };
+            match ended {
+                Some(e) if e.status.is_terminal() => match (&e.status, &e.retried_by) {
+                    (Status::Failed, Some(next)) => id = next.clone(),
+                    _ => return,
+                },
+                // Unloaded while it waits for a decision, or storage failing.
+                _ => tokio::time::sleep(TURN_POLL).await,
+            }
+        }
+    }
+
+    /// A turn held until the one before it is over (then its delay, if it
+    /// has one), then queued.
+    pub(super) fn after_turn(self: &Arc<Self>, id: String, before: String, delay: Option<Duration>) {
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            this.turn_over(before).await;
+            if let Some(delay) = delay {
+                tokio::time::sleep(delay).await;
+            }
+            this.launch(this.scheduler.end_delay(&id));
+        });
     }
 
     /// A conversation of `workspace`, by id.
@@ -244,7 +291,7 @@ impl Executions {
             return Err(ConversationError::NotFound(id.to_owned()));
         }
         let _claim = self.turns.stripe(id).lock().await;
-        if let Some(execution) = self.turn_under_way(id).await? {
+        if let Some(execution) = self.newest_turn(id).await? {
             return Err(ConversationError::Busy {
                 conversation: id.to_owned(),
                 execution,

@@ -2,7 +2,8 @@
 //! their stored events continued); durable ones that were running resume,
 //! replaying their journals; other running ones end `failed` with
 //! `host_restart` (or `cancelled` if a cancel had been asked) and are retried
-//! when their agent's policy allows. (Those waiting unloaded for a decision
+//! when their agent's policy allows; a queued turn of a conversation waits
+//! again for the turns before it. (Those waiting unloaded for a decision
 //! stay so, unless it came meanwhile: see `resume_answered`.)
 
 use std::sync::Arc;
@@ -37,6 +38,17 @@ impl Executions {
                         .map(|t| Duration::from_millis((t - now) as u64));
                     execution.status = Status::Queued;
                     tracing::info!(execution = %execution.id, "re-queued after restart");
+                    // A turn of a conversation waits for the turns before it.
+                    let before = match &execution.conversation_id {
+                        Some(conversation) => self
+                            .conversations
+                            .turns_under_way(conversation)
+                            .await?
+                            .into_iter()
+                            .filter(|t| *t < execution.id)
+                            .next_back(),
+                        None => None,
+                    };
                     let events = self.lifecycle.reopen(&execution).await;
                     let id = execution.id.clone();
                     let job = Job {
@@ -45,9 +57,12 @@ impl Executions {
                         events,
                         resume: false,
                     };
-                    self.scheduler.queue(reservation, job, delay.is_some());
-                    if let Some(delay) = delay {
-                        self.end_delay_after(id, delay);
+                    self.scheduler
+                        .queue(reservation, job, delay.is_some() || before.is_some());
+                    match (before, delay) {
+                        (Some(before), delay) => self.after_turn(id, before, delay),
+                        (None, Some(delay)) => self.end_delay_after(id, delay),
+                        (None, None) => {}
                     }
                 }
                 (Status::Running, Some((_, version))) if version.meta.manifest.durable => {

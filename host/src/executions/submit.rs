@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::value::RawValue;
 
-use super::conversations::{ConversationRef, TurnRequest};
+use super::conversations::{ConversationRef, IfBusy, TurnRequest};
 use super::idempotency::{Claim, request_hash};
 use super::{Executions, Job, Watch};
 use crate::manifest::InputError;
@@ -187,6 +187,7 @@ impl Executions {
         version.check_input(&input).await.map_err(SubmitError::InvalidInput)?;
 
         let workspace = entry.agent.workspace.clone();
+        let follows = new.turn.as_ref().is_some_and(|t| t.if_busy == IfBusy::Follow);
         let continued = match new.turn.as_ref().map(|t| &t.conversation) {
             Some(ConversationRef::Continue(id)) => {
                 let conversation = self
@@ -209,10 +210,18 @@ impl Executions {
             }
         }
         let memory_stores = self.attached_stores(&workspace, &new.memory_stores).await?;
-        // One turn at a time: this waits for the one under way (or refuses).
-        let claim = match (&continued, &new.turn) {
-            (Some(conversation), Some(turn)) => Some(self.take_turn(conversation, turn.if_busy).await?),
-            _ => None,
+        // One turn at a time: this one comes after the newest under way (or
+        // is refused).
+        let (claim, after) = match (&continued, &new.turn) {
+            (Some(conversation), Some(turn)) => {
+                let (claim, after) = self.place_turn(conversation, turn.if_busy).await?;
+                // Deleted meanwhile (a delete takes the same claim).
+                if self.conversations.get(conversation).await?.is_none() {
+                    return Err(SubmitError::ConversationNotFound(conversation.clone()));
+                }
+                (Some(claim), after)
+            }
+            _ => (None, None),
         };
 
         let id = new.id.unwrap_or_else(ids::execution);
@@ -317,7 +326,10 @@ impl Executions {
             self.idempotency.store(key, &id);
         }
         if let Some(conversation) = &execution.conversation_id {
-            self.turns.hold(conversation, &id);
+            match (follows, &execution.retry_of) {
+                (true, Some(original)) => self.turns.take_over(conversation, original, &id),
+                _ => self.turns.hold(conversation, &id),
+            }
         }
         drop(claim);
         let job = Job {
@@ -326,10 +338,13 @@ impl Executions {
             events,
             resume: false,
         };
-        let done = self.scheduler.queue(reservation, job, new.delay.is_some());
-        match new.delay {
-            Some(delay) => self.end_delay_after(id, delay),
-            None => self.launch(self.scheduler.dispatch()),
+        let done = self
+            .scheduler
+            .queue(reservation, job, new.delay.is_some() || after.is_some());
+        match (after, new.delay) {
+            (Some(before), delay) => self.after_turn(id, before, delay),
+            (None, Some(delay)) => self.end_delay_after(id, delay),
+            (None, None) => self.launch(self.scheduler.dispatch()),
         }
         Ok(Accepted { execution, done })
     }

@@ -240,8 +240,9 @@ pub trait ConversationStore: Send + Sync {
     /// once their tokens would pass `max_tokens`; and whether older ones were
     /// left out.
     async fn recent_turns(&self, id: &str, max_turns: u32, max_tokens: u64) -> Result<(Vec<Turn>, bool), StoreError>;
-    /// An execution of the conversation that has not ended (its turn under way).
-    async fn active_turn(&self, id: &str) -> Result<Option<String>, StoreError>;
+    /// The executions of the conversation that have not ended (its turns
+    /// under way or waiting their turn), oldest first.
+    async fn turns_under_way(&self, id: &str) -> Result<Vec<String>, StoreError>;
 }
 
 /// Memory key-values, by scope: a conversation's session memory (scope: the

@@ -270,14 +270,16 @@ fn recent_turns(conn: &Connection, id: &str, max_turns: u32, max_tokens: u64) ->
     Ok((kept, truncated))
 }
 
-fn active_turn(conn: &Connection, id: &str) -> anyhow::Result<Option<String>> {
-    Ok(conn
+fn turns_under_way(conn: &Connection, id: &str) -> anyhow::Result<Vec<String>> {
+    let mut ids: Vec<String> = conn
         .prepare_cached(
             "SELECT id FROM executions WHERE conversation_id = ?1
-               AND status NOT IN ('completed', 'failed', 'cancelled', 'rejected') LIMIT 1",
+               AND status NOT IN ('completed', 'failed', 'cancelled', 'rejected')",
         )?
-        .query_row([id], |r| r.get(0))
-        .optional()?)
+        .query_map([id], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    ids.sort();
+    Ok(ids)
 }
 
 const STORE_SELECT: &str = "SELECT s.id, s.workspace, s.name, s.description, s.max_bytes, s.created_at,
@@ -407,9 +409,9 @@ impl ConversationStore for SqliteStore {
         self.query(move |c| recent_turns(c, &id, max_turns, max_tokens)).await
     }
 
-    async fn active_turn(&self, id: &str) -> Result<Option<String>, StoreError> {
+    async fn turns_under_way(&self, id: &str) -> Result<Vec<String>, StoreError> {
         let id = id.to_owned();
-        self.query(move |c| active_turn(c, &id)).await
+        self.query(move |c| turns_under_way(c, &id)).await
     }
 }
 
