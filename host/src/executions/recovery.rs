@@ -45,8 +45,7 @@ impl Executions {
                             .turns_under_way(conversation)
                             .await?
                             .into_iter()
-                            .filter(|t| *t < execution.id)
-                            .next_back(),
+                            .rfind(|t| *t < execution.id),
                         None => None,
                     };
                     let events = self.lifecycle.reopen(&execution).await;
