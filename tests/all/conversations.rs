@@ -140,6 +140,11 @@ async fn the_model_sees_the_prior_turns_in_order() {
     assert_eq!(list["data"][0]["id"], conversation.as_str());
     let (_, chats) = server.get("/v1/executions?trigger=chat").await;
     assert_eq!(chats["data"].as_array().unwrap().len(), 3);
+    let (_, turns) = server
+        .get(&format!("/v1/executions?conversation_id={conversation}&limit=2"))
+        .await;
+    assert_eq!(turns["data"][0]["id"], third["id"], "newest first: {turns}");
+    assert_eq!(turns["has_more"], true);
 
     // An unknown conversation is 404; another agent's is refused.
     let (status, body) = server

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde_json::value::RawValue;
 use warden_host::record::{Conversation, MemoryEntry, MemoryStoreInfo, Status, Turn, TurnRole};
-use warden_host::store::{ConversationFilter, FinalRecord, Stores};
+use warden_host::store::{ConversationFilter, ExecutionFilter, FinalRecord, Stores};
 
 fn raw(text: &str) -> Arc<RawValue> {
     RawValue::from_string(text.to_owned()).unwrap().into()
@@ -75,6 +75,18 @@ pub async fn conversations(s: Stores) {
     );
     waiting.status = Status::Cancelled;
     s.executions.save(waiting).await.unwrap();
+    let (listed, _) = s
+        .executions
+        .list(ExecutionFilter {
+            workspace: "w1".into(),
+            conversation_id: Some("conv_1".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let ids: Vec<&str> = listed.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["exec_1", "exec_0b"], "a conversation's turns, newest first");
     e.status = Status::Completed;
     e.completed_at = Some(20);
     e.token_usage.total = 42;

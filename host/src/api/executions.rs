@@ -334,8 +334,10 @@ pub struct ListQuery {
     /// One of the statuses.
     #[param(value_type = Option<Status>)]
     status: Option<String>,
-    /// `api`, `retry`, `agent`.
+    /// `api`, `chat`, `retry`, `agent`, ...
     trigger: Option<String>,
+    /// Only the turns of this conversation.
+    conversation_id: Option<String>,
     /// RFC 3339.
     #[param(format = DateTime)]
     created_after: Option<String>,
@@ -383,6 +385,7 @@ pub async fn list(
         agent_id,
         status,
         trigger: q.trigger,
+        conversation_id: q.conversation_id,
         created_after: parse_time("created_after", q.created_after)?,
         created_before: parse_time("created_before", q.created_before)?,
         after: q.after,

@@ -63,6 +63,8 @@ pub struct ExecutionFilter {
     pub agent_id: Option<String>,
     pub status: Option<Status>,
     pub trigger: Option<String>,
+    /// Only the turns of this conversation.
+    pub conversation_id: Option<String>,
     pub created_after: Option<i64>,
     pub created_before: Option<i64>,
     pub after: Option<String>,

@@ -160,6 +160,10 @@ pub fn executions(conn: &Connection, f: &ExecutionFilter) -> anyhow::Result<(Vec
         args.push(v);
         sql.push_str(&format!(" AND trigger = ?{}", args.len()));
     }
+    if let Some(v) = &f.conversation_id {
+        args.push(v);
+        sql.push_str(&format!(" AND conversation_id = ?{}", args.len()));
+    }
     if let Some(v) = &f.created_after {
         args.push(v);
         sql.push_str(&format!(" AND created_at > ?{}", args.len()));
