@@ -142,13 +142,16 @@ impl Client {
                 body["error"]["message"].as_str().unwrap_or("")
             );
         }
-        // Server-sent events: `event:` and `data:` lines, a blank line after each.
-        let mut buffer = String::new();
+        // Server-sent events: `event:` and `data:` lines, a blank line after
+        // each. Bytes are kept until a line is whole: a character may span two
+        // chunks.
+        let mut buffer: Vec<u8> = Vec::new();
         let mut kind = String::new();
         while let Some(chunk) = resp.chunk().await.context("the stream broke off")? {
-            buffer.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buffer.find('\n') {
-                let line: String = buffer.drain(..=end).collect();
+            buffer.extend_from_slice(&chunk);
+            while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buffer.drain(..=end).collect();
+                let line = String::from_utf8_lossy(&line);
                 let line = line.trim_end_matches(['\r', '\n']);
                 if let Some(k) = line.strip_prefix("event:") {
                     kind = k.trim().to_owned();

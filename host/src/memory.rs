@@ -184,8 +184,10 @@ impl Memory {
             value,
             updated_at: time::now_ms(),
         };
-        // Writes to one memory take turns: each sees the bytes the last one left.
+        // Writes to one memory take turns: each sees the bytes the last one
+        // left, and a store's delete takes the same turn.
         let _turn = self.stripe(&scope.id).lock().await;
+        self.still_there(scope).await?;
         let (bytes, _) = self.store.usage(&scope.id).await.map_err(unavailable)?;
         let old = self
             .store
@@ -207,11 +209,22 @@ impl Memory {
     /// Deletes a key; whether it was there.
     pub async fn delete(&self, scope: &Scope, key: &str) -> Result<bool, MemoryError> {
         let _turn = self.stripe(&scope.id).lock().await;
+        self.still_there(scope).await?;
         let found = self.store.get(&scope.id, key).await.map_err(unavailable)?.is_some();
         if found {
             self.store.remove(&scope.id, key).await.map_err(unavailable)?;
         }
         Ok(found)
+    }
+
+    /// `Gone` when the memory was deleted (a run may hold a store deleted
+    /// since it started).
+    async fn still_there(&self, scope: &Scope) -> Result<(), MemoryError> {
+        if self.store.exists(&scope.id).await.map_err(unavailable)? {
+            Ok(())
+        } else {
+            Err(MemoryError::Gone(format!("memory {} no longer exists", scope.id)))
+        }
     }
 
     fn stripe(&self, id: &str) -> &tokio::sync::Mutex<()> {

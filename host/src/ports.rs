@@ -188,6 +188,9 @@ pub enum MemoryError {
     /// Storage failed.
     #[error("{0}")]
     Unavailable(String),
+    /// The memory is gone (its store or conversation was deleted).
+    #[error("{0}")]
+    Gone(String),
 }
 
 /// Memories and conversation history, as runs reach them.

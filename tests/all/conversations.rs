@@ -478,7 +478,10 @@ async fn turns_of_a_conversation_take_turns() {
     );
     assert!(body["error"]["message"].as_str().unwrap().contains(&second), "{body}");
     let (status, third) = server
-        .post_json("/v1/agents/chat/execute", &start("three", json!({})))
+        .post_json(
+            "/v1/agents/chat/execute",
+            &start("three", json!({ "memory": { "session": { "plan": "gold" } } })),
+        )
         .await;
     assert_eq!(
         (status, third["status"].as_str()),
@@ -490,6 +493,22 @@ async fn turns_of_a_conversation_take_turns() {
     assert_eq!(
         running["status"], "running",
         "the third was queued without waiting: {running}"
+    );
+    // Its session values are set when it starts, not while the turn before runs.
+    let (_, memory) = server.get(&format!("/v1/conversations/{conversation}/memory")).await;
+    assert!(!memory.to_string().contains("gold"), "{memory}");
+    // A turn cancelled before it ran: the ones after it still wait their turn.
+    let (_, dropped) = server
+        .post_json("/v1/agents/chat/execute", &start("dropped", json!({})))
+        .await;
+    let dropped = dropped["id"].as_str().unwrap().to_owned();
+    let (status, cancelled) = server
+        .post_json(&format!("/v1/executions/{dropped}/cancel"), &json!({}))
+        .await;
+    assert_eq!(
+        (status, cancelled["status"].as_str()),
+        (StatusCode::OK, Some("cancelled")),
+        "{cancelled}"
     );
     let (status, body) = server.delete(&format!("/v1/conversations/{conversation}")).await;
     assert_eq!(
@@ -516,6 +535,8 @@ async fn turns_of_a_conversation_take_turns() {
         .map(|t| t["content"].as_str().unwrap())
         .collect();
     assert_eq!(said, ["one", "two", "three", "four"]);
+    let (_, memory) = server.get(&format!("/v1/conversations/{conversation}/memory")).await;
+    assert_eq!(memory["data"][0]["value"], "gold", "{memory}");
     // The fourth turn's model saw every turn before it.
     let seen = fake.seen.lock().unwrap().clone();
     let messages = roles_and_contents(&seen[3].0["messages"]);

@@ -68,11 +68,19 @@ pub async fn conversations(s: Stores) {
     let mut waiting = super::store::execution("exec_0b", "agt_a", Status::Queued, 11);
     waiting.conversation_id = Some("conv_1".into());
     s.executions.save(waiting.clone()).await.unwrap();
+    let mut retry = super::store::execution("exec_2r", "agt_a", Status::Queued, 12);
+    retry.conversation_id = Some("conv_1".into());
+    retry.turn_key = Some("exec_0a".into());
+    s.executions.save(retry.clone()).await.unwrap();
+    let under_way = s.conversations.turns_under_way("conv_1").await.unwrap();
+    let ids: Vec<(&str, &str)> = under_way.iter().map(|(i, k)| (i.as_str(), k.as_str())).collect();
     assert_eq!(
-        s.conversations.turns_under_way("conv_1").await.unwrap(),
-        ["exec_0b", "exec_1"],
-        "oldest first (ids sort by creation)"
+        ids,
+        [("exec_2r", "exec_0a"), ("exec_0b", "exec_0b"), ("exec_1", "exec_1")],
+        "in turn order: by turn key (its own id unless set), then id"
     );
+    retry.status = Status::Cancelled;
+    s.executions.save(retry).await.unwrap();
     waiting.status = Status::Cancelled;
     s.executions.save(waiting).await.unwrap();
     let (listed, _) = s
@@ -86,7 +94,11 @@ pub async fn conversations(s: Stores) {
         .await
         .unwrap();
     let ids: Vec<&str> = listed.iter().map(|e| e.id.as_str()).collect();
-    assert_eq!(ids, ["exec_1", "exec_0b"], "a conversation's turns, newest first");
+    assert_eq!(
+        ids,
+        ["exec_2r", "exec_1", "exec_0b"],
+        "a conversation's turns, newest first"
+    );
     e.status = Status::Completed;
     e.completed_at = Some(20);
     e.token_usage.total = 42;
@@ -219,6 +231,8 @@ pub async fn memory(s: Stores) {
     s.memory.delete_store("mem_1").await.unwrap();
     assert!(s.memory.store("w1", "kb").await.unwrap().is_none());
     assert!(s.memory.get("mem_1", "b").await.unwrap().is_none());
+    assert!(!s.memory.exists("mem_1").await.unwrap());
+    assert!(s.memory.exists("mem_3").await.unwrap());
     s.memory.put("mem_1", entry("c", "1")).await.unwrap();
     s.memory.put("conv_gone", entry("c", "1")).await.unwrap();
     assert!(s.memory.get("mem_1", "c").await.unwrap().is_none());

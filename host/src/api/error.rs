@@ -277,6 +277,7 @@ impl From<MemoryError> for ApiError {
             MemoryError::Invalid(m) => ApiError::unprocessable("invalid_memory", m),
             MemoryError::LimitExceeded(m) => ApiError::unprocessable("memory_limit", m),
             MemoryError::Unavailable(m) => StoreError::Unavailable(m).into(),
+            MemoryError::Gone(m) => ApiError::NotFound(m),
         }
     }
 }

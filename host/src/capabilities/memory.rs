@@ -35,6 +35,7 @@ fn to_wit(e: MemoryError) -> Error {
         MemoryError::Invalid(m) => Error::Invalid(m),
         MemoryError::LimitExceeded(m) => Error::LimitExceeded(m),
         MemoryError::Unavailable(m) => Error::Unavailable(m),
+        MemoryError::Gone(m) => Error::NotAvailable(m),
     }
 }
 

@@ -5,14 +5,13 @@
 //! turn), and the retention sweep of inactive ones. The turns themselves are
 //! added with a completed turn's final record ([`super::lifecycle`]).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::value::RawValue;
 
 use super::{Executions, SubmitError};
-use crate::record::{Conversation, Status, Turn, TurnRole, assistant_text, user_text};
+use crate::record::{Conversation, ExecError, Execution, Status, Turn, TurnRole, assistant_text, user_text};
 use crate::store::StoreError;
 use crate::{ids, time};
 
@@ -28,37 +27,38 @@ pub enum ConversationRef {
 }
 
 /// What a turn does when another turn of its conversation is under way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IfBusy {
-    /// Is queued at once and runs when that turn (and every turn asked for
-    /// before it) is over.
+    /// Is queued at once and runs when every turn asked for before it is over.
     Wait,
     /// Is refused (`conversation_busy`).
     Refuse,
-    /// Takes it over: a retry its agent's policy makes of a turn that failed.
-    Follow,
+    /// Takes the place of the turn with this key: a retry its agent's policy
+    /// makes of a turn that failed.
+    Follow(String),
 }
 
 /// A turn asked for on execute.
 pub struct TurnRequest {
     pub conversation: ConversationRef,
     pub if_busy: IfBusy,
-    /// Session memory to set first: keys and JSON values.
+    /// Session memory to set when the turn starts: keys and JSON values.
     pub session: Vec<(String, String)>,
 }
 
-/// The turns under way that this host made, by conversation (a turn is
-/// committed a moment after it is made; the store knows of it after that).
-#[derive(Default)]
+/// Locks that placing turns of the same conversation takes: a turn's place is
+/// decided and its record committed under it, so the store always knows every
+/// turn placed before.
 pub(super) struct Turns {
-    held: Mutex<Held>,
-    stripes: [tokio::sync::Mutex<()>; STRIPES],
+    stripes: Vec<tokio::sync::Mutex<()>>,
 }
 
-#[derive(Default)]
-struct Held {
-    by_conversation: HashMap<String, String>,
-    by_execution: HashMap<String, String>,
+impl Default for Turns {
+    fn default() -> Self {
+        Self {
+            stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+        }
+    }
 }
 
 impl Turns {
@@ -68,41 +68,16 @@ impl Turns {
             .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
         &self.stripes[hash % STRIPES]
     }
+}
 
-    fn holder(&self, conversation: &str) -> Option<String> {
-        let held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-        held.by_conversation.get(conversation).cloned()
-    }
-
-    /// `execution` is the conversation's newest turn.
-    pub(super) fn hold(&self, conversation: &str, execution: &str) {
-        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(old) = held
-            .by_conversation
-            .insert(conversation.to_owned(), execution.to_owned())
-        {
-            held.by_execution.remove(&old);
-        }
-        held.by_execution.insert(execution.to_owned(), conversation.to_owned());
-    }
-
-    /// A retry takes over the turn of the execution it retries, if that is
-    /// still the conversation's newest.
-    pub(super) fn take_over(&self, conversation: &str, original: &str, retry: &str) {
-        if self.holder(conversation).is_some_and(|h| h == original) {
-            self.hold(conversation, retry);
-        }
-    }
-
-    /// An execution ended: its turn is over.
-    pub(super) fn release(&self, execution: &str) {
-        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(conversation) = held.by_execution.remove(execution)
-            && held.by_conversation.get(&conversation).is_some_and(|e| e == execution)
-        {
-            held.by_conversation.remove(&conversation);
-        }
-    }
+/// Where a new turn goes.
+pub(super) struct Place<'a> {
+    /// Held until the turn's record is committed.
+    pub _claim: tokio::sync::MutexGuard<'a, ()>,
+    /// Its turn key, when it is not its own id.
+    pub key: Option<String>,
+    /// Other turns come before it: it is held until they are over.
+    pub waits: bool,
 }
 
 /// Why a conversation could not be deleted or continued.
@@ -120,87 +95,94 @@ pub enum ConversationError {
     Store(#[from] StoreError),
 }
 
-/// How often a turn waiting for one unloaded (awaiting an approval) looks
-/// again.
+/// How often a turn held behind another looks at the turns before it again
+/// (it also wakes when the one just before it ends).
 const TURN_POLL: Duration = Duration::from_millis(500);
 
 impl Executions {
-    /// Whether an execution has not ended (live here, or stored unfinished).
-    async fn unfinished(&self, id: &str) -> Result<bool, StoreError> {
-        if let Some(done) = self.watch(id) {
-            return Ok(done.borrow().as_ref().is_none_or(|e| !e.status.is_terminal()));
-        }
-        Ok(self.store.get(id).await?.is_some_and(|e| !e.status.is_terminal()))
-    }
-
-    /// The newest turn of a conversation that has not ended, if any.
-    async fn newest_turn(&self, conversation: &str) -> Result<Option<String>, StoreError> {
-        if let Some(holder) = self.turns.holder(conversation)
-            && self.unfinished(&holder).await?
-        {
-            return Ok(Some(holder));
-        }
-        Ok(self.conversations.turns_under_way(conversation).await?.pop())
-    }
-
-    /// Places a new turn of `conversation`: returns holding the
-    /// conversation's claim lock (the caller makes its turn, records it with
-    /// [`Turns::hold`], then lets go) and the turn it comes after, which it
-    /// waits for ([`Executions::after_turn`]); or refuses, as `if_busy` says.
-    pub(super) async fn place_turn(
-        &self,
-        conversation: &str,
-        if_busy: IfBusy,
-    ) -> Result<(tokio::sync::MutexGuard<'_, ()>, Option<String>), SubmitError> {
+    /// Places a new turn of `conversation` (or refuses it, as `if_busy` says).
+    pub(super) async fn place_turn(&self, conversation: &str, if_busy: &IfBusy) -> Result<Place<'_>, SubmitError> {
         let claim = self.turns.stripe(conversation).lock().await;
-        if if_busy == IfBusy::Follow {
-            return Ok((claim, None));
+        if let IfBusy::Follow(key) = if_busy {
+            return Ok(Place {
+                _claim: claim,
+                key: Some(key.clone()),
+                waits: false,
+            });
         }
-        let before = self.newest_turn(conversation).await?;
-        if let (Some(execution), IfBusy::Refuse) = (&before, if_busy) {
+        let under_way = self.conversations.turns_under_way(conversation).await?;
+        if let (Some((execution, _)), IfBusy::Refuse) = (under_way.last(), if_busy) {
             return Err(SubmitError::ConversationBusy {
                 conversation: conversation.to_owned(),
                 execution: execution.clone(),
             });
         }
-        Ok((claim, before))
+        Ok(Place {
+            _claim: claim,
+            key: None,
+            waits: !under_way.is_empty(),
+        })
     }
 
-    /// Waits until turn `id` is over: ended, and (when its agent's policy
-    /// retried it) its retries too.
-    async fn turn_over(&self, mut id: String) {
-        loop {
-            let ended = match self.watch(&id) {
-                Some(mut done) => done.wait_for(Option::is_some).await.ok().and_then(|e| e.clone()),
-                None => match self.store.get(&id).await {
-                    Ok(Some(stored)) => Some(Arc::new(stored)),
-                    // A turn with no record is no turn.
-                    Ok(None) => return,
-                    Err(_) => None,
-                },
-            };
-            match ended {
-                Some(e) if e.status.is_terminal() => match (&e.status, &e.retried_by) {
-                    (Status::Failed, Some(next)) => id = next.clone(),
-                    _ => return,
-                },
-                // Unloaded while it waits for a decision, or storage failing.
-                _ => tokio::time::sleep(TURN_POLL).await,
-            }
-        }
-    }
-
-    /// A turn held until the one before it is over (then its delay, if it
-    /// has one), then queued.
-    pub(super) fn after_turn(self: &Arc<Self>, id: String, before: String, delay: Option<Duration>) {
-        let this = Arc::clone(self);
+    /// A turn held until every turn before it (by turn key) is over, then
+    /// its delay, if it has one; then queued. Looks again whenever the turn
+    /// just before it ends, so a turn cancelled before it ran, or a retry
+    /// that takes a failed turn's place, is waited for as the store has it.
+    pub(super) fn after_turn(self: &Arc<Self>, id: String, conversation: String, key: String, delay: Option<Duration>) {
+        let executions = Arc::downgrade(self);
+        let deadline = delay.map(|d| tokio::time::Instant::now() + d);
         tokio::spawn(async move {
-            this.turn_over(before).await;
-            if let Some(delay) = delay {
-                tokio::time::sleep(delay).await;
+            loop {
+                let Some(this) = executions.upgrade() else { return };
+                // Closing: it stays queued in the store; a restart places it again.
+                if *this.closing.borrow() {
+                    return;
+                }
+                let before = match this.conversations.turns_under_way(&conversation).await {
+                    Ok(turns) => turns
+                        .into_iter()
+                        .rfind(|(t, k)| (k, t) < (&key, &id))
+                        .map(|(t, _)| Some(t)),
+                    Err(e) => {
+                        tracing::warn!(execution = %id, error = %e, "could not read the turns before this one");
+                        Some(None)
+                    }
+                };
+                let Some(before) = before else { break };
+                let done = before.and_then(|b| this.watch(&b));
+                drop(this);
+                match done {
+                    Some(mut done) => {
+                        let over = done.wait_for(|e| e.as_ref().is_some_and(|e| e.status.is_terminal()));
+                        let _ = tokio::time::timeout(TURN_POLL, over).await;
+                    }
+                    None => tokio::time::sleep(TURN_POLL).await,
+                }
             }
-            this.launch(this.scheduler.end_delay(&id));
+            if let Some(deadline) = deadline {
+                tokio::time::sleep_until(deadline).await;
+            }
+            if let Some(this) = executions.upgrade() {
+                this.launch(this.scheduler.end_delay(&id));
+            }
         });
+    }
+
+    /// Sets the session memory a turn's request asked for, as the turn
+    /// starts (after the turns before it).
+    pub(super) async fn set_session(&self, execution: &Execution) -> Result<(), ExecError> {
+        let (Some(conversation), Some(values)) = (&execution.conversation_id, &execution.session_set) else {
+            return Ok(());
+        };
+        let values: serde_json::Map<String, serde_json::Value> = serde_json::from_str(values.get()).unwrap_or_default();
+        let scope = self.memory.session(conversation);
+        for (key, value) in values {
+            self.memory
+                .set(&scope, &key, &value.to_string())
+                .await
+                .map_err(|e| ExecError::host("memory_error", format!("setting session memory {key:?}: {e}")))?;
+        }
+        Ok(())
     }
 
     /// A conversation of `workspace`, by id.
@@ -291,7 +273,7 @@ impl Executions {
             return Err(ConversationError::NotFound(id.to_owned()));
         }
         let _claim = self.turns.stripe(id).lock().await;
-        if let Some(execution) = self.newest_turn(id).await? {
+        if let Some((execution, _)) = self.conversations.turns_under_way(id).await?.pop() {
             return Err(ConversationError::Busy {
                 conversation: id.to_owned(),
                 execution,

@@ -39,15 +39,10 @@ impl Executions {
                     execution.status = Status::Queued;
                     tracing::info!(execution = %execution.id, "re-queued after restart");
                     // A turn of a conversation waits for the turns before it.
-                    let before = match &execution.conversation_id {
-                        Some(conversation) => self
-                            .conversations
-                            .turns_under_way(conversation)
-                            .await?
-                            .into_iter()
-                            .rfind(|t| *t < execution.id),
-                        None => None,
-                    };
+                    let turn = execution.conversation_id.clone().map(|conversation| {
+                        let key = execution.turn_key.clone().unwrap_or_else(|| execution.id.clone());
+                        (conversation, key)
+                    });
                     let events = self.lifecycle.reopen(&execution).await;
                     let id = execution.id.clone();
                     let job = Job {
@@ -57,9 +52,9 @@ impl Executions {
                         resume: false,
                     };
                     self.scheduler
-                        .queue(reservation, job, delay.is_some() || before.is_some());
-                    match (before, delay) {
-                        (Some(before), delay) => self.after_turn(id, before, delay),
+                        .queue(reservation, job, delay.is_some() || turn.is_some());
+                    match (turn, delay) {
+                        (Some((conversation, key)), delay) => self.after_turn(id, conversation, key, delay),
                         (None, Some(delay)) => self.end_delay_after(id, delay),
                         (None, None) => {}
                     }

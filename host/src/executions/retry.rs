@@ -93,7 +93,10 @@ impl Executions {
         // makes takes over the failed turn's place; one asked for waits its turn.
         new.turn = original.conversation_id.clone().map(|id| TurnRequest {
             conversation: ConversationRef::Continue(id),
-            if_busy: if delay.is_some() { IfBusy::Follow } else { IfBusy::Wait },
+            if_busy: match (delay, &original.turn_key) {
+                (Some(_), Some(key)) => IfBusy::Follow(key.clone()),
+                _ => IfBusy::Wait,
+            },
             session: Vec::new(),
         });
         let accepted = self.submit(new).await?;

@@ -178,8 +178,6 @@ async fn wait_for_run(
             // waits for its end hears it waits.
             this.launch(this.scheduler.finished(&agent_id));
             this.lifecycle.unload(&id);
-            // Its conversation's turn stays under way (the store says so).
-            this.turns.release(&id);
             this.scheduler.announce(&id, Some(Arc::new(execution)));
             Box::pin(this.after_unload(&id)).await;
             return;
@@ -221,7 +219,6 @@ async fn wait_for_run(
         None => None,
     };
     this.scheduler.announce(&id, finished);
-    this.turns.release(&id);
 }
 
 /// How a run task ended.
@@ -260,6 +257,11 @@ async fn run(this: Arc<Executions>, job: Job, cancel: oneshot::Receiver<()>, pau
     } else {
         (this.lifecycle.start(&mut execution, &events), None)
     };
+    // A turn's session values are set as it starts (after the turns before
+    // it); a resumed turn set them in its first life.
+    if !resume && let Err(error) = this.set_session(&execution).await {
+        return ended(&this, execution, End::Failed(error));
+    }
     let pre = match &version.pre {
         Ok(pre) => pre,
         // Refused at submit; a run admitted before its version became unloadable.

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::value::RawValue;
 
-use super::conversations::{ConversationRef, IfBusy, TurnRequest};
+use super::conversations::{ConversationRef, TurnRequest};
 use super::idempotency::{Claim, request_hash};
 use super::{Executions, Job, Watch};
 use crate::manifest::InputError;
@@ -22,6 +22,24 @@ use crate::store::StoreError;
 use crate::{ids, time};
 
 pub const DEFAULT_PRIORITY: u8 = 50;
+/// Session values as the JSON object a turn keeps until it starts.
+fn session_object(session: &[(String, String)]) -> Option<Arc<RawValue>> {
+    if session.is_empty() {
+        return None;
+    }
+    let mut text = String::from("{");
+    for (i, (key, value)) in session.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(&serde_json::Value::String(key.clone()).to_string());
+        text.push(':');
+        text.push_str(value);
+    }
+    text.push('}');
+    RawValue::from_string(text).ok().map(Into::into)
+}
+
 /// Most memory stores one run may have attached.
 const MAX_ATTACHED_STORES: usize = 16;
 
@@ -187,41 +205,12 @@ impl Executions {
         version.check_input(&input).await.map_err(SubmitError::InvalidInput)?;
 
         let workspace = entry.agent.workspace.clone();
-        let follows = new.turn.as_ref().is_some_and(|t| t.if_busy == IfBusy::Follow);
-        let continued = match new.turn.as_ref().map(|t| &t.conversation) {
-            Some(ConversationRef::Continue(id)) => {
-                let conversation = self
-                    .conversation(&workspace, id)
-                    .await?
-                    .ok_or_else(|| SubmitError::ConversationNotFound(id.clone()))?;
-                if conversation.agent_id != entry.agent.id {
-                    return Err(SubmitError::ConversationAgent {
-                        conversation: id.clone(),
-                        agent: conversation.agent_id,
-                    });
-                }
-                Some(conversation.id)
-            }
-            _ => None,
-        };
-        if let Some(turn) = &new.turn {
-            for (key, value) in &turn.session {
-                self.memory.check(key, value)?;
-            }
-        }
+        let continued = self.check_turn(&workspace, &entry.agent.id, new.turn.as_ref()).await?;
         let memory_stores = self.attached_stores(&workspace, &new.memory_stores).await?;
-        // One turn at a time: this one comes after the newest under way (or
-        // is refused).
-        let (claim, after) = match (&continued, &new.turn) {
-            (Some(conversation), Some(turn)) => {
-                let (claim, after) = self.place_turn(conversation, turn.if_busy).await?;
-                // Deleted meanwhile (a delete takes the same claim).
-                if self.conversations.get(conversation).await?.is_none() {
-                    return Err(SubmitError::ConversationNotFound(conversation.clone()));
-                }
-                (Some(claim), after)
-            }
-            _ => (None, None),
+        // One turn at a time: its place after the turns under way (or refused).
+        let place = match (&continued, &new.turn) {
+            (Some(conversation), Some(turn)) => Some(self.place_turn(conversation, &turn.if_busy).await?),
+            _ => None,
         };
 
         let id = new.id.unwrap_or_else(ids::execution);
@@ -262,8 +251,8 @@ impl Executions {
             e
         };
         let reservation = self.scheduler.reserve().map_err(|e| undo(e.into()))?;
-        let conversation_id = match (continued, new.turn) {
-            (Some(id), Some(turn)) => Some((id, turn.session)),
+        let (conversation_id, session) = match (continued, new.turn) {
+            (Some(id), Some(turn)) => (Some(id), turn.session),
             (
                 None,
                 Some(TurnRequest {
@@ -276,22 +265,9 @@ impl Executions {
                     .new_conversation(&workspace, &entry.agent.id, metadata, Vec::new())
                     .await
                     .map_err(undo)?;
-                Some((made.id, session))
+                (Some(made.id), session)
             }
-            _ => None,
-        };
-        let conversation_id = match conversation_id {
-            Some((conversation, session)) => {
-                let scope = self.memory.session(&conversation);
-                for (key, value) in session {
-                    self.memory
-                        .set(&scope, &key, &value)
-                        .await
-                        .map_err(|e| undo(e.into()))?;
-                }
-                Some(conversation)
-            }
-            None => None,
+            _ => (None, Vec::new()),
         };
         let (retry_of, attempt) = match new.retry_of {
             Some((id, attempt)) => (Some(id), attempt),
@@ -310,6 +286,13 @@ impl Executions {
             parent_id,
             depth,
             run_after: new.delay.map(|d| now + d.as_millis() as i64),
+            turn_key: conversation_id
+                .as_ref()
+                .map(|_| match place.as_ref().and_then(|p| p.key.clone()) {
+                    Some(key) => key,
+                    None => id.clone(),
+                }),
+            session_set: session_object(&session),
             conversation_id,
             memory_store_ids: memory_stores,
             ..Execution::queued(id.clone(), &entry.agent, &version.meta, now)
@@ -317,36 +300,62 @@ impl Executions {
         if let Some(metadata) = metadata {
             execution.metadata = metadata;
         }
+        // A turn's record is committed before the next turn is placed: the
+        // store knows every turn before it.
+        let durable = new.durable || execution.conversation_id.is_some();
         let events = self
             .lifecycle
-            .create(&execution, new.durable)
+            .create(&execution, durable)
             .await
             .map_err(|e| undo(e.into()))?;
         if let Some(key) = &key {
             self.idempotency.store(key, &id);
         }
-        if let Some(conversation) = &execution.conversation_id {
-            match (follows, &execution.retry_of) {
-                (true, Some(original)) => self.turns.take_over(conversation, original, &id),
-                _ => self.turns.hold(conversation, &id),
-            }
-        }
-        drop(claim);
         let job = Job {
             execution: execution.clone(),
             version,
             events,
             resume: false,
         };
-        let done = self
-            .scheduler
-            .queue(reservation, job, new.delay.is_some() || after.is_some());
-        match (after, new.delay) {
-            (Some(before), delay) => self.after_turn(id, before, delay),
-            (None, Some(delay)) => self.end_delay_after(id, delay),
-            (None, None) => self.launch(self.scheduler.dispatch()),
+        let waits = place.as_ref().is_some_and(|p| p.waits);
+        let done = self.scheduler.queue(reservation, job, new.delay.is_some() || waits);
+        drop(place);
+        match (&execution.conversation_id, &execution.turn_key, new.delay) {
+            (Some(conversation), Some(turn_key), delay) if waits => {
+                self.after_turn(id, conversation.clone(), turn_key.clone(), delay);
+            }
+            (_, _, Some(delay)) => self.end_delay_after(id, delay),
+            _ => self.launch(self.scheduler.dispatch()),
         }
         Ok(Accepted { execution, done })
+    }
+
+    /// A turn's conversation, when it continues one: of this workspace and
+    /// this agent; its session values checked.
+    async fn check_turn(
+        &self,
+        workspace: &str,
+        agent_id: &str,
+        turn: Option<&TurnRequest>,
+    ) -> Result<Option<String>, SubmitError> {
+        let Some(turn) = turn else { return Ok(None) };
+        for (key, value) in &turn.session {
+            self.memory.check(key, value)?;
+        }
+        let ConversationRef::Continue(id) = &turn.conversation else {
+            return Ok(None);
+        };
+        let conversation = self
+            .conversation(workspace, id)
+            .await?
+            .ok_or_else(|| SubmitError::ConversationNotFound(id.clone()))?;
+        if conversation.agent_id != agent_id {
+            return Err(SubmitError::ConversationAgent {
+                conversation: id.clone(),
+                agent: conversation.agent_id,
+            });
+        }
+        Ok(Some(conversation.id))
     }
 
     /// The ids of the memory stores a run is to have, by id or name.

@@ -200,6 +200,13 @@ pub struct Execution {
     pub conversation_id: Option<String>,
     /// The memory stores attached to its run (by id).
     pub memory_store_ids: Vec<String>,
+    /// A turn's place in its conversation: turns run in this order (its own
+    /// id; a retry its agent's policy makes has its original's).
+    #[serde(skip)]
+    pub turn_key: Option<String>,
+    /// Session memory its request sets when the turn starts (a JSON object).
+    #[serde(skip)]
+    pub session_set: Option<Arc<RawValue>>,
     /// What the run's model calls streamed before it ended without an output
     /// (cancelled, failed, timed out): the partial answer.
     pub output_partial: Option<String>,
@@ -286,6 +293,8 @@ impl Execution {
             depth: 0,
             conversation_id: None,
             memory_store_ids: Vec::new(),
+            turn_key: None,
+            session_set: None,
             output_partial: None,
             token_usage: Usage::default(),
             usage_estimated: false,

@@ -231,7 +231,8 @@ pub trait ConversationStore: Send + Sync {
     fn create(&self, conversation: Conversation, turns: Vec<Turn>) -> Commit;
     /// Deletes a conversation with its turns and its session memory.
     fn delete(&self, id: &str) -> Commit;
-    /// Deletes conversations last active before `before`, as [`Self::delete`] does.
+    /// Deletes conversations last active before `before` with no turn under
+    /// way, as [`Self::delete`] does.
     fn sweep(&self, before: i64) -> Commit;
     async fn get(&self, id: &str) -> Result<Option<Conversation>, StoreError>;
     /// One page, newest first, and whether more follow.
@@ -243,8 +244,9 @@ pub trait ConversationStore: Send + Sync {
     /// left out.
     async fn recent_turns(&self, id: &str, max_turns: u32, max_tokens: u64) -> Result<(Vec<Turn>, bool), StoreError>;
     /// The executions of the conversation that have not ended (its turns
-    /// under way or waiting their turn), oldest first.
-    async fn turns_under_way(&self, id: &str) -> Result<Vec<String>, StoreError>;
+    /// under way or waiting their turn), each with its turn key, in turn
+    /// order (by key, then id).
+    async fn turns_under_way(&self, id: &str) -> Result<Vec<(String, String)>, StoreError>;
 }
 
 /// Memory key-values, by scope: a conversation's session memory (scope: the
@@ -278,6 +280,8 @@ pub trait MemoryStore: Send + Sync {
     ) -> Result<(Vec<MemoryEntry>, bool), StoreError>;
     /// Bytes (keys and values) and entries a scope holds.
     async fn usage(&self, scope: &str) -> Result<(u64, u64), StoreError>;
+    /// Whether the memory a scope names (a store or a conversation) exists.
+    async fn exists(&self, scope: &str) -> Result<bool, StoreError>;
 }
 
 /// An idempotency key: which execution a request made, and when.

@@ -300,10 +300,10 @@ fn upsert_execution(tx: &Transaction<'_>, e: &Execution) -> anyhow::Result<()> {
             prompt_tokens, completion_tokens, total_tokens, cache_read_tokens, cache_write_tokens,
             cost_usd, model_used, llm_provider, first_token_ms, tool_ms, n_tool_calls, tool_calls,
             parent_id, depth, n_artifacts, n_screenshots, usage_estimated, conversation_id, memory_stores,
-            output_partial)
+            output_partial, turn_key, session_set)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
             ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34,
-            ?35, ?36, ?37, ?38, ?39, ?40, ?41, ?42, ?43, ?44, ?45, ?46, ?47)
+            ?35, ?36, ?37, ?38, ?39, ?40, ?41, ?42, ?43, ?44, ?45, ?46, ?47, ?48, ?49)
          ON CONFLICT (id) DO UPDATE SET status = excluded.status, output = excluded.output,
             error_code = excluded.error_code, error_message = excluded.error_message,
             error_source = excluded.error_source, fuel_used = excluded.fuel_used,
@@ -368,7 +368,9 @@ fn upsert_execution(tx: &Transaction<'_>, e: &Execution) -> anyhow::Result<()> {
         e.usage_estimated,
         e.conversation_id,
         serde_json::to_string(&e.memory_store_ids)?,
-        e.output_partial
+        e.output_partial,
+        e.turn_key,
+        e.session_set.as_ref().map(|s| s.get())
     ])?;
     Ok(())
 }

@@ -51,7 +51,12 @@ pub(super) fn apply(tx: &Transaction<'_>, w: &MemoryWrite) -> anyhow::Result<()>
         MemoryWrite::DeleteConversation(id) => delete_conversation(tx, id)?,
         MemoryWrite::SweepConversations(before) => {
             let ids: Vec<String> = tx
-                .prepare_cached("SELECT id FROM conversations WHERE last_active_at < ?1 LIMIT ?2")?
+                .prepare_cached(
+                    "SELECT c.id FROM conversations c WHERE c.last_active_at < ?1
+                       AND NOT EXISTS (SELECT 1 FROM executions e WHERE e.conversation_id = c.id
+                         AND e.status NOT IN ('completed', 'failed', 'cancelled', 'rejected'))
+                     LIMIT ?2",
+                )?
                 .query_map(params![before, SWEEP_BATCH], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
             for id in &ids {
@@ -270,16 +275,25 @@ fn recent_turns(conn: &Connection, id: &str, max_turns: u32, max_tokens: u64) ->
     Ok((kept, truncated))
 }
 
-fn turns_under_way(conn: &Connection, id: &str) -> anyhow::Result<Vec<String>> {
-    let mut ids: Vec<String> = conn
+fn turns_under_way(conn: &Connection, id: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let mut turns: Vec<(String, String)> = conn
         .prepare_cached(
-            "SELECT id FROM executions WHERE conversation_id = ?1
+            "SELECT id, coalesce(turn_key, id) FROM executions WHERE conversation_id = ?1
                AND status NOT IN ('completed', 'failed', 'cancelled', 'rejected')",
         )?
-        .query_map([id], |r| r.get(0))?
+        .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
-    ids.sort();
-    Ok(ids)
+    turns.sort_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
+    Ok(turns)
+}
+
+fn exists(conn: &Connection, scope: &str) -> anyhow::Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM memory_stores WHERE id = ?1)
+                 OR EXISTS (SELECT 1 FROM conversations WHERE id = ?1)",
+        )?
+        .query_row([scope], |r| r.get(0))?)
 }
 
 const STORE_SELECT: &str = "SELECT s.id, s.workspace, s.name, s.description, s.max_bytes, s.created_at,
@@ -409,7 +423,7 @@ impl ConversationStore for SqliteStore {
         self.query(move |c| recent_turns(c, &id, max_turns, max_tokens)).await
     }
 
-    async fn turns_under_way(&self, id: &str) -> Result<Vec<String>, StoreError> {
+    async fn turns_under_way(&self, id: &str) -> Result<Vec<(String, String)>, StoreError> {
         let id = id.to_owned();
         self.query(move |c| turns_under_way(c, &id)).await
     }
@@ -469,5 +483,10 @@ impl MemoryStore for SqliteStore {
     async fn usage(&self, scope: &str) -> Result<(u64, u64), StoreError> {
         let scope = scope.to_owned();
         self.query(move |c| usage(c, &scope)).await
+    }
+
+    async fn exists(&self, scope: &str) -> Result<bool, StoreError> {
+        let scope = scope.to_owned();
+        self.query(move |c| exists(c, &scope)).await
     }
 }

@@ -28,7 +28,8 @@ const EXECUTION_COLUMNS: &str = "id, agent_id, agent_name, agent_version_id, age
     started_at, completed_at, attempt, retry_of, retried_by, run_after, prompt_tokens,
     completion_tokens, total_tokens, cache_read_tokens, cache_write_tokens, cost_usd, model_used,
     llm_provider, first_token_ms, tool_ms, n_tool_calls, tool_calls, parent_id, depth,
-    n_artifacts, n_screenshots, usage_estimated, conversation_id, memory_stores, output_partial";
+    n_artifacts, n_screenshots, usage_estimated, conversation_id, memory_stores, output_partial,
+    turn_key, session_set";
 
 fn execution_from_row(r: &Row<'_>) -> rusqlite::Result<Execution> {
     let status: String = r.get(5)?;
@@ -92,6 +93,8 @@ fn execution_from_row(r: &Row<'_>) -> rusqlite::Result<Execution> {
         conversation_id: r.get(44)?,
         memory_store_ids: serde_json::from_str(&r.get::<_, String>(45)?).unwrap_or_default(),
         output_partial: r.get(46)?,
+        turn_key: r.get(47)?,
+        session_set: r.get::<_, Option<String>>(48)?.map(raw),
     })
 }
 

@@ -282,6 +282,12 @@ const MIGRATIONS: &[&str] = &[
         entries INTEGER NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // 12: a turn's place in its conversation (its own id; a policy retry's is
+    // its original's), and the session memory its request sets when it starts.
+    r#"
+    ALTER TABLE executions ADD COLUMN turn_key TEXT;
+    ALTER TABLE executions ADD COLUMN session_set TEXT;
+    "#,
 ];
 
 /// Connection settings every connection gets.
