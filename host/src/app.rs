@@ -1,5 +1,6 @@
 //! The running host: every part built once, at start, and wired together (the
-//! store, the runtime, the registry, deploys, executions, memory, auth). The API holds
+//! store, the runtime, the registry, deploys, executions, memory, schedules,
+//! auth). The API holds
 //! the app; nothing below it does: each part gets the narrow handles it needs.
 
 use std::sync::Arc;
@@ -17,8 +18,10 @@ use crate::manifest::Manifest;
 use crate::memory::Memory;
 use crate::registry::Registry;
 use crate::runtime::Runtime;
+use crate::schedules::Schedules;
 use crate::store::Stores;
 use crate::tools::Tools;
+use crate::webhooks::Webhooks;
 
 pub struct App {
     pub config: Config,
@@ -28,6 +31,8 @@ pub struct App {
     pub deployer: Deployer,
     pub executions: Arc<Executions>,
     pub memory: Arc<Memory>,
+    pub schedules: Arc<Schedules>,
+    pub webhooks: Webhooks,
     pub auth: Auth,
     pub started: Instant,
 }
@@ -79,6 +84,9 @@ impl App {
             },
         );
         executions.start().await?;
+        let schedules = Schedules::new(&stores, Arc::clone(&executions), Arc::clone(&registry));
+        schedules.start();
+        let webhooks = Webhooks::new(&stores, Arc::clone(&executions), Arc::clone(&registry));
         if config.deploy_examples && registry.is_empty() {
             for example in bundled::EXAMPLES {
                 let manifest = Manifest::from_json(example.manifest)
@@ -98,6 +106,8 @@ impl App {
             deployer,
             executions,
             memory,
+            schedules,
+            webhooks,
             auth,
             started: Instant::now(),
         }))

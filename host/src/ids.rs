@@ -57,6 +57,14 @@ pub fn memory_store() -> String {
     with_prefix("mem_")
 }
 
+pub fn schedule() -> String {
+    with_prefix("sch_")
+}
+
+pub fn hook() -> String {
+    with_prefix("hook_")
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

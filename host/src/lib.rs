@@ -33,10 +33,12 @@ pub mod record;
 pub mod registry;
 pub mod runtime;
 pub mod scheduler;
+pub mod schedules;
 pub mod server;
 pub mod store;
 pub mod time;
 pub mod tools;
+pub mod webhooks;
 
 /// Makes mimalloc the program's global allocator, tuned as measured here: the
 /// `warden` binary and the benches call it; a program using this library as a

@@ -35,11 +35,13 @@ mod recovery;
 mod restart;
 mod run_log;
 mod sandbox;
+mod schedules;
 mod scheduling;
 mod shutdown;
 mod store;
 mod store_conversations;
 mod tools;
+mod webhooks;
 
 // The allocator the `warden` binary runs with.
 warden_host::use_mimalloc!();

@@ -1,4 +1,5 @@
-//! `/v1/agents`: deploy (multipart: `component` + `manifest`), list, get.
+//! `/v1/agents`: deploy (multipart: `component` + `manifest`), list, get, and
+//! an agent's activity summary.
 
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ use super::error::{ApiError, ErrorBody};
 use crate::app::App;
 use crate::auth::Caller;
 use crate::manifest::Manifest;
-use crate::record::{Agent, AgentVersion};
+use crate::record::{Agent, AgentSummary, AgentVersion};
 use crate::registry::Entry;
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -138,3 +139,39 @@ pub async fn get(
         .ok_or_else(|| ApiError::NotFound(format!("no agent with id or name {id_or_name:?}")))?;
     Ok(Json(AgentView::new(&entry, true)))
 }
+
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SummaryQuery {
+    /// The period's start (RFC 3339; default: 24 hours ago).
+    #[param(format = DateTime)]
+    since: Option<String>,
+}
+
+/// An agent's activity since a time: executions by status, run durations
+/// (p50, p95), tokens, cost, its most frequent errors and its last run.
+#[utoipa::path(get, path = "/v1/agents/{id}/summary", tag = "agents", operation_id = "agent_summary",
+    params(("id" = String, Path, description = "Agent id or name"), SummaryQuery),
+    responses((status = 200, description = "The summary", body = AgentSummary), (status = 400, description = "A malformed query string", body = ErrorBody), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 404, description = "No such resource in the caller's workspace", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody)))]
+pub async fn summary(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Path(id_or_name): Path<String>,
+    super::extract::ApiQuery(q): super::extract::ApiQuery<SummaryQuery>,
+) -> Result<Json<AgentSummary>, ApiError> {
+    let entry = app
+        .registry
+        .get(&caller.workspace, &id_or_name)
+        .ok_or_else(|| ApiError::NotFound(format!("no agent with id or name {id_or_name:?}")))?;
+    let since = match q.since {
+        Some(text) => crate::time::parse(&text).ok_or_else(|| {
+            ApiError::bad_request("invalid_query", format!("since: {text:?} is not an RFC 3339 time"))
+        })?,
+        None => crate::time::now_ms() - DAY_MS,
+    };
+    Ok(Json(app.stores.executions.summary(&entry.agent.id, since).await?))
+}
+
+/// A summary's default period.
+const DAY_MS: i64 = 24 * 3600 * 1000;

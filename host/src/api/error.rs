@@ -14,7 +14,9 @@ use crate::executions::{ConversationError, RetryError, SubmitError};
 use crate::manifest::InputError;
 use crate::ports::MemoryError;
 use crate::runtime::component::ComponentError;
+use crate::schedules::ScheduleError;
 use crate::store::StoreError;
+use crate::webhooks::HookError;
 
 /// The body of every error response.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -278,6 +280,40 @@ impl From<MemoryError> for ApiError {
             MemoryError::LimitExceeded(m) => ApiError::unprocessable("memory_limit", m),
             MemoryError::Unavailable(m) => StoreError::Unavailable(m).into(),
             MemoryError::Gone(m) => ApiError::NotFound(m),
+        }
+    }
+}
+
+impl From<HookError> for ApiError {
+    fn from(e: HookError) -> Self {
+        match e {
+            HookError::NotFound(_) | HookError::AgentNotFound(_) => ApiError::NotFound(e.to_string()),
+            HookError::Invalid(m) => ApiError::unprocessable("invalid_request", m),
+            HookError::Signature(s) => ApiError::Unauthorized(s.to_string()),
+            HookError::Submit(s) => s.into(),
+            HookError::Store(s) => s.into(),
+            HookError::Internal(e) => ApiError::Internal(e),
+        }
+    }
+}
+
+impl From<ScheduleError> for ApiError {
+    fn from(e: ScheduleError) -> Self {
+        match e {
+            ScheduleError::Invalid { field, message } => {
+                let code = match field {
+                    "cron" => "invalid_cron",
+                    "timezone" => "invalid_timezone",
+                    "input" => "invalid_input",
+                    _ => "invalid_request",
+                };
+                ApiError::unprocessable(code, message)
+            }
+            ScheduleError::NotFound(_) | ScheduleError::AgentNotFound(_) | ScheduleError::ExecutionNotFound(_) => {
+                ApiError::NotFound(e.to_string())
+            }
+            ScheduleError::Submit(s) => s.into(),
+            ScheduleError::Store(s) => s.into(),
         }
     }
 }

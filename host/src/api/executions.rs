@@ -143,7 +143,7 @@ pub async fn execute(
 }
 
 /// 202 with the queued record and where to poll it.
-fn accepted_response(execution: &Execution) -> Response {
+pub(super) fn accepted_response(execution: &Execution) -> Response {
     let location = format!("/v1/executions/{}", execution.id);
     (StatusCode::ACCEPTED, [(header::LOCATION, location)], view(execution)).into_response()
 }
@@ -303,7 +303,7 @@ pub(super) async fn check_owner(app: &App, caller: &Caller, id: &str) -> Result<
     }
 }
 
-async fn load(app: &App, id: String) -> Result<Execution, ApiError> {
+pub(super) async fn load(app: &App, id: String) -> Result<Execution, ApiError> {
     app.stores
         .executions
         .get(&id)
@@ -334,10 +334,13 @@ pub struct ListQuery {
     /// One of the statuses.
     #[param(value_type = Option<Status>)]
     status: Option<String>,
-    /// `api`, `chat`, `retry`, `agent`, ...
+    /// What started it.
+    #[param(value_type = Option<Trigger>)]
     trigger: Option<String>,
     /// Only the turns of this conversation.
     conversation_id: Option<String>,
+    /// Only the runs of this schedule.
+    schedule_id: Option<String>,
     /// RFC 3339.
     #[param(format = DateTime)]
     created_after: Option<String>,
@@ -368,6 +371,29 @@ pub async fn list(
     Extension(caller): Extension<Caller>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Response, ApiError> {
+    page(&app, caller, q).await
+}
+
+/// An agent's own executions: the list of `/v1/executions` for it.
+#[utoipa::path(get, path = "/v1/agents/{id}/executions", tag = "agents", operation_id = "list_agent_executions",
+    params(("id" = String, Path, description = "Agent id or name"), ListQuery),
+    responses((status = 200, description = "A page", body = ExecutionPage), (status = 400, description = "A malformed query string", body = ErrorBody), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 404, description = "No such agent in the caller's workspace", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody)))]
+pub async fn agent_list(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Path(agent): Path<String>,
+    ApiQuery(mut q): ApiQuery<ListQuery>,
+) -> Result<Response, ApiError> {
+    let entry = app
+        .registry
+        .get(&caller.workspace, &agent)
+        .ok_or_else(|| ApiError::NotFound(format!("no agent with id or name {agent:?}")))?;
+    q.agent_id = Some(entry.agent.id.clone());
+    page(&app, caller, q).await
+}
+
+/// One page of executions of the caller's workspace.
+async fn page(app: &App, caller: Caller, q: ListQuery) -> Result<Response, ApiError> {
     let parse_time = |name: &str, v: Option<String>| -> Result<Option<i64>, ApiError> {
         v.map(|text| {
             time::parse(&text).ok_or_else(|| {
@@ -378,14 +404,17 @@ pub async fn list(
     };
     let all: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
     let status = one_of("status", q.status, Status::parse, &all)?;
+    let all: Vec<&str> = Trigger::ALL.iter().map(|t| t.as_str()).collect();
+    let trigger = one_of("trigger", q.trigger, Trigger::parse, &all)?.map(|t| t.as_str().to_owned());
     // Agent names are accepted too.
     let agent_id = q.agent_id.map(|a| app.registry.agent_id(&caller.workspace, a));
     let filter = ExecutionFilter {
         workspace: caller.workspace,
         agent_id,
         status,
-        trigger: q.trigger,
+        trigger,
         conversation_id: q.conversation_id,
+        schedule_id: q.schedule_id,
         created_after: parse_time("created_after", q.created_after)?,
         created_before: parse_time("created_before", q.created_before)?,
         after: q.after,

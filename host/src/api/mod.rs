@@ -10,10 +10,12 @@ mod error;
 mod executions;
 mod extract;
 mod health;
+mod hooks;
 mod keys;
 mod limits;
 mod memory;
 mod openapi;
+mod schedules;
 mod stream;
 
 use std::sync::Arc;
@@ -43,6 +45,8 @@ pub fn documented_routes(app: &Arc<App>) -> OpenApiRouter<Arc<App>> {
     let authenticated = OpenApiRouter::new()
         .routes((schemas, paths, deploy_and_list))
         .routes(routes!(agents::get))
+        .routes(routes!(executions::agent_list))
+        .routes(routes!(agents::summary))
         .routes(routes!(executions::execute))
         .routes(routes!(executions::list))
         .routes(routes!(executions::get))
@@ -70,10 +74,20 @@ pub fn documented_routes(app: &Arc<App>) -> OpenApiRouter<Arc<App>> {
         .routes(routes!(memory::get, memory::delete))
         .routes(routes!(memory::entries))
         .routes(routes!(memory::get_entry, memory::put_entry, memory::delete_entry))
+        .routes(routes!(schedules::create, schedules::list))
+        .routes(routes!(schedules::get, schedules::update, schedules::delete))
+        .routes(routes!(schedules::pause))
+        .routes(routes!(schedules::resume))
+        .routes(routes!(schedules::trigger))
+        .routes(routes!(schedules::repeat))
+        .routes(routes!(hooks::create, hooks::list))
+        .routes(routes!(hooks::delete))
         .route_layer(middleware::from_fn_with_state(Arc::clone(app), auth::middleware));
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(authenticated)
         .routes(routes!(health::health))
+        // Signed by the sender instead of an API key.
+        .routes(routes!(hooks::receive))
 }
 
 pub fn router(app: Arc<App>) -> Router {

@@ -83,6 +83,8 @@ pub struct NewExecution {
     pub turn: Option<TurnRequest>,
     /// Memory stores of the workspace to attach, by id or name.
     pub memory_stores: Vec<String>,
+    /// The schedule that makes it, and the slot it runs for.
+    pub schedule: Option<(String, i64)>,
 }
 
 impl NewExecution {
@@ -101,6 +103,7 @@ impl NewExecution {
             durable: false,
             turn: None,
             memory_stores: Vec::new(),
+            schedule: None,
         }
     }
 }
@@ -295,6 +298,8 @@ impl Executions {
             session_set: session_object(&session),
             conversation_id,
             memory_store_ids: memory_stores,
+            scheduled_for: new.schedule.as_ref().map(|(_, slot)| *slot),
+            schedule_id: new.schedule.map(|(id, _)| id),
             ..Execution::queued(id.clone(), &entry.agent, &version.meta, now)
         };
         if let Some(metadata) = metadata {

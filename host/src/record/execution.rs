@@ -207,6 +207,11 @@ pub struct Execution {
     /// Session memory its request sets when the turn starts (a JSON object).
     #[serde(skip)]
     pub session_set: Option<Arc<RawValue>>,
+    /// The schedule that started it, and the slot it ran for.
+    pub schedule_id: Option<String>,
+    #[serde(serialize_with = "time::serialize_opt")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub scheduled_for: Option<i64>,
     /// What the run's model calls streamed before it ended without an output
     /// (cancelled, failed, timed out): the partial answer.
     pub output_partial: Option<String>,
@@ -295,6 +300,8 @@ impl Execution {
             memory_store_ids: Vec::new(),
             turn_key: None,
             session_set: None,
+            schedule_id: None,
+            scheduled_for: None,
             output_partial: None,
             token_usage: Usage::default(),
             usage_estimated: false,

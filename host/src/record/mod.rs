@@ -6,9 +6,12 @@ mod agent;
 mod approval;
 mod conversation;
 mod execution;
+mod hook;
 mod journal;
 mod key;
 mod run;
+mod schedule;
+mod summary;
 
 pub use self::agent::{Agent, AgentVersion};
 pub use self::approval::{Approval, ApprovalStatus, Decision};
@@ -16,6 +19,9 @@ pub use self::conversation::{
     Conversation, MemoryEntry, MemoryStoreInfo, Turn, TurnRole, assistant_text, estimate_tokens, user_text,
 };
 pub use self::execution::{ErrorSource, ExecError, Execution, ExecutionView, Status, Timing, Trigger};
+pub use self::hook::Hook;
 pub use self::journal::{JournalEntry, JournalKind};
 pub use self::key::{ApiKey, Role};
 pub use self::run::{Artifact, LogLevel, LogLine, LogStream, Step, ToolCallRecord, Usage};
+pub use self::schedule::{Overlap, Schedule};
+pub use self::summary::{AgentSummary, Durations, ErrorCount, LastRun};

@@ -1,8 +1,8 @@
 //! Storage, behind one trait per concern: executions (with what their runs leave
 //! behind), events, agents and versions, API keys, the agents' key-value store,
-//! idempotency keys, journals and approvals, conversations and memory, and
-//! blobs. Callers hold the traits, never a backend; SQL lives only inside a
-//! backend's folder ([`sqlite`], the embedded default).
+//! idempotency keys, journals and approvals, conversations and memory,
+//! schedules, and blobs. Callers hold the traits, never a backend; SQL lives
+//! only inside a backend's folder ([`sqlite`], the embedded default).
 //!
 //! Writes are handed to the backend, which batches them (group commit), and
 //! answer a [`Commit`]: await it to know the write is durable, or detach it.
@@ -22,8 +22,8 @@ use async_trait::async_trait;
 pub use self::commit::Commit;
 use crate::events::{Event, EventSink};
 use crate::record::{
-    Agent, AgentVersion, ApiKey, Approval, ApprovalStatus, Artifact, Conversation, Decision, Execution, JournalEntry,
-    LogLine, MemoryEntry, MemoryStoreInfo, Status, Step, Turn,
+    Agent, AgentSummary, AgentVersion, ApiKey, Approval, ApprovalStatus, Artifact, Conversation, Decision, Execution,
+    Hook, JournalEntry, LogLine, MemoryEntry, MemoryStoreInfo, Schedule, Status, Step, Turn,
 };
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -65,6 +65,8 @@ pub struct ExecutionFilter {
     pub trigger: Option<String>,
     /// Only the turns of this conversation.
     pub conversation_id: Option<String>,
+    /// Only the runs of this schedule.
+    pub schedule_id: Option<String>,
     pub created_after: Option<i64>,
     pub created_before: Option<i64>,
     pub after: Option<String>,
@@ -108,6 +110,8 @@ pub trait ExecutionStore: Send + Sync {
     async fn steps(&self, id: &str) -> Result<Vec<Step>, StoreError>;
     async fn artifacts(&self, execution_id: &str) -> Result<Vec<Artifact>, StoreError>;
     async fn artifact(&self, execution_id: &str, id: &str) -> Result<Option<Artifact>, StoreError>;
+    /// An agent's activity since `since`.
+    async fn summary(&self, agent_id: &str, since: i64) -> Result<AgentSummary, StoreError>;
 }
 
 /// How much one read of stored events may return: at most `events` events, and
@@ -284,6 +288,45 @@ pub trait MemoryStore: Send + Sync {
     async fn exists(&self, scope: &str) -> Result<bool, StoreError>;
 }
 
+/// Filters and cursor of a schedules listing. Newest first; `after` is the
+/// last id of the previous page.
+#[derive(Debug, Default, Clone)]
+pub struct ScheduleFilter {
+    pub workspace: String,
+    pub agent_id: Option<String>,
+    pub enabled: Option<bool>,
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+/// Schedules and where each one is: its next slot, its last run, a run fixed
+/// for a slot before it was made.
+#[async_trait]
+pub trait ScheduleStore: Send + Sync {
+    /// Creates or replaces a schedule.
+    fn save(&self, schedule: Schedule) -> Commit;
+    fn delete(&self, id: &str) -> Commit;
+    async fn get(&self, id: &str) -> Result<Option<Schedule>, StoreError>;
+    /// One page, newest first, and whether more follow.
+    async fn list(&self, filter: ScheduleFilter) -> Result<(Vec<Schedule>, bool), StoreError>;
+    /// Enabled schedules whose next slot is at or before `now`, or that have a
+    /// run fixed but maybe not made, or a slot waiting for the previous run;
+    /// at most `limit`, the most overdue first.
+    async fn due(&self, now: i64, limit: u32) -> Result<Vec<Schedule>, StoreError>;
+    /// The earliest next slot of any enabled schedule.
+    async fn next_due(&self) -> Result<Option<i64>, StoreError>;
+}
+
+/// Incoming webhooks, with their secrets.
+#[async_trait]
+pub trait HookStore: Send + Sync {
+    fn create(&self, hook: Hook) -> Commit;
+    fn delete(&self, id: &str) -> Commit;
+    async fn get(&self, id: &str) -> Result<Option<Hook>, StoreError>;
+    /// A workspace's hooks, oldest first.
+    async fn list(&self, workspace: &str) -> Result<Vec<Hook>, StoreError>;
+}
+
 /// An idempotency key: which execution a request made, and when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyRecord {
@@ -360,6 +403,8 @@ pub struct Stores {
     pub approvals: Arc<dyn ApprovalStore>,
     pub conversations: Arc<dyn ConversationStore>,
     pub memory: Arc<dyn MemoryStore>,
+    pub schedules: Arc<dyn ScheduleStore>,
+    pub hooks: Arc<dyn HookStore>,
     pub blobs: Arc<dyn BlobStore>,
     pub backend: Arc<dyn Backend>,
 }

@@ -10,9 +10,11 @@ use rusqlite::{Connection, Transaction, params};
 use super::chunks::Chunks;
 use super::conversations::{self, MemoryWrite};
 use super::durable;
+use super::triggers;
 use crate::events::Event;
 use crate::record::{
-    Agent, AgentVersion, ApiKey, Approval, Artifact, Decision, Execution, JournalEntry, LogLine, Status, Step,
+    Agent, AgentVersion, ApiKey, Approval, Artifact, Decision, Execution, Hook, JournalEntry, LogLine, Schedule,
+    Status, Step,
 };
 use crate::store::{BlobStore, FinalRecord, IdempotencyRecord};
 
@@ -106,6 +108,11 @@ pub enum Write {
     },
     /// Conversations and memory.
     Memory(MemoryWrite),
+    /// Creates or replaces a schedule.
+    Schedule(Box<Schedule>),
+    DeleteSchedule(String),
+    Hook(Box<Hook>),
+    DeleteHook(String),
 }
 
 impl Write {
@@ -250,6 +257,15 @@ pub fn apply(conn: &mut Connection, blobs: &dyn BlobStore, writes: &[&Write]) ->
             Write::Approval(a) => durable::insert_approval(&tx, a)?,
             Write::Decide { id, decision } => durable::decide(&tx, id, decision)?,
             Write::Memory(w) => conversations::apply(&tx, w)?,
+            Write::Schedule(s) => triggers::save(&tx, s)?,
+            Write::DeleteSchedule(id) => {
+                tx.prepare_cached("DELETE FROM schedules WHERE id = ?1")?
+                    .execute([id])?;
+            }
+            Write::Hook(h) => triggers::insert_hook(&tx, h)?,
+            Write::DeleteHook(id) => {
+                tx.prepare_cached("DELETE FROM hooks WHERE id = ?1")?.execute([id])?;
+            }
         }
     }
     chunks.insert(&tx)?;
@@ -300,10 +316,10 @@ fn upsert_execution(tx: &Transaction<'_>, e: &Execution) -> anyhow::Result<()> {
             prompt_tokens, completion_tokens, total_tokens, cache_read_tokens, cache_write_tokens,
             cost_usd, model_used, llm_provider, first_token_ms, tool_ms, n_tool_calls, tool_calls,
             parent_id, depth, n_artifacts, n_screenshots, usage_estimated, conversation_id, memory_stores,
-            output_partial, turn_key, session_set)
+            output_partial, turn_key, session_set, schedule_id, scheduled_for)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
             ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34,
-            ?35, ?36, ?37, ?38, ?39, ?40, ?41, ?42, ?43, ?44, ?45, ?46, ?47, ?48, ?49)
+            ?35, ?36, ?37, ?38, ?39, ?40, ?41, ?42, ?43, ?44, ?45, ?46, ?47, ?48, ?49, ?50, ?51)
          ON CONFLICT (id) DO UPDATE SET status = excluded.status, output = excluded.output,
             error_code = excluded.error_code, error_message = excluded.error_message,
             error_source = excluded.error_source, fuel_used = excluded.fuel_used,
@@ -370,7 +386,9 @@ fn upsert_execution(tx: &Transaction<'_>, e: &Execution) -> anyhow::Result<()> {
         serde_json::to_string(&e.memory_store_ids)?,
         e.output_partial,
         e.turn_key,
-        e.session_set.as_ref().map(|s| s.get())
+        e.session_set.as_ref().map(|s| s.get()),
+        e.schedule_id,
+        e.scheduled_for
     ])?;
     Ok(())
 }

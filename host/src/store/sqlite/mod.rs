@@ -13,8 +13,10 @@ mod durable;
 mod read;
 mod schema;
 mod stores;
+mod summary;
 #[cfg(test)]
 mod tests;
+mod triggers;
 mod writer;
 
 use std::path::Path;
@@ -118,6 +120,8 @@ impl SqliteStore {
             approvals: store.clone(),
             conversations: store.clone(),
             memory: store.clone(),
+            schedules: store.clone(),
+            hooks: store.clone(),
             blobs,
             backend: store,
         })

@@ -29,7 +29,7 @@ const EXECUTION_COLUMNS: &str = "id, agent_id, agent_name, agent_version_id, age
     completion_tokens, total_tokens, cache_read_tokens, cache_write_tokens, cost_usd, model_used,
     llm_provider, first_token_ms, tool_ms, n_tool_calls, tool_calls, parent_id, depth,
     n_artifacts, n_screenshots, usage_estimated, conversation_id, memory_stores, output_partial,
-    turn_key, session_set";
+    turn_key, session_set, schedule_id, scheduled_for";
 
 fn execution_from_row(r: &Row<'_>) -> rusqlite::Result<Execution> {
     let status: String = r.get(5)?;
@@ -95,6 +95,8 @@ fn execution_from_row(r: &Row<'_>) -> rusqlite::Result<Execution> {
         output_partial: r.get(46)?,
         turn_key: r.get(47)?,
         session_set: r.get::<_, Option<String>>(48)?.map(raw),
+        schedule_id: r.get(49)?,
+        scheduled_for: r.get(50)?,
     })
 }
 
@@ -166,6 +168,10 @@ pub fn executions(conn: &Connection, f: &ExecutionFilter) -> anyhow::Result<(Vec
     if let Some(v) = &f.conversation_id {
         args.push(v);
         sql.push_str(&format!(" AND conversation_id = ?{}", args.len()));
+    }
+    if let Some(v) = &f.schedule_id {
+        args.push(v);
+        sql.push_str(&format!(" AND schedule_id = ?{}", args.len()));
     }
     if let Some(v) = &f.created_after {
         args.push(v);

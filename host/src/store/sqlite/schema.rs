@@ -288,6 +288,52 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE executions ADD COLUMN turn_key TEXT;
     ALTER TABLE executions ADD COLUMN session_set TEXT;
     "#,
+    // 13: schedules, and the schedule and slot of each run they make.
+    r#"
+    ALTER TABLE executions ADD COLUMN schedule_id TEXT;
+    ALTER TABLE executions ADD COLUMN scheduled_for INTEGER;
+    CREATE TABLE schedules (
+        id TEXT PRIMARY KEY,
+        workspace TEXT NOT NULL,
+        agent_id TEXT NOT NULL,
+        version INTEGER,
+        cron TEXT NOT NULL,
+        timezone TEXT NOT NULL,
+        input TEXT NOT NULL,
+        metadata TEXT NOT NULL,
+        priority INTEGER NOT NULL,
+        overlap TEXT NOT NULL,
+        catchup_window_secs INTEGER NOT NULL,
+        enabled INTEGER NOT NULL,
+        end_at INTEGER,
+        next_run_at INTEGER,
+        last_slot INTEGER,
+        last_execution_id TEXT,
+        buffered_slot INTEGER,
+        pending_execution_id TEXT,
+        runs INTEGER NOT NULL,
+        skipped INTEGER NOT NULL,
+        last_error TEXT,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX schedules_by_workspace ON schedules (workspace, id);
+    CREATE INDEX schedules_due ON schedules (enabled, next_run_at);
+    CREATE INDEX schedules_pending ON schedules (pending_execution_id) WHERE pending_execution_id IS NOT NULL;
+    CREATE INDEX schedules_buffered ON schedules (buffered_slot) WHERE buffered_slot IS NOT NULL;
+    "#,
+    // 14: incoming webhooks.
+    r#"
+    CREATE TABLE hooks (
+        id TEXT PRIMARY KEY,
+        workspace TEXT NOT NULL,
+        agent_id TEXT NOT NULL,
+        description TEXT NOT NULL,
+        secret TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX hooks_by_workspace ON hooks (workspace, id);
+    "#,
 ];
 
 /// Connection settings every connection gets.

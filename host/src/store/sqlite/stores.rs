@@ -7,9 +7,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::apply::Write;
-use super::{SqliteStore, read};
+use super::{SqliteStore, read, summary};
 use crate::events::{Event, EventSink};
-use crate::record::{Agent, AgentVersion, ApiKey, Artifact, Execution, LogLine, Status, Step};
+use crate::record::{Agent, AgentSummary, AgentVersion, ApiKey, Artifact, Execution, LogLine, Status, Step};
 use crate::store::{
     AgentStore, Backend, Commit, EventBudget, EventStore, ExecutionFilter, ExecutionStore, FinalRecord,
     IdempotencyRecord, IdempotencyStore, KeyStore, KvStore, StorageFailure, StoreError,
@@ -96,6 +96,11 @@ impl ExecutionStore for SqliteStore {
     async fn artifact(&self, execution_id: &str, id: &str) -> Result<Option<Artifact>, StoreError> {
         let (execution_id, id) = (execution_id.to_owned(), id.to_owned());
         self.query(move |c| read::artifact(c, &execution_id, &id)).await
+    }
+
+    async fn summary(&self, agent_id: &str, since: i64) -> Result<AgentSummary, StoreError> {
+        let agent_id = agent_id.to_owned();
+        self.query(move |c| summary::summary(c, &agent_id, since)).await
     }
 }
 

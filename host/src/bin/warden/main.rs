@@ -1,7 +1,7 @@
 //! The `warden` binary: `serve` runs the host; `keys` manages API keys in a data
 //! dir (operator commands, on the host's machine); the other commands (deploy,
-//! run, chat, executions, agents, conversations, approvals) are an HTTP client
-//! of a running server.
+//! run, chat, executions, agents, schedules, conversations, approvals) are an
+//! HTTP client of a running server.
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -14,6 +14,9 @@ use serde_json::Value;
 use warden_host::app::App;
 use warden_host::client::Client;
 use warden_host::config::Config;
+
+mod chat;
+mod schedules;
 
 warden_host::use_mimalloc!();
 
@@ -84,6 +87,11 @@ enum Command {
         /// Continue this conversation instead of starting one.
         #[arg(long)]
         conversation: Option<String>,
+    },
+    /// Run agents on cron schedules.
+    Schedules {
+        #[command(subcommand)]
+        command: schedules::SchedulesCommand,
     },
     /// Inspect and delete conversations.
     Conversations {
@@ -312,7 +320,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             AgentsCommand::List => client()?.get("/v1/agents", &[]).await?,
             AgentsCommand::Get { agent } => client()?.get(&format!("/v1/agents/{agent}"), &[]).await?,
         },
-        Command::Chat { agent, conversation } => return chat(&client()?, &agent, conversation).await,
+        Command::Chat { agent, conversation } => return chat::chat(&client()?, &agent, conversation).await,
+        Command::Schedules { command } => schedules::run(&client()?, command).await?,
         Command::Conversations { command } => match command {
             ConversationsCommand::List { agent, limit, after } => {
                 let mut q = Vec::new();
@@ -371,60 +380,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     };
     println!("{}", serde_json::to_string_pretty(&output)?);
-    Ok(())
-}
-
-/// `warden chat`: reads a message a line, sends it as the conversation's next
-/// turn and prints the answer as it streams. Ends at the end of input.
-async fn chat(client: &Client, agent: &str, conversation: Option<String>) -> anyhow::Result<()> {
-    use std::io::Write;
-    use tokio::io::AsyncBufReadExt;
-    let conversation = match conversation {
-        Some(id) => id,
-        None => {
-            let made = client
-                .post_json("/v1/conversations", &serde_json::json!({ "agent": agent }))
-                .await?;
-            made["id"]
-                .as_str()
-                .context("the server made no conversation id")?
-                .to_owned()
-        }
-    };
-    let interactive = std::io::stdin().is_terminal();
-    eprintln!("conversation {conversation} with {agent} (continue it later with --conversation {conversation})");
-    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-    loop {
-        if interactive {
-            eprint!("> ");
-        }
-        let Some(line) = lines.next_line().await? else { break };
-        if line.trim().is_empty() {
-            continue;
-        }
-        let mut streamed = false;
-        let (kind, end) = client
-            .chat_turn(agent, &conversation, &line, |delta| {
-                streamed = true;
-                print!("{delta}");
-                let _ = std::io::stdout().flush();
-            })
-            .await?;
-        if kind == "done" {
-            if !streamed {
-                let output = serde_json::value::to_raw_value(&end["output"])?;
-                print!("{}", warden_host::record::assistant_text(&output));
-            }
-            println!();
-        } else {
-            println!();
-            eprintln!(
-                "the turn ended {}: {}",
-                end["status"].as_str().unwrap_or("failed"),
-                end["error"]["message"].as_str().unwrap_or("")
-            );
-        }
-    }
     Ok(())
 }
 

@@ -1,0 +1,215 @@
+//! Firing: one loop sleeps until the earliest slot (or a change), then takes
+//! the schedules due, a few at a time, each on its own (one that fails never
+//! holds up the others). A slot's run is fixed (its execution id) and the
+//! schedule advanced in one commit before the run is made, so a restart makes
+//! a fixed run that is missing and never a slot twice. After downtime the
+//! newest missed slot runs if it is inside the catch-up window; the overlap
+//! policy is checked against the schedule's previous run.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::watch;
+
+use super::Schedules;
+use super::cron::Pattern;
+use crate::executions::{Accepted, NewExecution, SubmitError, Target};
+use crate::record::{Overlap, Schedule, Trigger};
+use crate::store::StoreError;
+use crate::{ids, time};
+
+/// Schedules read per pass.
+const BATCH: u32 = 500;
+/// Schedules handled at once.
+const CONCURRENCY: usize = 32;
+/// Longest the loop sleeps without looking (a buffered slot's previous run
+/// ending is noticed by then at the latest).
+const MAX_SLEEP: Duration = Duration::from_secs(1);
+
+pub(super) async fn run(schedules: Weak<Schedules>, mut closing: watch::Receiver<bool>) {
+    loop {
+        let Some(this) = schedules.upgrade() else { return };
+        if *closing.borrow() {
+            return;
+        }
+        let now = time::now_ms();
+        let full = match this.store.due(now, BATCH).await {
+            Ok(due) => {
+                let n = due.len();
+                futures_util::stream::iter(due)
+                    .for_each_concurrent(CONCURRENCY, |s| {
+                        let this = Arc::clone(&this);
+                        async move {
+                            let id = s.id.clone();
+                            if let Err(e) = this.handle(s, now).await {
+                                tracing::warn!(schedule = %id, error = %e, "a schedule could not fire");
+                            }
+                        }
+                    })
+                    .await;
+                n == BATCH as usize
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the schedules due");
+                false
+            }
+        };
+        if full {
+            continue;
+        }
+        let next = this.store.next_due().await.ok().flatten();
+        let wait = next.map_or(MAX_SLEEP, |t| {
+            Duration::from_millis(t.saturating_sub(time::now_ms()).max(0) as u64).min(MAX_SLEEP)
+        });
+        // (It holds the schedules for at most a second: a closing host ends it.)
+        let woken = this.wake.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = woken => {}
+            _ = closing.changed() => {}
+        }
+    }
+}
+
+impl Schedules {
+    /// Whether the schedule's previous run has not ended.
+    async fn previous_runs(&self, s: &Schedule) -> Result<bool, StoreError> {
+        let Some(id) = &s.last_execution_id else {
+            return Ok(false);
+        };
+        if let Some(done) = self.executions.watch(id) {
+            return Ok(done.borrow().as_ref().is_none_or(|e| !e.status.is_terminal()));
+        }
+        Ok(self
+            .executions_store
+            .get(id)
+            .await?
+            .is_some_and(|e| !e.status.is_terminal()))
+    }
+
+    /// One due schedule: a fixed run made, a buffered slot run, a slot fired
+    /// or skipped, and the next slot set.
+    async fn handle(&self, due: Schedule, now: i64) -> anyhow::Result<()> {
+        let _turn = self.stripe(&due.id).lock().await;
+        // Read again under the lock: changed or deleted meanwhile.
+        let Some(mut s) = self.store.get(&due.id).await? else {
+            return Ok(());
+        };
+        if !s.enabled {
+            return Ok(());
+        }
+        if let Some(id) = s.pending_execution_id.clone() {
+            self.make_fixed(&mut s, id).await?;
+        }
+        if let Some(slot) = s.buffered_slot
+            && !self.previous_runs(&s).await?
+        {
+            s.buffered_slot = None;
+            self.fire(&mut s, slot).await.ok();
+        }
+        let Some(next) = s.next_run_at.filter(|t| *t <= now) else {
+            return Ok(());
+        };
+        let pattern = Pattern::parse(&s.cron, &s.timezone)?;
+        // The newest slot missed (the one due, unless the host was down).
+        let slot = pattern.latest_until(now).unwrap_or(next).max(next);
+        let window = (s.catchup_window_secs.min(i64::MAX as u64 / 1000) * 1000) as i64;
+        s.next_run_at = pattern
+            .next_after(now.max(slot))
+            .filter(|t| s.end_at.is_none_or(|end| *t <= end));
+        if s.next_run_at.is_none() {
+            s.enabled = false;
+        }
+        if now - slot > window.max(MAX_SLEEP.as_millis() as i64) {
+            // Missed by more than the window: skipped.
+            s.skipped += 1;
+            s.last_slot = Some(slot);
+            return self.save(s).await;
+        }
+        match (s.overlap, self.previous_runs(&s).await?) {
+            (Overlap::Allow, _) | (_, false) => {
+                self.fire(&mut s, slot).await.ok();
+                Ok(())
+            }
+            (Overlap::Skip, true) => {
+                s.skipped += 1;
+                s.last_slot = Some(slot);
+                self.save(s).await
+            }
+            (Overlap::BufferOne, true) => {
+                if s.buffered_slot.is_some() {
+                    s.skipped += 1;
+                }
+                s.buffered_slot = Some(slot);
+                s.last_slot = Some(slot);
+                self.save(s).await
+            }
+        }
+    }
+
+    async fn save(&self, mut s: Schedule) -> anyhow::Result<()> {
+        s.updated_at = time::now_ms();
+        self.store.save(s).await?;
+        Ok(())
+    }
+
+    /// A run fixed before a restart: made now unless it exists.
+    async fn make_fixed(&self, s: &mut Schedule, id: String) -> anyhow::Result<()> {
+        let exists = self.executions.watch(&id).is_some() || self.executions_store.get(&id).await?.is_some();
+        let slot = s.last_slot.unwrap_or_else(time::now_ms);
+        let made = if exists {
+            Ok(())
+        } else {
+            self.submit(s, id, slot).await.map(drop)
+        };
+        s.pending_execution_id = None;
+        s.last_error = made.err().map(|e| e.to_string());
+        self.save(s.clone()).await
+    }
+
+    /// Fires a slot: the run fixed and the schedule advanced in one commit,
+    /// then the run made.
+    pub(super) async fn fire(&self, s: &mut Schedule, slot: i64) -> Result<Accepted, super::ScheduleError> {
+        let id = ids::execution();
+        s.pending_execution_id = Some(id.clone());
+        s.last_slot = Some(slot);
+        s.last_execution_id = Some(id.clone());
+        s.runs += 1;
+        s.updated_at = time::now_ms();
+        self.store.save(s.clone()).await?;
+        let made = self.submit(s, id, slot).await;
+        if matches!(made, Err(SubmitError::ShuttingDown)) {
+            // Left fixed: the next start makes it.
+            return Ok(made?);
+        }
+        s.pending_execution_id = None;
+        s.last_error = made.as_ref().err().map(ToString::to_string);
+        if made.is_err() {
+            s.runs -= 1;
+        }
+        s.updated_at = time::now_ms();
+        self.store.save(s.clone()).detach();
+        Ok(made?)
+    }
+
+    async fn submit(&self, s: &Schedule, id: String, slot: i64) -> Result<Accepted, SubmitError> {
+        let mut new = NewExecution::new(
+            Target::Agent {
+                workspace: s.workspace.clone(),
+                agent: s.agent_id.clone(),
+                version: s.version,
+            },
+            Arc::clone(&s.input),
+            Trigger::Schedule,
+        );
+        new.id = Some(id);
+        new.metadata = Some(Arc::clone(&s.metadata));
+        new.priority = Some(s.priority);
+        new.schedule = Some((s.id.clone(), slot));
+        new.durable = true;
+        self.executions.submit(new).await
+    }
+}
