@@ -40,6 +40,7 @@ mod scheduling;
 mod shutdown;
 mod store;
 mod store_conversations;
+mod store_triggers;
 mod tools;
 mod webhooks;
 

@@ -174,7 +174,9 @@ async fn signed_messages_run_the_agent_once_and_others_are_refused() {
         (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
         "{error}"
     );
-    // Deleted: its URL is gone.
+    // Deleting needs a key; then its URL is gone.
+    let (status, _) = anonymous.delete(&url).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, _) = server.delete(&url).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, _) = send(&anonymous, &url, &headers, body).await;

@@ -1,0 +1,116 @@
+//! The store's conformance suite, continued: schedules (saved whole, listed by
+//! workspace, the due ones found by their next slot or a run fixed or a slot
+//! buffered) and incoming hooks (with their secrets).
+
+use std::sync::Arc;
+
+use serde_json::value::RawValue;
+use warden_host::record::{Hook, Overlap, Schedule};
+use warden_host::store::{ScheduleFilter, Stores};
+
+fn schedule(id: &str, workspace: &str, next_run_at: Option<i64>) -> Schedule {
+    let raw = |t: &str| -> Arc<RawValue> { RawValue::from_string(t.to_owned()).unwrap().into() };
+    Schedule {
+        id: id.into(),
+        workspace: workspace.into(),
+        agent_id: "agt_a".into(),
+        version: Some(2),
+        cron: "*/5 * * * * *".into(),
+        timezone: "Europe/Paris".into(),
+        input: raw(r#"{"n":1}"#),
+        metadata: raw("{}"),
+        priority: 60,
+        overlap: Overlap::BufferOne,
+        catchup_window_secs: 30,
+        enabled: true,
+        end_at: None,
+        next_run_at,
+        last_slot: None,
+        last_execution_id: None,
+        buffered_slot: None,
+        pending_execution_id: None,
+        runs: 0,
+        skipped: 0,
+        last_error: None,
+        created_at: 1,
+        updated_at: 1,
+    }
+}
+
+pub async fn schedules(s: Stores) {
+    s.schedules.save(schedule("sch_1", "w1", Some(100))).await.unwrap();
+    s.schedules.save(schedule("sch_2", "w1", Some(200))).await.unwrap();
+    s.schedules.save(schedule("sch_3", "w2", Some(50))).await.unwrap();
+    let got = s.schedules.get("sch_1").await.unwrap().unwrap();
+    assert_eq!(
+        (got.version, got.overlap, got.priority, got.input.get()),
+        (Some(2), Overlap::BufferOne, 60, r#"{"n":1}"#)
+    );
+    assert_eq!(got.timezone, "Europe/Paris");
+    // Due: by next slot, the most overdue first; across workspaces (one loop fires them all).
+    let due: Vec<String> = s
+        .schedules
+        .due(150, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(due, ["sch_3", "sch_1"]);
+    assert_eq!(s.schedules.next_due().await.unwrap(), Some(50));
+    // A fixed run or a buffered slot makes one due whatever its next slot.
+    let mut fixed = schedule("sch_2", "w1", Some(200));
+    fixed.pending_execution_id = Some("exec_9".into());
+    fixed.runs = 4;
+    s.schedules.save(fixed).await.unwrap();
+    let due: Vec<String> = s
+        .schedules
+        .due(150, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(due, ["sch_3", "sch_1", "sch_2"]);
+    assert_eq!(s.schedules.get("sch_2").await.unwrap().unwrap().runs, 4, "saved whole");
+    // Disabled ones are never due.
+    let mut off = schedule("sch_3", "w2", Some(50));
+    off.enabled = false;
+    s.schedules.save(off).await.unwrap();
+    assert_eq!(s.schedules.next_due().await.unwrap(), Some(100));
+    let filter = |enabled: Option<bool>, after: Option<&str>, limit| ScheduleFilter {
+        workspace: "w1".into(),
+        agent_id: Some("agt_a".into()),
+        enabled,
+        after: after.map(Into::into),
+        limit,
+    };
+    let (page, more) = s.schedules.list(filter(None, None, 1)).await.unwrap();
+    assert_eq!((page[0].id.as_str(), more), ("sch_2", true));
+    let (page, more) = s.schedules.list(filter(Some(true), Some("sch_2"), 5)).await.unwrap();
+    assert_eq!((page.len(), more), (1, false));
+    s.schedules.delete("sch_1").await.unwrap();
+    assert!(s.schedules.get("sch_1").await.unwrap().is_none());
+}
+
+pub async fn hooks(s: Stores) {
+    let hook = |id: &str, workspace: &str| Hook {
+        id: id.into(),
+        workspace: workspace.into(),
+        agent_id: "agt_a".into(),
+        description: "d".into(),
+        url: Hook::url_of(id),
+        secret: "whsec_abc".into(),
+        created_at: 1,
+    };
+    s.hooks.create(hook("hook_1", "w1")).await.unwrap();
+    s.hooks.create(hook("hook_2", "w2")).await.unwrap();
+    let got = s.hooks.get("hook_1").await.unwrap().unwrap();
+    assert_eq!(
+        (got.secret.as_str(), got.url.as_str()),
+        ("whsec_abc", "/v1/hooks/hook_1")
+    );
+    assert_eq!(s.hooks.list("w1").await.unwrap().len(), 1);
+    s.hooks.delete("hook_1").await.unwrap();
+    assert!(s.hooks.get("hook_1").await.unwrap().is_none());
+}
