@@ -173,3 +173,51 @@ async fn cli_chats_turn_by_turn_and_manages_conversations() {
     assert!(String::from_utf8_lossy(&gone.stderr).contains("not_found"));
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_manages_schedules() {
+    let server = Server::start().await;
+    server.deploy("echo", serde_json::json!({})).await;
+    let base = server.base.clone();
+    let (made, listed, paused, resumed, triggered, got, deleted) = tokio::task::spawn_blocking(move || {
+        let made = warden(
+            &base,
+            &[
+                "schedules",
+                "create",
+                "echo",
+                "--cron",
+                "0 9 * * MON",
+                "--timezone",
+                "Europe/Paris",
+                "--input",
+                r#"{"n":1}"#,
+                "--overlap",
+                "buffer_one",
+            ],
+        );
+        let id = made["id"].as_str().unwrap().to_owned();
+        let listed = warden(&base, &["schedules", "list", "--agent", "echo"]);
+        let paused = warden(&base, &["schedules", "pause", &id]);
+        let resumed = warden(&base, &["schedules", "resume", &id]);
+        let triggered = warden(&base, &["schedules", "trigger", &id]);
+        let got = warden(&base, &["schedules", "get", &id]);
+        let deleted = warden(&base, &["schedules", "delete", &id]);
+        (made, listed, paused, resumed, triggered, got, deleted)
+    })
+    .await
+    .unwrap();
+    assert_eq!(made["timezone"], "Europe/Paris");
+    assert_eq!(made["overlap"], "buffer_one");
+    assert_eq!(made["input"], serde_json::json!({ "n": 1 }));
+    assert!(made["description"].as_str().unwrap().contains("Monday"), "{made}");
+    assert_eq!(listed["data"][0]["id"], made["id"]);
+    assert_eq!(
+        (paused["enabled"].as_bool(), resumed["enabled"].as_bool()),
+        (Some(false), Some(true))
+    );
+    assert_eq!(triggered["trigger"], "schedule");
+    assert_eq!(got["runs"], 1, "{got}");
+    assert_eq!(deleted["deleted"], made["id"]);
+    server.stop().await;
+}
