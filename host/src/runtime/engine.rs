@@ -1,12 +1,13 @@
 //! The one wasmtime `Engine` and its epoch ticker.
 //!
 //! Engine settings: pooling allocator sized from the config, fuel metering, epoch
-//! interruption (a ticker thread advances the epoch every [`TICK`]; running guests
-//! yield to tokio at each tick, so wall-clock limits and cancellation take effect
-//! within a tick). Nothing else builds an Engine.
+//! interruption (a ticker thread advances the epoch every [`TICK`] while a guest
+//! runs, and sleeps while none does; running guests yield to tokio at each
+//! tick, so wall-clock limits and cancellation take effect within a tick).
+//! Nothing else builds an Engine.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -70,18 +71,31 @@ pub fn compiler() -> anyhow::Result<Engine> {
     Engine::new(&code_settings()).map_err(anyhow::Error::from)
 }
 
-/// Advances the engine's epoch every [`TICK`] until dropped.
+/// Advances the engine's epoch every [`TICK`] while a guest runs, until
+/// dropped; with no guest running it sleeps (an idle host wakes for nothing).
 pub struct Ticker {
     stop: Arc<AtomicBool>,
+    /// Runs under way (see [`Ticker::running`]).
+    active: Arc<AtomicUsize>,
+    thread: std::thread::Thread,
 }
+
+/// Longest the ticker sleeps with no guest running before it looks again.
+const IDLE_PARK: Duration = Duration::from_millis(500);
 
 impl Ticker {
     pub fn start(engine: &Engine) -> anyhow::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
+        let active = Arc::new(AtomicUsize::new(0));
         let weak = engine.weak();
-        let flag = Arc::clone(&stop);
-        std::thread::Builder::new().name("warden-epoch".into()).spawn(move || {
+        let (flag, runs) = (Arc::clone(&stop), Arc::clone(&active));
+        let handle = std::thread::Builder::new().name("warden-epoch".into()).spawn(move || {
             while !flag.load(Ordering::Relaxed) {
+                if runs.load(Ordering::Acquire) == 0 {
+                    // Woken by the next run's start.
+                    std::thread::park_timeout(IDLE_PARK);
+                    continue;
+                }
                 std::thread::sleep(TICK);
                 match weak.upgrade() {
                     Some(engine) => engine.increment_epoch(),
@@ -89,12 +103,34 @@ impl Ticker {
                 }
             }
         })?;
-        Ok(Self { stop })
+        Ok(Self {
+            stop,
+            active,
+            thread: handle.thread().clone(),
+        })
+    }
+
+    /// A guest runs until the guard drops: the epoch advances meanwhile.
+    pub fn running(&self) -> Running {
+        if self.active.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.thread.unpark();
+        }
+        Running(Arc::clone(&self.active))
+    }
+}
+
+/// A run under way, for the ticker.
+pub struct Running(Arc<AtomicUsize>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 impl Drop for Ticker {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        self.thread.unpark();
     }
 }

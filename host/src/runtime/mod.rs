@@ -65,7 +65,7 @@ pub struct Runtime {
     linker: Linker<RunState>,
     cache: ComponentCache,
     capture: CaptureLimits,
-    _ticker: Ticker,
+    ticker: Ticker,
 }
 
 /// A host import's decision to end the run with a code (`budget_exceeded`, ...).
@@ -144,7 +144,7 @@ impl Runtime {
             linker,
             cache,
             capture: config.capture,
-            _ticker: ticker,
+            ticker,
         })
     }
 
@@ -196,6 +196,8 @@ impl Runtime {
         grants: Grants,
         cancel: impl Future<Output = ()>,
     ) -> RunOutcome {
+        // The epoch advances while this run lasts.
+        let _running = self.ticker.running();
         let record = RunRecord::new(self.capture, Some(Arc::clone(&grants.events)));
         record.announced(grants.announced.0, grants.announced.1);
         let mut store = Store::new(
