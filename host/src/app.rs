@@ -22,6 +22,7 @@ use crate::schedules::Schedules;
 use crate::store::Stores;
 use crate::tools::Tools;
 use crate::webhooks::Webhooks;
+use crate::webhooks::outgoing::Outgoing;
 
 pub struct App {
     pub config: Config,
@@ -33,6 +34,7 @@ pub struct App {
     pub memory: Arc<Memory>,
     pub schedules: Arc<Schedules>,
     pub webhooks: Webhooks,
+    pub outgoing: Arc<Outgoing>,
     pub auth: Auth,
     pub started: Instant,
 }
@@ -72,6 +74,7 @@ impl App {
         );
         deployer.load().await?;
         let memory = Arc::new(Memory::new(&stores, config.memory));
+        let outgoing = Outgoing::open(&stores, config.webhooks.clone()).await?;
         let executions = Executions::new(
             &config,
             &stores,
@@ -81,11 +84,13 @@ impl App {
                 llm,
                 tools: Arc::new(Tools::new(config.tools.clone(), Arc::clone(&stores.kv))?),
                 memory: Arc::clone(&memory),
+                outbox: Arc::clone(&outgoing) as Arc<dyn crate::ports::Outbox>,
             },
         );
         executions.start().await?;
         let schedules = Schedules::new(&stores, Arc::clone(&executions), Arc::clone(&registry));
         schedules.start();
+        outgoing.start(executions.closing());
         let webhooks = Webhooks::new(&stores, Arc::clone(&executions), Arc::clone(&registry));
         if config.deploy_examples && registry.is_empty() {
             for example in bundled::EXAMPLES {
@@ -108,6 +113,7 @@ impl App {
             memory,
             schedules,
             webhooks,
+            outgoing,
             auth,
             started: Instant::now(),
         }))

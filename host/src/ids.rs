@@ -65,6 +65,14 @@ pub fn hook() -> String {
     with_prefix("hook_")
 }
 
+pub fn subscription() -> String {
+    with_prefix("whk_")
+}
+
+pub fn message() -> String {
+    with_prefix("msg_")
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

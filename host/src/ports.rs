@@ -213,3 +213,14 @@ pub trait Memories: Send + Sync {
         max_tokens: u64,
     ) -> Result<(Vec<crate::record::Turn>, bool), MemoryError>;
 }
+
+/// Where events go out as webhooks: the deliveries owed to a workspace's
+/// subscriptions (stored by the caller with what they announce), and a nudge
+/// once they are stored.
+pub trait Outbox: Send + Sync {
+    /// The deliveries of `event` of `workspace` (none without a subscriber;
+    /// `data` is made only when there is one).
+    fn deliveries(&self, workspace: &str, event: &str, data: &dyn Fn() -> String) -> Vec<crate::record::Delivery>;
+    /// Deliveries were stored: send them.
+    fn stored(&self);
+}

@@ -29,3 +29,9 @@ pub fn serialize_opt<S: Serializer>(ms: &Option<i64>, s: S) -> Result<S::Ok, S::
         None => s.serialize_none(),
     }
 }
+
+/// Reads what [`serialize`] wrote.
+pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let text = <String as serde::Deserialize>::deserialize(d)?;
+    parse(&text).ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not an RFC 3339 time")))
+}

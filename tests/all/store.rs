@@ -252,6 +252,7 @@ async fn finish(s: Stores) {
     }];
     s.executions
         .finish(FinalRecord {
+            deliveries: Vec::new(),
             turns: Vec::new(),
             execution: e,
             logs,
@@ -500,6 +501,7 @@ async fn sweep(s: Stores) {
         let events = log.end(&EventData::end_of(&e));
         s.executions
             .finish(FinalRecord {
+                deliveries: Vec::new(),
                 turns: Vec::new(),
                 execution: e,
                 logs: vec![line(1, "x")],
@@ -606,6 +608,7 @@ async fn journals(s: Stores) {
     ended.completed_at = Some(20);
     s.executions
         .finish(FinalRecord {
+            deliveries: Vec::new(),
             turns: Vec::new(),
             execution: ended,
             logs: Vec::new(),
@@ -759,6 +762,7 @@ async fn approvals(s: Stores) {
     ended.completed_at = Some(60);
     s.executions
         .finish(FinalRecord {
+            deliveries: Vec::new(),
             turns: Vec::new(),
             execution: ended,
             logs: Vec::new(),

@@ -108,6 +108,7 @@ pub async fn conversations(s: Stores) {
     ];
     s.executions
         .finish(FinalRecord {
+            deliveries: Vec::new(),
             execution: e,
             logs: Vec::new(),
             steps: Vec::new(),
@@ -161,6 +162,7 @@ pub async fn conversations(s: Stores) {
     late.completed_at = Some(31);
     s.executions
         .finish(FinalRecord {
+            deliveries: Vec::new(),
             execution: late,
             logs: Vec::new(),
             steps: Vec::new(),

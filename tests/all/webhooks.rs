@@ -1,8 +1,10 @@
-//! Incoming webhooks, signed by an implementation nobody on the team wrote:
+//! Webhooks in and out, checked by an implementation nobody on the team wrote:
 //! the `standardwebhooks` package from PyPI (installed by `scripts/test` into
 //! `target/webhooks-venv`). A signed message runs the hook's agent once per
 //! `webhook-id`; unsigned, badly signed, stale and replayed-with-another-body
-//! messages are refused.
+//! messages are refused. Events go out signed (verified by the package),
+//! retried after a failure, recorded attempt by attempt, redelivered on
+//! request; private addresses are refused unless allowed.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -183,4 +185,209 @@ async fn signed_messages_run_the_agent_once_and_others_are_refused() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = server.post_json("/v1/hooks", &json!({ "agent": "nobody" })).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// A loopback receiver: answers each message with the next status of
+/// `statuses` (then 200), and keeps what it was sent.
+struct Receiver {
+    url: String,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, String)>>>,
+}
+
+async fn receiver(statuses: Vec<u16>) -> Receiver {
+    use axum::http::StatusCode as S;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let statuses = std::sync::Arc::new(std::sync::Mutex::new(statuses.into_iter()));
+    let app = axum::Router::new().route(
+        "/in",
+        axum::routing::post({
+            let seen = std::sync::Arc::clone(&seen);
+            move |headers: axum::http::HeaderMap, body: String| {
+                let (seen, statuses) = (std::sync::Arc::clone(&seen), std::sync::Arc::clone(&statuses));
+                async move {
+                    seen.lock().unwrap().push((headers, body));
+                    let next = statuses.lock().unwrap().next().unwrap_or(200);
+                    S::from_u16(next).unwrap()
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/in", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Receiver { url, seen }
+}
+
+/// Whether the reference package accepts a received message for `secret`.
+fn verified(secret: &str, headers: &axum::http::HeaderMap, body: &str) -> bool {
+    let header = |n: &str| headers.get(n).unwrap().to_str().unwrap().to_owned();
+    let out = Command::new(python())
+        .args([
+            "-c",
+            "import sys; from standardwebhooks import Webhook; \
+             Webhook(sys.argv[1]).verify(sys.argv[2], {'webhook-id': sys.argv[3], 'webhook-timestamp': sys.argv[4], \
+             'webhook-signature': sys.argv[5]})",
+            secret,
+            body,
+            &header("webhook-id"),
+            &header("webhook-timestamp"),
+            &header("webhook-signature"),
+        ])
+        .output()
+        .expect("python runs");
+    out.status.success()
+}
+
+async fn until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: never");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_delivered_signed_retried_recorded_and_redelivered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = test_config(tmp.path());
+    config.webhooks.allow_private_addresses = true;
+    config.webhooks.retry_schedule_secs = vec![1, 1];
+    let server = Server::start_with(config).await;
+    server.deploy("echo", json!({})).await;
+    server.deploy("ledger", json!({})).await;
+    let receiving = receiver(vec![500]).await;
+    let (status, made) = server
+        .post_json(
+            "/v1/webhooks",
+            &json!({ "url": receiving.url, "events": ["execution.completed", "approval.requested"] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let secret = made["secret"].as_str().unwrap().to_owned();
+    let id = made["id"].as_str().unwrap().to_owned();
+    let (status, bad) = server
+        .post_json(
+            "/v1/webhooks",
+            &json!({ "url": receiving.url, "events": ["execution.exploded"] }),
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&bad)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request")
+    );
+
+    // A run ends: its message fails once (500), then is retried and delivered.
+    let run = server.run("echo", json!({ "n": 7 })).await;
+    let seen = std::sync::Arc::clone(&receiving.seen);
+    let sent = until("two attempts", || {
+        let s = seen.lock().unwrap();
+        (s.len() >= 2).then(|| s.clone())
+    })
+    .await;
+    let (headers, body) = &sent[1];
+    assert!(verified(&secret, headers, body), "the reference package verifies it");
+    assert_eq!(
+        sent[0].0["webhook-id"], sent[1].0["webhook-id"],
+        "a retry is the same message"
+    );
+    let message: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(message["type"], "execution.completed");
+    assert_eq!(message["data"]["id"], run["id"]);
+    assert_eq!(message["data"]["output"]["echo"], json!({ "n": 7 }));
+    let page = loop {
+        let (_, page) = server.get(&format!("/v1/webhooks/{id}/deliveries")).await;
+        if page["data"][0]["status"] == "delivered" {
+            break page;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let delivery = &page["data"][0];
+    let codes: Vec<Value> = delivery["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["status_code"].clone())
+        .collect();
+    assert_eq!(codes, [json!(500), json!(200)], "{delivery}");
+    assert!(delivery["attempts"][0]["error"].as_str().unwrap().contains("500"));
+
+    // Redelivered by hand: the same message again.
+    let (status, again) = server
+        .post_json(
+            &format!(
+                "/v1/webhooks/{id}/deliveries/{}/redeliver",
+                delivery["id"].as_str().unwrap()
+            ),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, again["status"].as_str()),
+        (StatusCode::ACCEPTED, Some("pending")),
+        "{again}"
+    );
+    until("redelivered", || (seen.lock().unwrap().len() >= 3).then_some(())).await;
+    assert_eq!(
+        seen.lock().unwrap()[2].0["webhook-id"],
+        delivery["id"].as_str().unwrap()
+    );
+
+    // An approval request is announced too.
+    let (_, waiting) = server
+        .post_json(
+            "/v1/agents/ledger/execute",
+            &json!({ "input": { "approve": "Ship it?" }, "mode": "async" }),
+        )
+        .await;
+    let approval = until("the approval message", || {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .map(|(_, b)| serde_json::from_str::<Value>(b).unwrap())
+            .find(|m| m["type"] == "approval.requested")
+    })
+    .await;
+    assert_eq!(approval["data"]["execution_id"], waiting["id"]);
+    assert_eq!(approval["data"]["title"], "Ship it?");
+    let (status, _) = server.delete(&format!("/v1/webhooks/{id}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = server.get(&format!("/v1/webhooks/{id}/deliveries")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_address_is_refused_unless_allowed_and_failures_end_failed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = test_config(tmp.path());
+    config.webhooks.retry_schedule_secs = vec![1];
+    let server = Server::start_with(config).await;
+    server.deploy("echo", json!({})).await;
+    let receiving = receiver(vec![]).await;
+    let (_, made) = server
+        .post_json(
+            "/v1/webhooks",
+            &json!({ "url": receiving.url, "events": ["execution.completed"] }),
+        )
+        .await;
+    let id = made["id"].as_str().unwrap().to_owned();
+    server.run("echo", json!({})).await;
+    let delivery = loop {
+        let (_, page) = server.get(&format!("/v1/webhooks/{id}/deliveries")).await;
+        if page["data"][0]["status"] == "failed" {
+            break page["data"][0].clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let attempts = delivery["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "one try and one retry: {delivery}");
+    assert!(attempts[0]["error"].as_str().unwrap().contains("refused"), "{delivery}");
+    assert!(
+        receiving.seen.lock().unwrap().is_empty(),
+        "nothing reached the private address"
+    );
 }

@@ -17,6 +17,7 @@ use crate::runtime::component::ComponentError;
 use crate::schedules::ScheduleError;
 use crate::store::StoreError;
 use crate::webhooks::HookError;
+use crate::webhooks::outgoing::SubscriptionError;
 
 /// The body of every error response.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -293,6 +294,17 @@ impl From<HookError> for ApiError {
             HookError::Submit(s) => s.into(),
             HookError::Store(s) => s.into(),
             HookError::Internal(e) => ApiError::Internal(e),
+        }
+    }
+}
+
+impl From<SubscriptionError> for ApiError {
+    fn from(e: SubscriptionError) -> Self {
+        match e {
+            SubscriptionError::Invalid(m) => ApiError::unprocessable("invalid_request", m),
+            SubscriptionError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            SubscriptionError::Store(s) => s.into(),
+            SubscriptionError::Internal(e) => ApiError::Internal(e),
         }
     }
 }

@@ -17,6 +17,7 @@ mod memory;
 mod openapi;
 mod schedules;
 mod stream;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -82,6 +83,10 @@ pub fn documented_routes(app: &Arc<App>) -> OpenApiRouter<Arc<App>> {
         .routes(routes!(schedules::repeat))
         .routes(routes!(hooks::create, hooks::list))
         .routes(routes!(hooks::delete))
+        .routes(routes!(webhooks::create, webhooks::list))
+        .routes(routes!(webhooks::get, webhooks::delete))
+        .routes(routes!(webhooks::deliveries))
+        .routes(routes!(webhooks::redeliver))
         .route_layer(middleware::from_fn_with_state(Arc::clone(app), auth::middleware));
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(authenticated)

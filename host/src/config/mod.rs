@@ -52,6 +52,30 @@ pub struct Config {
     pub deploy: CompileConfig,
     pub durability: DurabilityConfig,
     pub memory: MemoryConfig,
+    pub webhooks: WebhooksConfig,
+}
+
+/// Outgoing webhooks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Let subscriptions reach loopback, private and link-local addresses.
+    pub allow_private_addresses: bool,
+    /// One attempt, start to end.
+    pub timeout_ms: u64,
+    /// The waits before each retry of a failed delivery; after the last, it
+    /// is `failed`.
+    pub retry_schedule_secs: Vec<u64>,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self {
+            allow_private_addresses: false,
+            timeout_ms: 10_000,
+            retry_schedule_secs: vec![5, 300, 1800, 7200, 18_000, 36_000, 36_000],
+        }
+    }
 }
 
 /// Conversations and memory: history budgets, caps, retention.
@@ -287,6 +311,7 @@ impl Default for Config {
             deploy: CompileConfig::default(),
             durability: DurabilityConfig::default(),
             memory: MemoryConfig::default(),
+            webhooks: WebhooksConfig::default(),
         }
     }
 }

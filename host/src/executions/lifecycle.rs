@@ -16,9 +16,12 @@ use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 
 use crate::events::{EventData, EventHub, EventLog};
-use crate::ports::{EffectRefused, Effects, Reach};
-use crate::record::{Approval, ExecError, Execution, LogLine, Status, Step, Turn, TurnRole, assistant_text, user_text};
-use crate::store::{ApprovalStore, Commit, EventStore, ExecutionStore, FinalRecord, StoreError, Stores};
+use crate::ports::{EffectRefused, Effects, Outbox, Reach};
+use crate::record::{
+    Approval, ExecError, Execution, ExecutionView, LogLine, Status, Step, Turn, TurnRole, assistant_text, user_text,
+};
+use crate::registry::Registry;
+use crate::store::{ApprovalStore, Commit, EventStore, ExecutionStore, FinalRecord, StoreError, Stores, WebhookStore};
 use crate::time;
 
 /// How an execution ends.
@@ -45,9 +48,13 @@ pub struct Lifecycle {
     executions: Arc<dyn ExecutionStore>,
     events: Arc<dyn EventStore>,
     approvals: Arc<dyn ApprovalStore>,
+    webhooks: Arc<dyn WebhookStore>,
     hub: Arc<EventHub>,
     /// Store each run's log, steps and events (config `capture.record_details`).
     details: bool,
+    /// Webhook deliveries of ends and approval requests.
+    outbox: Arc<dyn Outbox>,
+    registry: Arc<Registry>,
 }
 
 /// An end being stored: settle it to wait for the commit and publish the end.
@@ -57,17 +64,22 @@ pub struct Ending {
     log: Arc<EventLog>,
     hub: Arc<EventHub>,
     id: String,
+    /// Webhooks to send once the end is stored.
+    announce: Option<Arc<dyn Outbox>>,
 }
 
 impl Lifecycle {
-    pub fn new(stores: &Stores, details: bool) -> Self {
+    pub fn new(stores: &Stores, details: bool, outbox: Arc<dyn Outbox>, registry: Arc<Registry>) -> Self {
         let sink: Arc<dyn crate::events::EventSink> = stores.events.clone();
         Self {
             executions: Arc::clone(&stores.executions),
             events: Arc::clone(&stores.events),
             approvals: Arc::clone(&stores.approvals),
+            webhooks: Arc::clone(&stores.webhooks),
             hub: Arc::new(EventHub::new(sink)),
             details,
+            outbox,
+            registry,
         }
     }
 
@@ -205,6 +217,19 @@ impl Lifecycle {
         self.hub.close(id);
     }
 
+    /// Webhook deliveries of a new approval request, stored and sent.
+    pub async fn announce_approval(&self, approval: &Approval) {
+        let data = || serde_json::to_string(approval).unwrap_or_else(|_| "null".into());
+        let deliveries = self.outbox.deliveries(&approval.workspace, "approval.requested", &data);
+        if deliveries.is_empty() {
+            return;
+        }
+        match self.webhooks.deliver(deliveries).await {
+            Ok(()) => self.outbox.stored(),
+            Err(e) => tracing::warn!(approval = %approval.id, error = %e, "could not store its webhook deliveries"),
+        }
+    }
+
     /// running or awaiting_approval (whichever of `from` it is) → cancel_requested.
     pub async fn request_cancel(&self, id: &str, from: &[Status]) -> Result<(), StoreError> {
         if let Some(log) = self.hub.get(id) {
@@ -242,7 +267,18 @@ impl Lifecycle {
             Some(run) if self.details => run,
             _ => (Vec::new(), Vec::new()),
         };
+        let event = match to {
+            Status::Completed => "execution.completed",
+            Status::Cancelled => "execution.cancelled",
+            Status::Rejected => "execution.rejected",
+            _ => "execution.failed",
+        };
+        let workspace = self.registry.workspace_of(&execution.agent_id).unwrap_or_default();
+        let view = || serde_json::to_string(&ExecutionView::from(&*execution)).unwrap_or_else(|_| "null".into());
+        let deliveries = self.outbox.deliveries(&workspace, event, &view);
+        let announce = (!deliveries.is_empty()).then(|| Arc::clone(&self.outbox));
         let commit = self.executions.finish(FinalRecord {
+            deliveries,
             turns: turns_of(execution),
             execution: execution.clone(),
             logs,
@@ -254,6 +290,7 @@ impl Lifecycle {
             log: Arc::clone(log),
             hub: Arc::clone(&self.hub),
             id: execution.id.clone(),
+            announce,
         }
     }
 }
@@ -323,6 +360,9 @@ impl Ending {
     /// log (readers find the end in the store from now on).
     pub async fn settle(self) -> Result<(), StoreError> {
         let result = self.commit.await;
+        if let (Some(outbox), Ok(())) = (&self.announce, &result) {
+            outbox.stored();
+        }
         self.log.publish_end();
         self.hub.close(&self.id);
         result

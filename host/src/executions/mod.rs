@@ -39,7 +39,7 @@ use crate::config::{CaptureLimits, Config, DurabilityConfig};
 use crate::events::{EventHub, EventLog};
 use crate::llm::Llm;
 use crate::memory::Memory;
-use crate::ports::{ArtifactStore, ToolHost};
+use crate::ports::{ArtifactStore, Outbox, ToolHost};
 use crate::record::Execution;
 use crate::registry::{Registry, Version};
 use crate::runtime::Runtime;
@@ -98,6 +98,8 @@ pub struct Parts {
     pub llm: Arc<Llm>,
     pub tools: Arc<dyn ToolHost>,
     pub memory: Arc<Memory>,
+    /// Where ends and approval requests go out as webhooks.
+    pub outbox: Arc<dyn Outbox>,
 }
 
 pub struct Executions {
@@ -145,7 +147,12 @@ impl Executions {
                 durability: config.durability,
             },
             scheduler: Scheduler::new(config.max_concurrent_executions as usize, config.max_queued_executions),
-            lifecycle: Lifecycle::new(stores, config.capture.record_details),
+            lifecycle: Lifecycle::new(
+                stores,
+                config.capture.record_details,
+                Arc::clone(&parts.outbox),
+                Arc::clone(&parts.registry),
+            ),
             idempotency: IdempotencyKeys::new(config.idempotency_ttl_secs, Arc::clone(&stores.idempotency)),
             store: Arc::clone(&stores.executions),
             journal: Arc::clone(&stores.journal),

@@ -19,7 +19,7 @@ pub use self::conversation::{
     Conversation, MemoryEntry, MemoryStoreInfo, Turn, TurnRole, assistant_text, estimate_tokens, user_text,
 };
 pub use self::execution::{ErrorSource, ExecError, Execution, ExecutionView, Status, Timing, Trigger};
-pub use self::hook::Hook;
+pub use self::hook::{Attempt, Delivery, DeliveryStatus, Hook, Subscription, WEBHOOK_EVENTS};
 pub use self::journal::{JournalEntry, JournalKind};
 pub use self::key::{ApiKey, Role};
 pub use self::run::{Artifact, LogLevel, LogLine, LogStream, Step, ToolCallRecord, Usage};

@@ -22,8 +22,8 @@ use async_trait::async_trait;
 pub use self::commit::Commit;
 use crate::events::{Event, EventSink};
 use crate::record::{
-    Agent, AgentSummary, AgentVersion, ApiKey, Approval, ApprovalStatus, Artifact, Conversation, Decision, Execution,
-    Hook, JournalEntry, LogLine, MemoryEntry, MemoryStoreInfo, Schedule, Status, Step, Turn,
+    Agent, AgentSummary, AgentVersion, ApiKey, Approval, ApprovalStatus, Artifact, Conversation, Decision, Delivery,
+    Execution, Hook, JournalEntry, LogLine, MemoryEntry, MemoryStoreInfo, Schedule, Status, Step, Subscription, Turn,
 };
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -52,6 +52,8 @@ pub struct FinalRecord {
     /// Added to the execution's conversation (if it still exists), which
     /// counts them and the execution's tokens.
     pub turns: Vec<Turn>,
+    /// Webhook deliveries announcing the end.
+    pub deliveries: Vec<Delivery>,
 }
 
 /// Filters and cursor of an execution listing. Newest first; `after` is the last
@@ -327,6 +329,34 @@ pub trait HookStore: Send + Sync {
     async fn list(&self, workspace: &str) -> Result<Vec<Hook>, StoreError>;
 }
 
+/// Outgoing webhooks: subscriptions and the deliveries owed to them (an
+/// outbox: deliveries are stored with what they announce, then sent).
+#[async_trait]
+pub trait WebhookStore: Send + Sync {
+    fn subscribe(&self, subscription: Subscription) -> Commit;
+    /// Deletes a subscription and its deliveries.
+    fn unsubscribe(&self, id: &str) -> Commit;
+    async fn subscription(&self, id: &str) -> Result<Option<Subscription>, StoreError>;
+    /// Every subscription, oldest first.
+    async fn subscriptions(&self) -> Result<Vec<Subscription>, StoreError>;
+    /// Adds deliveries, or replaces them as they are now (an attempt made);
+    /// a subscription deleted meanwhile gets none.
+    fn deliver(&self, deliveries: Vec<Delivery>) -> Commit;
+    async fn delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError>;
+    /// Pending deliveries due at `now`, the most overdue first, at most `limit`.
+    async fn due(&self, now: i64, limit: u32) -> Result<Vec<Delivery>, StoreError>;
+    /// The earliest next attempt of any pending delivery.
+    async fn next_due(&self) -> Result<Option<i64>, StoreError>;
+    /// A subscription's deliveries, newest first, after `after`, and whether
+    /// more follow.
+    async fn deliveries(
+        &self,
+        subscription_id: &str,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<(Vec<Delivery>, bool), StoreError>;
+}
+
 /// An idempotency key: which execution a request made, and when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyRecord {
@@ -405,6 +435,7 @@ pub struct Stores {
     pub memory: Arc<dyn MemoryStore>,
     pub schedules: Arc<dyn ScheduleStore>,
     pub hooks: Arc<dyn HookStore>,
+    pub webhooks: Arc<dyn WebhookStore>,
     pub blobs: Arc<dyn BlobStore>,
     pub backend: Arc<dyn Backend>,
 }

@@ -6,7 +6,7 @@
 
 mod agent_call;
 mod browser;
-mod egress;
+pub mod egress;
 mod http_fetch;
 mod kv;
 

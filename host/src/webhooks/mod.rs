@@ -1,9 +1,11 @@
-//! Webhooks, incoming: a hook is a URL that runs one agent with the JSON body
+//! Webhooks. Outgoing ones ([`outgoing`]) send a workspace's events to its
+//! subscriptions. Incoming: a hook is a URL that runs one agent with the JSON body
 //! it is sent (`trigger: "webhook"`), accepted only when signed per Standard
 //! Webhooks with the hook's secret ([`signature`]), within five minutes of the
 //! sender's timestamp; a `webhook-id` seen in the last 24 hours gives the
 //! execution it made then, not a new one.
 
+pub mod outgoing;
 pub mod signature;
 
 use std::sync::Arc;

@@ -10,11 +10,12 @@ use rusqlite::{Connection, Transaction, params};
 use super::chunks::Chunks;
 use super::conversations::{self, MemoryWrite};
 use super::durable;
+use super::outbox;
 use super::triggers;
 use crate::events::Event;
 use crate::record::{
-    Agent, AgentVersion, ApiKey, Approval, Artifact, Decision, Execution, Hook, JournalEntry, LogLine, Schedule,
-    Status, Step,
+    Agent, AgentVersion, ApiKey, Approval, Artifact, Decision, Delivery, Execution, Hook, JournalEntry, LogLine,
+    Schedule, Status, Step, Subscription,
 };
 use crate::store::{BlobStore, FinalRecord, IdempotencyRecord};
 
@@ -113,6 +114,10 @@ pub enum Write {
     DeleteSchedule(String),
     Hook(Box<Hook>),
     DeleteHook(String),
+    /// Outgoing webhooks.
+    Subscribe(Box<Subscription>),
+    Unsubscribe(String),
+    Deliver(Vec<Delivery>),
 }
 
 impl Write {
@@ -151,6 +156,7 @@ pub fn apply(conn: &mut Connection, blobs: &dyn BlobStore, writes: &[&Write]) ->
                 insert_run_record(&tx, &f.execution.id, &f.logs, &f.steps)?;
                 durable::finish(&tx, &f.execution.id, f.execution.completed_at.unwrap_or_default())?;
                 conversations::finish(&tx, &f.execution, &f.turns)?;
+                outbox::deliver(&tx, &f.deliveries)?;
                 for event in &f.events {
                     chunks.add(&f.execution.id, event);
                 }
@@ -266,6 +272,9 @@ pub fn apply(conn: &mut Connection, blobs: &dyn BlobStore, writes: &[&Write]) ->
             Write::DeleteHook(id) => {
                 tx.prepare_cached("DELETE FROM hooks WHERE id = ?1")?.execute([id])?;
             }
+            Write::Subscribe(s) => outbox::subscribe(&tx, s)?,
+            Write::Unsubscribe(id) => outbox::unsubscribe(&tx, id)?,
+            Write::Deliver(d) => outbox::deliver(&tx, d)?,
         }
     }
     chunks.insert(&tx)?;

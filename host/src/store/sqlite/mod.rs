@@ -10,6 +10,7 @@ mod checkpoint;
 mod chunks;
 mod conversations;
 mod durable;
+mod outbox;
 mod read;
 mod schema;
 mod stores;
@@ -122,6 +123,7 @@ impl SqliteStore {
             memory: store.clone(),
             schedules: store.clone(),
             hooks: store.clone(),
+            webhooks: store.clone(),
             blobs,
             backend: store,
         })

@@ -333,6 +333,27 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL
     ) WITHOUT ROWID;
     CREATE INDEX hooks_by_workspace ON hooks (workspace, id);
+    CREATE TABLE webhook_subscriptions (
+        id TEXT PRIMARY KEY,
+        workspace TEXT NOT NULL,
+        url TEXT NOT NULL,
+        events TEXT NOT NULL,
+        description TEXT NOT NULL,
+        secret TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE webhook_deliveries (
+        id TEXT NOT NULL,
+        subscription_id TEXT NOT NULL,
+        event TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts TEXT NOT NULL,
+        next_attempt_at INTEGER,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (subscription_id, id)
+    ) WITHOUT ROWID;
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE status = 'pending';
     "#,
 ];
 

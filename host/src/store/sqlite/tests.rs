@@ -84,6 +84,7 @@ fn the_last_write_of_a_row_wins_and_events_become_one_chunk_per_execution() {
         Write::Execution(Box::new(execution("exec_a", Status::Running))),
         event("exec_a", &ev_a[1]),
         Write::Finish(Box::new(FinalRecord {
+            deliveries: Vec::new(),
             turns: Vec::new(),
             execution: done,
             logs: Vec::new(),
