@@ -28,7 +28,7 @@ async fn sqlite_passes_the_conformance_suite() {
 /// Every check, each on a fresh store from `open`.
 pub async fn conformance(open: impl Fn(&Path) -> Stores) {
     type Check = fn(Stores) -> Pin<Box<dyn Future<Output = ()> + Send>>;
-    let checks: [(&str, Check); 15] = [
+    let checks: [(&str, Check); 16] = [
         ("executions", |s| Box::pin(executions(s))),
         ("finish and the run record", |s| Box::pin(finish(s))),
         ("events", |s| Box::pin(events(s))),
@@ -46,6 +46,7 @@ pub async fn conformance(open: impl Fn(&Path) -> Stores) {
         ("memory", |s| Box::pin(super::store_conversations::memory(s))),
         ("schedules", |s| Box::pin(super::store_triggers::schedules(s))),
         ("hooks", |s| Box::pin(super::store_triggers::hooks(s))),
+        ("webhooks", |s| Box::pin(super::store_triggers::webhooks(s))),
     ];
     for (name, check) in checks {
         let tmp = tempfile::tempdir().unwrap();

@@ -1,11 +1,12 @@
 //! The store's conformance suite, continued: schedules (saved whole, listed by
 //! workspace, the due ones found by their next slot or a run fixed or a slot
-//! buffered) and incoming hooks (with their secrets).
+//! buffered), incoming hooks (with their secrets) and outgoing webhooks (the
+//! deliveries owed, due by their next attempt).
 
 use std::sync::Arc;
 
 use serde_json::value::RawValue;
-use warden_host::record::{Hook, Overlap, Schedule};
+use warden_host::record::{Attempt, Delivery, DeliveryStatus, Hook, Overlap, Schedule, Subscription};
 use warden_host::store::{ScheduleFilter, Stores};
 
 fn schedule(id: &str, workspace: &str, next_run_at: Option<i64>) -> Schedule {
@@ -113,4 +114,73 @@ pub async fn hooks(s: Stores) {
     assert_eq!(s.hooks.list("w1").await.unwrap().len(), 1);
     s.hooks.delete("hook_1").await.unwrap();
     assert!(s.hooks.get("hook_1").await.unwrap().is_none());
+}
+
+pub async fn webhooks(s: Stores) {
+    let subscription = |id: &str, workspace: &str| Subscription {
+        id: id.into(),
+        workspace: workspace.into(),
+        url: "https://example.com/in".into(),
+        events: vec!["execution.completed".into()],
+        description: String::new(),
+        secret: "whsec_abc".into(),
+        created_at: 1,
+    };
+    let delivery = |id: &str, subscription: &str, next: Option<i64>| Delivery {
+        id: id.into(),
+        subscription_id: subscription.into(),
+        event: "execution.completed".into(),
+        payload: RawValue::from_string(r#"{"type":"execution.completed"}"#.into())
+            .unwrap()
+            .into(),
+        status: DeliveryStatus::Pending,
+        attempts: Vec::new(),
+        next_attempt_at: next,
+        created_at: 1,
+    };
+    s.webhooks.subscribe(subscription("whk_1", "w1")).await.unwrap();
+    s.webhooks.subscribe(subscription("whk_2", "w2")).await.unwrap();
+    assert_eq!(s.webhooks.subscriptions().await.unwrap().len(), 2);
+    assert_eq!(
+        s.webhooks.subscription("whk_1").await.unwrap().unwrap().secret,
+        "whsec_abc"
+    );
+    s.webhooks
+        .deliver(vec![
+            delivery("msg_1", "whk_1", Some(10)),
+            delivery("msg_2", "whk_1", Some(30)),
+            delivery("msg_3", "whk_gone", Some(5)),
+        ])
+        .await
+        .unwrap();
+    // Due by next attempt; none for a subscription that does not exist.
+    let due: Vec<String> = s
+        .webhooks
+        .due(20, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(due, ["msg_1"]);
+    assert_eq!(s.webhooks.next_due().await.unwrap(), Some(10));
+    // An attempt recorded: replaced whole.
+    let mut done = delivery("msg_1", "whk_1", None);
+    done.status = DeliveryStatus::Delivered;
+    done.attempts.push(Attempt {
+        at: 15,
+        status_code: Some(200),
+        error: None,
+        duration_ms: 3,
+    });
+    s.webhooks.deliver(vec![done]).await.unwrap();
+    let got = s.webhooks.delivery("msg_1").await.unwrap().unwrap();
+    assert_eq!((got.status, got.attempts.len()), (DeliveryStatus::Delivered, 1));
+    assert_eq!(s.webhooks.next_due().await.unwrap(), Some(30));
+    let (page, more) = s.webhooks.deliveries("whk_1", None, 1).await.unwrap();
+    assert_eq!((page[0].id.as_str(), more), ("msg_2", true));
+    // Unsubscribed: its deliveries go with it.
+    s.webhooks.unsubscribe("whk_1").await.unwrap();
+    assert!(s.webhooks.delivery("msg_2").await.unwrap().is_none());
+    assert_eq!(s.webhooks.next_due().await.unwrap(), None);
 }
