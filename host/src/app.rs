@@ -74,7 +74,7 @@ impl App {
         );
         deployer.load().await?;
         let memory = Arc::new(Memory::new(&stores, config.memory));
-        let outgoing = Outgoing::open(&stores, config.webhooks.clone()).await?;
+        let outgoing = Outgoing::open(&stores, config.webhooks.clone(), config.retention_secs).await?;
         let executions = Executions::new(
             &config,
             &stores,

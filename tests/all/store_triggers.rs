@@ -49,36 +49,40 @@ pub async fn schedules(s: Stores) {
     );
     assert_eq!(got.timezone, "Europe/Paris");
     // Due: by next slot, the most overdue first; across workspaces (one loop fires them all).
-    let due: Vec<String> = s
-        .schedules
-        .due(150, 10)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|s| s.id)
-        .collect();
-    assert_eq!(due, ["sch_3", "sch_1"]);
+    let due_ids = |due: Vec<Schedule>| {
+        let mut ids: Vec<String> = due.into_iter().map(|s| s.id).collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(due_ids(s.schedules.due(150, 10).await.unwrap()), ["sch_1", "sch_3"]);
+    assert_eq!(
+        due_ids(s.schedules.due(150, 1).await.unwrap()),
+        ["sch_3"],
+        "the most overdue first"
+    );
     assert_eq!(s.schedules.next_due().await.unwrap(), Some(50));
     // A fixed run or a buffered slot makes one due whatever its next slot.
     let mut fixed = schedule("sch_2", "w1", Some(200));
     fixed.pending_execution_id = Some("exec_9".into());
     fixed.runs = 4;
     s.schedules.save(fixed).await.unwrap();
-    let due: Vec<String> = s
-        .schedules
-        .due(150, 10)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|s| s.id)
-        .collect();
-    assert_eq!(due, ["sch_3", "sch_1", "sch_2"]);
+    assert_eq!(
+        due_ids(s.schedules.due(150, 10).await.unwrap()),
+        ["sch_1", "sch_2", "sch_3"]
+    );
     assert_eq!(s.schedules.get("sch_2").await.unwrap().unwrap().runs, 4, "saved whole");
-    // Disabled ones are never due.
+    // A disabled one has no slot due; its buffered slot still is.
     let mut off = schedule("sch_3", "w2", Some(50));
     off.enabled = false;
-    s.schedules.save(off).await.unwrap();
+    s.schedules.save(off.clone()).await.unwrap();
     assert_eq!(s.schedules.next_due().await.unwrap(), Some(100));
+    assert_eq!(due_ids(s.schedules.due(150, 10).await.unwrap()), ["sch_1", "sch_2"]);
+    off.buffered_slot = Some(45);
+    s.schedules.save(off).await.unwrap();
+    assert_eq!(
+        due_ids(s.schedules.due(150, 10).await.unwrap()),
+        ["sch_1", "sch_2", "sch_3"]
+    );
     let filter = |enabled: Option<bool>, after: Option<&str>, limit| ScheduleFilter {
         workspace: "w1".into(),
         agent_id: Some("agt_a".into()),
@@ -174,13 +178,27 @@ pub async fn webhooks(s: Stores) {
         duration_ms: 3,
     });
     s.webhooks.deliver(vec![done]).await.unwrap();
-    let got = s.webhooks.delivery("msg_1").await.unwrap().unwrap();
+    let got = s.webhooks.delivery("whk_1", "msg_1").await.unwrap().unwrap();
+    assert!(
+        s.webhooks.delivery("whk_2", "msg_1").await.unwrap().is_none(),
+        "by its subscription"
+    );
     assert_eq!((got.status, got.attempts.len()), (DeliveryStatus::Delivered, 1));
     assert_eq!(s.webhooks.next_due().await.unwrap(), Some(30));
     let (page, more) = s.webhooks.deliveries("whk_1", None, 1).await.unwrap();
     assert_eq!((page[0].id.as_str(), more), ("msg_2", true));
+    // The sweep takes finished deliveries only.
+    s.webhooks.sweep(100).await.unwrap();
+    assert!(
+        s.webhooks.delivery("whk_1", "msg_1").await.unwrap().is_none(),
+        "delivered: swept"
+    );
+    assert!(
+        s.webhooks.delivery("whk_1", "msg_2").await.unwrap().is_some(),
+        "pending: kept"
+    );
     // Unsubscribed: its deliveries go with it.
     s.webhooks.unsubscribe("whk_1").await.unwrap();
-    assert!(s.webhooks.delivery("msg_2").await.unwrap().is_none());
+    assert!(s.webhooks.delivery("whk_1", "msg_2").await.unwrap().is_none());
     assert_eq!(s.webhooks.next_due().await.unwrap(), None);
 }

@@ -2,10 +2,14 @@
 //! (seconds first), the slots they give around daylight-saving changes as
 //! `croner` computes them in the zone, and the pattern in words.
 
-use chrono::{TimeZone, Utc};
+use chrono::{LocalResult, TimeZone, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
+
+/// How many seconds past `after` a search steps through before it gives up
+/// (only around a change of the clocks does it take more than one).
+const SEARCH_STEPS: usize = 3600;
 
 /// A pattern in its zone.
 #[derive(Debug, Clone)]
@@ -35,16 +39,29 @@ impl Pattern {
     }
 
     /// The first slot strictly after `after` (Unix ms). Slots are whole
-    /// seconds (the search starts from the second `after` is in).
+    /// seconds (the search starts from the second `after` is in). In the hour
+    /// a zone's clocks go back, a local time happens twice: the search works
+    /// on local times, so an answer before `after` is the earlier of the two,
+    /// and the later one is taken instead.
     pub fn next_after(&self, after: i64) -> Option<i64> {
-        let at = Utc
+        let mut from = Utc
             .timestamp_millis_opt(after.div_euclid(1000) * 1000)
             .single()?
             .with_timezone(&self.zone);
-        self.cron
-            .find_next_occurrence(&at, false)
-            .ok()
-            .map(|t| t.timestamp_millis())
+        for _ in 0..SEARCH_STEPS {
+            let found = self.cron.find_next_occurrence(&from, false).ok()?;
+            let mut at = found.timestamp_millis();
+            if at <= after
+                && let LocalResult::Ambiguous(_, later) = self.zone.from_local_datetime(&found.naive_local())
+            {
+                at = later.timestamp_millis();
+            }
+            if at > after {
+                return Some(at);
+            }
+            from += chrono::Duration::seconds(1);
+        }
+        None
     }
 
     /// The newest slot at or before `at` (Unix ms).
@@ -141,5 +158,15 @@ mod tests {
             .map(utc)
             .collect();
         assert_eq!(autumn, ["2026-10-25T00:30:00+00:00", "2026-10-26T01:30:00+00:00"]);
+        // Inside the repeated hour, the next slot is still after now.
+        let every_10 = Pattern::parse("*/10 * * * *", "Europe/Paris").unwrap();
+        let now = ms("2026-10-25T01:05:00Z");
+        assert_eq!(utc(every_10.next_after(now).unwrap()), "2026-10-25T01:10:00+00:00");
+        let mut at = ms("2026-10-24T23:55:00Z");
+        for _ in 0..20 {
+            let next = every_10.next_after(at).unwrap();
+            assert!(next > at, "{} after {}", utc(next), utc(at));
+            at = next;
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! newest missed slot runs if it is inside the catch-up window; the overlap
 //! policy is checked against the schedule's previous run.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -33,35 +34,54 @@ pub(super) async fn run(schedules: Weak<Schedules>, mut closing: watch::Receiver
         if *closing.borrow() {
             return;
         }
+        // While the host drains, nothing new is accepted: slots wait for
+        // its successor (which makes the fixed ones and catches up).
+        if this.executions.is_draining() {
+            drop(this);
+            tokio::select! {
+                () = tokio::time::sleep(MAX_SLEEP) => {}
+                _ = closing.changed() => {}
+            }
+            continue;
+        }
         let now = time::now_ms();
+        let failed = AtomicUsize::new(0);
         let full = match this.store.due(now, BATCH).await {
             Ok(due) => {
-                let n = due.len();
+                let slots_due = due
+                    .iter()
+                    .filter(|s| s.enabled && s.next_run_at.is_some_and(|t| t <= now))
+                    .count();
                 futures_util::stream::iter(due)
                     .for_each_concurrent(CONCURRENCY, |s| {
-                        let this = Arc::clone(&this);
+                        let (this, failed) = (Arc::clone(&this), &failed);
                         async move {
                             let id = s.id.clone();
                             if let Err(e) = this.handle(s, now).await {
+                                failed.fetch_add(1, Ordering::Relaxed);
                                 tracing::warn!(schedule = %id, error = %e, "a schedule could not fire");
                             }
                         }
                     })
                     .await;
-                n == BATCH as usize
+                slots_due == BATCH as usize
             }
             Err(e) => {
+                failed.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, "could not read the schedules due");
                 false
             }
         };
-        if full {
+        let failed = failed.load(Ordering::Relaxed) > 0;
+        if full && !failed {
             continue;
         }
         let next = this.store.next_due().await.ok().flatten();
-        let wait = next.map_or(MAX_SLEEP, |t| {
-            Duration::from_millis(t.saturating_sub(time::now_ms()).max(0) as u64).min(MAX_SLEEP)
-        });
+        // After a failure (storage failing, say), a pause before trying again.
+        let wait = match (failed, next) {
+            (true, _) | (_, None) => MAX_SLEEP,
+            (false, Some(t)) => Duration::from_millis(t.saturating_sub(time::now_ms()).max(0) as u64).min(MAX_SLEEP),
+        };
         // (It holds the schedules for at most a second: a closing host ends it.)
         let woken = this.wake.notified();
         tokio::pin!(woken);
@@ -98,9 +118,8 @@ impl Schedules {
         let Some(mut s) = self.store.get(&due.id).await? else {
             return Ok(());
         };
-        if !s.enabled {
-            return Ok(());
-        }
+        // A fixed run and a buffered slot are made even once the schedule
+        // is disabled (by its end, say); new slots only while enabled.
         if let Some(id) = s.pending_execution_id.clone() {
             self.make_fixed(&mut s, id).await?;
         }
@@ -108,18 +127,22 @@ impl Schedules {
             && !self.previous_runs(&s).await?
         {
             s.buffered_slot = None;
-            self.fire(&mut s, slot).await.ok();
+            if let Err(e) = self.fire(&mut s, slot, false).await {
+                tracing::warn!(schedule = %s.id, error = %e, "a buffered slot could not run");
+            }
         }
-        let Some(next) = s.next_run_at.filter(|t| *t <= now) else {
+        let Some(next) = s.next_run_at.filter(|t| *t <= now && s.enabled) else {
             return Ok(());
         };
         let pattern = Pattern::parse(&s.cron, &s.timezone)?;
-        // The newest slot missed (the one due, unless the host was down).
-        let slot = pattern.latest_until(now).unwrap_or(next).max(next);
+        // The newest slot missed (the one due, unless the host was down),
+        // not past the schedule's end.
+        let until = s.end_at.map_or(now, |end| end.min(now));
+        let slot = pattern.latest_until(until).unwrap_or(next).max(next);
         let window = (s.catchup_window_secs.min(i64::MAX as u64 / 1000) * 1000) as i64;
         s.next_run_at = pattern
             .next_after(now.max(slot))
-            .filter(|t| s.end_at.is_none_or(|end| *t <= end));
+            .filter(|t| *t > now && s.end_at.is_none_or(|end| *t <= end));
         if s.next_run_at.is_none() {
             s.enabled = false;
         }
@@ -131,8 +154,11 @@ impl Schedules {
         }
         match (s.overlap, self.previous_runs(&s).await?) {
             (Overlap::Allow, _) | (_, false) => {
-                self.fire(&mut s, slot).await.ok();
-                Ok(())
+                // Its failure is on the schedule (`last_error`); the slot is spent.
+                match self.fire(&mut s, slot, false).await {
+                    Err(super::ScheduleError::Store(e)) => Err(e.into()),
+                    _ => Ok(()),
+                }
             }
             (Overlap::Skip, true) => {
                 s.skipped += 1;
@@ -165,14 +191,25 @@ impl Schedules {
         } else {
             self.submit(s, id, slot).await.map(drop)
         };
+        if matches!(made, Err(SubmitError::ShuttingDown)) {
+            // Still fixed: the next start makes it.
+            return Ok(());
+        }
         s.pending_execution_id = None;
         s.last_error = made.err().map(|e| e.to_string());
         self.save(s.clone()).await
     }
 
     /// Fires a slot: the run fixed and the schedule advanced in one commit,
-    /// then the run made.
-    pub(super) async fn fire(&self, s: &mut Schedule, slot: i64) -> Result<Accepted, super::ScheduleError> {
+    /// then the run made. A slot's run refused because the host is shutting
+    /// down stays fixed for the next start, unless `asked` (a person's
+    /// trigger, told to ask again).
+    pub(super) async fn fire(
+        &self,
+        s: &mut Schedule,
+        slot: i64,
+        asked: bool,
+    ) -> Result<Accepted, super::ScheduleError> {
         let id = ids::execution();
         s.pending_execution_id = Some(id.clone());
         s.last_slot = Some(slot);
@@ -181,17 +218,17 @@ impl Schedules {
         s.updated_at = time::now_ms();
         self.store.save(s.clone()).await?;
         let made = self.submit(s, id, slot).await;
-        if matches!(made, Err(SubmitError::ShuttingDown)) {
+        if matches!(made, Err(SubmitError::ShuttingDown)) && !asked {
             // Left fixed: the next start makes it.
             return Ok(made?);
         }
         s.pending_execution_id = None;
         s.last_error = made.as_ref().err().map(ToString::to_string);
         if made.is_err() {
-            s.runs -= 1;
+            s.runs = s.runs.saturating_sub(1);
         }
         s.updated_at = time::now_ms();
-        self.store.save(s.clone()).detach();
+        self.store.save(s.clone()).await?;
         Ok(made?)
     }
 

@@ -274,7 +274,12 @@ impl Schedules {
         let _turn = self.stripe(id).lock().await;
         let mut s = self.get(workspace, id).await?;
         let was_enabled = s.enabled;
-        let timing = patch.cron.is_some() || patch.timezone.is_some() || patch.end_at.is_some();
+        // A new pattern or zone (or a resumption) starts from now; a new end
+        // only cuts what is left. What is checked is checked again only when
+        // it changes (a pause always works, even of a schedule gone wrong).
+        let timing = patch.cron.is_some() || patch.timezone.is_some();
+        let recheck =
+            timing || patch.input.is_some() || patch.priority.is_some() || patch.catchup_window_secs.is_some();
         if let Some(v) = patch.cron {
             s.cron = v;
         }
@@ -302,8 +307,16 @@ impl Schedules {
         if let Some(v) = patch.end_at {
             s.end_at = v;
         }
-        self.check(&s).await?;
+        if recheck {
+            self.check(&s).await?;
+        }
         let now = time::now_ms();
+        if !timing && s.enabled == was_enabled {
+            s.next_run_at = s.next_run_at.filter(|t| s.end_at.is_none_or(|end| *t <= end));
+            if s.next_run_at.is_none() && s.enabled {
+                return Err(invalid("end_at", "end_at: nothing is left to run, its end is past"));
+            }
+        }
         if timing || s.enabled != was_enabled {
             s.next_run_at = self.first_slot(&s, now)?;
             if !s.enabled {
@@ -339,7 +352,7 @@ impl Schedules {
         let _turn = self.stripe(id).lock().await;
         let mut s = self.get(workspace, id).await?;
         let now = time::now_ms();
-        self.fire(&mut s, now).await
+        self.fire(&mut s, now, true).await
     }
 
     /// "Make repeatable": a schedule running an execution's agent version,

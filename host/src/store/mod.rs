@@ -311,9 +311,9 @@ pub trait ScheduleStore: Send + Sync {
     async fn get(&self, id: &str) -> Result<Option<Schedule>, StoreError>;
     /// One page, newest first, and whether more follow.
     async fn list(&self, filter: ScheduleFilter) -> Result<(Vec<Schedule>, bool), StoreError>;
-    /// Enabled schedules whose next slot is at or before `now`, or that have a
-    /// run fixed but maybe not made, or a slot waiting for the previous run;
-    /// at most `limit`, the most overdue first.
+    /// Enabled schedules whose next slot is at or before `now` (at most
+    /// `limit`, the most overdue first), and any schedule with a run fixed but
+    /// maybe not made or a slot waiting for its previous run.
     async fn due(&self, now: i64, limit: u32) -> Result<Vec<Schedule>, StoreError>;
     /// The earliest next slot of any enabled schedule.
     async fn next_due(&self) -> Result<Option<i64>, StoreError>;
@@ -342,7 +342,9 @@ pub trait WebhookStore: Send + Sync {
     /// Adds deliveries, or replaces them as they are now (an attempt made);
     /// a subscription deleted meanwhile gets none.
     fn deliver(&self, deliveries: Vec<Delivery>) -> Commit;
-    async fn delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError>;
+    async fn delivery(&self, subscription_id: &str, id: &str) -> Result<Option<Delivery>, StoreError>;
+    /// Deletes delivered and failed deliveries made before `before`.
+    fn sweep(&self, before: i64) -> Commit;
     /// Pending deliveries due at `now`, the most overdue first, at most `limit`.
     async fn due(&self, now: i64, limit: u32) -> Result<Vec<Delivery>, StoreError>;
     /// The earliest next attempt of any pending delivery.

@@ -7,6 +7,7 @@
 //! what is stored survives a restart.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -49,12 +50,18 @@ pub struct Outgoing {
     /// The subscriptions, by workspace (read at start, kept as they change).
     by_workspace: RwLock<HashMap<String, Vec<Subscription>>>,
     wake: Notify,
-    http: reqwest::Client,
+    /// Finished deliveries are kept this long (the executions' retention).
+    keep_ms: i64,
+    /// When old deliveries were last swept.
+    swept_at: AtomicI64,
 }
+
+/// How often old deliveries are swept.
+const SWEEP_EVERY_MS: i64 = 10 * 60 * 1000;
 
 impl Outgoing {
     /// The subscriptions as stored.
-    pub async fn open(stores: &Stores, config: WebhooksConfig) -> anyhow::Result<Arc<Self>> {
+    pub async fn open(stores: &Stores, config: WebhooksConfig, retention_secs: u64) -> anyhow::Result<Arc<Self>> {
         let mut by_workspace: HashMap<String, Vec<Subscription>> = HashMap::new();
         for s in stores.webhooks.subscriptions().await? {
             by_workspace.entry(s.workspace.clone()).or_default().push(s);
@@ -64,8 +71,23 @@ impl Outgoing {
             config,
             by_workspace: RwLock::new(by_workspace),
             wake: Notify::new(),
-            http: reqwest::Client::new(),
+            keep_ms: match retention_secs {
+                0 => i64::MAX,
+                s => i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX),
+            },
+            swept_at: AtomicI64::new(0),
         }))
+    }
+
+    /// Whether old deliveries are due to be swept (and from now, not again
+    /// for a while).
+    fn sweep_due(&self) -> bool {
+        let now = time::now_ms();
+        if self.keep_ms == i64::MAX || now - self.swept_at.load(Ordering::Relaxed) < SWEEP_EVERY_MS {
+            return false;
+        }
+        self.swept_at.store(now, Ordering::Relaxed);
+        true
     }
 
     /// Starts sending what is owed, until the host closes.
@@ -167,9 +189,8 @@ impl Outgoing {
         self.get(workspace, id)?;
         let mut d = self
             .store
-            .delivery(delivery)
+            .delivery(id, delivery)
             .await?
-            .filter(|d| d.subscription_id == id)
             .ok_or_else(|| SubscriptionError::NotFound(delivery.to_owned()))?;
         d.status = DeliveryStatus::Pending;
         d.next_attempt_at = Some(time::now_ms());
@@ -226,12 +247,14 @@ impl Outgoing {
         let body = d.payload.get().to_owned();
         let signature = signature::sign(&s.secret, &d.id, timestamp, body.as_bytes())
             .ok_or_else(|| "the subscription's secret is damaged".to_owned())?;
+        // To the checked address only: no redirect, no proxy, no second lookup.
         let client = reqwest::Client::builder()
             .resolve(&host, addr)
             .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
             .timeout(Duration::from_millis(self.config.timeout_ms))
             .build()
-            .unwrap_or_else(|_| self.http.clone());
+            .map_err(|e| format!("could not build the HTTP client: {e}"))?;
         let response = client
             .post(url)
             .header("content-type", "application/json")
@@ -243,19 +266,21 @@ impl Outgoing {
             .await
             .map_err(|e| e.to_string())?;
         let status = response.status().as_u16();
-        let mut text = response.text().await.unwrap_or_default();
-        if text.len() > MAX_ERROR {
-            let mut cut = MAX_ERROR;
-            while !text.is_char_boundary(cut) {
-                cut -= 1;
+        // The start of its answer, for the record; the rest is not read.
+        let mut response = response;
+        let mut head = Vec::new();
+        while head.len() < MAX_ERROR {
+            match response.chunk().await {
+                Ok(Some(chunk)) => head.extend_from_slice(&chunk[..chunk.len().min(MAX_ERROR - head.len())]),
+                _ => break,
             }
-            text.truncate(cut);
         }
-        Ok((status, text))
+        Ok((status, String::from_utf8_lossy(&head).into_owned()))
     }
 
-    /// One delivery due: attempted, and its outcome stored.
-    async fn handle(&self, mut d: Delivery) {
+    /// One delivery due: attempted, and its outcome stored (false: it could
+    /// not be).
+    async fn handle(&self, mut d: Delivery) -> bool {
         let Some(subscription) = self
             .read()
             .values()
@@ -263,7 +288,7 @@ impl Outgoing {
             .find(|s| s.id == d.subscription_id)
             .cloned()
         else {
-            return;
+            return true;
         };
         let attempt = self.attempt(&subscription, &d).await;
         let delivered = attempt.error.is_none();
@@ -272,18 +297,28 @@ impl Outgoing {
             d.attempts.remove(0);
         }
         let failures = d.attempts.iter().rev().take_while(|a| a.error.is_some()).count();
+        // At most as many retries as attempts are kept, so that they end.
+        let retry = self
+            .config
+            .retry_schedule_secs
+            .iter()
+            .take(MAX_ATTEMPTS_KEPT - 1)
+            .nth(failures.saturating_sub(1));
         if delivered {
             d.status = DeliveryStatus::Delivered;
             d.next_attempt_at = None;
-        } else if let Some(wait) = self.config.retry_schedule_secs.get(failures - 1) {
-            d.next_attempt_at = Some(time::now_ms() + (*wait).min(u64::MAX / 2000) as i64 * 1000);
+        } else if let Some(wait) = retry {
+            let wait_ms = i64::try_from(wait.saturating_mul(1000)).unwrap_or(i64::MAX);
+            d.next_attempt_at = Some(time::now_ms().saturating_add(wait_ms));
         } else {
             d.status = DeliveryStatus::Failed;
             d.next_attempt_at = None;
         }
         if let Err(e) = self.store.deliver(vec![d]).await {
             tracing::warn!(error = %e, "could not record a webhook delivery attempt");
+            return false;
         }
+        true
     }
 }
 
@@ -338,19 +373,33 @@ async fn run(outgoing: Weak<Outgoing>, mut closing: watch::Receiver<bool>) {
             Vec::new()
         });
         let full = due.len() == BATCH as usize;
+        let unrecorded = AtomicUsize::new(0);
         futures_util::stream::iter(due)
             .for_each_concurrent(CONCURRENCY, |d| {
-                let this = Arc::clone(&this);
-                async move { this.handle(d).await }
+                let (this, unrecorded) = (Arc::clone(&this), &unrecorded);
+                async move {
+                    if !this.handle(d).await {
+                        unrecorded.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
             })
             .await;
-        if full {
+        // Attempts that could not be recorded are due again: not at once.
+        let failing = unrecorded.load(Ordering::Relaxed) > 0;
+        if full && !failing {
             continue;
         }
+        if this.sweep_due() {
+            let before = time::now_ms().saturating_sub(this.keep_ms);
+            if let Err(e) = this.store.sweep(before).await {
+                tracing::warn!(error = %e, "could not sweep old webhook deliveries");
+            }
+        }
         let next = this.store.next_due().await.ok().flatten();
-        let wait = next.map_or(MAX_SLEEP, |t| {
-            Duration::from_millis(t.saturating_sub(time::now_ms()).max(0) as u64).min(MAX_SLEEP)
-        });
+        let wait = match (failing, next) {
+            (true, _) | (_, None) => MAX_SLEEP,
+            (false, Some(t)) => Duration::from_millis(t.saturating_sub(time::now_ms()).max(0) as u64).min(MAX_SLEEP),
+        };
         let woken = this.wake.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();

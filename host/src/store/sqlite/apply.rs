@@ -118,6 +118,8 @@ pub enum Write {
     Subscribe(Box<Subscription>),
     Unsubscribe(String),
     Deliver(Vec<Delivery>),
+    /// Deletes finished deliveries made before this time.
+    SweepDeliveries(i64),
 }
 
 impl Write {
@@ -275,6 +277,7 @@ pub fn apply(conn: &mut Connection, blobs: &dyn BlobStore, writes: &[&Write]) ->
             Write::Subscribe(s) => outbox::subscribe(&tx, s)?,
             Write::Unsubscribe(id) => outbox::unsubscribe(&tx, id)?,
             Write::Deliver(d) => outbox::deliver(&tx, d)?,
+            Write::SweepDeliveries(before) => outbox::sweep(&tx, *before)?,
         }
     }
     chunks.insert(&tx)?;

@@ -30,6 +30,12 @@ pub(super) fn subscribe(tx: &Transaction<'_>, s: &Subscription) -> anyhow::Resul
     Ok(())
 }
 
+pub(super) fn sweep(tx: &Transaction<'_>, before: i64) -> anyhow::Result<()> {
+    tx.prepare_cached("DELETE FROM webhook_deliveries WHERE status != 'pending' AND created_at < ?1")?
+        .execute([before])?;
+    Ok(())
+}
+
 pub(super) fn unsubscribe(tx: &Transaction<'_>, id: &str) -> anyhow::Result<()> {
     tx.prepare_cached("DELETE FROM webhook_deliveries WHERE subscription_id = ?1")?
         .execute([id])?;
@@ -143,13 +149,20 @@ impl WebhookStore for SqliteStore {
         self.write(Write::Deliver(deliveries))
     }
 
-    async fn delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError> {
-        let id = id.to_owned();
+    async fn delivery(&self, subscription_id: &str, id: &str) -> Result<Option<Delivery>, StoreError> {
+        let (subscription_id, id) = (subscription_id.to_owned(), id.to_owned());
         self.query(move |c| {
-            let sql = format!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = ?1");
-            Ok(c.prepare_cached(&sql)?.query_row([&id], delivery_from_row).optional()?)
+            let sql =
+                format!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE subscription_id = ?1 AND id = ?2");
+            Ok(c.prepare_cached(&sql)?
+                .query_row([&subscription_id, &id], delivery_from_row)
+                .optional()?)
         })
         .await
+    }
+
+    fn sweep(&self, before: i64) -> Commit {
+        self.write(Write::SweepDeliveries(before))
     }
 
     async fn due(&self, now: i64, limit: u32) -> Result<Vec<Delivery>, StoreError> {

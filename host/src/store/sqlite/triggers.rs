@@ -110,10 +110,10 @@ fn due(conn: &Connection, now: i64, limit: u32) -> anyhow::Result<Vec<Schedule>>
     // Three indexed reads: the slots due, and the rare runs fixed or slots
     // buffered.
     let sql = format!(
-        "SELECT {COLUMNS} FROM schedules WHERE enabled = 1 AND next_run_at <= ?1
-         UNION SELECT {COLUMNS} FROM schedules WHERE pending_execution_id IS NOT NULL AND enabled = 1
-         UNION SELECT {COLUMNS} FROM schedules WHERE buffered_slot IS NOT NULL AND enabled = 1
-         ORDER BY next_run_at LIMIT ?2"
+        "SELECT * FROM (SELECT {COLUMNS} FROM schedules WHERE enabled = 1 AND next_run_at <= ?1
+                        ORDER BY next_run_at LIMIT ?2)
+         UNION SELECT {COLUMNS} FROM schedules WHERE pending_execution_id IS NOT NULL
+         UNION SELECT {COLUMNS} FROM schedules WHERE buffered_slot IS NOT NULL"
     );
     Ok(conn
         .prepare_cached(&sql)?
