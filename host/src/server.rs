@@ -61,6 +61,9 @@ pub async fn serve(
     let write_stall = Duration::from_millis(limits.write_stall_ms);
     let connections = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
+    // Set once the host stops serving: a connection that has sent nothing yet
+    // is closed then, not waited for.
+    let (stopping, stopped) = tokio::sync::watch::channel(false);
     let draining = Arc::clone(&app);
     let drained = async move {
         shutdown.await;
@@ -89,14 +92,16 @@ pub async fn serve(
         let service = TowerToHyperService::new(router.clone());
         let builder = builder.clone();
         let watcher = graceful.watcher();
+        let mut stopped = stopped.clone();
         tokio::spawn(async move {
             // Telling HTTP/1 from HTTP/2 waits for the first bytes, before
             // any header timeout runs: a client that sends none is closed.
             let mut first = [0u8; 1];
-            if !matches!(
-                tokio::time::timeout(header_timeout, stream.peek(&mut first)).await,
-                Ok(Ok(1..))
-            ) {
+            let peeked = tokio::select! {
+                peeked = tokio::time::timeout(header_timeout, stream.peek(&mut first)) => peeked,
+                _ = stopped.wait_for(|s| *s) => return,
+            };
+            if !matches!(peeked, Ok(Ok(1..))) {
                 return;
             }
             let connection = builder
@@ -107,6 +112,7 @@ pub async fn serve(
         });
     }
     drop(listener);
+    let _ = stopping.send(true);
     graceful.shutdown().await;
     app.close().await;
     Ok(())
