@@ -672,21 +672,21 @@ async fn approvals(s: Stores) {
             .unwrap();
     }
     s.approvals
-        .create(request("apr_1", "w1", "exec_1", Some(100)))
+        .create(request("apr_1", "w1", "exec_1", Some(100)), Vec::new())
         .await
         .unwrap();
     s.approvals
-        .create(request("apr_2", "w1", "exec_2", None))
+        .create(request("apr_2", "w1", "exec_2", None), Vec::new())
         .await
         .unwrap();
     s.approvals
-        .create(request("apr_3", "w2", "exec_3", Some(10)))
+        .create(request("apr_3", "w2", "exec_3", Some(10)), Vec::new())
         .await
         .unwrap();
     // Created again (a replay opening it anew): the first stays.
     let mut again = request("apr_1", "w1", "exec_1", Some(999));
     again.title = "other".into();
-    s.approvals.create(again).await.unwrap();
+    s.approvals.create(again, Vec::new()).await.unwrap();
     let got = s.approvals.get("apr_1").await.unwrap().unwrap();
     assert_eq!((got.title.as_str(), got.expires_at), ("title apr_1", Some(100)));
     assert_eq!(got.detail.get(), r#"{"amount":5}"#);

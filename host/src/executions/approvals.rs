@@ -102,11 +102,7 @@ impl ApprovalDesk for Desk {
         this.lifecycle
             .await_approval(&self.execution_id, announce.then_some(&*self.log), &approval)
             .await
-            .map_err(|e| EffectRefused(e.to_string()))?;
-        if announce {
-            this.lifecycle.announce_approval(&approval).await;
-        }
-        Ok(())
+            .map_err(|e| EffectRefused(e.to_string()))
     }
 
     async fn get(&self, id: &str) -> Result<Option<Approval>, EffectRefused> {

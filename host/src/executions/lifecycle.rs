@@ -21,7 +21,7 @@ use crate::record::{
     Approval, ExecError, Execution, ExecutionView, LogLine, Status, Step, Turn, TurnRole, assistant_text, user_text,
 };
 use crate::registry::Registry;
-use crate::store::{ApprovalStore, Commit, EventStore, ExecutionStore, FinalRecord, StoreError, Stores, WebhookStore};
+use crate::store::{ApprovalStore, Commit, EventStore, ExecutionStore, FinalRecord, StoreError, Stores};
 use crate::time;
 
 /// How an execution ends.
@@ -48,7 +48,6 @@ pub struct Lifecycle {
     executions: Arc<dyn ExecutionStore>,
     events: Arc<dyn EventStore>,
     approvals: Arc<dyn ApprovalStore>,
-    webhooks: Arc<dyn WebhookStore>,
     hub: Arc<EventHub>,
     /// Store each run's log, steps and events (config `capture.record_details`).
     details: bool,
@@ -75,7 +74,6 @@ impl Lifecycle {
             executions: Arc::clone(&stores.executions),
             events: Arc::clone(&stores.events),
             approvals: Arc::clone(&stores.approvals),
-            webhooks: Arc::clone(&stores.webhooks),
             hub: Arc::new(EventHub::new(sink)),
             details,
             outbox,
@@ -186,12 +184,24 @@ impl Lifecycle {
         log: Option<&EventLog>,
         approval: &Approval,
     ) -> Result<(), StoreError> {
-        let stored = self.approvals.create(approval.clone());
+        // A request announced is announced to webhooks too, in the same commit.
+        let deliveries = match log {
+            Some(_) => {
+                let data = || serde_json::to_string(approval).unwrap_or_else(|_| "null".into());
+                self.outbox.deliveries(&approval.workspace, "approval.requested", &data)
+            }
+            None => Vec::new(),
+        };
+        let announce = !deliveries.is_empty();
+        let stored = self.approvals.create(approval.clone(), deliveries);
         let status = self
             .executions
             .set_status(id, Status::Running, Status::AwaitingApproval);
         stored.await?;
         status.await?;
+        if announce {
+            self.outbox.stored();
+        }
         if let Some(log) = log {
             log.emit(EventData::Status(Status::AwaitingApproval));
             log.emit(EventData::Approval(approval));
@@ -215,19 +225,6 @@ impl Lifecycle {
             log.unload();
         }
         self.hub.close(id);
-    }
-
-    /// Webhook deliveries of a new approval request, stored and sent.
-    pub async fn announce_approval(&self, approval: &Approval) {
-        let data = || serde_json::to_string(approval).unwrap_or_else(|_| "null".into());
-        let deliveries = self.outbox.deliveries(&approval.workspace, "approval.requested", &data);
-        if deliveries.is_empty() {
-            return;
-        }
-        match self.webhooks.deliver(deliveries).await {
-            Ok(()) => self.outbox.stored(),
-            Err(e) => tracing::warn!(approval = %approval.id, error = %e, "could not store its webhook deliveries"),
-        }
     }
 
     /// running or awaiting_approval (whichever of `from` it is) → cancel_requested.

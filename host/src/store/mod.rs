@@ -201,7 +201,9 @@ pub struct ApprovalFilter {
 /// Approval requests and their decisions.
 #[async_trait]
 pub trait ApprovalStore: Send + Sync {
-    fn create(&self, approval: Approval) -> Commit;
+    /// Stores a request with the webhook deliveries announcing it, in one
+    /// commit (a request stored again keeps its first version).
+    fn create(&self, approval: Approval, deliveries: Vec<Delivery>) -> Commit;
     /// Decides a request, only if it is still pending (the first decision wins:
     /// read it back to learn which one that was).
     fn decide(&self, id: &str, decision: Decision) -> Commit;

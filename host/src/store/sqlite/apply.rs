@@ -100,8 +100,8 @@ pub enum Write {
         execution_id: String,
         entries: Vec<JournalEntry>,
     },
-    /// A new approval request.
-    Approval(Box<Approval>),
+    /// A new approval request, with the webhook deliveries announcing it.
+    Approval(Box<Approval>, Vec<Delivery>),
     /// Decides a request, only if it is still pending.
     Decide {
         id: String,
@@ -262,7 +262,10 @@ pub fn apply(conn: &mut Connection, blobs: &dyn BlobStore, writes: &[&Write]) ->
                 .execute(params![id, workspace, at])?;
             }
             Write::Journal { execution_id, entries } => durable::insert_journal(&tx, execution_id, entries)?,
-            Write::Approval(a) => durable::insert_approval(&tx, a)?,
+            Write::Approval(a, deliveries) => {
+                durable::insert_approval(&tx, a)?;
+                outbox::deliver(&tx, deliveries)?;
+            }
             Write::Decide { id, decision } => durable::decide(&tx, id, decision)?,
             Write::Memory(w) => conversations::apply(&tx, w)?,
             Write::Schedule(s) => triggers::save(&tx, s)?,

@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 
 use super::SqliteStore;
 use super::apply::Write;
-use crate::record::{Approval, ApprovalStatus, Decision, JournalEntry, JournalKind};
+use crate::record::{Approval, ApprovalStatus, Decision, Delivery, JournalEntry, JournalKind};
 use crate::store::{ApprovalFilter, ApprovalStore, Commit, JournalStore, StoreError};
 
 pub(super) fn insert_journal(tx: &Transaction<'_>, execution_id: &str, entries: &[JournalEntry]) -> anyhow::Result<()> {
@@ -237,8 +237,8 @@ impl JournalStore for SqliteStore {
 
 #[async_trait]
 impl ApprovalStore for SqliteStore {
-    fn create(&self, approval: Approval) -> Commit {
-        self.write(Write::Approval(Box::new(approval)))
+    fn create(&self, approval: Approval, deliveries: Vec<Delivery>) -> Commit {
+        self.write(Write::Approval(Box::new(approval), deliveries))
     }
 
     fn decide(&self, id: &str, decision: Decision) -> Commit {
