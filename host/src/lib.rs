@@ -27,6 +27,7 @@ pub mod ids;
 pub mod json_text;
 pub mod llm;
 pub mod manifest;
+pub mod mcp;
 pub mod memory;
 pub mod ports;
 pub mod record;

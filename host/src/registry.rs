@@ -98,9 +98,19 @@ impl Entry {
     }
 }
 
-#[derive(Default)]
 pub struct Registry {
     inner: RwLock<Inner>,
+    /// The workspace of each deploy, as it happens (for lists that follow them).
+    deployed: tokio::sync::broadcast::Sender<String>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self {
+            inner: RwLock::default(),
+            deployed: tokio::sync::broadcast::channel(64).0,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -160,9 +170,18 @@ impl Registry {
             .unwrap_or_default();
         versions.push(Arc::new(version));
         versions.sort_by_key(|v| v.meta.version);
+        let workspace = agent.workspace.clone();
         inner
             .by_id
             .insert(agent.id.clone(), Arc::new(Entry { agent, versions }));
+        drop(inner);
+        // Nobody listening is fine.
+        let _ = self.deployed.send(workspace);
+    }
+
+    /// Hears the workspace of every deploy from now on.
+    pub fn deploys(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.deployed.subscribe()
     }
 
     /// Every agent of a workspace, by name.

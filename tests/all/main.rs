@@ -30,6 +30,7 @@ mod hostile;
 mod listing;
 mod litellm;
 mod llm;
+mod mcp;
 mod openapi;
 mod recovery;
 mod restart;

@@ -18,7 +18,7 @@ use super::extract::{ApiQuery, one_of, page_limit};
 use crate::app::App;
 use crate::auth::Caller;
 use crate::executions::{Ask, DecideError, Decider};
-use crate::record::{Approval, ApprovalStatus, Role};
+use crate::record::{Approval, ApprovalStatus};
 use crate::store::ApprovalFilter;
 
 const DEFAULT_PAGE: u32 = 50;
@@ -130,17 +130,13 @@ fn optional_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<Option<T
 }
 
 fn decider(caller: &Caller) -> Result<Decider, ApiError> {
-    if !matches!(caller.role, Role::Admin | Role::Approver) {
-        return Err(ApiError::Forbidden(
-            "deciding approval requests needs an admin or approver key".into(),
-        ));
-    }
-    Ok(Decider {
-        workspace: caller.workspace.clone(),
-        key_id: caller.key_id.clone(),
-        key_name: caller.key_name.clone(),
-        admin: caller.role == Role::Admin,
-    })
+    Decider::of_key(
+        &caller.workspace,
+        caller.key_id.as_deref(),
+        caller.key_name.as_deref(),
+        caller.role,
+    )
+    .ok_or_else(|| ApiError::Forbidden("deciding approval requests needs an admin or approver key".into()))
 }
 
 fn comment(text: Option<String>) -> Result<Option<String>, ApiError> {

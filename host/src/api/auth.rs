@@ -12,9 +12,11 @@ use super::ApiError;
 use crate::app::App;
 use crate::record::Role;
 
-/// What an `approver` key may do: read, and decide approval requests.
+/// What an `approver` key may do: read, and decide approval requests (MCP
+/// too, where it is not offered the agents).
 fn approver_may(method: &Method, path: &str) -> bool {
     method == Method::GET
+        || path == crate::mcp::PATH
         || (method == Method::POST
             && (path.ends_with("/approve") || path.ends_with("/reject"))
             && (path.starts_with("/v1/approvals/") || path.starts_with("/v1/executions/")))

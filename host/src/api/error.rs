@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::auth::{AuthError, CreateKeyError};
 use crate::deploy::DeployError;
-use crate::executions::{ConversationError, RetryError, SubmitError};
+use crate::executions::{ConversationError, RetryError, SubmitError, WaitError};
 use crate::manifest::InputError;
 use crate::ports::MemoryError;
 use crate::runtime::component::ComponentError;
@@ -217,6 +217,16 @@ impl From<StoreError> for ApiError {
                 retry_after_secs: STORAGE_RETRY_AFTER_SECS,
             },
             other => ApiError::Internal(other.into()),
+        }
+    }
+}
+
+impl From<WaitError> for ApiError {
+    fn from(e: WaitError) -> Self {
+        match e {
+            WaitError::Closing(_) => ApiError::shutting_down(e.to_string()),
+            WaitError::Lost(_) => ApiError::Internal(anyhow::anyhow!("{e}")),
+            WaitError::Store(s) => s.into(),
         }
     }
 }

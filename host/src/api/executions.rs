@@ -21,7 +21,6 @@ use crate::executions::{Cancel, NewExecution, SubmitError, Target, Watch};
 use crate::record::{Execution, ExecutionView, LogLine, Status, Step, Trigger};
 use crate::store::ExecutionFilter;
 use crate::time;
-use tokio::sync::watch;
 
 const DEFAULT_PAGE: u32 = 50;
 /// Longest a repeated idempotent request waits for the first one's execution to
@@ -193,37 +192,9 @@ async fn replay(app: &Arc<App>, key: &str, id: String, mode: Mode) -> Result<Res
     }
 }
 
-/// Waits for an execution's end, following the retries its agent's policy makes,
-/// and returns the last attempt's record.
-async fn wait_final(app: &Arc<App>, id: &str, mut done: Watch) -> Result<Arc<Execution>, ApiError> {
-    let mut closing = app.executions.closing();
-    loop {
-        let ended = tokio::select! {
-            ended = done.wait_for(Option::is_some) => ended
-                .map_err(|_| ApiError::Internal(anyhow::anyhow!("execution ended without a record")))?
-                .clone(),
-            _ = closing.wait_for(|c| *c) => {
-                return Err(ApiError::shutting_down(format!(
-                    "the host is shutting down before execution {id} ended: if it is queued it runs after the \
-                     restart, if it is running it ends host_restart"
-                )));
-            }
-        };
-        let ended = ended.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("execution ended without a record")))?;
-        let next = match (&ended.status, &ended.retried_by) {
-            (Status::Failed, Some(next)) => next.clone(),
-            _ => return Ok(ended),
-        };
-        done = match app.executions.watch(&next) {
-            Some(watch) => watch,
-            None => {
-                // Already over: continue from its stored record.
-                let stored = Arc::new(load(app, next).await?);
-                let (_, watch) = watch::channel(Some(stored));
-                watch
-            }
-        };
-    }
+/// Waits for an execution's end, following the retries its agent's policy makes.
+async fn wait_final(app: &Arc<App>, id: &str, done: Watch) -> Result<Arc<Execution>, ApiError> {
+    app.executions.last_attempt(id, done).await.map_err(ApiError::from)
 }
 
 /// Cancels a queued or running execution: 200 with the cancelled record (a
@@ -293,11 +264,7 @@ pub async fn retry(
 /// 404 unless execution `id` exists (live or stored) in the caller's workspace.
 /// Another workspace's execution is answered exactly like a missing one.
 pub(super) async fn check_owner(app: &App, caller: &Caller, id: &str) -> Result<(), ApiError> {
-    let workspace = match app.executions.live_agent(id) {
-        Some(agent_id) => app.registry.workspace_of(&agent_id),
-        None => app.stores.executions.workspace_of(id).await?,
-    };
-    match workspace {
+    match app.executions.workspace_of(id).await? {
         Some(w) if w == caller.workspace => Ok(()),
         _ => Err(ApiError::NotFound(format!("no execution {id:?}"))),
     }

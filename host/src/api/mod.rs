@@ -99,7 +99,12 @@ pub fn router(app: Arc<App>) -> Router {
     let http = app.config.http;
     let (routes, document) = documented_routes(&app).split_for_parts();
     let document = openapi::serve(document);
+    // MCP clients authenticate with the same keys.
+    let mcp = Router::new()
+        .nest_service(crate::mcp::PATH, crate::mcp::service(&app))
+        .layer(middleware::from_fn_with_state(Arc::clone(&app), auth::middleware));
     routes
+        .merge(mcp)
         .route("/openapi.json", get(move || std::future::ready(document.clone())))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

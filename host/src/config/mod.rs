@@ -12,7 +12,9 @@ use anyhow::Context;
 use serde::Deserialize;
 
 mod llm;
+mod mcp;
 pub use self::llm::{LlmConfig, MaxTokensParam, Price, ProviderConfig, ProviderKind};
+pub use self::mcp::{McpConfig, McpCredential};
 
 /// The whole host configuration. Deserialised from an optional TOML file; every
 /// field has a default, and CLI flags override the file.
@@ -53,6 +55,7 @@ pub struct Config {
     pub durability: DurabilityConfig,
     pub memory: MemoryConfig,
     pub webhooks: WebhooksConfig,
+    pub mcp: McpConfig,
 }
 
 /// Outgoing webhooks.
@@ -312,6 +315,7 @@ impl Default for Config {
             durability: DurabilityConfig::default(),
             memory: MemoryConfig::default(),
             webhooks: WebhooksConfig::default(),
+            mcp: McpConfig::default(),
         }
     }
 }
@@ -371,6 +375,7 @@ impl Config {
 
     /// Rejects settings that cannot work, naming the field.
     pub fn validate(&self) -> anyhow::Result<()> {
+        self.mcp.validate()?;
         let l = &self.limits;
         anyhow::ensure!(
             self.max_concurrent_executions >= 1,

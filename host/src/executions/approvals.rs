@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 use super::{Executions, Job};
 use crate::events::EventLog;
 use crate::ports::{ApprovalDesk, EffectRefused};
-use crate::record::{Approval, ApprovalStatus, Decision, Status};
+use crate::record::{Approval, ApprovalStatus, Decision, Role, Status};
 use crate::time;
 
 /// Requests one expiry pass decides at most (the next pass takes the rest).
@@ -64,6 +64,19 @@ pub struct Decider {
     /// An admin key decides any request of its workspace; others only those
     /// that name them (or name nobody).
     pub admin: bool,
+}
+
+impl Decider {
+    /// A key of `workspace` as a decider: admin and approver keys decide,
+    /// others do not.
+    pub fn of_key(workspace: &str, key_id: Option<&str>, key_name: Option<&str>, role: Role) -> Option<Decider> {
+        matches!(role, Role::Admin | Role::Approver).then(|| Decider {
+            workspace: workspace.to_owned(),
+            key_id: key_id.map(str::to_owned),
+            key_name: key_name.map(str::to_owned),
+            admin: role == Role::Admin,
+        })
+    }
 }
 
 /// A decision asked for.

@@ -33,7 +33,7 @@ pub use self::cancel::Cancel;
 pub use self::conversations::{ConversationError, ConversationRef, IfBusy, TurnRequest};
 use self::idempotency::IdempotencyKeys;
 use self::lifecycle::Lifecycle;
-pub use self::retry::RetryError;
+pub use self::retry::{RetryError, WaitError};
 pub use self::submit::{Accepted, DEFAULT_PRIORITY, NewExecution, SubmitError, Target};
 use crate::config::{CaptureLimits, Config, DurabilityConfig};
 use crate::events::{EventHub, EventLog};
@@ -196,6 +196,14 @@ impl Executions {
     /// The agent of a live execution, if it is live.
     pub fn live_agent(&self, id: &str) -> Option<String> {
         self.scheduler.live_agent(id)
+    }
+
+    /// The workspace of an execution, live or stored (`None`: no such one).
+    pub async fn workspace_of(&self, id: &str) -> Result<Option<String>, crate::store::StoreError> {
+        match self.live_agent(id) {
+            Some(agent_id) => Ok(self.registry.workspace_of(&agent_id)),
+            None => self.store.workspace_of(id).await,
+        }
     }
 
     /// Executions running and waiting, host-wide.

@@ -104,3 +104,52 @@ impl Executions {
         Ok(accepted)
     }
 }
+
+/// Why a caller waiting for an execution's end got no record.
+#[derive(Debug, thiserror::Error)]
+pub enum WaitError {
+    #[error(
+        "the host is shutting down before execution {0} ended: if it is queued it runs after the restart, if it is \
+         running it ends host_restart"
+    )]
+    Closing(String),
+    #[error("execution {0} ended without a record")]
+    Lost(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Executions {
+    /// Waits for an execution's end, following the retries its agent's policy
+    /// makes, and returns the last attempt's record (an execution waiting
+    /// unloaded for an approval ends this wait `awaiting_approval`).
+    pub async fn last_attempt(&self, id: &str, mut done: super::Watch) -> Result<Arc<Execution>, WaitError> {
+        let mut closing = self.closing();
+        let mut id = id.to_owned();
+        loop {
+            let ended = tokio::select! {
+                ended = done.wait_for(Option::is_some) => ended.map_err(|_| WaitError::Lost(id.clone()))?.clone(),
+                _ = closing.wait_for(|c| *c) => return Err(WaitError::Closing(id)),
+            };
+            let ended = ended.ok_or_else(|| WaitError::Lost(id.clone()))?;
+            let next = match (&ended.status, &ended.retried_by) {
+                (Status::Failed, Some(next)) => next.clone(),
+                _ => return Ok(ended),
+            };
+            done = match self.watch(&next) {
+                Some(watch) => watch,
+                None => {
+                    // Already over: continue from its stored record.
+                    let stored = self
+                        .store
+                        .get(&next)
+                        .await?
+                        .ok_or_else(|| WaitError::Lost(next.clone()))?;
+                    let (_, watch) = tokio::sync::watch::channel(Some(Arc::new(stored)));
+                    watch
+                }
+            };
+            id = next;
+        }
+    }
+}

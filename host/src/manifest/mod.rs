@@ -303,6 +303,14 @@ impl Manifest {
     }
 }
 
+/// Names no agent may take: the MCP execution tools' (an agent is a tool of
+/// the same list).
+pub const RESERVED_NAMES: [&str; 3] = [
+    "list_recent_executions",
+    "get_execution_result",
+    "get_agent_activity_summary",
+];
+
 /// Agent names: 1–63 of `a-z 0-9 - _`, starting with a letter or digit, and not
 /// shaped like an agent id.
 pub fn validate_name(name: &str) -> Result<(), String> {
@@ -317,6 +325,9 @@ pub fn validate_name(name: &str) -> Result<(), String> {
         return Err(format!(
             "manifest.name: {name:?} must be 1 to {MAX_NAME_LEN} characters of a-z, 0-9, '-' and '_', starting with a letter or digit"
         ));
+    }
+    if RESERVED_NAMES.contains(&name) {
+        return Err(format!("manifest.name: {name:?} is the name of an MCP execution tool"));
     }
     if name.starts_with("agt_") {
         return Err("manifest.name: must not start with \"agt_\" (reserved for agent ids)".into());
