@@ -110,7 +110,7 @@ async fn in_process(config: &Config) -> anyhow::Result<f64> {
     let input = r#"{"name":"bench","n":[1,2,3]}"#;
     let llm = Arc::new(Llm::new(&config.llm, &config.pricing)?);
     let stores = Stores::open(&config.data_dir)?;
-    let tools = Arc::new(Tools::new(config.tools.clone(), Arc::clone(&stores.kv))?);
+    let tools = Arc::new(Tools::new(config.tools.clone(), &config.mcp, Arc::clone(&stores.kv))?);
     let children: Arc<dyn AgentCalls> = Arc::new(Nobody);
     let memory: Arc<dyn Memories> = Arc::new(Memory::new(&stores, config.memory));
     let capture = config.capture;
@@ -135,6 +135,7 @@ async fn in_process(config: &Config) -> anyhow::Result<f64> {
                 execution_id: "exec_bench".into(),
                 depth: 0,
                 allowed_hosts: Default::default(),
+                mcp_servers: Default::default(),
                 artifacts: artifacts.clone(),
                 children: Arc::clone(&children),
                 child_id: None,

@@ -82,7 +82,7 @@ impl App {
                 registry: Arc::clone(&registry),
                 runtime: Arc::clone(&runtime),
                 llm,
-                tools: Arc::new(Tools::new(config.tools.clone(), Arc::clone(&stores.kv))?),
+                tools: Arc::new(Tools::new(config.tools.clone(), &config.mcp, Arc::clone(&stores.kv))?),
                 memory: Arc::clone(&memory),
                 outbox: Arc::clone(&outgoing) as Arc<dyn crate::ports::Outbox>,
             },

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::Mutex;
 
-use crate::config::{Config, HostLimits};
+use crate::config::{Config, HostLimits, McpConfig};
 use crate::digest::sha256_hex;
 use crate::llm::Llm;
 use crate::manifest::Manifest;
@@ -18,6 +18,7 @@ use crate::registry::{Registry, Version};
 use crate::runtime::Runtime;
 use crate::runtime::component::{ComponentError, check_header};
 use crate::store::{AgentStore, Backend, BlobStore, StoreError, Stores};
+use crate::tools::mcp::McpClient;
 use crate::{ids, time};
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +42,7 @@ pub struct Deployer {
     backend: Arc<dyn Backend>,
     limits: HostLimits,
     max_running: u32,
+    mcp: McpConfig,
     /// One deploy at a time picks version numbers.
     lock: Mutex<()>,
 }
@@ -62,6 +64,7 @@ impl Deployer {
             backend: Arc::clone(&stores.backend),
             limits: config.limits,
             max_running: config.max_concurrent_executions,
+            mcp: config.mcp.clone(),
             lock: Mutex::new(()),
         }
     }
@@ -139,6 +142,23 @@ impl Deployer {
         Ok(())
     }
 
+    /// Each MCP server's `auth_env` must name a credential the host lets go to
+    /// that server's host.
+    fn check_mcp_credentials(&self, manifest: &Manifest) -> Result<(), DeployError> {
+        for (i, server) in manifest.mcp_servers.iter().enumerate() {
+            let (Some(env), Some(host)) = (&server.auth_env, server.host()) else {
+                continue;
+            };
+            if !McpClient::credential_allowed(&self.mcp, env, &host) {
+                return Err(DeployError::Manifest(format!(
+                    "manifest.mcp_servers[{i}].auth_env: this host has no credential {env:?} for {host} (its \
+                     [mcp] credentials bind each to the hosts it may go to)"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Validates, compiles and records a new version of the manifest's agent in
     /// `workspace`.
     /// Returns the agent, the version, and warnings about it (models only the
@@ -150,6 +170,7 @@ impl Deployer {
         bytes: Bytes,
     ) -> Result<(Agent, AgentVersion, Vec<String>), DeployError> {
         manifest.validate().map_err(DeployError::Manifest)?;
+        self.check_mcp_credentials(&manifest)?;
         check_header(&bytes)?;
         if let Some(failure) = self.backend.failing() {
             return Err(DeployError::Store(StoreError::Unavailable(failure.error)));

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use crate::manifest::McpServer;
 use crate::record::{Approval, Artifact, ExecError, Status};
 
 /// What a tool call knows about its caller, and the run's ports it may use.
@@ -19,6 +20,8 @@ pub struct ToolCtx {
     /// 0 for an execution nobody called; a child's is its parent's plus one.
     pub depth: u32,
     pub allowed_hosts: std::sync::Arc<[String]>,
+    /// The MCP servers the agent's manifest names.
+    pub mcp_servers: Arc<[McpServer]>,
     /// Where the call may store files, as artifacts of the run (within its caps).
     pub artifacts: Arc<dyn Artifacts>,
     /// How the call may run other agents (`agent_call`).
@@ -45,7 +48,16 @@ pub struct ToolInfo {
     pub parameters: &'static str,
 }
 
-/// The built-in tools.
+/// A tool of an MCP server, as its server lists it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ListedTool {
+    pub name: String,
+    pub description: String,
+    /// The input schema, as JSON text.
+    pub parameters: String,
+}
+
+/// The built-in tools, and those of the agent's MCP servers (`mcp.<server>.<tool>`).
 #[async_trait]
 pub trait ToolHost: Send + Sync {
     /// Every tool there is (a manifest picks among them).
@@ -57,6 +69,8 @@ pub trait ToolHost: Send + Sync {
     fn repeatable(&self, name: &str, args: &Value) -> bool;
     /// Runs one tool. The caller checked that the agent may use it.
     async fn call(&self, ctx: &ToolCtx, name: &str, args: Value) -> Result<Value, ToolError>;
+    /// The tools of one of the agent's MCP servers.
+    async fn list_mcp(&self, ctx: &ToolCtx, server: &McpServer) -> Result<Vec<ListedTool>, ToolError>;
 }
 
 #[derive(Debug, Clone, thiserror::Error)]

@@ -1,6 +1,7 @@
-//! `warden:agent/tools`: the tools the manifest allows, each call recorded on the
-//! execution (`tool_calls`, `n_tool_calls`, `timing.tool_ms`, a `tool` step, and
-//! `tool_start`/`tool_end` events) and capped per run.
+//! `warden:agent/tools`: the tools the manifest allows (built-in ones, and
+//! those its MCP servers list, as `mcp.<server>.<tool>`), each call recorded on
+//! the execution (`tool_calls`, `n_tool_calls`, `timing.tool_ms`, a `tool` step,
+//! and `tool_start`/`tool_end` events), journaled, and capped per run.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,8 +10,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::events::EventData;
-use crate::ports::{Reach, ToolError};
-use crate::record::{JournalKind, ToolCallRecord};
+use crate::manifest::split_tool_name;
+use crate::ports::{ListedTool, Reach, ToolError};
+use crate::record::{JournalKind, LogLevel, ToolCallRecord};
 use crate::runtime::bindings::warden::agent::tools::{Error, Host, ToolInfo};
 use crate::runtime::journal::{self, Replayed};
 use crate::runtime::{RunState, Stop};
@@ -33,8 +35,9 @@ fn recorded(value: Value, len: usize) -> Value {
 }
 
 impl Host for RunState {
-    fn available(&mut self) -> Vec<ToolInfo> {
-        self.grants
+    async fn available(&mut self) -> wasmtime::Result<Vec<ToolInfo>> {
+        let mut tools: Vec<ToolInfo> = self
+            .grants
             .tools
             .catalog()
             .iter()
@@ -44,14 +47,34 @@ impl Host for RunState {
                 description: t.description.into(),
                 parameters: t.parameters.into(),
             })
-            .collect()
+            .collect();
+        tools.extend(self.mcp_tools().await?.iter().map(|t| ToolInfo {
+            name: t.name.clone(),
+            description: t.description.clone(),
+            parameters: t.parameters.clone(),
+        }));
+        Ok(tools)
     }
 
     async fn call(&mut self, name: String, arguments: String) -> wasmtime::Result<Result<String, Error>> {
-        if !self.grants.allowed_tools.iter().any(|g| g == &name) {
+        let allowed = match split_tool_name(&name) {
+            Some((server, tool)) => self
+                .grants
+                .ctx
+                .mcp_servers
+                .iter()
+                .any(|s| s.name == server && s.allows(tool)),
+            None => self.grants.allowed_tools.iter().any(|g| g == &name),
+        };
+        if !allowed {
             return Ok(Err(Error::UnknownTool(format!(
-                "tool {name:?} is not in this agent's manifest (allowed: {})",
-                self.grants.allowed_tools.join(", ")
+                "tool {name:?} is not in this agent's manifest (allowed: {}{})",
+                self.grants.allowed_tools.join(", "),
+                if self.grants.ctx.mcp_servers.is_empty() {
+                    ""
+                } else {
+                    ", and its mcp_servers' tools"
+                }
             ))));
         }
         let max = self.grants.max_tool_calls;
@@ -187,6 +210,73 @@ struct ToolCall {
 }
 
 impl RunState {
+    /// The tools of the agent's MCP servers the manifest allows, listed once a
+    /// run (a durable run's lists are journaled, so a replay sees the same). A
+    /// server that cannot be listed is noted on the run's log; its tools are
+    /// missing from the list, and calls to them still go to it.
+    async fn mcp_tools(&mut self) -> wasmtime::Result<Arc<[ListedTool]>> {
+        if let Some(listed) = &self.mcp_tools {
+            return Ok(Arc::clone(listed));
+        }
+        let mut all = Vec::new();
+        for server in self.grants.ctx.mcp_servers.iter() {
+            let fingerprint = self
+                .journal
+                .as_ref()
+                .map(|_| journal::fingerprint(&[b"mcp.list", server.name.as_bytes(), server.url.as_bytes()]));
+            let what = format!("the list of MCP server {:?}", server.name);
+            let replayed = match (&self.journal, &fingerprint) {
+                (Some(journal), Some(fingerprint)) => match journal
+                    .take(JournalKind::Tool, fingerprint, &what)
+                    .map_err(wasmtime::Error::new)?
+                {
+                    Some(Replayed::Done(data)) => Some(
+                        serde_json::from_str::<Result<Vec<ListedTool>, String>>(&data)
+                            .map_err(|e| wasmtime::Error::new(Stop::damaged_journal("MCP list", &e)))?,
+                    ),
+                    _ => None,
+                },
+                _ => None,
+            };
+            let listed = match replayed {
+                Some(listed) => listed,
+                None => {
+                    self.grants
+                        .effects
+                        .before_effect(Reach::Outside)
+                        .await
+                        .map_err(Stop::unrecorded)?;
+                    let host = Arc::clone(&self.grants.tools);
+                    let (ctx, asked) = (self.grants.ctx.clone(), server.clone());
+                    let listed = super::off_fiber(move || async move { host.list_mcp(&ctx, &asked).await })
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r.map_err(|e| e.to_string()));
+                    if let (Some(journal), Some(fingerprint)) = (&self.journal, &fingerprint) {
+                        let data = serde_json::to_string(&listed).unwrap_or_default();
+                        journal
+                            .record(JournalKind::Tool, fingerprint, None, data)
+                            .map_err(wasmtime::Error::new)?;
+                    }
+                    listed
+                }
+            };
+            match listed {
+                Ok(tools) => all.extend(tools),
+                Err(e) => self.record.note(
+                    LogLevel::Warn,
+                    format!(
+                        "MCP server {:?} could not be listed, so its tools are not offered: {e}",
+                        server.name
+                    ),
+                ),
+            }
+        }
+        let all: Arc<[ListedTool]> = all.into();
+        self.mcp_tools = Some(Arc::clone(&all));
+        Ok(all)
+    }
+
     /// Records a tool call (live or replayed) on the run and answers the guest;
     /// a replayed one (`quiet`) was announced in the run's earlier life.
     fn settle_tool(&mut self, name: String, arguments: Value, call: ToolCall, quiet: bool) -> Result<String, Error> {

@@ -23,11 +23,9 @@ pub struct McpConfig {
     /// How long the host keeps a finished task reachable (`ttlMs`).
     pub task_ttl_ms: u64,
     /// One request of the host's client to an agent's MCP server (connect,
-    /// list, call).
+    /// list, call). Where servers may be is `[tools]`'s business
+    /// (`allow_private_addresses`), as for `http_fetch`.
     pub client_timeout_ms: u64,
-    /// Let agents' MCP servers be on loopback, private and link-local
-    /// addresses.
-    pub allow_private_addresses: bool,
     /// Secrets a manifest's `mcp_servers[].auth_env` may name, each sent only to
     /// the hosts listed with it.
     pub credentials: Vec<McpCredential>,
@@ -41,7 +39,6 @@ impl Default for McpConfig {
             task_after_ms: 2_000,
             task_ttl_ms: 24 * 3600 * 1000,
             client_timeout_ms: 30_000,
-            allow_private_addresses: false,
             credentials: Vec::new(),
         }
     }

@@ -83,6 +83,7 @@ impl Executions {
                 execution_id: execution.id.clone(),
                 depth: execution.depth,
                 allowed_hosts: Arc::clone(&manifest.allowed_hosts),
+                mcp_servers: Arc::clone(&manifest.mcp_servers),
                 artifacts: artifacts.clone(),
                 children,
                 child_id: None,

@@ -2,6 +2,7 @@
 //! limits), validated with messages that name the field, and the effective limits
 //! after clamping by the host's maxima.
 
+mod mcp_servers;
 mod schema_cost;
 
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use self::mcp_servers::{McpServer, split_tool_name};
 use crate::config::HostLimits;
 
 /// The manifest as deployed. Unknown fields are refused, so a typo is not silently
@@ -46,6 +48,11 @@ pub struct Manifest {
     #[serde(default, skip_serializing_if = "no_items")]
     #[schema(value_type = Vec<String>)]
     pub allowed_hosts: Arc<[String]>,
+    /// MCP servers whose tools the agent may call, as `mcp.<server>.<tool>`
+    /// (each server's host must be in `allowed_hosts`).
+    #[serde(default, skip_serializing_if = "no_servers")]
+    #[schema(value_type = Vec<McpServer>)]
+    pub mcp_servers: Arc<[McpServer]>,
     /// A JSON Schema every execution's input must satisfy; checked before the
     /// execution is queued. References are resolved only inside the schema.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -62,6 +69,10 @@ fn yes() -> bool {
 }
 
 fn no_items(list: &Arc<[String]>) -> bool {
+    list.is_empty()
+}
+
+fn no_servers(list: &Arc<[McpServer]>) -> bool {
     list.is_empty()
 }
 
@@ -262,6 +273,7 @@ impl Manifest {
                 "manifest.allowed_hosts: each entry is a host name like api.example.com or *.example.com".into(),
             );
         }
+        mcp_servers::validate(&self.mcp_servers, &self.allowed_hosts)?;
         self.input_schema()?;
         if let Some(r) = &self.retry {
             if r.max_attempts == 0 || r.max_attempts > MAX_ATTEMPTS {
@@ -303,6 +315,18 @@ impl Manifest {
     }
 }
 
+/// Whether `host` matches an allowlist entry (`api.example.com`, `*.example.com`).
+pub fn host_allowed(host: &str, allowed: &[String]) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    allowed.iter().any(|entry| {
+        let entry = entry.to_ascii_lowercase();
+        match entry.strip_prefix("*.") {
+            Some(domain) => host.ends_with(&format!(".{domain}")),
+            None => host == entry,
+        }
+    })
+}
+
 /// Names no agent may take: the MCP execution tools' (an agent is a tool of
 /// the same list).
 pub const RESERVED_NAMES: [&str; 3] = [
@@ -338,6 +362,16 @@ pub fn validate_name(name: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn allowlist_matches_hosts_and_subdomains() {
+        let allowed = vec!["api.example.com".to_owned(), "*.docs.example.com".to_owned()];
+        assert!(host_allowed("API.example.com", &allowed));
+        assert!(host_allowed("v1.docs.example.com", &allowed));
+        assert!(!host_allowed("docs.example.com", &allowed));
+        assert!(!host_allowed("evil-api.example.com", &allowed));
+        assert!(!host_allowed("api.example.com.evil.net", &allowed));
+    }
 
     #[test]
     fn limits_are_clamped_by_the_host() {

@@ -37,6 +37,7 @@ pub mod bindings {
         path: "../wit",
         imports: {
             "warden:agent/llm.chat": async | trappable,
+            "warden:agent/tools.available": async | trappable,
             "warden:agent/tools.call": async | trappable,
             "warden:agent/artifacts.put": async | trappable,
             "warden:agent/approval.request": async | trappable,

@@ -18,7 +18,7 @@ use super::capture::RunRecord;
 use super::journal::{MonotonicClock, RunJournal, WallClock};
 use crate::events::EventLog;
 use crate::llm::Llm;
-use crate::ports::{ApprovalDesk, Effects, Memories, Scope, ToolCtx, ToolHost};
+use crate::ports::{ApprovalDesk, Effects, ListedTool, Memories, Scope, ToolCtx, ToolHost};
 use crate::record::{LogStream, ToolCallRecord, Usage};
 
 /// Instances, tables and memories one store may create.
@@ -35,6 +35,8 @@ pub struct RunState {
     pub grants: Grants,
     pub llm: LlmTotals,
     pub tool_calls: Vec<ToolCallRecord>,
+    /// The tools of the agent's MCP servers, once listed in this run.
+    pub mcp_tools: Option<Arc<[ListedTool]>>,
     pub started: Instant,
     /// A durable run's journal.
     pub journal: Option<Arc<RunJournal>>,
@@ -230,6 +232,7 @@ impl RunState {
             grants,
             llm: LlmTotals::default(),
             tool_calls: Vec::new(),
+            mcp_tools: None,
             started: Instant::now(),
         }
     }

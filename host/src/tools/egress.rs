@@ -13,17 +13,7 @@ use std::time::Duration;
 use super::{ToolCtx, ToolError};
 use crate::config::ToolsConfig;
 
-/// Whether `host` matches an allowlist entry (`api.example.com`, `*.example.com`).
-pub fn host_allowed(host: &str, allowed: &[String]) -> bool {
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
-    allowed.iter().any(|entry| {
-        let entry = entry.to_ascii_lowercase();
-        match entry.strip_prefix("*.") {
-            Some(domain) => host.ends_with(&format!(".{domain}")),
-            None => host == entry,
-        }
-    })
-}
+pub use crate::manifest::host_allowed;
 
 /// Addresses a guest may not reach unless the host allows private addresses.
 pub fn forbidden(ip: IpAddr) -> bool {
@@ -153,16 +143,6 @@ pub async fn check_url(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn allowlist_matches_hosts_and_subdomains() {
-        let allowed = vec!["api.example.com".to_owned(), "*.docs.example.com".to_owned()];
-        assert!(host_allowed("API.example.com", &allowed));
-        assert!(host_allowed("v1.docs.example.com", &allowed));
-        assert!(!host_allowed("docs.example.com", &allowed));
-        assert!(!host_allowed("evil-api.example.com", &allowed));
-        assert!(!host_allowed("api.example.com.evil.net", &allowed));
-    }
 
     #[test]
     fn private_reserved_and_smuggled_addresses_are_forbidden() {

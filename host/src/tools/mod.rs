@@ -1,22 +1,26 @@
 //! The built-in tools an agent reaches through `warden:agent/tools`: `kv` (a small
 //! per-agent key-value store), `http_fetch` (GET/POST to allowlisted hosts only),
 //! `browser` (a page's title, text and screenshot) and `agent_call` (run another
-//! agent as a child execution). Which ones an agent may use is its manifest's
-//! business; this module only runs them, through the ports it is given.
+//! agent as a child execution), and the tools of the agent's MCP servers
+//! (`mcp.<server>.<tool>`, through [`mcp`]). Which ones an agent may use is its
+//! manifest's business; this module only runs them, through the ports it is
+//! given.
 
 mod agent_call;
 mod browser;
 pub mod egress;
 mod http_fetch;
 mod kv;
+pub mod mcp;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::config::ToolsConfig;
-use crate::ports::{Reach, ToolCtx, ToolError, ToolHost, ToolInfo};
+use crate::config::{McpConfig, ToolsConfig};
+use crate::manifest::{McpServer, split_tool_name};
+use crate::ports::{ListedTool, Reach, ToolCtx, ToolError, ToolHost, ToolInfo};
 use crate::store::KvStore;
 
 pub const CATALOG: &[ToolInfo] = &[
@@ -46,11 +50,13 @@ pub struct Tools {
     config: ToolsConfig,
     kv: Arc<dyn KvStore>,
     http: reqwest::Client,
+    mcp: mcp::McpClient,
 }
 
 impl Tools {
-    pub fn new(config: ToolsConfig, kv: Arc<dyn KvStore>) -> anyhow::Result<Self> {
+    pub fn new(config: ToolsConfig, mcp: &McpConfig, kv: Arc<dyn KvStore>) -> anyhow::Result<Self> {
         Ok(Self {
+            mcp: mcp::McpClient::new(config.clone(), mcp),
             config,
             kv,
             http: reqwest::Client::builder()
@@ -87,9 +93,27 @@ impl ToolHost for Tools {
             "http_fetch" => http_fetch::call(&self.http, &self.config, ctx, args).await,
             "browser" => browser::call(&self.config, ctx, args).await,
             "agent_call" => agent_call::call(&self.config, ctx, args).await,
-            other => Err(ToolError::Failed(format!("no tool named {other:?}"))),
+            other => match split_tool_name(other) {
+                Some((server, tool)) => {
+                    let server = mcp_server(ctx, server)?;
+                    self.mcp.call(ctx, server, tool, args).await
+                }
+                None => Err(ToolError::Failed(format!("no tool named {other:?}"))),
+            },
         }
     }
+
+    async fn list_mcp(&self, ctx: &ToolCtx, server: &McpServer) -> Result<Vec<ListedTool>, ToolError> {
+        self.mcp.list(ctx, server).await
+    }
+}
+
+/// The agent's MCP server named `name`.
+fn mcp_server<'a>(ctx: &'a ToolCtx, name: &str) -> Result<&'a McpServer, ToolError> {
+    ctx.mcp_servers
+        .iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| ToolError::Failed(format!("no MCP server named {name:?} in this agent's manifest")))
 }
 
 fn str_arg<'a>(args: &'a Value, name: &str) -> Result<&'a str, ToolError> {
