@@ -564,3 +564,29 @@ mod guests {
         server.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warden_mcp_prints_a_configuration_that_connects() {
+    let (host, server, token, _tmp) = tour_server().await;
+    let out = tokio::process::Command::new(warden_tests::warden_bin())
+        .args(["mcp", "--server", &host.base, "--api-key", &token, "--name", "agents"])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let config: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    let entry = &config["mcpServers"]["agents"];
+    assert_eq!(entry["type"], "http");
+    assert_eq!(entry["url"], host.url("/mcp"));
+    let header = entry["headers"]["Authorization"].as_str().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("claude mcp add --transport http agents"), "{stderr}");
+    assert!(stderr.contains("echo"), "the agents it will see: {stderr}");
+    // What it printed is what a client needs.
+    let key = header.strip_prefix("Bearer ").unwrap();
+    let seen = client(&Server::attach(&host.base), key, "auto", "connect").await;
+    assert_eq!(seen["refused"], false, "{seen}");
+    assert!(seen["tools"].as_array().unwrap().contains(&json!("echo")), "{seen}");
+    drop(server);
+    host.stop().await;
+}

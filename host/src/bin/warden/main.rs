@@ -1,6 +1,6 @@
 //! The `warden` binary: `serve` runs the host; `keys` manages API keys in a data
 //! dir (operator commands, on the host's machine); the other commands (deploy,
-//! run, chat, executions, agents, schedules, conversations, approvals) are an
+//! run, chat, executions, agents, schedules, conversations, approvals, mcp) are an
 //! HTTP client of a running server.
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -16,6 +16,7 @@ use warden_host::client::Client;
 use warden_host::config::Config;
 
 mod chat;
+mod mcp;
 mod schedules;
 
 warden_host::use_mimalloc!();
@@ -97,6 +98,13 @@ enum Command {
     Conversations {
         #[command(subcommand)]
         command: ConversationsCommand,
+    },
+    /// Print the configuration an MCP client (Claude Code, Cursor, an IDE)
+    /// needs to use this server's agents as tools, with --api-key's key.
+    Mcp {
+        /// The name the client shows for the server.
+        #[arg(long, default_value = "warden")]
+        name: String,
     },
     /// The approvals inbox: list requests, approve or reject them.
     Approvals {
@@ -322,6 +330,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         },
         Command::Chat { agent, conversation } => return chat::chat(&client()?, &agent, conversation).await,
         Command::Schedules { command } => schedules::run(&client()?, command).await?,
+        Command::Mcp { name } => return mcp::print(&client()?, &cli.server, cli.api_key.as_deref(), &name).await,
         Command::Conversations { command } => match command {
             ConversationsCommand::List { agent, limit, after } => {
                 let mut q = Vec::new();
