@@ -20,6 +20,7 @@ Phases (same echo workload everywhere: JSON in, JSON out):
              resuming a run with 100 journaled calls (cargo bench --bench durable)
   conversations  a turn reading 50 turns of history against one reading none
              (cargo bench --bench conversations)
+  mcp        the e2e echo load as MCP tools/call requests (Streamable HTTP, stateless)
   schedules  10,000 schedules waiting (idle CPU) and firing once a minute each (how late
              each run is made) (cargo bench --bench schedules)
 """
@@ -84,11 +85,11 @@ def rss_mib(pid):
     return 0.0
 
 
-def wrk(url, conns, body):
+def wrk(url, conns, body, script=LOAD, env_extra=None):
     """Runs wrk; returns requests/s, p50 and p99 in ms, requests, non-2xx."""
-    env = dict(os.environ, BENCH_BODY=body)
+    env = dict(os.environ, BENCH_BODY=body, **(env_extra or {}))
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{conns}", f"-d{SECS}s", "--latency", "-s", str(LOAD), url],
+        ["wrk", "-t2", f"-c{conns}", f"-d{SECS}s", "--latency", "-s", str(script), url],
         capture_output=True, text=True, env=env, check=True,
     ).stdout
     result = {"rps": 0.0, "p50_ms": 0.0, "p99_ms": 0.0, "requests": 0, "errors": 0}
@@ -116,7 +117,7 @@ def to_ms(text):
     return float(text)
 
 
-def loaded(name, argv, health, url, body, conns_list=(16, 64), setup=None):
+def loaded(name, argv, health, url, body, conns_list=(16, 64), setup=None, script=LOAD, env_extra=None):
     """Starts a server, loads it with wrk at each connection count, stops it."""
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -124,15 +125,15 @@ def loaded(name, argv, health, url, body, conns_list=(16, 64), setup=None):
         if setup:
             setup()
         # Warm up (compiles, pools, caches).
-        env = dict(os.environ, BENCH_BODY=body)
-        subprocess.run(["wrk", "-t1", "-c4", "-d2s", "-s", str(LOAD), url],
+        env = dict(os.environ, BENCH_BODY=body, **(env_extra or {}))
+        subprocess.run(["wrk", "-t1", "-c4", "-d2s", "-s", str(script), url],
                        capture_output=True, env=env, check=True)
         rows = []
         for conns in conns_list:
             rounds = []
             before = cpu_seconds(proc.pid)
             for _ in range(ROUNDS if conns == 64 else 1):
-                one = wrk(url, conns, body)
+                one = wrk(url, conns, body, script, env_extra)
                 print(f"{name:<28} c={conns:<3} {one['rps']:>9.0f} runs/s  p50 {one['p50_ms']:.2f} ms  "
                       f"p99 {one['p99_ms']:.2f} ms  errors {one['errors']}", flush=True)
                 rounds.append(one)
@@ -307,7 +308,48 @@ def fmt(x, digits=0):
     return f"{x:,.{digits}f}"
 
 
+MCP_LOAD = ROOT / "bench/mcp.lua"
+
+
+def warden_mcp():
+    """The e2e echo load as MCP tools/call requests (stateless revision 2026-07-28)
+    against the same server setup; checks one call answers the run's output."""
+    data = tempfile.mkdtemp(prefix="warden-bench-")
+    try:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}/mcp"
+        argv = [str(WARDEN), "serve", "--data-dir", data, "--addr", f"127.0.0.1:{port}"]
+        args = '{"name":"Ada"}'
+        env_extra = {"BENCH_TOOL": "echo", "BENCH_ARGS": args}
+
+        def check():
+            meta = '{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}'
+            body = ('{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":'
+                    + args + ',"_meta":' + meta + '}}').encode()
+            req = urllib.request.Request(url, data=body, headers={
+                "Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+                "MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "echo"})
+            answer = json.loads(urllib.request.urlopen(req, timeout=10).read())
+            result = answer["result"]
+            assert not result.get("isError") and result["structuredContent"]["greeting"], answer
+
+        return loaded("warden, MCP tools/call", argv, f"http://127.0.0.1:{port}/admin/health", url, "",
+                      setup=check, script=MCP_LOAD, env_extra=env_extra)
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+
+
 def main():
+    if sys.argv[1:2] == ["--only"]:
+        # Measures the named phases again into the last run's figures.
+        path = ROOT / "target/bench-results.json"
+        results = json.loads(path.read_text())
+        phases = {"e2e": lambda: warden_e2e("warden (every run recorded)"), "mcp": warden_mcp}
+        for phase in sys.argv[2:]:
+            results[phase] = phases[phase]()
+        path.write_text(json.dumps(results, indent=2))
+        write_report(results)
+        return
     if sys.argv[1:] == ["--report-only"]:
         # Rewrites BENCHMARKS.md from the last run's figures.
         write_report(json.loads((ROOT / "target/bench-results.json").read_text()))
@@ -323,6 +365,7 @@ def main():
     results["e2e_nojournal"] = warden_e2e("warden (no journal)", durable=False)
     results["support_nojournal"] = warden_e2e("warden, support (no journal)", agent="support",
                                               body=SUPPORT_BODY, durable=False)
+    results["mcp"] = warden_mcp()
     results["durable"] = cargo_bench("durable")
     results["conversations"] = cargo_bench("conversations")
     results["schedules"] = cargo_bench("schedules")
@@ -389,6 +432,17 @@ def write_report(r):
     f64 = by(r["final_only"], 64)
     lines.append(f"| recording every step, log and event vs the final record only (64 conns) | "
                  f"{w64['rps'] / f64['rps']:.2f}× the runs/s | – |")
+    if r.get("mcp"):
+        lines += ["", "## MCP: tools/call against execute", "",
+                  "The e2e echo load sent as MCP `tools/call` requests to `/mcp` (Streamable HTTP, revision",
+                  "2026-07-28: stateless, one POST answered with JSON), on a server set up alike; each call",
+                  "runs the agent (`trigger: \"mcp\"`), every run recorded.", "",
+                  "| conns | tools/call runs/s | execute runs/s | ratio | goal | tools/call p50 ms | p99 ms | CPU µs/run |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for c in (16, 64):
+            m, e = by(r["mcp"], c), by(r["e2e"], c)
+            lines.append(f"| {c} | {fmt(m['rps'])} | {fmt(e['rps'])} | {m['rps'] / e['rps']:.2f}× | ≥ 0.8× | "
+                         f"{m['p50_ms']:.2f} | {m['p99_ms']:.2f} | {fmt(m['cpu_us_per_run'])} |")
     if r.get("support"):
         lines += ["", "## End to end: an agent that acts", "",
                   "The bundled `support` example: per run, two model calls (the offline `scripted`",
