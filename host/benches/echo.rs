@@ -132,6 +132,7 @@ async fn in_process(config: &Config) -> anyhow::Result<f64> {
             max_tool_calls: 0,
             ctx: ToolCtx {
                 agent_id: "agt_bench".into(),
+                workspace: "default".into(),
                 execution_id: "exec_bench".into(),
                 depth: 0,
                 allowed_hosts: Default::default(),

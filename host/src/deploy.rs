@@ -43,6 +43,8 @@ pub struct Deployer {
     limits: HostLimits,
     max_running: u32,
     mcp: McpConfig,
+    /// Whether tools may reach private addresses (plain http to them is fine).
+    allow_private: bool,
     /// One deploy at a time picks version numbers.
     lock: Mutex<()>,
 }
@@ -65,6 +67,7 @@ impl Deployer {
             limits: config.limits,
             max_running: config.max_concurrent_executions,
             mcp: config.mcp.clone(),
+            allow_private: config.tools.allow_private_addresses,
             lock: Mutex::new(()),
         }
     }
@@ -143,18 +146,11 @@ impl Deployer {
     }
 
     /// Each MCP server's `auth_env` must name a credential the host lets go to
-    /// that server's host.
-    fn check_mcp_credentials(&self, manifest: &Manifest) -> Result<(), DeployError> {
+    /// that server from this workspace.
+    fn check_mcp_credentials(&self, workspace: &str, manifest: &Manifest) -> Result<(), DeployError> {
         for (i, server) in manifest.mcp_servers.iter().enumerate() {
-            let (Some(env), Some(host)) = (&server.auth_env, server.host()) else {
-                continue;
-            };
-            if !McpClient::credential_allowed(&self.mcp, env, &host) {
-                return Err(DeployError::Manifest(format!(
-                    "manifest.mcp_servers[{i}].auth_env: this host has no credential {env:?} for {host} (its \
-                     [mcp] credentials bind each to the hosts it may go to)"
-                )));
-            }
+            McpClient::credential_allowed(&self.mcp, self.allow_private, workspace, server)
+                .map_err(|e| DeployError::Manifest(format!("manifest.mcp_servers[{i}].auth_env: {e}")))?;
         }
         Ok(())
     }
@@ -170,7 +166,7 @@ impl Deployer {
         bytes: Bytes,
     ) -> Result<(Agent, AgentVersion, Vec<String>), DeployError> {
         manifest.validate().map_err(DeployError::Manifest)?;
-        self.check_mcp_credentials(&manifest)?;
+        self.check_mcp_credentials(workspace, &manifest)?;
         check_header(&bytes)?;
         if let Some(failure) = self.backend.failing() {
             return Err(DeployError::Store(StoreError::Unavailable(failure.error)));

@@ -16,6 +16,8 @@ use crate::record::{Approval, Artifact, ExecError, Status};
 #[derive(Clone)]
 pub struct ToolCtx {
     pub agent_id: String,
+    /// The agent's workspace.
+    pub workspace: String,
     pub execution_id: String,
     /// 0 for an execution nobody called; a child's is its parent's plus one.
     pub depth: u32,

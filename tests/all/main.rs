@@ -31,6 +31,8 @@ mod listing;
 mod litellm;
 mod llm;
 mod mcp;
+mod mcp_guests;
+mod mcp_tasks;
 mod openapi;
 mod recovery;
 mod restart;

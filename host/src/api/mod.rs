@@ -37,7 +37,7 @@ use crate::app::App;
 /// The API's routes and its OpenAPI document, made together from the handlers
 /// (each route is added with `routes!`, which documents it from the handler's
 /// `#[utoipa::path]`): a route cannot be served undocumented, nor documented
-/// unserved.
+/// unserved. (`/mcp` speaks MCP, described by its own protocol, not OpenAPI.)
 pub fn documented_routes(app: &Arc<App>) -> OpenApiRouter<Arc<App>> {
     let http = app.config.http;
     let (schemas, paths, deploy_and_list) = routes!(agents::deploy, agents::list);
@@ -102,6 +102,7 @@ pub fn router(app: Arc<App>) -> Router {
     // MCP clients authenticate with the same keys.
     let mcp = Router::new()
         .nest_service(crate::mcp::PATH, crate::mcp::service(&app))
+        .layer(middleware::from_fn(session_ended))
         .layer(middleware::from_fn_with_state(Arc::clone(&app), auth::middleware));
     routes
         .merge(mcp)
@@ -111,6 +112,17 @@ pub fn router(app: Arc<App>) -> Router {
         .layer(DefaultBodyLimit::max(http.max_body_bytes))
         .layer(middleware::from_fn_with_state(http, limits::reject_oversized))
         .with_state(app)
+}
+
+/// An MCP session ended by `DELETE` answers 204 (clients take 200 or 204 as
+/// ended; the transport says 202).
+async fn session_ended(request: axum::extract::Request, next: middleware::Next) -> axum::response::Response {
+    let delete = request.method() == Method::DELETE;
+    let mut response = next.run(request).await;
+    if delete && response.status() == axum::http::StatusCode::ACCEPTED {
+        *response.status_mut() = axum::http::StatusCode::NO_CONTENT;
+    }
+    response
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiError {

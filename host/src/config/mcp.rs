@@ -51,8 +51,12 @@ pub struct McpCredential {
     /// The environment variable holding it.
     pub env: String,
     /// Hosts of MCP server URLs it may be sent to (`api.example.com`,
-    /// `*.example.com`).
+    /// `*.example.com`), over https (or http to a private address, where
+    /// `tools.allow_private_addresses` allows those).
     pub hosts: Vec<String>,
+    /// The workspaces whose agents may use it (all when absent).
+    #[serde(default)]
+    pub workspaces: Option<Vec<String>>,
 }
 
 impl McpConfig {
@@ -66,10 +70,15 @@ impl McpConfig {
             self.task_after_ms >= 1 && self.client_timeout_ms >= 1,
             "mcp.task_after_ms and mcp.client_timeout_ms must be at least 1"
         );
-        for c in &self.credentials {
+        for (i, c) in self.credentials.iter().enumerate() {
             anyhow::ensure!(
                 !c.env.is_empty() && !c.hosts.is_empty(),
                 "mcp.credentials: each names its env variable and at least one host"
+            );
+            anyhow::ensure!(
+                self.credentials[..i].iter().all(|o| o.env != c.env),
+                "mcp.credentials: {} is named twice",
+                c.env
             );
         }
         Ok(())

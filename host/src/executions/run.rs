@@ -80,6 +80,7 @@ impl Executions {
             max_tool_calls: self.settings.max_tool_calls,
             ctx: ToolCtx {
                 agent_id: execution.agent_id.clone(),
+                workspace: self.registry.workspace_of(&execution.agent_id).unwrap_or_default(),
                 execution_id: execution.id.clone(),
                 depth: execution.depth,
                 allowed_hosts: Arc::clone(&manifest.allowed_hosts),

@@ -6,6 +6,7 @@
 //! the capability's business (`capabilities::llm`), not this module's.
 
 mod anthropic;
+mod names;
 mod openai;
 pub mod pricing;
 mod scripted;
@@ -280,13 +281,13 @@ impl Llm {
         on_delta: OnDelta<'_>,
     ) -> Result<Completion, ProviderError> {
         let key = provider.api_key.as_deref();
-        let completion = match provider.config.kind {
+        let (sent, renames) = names::Renames::apply(request);
+        let mut completion = match provider.config.kind {
             ProviderKind::Scripted => scripted::chat(request),
-            ProviderKind::Openai => openai::chat(&provider.http, &provider.config, key, request, on_delta).await?,
-            ProviderKind::Anthropic => {
-                anthropic::chat(&provider.http, &provider.config, key, request, on_delta).await?
-            }
+            ProviderKind::Openai => openai::chat(&provider.http, &provider.config, key, &sent, on_delta).await?,
+            ProviderKind::Anthropic => anthropic::chat(&provider.http, &provider.config, key, &sent, on_delta).await?,
         };
+        renames.restore(&mut completion);
         // Answers that did not stream arrive whole.
         let streamed = provider.config.stream && provider.config.kind != ProviderKind::Scripted;
         if !streamed && !completion.content.is_empty() {

@@ -21,6 +21,9 @@ use crate::executions::{NewExecution, SubmitError, Target, WaitError};
 use crate::manifest::Manifest;
 use crate::record::{Execution, Status, Trigger};
 
+/// Longest client name and version kept in an execution's metadata.
+const MAX_CLIENT_NAME: usize = 128;
+
 /// The `_meta` key naming the execution behind a result.
 pub const EXECUTION_META: &str = "warden/execution_id";
 
@@ -107,7 +110,11 @@ pub async fn call(
         Trigger::Mcp,
     );
     if let Some(client) = context.client_info() {
-        let metadata = json!({ "mcp_client": format!("{} {}", client.name, client.version) });
+        let named: String = format!("{} {}", client.name, client.version)
+            .chars()
+            .take(MAX_CLIENT_NAME)
+            .collect();
+        let metadata = json!({ "mcp_client": named });
         new.metadata = RawValue::from_string(metadata.to_string()).ok().map(Into::into);
     }
     // A task may be read after a restart: its queued record is stored first.
@@ -122,26 +129,34 @@ pub async fn call(
     if tasks {
         let wait = Duration::from_millis(app.config.mcp.task_after_ms);
         return match tokio::time::timeout(wait, &mut end).await {
-            Ok(ended) => Ok(ended_result(ended)?.into()),
-            Err(_) => Ok(CallToolResponse::Task(CreateTaskResult::new(
+            // The host closing: the execution runs after the restart.
+            Err(_) | Ok(Err(WaitError::Closing(_))) => Ok(CallToolResponse::Task(CreateTaskResult::new(
                 super::tasks::seed(app, &id).await?,
             ))),
+            Ok(ended) => Ok(ended_result(&id, ended).into()),
         };
     }
     tokio::select! {
-        ended = &mut end => Ok(ended_result(ended)?.into()),
-        // The client cancelled the call (or went away): the run stops too.
-        () = context.ct.cancelled() => {
-            let _ = app.executions.cancel(&id).await;
-            Err(ErrorData::internal_error(format!("the call was cancelled, and execution {id} with it"), None))
-        }
+        biased;
+        ended = &mut end => Ok(ended_result(&id, ended).into()),
+        // The client cancelled the call or went away (or the session ended):
+        // the run goes on, recorded, as any accepted execution does.
+        () = context.ct.cancelled() => Err(ErrorData::internal_error(
+            format!("the call ended before execution {id} did; it goes on (cancel it with tasks or the API)"),
+            None,
+        )),
     }
 }
 
-fn ended_result(ended: Result<Arc<Execution>, WaitError>) -> Result<CallToolResult, ErrorData> {
+fn ended_result(id: &str, ended: Result<Arc<Execution>, WaitError>) -> CallToolResult {
     match ended {
-        Ok(execution) => Ok(result(&execution)),
-        Err(e) => Ok(tool_error(e.to_string())),
+        Ok(execution) => result(&execution),
+        Err(e) => {
+            let mut r = tool_error(e.to_string());
+            r.structured_content =
+                Some(json!({ "execution_id": id, "error": { "code": "not_ended", "message": e.to_string() } }));
+            r
+        }
     }
 }
 

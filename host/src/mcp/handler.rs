@@ -63,9 +63,10 @@ impl Shared {
                         .map(|(_, peer)| peer.clone())
                         .collect()
                 };
-                for peer in peers {
-                    let _ = tokio::time::timeout(NOTIFY_TIMEOUT, peer.notify_tool_list_changed()).await;
-                }
+                let told = peers
+                    .iter()
+                    .map(|peer| tokio::time::timeout(NOTIFY_TIMEOUT, peer.notify_tool_list_changed()));
+                futures_util::future::join_all(told).await;
             }
         });
         Self { app, sessions }

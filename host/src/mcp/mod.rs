@@ -13,6 +13,7 @@ mod handler;
 mod tasks;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
@@ -28,6 +29,8 @@ pub const PATH: &str = "/mcp";
 const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 /// Origins always accepted.
 const LOOPBACK_ORIGINS: [&str; 3] = ["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"];
+/// How long a handshake session may sit idle (past its longest run).
+const SESSION_IDLE: Duration = Duration::from_secs(300);
 /// Largest request body.
 const MAX_REQUEST_BYTES: usize = 4 << 20;
 
@@ -57,9 +60,9 @@ pub fn service(app: &Arc<App>) -> StreamableHttpService<Mcp, LocalSessionManager
         .with_max_request_body_bytes(MAX_REQUEST_BYTES)
         .with_cancellation_token(ct);
     let shared = Arc::new(handler::Shared::new(Arc::clone(app)));
-    StreamableHttpService::new(
-        move || Ok(Mcp::new(Arc::clone(&shared))),
-        Arc::new(LocalSessionManager::default()),
-        settings,
-    )
+    // A session outlives the longest run it may wait for.
+    let mut sessions = LocalSessionManager::default();
+    let longest = Duration::from_millis(app.config.limits.max_timeout_ms) + SESSION_IDLE;
+    sessions.session_config.keep_alive = Some(longest.max(SESSION_IDLE));
+    StreamableHttpService::new(move || Ok(Mcp::new(Arc::clone(&shared))), Arc::new(sessions), settings)
 }

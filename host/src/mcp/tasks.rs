@@ -17,7 +17,7 @@ use crate::app::App;
 use crate::auth::Caller;
 use crate::executions::{Ask, Decider};
 use crate::manifest::MAX_ATTEMPTS;
-use crate::record::{Execution, Status};
+use crate::record::{Execution, Role, Status};
 use crate::time;
 
 /// How often a client should look again at a task.
@@ -33,23 +33,31 @@ fn no_task(id: &str) -> ErrorData {
     ErrorData::invalid_params(format!("no task {id:?}"), None)
 }
 
-/// The execution behind task `id` (its last attempt), if it is the caller's.
-async fn execution(app: &Arc<App>, caller: &Caller, id: &str) -> Result<Option<Execution>, ErrorData> {
+/// Where task `id` is: its last attempt as stored, or an attempt that is live
+/// and not stored yet.
+enum Current {
+    Stored(Box<Execution>),
+    Live(String),
+}
+
+/// The execution behind task `id`, if it is the caller's: its last attempt
+/// (a failed attempt's retry carries the task on).
+async fn execution(app: &Arc<App>, caller: &Caller, id: &str) -> Result<Current, ErrorData> {
     match app.executions.workspace_of(id).await.map_err(internal)? {
         Some(w) if w == caller.workspace => {}
         _ => return Err(no_task(id)),
     }
-    let mut current = app.stores.executions.get(id).await.map_err(internal)?;
-    for _ in 0..MAX_ATTEMPTS {
-        let Some(next) = current.as_ref().and_then(|e| e.retried_by.clone()) else {
-            break;
+    let mut attempt = id.to_owned();
+    for _ in 0..=MAX_ATTEMPTS {
+        let Some(stored) = app.stores.executions.get(&attempt).await.map_err(internal)? else {
+            return Ok(Current::Live(attempt));
         };
-        match app.stores.executions.get(&next).await.map_err(internal)? {
-            Some(retry) => current = Some(retry),
-            None => break,
+        match (&stored.status, &stored.retried_by) {
+            (Status::Failed, Some(next)) => attempt = next.clone(),
+            _ => return Ok(Current::Stored(Box::new(stored))),
         }
     }
-    Ok(current)
+    Err(internal("the task's retries do not end"))
 }
 
 fn task(id: &str, execution: Option<&Execution>, ttl_ms: u64) -> Task {
@@ -78,18 +86,23 @@ pub async fn seed(app: &Arc<App>, id: &str) -> Result<Task, ErrorData> {
 
 /// `tasks/get`.
 pub async fn get(app: &Arc<App>, caller: &Caller, id: &str) -> Result<GetTaskResult, ErrorData> {
-    let execution = execution(app, caller, id).await?;
+    let execution = match execution(app, caller, id).await? {
+        Current::Stored(e) => Some(*e),
+        Current::Live(_) => None,
+    };
     let base = task(id, execution.as_ref(), app.config.mcp.task_ttl_ms);
     let payload = match execution.as_ref().map(|e| e.status) {
         None | Some(Status::Pending | Status::Queued | Status::Running | Status::CancelRequested) => {
             TaskPayload::Working
         }
         Some(Status::Cancelled) => TaskPayload::Cancelled,
-        Some(Status::AwaitingApproval) => match approval_request(app, id).await? {
-            Some(input_requests) => TaskPayload::InputRequired { input_requests },
-            // Decided a moment ago: it runs again.
-            None => TaskPayload::Working,
-        },
+        Some(Status::AwaitingApproval) => {
+            match approval_request(app, execution.as_ref().map_or(id, |e| &e.id)).await? {
+                Some(input_requests) => TaskPayload::InputRequired { input_requests },
+                // Decided a moment ago: it runs again.
+                None => TaskPayload::Working,
+            }
+        }
         // Completed, failed and rejected runs are completed calls (a failure is
         // a tool error, not a protocol one).
         Some(_) => {
@@ -139,7 +152,10 @@ async fn approval_request(app: &Arc<App>, execution_id: &str) -> Result<Option<I
 /// (`accept` with `approve: true` approves; `decline`, or `approve: false`,
 /// rejects; `cancel` leaves it open).
 pub async fn update(app: &Arc<App>, caller: &Caller, id: &str, answers: InputResponses) -> Result<(), ErrorData> {
-    let attempt = execution(app, caller, id).await?.map(|e| e.id).unwrap_or_default();
+    let attempt = match execution(app, caller, id).await? {
+        Current::Stored(e) => e.id,
+        Current::Live(attempt) => attempt,
+    };
     let who = Decider::of_key(
         &caller.workspace,
         caller.key_id.as_deref(),
@@ -176,13 +192,20 @@ pub async fn update(app: &Arc<App>, caller: &Caller, id: &str, answers: InputRes
     Ok(())
 }
 
-/// `tasks/cancel`: cancels the execution (a finished one stays as it is).
+/// `tasks/cancel`: cancels the execution's current attempt (a finished one
+/// stays as it is). Not with an approver key, as over the API.
 pub async fn cancel(app: &Arc<App>, caller: &Caller, id: &str) -> Result<(), ErrorData> {
-    let Some(execution) = execution(app, caller, id).await? else {
-        return Err(no_task(id));
-    };
-    if !execution.status.is_terminal() {
-        app.executions.cancel(&execution.id).await.map_err(internal)?;
+    if caller.role == Role::Approver {
+        return Err(ErrorData::invalid_request(
+            "an approver key does not cancel executions",
+            None,
+        ));
     }
+    let current = match execution(app, caller, id).await? {
+        Current::Stored(e) if e.status.is_terminal() => return Ok(()),
+        Current::Stored(e) => e.id,
+        Current::Live(attempt) => attempt,
+    };
+    app.executions.cancel(&current).await.map_err(internal)?;
     Ok(())
 }

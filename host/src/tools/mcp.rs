@@ -36,50 +36,83 @@ type Session = RunningService<RoleClient, ClientConfig>;
 pub struct McpClient {
     egress: ToolsConfig,
     timeout: Duration,
-    /// Each configured credential: the hosts it may go to, and its value (read
-    /// from the environment once, at start).
-    credentials: HashMap<String, (Vec<String>, Option<String>)>,
+    credentials: McpConfig,
+    /// Each configured credential's value, read from the environment once, at
+    /// start.
+    values: HashMap<String, String>,
 }
 
 impl McpClient {
     pub fn new(egress: ToolsConfig, config: &McpConfig) -> Self {
-        let credentials = config
+        let values = config
             .credentials
             .iter()
-            .map(|c| (c.env.clone(), (c.hosts.clone(), std::env::var(&c.env).ok())))
+            .filter_map(|c| Some((c.env.clone(), std::env::var(&c.env).ok()?)))
             .collect();
         Self {
             egress,
             timeout: Duration::from_millis(config.client_timeout_ms),
-            credentials,
+            credentials: config.clone(),
+            values,
         }
     }
 
-    /// Whether `env` names a credential the config lets go to `host`.
-    pub fn credential_allowed(config: &McpConfig, env: &str, host: &str) -> bool {
-        config.credential(env).is_some_and(|c| host_allowed(host, &c.hosts))
+    /// Whether the server's credential may go to it from an agent of
+    /// `workspace`: the config binds it to the URL's host (and the workspace),
+    /// and the URL is https (or the host allows private addresses, where
+    /// tests and internal servers speak plain http).
+    pub fn credential_allowed(
+        config: &McpConfig,
+        allow_private: bool,
+        workspace: &str,
+        server: &McpServer,
+    ) -> Result<(), String> {
+        let Some(env) = &server.auth_env else {
+            return Ok(());
+        };
+        let host = server.host().unwrap_or_default();
+        let bound = config.credential(env).is_some_and(|c| {
+            host_allowed(&host, &c.hosts) && c.workspaces.as_ref().is_none_or(|w| w.iter().any(|w| w == workspace))
+        });
+        if !bound {
+            return Err(format!(
+                "this host has no credential {env:?} for {host} and this workspace (its [mcp] credentials bind each \
+                 to the hosts and workspaces it may serve)"
+            ));
+        }
+        if !server.url.starts_with("https://") && !allow_private {
+            return Err(format!("credential {env:?} goes over https only"));
+        }
+        Ok(())
     }
 
-    fn token(&self, env: &str, host: &str) -> Result<String, ToolError> {
-        match self.credentials.get(env) {
-            Some((hosts, value)) if host_allowed(host, hosts) => value
-                .clone()
-                .ok_or_else(|| ToolError::Failed(format!("the host has no value for credential {env}"))),
-            _ => Err(ToolError::Failed(format!(
-                "the host does not let credential {env} go to {host}"
-            ))),
-        }
+    fn token(&self, ctx: &ToolCtx, server: &McpServer, env: &str) -> Result<String, ToolError> {
+        Self::credential_allowed(
+            &self.credentials,
+            self.egress.allow_private_addresses,
+            &ctx.workspace,
+            server,
+        )
+        .map_err(ToolError::Failed)?;
+        self.values
+            .get(env)
+            .cloned()
+            .ok_or_else(|| ToolError::Failed(format!("the host has no value for credential {env}")))
     }
 
     async fn connect(&self, ctx: &ToolCtx, server: &McpServer) -> Result<Session, ToolError> {
+        let token = match &server.auth_env {
+            Some(env) => Some(self.token(ctx, server, env)?),
+            None => None,
+        };
         let (url, host, addr) = check_url(&self.egress, ctx, &server.url).await?;
         let mut transport = StreamableHttpClientTransportConfig::with_uri(url.as_str())
             .reinit_on_expired_session(false)
             .max_json_response_size(MAX_RESPONSE_BYTES)
             .max_sse_event_size(MAX_RESPONSE_BYTES);
         transport.retry_config = Arc::new(NeverRetry::default());
-        if let Some(env) = &server.auth_env {
-            transport = transport.auth_header(self.token(env, &host)?);
+        if let Some(token) = token {
+            transport = transport.auth_header(token);
         }
         let http = reqwest::Client::builder()
             .resolve(&host, addr)
