@@ -101,8 +101,8 @@ pub fn router(app: Arc<App>) -> Router {
     let document = openapi::serve(document);
     // MCP clients authenticate with the same keys.
     let mcp = Router::new()
-        .nest_service(crate::mcp::PATH, crate::mcp::service(&app))
-        .layer(middleware::from_fn(session_ended))
+        .route_service(crate::mcp::PATH, crate::mcp::service(&app))
+        .route_layer(middleware::from_fn(session_ended))
         .layer(middleware::from_fn_with_state(Arc::clone(&app), auth::middleware));
     routes
         .merge(mcp)

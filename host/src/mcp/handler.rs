@@ -35,6 +35,8 @@ type Sessions = Arc<Mutex<Vec<(String, Peer<RoleServer>)>>>;
 pub struct Shared {
     pub(super) app: Arc<App>,
     sessions: Sessions,
+    /// What the server says of itself (asked for several times a request).
+    info: ServerConfig,
 }
 
 impl Shared {
@@ -69,7 +71,15 @@ impl Shared {
                 futures_util::future::join_all(told).await;
             }
         });
-        Self { app, sessions }
+        let capabilities = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_tool_list_changed()
+            .enable_tasks()
+            .build();
+        let info = ServerConfig::new(capabilities)
+            .with_server_info(Implementation::new("warden", env!("CARGO_PKG_VERSION")))
+            .with_instructions(INSTRUCTIONS);
+        Self { app, sessions, info }
     }
 }
 
@@ -105,14 +115,7 @@ pub(super) fn tool_error(message: impl Into<String>) -> CallToolResult {
 
 impl ServerHandler for Mcp {
     fn get_info(&self) -> ServerConfig {
-        let capabilities = ServerCapabilities::builder()
-            .enable_tools()
-            .enable_tool_list_changed()
-            .enable_tasks()
-            .build();
-        ServerConfig::new(capabilities)
-            .with_server_info(Implementation::new("warden", env!("CARGO_PKG_VERSION")))
-            .with_instructions(INSTRUCTIONS)
+        self.shared.info.clone()
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
