@@ -31,6 +31,19 @@ async fn python_server(token: &str) -> (tokio::process::Child, String) {
     (child, format!("http://127.0.0.1:{port}/mcp"))
 }
 
+/// A server whose config binds the credential to `host` (and `workspace`).
+async fn credentialed(allow_private: bool, host: &str, workspace: Option<&str>) -> (Server, tempfile::TempDir) {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = test_config(tmp.path());
+    config.tools.allow_private_addresses = allow_private;
+    config.mcp.credentials = vec![McpCredential {
+        env: CREDENTIAL.into(),
+        hosts: vec![host.into()],
+        workspaces: workspace.map(|w| vec![w.to_owned()]),
+    }];
+    (Server::start_with(config).await, tmp)
+}
+
 fn toolbox(url: &str, auth: bool) -> Value {
     let mut manifest = agent_manifest("toolbox");
     let mut server = json!({ "name": "calc", "url": url, "allowed_tools": ["add", "boom"] });
@@ -56,15 +69,7 @@ async fn execute(server: &Server, input: Value) -> Value {
 async fn a_guest_lists_and_calls_the_tools_of_its_mcp_servers() {
     let token = std::env::var(CREDENTIAL).expect("HOME is set");
     let (_python, url) = python_server(&token).await;
-    let tmp = tempfile::tempdir().unwrap();
-    let mut config = test_config(tmp.path());
-    config.tools.allow_private_addresses = true;
-    config.mcp.credentials = vec![McpCredential {
-        env: CREDENTIAL.into(),
-        hosts: vec!["127.0.0.1".into()],
-        workspaces: None,
-    }];
-    let server = Server::start_with(config).await;
+    let (server, _tmp) = credentialed(true, "127.0.0.1", None).await;
     let (status, body) = server.deploy_bytes(agent_wasm("toolbox"), &toolbox(&url, true)).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 
@@ -128,14 +133,7 @@ async fn a_guest_lists_and_calls_the_tools_of_its_mcp_servers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manifests_and_the_egress_rules_police_mcp_servers() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut config = test_config(tmp.path());
-    config.mcp.credentials = vec![McpCredential {
-        env: CREDENTIAL.into(),
-        hosts: vec!["mcp.example.com".into()],
-        workspaces: None,
-    }];
-    let server = Server::start_with(config).await;
+    let (server, _tmp) = credentialed(false, "mcp.example.com", None).await;
     let deploy = |manifest: Value| {
         let server = &server;
         async move { server.deploy_bytes(agent_wasm("toolbox"), &manifest).await }
@@ -178,15 +176,7 @@ async fn manifests_and_the_egress_rules_police_mcp_servers() {
     server.stop().await;
 
     // A credential bound to other workspaces is not this one's.
-    let tmp = tempfile::tempdir().unwrap();
-    let mut config = test_config(tmp.path());
-    config.tools.allow_private_addresses = true;
-    config.mcp.credentials = vec![McpCredential {
-        env: CREDENTIAL.into(),
-        hosts: vec!["127.0.0.1".into()],
-        workspaces: Some(vec!["other".into()]),
-    }];
-    let server = Server::start_with(config).await;
+    let (server, _tmp) = credentialed(true, "127.0.0.1", Some("other")).await;
     let (status, body) = server
         .deploy_bytes(agent_wasm("toolbox"), &toolbox("http://127.0.0.1:9/mcp", true))
         .await;
