@@ -51,8 +51,8 @@ pub struct McpCredential {
     /// The environment variable holding it.
     pub env: String,
     /// Hosts of MCP server URLs it may be sent to (`api.example.com`,
-    /// `*.example.com`), over https (or http to a private address, where
-    /// `tools.allow_private_addresses` allows those).
+    /// `*.example.com`), over https (or plain http to a private address,
+    /// where `tools.allow_private_addresses` allows those).
     pub hosts: Vec<String>,
     /// The workspaces whose agents may use it (all when absent).
     #[serde(default)]

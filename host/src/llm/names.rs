@@ -2,8 +2,9 @@
 //! `^[a-zA-Z0-9_-]{1,64}$`, and an agent's MCP tools are named
 //! `mcp.<server>.<tool>`. A request whose tools or earlier tool calls have
 //! other names is sent with each such name made to fit (`.` as `__`, other
-//! characters as `_`, cut to 64), and the answer's tool calls get their names
-//! back; the guest never sees the provider's form.
+//! characters as `_`; a digest of the name ends one that would be too long or
+//! meet another), and the answer's tool calls get their names back; the guest
+//! never sees the provider's form.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -21,14 +22,21 @@ fn fits(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-fn wire(name: &str) -> String {
-    let mut out: String = name
+/// The name fitted: `.` as `__`, other characters as `_`; one that is too long
+/// (or `taken`) ends with a digest of the original instead, so two names never
+/// meet.
+fn wire(name: &str, taken: impl Fn(&str) -> bool) -> String {
+    use sha2::Digest;
+    let out: String = name
         .replace('.', "__")
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
         .collect();
-    out.truncate(MAX_NAME);
-    out
+    if out.len() <= MAX_NAME && !taken(&out) {
+        return out;
+    }
+    let digest = crate::digest::hex(&sha2::Sha256::digest(name.as_bytes()));
+    format!("{}_{}", &out[..out.len().min(MAX_NAME - 9)], &digest[..8])
 }
 
 /// The provider's names of the request's tools, and back.
@@ -44,15 +52,14 @@ impl Renames {
                 .iter()
                 .flat_map(|m| m.tool_calls.iter().map(|c| c.name.as_str())),
         );
-        let mut renames = HashMap::new();
-        for name in names.filter(|n| !fits(n)) {
-            let wired = wire(name);
-            // Two names that would meet keep their own (the provider decides).
-            let taken = request.tools.iter().any(|t| t.name == wired)
-                || renames.get(&wired).is_some_and(|o: &String| o != name);
-            if !taken {
-                renames.insert(wired, name.to_owned());
+        let names: Vec<&str> = names.collect();
+        let mut renames: HashMap<String, String> = HashMap::new();
+        for &name in names.iter().filter(|n| !fits(n)) {
+            if renames.values().any(|o| o == name) {
+                continue;
             }
+            let wired = wire(name, |w| names.contains(&w) || renames.contains_key(w));
+            renames.insert(wired, name.to_owned());
         }
         if renames.is_empty() {
             return (Cow::Borrowed(request), Renames::default());
@@ -130,6 +137,24 @@ mod tests {
         };
         renames.restore(&mut completion);
         assert_eq!(completion.tool_calls[0].name, "mcp.docs.search/v2");
+        // Names that would meet, or run long, end with a digest.
+        let meeting = ChatRequest {
+            tools: vec![
+                tool("mcp.a__b.c"),
+                tool("mcp.a.b__c"),
+                tool(&format!("mcp.s.{}", "t".repeat(80))),
+            ],
+            messages: Vec::new(),
+            ..request.clone()
+        };
+        let (sent, _) = Renames::apply(&meeting);
+        let names: Vec<&str> = sent.tools.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names[0], "mcp__a__b__c");
+        assert!(
+            names[1].starts_with("mcp__a__b__c_") && names[1].len() == 21,
+            "{names:?}"
+        );
+        assert!(names[2].len() == MAX_NAME && fits(names[2]), "{names:?}");
         // Names that fit go as they are.
         let plain = ChatRequest {
             tools: vec![tool("kv")],

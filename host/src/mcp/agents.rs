@@ -129,8 +129,12 @@ pub async fn call(
     if tasks {
         let wait = Duration::from_millis(app.config.mcp.task_after_ms);
         return match tokio::time::timeout(wait, &mut end).await {
-            // The host closing: the execution runs after the restart.
+            // Still running, waiting for an approval (unloaded), or the host
+            // closing (the execution runs after the restart): a task.
             Err(_) | Ok(Err(WaitError::Closing(_))) => Ok(CallToolResponse::Task(CreateTaskResult::new(
+                super::tasks::seed(app, &id).await?,
+            ))),
+            Ok(Ok(e)) if e.status == Status::AwaitingApproval => Ok(CallToolResponse::Task(CreateTaskResult::new(
                 super::tasks::seed(app, &id).await?,
             ))),
             Ok(ended) => Ok(ended_result(&id, ended).into()),

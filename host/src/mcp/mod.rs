@@ -60,9 +60,10 @@ pub fn service(app: &Arc<App>) -> StreamableHttpService<Mcp, LocalSessionManager
         .with_max_request_body_bytes(MAX_REQUEST_BYTES)
         .with_cancellation_token(ct);
     let shared = Arc::new(handler::Shared::new(Arc::clone(app)));
-    // A session outlives the longest run it may wait for.
+    // A session outlives the longest run it may wait for (every attempt of it).
     let mut sessions = LocalSessionManager::default();
-    let longest = Duration::from_millis(app.config.limits.max_timeout_ms) + SESSION_IDLE;
+    let attempts = crate::manifest::MAX_ATTEMPTS;
+    let longest = Duration::from_millis(app.config.limits.max_timeout_ms) * attempts + SESSION_IDLE;
     sessions.session_config.keep_alive = Some(longest.max(SESSION_IDLE));
     StreamableHttpService::new(move || Ok(Mcp::new(Arc::clone(&shared))), Arc::new(sessions), settings)
 }

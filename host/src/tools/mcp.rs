@@ -106,6 +106,15 @@ impl McpClient {
             None => None,
         };
         let (url, host, addr) = check_url(&self.egress, ctx, &server.url).await?;
+        // A credential goes encrypted, or to a private address (where the host
+        // allows those) that never crosses the internet.
+        if token.is_some() && url.scheme() != "https" && !super::egress::forbidden(addr.ip()) {
+            return Err(ToolError::Failed(format!(
+                "credential of MCP server {} goes over https only ({} is a public address)",
+                server.name,
+                addr.ip()
+            )));
+        }
         let mut transport = StreamableHttpClientTransportConfig::with_uri(url.as_str())
             .reinit_on_expired_session(false)
             .max_json_response_size(MAX_RESPONSE_BYTES)
