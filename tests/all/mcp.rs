@@ -266,3 +266,56 @@ async fn warden_mcp_prints_a_configuration_that_connects() {
     drop(server);
     host.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_answers_only_the_key_that_opened_it() {
+    let (host, server, token, tmp) = tour_server().await;
+    let other = create_key(tmp.path(), "default", "other", true);
+    let initialize = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": { "name": "t", "version": "1" } } });
+    let opened = server
+        .http
+        .post(host.url("/mcp"))
+        .header("accept", "application/json, text/event-stream")
+        .json(&initialize)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(opened.status(), StatusCode::OK);
+    let session = opened.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    let end = |key: &str| {
+        host.http
+            .delete(host.url("/mcp"))
+            .bearer_auth(key)
+            .header("mcp-session-id", &session)
+            .header("mcp-protocol-version", "2025-06-18")
+            .send()
+    };
+    // Another key of the same workspace cannot end it (nor read its stream).
+    assert_eq!(end(&other).await.unwrap().status(), StatusCode::NOT_FOUND);
+    let stream = host
+        .http
+        .get(host.url("/mcp"))
+        .bearer_auth(&other)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), StatusCode::NOT_FOUND);
+    // Its own key ends it: 204, and then it is gone.
+    assert_eq!(end(&token).await.unwrap().status(), StatusCode::NO_CONTENT);
+    let list = json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/list" });
+    let gone = server
+        .http
+        .post(host.url("/mcp"))
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-06-18")
+        .json(&list)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+    host.stop().await;
+}

@@ -13,6 +13,7 @@ mod health;
 mod hooks;
 mod keys;
 mod limits;
+mod mcp_sessions;
 mod memory;
 mod openapi;
 mod schedules;
@@ -100,9 +101,10 @@ pub fn router(app: Arc<App>) -> Router {
     let (routes, document) = documented_routes(&app).split_for_parts();
     let document = openapi::serve(document);
     // MCP clients authenticate with the same keys.
+    let sessions = mcp_sessions::Sessions::new(crate::mcp::session_keep_alive(&app.config));
     let mcp = Router::new()
         .route_service(crate::mcp::PATH, crate::mcp::service(&app))
-        .route_layer(middleware::from_fn(session_ended))
+        .route_layer(middleware::from_fn_with_state(sessions, mcp_sessions::middleware))
         .layer(middleware::from_fn_with_state(Arc::clone(&app), auth::middleware));
     routes
         .merge(mcp)
@@ -112,17 +114,6 @@ pub fn router(app: Arc<App>) -> Router {
         .layer(DefaultBodyLimit::max(http.max_body_bytes))
         .layer(middleware::from_fn_with_state(http, limits::reject_oversized))
         .with_state(app)
-}
-
-/// An MCP session ended by `DELETE` answers 204 (clients take 200 or 204 as
-/// ended; the transport says 202).
-async fn session_ended(request: axum::extract::Request, next: middleware::Next) -> axum::response::Response {
-    let delete = request.method() == Method::DELETE;
-    let mut response = next.run(request).await;
-    if delete && response.status() == axum::http::StatusCode::ACCEPTED {
-        *response.status_mut() = axum::http::StatusCode::NO_CONTENT;
-    }
-    response
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiError {

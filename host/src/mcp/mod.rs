@@ -34,6 +34,13 @@ const SESSION_IDLE: Duration = Duration::from_secs(300);
 /// Largest request body.
 const MAX_REQUEST_BYTES: usize = 4 << 20;
 
+/// How long a handshake session may sit idle: it outlives the longest run it
+/// may wait for (every attempt of it).
+pub fn session_keep_alive(config: &crate::config::Config) -> Duration {
+    let attempts = crate::manifest::MAX_ATTEMPTS;
+    Duration::from_millis(config.limits.max_timeout_ms) * attempts + SESSION_IDLE
+}
+
 /// The MCP service. Its sessions and streams end when the host closes.
 pub fn service(app: &Arc<App>) -> StreamableHttpService<Mcp, LocalSessionManager> {
     let config = &app.config.mcp;
@@ -60,10 +67,7 @@ pub fn service(app: &Arc<App>) -> StreamableHttpService<Mcp, LocalSessionManager
         .with_max_request_body_bytes(MAX_REQUEST_BYTES)
         .with_cancellation_token(ct);
     let shared = Arc::new(handler::Shared::new(Arc::clone(app)));
-    // A session outlives the longest run it may wait for (every attempt of it).
     let mut sessions = LocalSessionManager::default();
-    let attempts = crate::manifest::MAX_ATTEMPTS;
-    let longest = Duration::from_millis(app.config.limits.max_timeout_ms) * attempts + SESSION_IDLE;
-    sessions.session_config.keep_alive = Some(longest.max(SESSION_IDLE));
+    sessions.session_config.keep_alive = Some(session_keep_alive(&app.config));
     StreamableHttpService::new(move || Ok(Mcp::new(Arc::clone(&shared))), Arc::new(sessions), settings)
 }
