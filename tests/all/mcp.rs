@@ -319,3 +319,103 @@ async fn a_session_answers_only_the_key_that_opened_it() {
     assert_eq!(gone.status(), StatusCode::NOT_FOUND);
     host.stop().await;
 }
+
+/// Execution ids (which differ between two runs) as one placeholder.
+fn without_ids(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("exec_") {
+        out.push_str(&rest[..at]);
+        out.push_str("exec_X");
+        rest = rest[at + 5..].trim_start_matches(|c: char| c.is_ascii_alphanumeric());
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A stateless (2026-07-28) `tools/call` of an agent is answered without
+/// `rmcp`'s serve loop; the same request with a loopback `Origin` goes through
+/// `rmcp`. Both answer alike, call by call: results, tool errors, protocol
+/// errors, header mismatches; the client's name is recorded either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stateless_calls_answer_as_rmcp_does() {
+    let (host, server, token, _tmp) = tour_server().await;
+    let port = host.base.rsplit(':').next().unwrap().to_owned();
+    let meta = json!({ "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": { "name": "probe", "version": "9" } });
+    let call = |name: &str, arguments: Value| {
+        json!({ "jsonrpc": "2.0", "id": 7, "method": "tools/call",
+            "params": { "name": name, "arguments": arguments, "_meta": meta } })
+    };
+    let mut no_capabilities = call("echo", json!({}));
+    no_capabilities["params"]["_meta"]
+        .as_object_mut()
+        .unwrap()
+        .remove("io.modelcontextprotocol/clientCapabilities");
+    let cases: Vec<(&str, Value, &str)> = vec![
+        ("object output", call("echo", json!({ "q": "hi" })), "echo"),
+        ("wrapped input", call("typed", json!({ "input": "hello" })), "typed"),
+        ("failed run", call("crash", json!({})), "crash"),
+        ("invalid input", call("strict", json!({ "town": 1 })), "strict"),
+        ("no such tool", call("nope", json!({})), "nope"),
+        ("header against body", call("echo", json!({})), "typed"),
+        ("meta incomplete", no_capabilities, "echo"),
+    ];
+    for (case, body, name_header) in cases {
+        let mut answers = Vec::new();
+        for origin in [None, Some(format!("http://127.0.0.1:{port}"))] {
+            let mut req = host
+                .http
+                .post(host.url("/mcp"))
+                .bearer_auth(&token)
+                .header("accept", "application/json, text/event-stream")
+                .header("mcp-protocol-version", "2026-07-28")
+                .header("mcp-method", "tools/call")
+                .header("mcp-name", name_header)
+                .json(&body);
+            if let Some(origin) = origin {
+                req = req.header("origin", origin);
+            }
+            let res = req.send().await.unwrap();
+            let status = res.status();
+            let text = res.text().await.unwrap();
+            answers.push((status, without_ids(&text)));
+        }
+        assert_eq!(answers[0], answers[1], "{case}: direct then through rmcp");
+        let answer: Value = serde_json::from_str(&answers[0].1).unwrap_or(Value::Null);
+        match case {
+            "object output" => assert_eq!(
+                answer["result"]["structuredContent"]["echo"],
+                json!({ "q": "hi" }),
+                "{answer}"
+            ),
+            "wrapped input" => assert_eq!(answer["result"]["structuredContent"]["echo"], "hello", "{answer}"),
+            "failed run" | "invalid input" => assert_eq!(answer["result"]["isError"], true, "{case}: {answer}"),
+            "no such tool" | "meta incomplete" => assert_eq!(answer["error"]["code"], -32602, "{case}: {answer}"),
+            _ => assert_eq!(answers[0].0, StatusCode::BAD_REQUEST, "{case}: {answer}"),
+        }
+    }
+    // The client's name is recorded by both paths.
+    let (_, runs) = server.get("/v1/executions?agent_id=echo&limit=2").await;
+    for run in runs["data"].as_array().unwrap() {
+        assert_eq!(run["metadata"]["mcp_client"], "probe 9", "{run}");
+        assert_eq!(run["trigger"], "mcp");
+    }
+    // A foreign Host is refused on this path too.
+    let rebound = host
+        .http
+        .post(host.url("/mcp"))
+        .bearer_auth(&token)
+        .header("host", format!("evil.example:{port}"))
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "echo")
+        .json(&call("echo", json!({})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rebound.status(), StatusCode::FORBIDDEN);
+    host.stop().await;
+}

@@ -103,7 +103,7 @@ pub fn router(app: Arc<App>) -> Router {
     // MCP clients authenticate with the same keys.
     let sessions = mcp_sessions::Sessions::new(crate::mcp::session_keep_alive(&app.config));
     let mcp = Router::new()
-        .route_service(crate::mcp::PATH, crate::mcp::service(&app))
+        .route(crate::mcp::PATH, crate::mcp::endpoint(&app))
         .route_layer(middleware::from_fn_with_state(sessions, mcp_sessions::middleware))
         .layer(middleware::from_fn_with_state(Arc::clone(&app), auth::middleware));
     routes

@@ -8,9 +8,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rmcp::model::{CallToolResponse, CallToolResult, ContentBlock, CreateTaskResult, JsonObject, MetaObject, Tool};
-use rmcp::service::RequestContext;
-use rmcp::{ErrorData, RoleServer};
+use rmcp::ErrorData;
+use rmcp::model::{
+    CallToolResponse, CallToolResult, ContentBlock, CreateTaskResult, Implementation, JsonObject, MetaObject, Tool,
+};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
@@ -78,13 +79,22 @@ fn wraps(manifest: &Manifest) -> bool {
     }
 }
 
-/// Runs the agent named `name` with the call's arguments.
+/// What a call's client says of itself.
+pub struct Client {
+    /// It takes tasks (`io.modelcontextprotocol/tasks`).
+    pub tasks: bool,
+    pub info: Option<Implementation>,
+}
+
+/// Runs the agent named `name` with the call's arguments. `gone` ends when the
+/// client no longer waits for the answer (the run goes on).
 pub async fn call(
     app: &Arc<App>,
     caller: &Caller,
     name: &str,
     mut arguments: JsonObject,
-    context: &RequestContext<RoleServer>,
+    client: Client,
+    gone: impl Future<Output = ()>,
 ) -> Result<CallToolResponse, ErrorData> {
     let entry = app
         .registry
@@ -99,7 +109,7 @@ pub async fn call(
     };
     let input = RawValue::from_string(input.to_string())
         .map_err(|e| ErrorData::invalid_params(format!("arguments: {e}"), None))?;
-    let tasks = context.client_capabilities().is_some_and(|c| c.supports_tasks());
+    let tasks = client.tasks;
     let mut new = NewExecution::new(
         Target::Agent {
             workspace: caller.workspace.clone(),
@@ -109,7 +119,7 @@ pub async fn call(
         input.into(),
         Trigger::Mcp,
     );
-    if let Some(client) = context.client_info() {
+    if let Some(client) = client.info {
         let named: String = format!("{} {}", client.name, client.version)
             .chars()
             .take(MAX_CLIENT_NAME)
@@ -145,7 +155,7 @@ pub async fn call(
         ended = &mut end => Ok(ended_result(&id, ended).into()),
         // The client cancelled the call or went away (or the session ended):
         // the run goes on, recorded, as any accepted execution does.
-        () = context.ct.cancelled() => Err(ErrorData::internal_error(
+        () = gone => Err(ErrorData::internal_error(
             format!("the call ended before execution {id} did; it goes on (cancel it with tasks or the API)"),
             None,
         )),

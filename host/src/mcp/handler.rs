@@ -185,7 +185,12 @@ impl ServerHandler for Mcp {
                 tool_error("an approver key reads executions and decides approvals; it does not run agents").into(),
             );
         }
-        super::agents::call(self.app(), &caller, &request.name, arguments, &context).await
+        let client = super::agents::Client {
+            tasks: context.client_capabilities().is_some_and(|c| c.supports_tasks()),
+            info: context.client_info(),
+        };
+        let gone = context.ct.cancelled_owned();
+        super::agents::call(self.app(), &caller, &request.name, arguments, client, gone).await
     }
 
     async fn get_task(

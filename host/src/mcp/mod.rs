@@ -10,16 +10,19 @@
 mod agents;
 mod executions;
 mod handler;
+mod stateless;
 mod tasks;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::routing::MethodRouter;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 
 use self::handler::Mcp;
+use self::stateless::Endpoint;
 use crate::app::App;
 
 /// Where the server is mounted.
@@ -41,8 +44,9 @@ pub fn session_keep_alive(config: &crate::config::Config) -> Duration {
     Duration::from_millis(config.limits.max_timeout_ms) * attempts + SESSION_IDLE
 }
 
-/// The MCP service. Its sessions and streams end when the host closes.
-pub fn service(app: &Arc<App>) -> StreamableHttpService<Mcp, LocalSessionManager> {
+/// The MCP endpoint: stateless calls of agents answered directly, everything
+/// else by `rmcp`'s service. Its sessions and streams end when the host closes.
+pub fn endpoint<S: Clone + Send + Sync + 'static>(app: &Arc<App>) -> MethodRouter<S> {
     let config = &app.config.mcp;
     let ct = CancellationToken::new();
     let mut closing = app.executions.closing();
@@ -61,7 +65,7 @@ pub fn service(app: &Arc<App>) -> StreamableHttpService<Mcp, LocalSessionManager
         .map(|o| (*o).to_owned())
         .chain(config.allowed_origins.iter().cloned());
     let settings = StreamableHttpServerConfig::default()
-        .with_allowed_hosts(hosts)
+        .with_allowed_hosts(hosts.clone())
         .with_allowed_origins(origins)
         .with_json_response(true)
         .with_max_request_body_bytes(MAX_REQUEST_BYTES)
@@ -69,5 +73,9 @@ pub fn service(app: &Arc<App>) -> StreamableHttpService<Mcp, LocalSessionManager
     let shared = Arc::new(handler::Shared::new(Arc::clone(app)));
     let mut sessions = LocalSessionManager::default();
     sessions.session_config.keep_alive = Some(session_keep_alive(&app.config));
-    StreamableHttpService::new(move || Ok(Mcp::new(Arc::clone(&shared))), Arc::new(sessions), settings)
+    let made = Arc::clone(&shared);
+    let rmcp = StreamableHttpService::new(move || Ok(Mcp::new(Arc::clone(&made))), Arc::new(sessions), settings);
+    let endpoint = Endpoint::new(shared, &hosts, rmcp.clone(), MAX_REQUEST_BYTES);
+    axum::routing::post_service(tower::service_fn(move |request| endpoint.clone().serve(request)))
+        .fallback_service(rmcp)
 }
