@@ -436,7 +436,9 @@ def write_report(r):
         lines += ["", "## MCP: tools/call against execute", "",
                   "The e2e echo load sent as MCP `tools/call` requests to `/mcp` (Streamable HTTP, revision",
                   "2026-07-28: stateless, one POST answered with JSON), on a server set up alike; each call",
-                  "runs the agent (`trigger: \"mcp\"`), every run recorded.", "",
+                  "runs the agent (`trigger: \"mcp\"`), every run recorded. Such a call (an agent, a client",
+                  "without tasks) is answered by the host after `rmcp`'s checks, without `rmcp`'s per-request",
+                  "serve loop (a service, two tasks, a cancellation tree); everything else goes through `rmcp`.", "",
                   "| conns | tools/call runs/s | execute runs/s | ratio | goal | tools/call p50 ms | p99 ms | CPU µs/run |",
                   "|---|---|---|---|---|---|---|---|"]
         for c in (16, 64):
