@@ -135,9 +135,35 @@ async fn the_model_sees_the_prior_turns_in_order() {
         .map(|e| e["key"].as_str().unwrap())
         .collect();
     assert_eq!(keys, ["name", "plan"], "{memory}");
-    // Listed, filtered by agent, and the executions listed by trigger.
+    // Listed, filtered by agent, paged by cursor, and the executions listed
+    // by trigger.
+    server.deploy("chat", json!({ "name": "other" })).await;
+    let mut made = Vec::new();
+    for _ in 0..3 {
+        let (status, other) = server.post_json("/v1/conversations", &json!({ "agent": "other" })).await;
+        assert_eq!(status, StatusCode::CREATED, "{other}");
+        made.push(other["id"].as_str().unwrap().to_owned());
+    }
     let (_, list) = server.get("/v1/conversations?agent_id=chat").await;
-    assert_eq!(list["data"][0]["id"], conversation.as_str());
+    let listed: Vec<&str> = list["data"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert_eq!(listed, [conversation.as_str()], "{list}");
+    let (mut seen, mut cursor) = (Vec::new(), String::new());
+    loop {
+        let (status, page) = server
+            .get(&format!("/v1/conversations?agent_id=other&limit=2{cursor}"))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let data = page["data"].as_array().unwrap();
+        assert!(data.len() <= 2);
+        seen.extend(data.iter().map(|c| c["id"].as_str().unwrap().to_owned()));
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&after={next}"),
+            None => break,
+        }
+    }
+    seen.sort();
+    made.sort();
+    assert_eq!(seen, made, "every conversation of the agent, once");
     let (_, chats) = server.get("/v1/executions?trigger=chat").await;
     assert_eq!(chats["data"].as_array().unwrap().len(), 3);
     let (_, turns) = server
@@ -383,6 +409,9 @@ async fn delete_removes_turns_and_session_memory_and_continue_starts_from_a_run(
     assert_eq!(made["turns"][0]["content"], "what is 2+2?");
     assert_eq!(made["turns"][1]["content"], single["output"]["reply"]);
     assert_eq!(made["metadata"]["continued_from"], single["id"]);
+    let used = single["token_usage"]["total"].as_u64().unwrap();
+    assert!(used > 0, "{single}");
+    assert_eq!(made["token_count"], used, "the run's tokens count: {made}");
     let next = turn(&server, "and 3+3?", json!({ "conversation_id": made["id"] })).await;
     assert_eq!(next["output"]["turn"], 2, "{next}");
     // Only completed executions continue.

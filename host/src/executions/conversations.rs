@@ -201,7 +201,7 @@ impl Executions {
             .registry
             .get(workspace, agent)
             .ok_or_else(|| SubmitError::AgentNotFound(agent.to_owned()))?;
-        self.new_conversation(workspace, &entry.agent.id, metadata, Vec::new())
+        self.new_conversation(workspace, &entry.agent.id, metadata, Vec::new(), 0)
             .await
     }
 
@@ -212,6 +212,7 @@ impl Executions {
         agent_id: &str,
         metadata: Option<Arc<RawValue>>,
         turns: Vec<Turn>,
+        token_count: u64,
     ) -> Result<Conversation, SubmitError> {
         let metadata = match metadata {
             Some(m) if m.get().starts_with('{') && crate::json_text::check(m.get()).is_ok() => m,
@@ -226,7 +227,7 @@ impl Executions {
             workspace: workspace.to_owned(),
             agent_id: agent_id.to_owned(),
             turn_count: turns.len() as u32,
-            token_count: 0,
+            token_count,
             metadata,
             created_at: now,
             last_active_at: now,
@@ -258,7 +259,7 @@ impl Executions {
         answer.tool_calls = execution.tool_calls.clone();
         let metadata = format!(r#"{{"continued_from":"{id}"}}"#);
         let metadata = crate::json_text::raw(metadata).ok().map(Into::into);
-        self.new_conversation(workspace, &execution.agent_id, metadata, vec![user, answer])
+        self.new_conversation(workspace, &execution.agent_id, metadata, vec![user, answer], execution.token_usage.total)
             .await
             .map_err(|e| match e {
                 SubmitError::Store(e) => ConversationError::Store(e),

@@ -265,7 +265,7 @@ impl Executions {
                 }),
             ) => {
                 let made = self
-                    .new_conversation(&workspace, &entry.agent.id, metadata, Vec::new())
+                    .new_conversation(&workspace, &entry.agent.id, metadata, Vec::new(), 0)
                     .await
                     .map_err(undo)?;
                 (Some(made.id), session)
