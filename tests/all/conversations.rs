@@ -140,12 +140,19 @@ async fn the_model_sees_the_prior_turns_in_order() {
     server.deploy("chat", json!({ "name": "other" })).await;
     let mut made = Vec::new();
     for _ in 0..3 {
-        let (status, other) = server.post_json("/v1/conversations", &json!({ "agent": "other" })).await;
+        let (status, other) = server
+            .post_json("/v1/conversations", &json!({ "agent": "other" }))
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{other}");
         made.push(other["id"].as_str().unwrap().to_owned());
     }
     let (_, list) = server.get("/v1/conversations?agent_id=chat").await;
-    let listed: Vec<&str> = list["data"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+    let listed: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
     assert_eq!(listed, [conversation.as_str()], "{list}");
     let (mut seen, mut cursor) = (Vec::new(), String::new());
     loop {

@@ -2,8 +2,9 @@
 //! fire on time as `schedule` executions, pause and resume, trigger, the three
 //! overlap policies, "make repeatable", no slot twice across a SIGKILL and
 //! only the newest missed slot inside the catch-up window after downtime, the
-//! agent's own list and its summary, and bad patterns and zones refused
-//! naming the field.
+//! agent's own list and its summary, a run fixed before a crash made once,
+//! a schedule that cannot fire set aside, and bad patterns, zones and ends
+//! refused naming the field.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -179,6 +180,33 @@ async fn bad_patterns_zones_and_inputs_are_refused_naming_the_field() {
         );
         assert!(error["error"]["message"].as_str().unwrap().contains(field), "{error}");
     }
+    // An end already past, at creation and in a change.
+    let ended = json!({ "agent": "echo", "cron": "0 9 * * *", "end_at": "2020-01-01T00:00:00Z" });
+    let (status, error) = server.post_json("/v1/schedules", &ended).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+    assert!(
+        error["error"]["message"].as_str().unwrap().contains("end_at"),
+        "{error}"
+    );
+    let made = create(&server, json!({ "agent": "echo", "cron": "0 9 * * *" })).await;
+    let path = format!("/v1/schedules/{}", made["id"].as_str().unwrap());
+    for (patch, code) in [
+        (json!({ "end_at": "2020-01-01T00:00:00Z" }), "invalid_request"),
+        (json!({ "cron": "99 * * * *" }), "invalid_cron"),
+        (json!({ "timezone": "Nowhere/Land" }), "invalid_timezone"),
+    ] {
+        let (status, error) = server.send(server.http.patch(server.url(&path)).json(&patch)).await;
+        assert_eq!(
+            (status, error_code(&error)),
+            (StatusCode::UNPROCESSABLE_ENTITY, code),
+            "{patch}: {error}"
+        );
+    }
+    // Listed by agent (`agent` or `agent_id`, a name or an id).
+    let (_, listed) = server.get("/v1/schedules?agent=echo").await;
+    assert_eq!(listed["data"].as_array().unwrap().len(), 1, "{listed}");
+    let (_, listed) = server.get("/v1/schedules?agent_id=hello").await;
+    assert!(listed["data"].as_array().unwrap().is_empty(), "{listed}");
     let (status, _) = server
         .post_json("/v1/schedules", &json!({ "agent": "nobody", "cron": "0 9 * * *" }))
         .await;
@@ -246,6 +274,15 @@ async fn overlap_policies_skip_buffer_or_allow() {
             "the buffered run waited too long: {buffered:#?}"
         );
     }
+    // ...and it is a slot that came while the one before ran (skip drops those).
+    let ran_buffered = buffered
+        .windows(2)
+        .any(|w| w[0]["completed_at"].is_string() && ms(&w[1]["scheduled_for"]) < ms(&w[0]["completed_at"]));
+    assert!(ran_buffered, "no buffered slot ran: {buffered:#?}");
+    let ran_late = skipped
+        .windows(2)
+        .any(|w| w[0]["completed_at"].is_string() && ms(&w[1]["scheduled_for"]) < ms(&w[0]["completed_at"]));
+    assert!(!ran_late, "skip ran a slot that came during a run: {skipped:#?}");
     // Allow: runs overlap.
     let allowed = runs(&server, &allow).await;
     assert!(allowed.len() >= 5, "{allowed:#?}");
@@ -290,11 +327,11 @@ async fn a_restart_fires_no_slot_twice_and_catches_up_once_within_the_window() {
     let warden = Warden::start(&data);
     let server = warden.client();
     server.deploy("echo", json!({})).await;
-    let every_10s = |window: u64| json!({ "agent": "echo", "cron": "*/10 * * * * *", "catchup_window_secs": window });
-    let caught = create(&server, every_10s(30)).await["id"].as_str().unwrap().to_owned();
-    let dropped = create(&server, every_10s(0)).await["id"].as_str().unwrap().to_owned();
+    let every_5s = |window: u64| json!({ "agent": "echo", "cron": "*/5 * * * * *", "catchup_window_secs": window });
+    let caught = create(&server, every_5s(30)).await["id"].as_str().unwrap().to_owned();
+    let dropped = create(&server, every_5s(0)).await["id"].as_str().unwrap().to_owned();
     let first = ms(&until_runs(&server, &caught, 1).await[0]["scheduled_for"]);
-    // Killed just after a slot; down over the next one; back before the one after.
+    // Killed just after a slot; down over the next two; back before the one after.
     let sleep_until = |at: i64| {
         let wait = (at - warden_host::time::now_ms()).max(0) as u64;
         tokio::time::sleep(Duration::from_millis(wait))
@@ -302,11 +339,11 @@ async fn a_restart_fires_no_slot_twice_and_catches_up_once_within_the_window() {
     sleep_until(first + 1500).await;
     warden.sigkill();
     let down_from = warden_host::time::now_ms();
-    sleep_until(first + 11_000).await;
+    sleep_until(first + 11_500).await;
     let restart_at = warden_host::time::now_ms();
     let warden = Warden::start(&data);
     let server = warden.client();
-    sleep_until(first + 14_000).await;
+    sleep_until(first + 16_000).await;
     for id in [&caught, &dropped] {
         let made = runs(&server, id).await;
         let slots: Vec<i64> = made.iter().map(|r| ms(&r["scheduled_for"])).collect();
@@ -321,11 +358,170 @@ async fn a_restart_fires_no_slot_twice_and_catches_up_once_within_the_window() {
             assert_eq!(
                 missed,
                 [first + 10_000],
-                "the slot missed while down ran once, after: {slots:?}"
+                "of the two slots missed while down, the newest ran, once: {slots:?}"
             );
         } else {
             assert!(missed.is_empty(), "no catch-up outside a 0 s window: {slots:?}");
         }
+        assert!(slots.contains(&(first + 15_000)), "then on time again: {slots:?}");
     }
     drop(warden);
+}
+
+/// A run fixed in the same commit as its schedule's advance, and the host
+/// killed before it made it: the next start makes it, once; a fixed run that
+/// was made is not made again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_fixed_before_a_crash_is_made_once_after_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let warden = Warden::start(&data);
+    let server = warden.client();
+    server.deploy("echo", json!({})).await;
+    let paused = json!({ "agent": "echo", "cron": "0 0 * * * *", "enabled": false, "input": { "n": 1 } });
+    let lost = create(&server, paused.clone()).await["id"].as_str().unwrap().to_owned();
+    let made = create(&server, paused).await["id"].as_str().unwrap().to_owned();
+    let existing = server.run("echo", json!({ "n": 2 })).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    warden.sigkill();
+    // As a crash leaves them: the run's id fixed with the slot, the run not
+    // made (or made, for the second).
+    let fixed = warden_host::ids::execution();
+    let slot = warden_host::time::now_ms() - 2000;
+    let stores = warden_host::store::Stores::open(&data).unwrap();
+    for (id, run) in [(&lost, &fixed), (&made, &existing)] {
+        let mut s = stores.schedules.get(id).await.unwrap().unwrap();
+        s.pending_execution_id = Some(run.clone());
+        s.last_execution_id = Some(run.clone());
+        s.last_slot = Some(slot);
+        s.runs = 1;
+        stores.schedules.save(s).await.unwrap();
+    }
+    stores.close().await;
+    let warden = Warden::start(&data);
+    let server = warden.client();
+    let run = until_runs(&server, &lost, 1).await;
+    assert_eq!(run.len(), 1, "{run:#?}");
+    assert_eq!(run[0]["id"], fixed.as_str());
+    assert_eq!(run[0]["trigger"], "schedule");
+    assert_eq!(ms(&run[0]["scheduled_for"]), slot);
+    assert_eq!(run[0]["input"], json!({ "n": 1 }));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(runs(&server, &lost).await.len(), 1, "made once");
+    assert!(
+        runs(&server, &made).await.is_empty(),
+        "the run that existed is not made again"
+    );
+    let (_, listed) = server.get("/v1/executions?agent_id=echo&limit=10").await;
+    assert_eq!(listed["data"].as_array().unwrap().len(), 2, "{listed}");
+    for id in [&lost, &made] {
+        let (_, s) = server.get(&format!("/v1/schedules/{id}")).await;
+        assert_eq!(s["runs"], 1, "{s}");
+        assert!(s["last_error"].is_null(), "{s}");
+    }
+    drop(warden);
+}
+
+/// A schedule that cannot fire (its stored pattern no longer parses) is set
+/// aside with its error; the others fire on time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_that_cannot_fire_does_not_hold_up_the_others() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let warden = Warden::start(&data);
+    let server = warden.client();
+    server.deploy("echo", json!({})).await;
+    let every_second = json!({ "agent": "echo", "cron": "* * * * * *" });
+    let broken = create(&server, every_second.clone()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let good = create(&server, every_second).await["id"].as_str().unwrap().to_owned();
+    warden.sigkill();
+    let stores = warden_host::store::Stores::open(&data).unwrap();
+    let mut s = stores.schedules.get(&broken).await.unwrap().unwrap();
+    s.cron = "every tuesday-ish".into();
+    stores.schedules.save(s).await.unwrap();
+    stores.close().await;
+    let restart = warden_host::time::now_ms();
+    let warden = Warden::start(&data);
+    let server = warden.client();
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let after: Vec<Value> = runs(&server, &good)
+        .await
+        .into_iter()
+        .filter(|r| ms(&r["scheduled_for"]) > restart + 1000)
+        .collect();
+    assert!(after.len() >= 2, "{after:#?}");
+    for r in &after {
+        let lag = ms(&r["created_at"]) - ms(&r["scheduled_for"]);
+        assert!(lag < 500, "made {lag} ms after its slot: {r}");
+    }
+    let (_, s) = server.get(&format!("/v1/schedules/{broken}")).await;
+    assert!(
+        s["last_error"].as_str().is_some_and(|e| e.contains("could not fire")),
+        "{s}"
+    );
+    let next = ms(&s["next_run_at"]);
+    assert!(
+        next > warden_host::time::now_ms() + 30_000,
+        "set aside for a while: {s}"
+    );
+    drop(warden);
+}
+
+/// The agent's summary, figure by figure: counts by status, run durations'
+/// p50 and p95, tokens and cost summed over its runs, its most frequent error
+/// codes, its last run, and a period that starts later leaving older runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agents_summary_counts_what_its_runs_did() {
+    let server = Server::start().await;
+    server.deploy("sleepy", json!({ "max_concurrency": 8 })).await;
+    server.deploy("crash", json!({})).await;
+    server.deploy("chat", json!({})).await;
+    for wait in [100, 100, 100, 100, 600] {
+        server.run("sleepy", json!({ "ms": wait })).await;
+    }
+    let (_, summary) = server.get("/v1/agents/sleepy/summary").await;
+    assert_eq!(summary["executions"], 5, "{summary}");
+    assert_eq!(summary["by_status"]["completed"], 5, "{summary}");
+    let p50 = summary["duration_ms"]["p50"].as_i64().unwrap();
+    let p95 = summary["duration_ms"]["p95"].as_i64().unwrap();
+    assert!((100..400).contains(&p50), "p50 {p50}: {summary}");
+    assert!(p95 >= 600, "p95 {p95}: {summary}");
+    assert!(summary["top_errors"].as_array().unwrap().is_empty());
+
+    let crashed = server.run("crash", json!({})).await;
+    server.run("crash", json!({})).await;
+    let code = crashed["error"]["code"].as_str().unwrap();
+    let (_, summary) = server.get("/v1/agents/crash/summary").await;
+    assert_eq!(summary["by_status"]["failed"], 2, "{summary}");
+    assert_eq!(
+        summary["top_errors"],
+        json!([{ "code": code, "count": 2 }]),
+        "{summary}"
+    );
+
+    let mut tokens = 0;
+    let mut cost = 0.0;
+    let mut last = String::new();
+    for message in ["hello", "again"] {
+        let run = server.run("chat", json!({ "message": message })).await;
+        tokens += run["token_usage"]["total"].as_u64().unwrap();
+        cost += run["cost_usd"].as_f64().unwrap_or(0.0);
+        last = run["id"].as_str().unwrap().to_owned();
+    }
+    assert!(tokens > 0);
+    let (_, summary) = server.get("/v1/agents/chat/summary").await;
+    assert_eq!(summary["token_usage"]["total"], tokens, "{summary}");
+    assert!((summary["cost_usd"].as_f64().unwrap() - cost).abs() < 1e-9, "{summary}");
+    assert_eq!(summary["last_run"]["id"], last.as_str(), "{summary}");
+    // A period starting now holds none of them; the last run is still named.
+    let now = warden_host::time::to_rfc3339(warden_host::time::now_ms() + 1000);
+    let (status, later) = server.get(&format!("/v1/agents/chat/summary?since={now}")).await;
+    assert_eq!(status, StatusCode::OK, "{later}");
+    assert_eq!(later["executions"], 0, "{later}");
+    assert_eq!(later["last_run"]["id"], last.as_str());
 }

@@ -104,7 +104,8 @@ pub struct RepeatBody {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// Agent id or name.
+    /// Agent id or name (`agent` works too).
+    #[serde(alias = "agent")]
     agent_id: Option<String>,
     enabled: Option<bool>,
     /// The previous page's `next_cursor`.

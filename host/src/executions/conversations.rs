@@ -259,12 +259,18 @@ impl Executions {
         answer.tool_calls = execution.tool_calls.clone();
         let metadata = format!(r#"{{"continued_from":"{id}"}}"#);
         let metadata = crate::json_text::raw(metadata).ok().map(Into::into);
-        self.new_conversation(workspace, &execution.agent_id, metadata, vec![user, answer], execution.token_usage.total)
-            .await
-            .map_err(|e| match e {
-                SubmitError::Store(e) => ConversationError::Store(e),
-                other => ConversationError::Store(StoreError::Write(other.to_string())),
-            })
+        self.new_conversation(
+            workspace,
+            &execution.agent_id,
+            metadata,
+            vec![user, answer],
+            execution.token_usage.total,
+        )
+        .await
+        .map_err(|e| match e {
+            SubmitError::Store(e) => ConversationError::Store(e),
+            other => ConversationError::Store(StoreError::Write(other.to_string())),
+        })
     }
 
     /// Deletes a conversation with its turns and session memory; refused while

@@ -24,6 +24,8 @@ use crate::{ids, time};
 const BATCH: u32 = 500;
 /// Schedules handled at once.
 const CONCURRENCY: usize = 32;
+/// How long a schedule that could not fire waits before it is tried again.
+const SET_ASIDE: Duration = Duration::from_secs(60);
 /// Longest the loop sleeps without looking (a buffered slot's previous run
 /// ending is noticed by then at the latest).
 const MAX_SLEEP: Duration = Duration::from_secs(1);
@@ -58,8 +60,12 @@ pub(super) async fn run(schedules: Weak<Schedules>, mut closing: watch::Receiver
                         async move {
                             let id = s.id.clone();
                             if let Err(e) = this.handle(s, now).await {
-                                failed.fetch_add(1, Ordering::Relaxed);
                                 tracing::warn!(schedule = %id, error = %e, "a schedule could not fire");
+                                // Set aside, so the others go on at their time.
+                                if let Err(e) = this.set_aside(&id, now, &e).await {
+                                    failed.fetch_add(1, Ordering::Relaxed);
+                                    tracing::warn!(schedule = %id, error = %e, "a failing schedule could not be set aside");
+                                }
                             }
                         }
                     })
@@ -174,6 +180,19 @@ impl Schedules {
                 self.save(s).await
             }
         }
+    }
+
+    /// A schedule that could not fire: its error noted, its slot due again
+    /// after [`SET_ASIDE`].
+    async fn set_aside(&self, id: &str, now: i64, error: &anyhow::Error) -> anyhow::Result<()> {
+        let _turn = self.stripe(id).lock().await;
+        let Some(mut s) = self.store.get(id).await? else {
+            return Ok(());
+        };
+        s.last_error = Some(format!("could not fire: {error:#}"));
+        let later = now + SET_ASIDE.as_millis() as i64;
+        s.next_run_at = s.next_run_at.map(|t| t.max(later));
+        self.save(s).await
     }
 
     async fn save(&self, mut s: Schedule) -> anyhow::Result<()> {

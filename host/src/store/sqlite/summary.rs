@@ -52,7 +52,8 @@ pub fn summary(conn: &Connection, agent_id: &str, since: i64) -> anyhow::Result<
         if ended == 0 {
             return Ok(None);
         }
-        let offset = ((ended - 1) as f64 * q).floor() as i64;
+        // Nearest rank: the smallest duration with at least q of them at or below it.
+        let offset = ((ended as f64 * q).ceil() as i64 - 1).clamp(0, ended - 1);
         Ok(conn
             .prepare_cached(
                 "SELECT completed_at - started_at AS d FROM executions WHERE agent_id = ?1 AND created_at >= ?2
