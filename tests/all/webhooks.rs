@@ -391,3 +391,64 @@ async fn a_private_address_is_refused_unless_allowed_and_failures_end_failed() {
         "nothing reached the private address"
     );
 }
+
+/// A delivery still owed when the host is killed is sent after the restart:
+/// the same message, its attempts recorded across both lives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_owed_survives_a_kill() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let config = tmp.path().join("warden.toml");
+    std::fs::write(
+        &config,
+        "[webhooks]\nallow_private_addresses = true\nretry_schedule_secs = [3, 1]\n",
+    )
+    .unwrap();
+    let start = || warden_tests::Warden::start_with(&data, &["--config", config.to_str().unwrap()]);
+    let receiving = receiver(vec![503]).await;
+    let warden = start();
+    let server = warden.client();
+    server.deploy("echo", json!({})).await;
+    let (status, made) = server
+        .post_json(
+            "/v1/webhooks",
+            &json!({ "url": receiving.url, "events": ["execution.completed"] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let (secret, id) = (made["secret"].as_str().unwrap().to_owned(), made["id"].as_str().unwrap().to_owned());
+    let run = server.run("echo", json!({ "n": 1 })).await;
+    let seen = std::sync::Arc::clone(&receiving.seen);
+    until("the first attempt", || (!seen.lock().unwrap().is_empty()).then_some(())).await;
+    // Killed before the retry is due (3 s after the failure).
+    warden.sigkill();
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    let warden = start();
+    let server = warden.client();
+    let sent = until("the retry after the restart", || {
+        let s = seen.lock().unwrap();
+        (s.len() >= 2).then(|| s.clone())
+    })
+    .await;
+    assert_eq!(sent[0].0["webhook-id"], sent[1].0["webhook-id"], "the same message");
+    assert!(verified(&secret, &sent[1].0, &sent[1].1));
+    let message: Value = serde_json::from_str(&sent[1].1).unwrap();
+    assert_eq!(message["data"]["id"], run["id"]);
+    let delivery = loop {
+        let (_, page) = server.get(&format!("/v1/webhooks/{id}/deliveries")).await;
+        if page["data"][0]["status"] == "delivered" {
+            break page["data"][0].clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let codes: Vec<Value> = delivery["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["status_code"].clone())
+        .collect();
+    assert_eq!(codes, [json!(503), json!(200)], "{delivery}");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(seen.lock().unwrap().len(), 2, "sent once more, not twice");
+    drop(warden);
+}
