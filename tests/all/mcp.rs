@@ -353,6 +353,11 @@ async fn stateless_calls_answer_as_rmcp_does() {
         .as_object_mut()
         .unwrap()
         .remove("io.modelcontextprotocol/clientCapabilities");
+    let mut anonymous = call("echo", json!({ "q": "who" }));
+    anonymous["params"]["_meta"]
+        .as_object_mut()
+        .unwrap()
+        .remove("io.modelcontextprotocol/clientInfo");
     let cases: Vec<(&str, Value, &str)> = vec![
         ("object output", call("echo", json!({ "q": "hi" })), "echo"),
         ("wrapped input", call("typed", json!({ "input": "hello" })), "typed"),
@@ -361,6 +366,7 @@ async fn stateless_calls_answer_as_rmcp_does() {
         ("no such tool", call("nope", json!({})), "nope"),
         ("header against body", call("echo", json!({})), "typed"),
         ("meta incomplete", no_capabilities, "echo"),
+        ("no client named", anonymous, "echo"),
     ];
     for (case, body, name_header) in cases {
         let mut answers = Vec::new();
@@ -385,21 +391,29 @@ async fn stateless_calls_answer_as_rmcp_does() {
         assert_eq!(answers[0], answers[1], "{case}: direct then through rmcp");
         let answer: Value = serde_json::from_str(&answers[0].1).unwrap_or(Value::Null);
         match case {
-            "object output" => assert_eq!(
-                answer["result"]["structuredContent"]["echo"],
-                json!({ "q": "hi" }),
-                "{answer}"
-            ),
+            "object output" => assert_eq!(answer["result"]["structuredContent"]["echo"]["q"], "hi", "{answer}"),
+            "no client named" => assert_eq!(answer["result"]["structuredContent"]["echo"]["q"], "who", "{answer}"),
             "wrapped input" => assert_eq!(answer["result"]["structuredContent"]["echo"], "hello", "{answer}"),
             "failed run" | "invalid input" => assert_eq!(answer["result"]["isError"], true, "{case}: {answer}"),
             "no such tool" | "meta incomplete" => assert_eq!(answer["error"]["code"], -32602, "{case}: {answer}"),
             _ => assert_eq!(answers[0].0, StatusCode::BAD_REQUEST, "{case}: {answer}"),
         }
     }
-    // The client's name is recorded by both paths.
-    let (_, runs) = server.get("/v1/executions?agent_id=echo&limit=2").await;
+    // The client's name is recorded by both paths (newest first: the two
+    // calls naming none, then the two naming it).
+    let (_, runs) = server.get("/v1/executions?agent_id=echo&limit=4").await;
+    let named: Vec<&Value> = runs["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["metadata"]["mcp_client"])
+        .collect();
+    assert_eq!(
+        named,
+        [&Value::Null, &Value::Null, &json!("probe 9"), &json!("probe 9")],
+        "{runs}"
+    );
     for run in runs["data"].as_array().unwrap() {
-        assert_eq!(run["metadata"]["mcp_client"], "probe 9", "{run}");
         assert_eq!(run["trigger"], "mcp");
     }
     // A foreign Host is refused on this path too.

@@ -416,7 +416,10 @@ async fn a_delivery_owed_survives_a_kill() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{made}");
-    let (secret, id) = (made["secret"].as_str().unwrap().to_owned(), made["id"].as_str().unwrap().to_owned());
+    let (secret, id) = (
+        made["secret"].as_str().unwrap().to_owned(),
+        made["id"].as_str().unwrap().to_owned(),
+    );
     let run = server.run("echo", json!({ "n": 1 })).await;
     let seen = std::sync::Arc::clone(&receiving.seen);
     until("the first attempt", || (!seen.lock().unwrap().is_empty()).then_some(())).await;

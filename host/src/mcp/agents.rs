@@ -87,7 +87,8 @@ pub struct Client {
 }
 
 /// Runs the agent named `name` with the call's arguments. `gone` ends when the
-/// client no longer waits for the answer (the run goes on).
+/// client no longer waits for the answer (the run goes on); a caller whose
+/// request future is simply dropped passes one that never ends.
 pub async fn call(
     app: &Arc<App>,
     caller: &Caller,

@@ -187,7 +187,13 @@ impl ServerHandler for Mcp {
         }
         let client = super::agents::Client {
             tasks: context.client_capabilities().is_some_and(|c| c.supports_tasks()),
-            info: context.client_info(),
+            // A stateless request names its client in `_meta` (`rmcp`'s
+            // fallback would name itself); a session's, at its handshake.
+            info: if context.meta.protocol_version().is_some() {
+                context.meta.client_info()
+            } else {
+                context.client_info()
+            },
         };
         let gone = context.ct.cancelled_owned();
         super::agents::call(self.app(), &caller, &request.name, arguments, client, gone).await

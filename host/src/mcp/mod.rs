@@ -75,7 +75,7 @@ pub fn endpoint<S: Clone + Send + Sync + 'static>(app: &Arc<App>) -> MethodRoute
     sessions.session_config.keep_alive = Some(session_keep_alive(&app.config));
     let made = Arc::clone(&shared);
     let rmcp = StreamableHttpService::new(move || Ok(Mcp::new(Arc::clone(&made))), Arc::new(sessions), settings);
-    let endpoint = Endpoint::new(shared, &hosts, rmcp.clone(), MAX_REQUEST_BYTES);
-    axum::routing::post_service(tower::service_fn(move |request| endpoint.clone().serve(request)))
+    let endpoint = Arc::new(Endpoint::new(shared, &hosts, rmcp.clone(), MAX_REQUEST_BYTES));
+    axum::routing::post_service(tower::service_fn(move |request| Arc::clone(&endpoint).serve(request)))
         .fallback_service(rmcp)
 }

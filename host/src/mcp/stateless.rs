@@ -4,11 +4,16 @@
 //! takes no tasks, answered as JSON. Only a request that passes every check
 //! `rmcp` makes (`Host`, no `Origin`, `Accept`, `Content-Type`, the
 //! `MCP-Protocol-Version`, `Mcp-Method` and `Mcp-Name` headers against the
-//! body, the request's `_meta`) is answered here, the same way `rmcp` answers
-//! it (a test compares the two); anything else, or in doubt, goes to `rmcp` as
-//! it came.
+//! body, a body `rmcp` would read the same way) is answered here, with what
+//! `rmcp` would answer (a test compares the two); anything else, or in doubt,
+//! goes to `rmcp` as it came. Two differences, both on a call cut short: when
+//! the host closes, the answer is a tool error naming the execution (where
+//! `rmcp` answers 500); a client that goes away before its run is accepted
+//! leaves no run (`rmcp` accepts it anyway).
 
 use std::convert::Infallible;
+use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
@@ -21,7 +26,9 @@ use rmcp::model::{
 };
 use rmcp::transport::streamable_http_server::StreamableHttpService;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-use serde::Deserialize;
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use tower::ServiceExt;
 
 use super::agents::{self, Client};
@@ -35,7 +42,6 @@ const JSON: &str = "application/json";
 const SSE: &str = "text/event-stream";
 
 /// `/mcp`: the common call answered here, everything else by `rmcp`.
-#[derive(Clone)]
 pub struct Endpoint {
     shared: Arc<Shared>,
     /// `Host` values `rmcp` accepts: a host, and a port when one is named.
@@ -44,13 +50,15 @@ pub struct Endpoint {
     max_body: usize,
 }
 
-/// The body of a stateless `tools/call`, as far as it is read here.
+/// The body of a stateless `tools/call`, as far as it is read here (a field
+/// more, and it goes to `rmcp`).
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Call<'a> {
     jsonrpc: &'a str,
     id: RequestId,
     method: &'a str,
-    params: Params,
+    params: Object<Params>,
 }
 
 #[derive(Deserialize)]
@@ -60,7 +68,7 @@ struct Params {
     #[serde(default)]
     arguments: Option<JsonObject>,
     #[serde(rename = "_meta")]
-    meta: Meta,
+    meta: Object<Meta>,
 }
 
 #[derive(Deserialize)]
@@ -73,6 +81,26 @@ struct Meta {
     client: Option<Implementation>,
 }
 
+/// A `T` read only from a JSON object: serde's derived structs also read
+/// arrays, which `rmcp` refuses.
+struct Object<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for Fields<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map))
+            }
+        }
+        deserializer.deserialize_map(Fields(PhantomData)).map(Object)
+    }
+}
+
 impl Endpoint {
     pub fn new(
         shared: Arc<Shared>,
@@ -80,7 +108,7 @@ impl Endpoint {
         rmcp: StreamableHttpService<Mcp, LocalSessionManager>,
         max_body: usize,
     ) -> Self {
-        let hosts = allowed_hosts.iter().filter_map(|h| authority(h)).collect();
+        let hosts = allowed_hosts.iter().filter_map(|h| allowed(h)).collect();
         Self {
             shared,
             hosts,
@@ -89,11 +117,11 @@ impl Endpoint {
         }
     }
 
-    pub async fn serve(self, request: Request) -> Result<Response, Infallible> {
+    pub async fn serve(self: Arc<Self>, request: Request) -> Result<Response, Infallible> {
         match self.answer(request).await {
             Ok(response) => Ok(response),
             Err(request) => {
-                let response = self.rmcp.oneshot(request).await?;
+                let response = self.rmcp.clone().oneshot(request).await?;
                 Ok(response.map(Body::new))
             }
         }
@@ -107,20 +135,23 @@ impl Endpoint {
         let (parts, body) = request.into_parts();
         let bytes = match axum::body::to_bytes(body, self.max_body).await {
             Ok(bytes) => bytes,
-            Err(e) => return Ok((StatusCode::BAD_REQUEST, format!("Bad Request: {e}")).into_response()),
+            Err(e) => {
+                let message = format!("Failed to read request body: {e}");
+                return Ok((StatusCode::INTERNAL_SERVER_ERROR, message).into_response());
+            }
         };
         let Some(call) = self.call_of(&bytes, &parts.headers, &caller) else {
             return Err(Request::from_parts(parts, Body::from(bytes)));
         };
         let client = Client {
             tasks: false,
-            info: call.params.meta.client,
+            info: call.params.0.meta.0.client,
         };
-        let arguments = call.params.arguments.unwrap_or_default();
+        let arguments = call.params.0.arguments.unwrap_or_default();
         let answered = agents::call(
             &self.shared.app,
             &caller,
-            &call.params.name,
+            &call.params.0.name,
             arguments,
             client,
             std::future::pending(),
@@ -151,9 +182,12 @@ impl Endpoint {
     /// caller's agents that matches its headers.
     fn call_of<'a>(&self, bytes: &'a Bytes, headers: &HeaderMap, caller: &Caller) -> Option<Call<'a>> {
         let call = parse(bytes, headers)?;
+        if crate::manifest::RESERVED_NAMES.contains(&call.params.0.name.as_str()) {
+            return None;
+        }
         let registry = &self.shared.app.registry;
-        let agent = registry.get(&caller.workspace, &call.params.name)?;
-        (agent.agent.name == call.params.name).then_some(call)
+        let agent = registry.get(&caller.workspace, &call.params.0.name)?;
+        (agent.agent.name == call.params.0.name).then_some(call)
     }
 }
 
@@ -177,12 +211,12 @@ fn headers_fit(headers: &HeaderMap, hosts: &[(String, Option<u16>)], max_body: u
 /// The body as a stateless `tools/call` that matches its headers, from a
 /// client that takes no tasks.
 fn parse<'a>(bytes: &'a [u8], headers: &HeaderMap) -> Option<Call<'a>> {
-    let call: Call<'a> = serde_json::from_slice(bytes).ok()?;
+    let Object(call) = serde_json::from_slice::<Object<Call<'a>>>(bytes).ok()?;
     let ok = call.jsonrpc == "2.0"
         && call.method == "tools/call"
-        && call.params.meta.protocol_version == REVISION
-        && !call.params.meta.capabilities.supports_tasks()
-        && one(headers, "mcp-name") == Some(call.params.name.as_str());
+        && call.params.0.meta.0.protocol_version == REVISION
+        && !call.params.0.meta.0.capabilities.supports_tasks()
+        && one(headers, "mcp-name") == Some(call.params.0.name.as_str());
     ok.then_some(call)
 }
 
@@ -206,11 +240,21 @@ fn one<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     value.to_str().ok()
 }
 
-/// A host and its port, normalized as `rmcp` does.
+/// A `Host` value's host and port, normalized as `rmcp` does.
 fn authority(text: &str) -> Option<(String, Option<u16>)> {
-    let authority = axum::http::uri::Authority::try_from(text.trim()).ok()?;
+    let authority = axum::http::uri::Authority::try_from(text).ok()?;
     let host = authority.host().trim_matches(['[', ']']).to_ascii_lowercase();
     Some((host, authority.port_u16()))
+}
+
+/// An allowed host as `rmcp` reads it: an authority, or else a bare name
+/// (`::1`, say) on any port.
+fn allowed(text: &str) -> Option<(String, Option<u16>)> {
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    authority(text).or_else(|| Some((text.trim_matches(['[', ']']).to_ascii_lowercase(), None)))
 }
 
 /// Whether `Accept` takes both JSON and an event stream, with no weights to
@@ -219,7 +263,7 @@ fn accepts(headers: &HeaderMap) -> bool {
     let Some(accept) = one(headers, header::ACCEPT.as_str()) else {
         return false;
     };
-    if accept.contains(';') {
+    if accept.contains([';', '"']) {
         return false;
     }
     let mut types = accept.split(',').map(str::trim);
@@ -258,9 +302,9 @@ mod tests {
         "io.modelcontextprotocol/clientInfo":{"name":"probe","version":"9"}}}}"#;
 
     fn hosts() -> Vec<(String, Option<u16>)> {
-        ["localhost", "127.0.0.1", "mcp.example.com:8443"]
+        ["localhost", "127.0.0.1", "::1", "mcp.example.com:8443"]
             .iter()
-            .filter_map(|h| authority(h))
+            .filter_map(|h| allowed(h))
             .collect()
     }
 
@@ -292,10 +336,11 @@ mod tests {
         let headers = headers(&[]);
         assert!(headers_fit(&headers, &hosts(), 4096));
         let call = parse(BODY.as_bytes(), &headers).unwrap();
-        assert_eq!(call.params.name, "echo");
-        assert_eq!(call.params.meta.client.unwrap().name, "probe");
+        assert_eq!(call.params.0.name, "echo");
+        assert_eq!(call.params.0.meta.0.client.unwrap().name, "probe");
         let named = headers_fit(&self::headers(&[("host", "MCP.example.com:8443")]), &hosts(), 4096);
         assert!(named);
+        assert!(headers_fit(&self::headers(&[("host", "[::1]:8080")]), &hosts(), 4096));
     }
 
     #[test]
@@ -312,6 +357,8 @@ mod tests {
             [("host", "evil.example")],
             [("host", "mcp.example.com:443")],
             [("content-length", "999999")],
+            [("accept", "\"x, application/json, text/event-stream")],
+            [("host", " 127.0.0.1:8080")],
         ] {
             assert!(!headers_fit(&headers(&extra), &hosts(), 4096), "{extra:?}");
         }
@@ -331,6 +378,9 @@ mod tests {
             BODY.replace(r#""tools/call""#, r#""tools/list""#),
             BODY.replace(r#""2.0""#, r#""1.0""#),
             BODY.replace(r#""id":1"#, r#""id":null"#),
+            BODY.replace(r#""id":1"#, r#""id":1,"result":{}"#),
+            BODY.replace(r#""_meta":{"#, r#""_meta":["2026-07-28",{}],"x":{"#),
+            r#"["2.0",1,"tools/call",{"name":"echo","_meta":{}}]"#.to_owned(),
         ] {
             assert!(parse(body.as_bytes(), &headers).is_none(), "{body}");
         }
