@@ -240,6 +240,27 @@ fn verified(secret: &str, headers: &axum::http::HeaderMap, body: &str) -> bool {
     out.status.success()
 }
 
+/// The subscription's newest delivery, once it is delivered.
+async fn delivered(server: &Server, subscription: &str) -> Value {
+    loop {
+        let (_, page) = server.get(&format!("/v1/webhooks/{subscription}/deliveries")).await;
+        if page["data"][0]["status"] == "delivered" {
+            return page["data"][0].clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// The HTTP status of each attempt of a delivery.
+fn attempt_codes(delivery: &Value) -> Vec<u64> {
+    delivery["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["status_code"].as_u64().unwrap_or(0))
+        .collect()
+}
+
 async fn until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
@@ -299,21 +320,8 @@ async fn events_are_delivered_signed_retried_recorded_and_redelivered() {
     assert_eq!(message["type"], "execution.completed");
     assert_eq!(message["data"]["id"], run["id"]);
     assert_eq!(message["data"]["output"]["echo"], json!({ "n": 7 }));
-    let page = loop {
-        let (_, page) = server.get(&format!("/v1/webhooks/{id}/deliveries")).await;
-        if page["data"][0]["status"] == "delivered" {
-            break page;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
-    let delivery = &page["data"][0];
-    let codes: Vec<Value> = delivery["attempts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["status_code"].clone())
-        .collect();
-    assert_eq!(codes, [json!(500), json!(200)], "{delivery}");
+    let delivery = &delivered(&server, &id).await;
+    assert_eq!(attempt_codes(delivery), [500, 200], "{delivery}");
     assert!(delivery["attempts"][0]["error"].as_str().unwrap().contains("500"));
 
     // Redelivered by hand: the same message again.
@@ -437,20 +445,8 @@ async fn a_delivery_owed_survives_a_kill() {
     assert!(verified(&secret, &sent[1].0, &sent[1].1));
     let message: Value = serde_json::from_str(&sent[1].1).unwrap();
     assert_eq!(message["data"]["id"], run["id"]);
-    let delivery = loop {
-        let (_, page) = server.get(&format!("/v1/webhooks/{id}/deliveries")).await;
-        if page["data"][0]["status"] == "delivered" {
-            break page["data"][0].clone();
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
-    let codes: Vec<Value> = delivery["attempts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["status_code"].clone())
-        .collect();
-    assert_eq!(codes, [json!(503), json!(200)], "{delivery}");
+    let delivery = delivered(&server, &id).await;
+    assert_eq!(attempt_codes(&delivery), [503, 200], "{delivery}");
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     assert_eq!(seen.lock().unwrap().len(), 2, "sent once more, not twice");
     drop(warden);
