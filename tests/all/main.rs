@@ -44,6 +44,7 @@ mod shutdown;
 mod store;
 mod store_conversations;
 mod store_triggers;
+mod summary;
 mod tools;
 mod webhooks;
 

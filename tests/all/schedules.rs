@@ -180,6 +180,13 @@ async fn bad_patterns_zones_and_inputs_are_refused_naming_the_field() {
         );
         assert!(error["error"]["message"].as_str().unwrap().contains(field), "{error}");
     }
+    let never = json!({ "agent": "echo", "cron": "0 0 30 2 *" });
+    let (status, error) = server.post_json("/v1/schedules", &never).await;
+    assert_eq!(
+        (status, error_code(&error)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_cron"),
+        "February 30: {error}"
+    );
     // An end already past, at creation and in a change.
     let ended = json!({ "agent": "echo", "cron": "0 9 * * *", "end_at": "2020-01-01T00:00:00Z" });
     let (status, error) = server.post_json("/v1/schedules", &ended).await;
@@ -203,10 +210,16 @@ async fn bad_patterns_zones_and_inputs_are_refused_naming_the_field() {
         );
     }
     // Listed by agent (`agent` or `agent_id`, a name or an id).
-    let (_, listed) = server.get("/v1/schedules?agent=echo").await;
-    assert_eq!(listed["data"].as_array().unwrap().len(), 1, "{listed}");
-    let (_, listed) = server.get("/v1/schedules?agent_id=hello").await;
-    assert!(listed["data"].as_array().unwrap().is_empty(), "{listed}");
+    let other = create(
+        &server,
+        json!({ "agent": "hello", "cron": "0 9 * * *", "input": { "name": "Bo" } }),
+    )
+    .await;
+    for (query, id) in [("agent=echo", &made["id"]), ("agent_id=hello", &other["id"])] {
+        let (_, listed) = server.get(&format!("/v1/schedules?{query}")).await;
+        let ids: Vec<&Value> = listed["data"].as_array().unwrap().iter().map(|s| &s["id"]).collect();
+        assert_eq!(ids, [id], "{query}: {listed}");
+    }
     let (status, _) = server
         .post_json("/v1/schedules", &json!({ "agent": "nobody", "cron": "0 9 * * *" }))
         .await;
@@ -275,13 +288,13 @@ async fn overlap_policies_skip_buffer_or_allow() {
         );
     }
     // ...and it is a slot that came while the one before ran (skip drops those).
-    let ran_buffered = buffered
-        .windows(2)
-        .any(|w| w[0]["completed_at"].is_string() && ms(&w[1]["scheduled_for"]) < ms(&w[0]["completed_at"]));
+    // (A slot is "during" a run when it came well before the run's end, not
+    // in the few ms a slot takes to be handled.)
+    let during =
+        |w: &[Value]| w[0]["completed_at"].is_string() && ms(&w[1]["scheduled_for"]) < ms(&w[0]["completed_at"]) - 200;
+    let ran_buffered = buffered.windows(2).any(during);
     assert!(ran_buffered, "no buffered slot ran: {buffered:#?}");
-    let ran_late = skipped
-        .windows(2)
-        .any(|w| w[0]["completed_at"].is_string() && ms(&w[1]["scheduled_for"]) < ms(&w[0]["completed_at"]));
+    let ran_late = skipped.windows(2).any(during);
     assert!(!ran_late, "skip ran a slot that came during a run: {skipped:#?}");
     // Allow: runs overlap.
     let allowed = runs(&server, &allow).await;
@@ -345,6 +358,19 @@ async fn a_restart_fires_no_slot_twice_and_catches_up_once_within_the_window() {
     let server = warden.client();
     sleep_until(first + 16_000).await;
     for id in [&caught, &dropped] {
+        // The slot after the restart (listed within 30 s at most).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !runs(&server, id)
+            .await
+            .iter()
+            .any(|r| ms(&r["scheduled_for"]) == first + 15_000)
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the slot after the restart never ran"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let made = runs(&server, id).await;
         let slots: Vec<i64> = made.iter().map(|r| ms(&r["scheduled_for"])).collect();
         let unique: HashSet<i64> = slots.iter().copied().collect();
@@ -445,8 +471,9 @@ async fn a_schedule_that_cannot_fire_does_not_hold_up_the_others() {
     s.cron = "every tuesday-ish".into();
     stores.schedules.save(s).await.unwrap();
     stores.close().await;
-    let restart = warden_host::time::now_ms();
     let warden = Warden::start(&data);
+    // Slots from a second after the start on: the first pass may catch one up.
+    let restart = warden_host::time::now_ms();
     let server = warden.client();
     tokio::time::sleep(Duration::from_millis(3500)).await;
     let after: Vec<Value> = runs(&server, &good)
@@ -470,58 +497,4 @@ async fn a_schedule_that_cannot_fire_does_not_hold_up_the_others() {
         "set aside for a while: {s}"
     );
     drop(warden);
-}
-
-/// The agent's summary, figure by figure: counts by status, run durations'
-/// p50 and p95, tokens and cost summed over its runs, its most frequent error
-/// codes, its last run, and a period that starts later leaving older runs out.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_agents_summary_counts_what_its_runs_did() {
-    let server = Server::start().await;
-    server.deploy("sleepy", json!({ "max_concurrency": 8 })).await;
-    server.deploy("crash", json!({})).await;
-    server.deploy("chat", json!({})).await;
-    for wait in [100, 100, 100, 100, 600] {
-        server.run("sleepy", json!({ "ms": wait })).await;
-    }
-    let (_, summary) = server.get("/v1/agents/sleepy/summary").await;
-    assert_eq!(summary["executions"], 5, "{summary}");
-    assert_eq!(summary["by_status"]["completed"], 5, "{summary}");
-    let p50 = summary["duration_ms"]["p50"].as_i64().unwrap();
-    let p95 = summary["duration_ms"]["p95"].as_i64().unwrap();
-    assert!((100..400).contains(&p50), "p50 {p50}: {summary}");
-    assert!(p95 >= 600, "p95 {p95}: {summary}");
-    assert!(summary["top_errors"].as_array().unwrap().is_empty());
-
-    let crashed = server.run("crash", json!({})).await;
-    server.run("crash", json!({})).await;
-    let code = crashed["error"]["code"].as_str().unwrap();
-    let (_, summary) = server.get("/v1/agents/crash/summary").await;
-    assert_eq!(summary["by_status"]["failed"], 2, "{summary}");
-    assert_eq!(
-        summary["top_errors"],
-        json!([{ "code": code, "count": 2 }]),
-        "{summary}"
-    );
-
-    let mut tokens = 0;
-    let mut cost = 0.0;
-    let mut last = String::new();
-    for message in ["hello", "again"] {
-        let run = server.run("chat", json!({ "message": message })).await;
-        tokens += run["token_usage"]["total"].as_u64().unwrap();
-        cost += run["cost_usd"].as_f64().unwrap_or(0.0);
-        last = run["id"].as_str().unwrap().to_owned();
-    }
-    assert!(tokens > 0);
-    let (_, summary) = server.get("/v1/agents/chat/summary").await;
-    assert_eq!(summary["token_usage"]["total"], tokens, "{summary}");
-    assert!((summary["cost_usd"].as_f64().unwrap() - cost).abs() < 1e-9, "{summary}");
-    assert_eq!(summary["last_run"]["id"], last.as_str(), "{summary}");
-    // A period starting now holds none of them; the last run is still named.
-    let now = warden_host::time::to_rfc3339(warden_host::time::now_ms() + 1000);
-    let (status, later) = server.get(&format!("/v1/agents/chat/summary?since={now}")).await;
-    assert_eq!(status, StatusCode::OK, "{later}");
-    assert_eq!(later["executions"], 0, "{later}");
-    assert_eq!(later["last_run"]["id"], last.as_str());
 }

@@ -242,11 +242,13 @@ fn verified(secret: &str, headers: &axum::http::HeaderMap, body: &str) -> bool {
 
 /// The subscription's newest delivery, once it is delivered.
 async fn delivered(server: &Server, subscription: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let (_, page) = server.get(&format!("/v1/webhooks/{subscription}/deliveries")).await;
         if page["data"][0]["status"] == "delivered" {
             return page["data"][0].clone();
         }
+        assert!(tokio::time::Instant::now() < deadline, "never delivered: {page}");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
@@ -430,8 +432,16 @@ async fn a_delivery_owed_survives_a_kill() {
     );
     let run = server.run("echo", json!({ "n": 1 })).await;
     let seen = std::sync::Arc::clone(&receiving.seen);
-    until("the first attempt", || (!seen.lock().unwrap().is_empty()).then_some(())).await;
-    // Killed before the retry is due (3 s after the failure).
+    // The failed attempt recorded; killed before the retry is due (3 s after).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, page) = server.get(&format!("/v1/webhooks/{id}/deliveries")).await;
+        if attempt_codes(&page["data"][0]) == [503] {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the first attempt: {page}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     warden.sigkill();
     assert_eq!(seen.lock().unwrap().len(), 1);
     let warden = start();

@@ -60,12 +60,8 @@ pub(super) async fn run(schedules: Weak<Schedules>, mut closing: watch::Receiver
                         async move {
                             let id = s.id.clone();
                             if let Err(e) = this.handle(s, now).await {
-                                tracing::warn!(schedule = %id, error = %e, "a schedule could not fire");
-                                // Set aside, so the others go on at their time.
-                                if let Err(e) = this.set_aside(&id, now, &e).await {
-                                    failed.fetch_add(1, Ordering::Relaxed);
-                                    tracing::warn!(schedule = %id, error = %e, "a failing schedule could not be set aside");
-                                }
+                                failed.fetch_add(1, Ordering::Relaxed);
+                                tracing::warn!(schedule = %id, error = %e, "a failing schedule could not be set aside");
                             }
                         }
                     })
@@ -116,12 +112,25 @@ impl Schedules {
             .is_some_and(|e| !e.status.is_terminal()))
     }
 
-    /// One due schedule: a fixed run made, a buffered slot run, a slot fired
-    /// or skipped, and the next slot set.
+    /// One due schedule, under its lock; one that cannot fire is set aside
+    /// (under the same lock, so no change made meanwhile is undone), and the
+    /// others go on at their time.
     async fn handle(&self, due: Schedule, now: i64) -> anyhow::Result<()> {
         let _turn = self.stripe(&due.id).lock().await;
+        match self.fire_due(&due.id, now).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                tracing::warn!(schedule = %due.id, error = %e, "a schedule could not fire");
+                self.set_aside(&due.id, now, &e).await
+            }
+        }
+    }
+
+    /// A fixed run made, a buffered slot run, a slot fired or skipped, and
+    /// the next slot set.
+    async fn fire_due(&self, id: &str, now: i64) -> anyhow::Result<()> {
         // Read again under the lock: changed or deleted meanwhile.
-        let Some(mut s) = self.store.get(&due.id).await? else {
+        let Some(mut s) = self.store.get(id).await? else {
             return Ok(());
         };
         // A fixed run and a buffered slot are made even once the schedule
@@ -182,14 +191,19 @@ impl Schedules {
         }
     }
 
-    /// A schedule that could not fire: its error noted, its slot due again
-    /// after [`SET_ASIDE`].
+    /// A schedule that could not fire (its lock held): its error noted (the
+    /// store's own words stay in the host's log), its slot due again after
+    /// [`SET_ASIDE`].
     async fn set_aside(&self, id: &str, now: i64, error: &anyhow::Error) -> anyhow::Result<()> {
-        let _turn = self.stripe(id).lock().await;
         let Some(mut s) = self.store.get(id).await? else {
             return Ok(());
         };
-        s.last_error = Some(format!("could not fire: {error:#}"));
+        let why = if error.downcast_ref::<StoreError>().is_some() {
+            "storage failed (the host's log says how)".to_owned()
+        } else {
+            format!("{error:#}")
+        };
+        s.last_error = Some(format!("could not fire: {why}"));
         let later = now + SET_ASIDE.as_millis() as i64;
         s.next_run_at = s.next_run_at.map(|t| t.max(later));
         self.save(s).await

@@ -225,9 +225,13 @@ impl Schedules {
         self.check(&schedule).await?;
         schedule.next_run_at = self.first_slot(&schedule, now)?;
         if schedule.enabled && schedule.next_run_at.is_none() {
-            return Err(match schedule.end_at {
-                Some(_) => invalid("end_at", "end_at: nothing is left to run, its end is past"),
-                None => invalid("cron", "cron: the pattern names no time to come"),
+            let never = Pattern::parse(&schedule.cron, &schedule.timezone)?
+                .next_after(now)
+                .is_none();
+            return Err(if never {
+                invalid("cron", "cron: the pattern names no time to come")
+            } else {
+                invalid("end_at", "end_at: nothing is left to run before it")
             });
         }
         self.store.save(schedule.clone()).await?;
