@@ -45,6 +45,9 @@ impl App {
     /// start, deploys the bundled examples.
     pub async fn open(config: Config) -> anyhow::Result<Arc<App>> {
         config.validate()?;
+        if config.metrics.enabled {
+            crate::metrics::install();
+        }
         let stores = Stores::open(&config.data_dir)?;
         let auth = Auth::new(config.auth.clone(), Arc::clone(&stores.keys)).await?;
         if auth.is_open() {

@@ -29,6 +29,7 @@ pub mod llm;
 pub mod manifest;
 pub mod mcp;
 pub mod memory;
+pub mod metrics;
 pub mod ports;
 pub mod record;
 pub mod registry;

@@ -33,6 +33,7 @@ mod llm;
 mod mcp;
 mod mcp_guests;
 mod mcp_tasks;
+mod metrics;
 mod openapi;
 mod recovery;
 mod restart;

@@ -15,6 +15,7 @@ mod keys;
 mod limits;
 mod mcp_sessions;
 mod memory;
+mod metrics;
 mod openapi;
 mod schedules;
 mod stream;
@@ -88,6 +89,7 @@ pub fn documented_routes(app: &Arc<App>) -> OpenApiRouter<Arc<App>> {
         .routes(routes!(webhooks::get, webhooks::delete))
         .routes(routes!(webhooks::deliveries))
         .routes(routes!(webhooks::redeliver))
+        .routes(routes!(metrics::metrics))
         .route_layer(middleware::from_fn_with_state(Arc::clone(app), auth::middleware));
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(authenticated)
@@ -109,6 +111,7 @@ pub fn router(app: Arc<App>) -> Router {
     routes
         .merge(mcp)
         .route("/openapi.json", get(move || std::future::ready(document.clone())))
+        .route_layer(middleware::from_fn(metrics::count))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(http.max_body_bytes))

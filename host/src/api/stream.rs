@@ -341,7 +341,8 @@ impl Feed {
 }
 
 fn sse(feed: Feed) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    let stream = futures_util::stream::unfold(feed, |mut feed| async move {
+    let counted = crate::metrics::Subscribed::open();
+    let stream = futures_util::stream::unfold((feed, counted), |(mut feed, counted)| async move {
         loop {
             if feed.finished {
                 return None;
@@ -352,14 +353,14 @@ fn sse(feed: Feed) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
                 }
                 feed.last = event.seq;
                 feed.finished = event.is_terminal();
-                return Some((Ok(to_sse(&event)), feed));
+                return Some((Ok(to_sse(&event)), (feed, counted)));
             }
             match feed.refill().await {
                 Refill::More => {}
                 Refill::End => return None,
                 Refill::Closing => {
                     feed.finished = true;
-                    return Some((Ok(shutdown_notice(feed.last)), feed));
+                    return Some((Ok(shutdown_notice(feed.last)), (feed, counted)));
                 }
             }
         }

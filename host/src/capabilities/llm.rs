@@ -198,13 +198,25 @@ impl Host for RunState {
             }
         };
         self.grants.streamed.end_call();
-        let duration_ms = started.elapsed().as_millis() as u64;
+        let took = started.elapsed();
+        let duration_ms = took.as_millis() as u64;
+        let asked = request.model.clone();
         let call = LlmCall {
             model: request.model,
             duration_ms,
             answer: served
                 .map(|served| {
                     let c = served.completion;
+                    crate::metrics::model_call(&crate::metrics::ModelCall {
+                        provider: &served.provider,
+                        model: &asked,
+                        ok: true,
+                        duration: took,
+                        first_token: c.first_token_at.map(|at| at.saturating_duration_since(started)),
+                        prompt_tokens: c.usage.prompt,
+                        completion_tokens: c.usage.completion,
+                        retries: served.attempts.saturating_sub(1),
+                    });
                     Answer {
                         first_token_ms: c
                             .first_token_at
@@ -220,7 +232,19 @@ impl Host for RunState {
                         attempts: served.attempts,
                     }
                 })
-                .map_err(|e| e.message),
+                .map_err(|e| {
+                    crate::metrics::model_call(&crate::metrics::ModelCall {
+                        provider: "",
+                        model: &asked,
+                        ok: false,
+                        duration: took,
+                        first_token: None,
+                        prompt_tokens: 0,
+                        completion_tokens: 0,
+                        retries: 0,
+                    });
+                    e.message
+                }),
         };
         if let (Some(journal), Some(fingerprint)) = (&self.journal, &fingerprint) {
             let data = serde_json::to_string(&call).unwrap_or_default();

@@ -294,6 +294,7 @@ impl RunState {
             Err((_, message)) => (Value::Null, Some(message.clone())),
         };
         if !quiet {
+            crate::metrics::tool_call(&name, error.is_none(), duration_ms);
             self.grants.events.emit(EventData::ToolEnd {
                 id: &id,
                 name: &name,

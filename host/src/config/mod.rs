@@ -56,6 +56,21 @@ pub struct Config {
     pub memory: MemoryConfig,
     pub webhooks: WebhooksConfig,
     pub mcp: McpConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// Prometheus metrics at `GET /metrics`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Count what the host does (off: nothing is counted, `/metrics` is empty).
+    pub enabled: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
 }
 
 /// Outgoing webhooks.
@@ -316,6 +331,7 @@ impl Default for Config {
             memory: MemoryConfig::default(),
             webhooks: WebhooksConfig::default(),
             mcp: McpConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }

@@ -271,6 +271,11 @@ impl Lifecycle {
             _ => "execution.failed",
         };
         let workspace = self.registry.workspace_of(&execution.agent_id).unwrap_or_default();
+        let agent = self.registry.get(&workspace, &execution.agent_id);
+        let name = agent
+            .as_ref()
+            .map_or(execution.agent_id.as_str(), |e| e.agent.name.as_str());
+        crate::metrics::execution_ended(name, execution);
         let view = || serde_json::to_string(&ExecutionView::from(&*execution)).unwrap_or_else(|_| "null".into());
         let deliveries = self.outbox.deliveries(&workspace, event, &view);
         let announce = (!deliveries.is_empty()).then(|| Arc::clone(&self.outbox));

@@ -173,6 +173,7 @@ impl Runtime {
         verified: Option<&str>,
         load: impl FnOnce() -> Result<Vec<u8>, ComponentError>,
     ) -> Result<(AgentPre<RunState>, Origin, Option<String>), ComponentError> {
+        let began = std::time::Instant::now();
         let mut pre = None;
         let loaded = self.cache.get(hash, verified, load, |component| {
             let instance_pre = self
@@ -183,6 +184,12 @@ impl Runtime {
             Ok(())
         })?;
         let pre = pre.ok_or_else(|| ComponentError::Internal("component check did not run".into()))?;
+        let source = match loaded.origin {
+            Origin::Memory => "memory",
+            Origin::Disk => "disk",
+            Origin::Compiled => "compiled",
+        };
+        crate::metrics::component_ready(source, began.elapsed());
         Ok((pre, loaded.origin, loaded.written))
     }
 

@@ -164,8 +164,10 @@ pub(super) fn commit_batch(
         return Ok(());
     }
     let writes: Vec<&Write> = batch.iter().map(|(w, _)| w).collect();
+    let began = std::time::Instant::now();
     let batch_err = match apply(conn, blobs, &writes) {
         Ok(()) => {
+            crate::metrics::store_commit(writes.len(), began.elapsed());
             for (_, ack) in batch.drain(..) {
                 if let Some(ack) = ack {
                     let _ = ack.send(Ok(()));

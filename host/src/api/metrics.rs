@@ -1,0 +1,53 @@
+//! `GET /metrics` (Prometheus text, for admin keys) and the count of every
+//! HTTP request by its route and status.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Extension;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::error::{ApiError, ErrorBody};
+use crate::app::App;
+use crate::auth::Caller;
+use crate::record::Role;
+
+/// The host's metrics in the Prometheus text format: executions, queue and
+/// slots, models, tools, components, the store's writer, live streams, HTTP.
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "Prometheus text exposition format 0.0.4", body = String, content_type = "text/plain"), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 403, description = "Not an admin key", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody)))]
+pub async fn metrics(State(app): State<Arc<App>>, Extension(caller): Extension<Caller>) -> Result<Response, ApiError> {
+    if caller.role != Role::Admin {
+        return Err(ApiError::Forbidden("metrics need an admin key".into()));
+    }
+    let (running, waiting) = app.executions.load();
+    crate::metrics::load(
+        waiting,
+        running,
+        app.config.max_concurrent_executions,
+        app.registry.len(),
+    );
+    let text = crate::metrics::render();
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        text,
+    )
+        .into_response())
+}
+
+/// Counts a request by its route's pattern (never its path: ids would make a
+/// series each), method and status.
+pub async fn count(request: Request, next: Next) -> Response {
+    let began = Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    crate::metrics::http_request(method.as_str(), &route, response.status().as_u16(), began.elapsed());
+    response
+}
