@@ -10,7 +10,7 @@ use std::time::Duration;
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::record::Execution;
+use crate::record::{ErrorSource, Execution};
 
 /// The recorder's handle, once installed (`None`: another recorder was).
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -28,7 +28,7 @@ const MAGNITUDE: [f64; 8] = [1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10];
 const UPKEEP: Duration = Duration::from_secs(5);
 
 /// Installs the recorder (the first call in a process does; later ones find
-/// it) and keeps it folding its samples. Needs a Tokio runtime.
+/// it) and keeps it folding its samples.
 pub fn install() {
     let handle = HANDLE.get_or_init(|| {
         let built = PrometheusBuilder::new()
@@ -49,13 +49,18 @@ pub fn install() {
             return None;
         }
         let upkeep = handle.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(UPKEEP);
-            loop {
-                every.tick().await;
-                upkeep.run_upkeep();
-            }
-        });
+        // A thread of its own: it outlives any one runtime and needs none.
+        let spawned = std::thread::Builder::new()
+            .name("metrics-upkeep".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(UPKEEP);
+                    upkeep.run_upkeep();
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "metrics: no upkeep thread (histograms fold at each scrape only)");
+        }
         Some(handle)
     });
     let _ = handle;
@@ -82,7 +87,14 @@ pub fn load(queued: usize, running: usize, slots: u32, agents: usize) {
 pub fn execution_ended(agent: &str, e: &Execution) {
     let status = e.status.as_str();
     let trigger = e.trigger.as_str();
-    let code = e.error.as_ref().map_or("", |err| err.code.as_str()).to_owned();
+    // The host's codes are a known few; an agent's own are its to choose, so
+    // they count as one (a series per code an agent makes up would be unbounded).
+    let code = match &e.error {
+        None => "",
+        Some(err) if err.source == ErrorSource::Host => err.code.as_str(),
+        Some(_) => "agent",
+    }
+    .to_owned();
     counter!("warden_executions_total", "agent" => agent.to_owned(), "status" => status, "trigger" => trigger,
         "error_code" => code)
     .increment(1);
@@ -141,11 +153,24 @@ pub fn model_call(c: &ModelCall<'_>) {
         .increment(c.completion_tokens);
 }
 
-/// One tool call made live (not replayed).
+/// One tool call made live (not replayed). A built-in tool by its name, an
+/// MCP server's tools as `mcp.<server>`, anything else a guest asked for as
+/// `other` (guests choose the names they call: series must stay few).
 pub fn tool_call(tool: &str, ok: bool, duration_ms: u64) {
     let outcome = if ok { "ok" } else { "error" };
+    let tool = tool_label(tool);
     counter!("warden_tool_calls_total", "tool" => tool.to_owned(), "outcome" => outcome).increment(1);
     histogram!("warden_tool_call_duration_seconds", "tool" => tool.to_owned()).record(duration_ms as f64 / 1000.0);
+}
+
+fn tool_label(tool: &str) -> &str {
+    if crate::manifest::TOOLS.contains(&tool) {
+        return tool;
+    }
+    match tool.strip_prefix("mcp.").and_then(|rest| rest.split_once('.')) {
+        Some((server, _)) if server.len() <= 64 => &tool[..4 + server.len()],
+        _ => "other",
+    }
 }
 
 /// A component made ready to run: `compiled`, or loaded from the compiled
@@ -180,6 +205,10 @@ impl Drop for Subscribed {
 
 /// One HTTP request answered, by its route (the pattern, not the path).
 pub fn http_request(method: &str, route: &str, status: u16, took: Duration) {
+    let method = match method {
+        "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => method,
+        _ => "other",
+    };
     counter!("warden_http_requests_total", "method" => method.to_owned(), "route" => route.to_owned(),
         "status" => status.to_string())
     .increment(1);

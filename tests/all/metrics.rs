@@ -6,7 +6,7 @@
 
 use reqwest::StatusCode;
 use serde_json::json;
-use warden_tests::{Server, Warden, create_key, test_config};
+use warden_tests::{Warden, create_key};
 
 /// The value of the first series of `name` whose labels include every one of
 /// `labels` (`key="value"`).
@@ -21,10 +21,14 @@ fn value(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_runs_models_tools_and_requests() {
+    // A process of its own: the recorder is one per process, so every count
+    // below is exact.
     let tmp = tempfile::tempdir().unwrap();
-    let admin = create_key(tmp.path(), "default", "ops", true);
-    let member = create_key(tmp.path(), "default", "dev", false);
-    let host = Server::start_with(test_config(tmp.path())).await;
+    let data = tmp.path().join("data");
+    let admin = create_key(&data, "default", "ops", true);
+    let member = create_key(&data, "default", "dev", false);
+    let warden = Warden::start(&data);
+    let host = warden.client();
     let server = host.with_key(&admin);
     server.deploy("echo", json!({ "name": "metered" })).await;
     server.deploy("crash", json!({ "name": "metered-crash" })).await;
@@ -32,7 +36,7 @@ async fn metrics_count_runs_models_tools_and_requests() {
     for n in 0..3 {
         server.run("metered", json!({ "n": n })).await;
     }
-    server.run("metered-crash", json!({})).await;
+    let crashed = server.run("metered-crash", json!({})).await;
     let supported = server
         .run(
             "metered-support",
@@ -40,11 +44,22 @@ async fn metrics_count_runs_models_tools_and_requests() {
         )
         .await;
     assert_eq!(supported["status"], "completed", "{supported}");
-
+    // A live stream, opened and over.
+    let events = server
+        .http
+        .get(server.url(&format!("/v1/executions/{}/stream", supported["id"].as_str().unwrap())))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    events.text().await.unwrap();
     let (status, _) = host.with_key(&member).get("/metrics").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, _) = host.get("/metrics").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let odd = reqwest::Method::from_bytes(b"BREW").unwrap();
+    server.http.request(odd, server.url("/mcp")).send().await.unwrap();
+
     let res = server
         .http
         .get(server.url("/metrics"))
@@ -60,19 +75,9 @@ async fn metrics_count_runs_models_tools_and_requests() {
 
     let done = ["agent=\"metered\"", "status=\"completed\"", "trigger=\"api\""];
     assert_eq!(get("warden_executions_total", &done), Some(3.0), "{text}");
-    let failed = get(
-        "warden_executions_total",
-        &["agent=\"metered-crash\"", "status=\"failed\""],
-    );
-    assert_eq!(failed, Some(1.0), "{text}");
-    let crashed_code = text
-        .lines()
-        .find(|l| l.starts_with("warden_executions_total{") && l.contains("agent=\"metered-crash\""))
-        .unwrap_or_default();
-    assert!(
-        !crashed_code.contains("error_code=\"\""),
-        "the failure's code is named: {crashed_code}"
-    );
+    let code = format!("error_code=\"{}\"", crashed["error"]["code"].as_str().unwrap());
+    let failed = ["agent=\"metered-crash\"", "status=\"failed\"", code.as_str()];
+    assert_eq!(get("warden_executions_total", &failed), Some(1.0), "{text}");
     assert_eq!(
         get("warden_execution_queue_wait_seconds_count", &["agent=\"metered\""]),
         Some(3.0)
@@ -81,32 +86,48 @@ async fn metrics_count_runs_models_tools_and_requests() {
         get("warden_execution_duration_seconds_count", &["agent=\"metered\""]),
         Some(3.0)
     );
-    assert!(get("warden_execution_fuel_count", &["agent=\"metered\""]).is_some_and(|n| n >= 3.0));
+    assert_eq!(get("warden_execution_fuel_count", &["agent=\"metered\""]), Some(3.0));
     let model = ["provider=\"scripted\"", "model=\"scripted\"", "outcome=\"ok\""];
-    assert!(
-        get("warden_model_calls_total", &model).is_some_and(|n| n >= 2.0),
+    // The example asks the model twice per run.
+    assert_eq!(get("warden_model_calls_total", &model), Some(2.0), "{text}");
+    let prompt = supported["token_usage"]["prompt"].as_f64().unwrap();
+    let tokens = get(
+        "warden_model_tokens_total",
+        &["provider=\"scripted\"", "kind=\"prompt\""],
+    );
+    assert_eq!(tokens, Some(prompt), "{text}");
+    let kv = supported["tool_calls"].as_array().unwrap().len() as f64;
+    assert_eq!(
+        get("warden_tool_calls_total", &["tool=\"kv\"", "outcome=\"ok\""]),
+        Some(kv),
         "{text}"
     );
-    let prompt = ["provider=\"scripted\"", "kind=\"prompt\""];
-    assert!(
-        get("warden_model_tokens_total", &prompt).is_some_and(|n| n > 0.0),
-        "{text}"
-    );
-    assert!(get("warden_tool_calls_total", &["tool=\"kv\"", "outcome=\"ok\""]).is_some_and(|n| n >= 2.0));
     assert!(get("warden_components_total", &[]).is_some_and(|n| n >= 3.0), "{text}");
     assert!(get("warden_store_commit_seconds_count", &[]).is_some_and(|n| n > 0.0));
     let execute = ["method=\"POST\"", "route=\"/v1/agents/{id}/execute\"", "status=\"200\""];
-    assert!(
-        get("warden_http_requests_total", &execute).is_some_and(|n| n >= 5.0),
+    assert_eq!(get("warden_http_requests_total", &execute), Some(5.0), "{text}");
+    let refused = |status: &str| get("warden_http_requests_total", &["route=\"/metrics\"", status]);
+    assert_eq!(
+        (refused("status=\"401\""), refused("status=\"403\"")),
+        (Some(1.0), Some(1.0)),
         "{text}"
     );
-    assert!(get("warden_http_requests_total", &["route=\"/metrics\"", "status=\"403\""]).is_some());
-    assert_eq!(get("warden_execution_slots", &[]), Some(16.0));
+    assert_eq!(
+        get("warden_http_requests_total", &["method=\"other\"", "route=\"/mcp\""]),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        get("warden_stream_subscribers", &[]),
+        Some(0.0),
+        "the stream was counted, then not: {text}"
+    );
+    assert_eq!(get("warden_execution_slots", &[]), Some(256.0));
     assert_eq!(get("warden_executions_running", &[]), Some(0.0));
     for line in text.lines().filter(|l| l.starts_with("warden_http_requests_total{")) {
         assert!(!line.contains("exec_"), "a route, never a path: {line}");
     }
-    host.stop().await;
+    drop(warden);
 }
 
 /// With metrics off, nothing is counted and a scrape is empty.

@@ -234,7 +234,7 @@ impl Host for RunState {
                 })
                 .map_err(|e| {
                     crate::metrics::model_call(&crate::metrics::ModelCall {
-                        provider: "",
+                        provider: "unknown",
                         model: &asked,
                         ok: false,
                         duration: took,
