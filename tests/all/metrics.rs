@@ -102,7 +102,13 @@ async fn metrics_count_runs_models_tools_and_requests() {
         Some(kv),
         "{text}"
     );
-    assert!(get("warden_components_total", &[]).is_some_and(|n| n >= 3.0), "{text}");
+    // Summed over their sources (compiled, the disk cache, memory).
+    let components: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("warden_components_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(components >= 3.0, "{text}");
     assert!(get("warden_store_commit_seconds_count", &[]).is_some_and(|n| n > 0.0));
     let execute = ["method=\"POST\"", "route=\"/v1/agents/{id}/execute\"", "status=\"200\""];
     assert_eq!(get("warden_http_requests_total", &execute), Some(5.0), "{text}");
