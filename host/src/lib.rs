@@ -39,6 +39,7 @@ pub mod schedules;
 pub mod server;
 pub mod store;
 pub mod time;
+pub mod ui;
 pub mod tools;
 pub mod webhooks;
 

@@ -47,6 +47,7 @@ mod store_conversations;
 mod store_triggers;
 mod summary;
 mod tools;
+mod ui;
 mod webhooks;
 
 // The allocator the `warden` binary runs with.

@@ -1,6 +1,7 @@
 //! Test support: start a real Warden server in-process on `127.0.0.1:0` with its
 //! own data dir, deploy real components built from `agents/`, talk real HTTP.
 
+pub mod browser;
 pub mod providers;
 
 use std::path::{Path, PathBuf};

@@ -57,6 +57,7 @@ pub fn documented_routes(app: &Arc<App>) -> OpenApiRouter<Arc<App>> {
         .routes(routes!(executions::retry))
         .routes(routes!(stream::events))
         .routes(routes!(stream::stream))
+        .routes(routes!(stream::stream_token))
         .routes(routes!(artifacts::list))
         .routes(routes!(artifacts::get))
         .routes(routes!(executions::logs))
@@ -110,6 +111,8 @@ pub fn router(app: Arc<App>) -> Router {
         .layer(middleware::from_fn_with_state(Arc::clone(&app), auth::middleware));
     routes
         .merge(mcp)
+        // The dashboard's static files: it signs in with a key like any client.
+        .merge(crate::ui::router())
         .route("/openapi.json", get(move || std::future::ready(document.clone())))
         .route_layer(middleware::from_fn(metrics::count))
         .fallback(not_found)

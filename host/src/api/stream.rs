@@ -3,6 +3,8 @@
 //! number, `event:` the type; `Last-Event-ID` or `?after=N` resumes; a finished
 //! execution replays and closes after its `done` or `error`; keep-alive comments
 //! while idle). `execute` with `mode: "stream"` answers with the same stream.
+//! `POST /v1/executions/{id}/stream-token` gives a short-lived token that opens
+//! the stream as `?access_token=` for clients that cannot send headers.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -191,6 +193,40 @@ pub async fn events(
 pub struct StreamQuery {
     #[param(minimum = 0)]
     after: Option<i64>,
+    /// A stream token from `POST /v1/executions/{id}/stream-token`, instead of
+    /// the `Authorization` header (which `EventSource` cannot send).
+    #[allow(dead_code, reason = "read by the authentication middleware")]
+    access_token: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct StreamToken {
+    /// Opens this execution's stream as `?access_token=`, as the key that
+    /// asked for it, until `expires_at`.
+    token: String,
+    /// RFC 3339; about a minute from now.
+    expires_at: String,
+    /// The stream's path with the token.
+    stream_url: String,
+}
+
+/// A short-lived token that opens this execution's stream without the API key
+/// in a URL (for `EventSource`, which cannot send headers).
+#[utoipa::path(post, path = "/v1/executions/{id}/stream-token", tag = "executions",
+    params(("id" = String, Path, description = "Execution id")),
+    responses((status = 200, description = "The token", body = StreamToken), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 404, description = "No such resource in the caller's workspace", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody)))]
+pub async fn stream_token(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<StreamToken>, ApiError> {
+    super::executions::check_owner(&app, &caller, &id).await?;
+    let (token, expires) = app.auth.stream_token(&caller, &id);
+    Ok(Json(StreamToken {
+        stream_url: format!("/v1/executions/{id}/stream?access_token={token}"),
+        token,
+        expires_at: crate::time::to_rfc3339(expires),
+    }))
 }
 
 /// The `Last-Event-ID` header, as documented: an event number, not null

@@ -6,6 +6,7 @@
 //! that. The HTTP side (the middleware, error bodies) is the API's.
 
 pub mod keys;
+pub mod stream_token;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,6 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use self::keys::NewKey;
+use self::stream_token::{Grant, StreamTokens};
 use crate::config::AuthConfig;
 use crate::record::{ApiKey, Role};
 use crate::store::{KeyStore, StoreError};
@@ -76,11 +78,13 @@ pub struct Auth {
     /// Keys seen recently, by id; refreshed from the store after `key_cache_ms`.
     cache: Mutex<HashMap<String, Arc<Cached>>>,
     buckets: Mutex<HashMap<String, Bucket>>,
+    streams: StreamTokens,
 }
 
 impl Auth {
     /// Checks keys against `keys`; open while `keys` has no active key.
-    pub async fn new(config: AuthConfig, keys: Arc<dyn KeyStore>) -> Result<Self, StoreError> {
+    pub async fn new(config: AuthConfig, keys: Arc<dyn KeyStore>) -> anyhow::Result<Self> {
+        let streams = StreamTokens::new().map_err(anyhow::Error::msg)?;
         let any_active_key = keys.any_active().await?;
         Ok(Self {
             config,
@@ -89,6 +93,7 @@ impl Auth {
             open_checked: Mutex::new(Instant::now()),
             cache: Mutex::default(),
             buckets: Mutex::default(),
+            streams,
         })
     }
 
@@ -156,6 +161,49 @@ impl Auth {
         Ok(Caller {
             workspace: cached.key.workspace.clone(),
             role: cached.key.role,
+            key_id: Some(id),
+            key_name: Some(cached.key.name.clone()),
+        })
+    }
+
+    /// A stream token that lets whoever holds it read `execution_id`'s stream
+    /// as `caller` (see [`stream_token`]), and when it expires (Unix ms).
+    pub fn stream_token(&self, caller: &Caller, execution_id: &str) -> (String, i64) {
+        let expires = time::now_ms() + stream_token::TTL_MS;
+        let grant = Grant {
+            workspace: caller.workspace.clone(),
+            key_id: caller.key_id.clone(),
+            role: caller.role,
+        };
+        (self.streams.issue(&grant, execution_id, expires), expires)
+    }
+
+    /// Who a stream token reading `execution_id` speaks for: the key it was
+    /// made with must still be valid, and its rate limit applies.
+    pub async fn authenticate_stream(&self, token: &str, execution_id: &str) -> Result<Caller, AuthError> {
+        let grant = self
+            .streams
+            .verify(token, execution_id, time::now_ms())
+            .map_err(|why| AuthError::Unauthorized(why.into()))?;
+        let Some(id) = grant.key_id else {
+            return Ok(Caller {
+                workspace: grant.workspace,
+                role: grant.role,
+                key_id: None,
+                key_name: None,
+            });
+        };
+        let cached = self
+            .lookup(&id)
+            .await?
+            .ok_or_else(|| AuthError::Unauthorized("the key this stream token was made with is gone".into()))?;
+        if cached.key.revoked_at.is_some() {
+            return Err(AuthError::Unauthorized("the key this stream token was made with was revoked".into()));
+        }
+        self.take_token(&id)?;
+        Ok(Caller {
+            workspace: grant.workspace,
+            role: grant.role,
             key_id: Some(id),
             key_name: Some(cached.key.name.clone()),
         })
