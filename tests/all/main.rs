@@ -48,6 +48,7 @@ mod store_triggers;
 mod summary;
 mod tools;
 mod ui;
+mod ui_scale;
 mod webhooks;
 
 // The allocator the `warden` binary runs with.

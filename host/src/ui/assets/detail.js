@@ -7,7 +7,7 @@
 // Stored events are read a page at a time and at most MAX_EVENTS at first, so
 // a run with tens of thousands of events opens as fast as a small one.
 
-import { api, h, fill, render, badge, liveBadge, when, duration, cost, json, go, act, follow, toast, TERMINAL } from "./core.js";
+import { api, h, fill, render, badge, liveBadge, when, duration, cost, json, go, act, every, follow, toast, TERMINAL } from "./core.js";
 
 const EVENT_PAGE = 1000;
 const MAX_EVENTS = 3000;
@@ -73,25 +73,41 @@ export async function detailPage(id) {
     }
     shown += page.data.length;
     if (!page.has_more) break;
-    if (shown >= MAX_EVENTS) {
-      fill(more, h("button", { id: "more-events", onclick: () => go(`#/executions/${id}?events=all`) }, "This run has more events: show them all"));
-      if (!new URLSearchParams(window.location.hash.split("?")[1] || "").has("events")) break;
+    if (shown >= MAX_EVENTS && !new URLSearchParams(window.location.hash.split("?")[1] || "").has("events")) {
+      fill(more, h("button", { id: "more-events", onclick: () => go(`#/executions/${id}?events=all`) }, `Showing its first ${shown} events: show them all`));
+      break;
     }
   }
   transcript.results(record.tool_calls);
   if (logLines.length === 0) loadLogs(record, logs, logLines);
   performance.mark("warden:detail-rendered");
   if (!TERMINAL.has(record.status)) {
+    // A status event is shown at once; the record (read again shortly after,
+    // and every few seconds while live) fills in the rest. A read that lags
+    // behind the stream does not take the status back.
+    let streamed = null;
     let pending = false;
+    const reread = () => refresh().then(() => {
+      if (streamed && !TERMINAL.has(record.status) && record.status !== streamed) {
+        record.status = streamed;
+        redraw();
+      }
+    }).catch(() => {});
     follow(id, last, (type, data) => {
       onEvent(type, data);
       if (type === "step") loadSteps(record, waterfall);
       if (type === "artifact") loadArtifacts(record, artifacts);
+      if (type === "status" && data?.status && !TERMINAL.has(record.status)) {
+        streamed = data.status;
+        record.status = data.status;
+        redraw();
+      }
       if ((type === "status" || type === "approval") && !pending) {
         pending = true;
-        setTimeout(() => { pending = false; refresh().catch(() => {}); }, 150);
+        setTimeout(() => { pending = false; reread(); }, 150);
       }
-    }, () => refresh().then(() => { loadSteps(record, waterfall); loadArtifacts(record, artifacts); }).catch(() => {}));
+    }, () => { streamed = null; refresh().then(() => { loadSteps(record, waterfall); loadArtifacts(record, artifacts); }).catch(() => {}); });
+    every(3000, () => { if (!TERMINAL.has(record.status)) reread(); });
   }
 }
 
