@@ -29,6 +29,11 @@ pub fn execution() -> String {
     with_prefix("exec_")
 }
 
+/// An HTTP request's id (`x-request-id`).
+pub fn request() -> String {
+    with_prefix("req_")
+}
+
 pub fn agent() -> String {
     with_prefix("agt_")
 }

@@ -50,6 +50,9 @@ async fn artifacts_are_stored_served_and_counted() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()["content-type"], "text/plain; charset=utf-8");
+    // What an agent wrote runs nothing on the host's origin, opened directly.
+    let policy = resp.headers()["content-security-policy"].to_str().unwrap();
+    assert!(policy.starts_with("sandbox; default-src 'none'"), "{policy}");
     assert_eq!(resp.text().await.unwrap(), "line\nline\nline\n");
     let shot_id = list[0]["id"].as_str().unwrap();
     let resp = server

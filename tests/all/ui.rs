@@ -122,6 +122,17 @@ async fn the_dashboard_lists_filters_and_opens_executions() {
     assert!(!shown.contains("Live"), "a finished run is not live");
     browser.screenshot("execution-detail").await;
 
+    // Leaving a page before it has loaded: the next page is never drawn over.
+    browser
+        .eval(&format!("location.hash = '#/executions/{id}'; setTimeout(() => {{ location.hash = '#/agents'; }}, 0); true"))
+        .await;
+    browser.wait_for("document.querySelector('#agents')", WAIT).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        browser.eval("[!!document.querySelector('#agents'), !!document.querySelector('#fields')]").await,
+        json!([true, false])
+    );
+
     // The failed one shows its error.
     browser
         .goto(&server.url(&format!("/#/executions/{}", failed["id"].as_str().unwrap())))
@@ -216,6 +227,27 @@ async fn an_approval_is_decided_from_the_inbox() {
     browser
         .wait_for("document.querySelector('.approval-card .badge').dataset.status === 'approved'", WAIT)
         .await;
+
+    // Another, rejected from its own live page: what is typed survives the
+    // page's rereads of the record (every 3 s).
+    let id = run_async(&server, "refund", json!({"order_id": "B-3", "amount": 500, "reason": "late"})).await;
+    browser.goto(&server.url(&format!("/#/executions/{id}"))).await;
+    browser
+        .wait_for("document.querySelector('h1 .badge').dataset.status === 'awaiting_approval' && document.querySelector('h1 .live') && document.querySelector('.approval-card .reject')", WAIT)
+        .await;
+    browser.fill(".approval-card .comment", "too much").await;
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    assert_eq!(
+        browser.eval("document.querySelector('.approval-card .comment').value").await,
+        "too much"
+    );
+    browser.click(".approval-card .reject").await;
+    browser
+        .wait_for("document.querySelector('h1 .badge').dataset.status === 'rejected' && !document.querySelector('h1 .live')", WAIT)
+        .await;
+    let (_, approvals) = server.get(&format!("/v1/approvals?execution_id={id}")).await;
+    assert_eq!(approvals["data"][0]["status"], "rejected");
+    assert_eq!(approvals["data"][0]["comment"], "too much");
     assert_eq!(browser.errors(), Vec::<String>::new());
     browser.close().await;
 }
@@ -357,4 +389,31 @@ async fn stream_tokens_open_one_stream_and_keys_stay_out_of_urls() {
     }
     let missing = anonymous.get(server.url("/ui/nope.js")).send().await.unwrap();
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_token_of_an_open_host_ends_with_its_first_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = test_config(tmp.path());
+    config.auth.key_cache_ms = 50;
+    let server = Server::start_with(config).await;
+    server.deploy("echo", json!({})).await;
+    let run = server.run("echo", json!(1)).await;
+    let id = run["id"].as_str().unwrap();
+    let (status, grant) = server
+        .post_json(&format!("/v1/executions/{id}/stream-token"), &json!(null))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{grant}");
+    let url = server.url(grant["stream_url"].as_str().unwrap());
+    assert_eq!(reqwest::get(&url).await.unwrap().status(), StatusCode::OK);
+    create_key(tmp.path(), "default", "first", true);
+    // The host closes once it sees the key; the open host's token with it.
+    for _ in 0..100 {
+        if server.get("/v1/agents").await.0 == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(server.get("/v1/agents").await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(reqwest::get(&url).await.unwrap().status(), StatusCode::UNAUTHORIZED);
 }

@@ -17,6 +17,7 @@ mod mcp_sessions;
 mod memory;
 mod metrics;
 mod openapi;
+mod requests;
 mod schedules;
 mod stream;
 mod webhooks;
@@ -109,7 +110,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route(crate::mcp::PATH, crate::mcp::endpoint(&app))
         .route_layer(middleware::from_fn_with_state(sessions, mcp_sessions::middleware))
         .layer(middleware::from_fn_with_state(Arc::clone(&app), auth::middleware));
-    routes
+    let router = routes
         .merge(mcp)
         // The dashboard's static files: it signs in with a key like any client.
         .merge(crate::ui::router())
@@ -119,7 +120,8 @@ pub fn router(app: Arc<App>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(http.max_body_bytes))
         .layer(middleware::from_fn_with_state(http, limits::reject_oversized))
-        .with_state(app)
+        .with_state(app);
+    requests::layer(router, http.access_log)
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiError {

@@ -186,12 +186,13 @@ impl Auth {
             .verify(token, execution_id, time::now_ms())
             .map_err(|why| AuthError::Unauthorized(why.into()))?;
         let Some(id) = grant.key_id else {
-            return Ok(Caller {
-                workspace: grant.workspace,
-                role: grant.role,
-                key_id: None,
-                key_name: None,
-            });
+            // Made while the host was open: good only while it still is.
+            if !self.is_open() {
+                return Err(AuthError::Unauthorized(
+                    "this stream token was made before the host had keys; ask for another".into(),
+                ));
+            }
+            return Ok(Caller::open());
         };
         let cached = self
             .lookup(&id)
@@ -200,10 +201,14 @@ impl Auth {
         if cached.key.revoked_at.is_some() {
             return Err(AuthError::Unauthorized("the key this stream token was made with was revoked".into()));
         }
+        if cached.key.workspace != grant.workspace {
+            return Err(AuthError::Unauthorized("that is not a valid stream token".into()));
+        }
         self.take_token(&id)?;
+        // The key as it is now, not as it was when the token was made.
         Ok(Caller {
-            workspace: grant.workspace,
-            role: grant.role,
+            workspace: cached.key.workspace.clone(),
+            role: cached.key.role,
             key_id: Some(id),
             key_name: Some(cached.key.name.clone()),
         })

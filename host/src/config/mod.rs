@@ -304,6 +304,9 @@ pub struct HttpLimits {
     /// A connection whose client takes nothing of what it is sent for this long
     /// (a stream subscriber that stopped reading) is closed.
     pub write_stall_ms: u64,
+    /// Log a line per request (`info`, target `warden::http`): its id, method,
+    /// path, status and time.
+    pub access_log: bool,
 }
 
 impl Default for Config {
@@ -375,6 +378,7 @@ impl Default for HttpLimits {
             header_timeout_ms: 10_000,
             body_timeout_ms: 30_000,
             write_stall_ms: 30_000,
+            access_log: true,
         }
     }
 }

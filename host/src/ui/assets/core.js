@@ -12,6 +12,13 @@ export class ApiFailure extends Error {
   }
 }
 
+/// Thrown by `api` when the page that called it was left meanwhile: a page
+/// that has been navigated away from never draws over the next one.
+export class Stale extends Error {}
+
+/// Which page is current; `leave()` moves it on.
+let generation = 0;
+
 export function apiKey() {
   return sessionStorage.getItem(KEY);
 }
@@ -27,9 +34,12 @@ export async function api(path, { method = "GET", body, form, raw } = {}) {
     headers["Content-Type"] = "application/json";
     payload = JSON.stringify(body);
   }
+  const page = generation;
   const response = await fetch(path, { method, headers, body: payload });
+  if (page !== generation) throw new Stale(path);
   if (raw && response.ok) return response;
   const text = await response.text();
+  if (page !== generation) throw new Stale(path);
   let json = null;
   try { json = text ? JSON.parse(text) : null; } catch { json = null; }
   if (!response.ok) {
@@ -95,7 +105,8 @@ export async function act(button, action) {
   try {
     return await action();
   } catch (e) {
-    toast(e instanceof ApiFailure ? `${e.code}: ${e.message}` : String(e), true);
+    if (e instanceof Stale) return undefined;
+    toast(e instanceof ApiFailure ? `${e.code}: ${e.message}` : e.message || String(e), true);
   } finally {
     if (button) button.disabled = false;
   }
@@ -139,7 +150,8 @@ export function json(value) {
 /// The hash route: ["executions", "exec_…"] and its query.
 export function location() {
   const [path, query = ""] = window.location.hash.replace(/^#\/?/, "").split("?");
-  return { parts: path.split("/").filter(Boolean).map(decodeURIComponent), query: new URLSearchParams(query) };
+  const decode = (part) => { try { return decodeURIComponent(part); } catch { return part; } };
+  return { parts: path.split("/").filter(Boolean).map(decode), query: new URLSearchParams(query) };
 }
 
 export function go(hash) {
@@ -152,6 +164,7 @@ export function onLeave(stop) {
   cleanups.push(stop);
 }
 export function leave() {
+  generation += 1;
   while (cleanups.length) {
     try { cleanups.pop()(); } catch { /* already stopped */ }
   }
@@ -165,37 +178,49 @@ export function every(ms, tick) {
 
 /// Follows an execution's events live from after `after`: asks for a stream
 /// token (the key never goes in a URL), opens an EventSource, and on an error
-/// asks for a new token and resumes after the last event seen. `onEvent(type,
-/// data, seq)`; returns a function that stops it.
+/// asks for a new token and resumes after the last event seen, backing off up
+/// to 5 s; after 8 failures in a row it gives up. `onEvent(type, data, seq)`;
+/// `onEnd(true)` after the terminal event, `onEnd(false)` on giving up.
+/// Returns a function that stops it; leaving the page stops it too.
 export function follow(id, after, onEvent, onEnd) {
   const TYPES = ["status", "log", "step", "content", "thinking", "tool_start", "tool_end", "artifact", "approval", "done", "error", "shutdown"];
+  const page = generation;
   let last = after;
   let source = null;
   let stopped = false;
   let failures = 0;
+  const retry = () => {
+    failures += 1;
+    if (failures >= 8) {
+      stop();
+      if (onEnd) onEnd(false);
+      return;
+    }
+    setTimeout(open, Math.min(500 * failures, 5000));
+  };
   const open = async () => {
-    if (stopped) return;
+    if (stopped || page !== generation) return;
     let grant;
     try {
       grant = await api(`/v1/executions/${encodeURIComponent(id)}/stream-token`, { method: "POST" });
-    } catch {
-      failures += 1;
-      if (failures < 5) setTimeout(open, 1000 * failures);
+    } catch (e) {
+      if (!(e instanceof Stale)) retry();
       return;
     }
     if (stopped) return;
     source = new EventSource(`${grant.stream_url}&after=${last}`);
+    source.onopen = () => { failures = 0; };
     for (const type of TYPES) {
       source.addEventListener(type, (message) => {
-        failures = 0;
         const seq = Number(message.lastEventId || 0);
-        if (seq) last = Math.max(last, seq);
+        if (seq && seq <= last) return;
+        if (seq) last = seq;
         let data = null;
         try { data = JSON.parse(message.data); } catch { data = message.data; }
         onEvent(type, data && data.data !== undefined ? data.data : data, seq);
         if (type === "done" || type === "error") {
           stop();
-          if (onEnd) onEnd();
+          if (onEnd) onEnd(true);
         } else if (type === "shutdown") {
           source.close();
           setTimeout(open, 2000);
@@ -204,8 +229,7 @@ export function follow(id, after, onEvent, onEnd) {
     }
     source.onerror = () => {
       source.close();
-      failures += 1;
-      if (!stopped && failures < 5) setTimeout(open, 500 * failures);
+      if (!stopped) retry();
     };
   };
   const stop = () => {

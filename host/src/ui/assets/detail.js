@@ -7,7 +7,7 @@
 // Stored events are read a page at a time and at most MAX_EVENTS at first, so
 // a run with tens of thousands of events opens as fast as a small one.
 
-import { api, h, fill, render, badge, liveBadge, when, duration, cost, json, go, act, every, follow, toast, TERMINAL } from "./core.js";
+import { api, h, fill, render, badge, liveBadge, when, duration, cost, json, go, act, every, follow, onLeave, toast, TERMINAL } from "./core.js";
 
 const EVENT_PAGE = 1000;
 const MAX_EVENTS = 3000;
@@ -23,14 +23,21 @@ export async function detailPage(id) {
   const transcript = new Transcript();
   const waterfall = h("div", { class: "panel waterfall", id: "waterfall" });
   const logs = h("div", { class: "logs", id: "logs" });
-  const artifacts = h("div", { class: "thumbs", id: "artifacts" });
+  const artifacts = new Artifacts(id);
   const raw = h("details", { class: "panel" }, h("summary", {}, "Raw JSON"), h("div", {}));
   const more = h("div", {});
+  const note = h("p", { class: "muted", id: "live-note" });
 
+  // The buttons (and the Make Repeatable form) and the approval cards are
+  // built again only when what they show changes, never under someone typing.
+  let drawnStatus = null;
   const redraw = () => {
     const live = !TERMINAL.has(record.status);
     fill(head, h("a", { href: `#/agents/${record.agent_name}` }, record.agent_name), badge(record.status), live ? liveBadge() : null, h("span", { class: "muted mono" }, record.id));
-    fill(actions, ...buttons(record, refresh));
+    if (drawnStatus !== record.status) {
+      drawnStatus = record.status;
+      fill(actions, ...buttons(record, refresh));
+    }
     fill(fields, ...facts(record));
     fill(io,
       h("h2", {}, "Input"), json(record.input),
@@ -39,23 +46,25 @@ export async function detailPage(id) {
       record.error ? [h("h2", {}, "Error"), h("pre", { class: "mono error-text", id: "error" }, `${record.error.code}: ${record.error.message}`)] : null);
     fill(raw.lastChild, json(record));
   };
+  const approvalCards = new ApprovalCards(approvals, () => refresh());
   const refresh = async () => {
     record = await api(`/v1/executions/${encodeURIComponent(id)}`);
     transcript.results(record.tool_calls);
     redraw();
-    loadApprovals(record, approvals, refresh);
+    await approvalCards.load(record.id);
   };
 
   render(head, actions, fields, approvals, io,
     h("h2", {}, "Transcript"), transcript.el, more,
     h("h2", {}, "Steps"), waterfall,
     h("h2", {}, "Logs"), logs,
-    h("h2", {}, "Artifacts"), artifacts,
+    h("h2", {}, "Artifacts"), artifacts.el,
     raw);
   redraw();
-  loadApprovals(record, approvals, refresh);
-  loadSteps(record, waterfall);
-  loadArtifacts(record, artifacts);
+  approvalCards.load(record.id).catch(() => {});
+  const steps = throttled(() => loadSteps(record, waterfall));
+  steps();
+  artifacts.load().catch(() => {});
 
   // Stored events first, a page at a time; then, if it is still going, live.
   const logLines = [];
@@ -65,6 +74,7 @@ export async function detailPage(id) {
   };
   let last = 0;
   let shown = 0;
+  let capped = false;
   for (;;) {
     const page = await api(`/v1/executions/${encodeURIComponent(id)}/events?after=${last}&limit=${EVENT_PAGE}`);
     for (const e of page.data) {
@@ -74,41 +84,71 @@ export async function detailPage(id) {
     shown += page.data.length;
     if (!page.has_more) break;
     if (shown >= MAX_EVENTS && !new URLSearchParams(window.location.hash.split("?")[1] || "").has("events")) {
+      capped = true;
       fill(more, h("button", { id: "more-events", onclick: () => go(`#/executions/${id}?events=all`) }, `Showing its first ${shown} events: show them all`));
       break;
     }
   }
   transcript.results(record.tool_calls);
-  if (logLines.length === 0) loadLogs(record, logs, logLines);
+  const live = !TERMINAL.has(record.status);
+  if (logLines.length === 0 && !live) loadLogs(record, logs, logLines);
   performance.mark("warden:detail-rendered");
-  if (!TERMINAL.has(record.status)) {
-    // A status event is shown at once; the record (read again shortly after,
-    // and every few seconds while live) fills in the rest. A read that lags
-    // behind the stream does not take the status back.
-    let streamed = null;
-    let pending = false;
-    const reread = () => refresh().then(() => {
-      if (streamed && !TERMINAL.has(record.status) && record.status !== streamed) {
-        record.status = streamed;
-        redraw();
-      }
-    }).catch(() => {});
-    follow(id, last, (type, data) => {
-      onEvent(type, data);
-      if (type === "step") loadSteps(record, waterfall);
-      if (type === "artifact") loadArtifacts(record, artifacts);
-      if (type === "status" && data?.status && !TERMINAL.has(record.status)) {
-        streamed = data.status;
-        record.status = data.status;
-        redraw();
-      }
-      if ((type === "status" || type === "approval") && !pending) {
-        pending = true;
-        setTimeout(() => { pending = false; reread(); }, 150);
-      }
-    }, () => { streamed = null; refresh().then(() => { loadSteps(record, waterfall); loadArtifacts(record, artifacts); }).catch(() => {}); });
-    every(3000, () => { if (!TERMINAL.has(record.status)) reread(); });
+  if (!live) return;
+  // A status event is shown at once; the record (read again shortly after,
+  // and every few seconds while live) fills in the rest. A read that lags
+  // behind the stream does not take the status back.
+  let streamed = null;
+  let pending = false;
+  const reread = () => refresh().then(() => {
+    if (streamed && !TERMINAL.has(record.status) && record.status !== streamed) {
+      record.status = streamed;
+      redraw();
+    }
+  }).catch(() => {});
+  every(3000, () => { if (!TERMINAL.has(record.status)) reread(); });
+  if (capped) {
+    // Following would first replay every event past the cap: the record is
+    // read every few seconds instead, until all events are asked for.
+    fill(note, "Live updates of this run's events start when all its events are shown.");
+    more.append(note);
+    return;
   }
+  follow(id, last, (type, data) => {
+    onEvent(type, data);
+    if (type === "step") steps();
+    if (type === "artifact") artifacts.load().catch(() => {});
+    if (type === "status" && data?.status && !TERMINAL.has(record.status)) {
+      streamed = data.status;
+      record.status = data.status;
+      redraw();
+    }
+    if ((type === "status" || type === "approval") && !pending) {
+      pending = true;
+      setTimeout(() => { pending = false; reread(); }, 150);
+    }
+  }, (ended) => {
+    streamed = null;
+    if (!ended) {
+      fill(note, "Live updates stopped (the stream could not be reopened); the record is still read every few seconds.");
+      more.append(note);
+    }
+    refresh().then(() => { steps(); artifacts.load(); }).catch(() => {});
+  });
+}
+
+/// `run`, at most once a second (the last call within a second runs at its end).
+function throttled(run) {
+  let timer = null;
+  let lastRun = 0;
+  return () => {
+    if (timer) return;
+    const wait = Math.max(0, lastRun + 1000 - Date.now());
+    timer = setTimeout(() => {
+      timer = null;
+      lastRun = Date.now();
+      run();
+    }, wait);
+  };
 }
 
 function facts(r) {
@@ -248,40 +288,69 @@ async function loadSteps(r, el) {
   }));
 }
 
-async function loadArtifacts(r, el) {
-  const { data } = await api(`/v1/executions/${encodeURIComponent(r.id)}/artifacts`).catch(() => ({ data: [] }));
-  if (!data.length) { fill(el, h("span", { class: "muted" }, "No artifacts.")); return; }
-  fill(el, ...data.map((a) => {
-    const url = `/v1/executions/${encodeURIComponent(r.id)}/artifacts/${encodeURIComponent(a.id)}`;
-    const figure = h("figure", { dataset: { artifact: a.id } }, h("figcaption", {}, `${a.name} (${a.size} B)`));
-    if (a.media_type.startsWith("image/")) {
-      // An <img> cannot send the key: fetch the bytes and show them as a blob.
-      api(url, { raw: true }).then((res) => res.blob()).then((blob) => {
-        figure.prepend(h("img", { src: URL.createObjectURL(blob), alt: a.name, class: "thumb" }));
-      }).catch(() => {});
+/// A run's artifacts: each drawn once (images as thumbnails, fetched with the
+/// key and shown as blobs, freed when the page is left).
+class Artifacts {
+  constructor(id) {
+    this.id = id;
+    this.el = h("div", { class: "thumbs", id: "artifacts" }, h("span", { class: "muted" }, "No artifacts."));
+    this.drawn = new Set();
+    this.urls = [];
+    onLeave(() => this.urls.forEach((u) => URL.revokeObjectURL(u)));
+  }
+  async load() {
+    const base = `/v1/executions/${encodeURIComponent(this.id)}/artifacts`;
+    const { data } = await api(base);
+    for (const a of data) {
+      if (this.drawn.has(a.id)) continue;
+      if (!this.drawn.size) this.el.replaceChildren();
+      this.drawn.add(a.id);
+      const url = `${base}/${encodeURIComponent(a.id)}`;
+      const figure = h("figure", { dataset: { artifact: a.id } }, h("figcaption", {}, `${a.name} (${a.size} B)`));
+      if (a.media_type.startsWith("image/")) {
+        // An <img> cannot send the key: fetch the bytes and show them as a blob.
+        this.blob(url).then((src) => figure.prepend(h("img", { src, alt: a.name, class: "thumb" }))).catch(() => {});
+      }
+      figure.append(h("button", { class: "link", onclick: () => this.blob(url).then((href) => h("a", { href, download: a.name }).click()) }, "Download"));
+      this.el.append(figure);
     }
-    figure.append(h("button", { class: "link", onclick: () => download(url, a.name) }, "Download"));
-    return figure;
-  }));
+  }
+  async blob(url) {
+    const res = await api(url, { raw: true });
+    const made = URL.createObjectURL(await res.blob());
+    this.urls.push(made);
+    return made;
+  }
 }
 
-async function download(url, name) {
-  const res = await api(url, { raw: true });
-  const link = h("a", { href: URL.createObjectURL(await res.blob()), download: name });
-  link.click();
-}
-
-async function loadApprovals(r, el, refresh) {
-  const { data } = await api(`/v1/approvals?execution_id=${encodeURIComponent(r.id)}`).catch(() => ({ data: [] }));
-  fill(el, ...data.map((a) => approvalCard(a, refresh)));
+/// An execution's approval requests, drawn again only when one changes.
+class ApprovalCards {
+  constructor(el, after) {
+    this.el = el;
+    this.after = after;
+    this.key = null;
+  }
+  async load(executionId) {
+    const { data } = await api(`/v1/approvals?execution_id=${encodeURIComponent(executionId)}`);
+    const key = data.map((a) => `${a.id}:${a.status}`).join(",");
+    if (key === this.key) return;
+    this.key = key;
+    fill(this.el, ...data.map((a) => approvalCard(a, this.after)));
+  }
 }
 
 /// One approval request, with Approve and Reject while it is pending.
 export function approvalCard(a, after) {
-  const comment = h("input", { placeholder: "Comment (optional)", class: "comment", size: 30 });
+  const comment = h("input", { placeholder: "Comment or reason (optional)", class: "comment", size: 30 });
+  const data = h("textarea", { class: "approval-data", placeholder: '{"note": "…"} (optional JSON for the agent)' });
   const decide = (verdict) => (e) => act(e.target, async () => {
-    const body = comment.value.trim() ? (verdict === "approve" ? { comment: comment.value.trim() } : { reason: comment.value.trim() }) : undefined;
-    await api(`/v1/approvals/${encodeURIComponent(a.id)}/${verdict}`, { method: "POST", body });
+    const text = comment.value.trim();
+    const body = {};
+    if (text) body[verdict === "approve" ? "comment" : "reason"] = text;
+    if (verdict === "approve" && data.value.trim()) {
+      try { body.data = JSON.parse(data.value); } catch { throw new Error("The data is not JSON"); }
+    }
+    await api(`/v1/approvals/${encodeURIComponent(a.id)}/${verdict}`, { method: "POST", body: Object.keys(body).length ? body : undefined });
     toast(verdict === "approve" ? "Approved" : "Rejected");
     await after();
   });
@@ -291,8 +360,9 @@ export function approvalCard(a, after) {
     h("div", { class: "muted" }, `Asked ${when(a.created_at)}; expires ${when(a.expires_at)}`, a.decided_by_name ? `; decided by ${a.decided_by_name}` : ""),
     a.detail ? json(a.detail) : null,
     a.status === "pending"
-      ? h("div", { class: "actions" }, comment,
-        h("button", { class: "primary approve", onclick: decide("approve") }, "Approve"),
-        h("button", { class: "danger reject", onclick: decide("reject") }, "Reject"))
+      ? [h("details", {}, h("summary", {}, "Data for the agent (on approve)"), data),
+        h("div", { class: "actions" }, comment,
+          h("button", { class: "primary approve", onclick: decide("approve") }, "Approve"),
+          h("button", { class: "danger reject", onclick: decide("reject") }, "Reject"))]
       : null);
 }

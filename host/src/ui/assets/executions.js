@@ -69,7 +69,7 @@ function filterBar(filters, agentSelect) {
   const to = h("input", { type: "datetime-local", name: "to", id: "filter-to", value: filters.to });
   const apply = (event) => {
     event.preventDefault();
-    navigate({ agent: agentSelect.value, status: status.value, trigger: trigger.value, from: from.value, to: to.value }, "", []);
+    navigate({ agent: agentSelect.value, status: status.value, trigger: trigger.value, from: from.value, to: to.value, schedule: filters.schedule }, "", []);
   };
   return h("form", { class: "filters", onsubmit: apply, onchange: apply },
     h("label", {}, "Agent", agentSelect),

@@ -1,7 +1,7 @@
 // The dashboard's entry: routes `#/…` to its page, marks the current tab, and
 // shows a failed load (a 401 shows the sign-in form instead).
 
-import { ApiFailure, apiKey, h, render, leave, location, signOut } from "./core.js";
+import { ApiFailure, Stale, apiKey, h, render, leave, location, signOut } from "./core.js";
 import { executionsPage } from "./executions.js";
 import { detailPage } from "./detail.js";
 import { agentsPage, agentPage, approvalsPage, schedulesPage, conversationsPage, conversationPage } from "./pages.js";
@@ -27,7 +27,7 @@ async function show() {
   try {
     await page(id);
   } catch (e) {
-    if (e instanceof ApiFailure && e.status === 401) return;
+    if (e instanceof Stale || (e instanceof ApiFailure && e.status === 401)) return;
     render(h("h1", {}, "Could not load this page"), h("p", { class: "error-text", id: "page-error" }, e instanceof ApiFailure ? `${e.code}: ${e.message}` : String(e)));
   }
 }

@@ -16,8 +16,9 @@ export async function agentsPage() {
       form.append("component", component.files[0]);
       form.append("manifest", manifest.value);
       const made = await api("/v1/agents", { method: "POST", form });
-      toast(`Deployed ${made.agent?.name || made.name || "the agent"}`);
-      go(`#/agents/${made.agent?.name || made.name}`);
+      const warnings = (made.warnings || []).join("; ");
+      toast(`Deployed ${made.agent.name} v${made.version.version}${warnings ? `. Warnings: ${warnings}` : ""}`, Boolean(warnings));
+      go(`#/agents/${made.agent.name}`);
     });
   };
   render(
@@ -85,7 +86,7 @@ function tasksTab(agent, body) {
       h("div", { class: "actions" }, h("button", { class: "primary", type: "submit", id: "task-send" }, "Send task"))),
     h("h2", {}, "History"),
     h("table", {}, h("thead", {}, h("tr", {}, ["Status", "Created", "Duration", "Output"].map((t) => h("th", {}, t)))), history));
-  load();
+  load().catch(() => {});
   every(1500, () => load().catch(() => {}));
 }
 
@@ -100,8 +101,9 @@ export async function approvalsPage() {
   const status = query.get("status") || "pending";
   const list = h("div", { id: "approval-list" });
   const load = async () => {
-    const { data } = await api(`/v1/approvals?status=${encodeURIComponent(status)}&limit=100`);
-    fill(list, ...(data.length ? data.map((a) => approvalCard(a, load)) : [h("p", { class: "muted" }, `No ${status} approvals.`)]));
+    const { data, has_more } = await api(`/v1/approvals?status=${encodeURIComponent(status)}&limit=100`);
+    fill(list, ...(data.length ? data.map((a) => approvalCard(a, load)) : [h("p", { class: "muted" }, `No ${status} approvals.`)]),
+      has_more ? h("p", { class: "muted" }, "The newest 100 are shown; decide these to see more.") : null);
   };
   render(
     h("h1", {}, "Approvals"),
@@ -116,6 +118,7 @@ export async function schedulesPage() {
   const { query } = location();
   const highlight = query.get("highlight");
   const body = h("tbody", { id: "schedules" });
+  const names = new Map((await api("/v1/agents")).data.map((a) => [a.id, a.name]));
   const load = async () => {
     const { data } = await api("/v1/schedules?limit=200");
     fill(body, ...data.map((s) => {
@@ -124,7 +127,7 @@ export async function schedulesPage() {
         await load();
       });
       return h("tr", { dataset: { schedule: s.id }, class: s.id === highlight ? "highlight" : "" },
-        h("td", {}, h("a", { href: `#/agents/${s.agent_name || s.agent_id}` }, s.agent_name || s.agent_id)),
+        h("td", {}, h("a", { href: `#/agents/${names.get(s.agent_id) || s.agent_id}` }, names.get(s.agent_id) || s.agent_id)),
         h("td", { class: "mono" }, s.cron, h("div", { class: "muted" }, s.description || "")),
         h("td", {}, s.timezone),
         h("td", {}, s.enabled ? "enabled" : "paused"),
@@ -160,7 +163,7 @@ export async function conversationPage(id) {
   const agent = (await api("/v1/agents")).data.find((a) => a.id === conversation.agent_id);
   const chat = h("div", { class: "panel chat", id: "chat" });
   const draw = (c) => fill(chat, ...c.turns.map((t) => h("div", { class: `bubble ${t.role}` }, t.content,
-    h("span", { class: "meta" }, when(t.timestamp), " · ", h("a", { href: `#/executions/${t.execution_id}` }, "run")))));
+    h("span", { class: "meta" }, when(t.timestamp), t.execution_id ? [" · ", h("a", { href: `#/executions/${t.execution_id}` }, "run")] : null))));
   draw(conversation);
   const message = h("input", { id: "chat-input", placeholder: "Message", size: 60, autocomplete: "off" });
   const send = (event) => {
@@ -173,9 +176,10 @@ export async function conversationPage(id) {
       chat.append(answer);
       message.value = "";
       const made = await api(`/v1/agents/${encodeURIComponent(agent.name)}/execute`, { method: "POST", body: { input: { message: text }, conversation_id: id, mode: "async" } });
-      await new Promise((resolve) => {
+      const ended = await new Promise((resolve) => {
         follow(made.id, 0, (type, data) => { if (type === "content") answer.append(data.delta); }, resolve);
       });
+      if (!ended) toast("The answer's stream could not be reopened; it shows once the turn is stored.", true);
       draw(await api(`/v1/conversations/${encodeURIComponent(id)}`));
     });
   };
