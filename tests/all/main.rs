@@ -36,6 +36,7 @@ mod mcp_tasks;
 mod metrics;
 mod openapi;
 mod recovery;
+mod requests;
 mod restart;
 mod run_log;
 mod sandbox;

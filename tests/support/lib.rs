@@ -303,6 +303,8 @@ pub fn warden_bin() -> PathBuf {
 pub struct Warden {
     child: std::process::Child,
     pub base: String,
+    /// Its last log lines (stderr), kept for tests that read them.
+    log: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<String>>>,
 }
 
 impl Warden {
@@ -334,12 +336,29 @@ impl Warden {
                 break rest.split_whitespace().next().expect("address").to_owned();
             }
         };
-        // Keep draining the log so the child never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        // Keep draining the log so the child never blocks on a full pipe,
+        // keeping its last lines.
+        let log = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
+        let kept = std::sync::Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let mut kept = kept.lock().unwrap();
+                if kept.len() == 10_000 {
+                    kept.pop_front();
+                }
+                kept.push_back(line);
+            }
+        });
         Warden {
             child,
             base: format!("http://{addr}"),
+            log,
         }
+    }
+
+    /// Its last log lines (up to 10,000).
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().unwrap().iter().cloned().collect()
     }
 
     /// Its process id.

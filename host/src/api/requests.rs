@@ -54,7 +54,7 @@ pub fn layer<S: Clone + Send + Sync + 'static>(router: Router<S>, access_log: bo
     let trace = TraceLayer::new_for_http()
         .make_span_with(|request: &axum::http::Request<Body>| {
             let id = request.headers().get(&HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
-            tracing::info_span!("request", id, method = %request.method(), path = request.uri().path())
+            tracing::info_span!("request", id = %id, method = %request.method(), path = %request.uri().path())
         })
         .on_request(())
         .on_response(move |response: &Response<Body>, latency: Duration, _: &Span| {
@@ -62,7 +62,7 @@ pub fn layer<S: Clone + Send + Sync + 'static>(router: Router<S>, access_log: bo
                 tracing::info!(
                     target: "warden::http",
                     status = response.status().as_u16(),
-                    ms = latency.as_secs_f64() * 1000.0,
+                    ms = %format_args!("{:.3}", latency.as_secs_f64() * 1000.0),
                     "served"
                 );
             }
