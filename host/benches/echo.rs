@@ -134,6 +134,7 @@ async fn in_process(config: &Config) -> anyhow::Result<f64> {
                 agent_id: "agt_bench".into(),
                 workspace: "default".into(),
                 execution_id: "exec_bench".into(),
+                trace_id: None,
                 depth: 0,
                 allowed_hosts: Default::default(),
                 mcp_servers: Default::default(),

@@ -39,8 +39,9 @@ pub mod schedules;
 pub mod server;
 pub mod store;
 pub mod time;
-pub mod ui;
 pub mod tools;
+pub mod trace;
+pub mod ui;
 pub mod webhooks;
 
 /// Makes mimalloc the program's global allocator, tuned as measured here: the

@@ -19,6 +19,8 @@ pub struct ToolCtx {
     /// The agent's workspace.
     pub workspace: String,
     pub execution_id: String,
+    /// The run's W3C trace: its outgoing calls carry it in `traceparent`.
+    pub trace_id: Option<String>,
     /// 0 for an execution nobody called; a child's is its parent's plus one.
     pub depth: u32,
     pub allowed_hosts: std::sync::Arc<[String]>,

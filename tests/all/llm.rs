@@ -113,6 +113,22 @@ async fn support_over(protocol: Protocol, stream: bool, http2: bool) {
     assert_eq!(record["output"]["sources"], json!(["kv:order:A-1001"]));
     assert_eq!(record["model_used"], model);
     assert_eq!(record["llm_provider"], "fake");
+    // Each model call carries the run's trace, with a span of its own.
+    let trace_id = record["trace_id"].as_str().unwrap();
+    let sent = fake.traceparents.lock().unwrap().clone();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    let spans: std::collections::HashSet<String> = sent
+        .iter()
+        .map(|tp| {
+            let tp = tp.as_deref().expect("a traceparent");
+            assert!(
+                tp.starts_with(&format!("00-{trace_id}-")) && tp.ends_with("-01"),
+                "{tp}"
+            );
+            tp.to_owned()
+        })
+        .collect();
+    assert_eq!(spans.len(), 2, "{sent:?}");
     // Two model calls (tool call, then answer), summed.
     let usage = &record["token_usage"];
     assert_eq!(usage["prompt"], 2 * PROMPT_TOKENS);

@@ -48,6 +48,7 @@ mod store_conversations;
 mod store_triggers;
 mod summary;
 mod tools;
+mod trace;
 mod ui;
 mod ui_scale;
 mod webhooks;

@@ -82,10 +82,16 @@ async fn requests_carry_ids_and_are_logged_once_each() {
         found[0].clone()
     };
     let health = line("trace-42:a_b.c");
-    assert!(health.contains("method=GET") && health.contains("path=/admin/health") && health.contains("status=200"), "{health}");
+    assert!(
+        health.contains("method=GET") && health.contains("path=/admin/health") && health.contains("status=200"),
+        "{health}"
+    );
     assert!(health.contains(" ms="), "{health}");
     let refused = line("refused-1");
-    assert!(refused.contains("status=401") && refused.contains("path=/v1/executions/exec_nope/stream"), "{refused}");
+    assert!(
+        refused.contains("status=401") && refused.contains("path=/v1/executions/exec_nope/stream"),
+        "{refused}"
+    );
     let run = line("run-1");
     assert!(run.contains("method=POST") && run.contains("status=200"), "{run}");
     let all = warden.log_lines().join("\n");
@@ -100,9 +106,6 @@ async fn requests_carry_ids_and_are_logged_once_each() {
     assert!(id_of(&response).await.starts_with("req_"));
     tokio::time::sleep(Duration::from_millis(300)).await;
     let lines = warden.log_lines();
-    assert!(
-        !lines.iter().any(|l| l.contains("warden::http")),
-        "{lines:#?}"
-    );
+    assert!(!lines.iter().any(|l| l.contains("warden::http")), "{lines:#?}");
     warden.sigkill();
 }

@@ -166,6 +166,9 @@ async fn agent_call_runs_a_child_and_stops_at_the_depth_limit() {
     assert_eq!(child["trigger"], "agent");
     assert_eq!(child["parent_id"], record["id"]);
     assert_eq!(child["depth"], 1);
+    // A child run is in its parent's trace.
+    assert_eq!(child["trace_id"], record["trace_id"]);
+    assert_eq!(child["trace_id"].as_str().map(str::len), Some(32));
 
     // toolbox → toolbox → toolbox → toolbox → echo: the fourth level is refused
     // (agent_call_max_depth = 3).

@@ -29,9 +29,7 @@ async fn signed_in(base: &str, token: &str) -> Browser {
     browser.wait_for("document.querySelector('#api-key')", WAIT).await;
     browser.fill("#api-key", token).await;
     browser.click("#sign-in").await;
-    browser
-        .wait_for("document.querySelector('#executions')", WAIT)
-        .await;
+    browser.wait_for("document.querySelector('#executions')", WAIT).await;
     browser
 }
 
@@ -45,7 +43,10 @@ async fn listed(browser: &Browser) -> Vec<String> {
 
 async fn run_async(server: &Server, agent: &str, input: Value) -> String {
     let (status, body) = server
-        .post_json(&format!("/v1/agents/{agent}/execute"), &json!({"input": input, "mode": "async"}))
+        .post_json(
+            &format!("/v1/agents/{agent}/execute"),
+            &json!({"input": input, "mode": "async"}),
+        )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     body["id"].as_str().unwrap().to_owned()
@@ -68,7 +69,10 @@ async fn the_dashboard_lists_filters_and_opens_executions() {
     browser.fill("#api-key", "wdn_nope_nope").await;
     browser.click("#sign-in").await;
     browser
-        .wait_for("document.querySelector('.signin .error-text').textContent.length > 0", WAIT)
+        .wait_for(
+            "document.querySelector('.signin .error-text').textContent.length > 0",
+            WAIT,
+        )
         .await;
     browser.close().await;
 
@@ -82,7 +86,10 @@ async fn the_dashboard_lists_filters_and_opens_executions() {
     // Filters: by status, then by agent; each is in the URL.
     browser.fill("#filter-status", "failed").await;
     browser
-        .wait_for("location.hash.includes('status=failed') && document.querySelectorAll('#executions tr').length === 1", WAIT)
+        .wait_for(
+            "location.hash.includes('status=failed') && document.querySelectorAll('#executions tr').length === 1",
+            WAIT,
+        )
         .await;
     assert_eq!(listed(&browser).await, ["failed"]);
     browser.click("button[type=button]").await; // Clear
@@ -94,12 +101,18 @@ async fn the_dashboard_lists_filters_and_opens_executions() {
         .await;
     browser.fill("#filter-agent", "echo").await;
     browser
-        .wait_for("location.hash.includes('agent=echo') && document.querySelectorAll('#executions tr').length === 2", WAIT)
+        .wait_for(
+            "location.hash.includes('agent=echo') && document.querySelectorAll('#executions tr').length === 2",
+            WAIT,
+        )
         .await;
     browser.fill("#filter-from", "2000-01-01T00:00").await;
     browser.fill("#filter-to", "2001-01-01T00:00").await;
     browser
-        .wait_for("location.hash.includes('to=') && document.querySelectorAll('#executions tr').length === 0", WAIT)
+        .wait_for(
+            "location.hash.includes('to=') && document.querySelectorAll('#executions tr').length === 0",
+            WAIT,
+        )
         .await;
 
     // A row opens its execution: fields, output, logs, steps, raw JSON.
@@ -110,13 +123,24 @@ async fn the_dashboard_lists_filters_and_opens_executions() {
         .await;
     browser.click(&format!("tr[data-id=\"{id}\"]")).await;
     browser
-        .wait_for(&format!("location.hash === '#/executions/{id}' && document.querySelector('#fields')"), WAIT)
+        .wait_for(
+            &format!("location.hash === '#/executions/{id}' && document.querySelector('#fields')"),
+            WAIT,
+        )
         .await;
     let shown = browser
         .wait_for("document.querySelector('#waterfall .step') && document.querySelector('#logs div') && document.body.innerText", WAIT)
         .await;
     let shown = shown.as_str().unwrap();
-    for expected in ["echo v1", "completed", "Hello, world!", id, "Retry", "Make Repeatable", "Continue as Chat"] {
+    for expected in [
+        "echo v1",
+        "completed",
+        "Hello, world!",
+        id,
+        "Retry",
+        "Make Repeatable",
+        "Continue as Chat",
+    ] {
         assert!(shown.contains(expected), "the detail page lacks {expected:?}:\n{shown}");
     }
     assert!(!shown.contains("Live"), "a finished run is not live");
@@ -124,12 +148,16 @@ async fn the_dashboard_lists_filters_and_opens_executions() {
 
     // Leaving a page before it has loaded: the next page is never drawn over.
     browser
-        .eval(&format!("location.hash = '#/executions/{id}'; setTimeout(() => {{ location.hash = '#/agents'; }}, 0); true"))
+        .eval(&format!(
+            "location.hash = '#/executions/{id}'; setTimeout(() => {{ location.hash = '#/agents'; }}, 0); true"
+        ))
         .await;
     browser.wait_for("document.querySelector('#agents')", WAIT).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
-        browser.eval("[!!document.querySelector('#agents'), !!document.querySelector('#fields')]").await,
+        browser
+            .eval("[!!document.querySelector('#agents'), !!document.querySelector('#fields')]")
+            .await,
         json!([true, false])
     );
 
@@ -138,7 +166,10 @@ async fn the_dashboard_lists_filters_and_opens_executions() {
         .goto(&server.url(&format!("/#/executions/{}", failed["id"].as_str().unwrap())))
         .await;
     let error = browser
-        .wait_for("document.querySelector('#error') && document.querySelector('#error').textContent", WAIT)
+        .wait_for(
+            "document.querySelector('#error') && document.querySelector('#error').textContent",
+            WAIT,
+        )
         .await;
     assert!(error.as_str().unwrap().starts_with("invalid_input:"), "{error}");
     assert_eq!(browser.errors(), Vec::<String>::new());
@@ -173,7 +204,10 @@ async fn a_live_run_streams_and_finishes_and_stop_cancels_one() {
     assert!(later.as_u64().unwrap() > first);
     // It ends: the badge says so, the Live indicator goes, every line is there.
     browser
-        .wait_for("document.querySelector('h1 .badge').dataset.status === 'completed' && !document.querySelector('h1 .live')", WAIT)
+        .wait_for(
+            "document.querySelector('h1 .badge').dataset.status === 'completed' && !document.querySelector('h1 .live')",
+            WAIT,
+        )
         .await;
     assert_eq!(browser.eval("document.querySelectorAll('#logs div').length").await, 30);
     // The stream was opened with a stream token, never with the key.
@@ -188,11 +222,17 @@ async fn a_live_run_streams_and_finishes_and_stop_cancels_one() {
     let id = run_async(&server, "sleepy", json!({"ms": 60_000})).await;
     browser.goto(&server.url(&format!("/#/executions/{id}"))).await;
     browser
-        .wait_for("document.querySelector('h1 .badge').dataset.status === 'running' && document.querySelector('#stop')", WAIT)
+        .wait_for(
+            "document.querySelector('h1 .badge').dataset.status === 'running' && document.querySelector('#stop')",
+            WAIT,
+        )
         .await;
     browser.click("#stop").await;
     browser
-        .wait_for("document.querySelector('h1 .badge').dataset.status === 'cancelled' && !document.querySelector('h1 .live')", WAIT)
+        .wait_for(
+            "document.querySelector('h1 .badge').dataset.status === 'cancelled' && !document.querySelector('h1 .live')",
+            WAIT,
+        )
         .await;
     browser.screenshot("execution-stopped").await;
     let (_, record) = server.get(&format!("/v1/executions/{id}")).await;
@@ -205,11 +245,19 @@ async fn a_live_run_streams_and_finishes_and_stop_cancels_one() {
 async fn an_approval_is_decided_from_the_inbox() {
     let (_server, server, token, _tmp) = keyed_server().await;
     server.deploy("refund", json!({})).await;
-    let id = run_async(&server, "refund", json!({"order_id": "B-2", "amount": 250, "reason": "broken"})).await;
+    let id = run_async(
+        &server,
+        "refund",
+        json!({"order_id": "B-2", "amount": 250, "reason": "broken"}),
+    )
+    .await;
     let browser = signed_in(&server.base, &token).await;
     browser.goto(&server.url("/#/approvals")).await;
     browser
-        .wait_for(&format!("document.querySelector('.approval-card a[href=\"#/executions/{id}\"]')"), WAIT)
+        .wait_for(
+            &format!("document.querySelector('.approval-card a[href=\"#/executions/{id}\"]')"),
+            WAIT,
+        )
         .await;
     browser.screenshot("approvals-inbox").await;
     browser.fill(".approval-card .comment", "goodwill").await;
@@ -225,12 +273,20 @@ async fn an_approval_is_decided_from_the_inbox() {
     // The run's page shows the decision.
     browser.goto(&server.url(&format!("/#/executions/{id}"))).await;
     browser
-        .wait_for("document.querySelector('.approval-card .badge').dataset.status === 'approved'", WAIT)
+        .wait_for(
+            "document.querySelector('.approval-card .badge').dataset.status === 'approved'",
+            WAIT,
+        )
         .await;
 
     // Another, rejected from its own live page: what is typed survives the
     // page's rereads of the record (every 3 s).
-    let id = run_async(&server, "refund", json!({"order_id": "B-3", "amount": 500, "reason": "late"})).await;
+    let id = run_async(
+        &server,
+        "refund",
+        json!({"order_id": "B-3", "amount": 500, "reason": "late"}),
+    )
+    .await;
     browser.goto(&server.url(&format!("/#/executions/{id}"))).await;
     browser
         .wait_for("document.querySelector('h1 .badge').dataset.status === 'awaiting_approval' && document.querySelector('h1 .live') && document.querySelector('.approval-card .reject')", WAIT)
@@ -238,12 +294,17 @@ async fn an_approval_is_decided_from_the_inbox() {
     browser.fill(".approval-card .comment", "too much").await;
     tokio::time::sleep(Duration::from_millis(3_500)).await;
     assert_eq!(
-        browser.eval("document.querySelector('.approval-card .comment').value").await,
+        browser
+            .eval("document.querySelector('.approval-card .comment').value")
+            .await,
         "too much"
     );
     browser.click(".approval-card .reject").await;
     browser
-        .wait_for("document.querySelector('h1 .badge').dataset.status === 'rejected' && !document.querySelector('h1 .live')", WAIT)
+        .wait_for(
+            "document.querySelector('h1 .badge').dataset.status === 'rejected' && !document.querySelector('h1 .live')",
+            WAIT,
+        )
         .await;
     let (_, approvals) = server.get(&format!("/v1/approvals?execution_id={id}")).await;
     assert_eq!(approvals["data"][0]["status"], "rejected");
@@ -267,7 +328,10 @@ async fn make_repeatable_and_chat_from_the_dashboard() {
     browser.fill("#repeat-zone", "Europe/Paris").await;
     browser.click("#repeat-save").await;
     browser
-        .wait_for("location.hash.startsWith('#/schedules') && document.querySelector('#schedules tr[data-schedule]')", WAIT)
+        .wait_for(
+            "location.hash.startsWith('#/schedules') && document.querySelector('#schedules tr[data-schedule]')",
+            WAIT,
+        )
         .await;
     let (_, schedules) = server.get("/v1/schedules").await;
     let schedule = &schedules["data"][0];
@@ -337,7 +401,11 @@ async fn stream_tokens_open_one_stream_and_keys_stay_out_of_urls() {
         let response = anonymous.get(server.url(&path)).send().await.unwrap();
         let status = response.status();
         let body: Value = response.json().await.unwrap();
-        assert_eq!((status, error_code(&body)), (StatusCode::UNAUTHORIZED, "unauthorized"), "{path}");
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::UNAUTHORIZED, "unauthorized"),
+            "{path}"
+        );
     }
     // Another workspace's key cannot have one made.
     let globex = server.with_key(&create_key(&server.data_dir, "globex", "g", true));
@@ -374,7 +442,10 @@ async fn stream_tokens_open_one_stream_and_keys_stay_out_of_urls() {
     let page = anonymous.get(server.url("/")).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
     let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
-    assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'self'"), "{csp}");
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
     let etag = page.headers()["etag"].to_str().unwrap().to_owned();
     let again = anonymous
         .get(server.url("/"))
@@ -383,7 +454,14 @@ async fn stream_tokens_open_one_stream_and_keys_stay_out_of_urls() {
         .await
         .unwrap();
     assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
-    for file in ["app.css", "main.js", "core.js", "executions.js", "detail.js", "pages.js"] {
+    for file in [
+        "app.css",
+        "main.js",
+        "core.js",
+        "executions.js",
+        "detail.js",
+        "pages.js",
+    ] {
         let response = anonymous.get(server.url(&format!("/ui/{file}"))).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{file}");
     }

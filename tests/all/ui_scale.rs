@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use serde_json::json;
+use warden_host::config::Config;
 use warden_host::record::{Execution, Status};
 use warden_host::store::Stores;
 use warden_tests::browser::Browser;
-use warden_host::config::Config;
 use warden_tests::{Server, create_key, test_config};
 
 const EXECUTIONS: usize = 100_000;
@@ -55,7 +55,9 @@ async fn time_to_mark(browser: &Browser, base: &str, hash: &str, mark: &str) -> 
         browser.goto(&format!("{base}/?load={load}{hash}")).await;
         let at = browser
             .wait_for(
-                &format!("performance.getEntriesByName('{mark}')[0] && performance.getEntriesByName('{mark}')[0].startTime"),
+                &format!(
+                    "performance.getEntriesByName('{mark}')[0] && performance.getEntriesByName('{mark}')[0].startTime"
+                ),
                 WAIT,
             )
             .await;
@@ -90,7 +92,9 @@ async fn pages_stay_fast_with_100k_executions_and_a_20k_event_run() {
     keyed.deploy("rogue", json!({})).await;
     let big = keyed.run("rogue", json!("logs 20000")).await;
     let big = big["id"].as_str().unwrap().to_owned();
-    let (_, events) = keyed.get(&format!("/v1/executions/{big}/events?after=20000&limit=10")).await;
+    let (_, events) = keyed
+        .get(&format!("/v1/executions/{big}/events?after=20000&limit=10"))
+        .await;
     assert!(
         events["data"].as_array().is_some_and(|d| !d.is_empty()),
         "the run has over 20,000 events: {events}"
@@ -117,14 +121,21 @@ async fn pages_stay_fast_with_100k_executions_and_a_20k_event_run() {
         .await;
 
     let (list_ms, list_fcp) = time_to_mark(&browser, &server.base, "#/executions", "warden:executions-rendered").await;
-    assert_eq!(browser.eval("document.querySelectorAll('#executions tr').length").await, 50);
+    assert_eq!(
+        browser.eval("document.querySelectorAll('#executions tr').length").await,
+        50
+    );
     browser.screenshot("executions-100k").await;
     // Paging goes on: the next page is other runs.
-    let first = browser.eval("document.querySelector('#executions tr').dataset.id").await;
+    let first = browser
+        .eval("document.querySelector('#executions tr').dataset.id")
+        .await;
     browser.click("#older").await;
     browser
         .wait_for(
-            &format!("document.querySelector('#newer') && document.querySelector('#executions tr').dataset.id !== {first}"),
+            &format!(
+                "document.querySelector('#newer') && document.querySelector('#executions tr').dataset.id !== {first}"
+            ),
             WAIT,
         )
         .await;
@@ -141,7 +152,13 @@ async fn pages_stay_fast_with_100k_executions_and_a_20k_event_run() {
             .await,
         true
     );
-    let (detail_ms, _) = time_to_mark(&browser, &server.base, &format!("#/executions/{big}"), "warden:detail-rendered").await;
+    let (detail_ms, _) = time_to_mark(
+        &browser,
+        &server.base,
+        &format!("#/executions/{big}"),
+        "warden:detail-rendered",
+    )
+    .await;
     let shown = browser.eval("document.querySelectorAll('#logs div').length").await;
     assert!(shown.as_u64().unwrap() >= 2_000, "{shown} log lines shown");
     assert!(browser.eval("!!document.querySelector('#more-events')").await == true);

@@ -102,7 +102,9 @@ impl Browser {
             .and_then(|t| t["webSocketDebuggerUrl"].as_str())
             .expect("a page target")
             .to_owned();
-        let (socket, _) = tokio_tungstenite::connect_async(&page_ws).await.expect("DevTools socket");
+        let (socket, _) = tokio_tungstenite::connect_async(&page_ws)
+            .await
+            .expect("DevTools socket");
         let (mut sink, mut stream) = socket.split();
         let (outgoing, mut rx) = mpsc::unbounded_channel::<String>();
         tokio::spawn(async move {
@@ -118,7 +120,9 @@ impl Browser {
         tokio::spawn(async move {
             while let Some(Ok(message)) = stream.next().await {
                 let Message::Text(text) = message else { continue };
-                let Ok(value) = serde_json::from_str::<Value>(&text) else { continue };
+                let Ok(value) = serde_json::from_str::<Value>(&text) else {
+                    continue;
+                };
                 if let Some(id) = value["id"].as_u64() {
                     if let Some(tx) = p.lock().unwrap().remove(&id) {
                         let _ = tx.send(value);
@@ -188,7 +192,11 @@ impl Browser {
     pub async fn wait_for(&self, condition: &str, within: Duration) -> Value {
         let start = Instant::now();
         loop {
-            let value = self.eval(&format!("(() => {{ try {{ return {condition}; }} catch {{ return null; }} }})()")).await;
+            let value = self
+                .eval(&format!(
+                    "(() => {{ try {{ return {condition}; }} catch {{ return null; }} }})()"
+                ))
+                .await;
             let truthy = match &value {
                 Value::Null | Value::Bool(false) => false,
                 Value::String(s) => !s.is_empty(),
@@ -199,8 +207,13 @@ impl Browser {
                 return value;
             }
             if start.elapsed() > within {
-                let text = self.eval("document.body ? document.body.innerText.slice(0, 2000) : ''").await;
-                panic!("waited {within:?} for {condition}; the page shows:\n{}", text.as_str().unwrap_or(""));
+                let text = self
+                    .eval("document.body ? document.body.innerText.slice(0, 2000) : ''")
+                    .await;
+                panic!(
+                    "waited {within:?} for {condition}; the page shows:\n{}",
+                    text.as_str().unwrap_or("")
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

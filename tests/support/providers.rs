@@ -57,6 +57,8 @@ pub struct FakeProvider {
     pub seen: Seen,
     /// How many of the requests came over HTTP/2.
     pub http2: Arc<AtomicU32>,
+    /// The `traceparent` header of each request (`None` if it had none).
+    pub traceparents: Arc<Mutex<Vec<Option<String>>>>,
     _server: tokio::task::JoinHandle<()>,
 }
 
@@ -66,6 +68,7 @@ struct Shared {
     requests: Arc<AtomicU32>,
     seen: Seen,
     http2: Arc<AtomicU32>,
+    traceparents: Arc<Mutex<Vec<Option<String>>>>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -81,6 +84,7 @@ impl FakeProvider {
             requests: Arc::new(AtomicU32::new(0)),
             seen: Arc::new(Mutex::new(Vec::new())),
             http2: Arc::new(AtomicU32::new(0)),
+            traceparents: Arc::default(),
         };
         let router = match protocol {
             Protocol::OpenAi => Router::new().route("/v1/chat/completions", post(openai)),
@@ -97,6 +101,7 @@ impl FakeProvider {
             requests: shared.requests,
             seen: shared.seen,
             http2: shared.http2,
+            traceparents: shared.traceparents,
             _server: server,
         }
     }
@@ -138,6 +143,11 @@ async fn gate(shared: &Shared, version: Version, headers: &HeaderMap, body: &Val
     }
     let key = headers.get(auth).and_then(|v| v.to_str().ok()).map(str::to_owned);
     shared.seen.lock().unwrap().push((body.clone(), key));
+    let traceparent = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    shared.traceparents.lock().unwrap().push(traceparent);
     match shared.mode {
         Mode::ServerError => Some(
             (

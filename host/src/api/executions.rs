@@ -89,7 +89,8 @@ fn view(execution: &Execution) -> Json<ExecutionView<'_>> {
 /// or streams its events (`stream`, SSE).
 #[utoipa::path(post, path = "/v1/agents/{id}/execute", tag = "executions",
     params(("id" = String, Path, description = "Agent id or name"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Repeats with the same key and request return the same execution")),
+        ("Idempotency-Key" = Option<String>, Header, description = "Repeats with the same key and request return the same execution"),
+        ("traceparent" = Option<String>, Header, description = "W3C Trace Context: the execution joins this trace (its trace_id), and its model calls and http_fetch carry it on")),
     request_body = ExecuteBody,
     responses((status = 200, description = "Finished (sync), the same execution again (idempotent repeat), or its events (stream)",
             content((ExecutionView = "application/json"), (SseMessage = "text/event-stream"))),
@@ -109,6 +110,10 @@ pub async fn execute(
         body.memory.take(),
     )?;
     let trigger = if turn.is_some() { Trigger::Chat } else { Trigger::Api };
+    let trace_id = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::trace::trace_id_of);
     let mut new = NewExecution::new(
         Target::Agent {
             workspace: caller.workspace,
@@ -124,6 +129,7 @@ pub async fn execute(
     new.priority = body.priority;
     new.idempotency_key = idempotency_key(&headers)?;
     new.durable = body.mode == Mode::Async;
+    new.trace_id = trace_id;
     let accepted = match app.executions.submit(new).await {
         Ok(accepted) => accepted,
         Err(SubmitError::Repeated { execution_id, key }) => return replay(&app, &key, execution_id, body.mode).await,

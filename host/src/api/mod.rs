@@ -20,6 +20,7 @@ mod openapi;
 mod requests;
 mod schedules;
 mod stream;
+mod trace;
 mod webhooks;
 
 use std::sync::Arc;
@@ -63,6 +64,7 @@ pub fn documented_routes(app: &Arc<App>) -> OpenApiRouter<Arc<App>> {
         .routes(routes!(artifacts::get))
         .routes(routes!(executions::logs))
         .routes(routes!(executions::steps))
+        .routes(routes!(trace::trace))
         .routes(routes!(keys::create, keys::list))
         .routes(routes!(keys::revoke))
         .routes(routes!(approvals::list))

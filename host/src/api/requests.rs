@@ -53,7 +53,11 @@ async fn drop_unacceptable(mut request: Request, next: Next) -> axum::response::
 pub fn layer<S: Clone + Send + Sync + 'static>(router: Router<S>, access_log: bool) -> Router<S> {
     let trace = TraceLayer::new_for_http()
         .make_span_with(|request: &axum::http::Request<Body>| {
-            let id = request.headers().get(&HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+            let id = request
+                .headers()
+                .get(&HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
             tracing::info_span!("request", id = %id, method = %request.method(), path = %request.uri().path())
         })
         .on_request(())
@@ -88,7 +92,9 @@ mod tests {
             assert!(acceptable(&HeaderValue::from_str(ok).unwrap()), "{ok}");
         }
         for bad in ["", "a b", "a\tb", "<script>", &"x".repeat(MAX_ID + 1), "é"] {
-            let Ok(value) = HeaderValue::from_str(bad) else { continue };
+            let Ok(value) = HeaderValue::from_str(bad) else {
+                continue;
+            };
             assert!(!acceptable(&value), "{bad}");
         }
     }

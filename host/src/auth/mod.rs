@@ -199,7 +199,9 @@ impl Auth {
             .await?
             .ok_or_else(|| AuthError::Unauthorized("the key this stream token was made with is gone".into()))?;
         if cached.key.revoked_at.is_some() {
-            return Err(AuthError::Unauthorized("the key this stream token was made with was revoked".into()));
+            return Err(AuthError::Unauthorized(
+                "the key this stream token was made with was revoked".into(),
+            ));
         }
         if cached.key.workspace != grant.workspace {
             return Err(AuthError::Unauthorized("that is not a valid stream token".into()));

@@ -82,6 +82,7 @@ impl Executions {
                 agent_id: execution.agent_id.clone(),
                 workspace: self.registry.workspace_of(&execution.agent_id).unwrap_or_default(),
                 execution_id: execution.id.clone(),
+                trace_id: execution.trace_id.clone(),
                 depth: execution.depth,
                 allowed_hosts: Arc::clone(&manifest.allowed_hosts),
                 mcp_servers: Arc::clone(&manifest.mcp_servers),

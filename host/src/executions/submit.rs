@@ -85,6 +85,9 @@ pub struct NewExecution {
     pub memory_stores: Vec<String>,
     /// The schedule that makes it, and the slot it runs for.
     pub schedule: Option<(String, i64)>,
+    /// The W3C trace it joins (a caller's `traceparent`, a parent's); a new
+    /// one if unset.
+    pub trace_id: Option<String>,
 }
 
 impl NewExecution {
@@ -104,6 +107,7 @@ impl NewExecution {
             turn: None,
             memory_stores: Vec::new(),
             schedule: None,
+            trace_id: None,
         }
     }
 }
@@ -300,6 +304,7 @@ impl Executions {
             memory_store_ids: memory_stores,
             scheduled_for: new.schedule.as_ref().map(|(_, slot)| *slot),
             schedule_id: new.schedule.map(|(id, _)| id),
+            trace_id: Some(new.trace_id.unwrap_or_else(crate::trace::new_trace_id)),
             ..Execution::queued(id.clone(), &entry.agent, &version.meta, now)
         };
         if let Some(metadata) = metadata {

@@ -103,6 +103,7 @@ pub async fn chat(
     http: &reqwest::Client,
     config: &ProviderConfig,
     key: Option<&str>,
+    traceparent: Option<&str>,
     request: &ChatRequest,
     on_delta: OnDelta<'_>,
 ) -> Result<Completion, ProviderError> {
@@ -114,6 +115,9 @@ pub async fn chat(
         .json(&body(config, request));
     if let Some(key) = key {
         req = req.header("x-api-key", key);
+    }
+    if let Some(traceparent) = traceparent {
+        req = req.header("traceparent", traceparent);
     }
     let response = send(name, req).await?;
     if !config.stream || super::answered_whole(&response) {

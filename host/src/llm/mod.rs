@@ -232,15 +232,20 @@ impl Llm {
     }
 
     /// Sends a chat to the provider serving `request.model`, retrying transient
-    /// failures with backoff.
-    pub async fn chat(&self, request: &ChatRequest, on_delta: OnDelta<'_>) -> Result<Served, ProviderError> {
+    /// failures with backoff; `traceparent` (W3C) goes with each attempt.
+    pub async fn chat(
+        &self,
+        request: &ChatRequest,
+        traceparent: Option<&str>,
+        on_delta: OnDelta<'_>,
+    ) -> Result<Served, ProviderError> {
         let provider = self
             .provider_for(&request.model)
             .ok_or_else(|| ProviderError::permanent(format!("no provider serves model {:?}", request.model)))?;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let call = self.call_once(provider, request, on_delta);
+            let call = self.call_once(provider, request, traceparent, on_delta);
             let result = match tokio::time::timeout(self.timeout, call).await {
                 Ok(result) => result,
                 Err(_) => Err(ProviderError::transient(format!(
@@ -278,14 +283,19 @@ impl Llm {
         &self,
         provider: &Provider,
         request: &ChatRequest,
+        traceparent: Option<&str>,
         on_delta: OnDelta<'_>,
     ) -> Result<Completion, ProviderError> {
         let key = provider.api_key.as_deref();
         let (sent, renames) = names::Renames::apply(request);
         let mut completion = match provider.config.kind {
             ProviderKind::Scripted => scripted::chat(request),
-            ProviderKind::Openai => openai::chat(&provider.http, &provider.config, key, &sent, on_delta).await?,
-            ProviderKind::Anthropic => anthropic::chat(&provider.http, &provider.config, key, &sent, on_delta).await?,
+            ProviderKind::Openai => {
+                openai::chat(&provider.http, &provider.config, key, traceparent, &sent, on_delta).await?
+            }
+            ProviderKind::Anthropic => {
+                anthropic::chat(&provider.http, &provider.config, key, traceparent, &sent, on_delta).await?
+            }
         };
         renames.restore(&mut completion);
         // Answers that did not stream arrive whole.

@@ -91,6 +91,7 @@ pub async fn chat(
     http: &reqwest::Client,
     config: &ProviderConfig,
     key: Option<&str>,
+    traceparent: Option<&str>,
     request: &ChatRequest,
     on_delta: OnDelta<'_>,
 ) -> Result<Completion, ProviderError> {
@@ -99,6 +100,9 @@ pub async fn chat(
     let mut req = http.post(url).json(&body(config, request));
     if let Some(key) = key {
         req = req.bearer_auth(key);
+    }
+    if let Some(traceparent) = traceparent {
+        req = req.header("traceparent", traceparent);
     }
     let response = send(name, req).await?;
     if !config.stream || super::answered_whole(&response) {

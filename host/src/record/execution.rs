@@ -212,6 +212,9 @@ pub struct Execution {
     #[serde(serialize_with = "time::serialize_opt")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub scheduled_for: Option<i64>,
+    /// The W3C trace it belongs to (32 hex digits): its caller's `traceparent`,
+    /// its parent's, or its own. See `GET /v1/executions/{id}/trace`.
+    pub trace_id: Option<String>,
     /// What the run's model calls streamed before it ended without an output
     /// (cancelled, failed, timed out): the partial answer.
     pub output_partial: Option<String>,
@@ -302,6 +305,7 @@ impl Execution {
             session_set: None,
             schedule_id: None,
             scheduled_for: None,
+            trace_id: None,
             output_partial: None,
             token_usage: Usage::default(),
             usage_estimated: false,

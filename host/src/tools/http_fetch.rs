@@ -40,6 +40,9 @@ pub async fn call(
     if let Some(ct) = args["content_type"].as_str() {
         request = request.header(reqwest::header::CONTENT_TYPE, ct);
     }
+    if let Some(trace_id) = &ctx.trace_id {
+        request = request.header("traceparent", crate::trace::traceparent(trace_id));
+    }
     let mut response = request
         .send()
         .await

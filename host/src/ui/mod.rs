@@ -67,7 +67,10 @@ const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; i
 /// The dashboard's routes: `/` (the page) and `/ui/{file}`.
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
-        .route("/", get(|headers: HeaderMap| async move { serve("index.html", &headers) }))
+        .route(
+            "/",
+            get(|headers: HeaderMap| async move { serve("index.html", &headers) }),
+        )
         .route(
             "/ui/{file}",
             get(|Path(file): Path<String>, headers: HeaderMap| async move { serve(&file, &headers) }),

@@ -355,6 +355,10 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE status = 'pending';
     "#,
+    // 15: the W3C trace of each execution.
+    r#"
+    ALTER TABLE executions ADD COLUMN trace_id TEXT;
+    "#,
 ];
 
 /// Connection settings every connection gets.

@@ -164,6 +164,7 @@ function facts(r) {
     ["Cost", cost(r.cost_usd)], ["Tool calls", r.n_tool_calls], ["Fuel", r.fuel_used ?? "—"],
     ["Peak memory", r.peak_memory_bytes ? `${(r.peak_memory_bytes / 1048576).toFixed(1)} MiB` : "—"],
     ["Attempt", r.attempt],
+    ["Trace", h("span", { class: "mono" }, r.trace_id || "—")],
   ];
   const links = [
     ["Conversation", r.conversation_id, `#/conversations/${r.conversation_id}`],
