@@ -126,45 +126,74 @@ impl Client {
         mut on_delta: impl FnMut(&str),
     ) -> anyhow::Result<(String, Value)> {
         let body = json!({ "input": { "message": message }, "conversation_id": conversation, "mode": "stream" });
-        let mut resp = self
+        let resp = self
             .http
             .post(format!("{}/v1/agents/{agent}/execute", self.base))
             .json(&body)
             .send()
             .await
             .with_context(|| format!("cannot reach the warden server at {}", self.base))?;
-        if !resp.status().is_success() {
-            let status = resp.status();
-            let body: Value = resp.json().await.unwrap_or(Value::Null);
-            bail!(
-                "{status}: {}: {}",
-                body["error"]["code"].as_str().unwrap_or("unknown"),
-                body["error"]["message"].as_str().unwrap_or("")
-            );
-        }
-        // Server-sent events: `event:` and `data:` lines, a blank line after
-        // each. Bytes are kept until a line is whole: a character may span two
-        // chunks.
-        let mut buffer: Vec<u8> = Vec::new();
-        let mut kind = String::new();
-        while let Some(chunk) = resp.chunk().await.context("the stream broke off")? {
-            buffer.extend_from_slice(&chunk);
-            while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = buffer.drain(..=end).collect();
-                let line = String::from_utf8_lossy(&line);
-                let line = line.trim_end_matches(['\r', '\n']);
-                if let Some(k) = line.strip_prefix("event:") {
-                    kind = k.trim().to_owned();
-                } else if let Some(data) = line.strip_prefix("data:") {
-                    let event: Value = serde_json::from_str(data.trim()).unwrap_or(Value::Null);
-                    match kind.as_str() {
-                        "content" => on_delta(event["data"]["delta"].as_str().unwrap_or_default()),
-                        "done" | "error" => return Ok((kind, event["data"].clone())),
-                        _ => {}
-                    }
+        read_events(resp, |kind, event| {
+            if kind == "content" {
+                on_delta(event["data"]["delta"].as_str().unwrap_or_default());
+            }
+        })
+        .await
+    }
+
+    /// An execution's events from after `after`, live, each to `on_event(type,
+    /// event)`, until its end; returns the end's type (`done` or `error`) and data.
+    pub async fn follow(
+        &self,
+        id: &str,
+        after: u64,
+        on_event: impl FnMut(&str, &Value),
+    ) -> anyhow::Result<(String, Value)> {
+        let resp = self
+            .http
+            .get(format!("{}/v1/executions/{id}/stream", self.base))
+            .query(&[("after", after.to_string())])
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the warden server at {}", self.base))?;
+        read_events(resp, on_event).await
+    }
+}
+
+/// Reads server-sent events (`event:` and `data:` lines, a blank line after
+/// each) to `on_event(type, event)` until a `done` or `error` one, which it
+/// returns. Bytes are kept until a line is whole: a character may span two chunks.
+async fn read_events(
+    mut resp: reqwest::Response,
+    mut on_event: impl FnMut(&str, &Value),
+) -> anyhow::Result<(String, Value)> {
+    if !resp.status().is_success() {
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        bail!(
+            "{status}: {}: {}",
+            body["error"]["code"].as_str().unwrap_or("unknown"),
+            body["error"]["message"].as_str().unwrap_or("")
+        );
+    }
+    let mut buffer: Vec<u8> = Vec::new();
+    let mut kind = String::new();
+    while let Some(chunk) = resp.chunk().await.context("the stream broke off")? {
+        buffer.extend_from_slice(&chunk);
+        while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buffer.drain(..=end).collect();
+            let line = String::from_utf8_lossy(&line);
+            let line = line.trim_end_matches(['\r', '\n']);
+            if let Some(k) = line.strip_prefix("event:") {
+                kind = k.trim().to_owned();
+            } else if let Some(data) = line.strip_prefix("data:") {
+                let event: Value = serde_json::from_str(data.trim()).unwrap_or(Value::Null);
+                on_event(&kind, &event);
+                if matches!(kind.as_str(), "done" | "error") {
+                    return Ok((kind, event["data"].clone()));
                 }
             }
         }
-        bail!("the stream ended before the turn did")
     }
+    bail!("the stream ended before the execution did")
 }

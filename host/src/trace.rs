@@ -12,30 +12,37 @@ use serde::Serialize;
 use crate::record::{Approval, Execution, Step};
 use crate::time;
 
-/// A `traceparent` header's trace id, if it is a valid version-00 one
-/// (`00-<32 hex>-<16 hex>-<2 hex>`, neither id all zeros).
+/// A `traceparent` header's trace id, if it is a valid one: version `00` with
+/// exactly `00-<32 hex>-<16 hex>-<2 hex>`; a later version (not `ff`) read by
+/// those first four fields (W3C Trace Context, "versioning"). Lowercase hex;
+/// neither id all zeros.
 pub fn trace_id_of(traceparent: &str) -> Option<String> {
     let parts: Vec<&str> = traceparent.trim().split('-').collect();
-    let [version, trace, parent, flags] = parts[..] else {
+    let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let (&version, rest) = parts.split_first()?;
+    let fields_fit = match version {
+        "00" => rest.len() == 3,
+        "ff" => false,
+        v => hex(v, 2) && rest.len() >= 3,
+    };
+    let [trace, parent, flags] = rest.get(..3)? else {
         return None;
     };
-    let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    let valid = version == "00"
+    let valid = fields_fit
         && hex(trace, 32)
         && hex(parent, 16)
         && hex(flags, 2)
         && trace.bytes().any(|b| b != b'0')
         && parent.bytes().any(|b| b != b'0');
-    valid.then(|| trace.to_owned())
+    valid.then(|| (*trace).to_owned())
 }
 
 fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     if getrandom::fill(&mut buf).is_err() || buf.iter().all(|b| *b == 0) {
-        // Ids need to be unique, not secret: the time and a counter will do.
-        let seed = crate::ids::request();
-        buf = crate::digest::sha256_hex(seed.as_bytes()).as_bytes()[..bytes].to_vec();
-        return String::from_utf8_lossy(&buf).into_owned();
+        // Ids need to be unique, not secret: a digest of a fresh ULID will do.
+        let digest = crate::digest::sha256_hex(crate::ids::request().as_bytes());
+        return digest.get(..bytes * 2).unwrap_or(&digest).to_owned();
     }
     crate::digest::hex(&buf)
 }
@@ -121,12 +128,16 @@ pub fn spans(execution: &Execution, steps: &[Step], approvals: &[Approval]) -> V
             "tool" => ("tool", detail["name"].as_str().unwrap_or("tool").to_owned()),
             other => ("step", other.to_owned()),
         };
+        // A model or tool call's step is written when the call ends, with how
+        // long it took: it began that long before.
+        let took = detail["duration_ms"].as_i64().filter(|ms| *ms >= 0);
+        let start = took.map_or(step.started_at, |ms| step.ended_at - ms);
         let mut s = span(
             format!("step-{}", step.seq),
             Some(root),
             kind,
             &name,
-            step.started_at,
+            start,
             Some(step.ended_at),
         );
         s.attributes = detail;
@@ -165,8 +176,14 @@ mod tests {
             trace_id_of(&format!("00-{id}-00f067aa0ba902b7-01")).as_deref(),
             Some(id)
         );
+        // A later version is read by its first four fields.
+        assert_eq!(
+            trace_id_of(&format!("01-{id}-00f067aa0ba902b7-01-more")).as_deref(),
+            Some(id)
+        );
         for bad in [
-            format!("01-{id}-00f067aa0ba902b7-01"),
+            format!("ff-{id}-00f067aa0ba902b7-01"),
+            format!("00-{id}-00f067aa0ba902b7-01-more"),
             format!("00-{}-00f067aa0ba902b7-01", "0".repeat(32)),
             format!("00-{id}-0000000000000000-01"),
             format!("00-{}-00f067aa0ba902b7-01", id.to_uppercase()),
@@ -179,5 +196,6 @@ mod tests {
         assert_eq!(trace_id_of(&made).as_deref(), Some(id));
         assert_ne!(made, traceparent(id), "each call is a span of its own");
         assert!(trace_id_of(&format!("00-{}-00f067aa0ba902b7-01", new_trace_id())).is_some());
+        assert_eq!(random_hex(8).len(), 16);
     }
 }

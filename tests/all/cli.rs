@@ -221,3 +221,136 @@ async fn cli_manages_schedules() {
     assert_eq!(deleted["deleted"], made["id"]);
     server.stop().await;
 }
+
+/// Runs `warden` and returns its exit success, stdout and stderr.
+fn warden_text(base: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(warden_bin())
+        .arg("--server")
+        .arg(base)
+        .args(args)
+        .output()
+        .expect("warden runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_prints_tables_for_people_and_follows_runs_live() {
+    let server = Server::start().await;
+    server.deploy("support", serde_json::json!({})).await;
+    server.deploy("ticker", serde_json::json!({})).await;
+    let base = server.base.clone();
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("question.json");
+    std::fs::write(
+        &input,
+        r#"{"question": "Where is order A-1001?", "orders": {"A-1001": {"status": "shipped"}}}"#,
+    )
+    .unwrap();
+    let input_arg = format!("@{}", input.display());
+    let ticker = server
+        .post_json(
+            "/v1/agents/ticker/execute",
+            &serde_json::json!({"input": {"n": 8, "ms": 150}, "mode": "async"}),
+        )
+        .await
+        .1;
+    let ticker = ticker["id"].as_str().unwrap().to_owned();
+    let (live, followed, table, json, completions) = tokio::task::spawn_blocking(move || {
+        // Followed live (--stream: the output here is a pipe): the answer on
+        // stdout as it streams, tool calls and the end on stderr.
+        let live = warden_text(&base, &["run", "support", "--stream", "--input", &input_arg]);
+        let followed = warden_text(&base, &["executions", "logs", "--follow", &ticker]);
+        let table = warden_text(&base, &["--output", "table", "executions", "list"]);
+        let json = warden_text(&base, &["--json", "executions", "list"]);
+        let completions = warden_text(&base, &["completions", "bash"]);
+        (live, followed, table, json, completions)
+    })
+    .await
+    .unwrap();
+
+    let (ok, out, err) = live;
+    assert!(ok, "{err}");
+    assert!(out.contains("(scripted) Here is what I found"), "{out}");
+    assert!(err.contains("→ kv") && err.contains("← kv ok"), "{err}");
+    assert!(err.contains("completed in"), "{err}");
+
+    let (ok, out, err) = followed;
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().filter(|l| l.contains("info  tick")).count(), 8, "{out}");
+    assert!(err.contains("done completed"), "{err}");
+
+    let (ok, out, err) = table;
+    assert!(ok, "{err}");
+    let header = out.lines().next().unwrap();
+    for column in ["ID", "AGENT", "STATUS", "TRIGGER", "DURATION", "COST"] {
+        assert!(header.contains(column), "{out}");
+    }
+    assert!(
+        out.lines().any(|l| l.contains("support") && l.contains("completed")),
+        "{out}"
+    );
+    assert!(serde_json::from_str::<Value>(&out).is_err(), "a table, not JSON");
+
+    let (ok, out, _) = json;
+    assert!(ok);
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed["data"].as_array().unwrap().len(), 2);
+
+    let (ok, out, _) = completions;
+    assert!(ok && out.contains("_warden()") && out.contains("complete"), "{out}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_on_a_live_run_offers_to_cancel_it() {
+    let server = Server::start().await;
+    server.deploy("sleepy", serde_json::json!({})).await;
+    let base = server.base.clone();
+    let (id, status, err) = tokio::task::spawn_blocking(move || {
+        use std::io::{BufRead, BufReader, Write};
+        let mut child = Command::new(warden_bin())
+            .args([
+                "--server",
+                &base,
+                "run",
+                "sleepy",
+                "--stream",
+                "--input",
+                r#"{"ms": 60000}"#,
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("warden run starts");
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut first = String::new();
+        stderr.read_line(&mut first).unwrap();
+        let id = first.split_whitespace().next().unwrap().to_owned();
+        assert!(id.starts_with("exec_"), "{first}");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let killed = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        child.stdin.take().unwrap().write_all(b"y\n").unwrap();
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+        let status = child.wait().unwrap();
+        (id, status, rest)
+    })
+    .await
+    .unwrap();
+    assert!(err.contains(&format!("Cancel {id}? [y/N]")), "{err}");
+    assert!(err.contains("cancelled"), "{err}");
+    assert!(!status.success(), "a cancelled run is not a success");
+    let (_, record) = server.get(&format!("/v1/executions/{id}")).await;
+    assert_eq!(record["status"], "cancelled");
+    server.stop().await;
+}

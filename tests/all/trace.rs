@@ -26,11 +26,12 @@ async fn execute(server: &Server, agent: &str, input: Value, traceparent: Option
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_joins_its_callers_trace_and_carries_it_on() {
-    // A page that answers with the traceparent it was sent.
+    // A page that answers, after 60 ms, with the traceparent it was sent.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
         let page = |headers: HeaderMap| async move {
+            tokio::time::sleep(std::time::Duration::from_millis(60)).await;
             headers
                 .get("traceparent")
                 .and_then(|v| v.to_str().ok())
@@ -67,6 +68,15 @@ async fn a_run_joins_its_callers_trace_and_carries_it_on() {
         );
     }
     assert_ne!(own["trace_id"], other["trace_id"]);
+    // A retry is another attempt at the same request: the same trace.
+    let (status, retry) = server
+        .post_json(
+            &format!("/v1/executions/{}/retry", joined["id"].as_str().unwrap()),
+            &json!(null),
+        )
+        .await;
+    assert!(status.is_success(), "{retry}");
+    assert_eq!(retry["trace_id"], TRACE);
 
     // Carried on: http_fetch sends the run's trace with a span of its own.
     let input = json!({ "tool": "http_fetch", "args": { "url": format!("http://127.0.0.1:{port}/page") } });
@@ -99,7 +109,12 @@ async fn a_run_joins_its_callers_trace_and_carries_it_on() {
     assert!(kinds.contains(&"queue") && kinds.contains(&"tool"), "{kinds:?}");
     let tool = spans.iter().find(|s| s["kind"] == "tool").unwrap();
     assert_eq!(tool["name"], "http_fetch");
-    assert!(tool["duration_ms"].as_i64().unwrap() >= 0);
+    // The call's span covers the call: it began as long before its end as it took.
+    assert!(tool["duration_ms"].as_i64().unwrap() >= 50, "{tool}");
+    assert!(
+        tool["start"].as_str().unwrap() < tool["end"].as_str().unwrap(),
+        "{tool}"
+    );
     let ids: std::collections::HashSet<&str> = spans.iter().map(|s| s["span_id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), spans.len(), "span ids are unique");
     let (status, _) = server.get("/v1/executions/exec_nope/trace").await;

@@ -178,7 +178,7 @@ impl Host for RunState {
         // What it streams is kept: a run cut short shows it, and counts it.
         let streamed = Arc::clone(&self.grants.streamed);
         streamed.begin_call(&request.model, request.messages.iter().map(|m| m.content.len()).sum());
-        let traceparent = self.grants.ctx.trace_id.as_deref().map(crate::trace::traceparent);
+        let trace_id = self.grants.ctx.trace_id.clone();
         let (request, served) = match super::off_fiber(move || async move {
             let on_delta = move |kind: llm::Delta, text: &str| match kind {
                 llm::Delta::Content => {
@@ -187,7 +187,7 @@ impl Host for RunState {
                 }
                 llm::Delta::Thinking => events.emit(EventData::Thinking(text)),
             };
-            let served = host.chat(&request, traceparent.as_deref(), &on_delta).await;
+            let served = host.chat(&request, trace_id.as_deref(), &on_delta).await;
             (request, served)
         })
         .await

@@ -86,6 +86,8 @@ impl Executions {
         new.metadata = Some(original.metadata.clone());
         new.priority = Some(original.priority);
         new.retry_of = Some((original.id.clone(), original.attempt + 1));
+        // Another attempt at the same request: the same trace.
+        new.trace_id = original.trace_id.clone();
         new.delay = delay;
         new.durable = durable;
         new.memory_stores = original.memory_store_ids.clone();

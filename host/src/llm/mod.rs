@@ -232,11 +232,12 @@ impl Llm {
     }
 
     /// Sends a chat to the provider serving `request.model`, retrying transient
-    /// failures with backoff; `traceparent` (W3C) goes with each attempt.
+    /// failures with backoff; each attempt is a span of the W3C trace
+    /// `trace_id`, sent as `traceparent`.
     pub async fn chat(
         &self,
         request: &ChatRequest,
-        traceparent: Option<&str>,
+        trace_id: Option<&str>,
         on_delta: OnDelta<'_>,
     ) -> Result<Served, ProviderError> {
         let provider = self
@@ -245,7 +246,8 @@ impl Llm {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let call = self.call_once(provider, request, traceparent, on_delta);
+            let traceparent = trace_id.map(crate::trace::traceparent);
+            let call = self.call_once(provider, request, traceparent.as_deref(), on_delta);
             let result = match tokio::time::timeout(self.timeout, call).await {
                 Ok(result) => result,
                 Err(_) => Err(ProviderError::transient(format!(

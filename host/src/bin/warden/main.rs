@@ -16,8 +16,13 @@ use warden_host::client::Client;
 use warden_host::config::Config;
 
 mod chat;
+mod keys;
+mod live;
 mod mcp;
+mod output;
 mod schedules;
+
+use output::View;
 
 warden_host::use_mimalloc!();
 
@@ -34,6 +39,12 @@ struct Cli {
     /// The API key the client commands send.
     #[arg(long, global = true, env = "WARDEN_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
+    /// Print the server's JSON (the default when the output is not a terminal).
+    #[arg(long, global = true)]
+    json: bool,
+    /// `table` for people, `json` for programs [default: table on a terminal].
+    #[arg(long, global = true, value_enum)]
+    output: Option<output::Format>,
     #[command(subcommand)]
     command: Command,
 }
@@ -61,16 +72,23 @@ enum Command {
         #[arg(long)]
         manifest: Option<PathBuf>,
     },
-    /// Execute an agent and print the execution record.
+    /// Execute an agent. On a terminal (or with --stream) it follows the run
+    /// live: the answer, tool calls and logs as they come; Ctrl-C offers to
+    /// cancel it. Otherwise it prints the final record.
     Run {
         agent: String,
-        /// JSON input.
+        /// JSON input, or @file.json, or @- for standard input.
         #[arg(long, default_value = "null")]
         input: String,
         /// Return at once with the execution id instead of waiting.
-        #[arg(long = "async")]
+        #[arg(long = "async", conflicts_with = "stream")]
         run_async: bool,
+        /// Follow the run live even when the output is not a terminal.
+        #[arg(long)]
+        stream: bool,
     },
+    /// Print a shell completion script: `warden completions bash > /etc/bash_completion.d/warden`.
+    Completions { shell: clap_complete::Shell },
     /// Inspect executions.
     Executions {
         #[command(subcommand)]
@@ -120,38 +138,12 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
         #[command(subcommand)]
-        command: KeysCommand,
+        command: keys::KeysCommand,
     },
     /// (Internal) Compile one component from stdin to stdout, as the server's
     /// child process, within a memory cap in MiB.
     #[command(name = "compile-component", hide = true)]
     CompileComponent { max_memory_mb: u64 },
-}
-
-#[derive(Subcommand)]
-enum KeysCommand {
-    /// Create a key and print it (its token is shown only now).
-    Create {
-        /// The workspace the key belongs to (created with its first key).
-        #[arg(long)]
-        workspace: String,
-        /// What the key is for.
-        #[arg(long)]
-        name: String,
-        /// Also manage the workspace's keys over the admin API.
-        #[arg(long, conflicts_with = "approver")]
-        admin: bool,
-        /// Only read and decide approval requests.
-        #[arg(long)]
-        approver: bool,
-    },
-    /// List keys (of one workspace, or all).
-    List {
-        #[arg(long)]
-        workspace: Option<String>,
-    },
-    /// Revoke a key.
-    Revoke { id: String },
 }
 
 #[derive(Subcommand)]
@@ -171,6 +163,9 @@ enum ExecutionsCommand {
     },
     Logs {
         id: String,
+        /// Keep printing new lines until the execution ends.
+        #[arg(long, short)]
+        follow: bool,
     },
     Steps {
         id: String,
@@ -272,9 +267,25 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(run(cli))
 }
 
+/// `--input`: JSON, or `@file` with JSON in it, or `@-` for standard input.
+pub(crate) fn read_input(input: &str) -> anyhow::Result<Value> {
+    let text = match input.strip_prefix('@') {
+        Some("-") => std::io::read_to_string(std::io::stdin()).context("reading the input from standard input")?,
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading the input from {path}"))?,
+        None => input.to_owned(),
+    };
+    serde_json::from_str(&text).context("--input must be JSON (or @file.json)")
+}
+
+/// Query pairs of the options that are set.
+fn query(pairs: [(&'static str, Option<String>); 5]) -> Vec<(&'static str, String)> {
+    pairs.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect()
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    let format = output::format(cli.output, cli.json);
     let client = || Client::new(&cli.server, cli.api_key.as_deref());
-    let output: Value = match cli.command {
+    let (output, view): (Value, View) = match cli.command {
         Command::Serve { addr, data_dir, config } => {
             let mut cfg = match config {
                 Some(path) => Config::from_file(&path)?,
@@ -292,18 +303,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             return serve(cfg).await;
         }
-        Command::Deploy { wasm, name, manifest } => {
-            client()?.deploy(&wasm, name.as_deref(), manifest.as_deref()).await?
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "warden", &mut std::io::stdout());
+            return Ok(());
         }
+        Command::Deploy { wasm, name, manifest } => (
+            client()?.deploy(&wasm, name.as_deref(), manifest.as_deref()).await?,
+            View::Json,
+        ),
         Command::Run {
             agent,
             input,
             run_async,
+            stream,
         } => {
-            let input: Value = serde_json::from_str(&input).context("--input must be JSON")?;
-            client()?
-                .run(&agent, input, if run_async { "async" } else { "sync" })
-                .await?
+            let input = read_input(&input)?;
+            if stream || (!run_async && format == output::Format::Table) {
+                let record = live::run(&client()?, &agent, input).await?;
+                if record["status"] != "completed" {
+                    std::process::exit(1);
+                }
+                return Ok(());
+            }
+            let mode = if run_async { "async" } else { "sync" };
+            (client()?.run(&agent, input, mode).await?, View::Execution)
         }
         Command::Executions { command } => match command {
             ExecutionsCommand::List {
@@ -312,38 +336,62 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 limit,
                 after,
             } => {
-                let mut q = Vec::new();
-                q.extend(agent.map(|v| ("agent_id", v)));
-                q.extend(status.map(|v| ("status", v)));
-                q.extend(limit.map(|v| ("limit", v.to_string())));
-                q.extend(after.map(|v| ("after", v)));
-                client()?.get("/v1/executions", &q).await?
+                let q = query([
+                    ("agent_id", agent),
+                    ("status", status),
+                    ("limit", limit.map(|v| v.to_string())),
+                    ("after", after),
+                    ("trigger", None),
+                ]);
+                (client()?.get("/v1/executions", &q).await?, View::Executions)
             }
-            ExecutionsCommand::Get { id } => client()?.get(&format!("/v1/executions/{id}"), &[]).await?,
-            ExecutionsCommand::Logs { id } => client()?.get(&format!("/v1/executions/{id}/logs"), &[]).await?,
-            ExecutionsCommand::Steps { id } => client()?.get(&format!("/v1/executions/{id}/steps"), &[]).await?,
-            ExecutionsCommand::Cancel { id } => client()?.post(&format!("/v1/executions/{id}/cancel")).await?,
-            ExecutionsCommand::Retry { id } => client()?.post(&format!("/v1/executions/{id}/retry")).await?,
+            ExecutionsCommand::Get { id } => (
+                client()?.get(&format!("/v1/executions/{id}"), &[]).await?,
+                View::Execution,
+            ),
+            ExecutionsCommand::Logs { id, follow: true } => return live::logs(&client()?, &id).await,
+            ExecutionsCommand::Logs { id, follow: false } => (
+                client()?.get(&format!("/v1/executions/{id}/logs"), &[]).await?,
+                View::Logs,
+            ),
+            ExecutionsCommand::Steps { id } => (
+                client()?.get(&format!("/v1/executions/{id}/steps"), &[]).await?,
+                View::Steps,
+            ),
+            ExecutionsCommand::Cancel { id } => (
+                client()?.post(&format!("/v1/executions/{id}/cancel")).await?,
+                View::Execution,
+            ),
+            ExecutionsCommand::Retry { id } => (
+                client()?.post(&format!("/v1/executions/{id}/retry")).await?,
+                View::Execution,
+            ),
         },
         Command::Agents { command } => match command {
-            AgentsCommand::List => client()?.get("/v1/agents", &[]).await?,
-            AgentsCommand::Get { agent } => client()?.get(&format!("/v1/agents/{agent}"), &[]).await?,
+            AgentsCommand::List => (client()?.get("/v1/agents", &[]).await?, View::Agents),
+            AgentsCommand::Get { agent } => (client()?.get(&format!("/v1/agents/{agent}"), &[]).await?, View::Json),
         },
         Command::Chat { agent, conversation } => return chat::chat(&client()?, &agent, conversation).await,
         Command::Schedules { command } => schedules::run(&client()?, command).await?,
         Command::Mcp { name } => return mcp::print(&client()?, &cli.server, cli.api_key.as_deref(), &name).await,
         Command::Conversations { command } => match command {
             ConversationsCommand::List { agent, limit, after } => {
-                let mut q = Vec::new();
-                q.extend(agent.map(|v| ("agent_id", v)));
-                q.extend(limit.map(|v| ("limit", v.to_string())));
-                q.extend(after.map(|v| ("after", v)));
-                client()?.get("/v1/conversations", &q).await?
+                let q = query([
+                    ("agent_id", agent),
+                    ("limit", limit.map(|v| v.to_string())),
+                    ("after", after),
+                    ("status", None),
+                    ("trigger", None),
+                ]);
+                (client()?.get("/v1/conversations", &q).await?, View::Conversations)
             }
-            ConversationsCommand::Get { id } => client()?.get(&format!("/v1/conversations/{id}"), &[]).await?,
+            ConversationsCommand::Get { id } => (
+                client()?.get(&format!("/v1/conversations/{id}"), &[]).await?,
+                View::Json,
+            ),
             ConversationsCommand::Delete { id } => {
                 client()?.delete(&format!("/v1/conversations/{id}")).await?;
-                serde_json::json!({ "deleted": id })
+                (serde_json::json!({ "deleted": id }), View::Json)
             }
         },
         Command::Approvals { command } => match command {
@@ -354,25 +402,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 limit,
                 after,
             } => {
-                let mut q = Vec::new();
-                q.extend(status.map(|v| ("status", v)));
-                q.extend(agent.map(|v| ("agent_id", v)));
-                q.extend(execution.map(|v| ("execution_id", v)));
-                q.extend(limit.map(|v| ("limit", v.to_string())));
-                q.extend(after.map(|v| ("after", v)));
-                client()?.get("/v1/approvals", &q).await?
+                let q = query([
+                    ("status", status),
+                    ("agent_id", agent),
+                    ("execution_id", execution),
+                    ("limit", limit.map(|v| v.to_string())),
+                    ("after", after),
+                ]);
+                (client()?.get("/v1/approvals", &q).await?, View::Approvals)
             }
-            ApprovalsCommand::Get { id } => client()?.get(&format!("/v1/approvals/{id}"), &[]).await?,
+            ApprovalsCommand::Get { id } => (client()?.get(&format!("/v1/approvals/{id}"), &[]).await?, View::Json),
             ApprovalsCommand::Approve { id, comment, data } => {
-                let data: Option<Value> = data
-                    .map(|d| serde_json::from_str(&d).context("--data must be JSON"))
-                    .transpose()?;
+                let data: Option<Value> = data.map(|d| read_input(&d).context("--data")).transpose()?;
                 let body = serde_json::json!({ "comment": comment, "data": data });
-                client()?.post_json(&decision_path(&id, "approve"), &body).await?
+                (
+                    client()?.post_json(&decision_path(&id, "approve"), &body).await?,
+                    View::Json,
+                )
             }
             ApprovalsCommand::Reject { id, reason } => {
                 let body = serde_json::json!({ "reason": reason });
-                client()?.post_json(&decision_path(&id, "reject"), &body).await?
+                (
+                    client()?.post_json(&decision_path(&id, "reject"), &body).await?,
+                    View::Json,
+                )
             }
         },
         Command::CompileComponent { .. } => return Ok(()),
@@ -386,47 +439,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 (None, Some(path)) => Config::from_file(&path)?.data_dir,
                 (None, None) => Config::default().data_dir,
             };
-            keys(&data_dir, command).await?
+            let view = match command {
+                keys::KeysCommand::List { .. } => View::Keys,
+                _ => View::Json,
+            };
+            (keys::run(&data_dir, command).await?, view)
         }
     };
-    println!("{}", serde_json::to_string_pretty(&output)?);
-    Ok(())
-}
-
-/// `warden keys …` on the data dir's store.
-async fn keys(data_dir: &std::path::Path, command: KeysCommand) -> anyhow::Result<Value> {
-    use warden_host::auth::keys;
-    use warden_host::record::Role;
-    let stores = warden_host::store::Stores::open(data_dir)?;
-    let result = async {
-        Ok(match command {
-            KeysCommand::Create {
-                workspace,
-                name,
-                admin,
-                approver,
-            } => {
-                let role = match (admin, approver) {
-                    (true, _) => Role::Admin,
-                    (_, true) => Role::Approver,
-                    _ => Role::Member,
-                };
-                let new = keys::generate(&workspace, &name, role).map_err(anyhow::Error::msg)?;
-                stores.keys.insert(new.key.clone(), new.secret_sha256).await?;
-                serde_json::json!({ "key": new.key, "token": new.token })
-            }
-            KeysCommand::List { workspace } => {
-                serde_json::json!({ "data": stores.keys.list(workspace.as_deref()).await? })
-            }
-            KeysCommand::Revoke { id } => {
-                let key = stores.keys.revoke(&id, None, warden_host::time::now_ms()).await?;
-                serde_json::to_value(key.ok_or_else(|| anyhow::anyhow!("no key {id:?}"))?)?
-            }
-        })
-    }
-    .await;
-    stores.close().await;
-    result
+    output::print(&output, view, format)
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

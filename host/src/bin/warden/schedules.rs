@@ -1,7 +1,7 @@
 //! `warden schedules …`: create, list, get, pause, resume, trigger and
 //! delete schedules of a running server.
 
-use anyhow::Context;
+use crate::output::View;
 use clap::Subcommand;
 use serde_json::{Value, json};
 use warden_host::client::Client;
@@ -62,54 +62,59 @@ pub enum SchedulesCommand {
     },
 }
 
-pub async fn run(client: &Client, command: SchedulesCommand) -> anyhow::Result<Value> {
-    Ok(match command {
-        SchedulesCommand::Create {
-            agent,
-            cron,
-            timezone,
-            input,
-            overlap,
-            version,
-            catchup_window_secs,
-        } => {
-            let input: Option<Value> = input
-                .map(|i| serde_json::from_str(&i).context("--input must be JSON"))
-                .transpose()?;
-            let mut body = json!({ "agent": agent, "cron": cron });
-            for (key, value) in [
-                ("timezone", timezone.map(Value::from)),
-                ("input", input),
-                ("overlap", overlap.map(Value::from)),
-                ("version", version.map(Value::from)),
-                ("catchup_window_secs", catchup_window_secs.map(Value::from)),
-            ] {
-                if let Some(value) = value {
-                    body[key] = value;
+pub async fn run(client: &Client, command: SchedulesCommand) -> anyhow::Result<(Value, View)> {
+    let view = match command {
+        SchedulesCommand::List { .. } => View::Schedules,
+        _ => View::Json,
+    };
+    Ok((
+        match command {
+            SchedulesCommand::Create {
+                agent,
+                cron,
+                timezone,
+                input,
+                overlap,
+                version,
+                catchup_window_secs,
+            } => {
+                let input: Option<Value> = input.map(|i| crate::read_input(&i)).transpose()?;
+                let mut body = json!({ "agent": agent, "cron": cron });
+                for (key, value) in [
+                    ("timezone", timezone.map(Value::from)),
+                    ("input", input),
+                    ("overlap", overlap.map(Value::from)),
+                    ("version", version.map(Value::from)),
+                    ("catchup_window_secs", catchup_window_secs.map(Value::from)),
+                ] {
+                    if let Some(value) = value {
+                        body[key] = value;
+                    }
                 }
+                client.post_json("/v1/schedules", &body).await?
             }
-            client.post_json("/v1/schedules", &body).await?
-        }
-        SchedulesCommand::List {
-            agent,
-            enabled,
-            limit,
-            after,
-        } => {
-            let mut q = Vec::new();
-            q.extend(agent.map(|v| ("agent_id", v)));
-            q.extend(enabled.map(|v| ("enabled", v.to_string())));
-            q.extend(limit.map(|v| ("limit", v.to_string())));
-            q.extend(after.map(|v| ("after", v)));
-            client.get("/v1/schedules", &q).await?
-        }
-        SchedulesCommand::Get { id } => client.get(&format!("/v1/schedules/{id}"), &[]).await?,
-        SchedulesCommand::Pause { id } => client.post(&format!("/v1/schedules/{id}/pause")).await?,
-        SchedulesCommand::Resume { id } => client.post(&format!("/v1/schedules/{id}/resume")).await?,
-        SchedulesCommand::Trigger { id } => client.post(&format!("/v1/schedules/{id}/trigger")).await?,
-        SchedulesCommand::Delete { id } => {
-            client.delete(&format!("/v1/schedules/{id}")).await?;
-            json!({ "deleted": id })
-        }
-    })
+            SchedulesCommand::List {
+                agent,
+                enabled,
+                limit,
+                after,
+            } => {
+                let mut q = Vec::new();
+                q.extend(agent.map(|v| ("agent_id", v)));
+                q.extend(enabled.map(|v| ("enabled", v.to_string())));
+                q.extend(limit.map(|v| ("limit", v.to_string())));
+                q.extend(after.map(|v| ("after", v)));
+                client.get("/v1/schedules", &q).await?
+            }
+            SchedulesCommand::Get { id } => client.get(&format!("/v1/schedules/{id}"), &[]).await?,
+            SchedulesCommand::Pause { id } => client.post(&format!("/v1/schedules/{id}/pause")).await?,
+            SchedulesCommand::Resume { id } => client.post(&format!("/v1/schedules/{id}/resume")).await?,
+            SchedulesCommand::Trigger { id } => client.post(&format!("/v1/schedules/{id}/trigger")).await?,
+            SchedulesCommand::Delete { id } => {
+                client.delete(&format!("/v1/schedules/{id}")).await?;
+                json!({ "deleted": id })
+            }
+        },
+        view,
+    ))
 }
