@@ -158,7 +158,7 @@ def loaded(name, argv, health, url, body, conns_list=(16, 64), setup=None, scrip
 SUPPORT_BODY = '{"input":{"question":"Where is my order A-1001?","orders":{"A-1001":"shipped"}}}'
 
 
-NO_METRICS = "[metrics]\nenabled = false\n[http]\naccess_log = false\n"
+NO_METRICS = "[metrics]\nenabled = false\n[http]\naccess_log = \"off\"\n"
 
 
 def warden_e2e(name, config_text="", agent="echo", body='{"input":{"name":"Ada"}}', durable=True):

@@ -4,10 +4,11 @@
 //! execution ended, a model answered, a batch committed); this module makes
 //! series of it. With no recorder installed every call is a no-op.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
-use metrics::{counter, gauge, histogram};
+use metrics::{Counter, Histogram, counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::record::{ErrorSource, Execution};
@@ -83,8 +84,44 @@ pub fn load(queued: usize, running: usize, slots: u32, agents: usize) {
     gauge!("warden_agents").set(agents as f64);
 }
 
+/// The series one agent's runs end in, looked up once: a run's end updates
+/// them through these handles instead of finding each by its labels again.
+struct AgentSeries {
+    wait: Histogram,
+    fuel: Histogram,
+    memory: Histogram,
+    cost: Counter,
+    /// By status.
+    duration: Vec<(&'static str, Histogram)>,
+    /// By status, trigger and error code.
+    ended: Vec<(&'static str, &'static str, String, Counter)>,
+}
+
+impl AgentSeries {
+    fn new(agent: &str) -> Self {
+        Self {
+            wait: histogram!("warden_execution_queue_wait_seconds", "agent" => agent.to_owned()),
+            fuel: histogram!("warden_execution_fuel", "agent" => agent.to_owned()),
+            memory: histogram!("warden_execution_peak_memory_bytes", "agent" => agent.to_owned()),
+            cost: counter!("warden_execution_cost_usd_micros_total", "agent" => agent.to_owned()),
+            duration: Vec::new(),
+            ended: Vec::new(),
+        }
+    }
+}
+
+static AGENTS: LazyLock<Mutex<HashMap<String, AgentSeries>>> = LazyLock::new(Mutex::default);
+
+/// Whether a recorder counts anything (none is installed with metrics off).
+fn counting() -> bool {
+    matches!(HANDLE.get(), Some(Some(_)))
+}
+
 /// An execution's end, as the lifecycle stores it.
 pub fn execution_ended(agent: &str, e: &Execution) {
+    if !counting() {
+        return;
+    }
     let status = e.status.as_str();
     let trigger = e.trigger.as_str();
     // The host's codes are a known few; an agent's own are its to choose, so
@@ -93,29 +130,48 @@ pub fn execution_ended(agent: &str, e: &Execution) {
         None => "",
         Some(err) if err.source == ErrorSource::Host => err.code.as_str(),
         Some(_) => "agent",
+    };
+    let mut agents = AGENTS.lock().unwrap_or_else(PoisonError::into_inner);
+    if !agents.contains_key(agent) {
+        agents.insert(agent.to_owned(), AgentSeries::new(agent));
     }
-    .to_owned();
-    counter!("warden_executions_total", "agent" => agent.to_owned(), "status" => status, "trigger" => trigger,
-        "error_code" => code)
-    .increment(1);
+    let Some(series) = agents.get_mut(agent) else { return };
+    match series
+        .ended
+        .iter()
+        .find(|(s, t, c, _)| *s == status && *t == trigger && c == code)
+    {
+        Some((.., ended)) => ended.increment(1),
+        None => {
+            let ended = counter!("warden_executions_total", "agent" => agent.to_owned(), "status" => status,
+                "trigger" => trigger, "error_code" => code.to_owned());
+            ended.increment(1);
+            series.ended.push((status, trigger, code.to_owned(), ended));
+        }
+    }
     if let Some(started) = e.started_at {
-        let wait = (started - e.created_at).max(0) as f64 / 1000.0;
-        histogram!("warden_execution_queue_wait_seconds", "agent" => agent.to_owned()).record(wait);
+        series.wait.record((started - e.created_at).max(0) as f64 / 1000.0);
         if let Some(done) = e.completed_at {
             let run = (done - started).max(0) as f64 / 1000.0;
-            histogram!("warden_execution_duration_seconds", "agent" => agent.to_owned(), "status" => status)
-                .record(run);
+            match series.duration.iter().find(|(s, _)| *s == status) {
+                Some((_, h)) => h.record(run),
+                None => {
+                    let h = histogram!("warden_execution_duration_seconds", "agent" => agent.to_owned(),
+                        "status" => status);
+                    h.record(run);
+                    series.duration.push((status, h));
+                }
+            }
         }
     }
     if let Some(fuel) = e.fuel_used {
-        histogram!("warden_execution_fuel", "agent" => agent.to_owned()).record(fuel as f64);
+        series.fuel.record(fuel as f64);
     }
     if let Some(bytes) = e.peak_memory_bytes {
-        histogram!("warden_execution_peak_memory_bytes", "agent" => agent.to_owned()).record(bytes as f64);
+        series.memory.record(bytes as f64);
     }
     if e.cost_usd > 0.0 {
-        counter!("warden_execution_cost_usd_micros_total", "agent" => agent.to_owned())
-            .increment((e.cost_usd * 1e6).round() as u64);
+        series.cost.increment((e.cost_usd * 1e6).round() as u64);
     }
 }
 
@@ -203,14 +259,49 @@ impl Drop for Subscribed {
     }
 }
 
+/// One route's series: its durations, and its counts by method and status.
+struct RouteSeries {
+    duration: Histogram,
+    counts: Vec<(&'static str, u16, Counter)>,
+}
+
+static ROUTES: LazyLock<Mutex<HashMap<String, RouteSeries>>> = LazyLock::new(Mutex::default);
+
 /// One HTTP request answered, by its route (the pattern, not the path).
 pub fn http_request(method: &str, route: &str, status: u16, took: Duration) {
+    if !counting() {
+        return;
+    }
     let method = match method {
-        "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => method,
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
         _ => "other",
     };
-    counter!("warden_http_requests_total", "method" => method.to_owned(), "route" => route.to_owned(),
-        "status" => status.to_string())
-    .increment(1);
-    histogram!("warden_http_request_duration_seconds", "route" => route.to_owned()).record(took.as_secs_f64());
+    let mut routes = ROUTES.lock().unwrap_or_else(PoisonError::into_inner);
+    if !routes.contains_key(route) {
+        let duration = histogram!("warden_http_request_duration_seconds", "route" => route.to_owned());
+        routes.insert(
+            route.to_owned(),
+            RouteSeries {
+                duration,
+                counts: Vec::new(),
+            },
+        );
+    }
+    let Some(series) = routes.get_mut(route) else { return };
+    series.duration.record(took.as_secs_f64());
+    match series.counts.iter().find(|(m, s, _)| *m == method && *s == status) {
+        Some((.., counter)) => counter.increment(1),
+        None => {
+            let counter = counter!("warden_http_requests_total", "method" => method, "route" => route.to_owned(),
+                "status" => status.to_string());
+            counter.increment(1);
+            series.counts.push((method, status, counter));
+        }
+    }
 }

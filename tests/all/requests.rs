@@ -1,7 +1,8 @@
 //! Request ids and the access log, on a real `warden serve`: every answer
 //! carries an `x-request-id` (the caller's, if short and plain; else a fresh
-//! `req_…`); each request is one log line naming it, its method, path (never
-//! the query), status and time; `http.access_log = false` leaves them out.
+//! `req_…`); with `http.access_log = "all"` each request is one log line naming
+//! it, its method, path (never the query), status and time; by default only
+//! failed requests are; `"off"` leaves them all out.
 
 use std::time::Duration;
 
@@ -31,7 +32,9 @@ async fn served(warden: &Warden, want: usize) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_carry_ids_and_are_logged_once_each() {
     let tmp = tempfile::tempdir().unwrap();
-    let warden = Warden::start(tmp.path());
+    let all = tmp.path().join("all.toml");
+    std::fs::write(&all, "[http]\naccess_log = \"all\"\n").unwrap();
+    let warden = Warden::start_with(tmp.path(), &["--config", all.to_str().unwrap()]);
     let http = reqwest::Client::new();
     let url = |path: &str| format!("{}{path}", warden.base);
 
@@ -98,11 +101,32 @@ async fn requests_carry_ids_and_are_logged_once_each() {
     assert!(!all.contains("wst_secret"), "a query string was logged");
     warden.sigkill();
 
+    // By default only what failed has a line.
+    let warden = Warden::start(tmp.path());
+    let base = warden.base.clone();
+    for (path, id) in [("/admin/health", "fine-1"), ("/v1/nope", "missing-1")] {
+        let response = http
+            .get(format!("{base}{path}"))
+            .header("x-request-id", id)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(id_of(&response).await, id);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let lines = served(&warden, 1).await;
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(
+        lines[0].contains("id=missing-1") && lines[0].contains("status=404"),
+        "{lines:#?}"
+    );
+    warden.sigkill();
+
     // Off: no access lines, ids still answered.
     let config = tmp.path().join("quiet.toml");
-    std::fs::write(&config, "[http]\naccess_log = false\n").unwrap();
+    std::fs::write(&config, "[http]\naccess_log = \"off\"\n").unwrap();
     let warden = Warden::start_with(tmp.path(), &["--config", config.to_str().unwrap()]);
-    let response = http.get(format!("{}/admin/health", warden.base)).send().await.unwrap();
+    let response = http.get(format!("{}/v1/nope", warden.base)).send().await.unwrap();
     assert!(id_of(&response).await.starts_with("req_"));
     tokio::time::sleep(Duration::from_millis(300)).await;
     let lines = warden.log_lines();

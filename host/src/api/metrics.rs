@@ -43,11 +43,9 @@ pub async fn metrics(State(app): State<Arc<App>>, Extension(caller): Extension<C
 pub async fn count(request: Request, next: Next) -> Response {
     let began = Instant::now();
     let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let response = next.run(request).await;
-    crate::metrics::http_request(method.as_str(), &route, response.status().as_u16(), began.elapsed());
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    crate::metrics::http_request(method.as_str(), route, response.status().as_u16(), began.elapsed());
     response
 }
