@@ -90,7 +90,7 @@ fn span(id: String, parent: Option<&str>, kind: &str, name: &str, start: i64, en
         start,
         end,
         duration_ms: end.map(|e| (e - start).max(0)),
-        attributes: serde_json::Value::Null,
+        attributes: serde_json::Value::Object(serde_json::Map::new()),
     }
 }
 
@@ -140,7 +140,12 @@ pub fn spans(execution: &Execution, steps: &[Step], approvals: &[Approval]) -> V
             start,
             Some(step.ended_at),
         );
-        s.attributes = detail;
+        // An agent's own step may record any JSON: attributes are an object.
+        s.attributes = match detail {
+            serde_json::Value::Object(_) => detail,
+            serde_json::Value::Null => s.attributes,
+            other => serde_json::json!({ "detail": other }),
+        };
         children.push(s);
     }
     for approval in approvals {

@@ -105,6 +105,7 @@ async fn a_run_joins_its_callers_trace_and_carries_it_on() {
     assert_eq!(spans[0]["attributes"]["status"], "completed");
     let root = spans[0]["span_id"].clone();
     assert!(spans[1..].iter().all(|s| s["parent_id"] == root), "{trace}");
+    assert!(spans.iter().all(|s| s["attributes"].is_object()), "{trace}");
     let kinds: Vec<&str> = spans.iter().map(|s| s["kind"].as_str().unwrap()).collect();
     assert!(kinds.contains(&"queue") && kinds.contains(&"tool"), "{kinds:?}");
     let tool = spans.iter().find(|s| s["kind"] == "tool").unwrap();
