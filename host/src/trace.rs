@@ -40,16 +40,16 @@ pub fn trace_id_of(traceparent: &str) -> Option<String> {
 fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     if getrandom::fill(&mut buf).is_err() || buf.iter().all(|b| *b == 0) {
-        // Ids need to be unique, not secret: a digest of a fresh ULID will do.
-        let digest = crate::digest::sha256_hex(crate::ids::request().as_bytes());
-        return digest.get(..bytes * 2).unwrap_or(&digest).to_owned();
+        // Ids need to be unique, not secret: a fresh ULID's digits will do.
+        let ulid = crate::ids::trace();
+        return ulid.get(32 - bytes * 2..).unwrap_or(&ulid).to_owned();
     }
     crate::digest::hex(&buf)
 }
 
-/// A fresh trace id.
+/// A fresh trace id (made without a system call: one per execution).
 pub fn new_trace_id() -> String {
-    random_hex(16)
+    crate::ids::trace()
 }
 
 /// The `traceparent` of one outgoing call of a run in `trace_id`: a new span.

@@ -40,7 +40,7 @@ async fn requests_carry_ids_and_are_logged_once_each() {
 
     let fresh = http.get(url("/admin/health")).send().await.unwrap();
     let fresh_id = id_of(&fresh).await;
-    assert!(fresh_id.starts_with("req_") && fresh_id.len() == 30, "{fresh_id}");
+    assert!(fresh_id.starts_with("req_") && fresh_id.len() == 20, "{fresh_id}");
     let other = http.get(url("/admin/health")).send().await.unwrap();
     assert_ne!(id_of(&other).await, fresh_id, "each request has its own id");
 
@@ -78,7 +78,7 @@ async fn requests_carry_ids_and_are_logged_once_each() {
         .unwrap();
     assert_eq!(executed.status(), 200);
 
-    let lines = served(&warden, 7).await;
+    let lines = served(&warden, 8).await;
     let line = |id: &str| {
         let found: Vec<&String> = lines.iter().filter(|l| l.contains(&format!("id={id}"))).collect();
         assert_eq!(found.len(), 1, "one line for {id}: {lines:#?}");

@@ -360,6 +360,12 @@ async fn make_repeatable_and_chat_from_the_dashboard() {
         answer.as_str().unwrap().contains("You said: hello from the browser"),
         "{answer}"
     );
+    browser
+        .wait_for(
+            "document.querySelector('#chat-counts').textContent.startsWith('2 turns')",
+            WAIT,
+        )
+        .await;
     browser.screenshot("conversation").await;
     assert_eq!(browser.errors(), Vec::<String>::new());
     browser.close().await;

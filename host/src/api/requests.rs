@@ -44,10 +44,12 @@ async fn identify(State(access_log): State<AccessLog>, mut request: Request, nex
         }
     };
     let started = Instant::now();
-    let logged = (access_log != AccessLog::Off).then(|| (request.method().clone(), request.uri().path().to_owned()));
+    // Cheap clones (shared bytes): most requests succeed and log nothing.
+    let logged = (access_log != AccessLog::Off).then(|| (request.method().clone(), request.uri().clone()));
     let mut response = next.run(request).await;
     let failed = response.status().as_u16() >= 400;
-    if let Some((method, path)) = logged.filter(|_| failed || access_log == AccessLog::All) {
+    if let Some((method, uri)) = logged.filter(|_| failed || access_log == AccessLog::All) {
+        let path = uri.path();
         tracing::info!(
             target: "warden::http",
             id = %id.to_str().unwrap_or(""),

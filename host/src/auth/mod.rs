@@ -157,6 +157,12 @@ impl Auth {
         if cached.key.revoked_at.is_some() {
             return Err(AuthError::Unauthorized("this API key was revoked".into()));
         }
+        self.admit(id, &cached)
+    }
+
+    /// The caller a valid key speaks for, as the key is now, once its rate
+    /// limit lets the request in.
+    fn admit(&self, id: String, cached: &Cached) -> Result<Caller, AuthError> {
         self.take_token(&id)?;
         Ok(Caller {
             workspace: cached.key.workspace.clone(),
@@ -206,14 +212,7 @@ impl Auth {
         if cached.key.workspace != grant.workspace {
             return Err(AuthError::Unauthorized("that is not a valid stream token".into()));
         }
-        self.take_token(&id)?;
-        // The key as it is now, not as it was when the token was made.
-        Ok(Caller {
-            workspace: cached.key.workspace.clone(),
-            role: cached.key.role,
-            key_id: Some(id),
-            key_name: Some(cached.key.name.clone()),
-        })
+        self.admit(id, &cached)
     }
 
     /// On an open host, whether a key was created in the data dir since (checked

@@ -21,42 +21,25 @@ struct Asset {
     body: &'static str,
 }
 
+/// An embedded file of `assets/`, with its media type.
+macro_rules! asset {
+    ($name:literal, $media_type:literal) => {
+        Asset {
+            name: $name,
+            media_type: $media_type,
+            body: include_str!(concat!("assets/", $name)),
+        }
+    };
+}
+
 const ASSETS: &[Asset] = &[
-    Asset {
-        name: "index.html",
-        media_type: "text/html; charset=utf-8",
-        body: include_str!("assets/index.html"),
-    },
-    Asset {
-        name: "app.css",
-        media_type: "text/css; charset=utf-8",
-        body: include_str!("assets/app.css"),
-    },
-    Asset {
-        name: "main.js",
-        media_type: "text/javascript; charset=utf-8",
-        body: include_str!("assets/main.js"),
-    },
-    Asset {
-        name: "core.js",
-        media_type: "text/javascript; charset=utf-8",
-        body: include_str!("assets/core.js"),
-    },
-    Asset {
-        name: "executions.js",
-        media_type: "text/javascript; charset=utf-8",
-        body: include_str!("assets/executions.js"),
-    },
-    Asset {
-        name: "detail.js",
-        media_type: "text/javascript; charset=utf-8",
-        body: include_str!("assets/detail.js"),
-    },
-    Asset {
-        name: "pages.js",
-        media_type: "text/javascript; charset=utf-8",
-        body: include_str!("assets/pages.js"),
-    },
+    asset!("index.html", "text/html; charset=utf-8"),
+    asset!("app.css", "text/css; charset=utf-8"),
+    asset!("main.js", "text/javascript; charset=utf-8"),
+    asset!("core.js", "text/javascript; charset=utf-8"),
+    asset!("executions.js", "text/javascript; charset=utf-8"),
+    asset!("detail.js", "text/javascript; charset=utf-8"),
+    asset!("pages.js", "text/javascript; charset=utf-8"),
 ];
 
 /// Scripts, styles and requests from this origin only; images may also be the

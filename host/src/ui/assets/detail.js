@@ -132,7 +132,7 @@ export async function detailPage(id) {
       fill(note, "Live updates stopped (the stream could not be reopened); the record is still read every few seconds.");
       more.append(note);
     }
-    refresh().then(() => { steps(); artifacts.load(); }).catch(() => {});
+    refresh().then(() => { steps(); return artifacts.load(); }).catch(() => {});
   });
 }
 

@@ -162,8 +162,12 @@ export async function conversationPage(id) {
   const conversation = await api(`/v1/conversations/${encodeURIComponent(id)}`);
   const agent = (await api("/v1/agents")).data.find((a) => a.id === conversation.agent_id);
   const chat = h("div", { class: "panel chat", id: "chat" });
-  const draw = (c) => fill(chat, ...c.turns.map((t) => h("div", { class: `bubble ${t.role}` }, t.content,
-    h("span", { class: "meta" }, when(t.timestamp), t.execution_id ? [" · ", h("a", { href: `#/executions/${t.execution_id}` }, "run")] : null))));
+  const counts = h("p", { class: "muted", id: "chat-counts" });
+  const draw = (c) => {
+    fill(counts, `${c.turn_count} turns, ${c.token_count} tokens`);
+    fill(chat, ...c.turns.map((t) => h("div", { class: `bubble ${t.role}` }, t.content,
+      h("span", { class: "meta" }, when(t.timestamp), t.execution_id ? [" · ", h("a", { href: `#/executions/${t.execution_id}` }, "run")] : null))));
+  };
   draw(conversation);
   const message = h("input", { id: "chat-input", placeholder: "Message", size: 60, autocomplete: "off" });
   const send = (event) => {
@@ -185,7 +189,7 @@ export async function conversationPage(id) {
   };
   render(
     h("h1", {}, "Conversation", h("span", { class: "muted" }, agent ? agent.name : conversation.agent_id), h("span", { class: "muted mono" }, id)),
-    h("p", { class: "muted" }, `${conversation.turn_count} turns, ${conversation.token_count} tokens`),
+    counts,
     chat,
     h("form", { class: "actions", onsubmit: send }, message, h("button", { class: "primary", type: "submit", id: "chat-send" }, "Send")));
 }
