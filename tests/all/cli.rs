@@ -242,6 +242,7 @@ async fn cli_prints_tables_for_people_and_follows_runs_live() {
     let server = Server::start().await;
     server.deploy("support", serde_json::json!({})).await;
     server.deploy("ticker", serde_json::json!({})).await;
+    server.deploy("echo", serde_json::json!({})).await;
     let base = server.base.clone();
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("question.json");
@@ -259,15 +260,19 @@ async fn cli_prints_tables_for_people_and_follows_runs_live() {
         .await
         .1;
     let ticker = ticker["id"].as_str().unwrap().to_owned();
-    let (live, followed, table, json, completions) = tokio::task::spawn_blocking(move || {
+    let (live, returned, failed, followed, table, json, completions) = tokio::task::spawn_blocking(move || {
         // Followed live (--stream: the output here is a pipe): the answer on
         // stdout as it streams, tool calls and the end on stderr.
         let live = warden_text(&base, &["run", "support", "--stream", "--input", &input_arg]);
+        // An agent that streams nothing: its output, whole, at the end.
+        let returned = warden_text(&base, &["run", "echo", "--stream", "--input", r#"{"name":"Live"}"#]);
+        // Piped, a run that fails prints its record and fails the command.
+        let failed = warden_text(&base, &["run", "support", "--input", r#""not a question""#]);
         let followed = warden_text(&base, &["executions", "logs", "--follow", &ticker]);
         let table = warden_text(&base, &["--output", "table", "executions", "list"]);
         let json = warden_text(&base, &["--json", "executions", "list"]);
         let completions = warden_text(&base, &["completions", "bash"]);
-        (live, followed, table, json, completions)
+        (live, returned, failed, followed, table, json, completions)
     })
     .await
     .unwrap();
@@ -277,6 +282,14 @@ async fn cli_prints_tables_for_people_and_follows_runs_live() {
     assert!(out.contains("(scripted) Here is what I found"), "{out}");
     assert!(err.contains("→ kv") && err.contains("← kv ok"), "{err}");
     assert!(err.contains("completed in"), "{err}");
+
+    let (ok, out, err) = returned;
+    assert!(ok, "{err}");
+    assert!(out.contains(r#""greeting": "Hello, Live!""#), "{out}");
+    let (ok, out, _) = failed;
+    assert!(!ok, "a failed run fails the command");
+    let record: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(record["status"], "failed");
 
     let (ok, out, err) = followed;
     assert!(ok, "{err}");
@@ -298,7 +311,11 @@ async fn cli_prints_tables_for_people_and_follows_runs_live() {
     let (ok, out, _) = json;
     assert!(ok);
     let listed: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(listed["data"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        listed["data"].as_array().unwrap().len(),
+        4,
+        "ticker, support twice, echo"
+    );
 
     let (ok, out, _) = completions;
     assert!(ok && out.contains("_warden()") && out.contains("complete"), "{out}");
@@ -352,5 +369,48 @@ async fn ctrl_c_on_a_live_run_offers_to_cancel_it() {
     assert!(!status.success(), "a cancelled run is not a success");
     let (_, record) = server.get(&format!("/v1/executions/{id}")).await;
     assert_eq!(record["status"], "cancelled");
+
+    // With nobody to answer (no input left), Ctrl-C leaves the run going and
+    // says how to stop it, with the status of an interrupted command.
+    let base = server.base.clone();
+    let (id, status, err) = tokio::task::spawn_blocking(move || {
+        use std::io::{BufRead, BufReader};
+        let mut child = Command::new(warden_bin())
+            .args([
+                "--server",
+                &base,
+                "run",
+                "sleepy",
+                "--stream",
+                "--input",
+                r#"{"ms": 60000}"#,
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("warden run starts");
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut first = String::new();
+        stderr.read_line(&mut first).unwrap();
+        let id = first.split_whitespace().next().unwrap().to_owned();
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+        (id, child.wait().unwrap(), rest)
+    })
+    .await
+    .unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(err.contains(&format!("warden executions cancel {id}")), "{err}");
+    let (_, record) = server.get(&format!("/v1/executions/{id}")).await;
+    assert_eq!(record["status"], "running");
+    server
+        .post_json(&format!("/v1/executions/{id}/cancel"), &serde_json::json!(null))
+        .await;
     server.stop().await;
 }

@@ -164,8 +164,14 @@ enum ExecutionsCommand {
     Logs {
         id: String,
         /// Keep printing new lines until the execution ends.
-        #[arg(long, short)]
+        #[arg(long, short, conflicts_with_all = ["after", "limit"])]
         follow: bool,
+        /// The previous page's cursor.
+        #[arg(long)]
+        after: Option<String>,
+        /// 1 to 10000 lines (default 1000).
+        #[arg(long)]
+        limit: Option<u32>,
     },
     Steps {
         id: String,
@@ -274,7 +280,7 @@ pub(crate) fn read_input(input: &str) -> anyhow::Result<Value> {
         Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading the input from {path}"))?,
         None => input.to_owned(),
     };
-    serde_json::from_str(&text).context("--input must be JSON (or @file.json)")
+    serde_json::from_str(&text).context("not JSON (pass JSON, @file.json or @- for standard input)")
 }
 
 /// Query pairs of the options that are set.
@@ -321,13 +327,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let input = read_input(&input)?;
             if stream || (!run_async && format == output::Format::Table) {
                 let record = live::run(&client()?, &agent, input).await?;
-                if record["status"] != "completed" {
-                    std::process::exit(1);
-                }
-                return Ok(());
+                std::process::exit(if record["status"] == "completed" { 0 } else { 1 });
             }
             let mode = if run_async { "async" } else { "sync" };
-            (client()?.run(&agent, input, mode).await?, View::Execution)
+            let record = client()?.run(&agent, input, mode).await?;
+            if run_async && format == output::Format::Table {
+                let id = output::text(&record["id"]);
+                println!(
+                    "{id} {}\nfollow it: warden executions logs --follow {id}",
+                    output::text(&record["status"])
+                );
+                return Ok(());
+            }
+            output::print(&record, View::Execution, format)?;
+            // A run that ended without completing is a failed command.
+            let failed = ["failed", "cancelled", "rejected"].contains(&record["status"].as_str().unwrap_or(""));
+            std::process::exit(i32::from(failed));
         }
         Command::Executions { command } => match command {
             ExecutionsCommand::List {
@@ -349,11 +364,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 client()?.get(&format!("/v1/executions/{id}"), &[]).await?,
                 View::Execution,
             ),
-            ExecutionsCommand::Logs { id, follow: true } => return live::logs(&client()?, &id).await,
-            ExecutionsCommand::Logs { id, follow: false } => (
-                client()?.get(&format!("/v1/executions/{id}/logs"), &[]).await?,
-                View::Logs,
-            ),
+            ExecutionsCommand::Logs { id, follow: true, .. } => return live::logs(&client()?, &id).await,
+            ExecutionsCommand::Logs { id, after, limit, .. } => {
+                let q = query([
+                    ("after", after),
+                    ("limit", limit.map(|v| v.to_string())),
+                    ("status", None),
+                    ("trigger", None),
+                    ("agent_id", None),
+                ]);
+                (
+                    client()?.get(&format!("/v1/executions/{id}/logs"), &q).await?,
+                    View::Logs,
+                )
+            }
             ExecutionsCommand::Steps { id } => (
                 client()?.get(&format!("/v1/executions/{id}/steps"), &[]).await?,
                 View::Steps,
@@ -413,7 +437,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             ApprovalsCommand::Get { id } => (client()?.get(&format!("/v1/approvals/{id}"), &[]).await?, View::Json),
             ApprovalsCommand::Approve { id, comment, data } => {
-                let data: Option<Value> = data.map(|d| read_input(&d).context("--data")).transpose()?;
+                let data: Option<Value> = data.map(|d| read_input(&d)).transpose().context("--data")?;
                 let body = serde_json::json!({ "comment": comment, "data": data });
                 (
                     client()?.post_json(&decision_path(&id, "approve"), &body).await?,

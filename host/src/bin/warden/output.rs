@@ -66,20 +66,36 @@ pub fn print(value: &Value, view: View, format: Format) -> anyhow::Result<()> {
 /// One log line as a person reads it: time, level, message.
 pub fn log_line(line: &Value) -> String {
     let ts = line["ts"].as_str().unwrap_or("");
-    format!(
+    plain(&format!(
         "{} {:<5} {}",
         ts.get(11..23).unwrap_or(ts),
         line["level"].as_str().unwrap_or(""),
         line["message"].as_str().unwrap_or("")
-    )
+    ))
 }
 
-fn text(v: &Value) -> String {
+/// A value as a person reads it: strings bare (without control characters:
+/// they may be an agent's), `-` for nothing.
+pub fn text(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
+        Value::String(s) => plain(s),
         other => other.to_string(),
     }
+}
+
+/// `s` without control characters other than newlines and tabs: text an agent
+/// wrote cannot move the cursor, set the clipboard or hide itself.
+pub fn plain(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 fn short(mut s: String, max: usize) -> String {
@@ -98,7 +114,7 @@ pub fn duration(ms: &Value) -> String {
 }
 
 pub fn cost(usd: &Value) -> String {
-    format!("${:.4}", usd.as_f64().unwrap_or(0.0))
+    usd.as_f64().map_or_else(|| "-".into(), |usd| format!("${usd:.4}"))
 }
 
 /// A table's header and how a row's cells are read from one item.
@@ -165,7 +181,7 @@ fn list(value: &Value, view: View) {
                 text(&s["seq"]),
                 text(&s["name"]),
                 text(&s["started_at"]),
-                short(s["detail"].to_string(), 70),
+                short(plain(&s["detail"].to_string()), 70),
             ]
         }),
         View::Keys => (&["ID", "WORKSPACE", "NAME", "ROLE", "REVOKED"], |k| {
@@ -222,17 +238,15 @@ fn execution(e: &Value) {
     for (key, value) in lines {
         println!("{key:<9} {value}");
     }
-    if let Some(error) = e["error"].as_object() {
+    if e["error"].is_object() {
         println!(
             "error     {}: {}",
-            text(&error["code"].clone()),
-            text(&error["message"].clone())
+            text(&e["error"]["code"]),
+            text(&e["error"]["message"])
         );
     }
     if !e["output"].is_null() {
-        println!(
-            "output\n{}",
-            serde_json::to_string_pretty(&e["output"]).unwrap_or_default()
-        );
+        let output = serde_json::to_string_pretty(&e["output"]).unwrap_or_default();
+        println!("output\n{}", plain(&output));
     }
 }
