@@ -322,48 +322,50 @@ async fn cli_prints_tables_for_people_and_follows_runs_live() {
     server.stop().await;
 }
 
+/// `warden run sleepy --stream` for a minute, interrupted with SIGINT once it
+/// started, then given `answer` on its input (`None`: it has none); its
+/// execution id, exit status and what it wrote on stderr.
+fn interrupt_a_live_run(base: &str, answer: Option<&[u8]>) -> (String, std::process::ExitStatus, String) {
+    use std::io::{BufRead, BufReader, Write};
+    let stdin = match answer {
+        Some(_) => std::process::Stdio::piped(),
+        None => std::process::Stdio::null(),
+    };
+    let mut child = Command::new(warden_bin())
+        .args(["--server", base, "run", "sleepy", "--stream", "--input", r#"{"ms": 60000}"#])
+        .stdin(stdin)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("warden run starts");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    stderr.read_line(&mut first).unwrap();
+    let id = first.split_whitespace().next().unwrap().to_owned();
+    assert!(id.starts_with("exec_"), "{first}");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    if let Some(answer) = answer {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        child.stdin.take().unwrap().write_all(answer).unwrap();
+    }
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    (id, child.wait().unwrap(), rest)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_on_a_live_run_offers_to_cancel_it() {
     let server = Server::start().await;
     server.deploy("sleepy", serde_json::json!({})).await;
     let base = server.base.clone();
-    let (id, status, err) = tokio::task::spawn_blocking(move || {
-        use std::io::{BufRead, BufReader, Write};
-        let mut child = Command::new(warden_bin())
-            .args([
-                "--server",
-                &base,
-                "run",
-                "sleepy",
-                "--stream",
-                "--input",
-                r#"{"ms": 60000}"#,
-            ])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("warden run starts");
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut first = String::new();
-        stderr.read_line(&mut first).unwrap();
-        let id = first.split_whitespace().next().unwrap().to_owned();
-        assert!(id.starts_with("exec_"), "{first}");
-        std::thread::sleep(std::time::Duration::from_millis(500));
-        let killed = Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        child.stdin.take().unwrap().write_all(b"y\n").unwrap();
-        let mut rest = String::new();
-        std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
-        let status = child.wait().unwrap();
-        (id, status, rest)
-    })
-    .await
-    .unwrap();
+    let (id, status, err) = tokio::task::spawn_blocking(move || interrupt_a_live_run(&base, Some(b"y\n")))
+        .await
+        .unwrap();
     assert!(err.contains(&format!("Cancel {id}? [y/N]")), "{err}");
     assert!(err.contains("cancelled"), "{err}");
     assert!(!status.success(), "a cancelled run is not a success");
@@ -373,38 +375,9 @@ async fn ctrl_c_on_a_live_run_offers_to_cancel_it() {
     // With nobody to answer (no input left), Ctrl-C leaves the run going and
     // says how to stop it, with the status of an interrupted command.
     let base = server.base.clone();
-    let (id, status, err) = tokio::task::spawn_blocking(move || {
-        use std::io::{BufRead, BufReader};
-        let mut child = Command::new(warden_bin())
-            .args([
-                "--server",
-                &base,
-                "run",
-                "sleepy",
-                "--stream",
-                "--input",
-                r#"{"ms": 60000}"#,
-            ])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("warden run starts");
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut first = String::new();
-        stderr.read_line(&mut first).unwrap();
-        let id = first.split_whitespace().next().unwrap().to_owned();
-        std::thread::sleep(std::time::Duration::from_millis(500));
-        Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status()
-            .unwrap();
-        let mut rest = String::new();
-        std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
-        (id, child.wait().unwrap(), rest)
-    })
-    .await
-    .unwrap();
+    let (id, status, err) = tokio::task::spawn_blocking(move || interrupt_a_live_run(&base, None))
+        .await
+        .unwrap();
     assert_eq!(status.code(), Some(130), "{err}");
     assert!(err.contains(&format!("warden executions cancel {id}")), "{err}");
     let (_, record) = server.get(&format!("/v1/executions/{id}")).await;
