@@ -332,7 +332,15 @@ fn interrupt_a_live_run(base: &str, answer: Option<&[u8]>) -> (String, std::proc
         None => std::process::Stdio::null(),
     };
     let mut child = Command::new(warden_bin())
-        .args(["--server", base, "run", "sleepy", "--stream", "--input", r#"{"ms": 60000}"#])
+        .args([
+            "--server",
+            base,
+            "run",
+            "sleepy",
+            "--stream",
+            "--input",
+            r#"{"ms": 60000}"#,
+        ])
         .stdin(stdin)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
