@@ -16,6 +16,7 @@ use crate::executions::{Executions, Parts};
 use crate::llm::Llm;
 use crate::manifest::Manifest;
 use crate::memory::Memory;
+use crate::ports::TraceSink;
 use crate::registry::Registry;
 use crate::runtime::Runtime;
 use crate::schedules::Schedules;
@@ -36,6 +37,8 @@ pub struct App {
     pub webhooks: Webhooks,
     pub outgoing: Arc<Outgoing>,
     pub auth: Auth,
+    /// Where ended executions' traces go (OTLP export), if anywhere.
+    pub traces: Option<Arc<dyn TraceSink>>,
     pub started: Instant,
 }
 
@@ -78,6 +81,12 @@ impl App {
         deployer.load().await?;
         let memory = Arc::new(Memory::new(&stores, config.memory));
         let outgoing = Outgoing::open(&stores, config.webhooks.clone(), config.retention_secs).await?;
+        #[cfg(feature = "otlp")]
+        let traces = crate::otlp::Exporter::start(&config.otlp, Arc::clone(&stores.approvals))?
+            .map(|exporter| exporter as Arc<dyn TraceSink>);
+        // Without the feature, `validate` refused an endpoint: there is none.
+        #[cfg(not(feature = "otlp"))]
+        let traces: Option<Arc<dyn TraceSink>> = None;
         let executions = Executions::new(
             &config,
             &stores,
@@ -88,6 +97,7 @@ impl App {
                 tools: Arc::new(Tools::new(config.tools.clone(), &config.mcp, Arc::clone(&stores.kv))?),
                 memory: Arc::clone(&memory),
                 outbox: Arc::clone(&outgoing) as Arc<dyn crate::ports::Outbox>,
+                traces: traces.clone(),
             },
         );
         executions.start().await?;
@@ -118,6 +128,7 @@ impl App {
             webhooks,
             outgoing,
             auth,
+            traces,
             started: Instant::now(),
         }))
     }
@@ -141,6 +152,9 @@ impl App {
 
     /// Commits what is queued and stops the store. Call after the server stops.
     pub async fn close(&self) {
+        if let Some(traces) = &self.traces {
+            traces.flush().await;
+        }
         self.stores.close().await;
     }
 }

@@ -30,6 +30,8 @@ pub mod manifest;
 pub mod mcp;
 pub mod memory;
 pub mod metrics;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 pub mod ports;
 pub mod record;
 pub mod registry;

@@ -305,3 +305,9 @@ pub fn http_request(method: &str, route: &str, status: u16, took: Duration) {
         }
     }
 }
+
+/// Ended executions whose spans went to the OTLP collector (`sent`), failed
+/// to (`failed`), or were dropped with its queue full (`dropped`).
+pub fn otlp_spans(outcome: &'static str, executions: usize) {
+    counter!("warden_otlp_executions_total", "outcome" => outcome).increment(executions as u64);
+}

@@ -10,7 +10,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::manifest::McpServer;
-use crate::record::{Approval, Artifact, ExecError, Status};
+use crate::record::{Approval, Artifact, ExecError, Execution, Status, Step};
 
 /// What a tool call knows about its caller, and the run's ports it may use.
 #[derive(Clone)]
@@ -21,6 +21,8 @@ pub struct ToolCtx {
     pub execution_id: String,
     /// The run's W3C trace: its outgoing calls carry it in `traceparent`.
     pub trace_id: Option<String>,
+    /// The span of the tool call under way (see [`crate::trace::span_id`]).
+    pub span_id: Option<String>,
     /// 0 for an execution nobody called; a child's is its parent's plus one.
     pub depth: u32,
     pub allowed_hosts: std::sync::Arc<[String]>,
@@ -241,4 +243,14 @@ pub trait Outbox: Send + Sync {
     fn deliveries(&self, workspace: &str, event: &str, data: &dyn Fn() -> String) -> Vec<crate::record::Delivery>;
     /// Deliveries were stored: send them.
     fn stored(&self);
+}
+
+/// Where ended executions' span trees go (OTLP export): told of each end once
+/// it is stored; never waited for, so a slow collector never slows a run.
+#[async_trait::async_trait]
+pub trait TraceSink: Send + Sync {
+    /// An end of `workspace`'s `execution`, stored with its `steps`.
+    fn ended(&self, workspace: &str, execution: &Execution, steps: &[Step]);
+    /// Sends what is queued (waiting a few seconds at most): the host stops.
+    async fn flush(&self);
 }

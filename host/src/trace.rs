@@ -1,9 +1,12 @@
 //! Traces: W3C Trace Context and each execution's span tree. An execution has
 //! a `trace_id` (32 hex digits): the one of a `traceparent` its caller sent,
-//! its parent's for a child run, else a fresh one. Every model call and
-//! `http_fetch` it makes sends `traceparent: 00-{trace_id}-{span}-01` with a
-//! span of its own, so a provider's or a service's logs line up with the run.
-//! The tree (`GET /v1/executions/{id}/trace`) is built from what the record
+//! its parent's for a child run, else a fresh one; and a `trace_parent`, the
+//! caller's span it hangs under (the `traceparent`'s, or the `agent_call` that
+//! made it). Every model call and tool call is a span whose id is derived from
+//! the execution's id and the call's place in the run ([`span_id`]), so the
+//! `traceparent` a provider or `http_fetch` is sent names the very span the
+//! tree shows, and a replay derives the same. The tree (`GET
+//! /v1/executions/{id}/trace`, and OTLP export) is built from what the record
 //! already keeps: the execution, its wait in the queue, each step (model calls,
 //! tool calls, the agent's own) and each approval wait, with times.
 
@@ -12,11 +15,11 @@ use serde::Serialize;
 use crate::record::{Approval, Execution, Step};
 use crate::time;
 
-/// A `traceparent` header's trace id, if it is a valid one: version `00` with
-/// exactly `00-<32 hex>-<16 hex>-<2 hex>`; a later version (not `ff`) read by
-/// those first four fields (W3C Trace Context, "versioning"). Lowercase hex;
-/// neither id all zeros.
-pub fn trace_id_of(traceparent: &str) -> Option<String> {
+/// A `traceparent` header's trace id and parent span id, if it is a valid one:
+/// version `00` with exactly `00-<32 hex>-<16 hex>-<2 hex>`; a later version
+/// (not `ff`) read by those first four fields (W3C Trace Context,
+/// "versioning"). Lowercase hex; neither id all zeros.
+pub fn parse(traceparent: &str) -> Option<(String, String)> {
     let parts: Vec<&str> = traceparent.trim().split('-').collect();
     let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
     let (&version, rest) = parts.split_first()?;
@@ -34,17 +37,7 @@ pub fn trace_id_of(traceparent: &str) -> Option<String> {
         && hex(flags, 2)
         && trace.bytes().any(|b| b != b'0')
         && parent.bytes().any(|b| b != b'0');
-    valid.then(|| (*trace).to_owned())
-}
-
-fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    if getrandom::fill(&mut buf).is_err() || buf.iter().all(|b| *b == 0) {
-        // Ids need to be unique, not secret: a fresh ULID's digits will do.
-        let ulid = crate::ids::trace();
-        return ulid.get(32 - bytes * 2..).unwrap_or(&ulid).to_owned();
-    }
-    crate::digest::hex(&buf)
+    valid.then(|| ((*trace).to_owned(), (*parent).to_owned()))
 }
 
 /// A fresh trace id (made without a system call: one per execution).
@@ -52,17 +45,35 @@ pub fn new_trace_id() -> String {
     crate::ids::trace()
 }
 
-/// The `traceparent` of one outgoing call of a run in `trace_id`: a new span.
-pub fn traceparent(trace_id: &str) -> String {
-    format!("00-{trace_id}-{}-01", random_hex(8))
+/// The span id (16 hex digits) of the part `local` of execution
+/// `execution_id`: `execution`, `queue`, `llm_3` (its third model call),
+/// `call_2` (its second tool call), an approval's id, a step's `step_7`.
+/// Derived, so the same part always has the same id, even across a replay.
+pub fn span_id(execution_id: &str, local: &str) -> String {
+    let mut id = crate::digest::sha256_hex(format!("{execution_id}/{local}").as_bytes());
+    id.truncate(16);
+    if id.bytes().all(|b| b == b'0') {
+        // All zeros is not a valid span id; 1 in 2^64, but cheap to rule out.
+        id.replace_range(15.., "1");
+    }
+    id
+}
+
+/// The `traceparent` an outgoing call sends: it is the span `span_id` of the
+/// trace `trace_id`.
+pub fn traceparent(trace_id: &str, span_id: &str) -> String {
+    format!("00-{trace_id}-{span_id}-01")
 }
 
 /// One span of an execution's tree.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Span {
-    /// Unique within the trace.
+    /// Unique within the trace (16 hex digits): the id its outgoing calls
+    /// sent in `traceparent`.
     pub span_id: String,
-    /// `null` for the execution itself.
+    /// For the execution itself, the caller's span (its `traceparent`'s, or
+    /// the parent run's `agent_call`), or `null`; for the others, the
+    /// execution's span.
     pub parent_id: Option<String>,
     /// `execution`, `queue`, `llm`, `tool`, `approval`, or the name of one of
     /// the agent's own steps.
@@ -96,10 +107,12 @@ fn span(id: String, parent: Option<&str>, kind: &str, name: &str, start: i64, en
 
 /// The execution's spans: the execution first, then its children by start.
 pub fn spans(execution: &Execution, steps: &[Step], approvals: &[Approval]) -> Vec<Span> {
-    let root = "execution";
+    let id = |local: &str| span_id(&execution.id, local);
+    let root = id("execution");
+    let root = root.as_str();
     let mut root_span = span(
         root.into(),
-        None,
+        execution.trace_parent.as_deref(),
         "execution",
         &execution.agent_name,
         execution.created_at,
@@ -114,7 +127,7 @@ pub fn spans(execution: &Execution, steps: &[Step], approvals: &[Approval]) -> V
     let mut children = Vec::new();
     let queue_end = execution.started_at.or(execution.completed_at);
     children.push(span(
-        "queue".into(),
+        id("queue"),
         Some(root),
         "queue",
         "queued",
@@ -128,12 +141,18 @@ pub fn spans(execution: &Execution, steps: &[Step], approvals: &[Approval]) -> V
             "tool" => ("tool", detail["name"].as_str().unwrap_or("tool").to_owned()),
             other => ("step", other.to_owned()),
         };
+        // Model calls record the span they sent; tool calls are `call_N`.
+        let local = match (detail["span_id"].as_str(), detail["id"].as_str()) {
+            (Some(sent), _) => sent.to_owned(),
+            (None, Some(call)) if kind == "tool" => id(call),
+            _ => id(&format!("step_{}", step.seq)),
+        };
         // A model or tool call's step is written when the call ends, with how
         // long it took: it began that long before.
         let took = detail["duration_ms"].as_i64().filter(|ms| *ms >= 0);
         let start = took.map_or(step.started_at, |ms| step.ended_at - ms);
         let mut s = span(
-            format!("step-{}", step.seq),
+            local,
             Some(root),
             kind,
             &name,
@@ -150,7 +169,7 @@ pub fn spans(execution: &Execution, steps: &[Step], approvals: &[Approval]) -> V
     }
     for approval in approvals {
         let mut s = span(
-            approval.id.clone(),
+            id(&approval.id),
             Some(root),
             "approval",
             &approval.title,
@@ -177,15 +196,11 @@ mod tests {
     #[test]
     fn traceparents_are_read_as_the_standard_says() {
         let id = "4bf92f3577b34da6a3ce929d0e0e4736";
-        assert_eq!(
-            trace_id_of(&format!("00-{id}-00f067aa0ba902b7-01")).as_deref(),
-            Some(id)
-        );
+        let parent = "00f067aa0ba902b7";
+        let both = Some((id.to_owned(), parent.to_owned()));
+        assert_eq!(parse(&format!("00-{id}-{parent}-01")), both);
         // A later version is read by its first four fields.
-        assert_eq!(
-            trace_id_of(&format!("01-{id}-00f067aa0ba902b7-01-more")).as_deref(),
-            Some(id)
-        );
+        assert_eq!(parse(&format!("01-{id}-{parent}-01-more")), both);
         for bad in [
             format!("ff-{id}-00f067aa0ba902b7-01"),
             format!("00-{id}-00f067aa0ba902b7-01-more"),
@@ -195,12 +210,14 @@ mod tests {
             format!("00-{id}-00f067aa0ba902b7"),
             "garbage".to_owned(),
         ] {
-            assert_eq!(trace_id_of(&bad), None, "{bad}");
+            assert_eq!(parse(&bad), None, "{bad}");
         }
-        let made = traceparent(id);
-        assert_eq!(trace_id_of(&made).as_deref(), Some(id));
-        assert_ne!(made, traceparent(id), "each call is a span of its own");
-        assert!(trace_id_of(&format!("00-{}-00f067aa0ba902b7-01", new_trace_id())).is_some());
-        assert_eq!(random_hex(8).len(), 16);
+        let span = span_id("exe_1", "llm_1");
+        assert_eq!(span.len(), 16);
+        assert_eq!(span, span_id("exe_1", "llm_1"), "derived: the same part, the same span");
+        assert_ne!(span, span_id("exe_1", "llm_2"));
+        assert_ne!(span, span_id("exe_2", "llm_1"));
+        assert_eq!(parse(&traceparent(id, &span)), Some((id.to_owned(), span)));
+        assert!(parse(&format!("00-{}-{parent}-01", new_trace_id())).is_some());
     }
 }

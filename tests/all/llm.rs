@@ -129,6 +129,18 @@ async fn support_over(protocol: Protocol, stream: bool, http2: bool) {
         })
         .collect();
     assert_eq!(spans.len(), 2, "{sent:?}");
+    // They are the model calls' spans of the run's tree.
+    let (_, tree) = server
+        .get(&format!("/v1/executions/{}/trace", record["id"].as_str().unwrap()))
+        .await;
+    let shown: std::collections::HashSet<String> = tree["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["kind"] == "llm")
+        .map(|s| format!("00-{trace_id}-{}-01", s["span_id"].as_str().unwrap()))
+        .collect();
+    assert_eq!(shown, spans, "{tree}");
     // Two model calls (tool call, then answer), summed.
     let usage = &record["token_usage"];
     assert_eq!(usage["prompt"], 2 * PROMPT_TOKENS);

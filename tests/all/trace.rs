@@ -1,12 +1,19 @@
 //! Traces: an execution joins its caller's W3C trace (`traceparent` on
 //! execute) or starts its own; its `http_fetch` calls carry it on with spans of
-//! their own; `GET /v1/executions/{id}/trace` is its span tree.
+//! their own; `GET /v1/executions/{id}/trace` is its span tree, and the same
+//! tree goes to an OpenTelemetry collector over OTLP (decoded here with
+//! OpenTelemetry's own protobuf types).
 
 use axum::Router;
 use axum::http::HeaderMap;
 use axum::routing::get;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use opentelemetry_proto::tonic::trace::v1::status::StatusCode as SpanStatus;
 use warden_tests::{Server, test_config};
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -101,7 +108,8 @@ async fn a_run_joins_its_callers_trace_and_carries_it_on() {
     assert_eq!(trace["trace_id"], TRACE);
     let spans = trace["spans"].as_array().unwrap();
     assert_eq!(spans[0]["kind"], "execution");
-    assert_eq!(spans[0]["parent_id"], Value::Null);
+    assert_eq!(spans[0]["parent_id"], "00f067aa0ba902b7", "under its caller's span");
+    assert_eq!(fetched["trace_parent"], "00f067aa0ba902b7");
     assert_eq!(spans[0]["attributes"]["status"], "completed");
     let root = spans[0]["span_id"].clone();
     assert!(spans[1..].iter().all(|s| s["parent_id"] == root), "{trace}");
@@ -110,6 +118,7 @@ async fn a_run_joins_its_callers_trace_and_carries_it_on() {
     assert!(kinds.contains(&"queue") && kinds.contains(&"tool"), "{kinds:?}");
     let tool = spans.iter().find(|s| s["kind"] == "tool").unwrap();
     assert_eq!(tool["name"], "http_fetch");
+    assert_eq!(tool["span_id"], parts[2], "the span the call sent is the one the tree shows");
     // The call's span covers the call: it began as long before its end as it took.
     assert!(tool["duration_ms"].as_i64().unwrap() >= 50, "{tool}");
     assert!(
@@ -121,4 +130,140 @@ async fn a_run_joins_its_callers_trace_and_carries_it_on() {
     let (status, _) = server.get("/v1/executions/exec_nope/trace").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     server.stop().await;
+}
+
+/// A collector: keeps each OTLP/HTTP export it is sent, decoded.
+async fn collector() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<ExportTraceServiceRequest>>>) {
+    use prost::Message;
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let keep = got.clone();
+    let traces = axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| async move {
+        assert_eq!(headers["content-type"], "application/x-protobuf");
+        assert_eq!(headers["x-tenant"], "acme", "the configured headers are sent");
+        keep.lock()
+            .unwrap()
+            .push(ExportTraceServiceRequest::decode(body).expect("an OTLP trace export"));
+        ""
+    });
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, Router::new().route("/v1/traces", traces)).await;
+    });
+    (port, got)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ended_runs_go_to_an_otlp_collector_as_span_trees() {
+    let (port, got) = collector().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = test_config(tmp.path());
+    config.otlp.endpoint = Some(format!("http://127.0.0.1:{port}"));
+    config.otlp.service_name = "warden-under-test".into();
+    config.otlp.headers.insert("x-tenant".into(), "acme".into());
+    let server = Server::start_with(config).await;
+    server.deploy("echo", json!({})).await;
+    server.deploy("toolbox", json!({ "tools": ["agent_call"] })).await;
+
+    // A run that calls another agent: two executions, one trace.
+    let input = json!({ "tool": "agent_call", "args": { "agent": "echo", "input": { "name": "child" } } });
+    let parent = execute(
+        &server,
+        "toolbox",
+        input,
+        Some(&format!("00-{TRACE}-00f067aa0ba902b7-01")),
+    )
+    .await;
+    assert_eq!(parent["status"], "completed", "{parent}");
+    let child_id = parent["output"]["result"]["execution_id"].as_str().unwrap().to_owned();
+
+    // Both ends arrive (each is sent once it is stored).
+    let mut spans = Vec::new();
+    for _ in 0..100 {
+        spans = got
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|request| {
+                request.resource_spans.iter().flat_map(|r| {
+                    let service = r.resource.as_ref().unwrap().attributes.iter().find(|a| a.key == "service.name");
+                    assert_eq!(
+                        format!("{:?}", service.unwrap().value),
+                        format!("{:?}", Some(string_value("warden-under-test")))
+                    );
+                    r.scope_spans.iter().flat_map(|s| {
+                        assert_eq!(s.scope.as_ref().unwrap().name, "warden");
+                        s.spans.clone()
+                    })
+                })
+            })
+            .collect::<Vec<_>>();
+        if spans.iter().filter(|s| s.name.starts_with("execution ")).count() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let attr = |span: &Span, key: &str| {
+        span.attributes
+            .iter()
+            .find(|a| a.key == key)
+            .and_then(|a| a.value.clone())
+            .and_then(|v| v.value)
+    };
+    let executed = |id: &str| {
+        spans
+            .iter()
+            .find(|s| s.name.starts_with("execution ") && attr(s, "warden.execution_id") == Some(StringValue(id.into())))
+            .unwrap_or_else(|| panic!("no span of {id} in {spans:#?}"))
+            .clone()
+    };
+    let root = executed(parent["id"].as_str().unwrap());
+    let child = executed(&child_id);
+    for span in &spans {
+        assert_eq!(hex(&span.trace_id), TRACE, "one trace: {span:?}");
+    }
+    // The parent hangs under its caller's span (remote), as a server span.
+    assert_eq!(root.name, "execution toolbox");
+    assert_eq!(hex(&root.parent_span_id), "00f067aa0ba902b7");
+    assert_eq!(root.kind, SpanKind::Server as i32);
+    assert_eq!(root.status.as_ref().unwrap().code, SpanStatus::Ok as i32);
+    // Its tool call is a client span under it; the child run hangs under that call.
+    let call = spans
+        .iter()
+        .find(|s| s.name == "tool agent_call")
+        .expect("the agent_call span");
+    assert_eq!(call.parent_span_id, root.span_id);
+    assert_eq!(call.kind, SpanKind::Client as i32);
+    assert_eq!(child.name, "execution echo");
+    assert_eq!(child.parent_span_id, call.span_id, "the child run nests under the call");
+    // The same ids as the trace API's tree.
+    let (_, tree) = server.get(&format!("/v1/executions/{child_id}/trace")).await;
+    assert_eq!(tree["spans"][0]["span_id"], hex(&child.span_id));
+    assert_eq!(tree["spans"][0]["parent_id"], hex(&call.span_id));
+    // Each execution's wait in the queue, under it.
+    let queued = spans.iter().filter(|s| s.name == "queued").count();
+    assert_eq!(queued, 2, "{spans:#?}");
+    assert!(spans.iter().all(|s| s.end_time_unix_nano >= s.start_time_unix_nano));
+
+    let (_, metrics) = text(&server, "/metrics").await;
+    assert!(
+        metrics.contains("warden_otlp_executions_total{outcome=\"sent\"}"),
+        "{metrics}"
+    );
+    server.stop().await;
+}
+
+async fn text(server: &Server, path: &str) -> (StatusCode, String) {
+    let response = server.http.get(server.url(path)).send().await.unwrap();
+    (response.status(), response.text().await.unwrap())
+}
+
+fn string_value(s: &str) -> opentelemetry_proto::tonic::common::v1::AnyValue {
+    opentelemetry_proto::tonic::common::v1::AnyValue {
+        value: Some(StringValue(s.into())),
+    }
 }

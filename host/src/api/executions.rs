@@ -110,10 +110,10 @@ pub async fn execute(
         body.memory.take(),
     )?;
     let trigger = if turn.is_some() { Trigger::Chat } else { Trigger::Api };
-    let trace_id = headers
+    let trace = headers
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
-        .and_then(crate::trace::trace_id_of);
+        .and_then(crate::trace::parse);
     let mut new = NewExecution::new(
         Target::Agent {
             workspace: caller.workspace,
@@ -129,7 +129,7 @@ pub async fn execute(
     new.priority = body.priority;
     new.idempotency_key = idempotency_key(&headers)?;
     new.durable = body.mode == Mode::Async;
-    new.trace_id = trace_id;
+    (new.trace_id, new.trace_parent) = trace.unzip();
     let accepted = match app.executions.submit(new).await {
         Ok(accepted) => accepted,
         Err(SubmitError::Repeated { execution_id, key }) => return replay(&app, &key, execution_id, body.mode).await,

@@ -178,7 +178,13 @@ impl Host for RunState {
         // What it streams is kept: a run cut short shows it, and counts it.
         let streamed = Arc::clone(&self.grants.streamed);
         streamed.begin_call(&request.model, request.messages.iter().map(|m| m.content.len()).sum());
-        let trace_id = self.grants.ctx.trace_id.clone();
+        let span_id = self.next_llm_span();
+        let traceparent = self
+            .grants
+            .ctx
+            .trace_id
+            .as_deref()
+            .map(|trace_id| crate::trace::traceparent(trace_id, &span_id));
         let (request, served) = match super::off_fiber(move || async move {
             let on_delta = move |kind: llm::Delta, text: &str| match kind {
                 llm::Delta::Content => {
@@ -187,7 +193,7 @@ impl Host for RunState {
                 }
                 llm::Delta::Thinking => events.emit(EventData::Thinking(text)),
             };
-            let served = host.chat(&request, trace_id.as_deref(), &on_delta).await;
+            let served = host.chat(&request, traceparent.as_deref(), &on_delta).await;
             (request, served)
         })
         .await
@@ -233,18 +239,18 @@ impl Host for RunState {
                         attempts: served.attempts,
                     }
                 })
-                .map_err(|e| {
+                .map_err(|unserved| {
                     crate::metrics::model_call(&crate::metrics::ModelCall {
-                        provider: "unknown",
+                        provider: unserved.provider.as_deref().unwrap_or("none"),
                         model: &asked,
                         ok: false,
                         duration: took,
                         first_token: None,
                         prompt_tokens: 0,
                         completion_tokens: 0,
-                        retries: 0,
+                        retries: unserved.attempts.saturating_sub(1),
                     });
-                    e.message
+                    unserved.error.message
                 }),
         };
         if let (Some(journal), Some(fingerprint)) = (&self.journal, &fingerprint) {
@@ -284,6 +290,13 @@ struct Answer {
 }
 
 impl RunState {
+    /// The span of the run's next model call: its `llm_N`, N counting calls
+    /// answered and failed alike (the same in a replay).
+    fn next_llm_span(&self) -> String {
+        let n = self.llm.calls as usize + self.llm.errors.len() + 1;
+        crate::trace::span_id(&self.grants.ctx.execution_id, &format!("llm_{n}"))
+    }
+
     /// Records a model call (live or replayed) on the run and answers the guest.
     fn settle_chat(&mut self, call: LlmCall) -> wasmtime::Result<Result<Completion, Error>> {
         let LlmCall {
@@ -291,12 +304,14 @@ impl RunState {
             duration_ms,
             answer,
         } = call;
+        let span_id = self.next_llm_span();
         let c = match answer {
             Ok(answer) => answer,
             Err(message) => {
                 self.record.step(
                     "llm".into(),
-                    json!({ "model": model, "error": message, "duration_ms": duration_ms }).to_string(),
+                    json!({ "model": model, "error": message, "duration_ms": duration_ms, "span_id": span_id })
+                        .to_string(),
                 );
                 self.llm.errors.push(message.clone());
                 return Ok(Err(Error::Provider(message)));
@@ -336,6 +351,7 @@ impl RunState {
                 "tool_calls": c.tool_calls.len(),
                 "attempts": c.attempts,
                 "duration_ms": duration_ms,
+                "span_id": span_id,
             })
             .to_string(),
         );

@@ -180,6 +180,7 @@ impl Host for RunState {
         let host = Arc::clone(&self.grants.tools);
         let mut ctx = self.grants.ctx.clone();
         ctx.child_id = child;
+        ctx.span_id = Some(crate::trace::span_id(&ctx.execution_id, &id));
         let (tool, call_args) = (name.clone(), args);
         let result = super::off_fiber(move || async move { host.call(&ctx, &tool, call_args).await })
             .await

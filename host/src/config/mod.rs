@@ -13,8 +13,10 @@ use serde::Deserialize;
 
 mod llm;
 mod mcp;
+mod otlp;
 pub use self::llm::{LlmConfig, MaxTokensParam, Price, ProviderConfig, ProviderKind};
 pub use self::mcp::{McpConfig, McpCredential};
+pub use self::otlp::OtlpConfig;
 
 /// The whole host configuration. Deserialised from an optional TOML file; every
 /// field has a default, and CLI flags override the file.
@@ -57,6 +59,8 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     pub mcp: McpConfig,
     pub metrics: MetricsConfig,
+    /// Each ended execution's span tree sent to an OpenTelemetry collector.
+    pub otlp: OtlpConfig,
 }
 
 /// Prometheus metrics at `GET /metrics`.
@@ -345,6 +349,7 @@ impl Default for Config {
             webhooks: WebhooksConfig::default(),
             mcp: McpConfig::default(),
             metrics: MetricsConfig::default(),
+            otlp: OtlpConfig::default(),
         }
     }
 }
@@ -408,6 +413,7 @@ impl Config {
     /// Rejects settings that cannot work, naming the field.
     pub fn validate(&self) -> anyhow::Result<()> {
         self.mcp.validate()?;
+        self.otlp.validate()?;
         let l = &self.limits;
         anyhow::ensure!(
             self.max_concurrent_executions >= 1,

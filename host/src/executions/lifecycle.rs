@@ -16,7 +16,7 @@ use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 
 use crate::events::{EventData, EventHub, EventLog};
-use crate::ports::{EffectRefused, Effects, Outbox, Reach};
+use crate::ports::{EffectRefused, Effects, Outbox, Reach, TraceSink};
 use crate::record::{
     Approval, ExecError, Execution, ExecutionView, LogLine, Status, Step, Turn, TurnRole, assistant_text, user_text,
 };
@@ -53,6 +53,8 @@ pub struct Lifecycle {
     details: bool,
     /// Webhook deliveries of ends and approval requests.
     outbox: Arc<dyn Outbox>,
+    /// Where ended executions' traces go, if anywhere.
+    traces: Option<Arc<dyn TraceSink>>,
     registry: Arc<Registry>,
 }
 
@@ -65,10 +67,18 @@ pub struct Ending {
     id: String,
     /// Webhooks to send once the end is stored.
     announce: Option<Arc<dyn Outbox>>,
+    /// The trace to export once the end is stored.
+    trace: Option<(Arc<dyn TraceSink>, String, Execution, Vec<Step>)>,
 }
 
 impl Lifecycle {
-    pub fn new(stores: &Stores, details: bool, outbox: Arc<dyn Outbox>, registry: Arc<Registry>) -> Self {
+    pub fn new(
+        stores: &Stores,
+        details: bool,
+        outbox: Arc<dyn Outbox>,
+        traces: Option<Arc<dyn TraceSink>>,
+        registry: Arc<Registry>,
+    ) -> Self {
         let sink: Arc<dyn crate::events::EventSink> = stores.events.clone();
         Self {
             executions: Arc::clone(&stores.executions),
@@ -77,6 +87,7 @@ impl Lifecycle {
             hub: Arc::new(EventHub::new(sink)),
             details,
             outbox,
+            traces,
             registry,
         }
     }
@@ -279,6 +290,10 @@ impl Lifecycle {
         let view = || serde_json::to_string(&ExecutionView::from(&*execution)).unwrap_or_else(|_| "null".into());
         let deliveries = self.outbox.deliveries(&workspace, event, &view);
         let announce = (!deliveries.is_empty()).then(|| Arc::clone(&self.outbox));
+        let trace = self
+            .traces
+            .as_ref()
+            .map(|sink| (Arc::clone(sink), workspace.clone(), execution.clone(), steps.clone()));
         let commit = self.executions.finish(FinalRecord {
             deliveries,
             turns: turns_of(execution),
@@ -293,6 +308,7 @@ impl Lifecycle {
             hub: Arc::clone(&self.hub),
             id: execution.id.clone(),
             announce,
+            trace,
         }
     }
 }
@@ -364,6 +380,9 @@ impl Ending {
         let result = self.commit.await;
         if let (Some(outbox), Ok(())) = (&self.announce, &result) {
             outbox.stored();
+        }
+        if let (Some((sink, workspace, execution, steps)), Ok(())) = (&self.trace, &result) {
+            sink.ended(workspace, execution, steps);
         }
         self.log.publish_end();
         self.hub.close(&self.id);

@@ -100,6 +100,8 @@ pub struct Parts {
     pub memory: Arc<Memory>,
     /// Where ends and approval requests go out as webhooks.
     pub outbox: Arc<dyn Outbox>,
+    /// Where ended executions' traces go (OTLP export), if anywhere.
+    pub traces: Option<Arc<dyn crate::ports::TraceSink>>,
 }
 
 pub struct Executions {
@@ -151,6 +153,7 @@ impl Executions {
                 stores,
                 config.capture.record_details,
                 Arc::clone(&parts.outbox),
+                parts.traces.clone(),
                 Arc::clone(&parts.registry),
             ),
             idempotency: IdempotencyKeys::new(config.idempotency_ttl_secs, Arc::clone(&stores.idempotency)),

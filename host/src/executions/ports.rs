@@ -97,6 +97,7 @@ impl AgentCalls for Executions {
         let mut new = NewExecution::new(target, input.into(), Trigger::Agent);
         new.parent = Some((ctx.execution_id.clone(), ctx.depth + 1));
         new.trace_id = ctx.trace_id.clone();
+        new.trace_parent = ctx.span_id.clone();
         new.id = ctx.child_id.clone();
         let accepted = this.submit(new).await.map_err(|e| match e {
             SubmitError::AgentNotFound(_) => ToolError::Failed(format!("no agent named {agent:?}")),

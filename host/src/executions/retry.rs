@@ -88,6 +88,7 @@ impl Executions {
         new.retry_of = Some((original.id.clone(), original.attempt + 1));
         // Another attempt at the same request: the same trace.
         new.trace_id = original.trace_id.clone();
+        new.trace_parent = original.trace_parent.clone();
         new.delay = delay;
         new.durable = durable;
         new.memory_stores = original.memory_store_ids.clone();

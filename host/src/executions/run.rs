@@ -83,6 +83,7 @@ impl Executions {
                 workspace: self.registry.workspace_of(&execution.agent_id).unwrap_or_default(),
                 execution_id: execution.id.clone(),
                 trace_id: execution.trace_id.clone(),
+                span_id: None,
                 depth: execution.depth,
                 allowed_hosts: Arc::clone(&manifest.allowed_hosts),
                 mcp_servers: Arc::clone(&manifest.mcp_servers),

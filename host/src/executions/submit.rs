@@ -88,6 +88,8 @@ pub struct NewExecution {
     /// The W3C trace it joins (a caller's `traceparent`, a parent's); a new
     /// one if unset.
     pub trace_id: Option<String>,
+    /// The caller's span in that trace it hangs under.
+    pub trace_parent: Option<String>,
 }
 
 impl NewExecution {
@@ -108,6 +110,7 @@ impl NewExecution {
             memory_stores: Vec::new(),
             schedule: None,
             trace_id: None,
+            trace_parent: None,
         }
     }
 }
@@ -305,6 +308,7 @@ impl Executions {
             scheduled_for: new.schedule.as_ref().map(|(_, slot)| *slot),
             schedule_id: new.schedule.map(|(id, _)| id),
             trace_id: Some(new.trace_id.unwrap_or_else(crate::trace::new_trace_id)),
+            trace_parent: new.trace_parent,
             ..Execution::queued(id.clone(), &entry.agent, &version.meta, now)
         };
         if let Some(metadata) = metadata {

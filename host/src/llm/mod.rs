@@ -107,6 +107,15 @@ pub struct ProviderError {
     pub retry_after: Option<Duration>,
 }
 
+/// A chat no provider answered: why, which provider was tried (none serves
+/// the model: `None`), and how many attempts it had.
+#[derive(Debug)]
+pub struct Unserved {
+    pub error: ProviderError,
+    pub provider: Option<String>,
+    pub attempts: u32,
+}
+
 impl ProviderError {
     pub fn permanent(message: impl Into<String>) -> Self {
         Self {
@@ -232,22 +241,26 @@ impl Llm {
     }
 
     /// Sends a chat to the provider serving `request.model`, retrying transient
-    /// failures with backoff; each attempt is a span of the W3C trace
-    /// `trace_id`, sent as `traceparent`.
+    /// failures with backoff; every attempt sends `traceparent` (the call's
+    /// span in the run's W3C trace). A failure names the provider that was
+    /// tried and how often.
     pub async fn chat(
         &self,
         request: &ChatRequest,
-        trace_id: Option<&str>,
+        traceparent: Option<&str>,
         on_delta: OnDelta<'_>,
-    ) -> Result<Served, ProviderError> {
-        let provider = self
-            .provider_for(&request.model)
-            .ok_or_else(|| ProviderError::permanent(format!("no provider serves model {:?}", request.model)))?;
+    ) -> Result<Served, Unserved> {
+        let Some(provider) = self.provider_for(&request.model) else {
+            return Err(Unserved {
+                error: ProviderError::permanent(format!("no provider serves model {:?}", request.model)),
+                provider: None,
+                attempts: 0,
+            });
+        };
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let traceparent = trace_id.map(crate::trace::traceparent);
-            let call = self.call_once(provider, request, traceparent.as_deref(), on_delta);
+            let call = self.call_once(provider, request, traceparent, on_delta);
             let result = match tokio::time::timeout(self.timeout, call).await {
                 Ok(result) => result,
                 Err(_) => Err(ProviderError::transient(format!(
@@ -275,7 +288,11 @@ impl Llm {
                     if attempt > 1 {
                         e.message = format!("{} (after {attempt} attempts)", e.message);
                     }
-                    return Err(e);
+                    return Err(Unserved {
+                        error: e,
+                        provider: Some(provider.config.name.clone()),
+                        attempts: attempt,
+                    });
                 }
             }
         }

@@ -215,6 +215,9 @@ pub struct Execution {
     /// The W3C trace it belongs to (32 hex digits): its caller's `traceparent`,
     /// its parent's, or its own. See `GET /v1/executions/{id}/trace`.
     pub trace_id: Option<String>,
+    /// The caller's span it hangs under (16 hex digits): its `traceparent`'s
+    /// parent id, or the span of the parent run's `agent_call`.
+    pub trace_parent: Option<String>,
     /// What the run's model calls streamed before it ended without an output
     /// (cancelled, failed, timed out): the partial answer.
     pub output_partial: Option<String>,
@@ -306,6 +309,7 @@ impl Execution {
             schedule_id: None,
             scheduled_for: None,
             trace_id: None,
+            trace_parent: None,
             output_partial: None,
             token_usage: Usage::default(),
             usage_estimated: false,

@@ -40,8 +40,8 @@ pub async fn call(
     if let Some(ct) = args["content_type"].as_str() {
         request = request.header(reqwest::header::CONTENT_TYPE, ct);
     }
-    if let Some(trace_id) = &ctx.trace_id {
-        request = request.header("traceparent", crate::trace::traceparent(trace_id));
+    if let (Some(trace_id), Some(span_id)) = (&ctx.trace_id, &ctx.span_id) {
+        request = request.header("traceparent", crate::trace::traceparent(trace_id, span_id));
     }
     let mut response = request
         .send()

@@ -359,6 +359,10 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE executions ADD COLUMN trace_id TEXT;
     "#,
+    // 16: the caller's span each execution hangs under.
+    r#"
+    ALTER TABLE executions ADD COLUMN trace_parent TEXT;
+    "#,
 ];
 
 /// Connection settings every connection gets.

@@ -1,0 +1,267 @@
+//! OTLP export (cargo feature `otlp`): each ended execution's span tree (see
+//! [`crate::trace`]) sent to an OpenTelemetry collector over OTLP/HTTP
+//! (protobuf), by the official `opentelemetry-otlp` exporter. Ends are queued
+//! (bounded; past it they are dropped and counted, never waited for) and sent
+//! by one task in batches: one request per end when the host is quiet, many
+//! ends per request when it is busy. Model calls carry the GenAI semantic
+//! conventions' attributes (`gen_ai.*`); the rest keep the names the trace API
+//! shows, under `warden.`.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState};
+use opentelemetry::{InstrumentationScope, KeyValue, Value};
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanExporter as _, SpanLinks};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::OtlpConfig;
+use crate::ports::TraceSink;
+use crate::record::{Execution, Status as RunStatus, Step};
+use crate::store::{ApprovalFilter, ApprovalStore};
+use crate::trace::Span;
+
+/// Approval waits exported per execution, at most.
+const MAX_APPROVALS: u32 = 100;
+/// How long closing waits for what is queued to be sent.
+const FLUSH_WAIT: Duration = Duration::from_secs(5);
+
+enum Msg {
+    Ended {
+        workspace: String,
+        execution: Box<Execution>,
+        steps: Vec<Step>,
+    },
+    Flush(oneshot::Sender<()>),
+}
+
+/// The queue in front of the exporting task.
+pub struct Exporter {
+    queue: mpsc::Sender<Msg>,
+}
+
+impl Exporter {
+    /// Starts exporting, if `config` names an endpoint.
+    pub fn start(config: &OtlpConfig, approvals: Arc<dyn ApprovalStore>) -> anyhow::Result<Option<Arc<Exporter>>> {
+        let Some(url) = config.traces_url() else {
+            return Ok(None);
+        };
+        let mut exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_endpoint(url.clone())
+            .with_headers(config.headers.clone())
+            .with_timeout(Duration::from_millis(config.timeout_ms))
+            .build()
+            .map_err(|e| anyhow::anyhow!("otlp: {e}"))?;
+        exporter.set_resource(&Resource::builder().with_service_name(config.service_name.clone()).build());
+        let (queue, rx) = mpsc::channel(config.max_queued_executions);
+        tokio::spawn(send(rx, exporter, approvals, config.batch_executions));
+        tracing::info!(endpoint = %url, "exporting traces over OTLP");
+        Ok(Some(Arc::new(Exporter { queue })))
+    }
+}
+
+#[async_trait]
+impl TraceSink for Exporter {
+    fn ended(&self, workspace: &str, execution: &Execution, steps: &[Step]) {
+        let msg = Msg::Ended {
+            workspace: workspace.to_owned(),
+            execution: Box::new(execution.clone()),
+            steps: steps.to_vec(),
+        };
+        if self.queue.try_send(msg).is_err() {
+            crate::metrics::otlp_spans("dropped", 1);
+        }
+    }
+
+    async fn flush(&self) {
+        let (done, sent) = oneshot::channel();
+        if self.queue.send(Msg::Flush(done)).await.is_ok() {
+            let _ = tokio::time::timeout(FLUSH_WAIT, sent).await;
+        }
+    }
+}
+
+/// The exporting task: takes what is queued (up to `batch` ends), makes their
+/// spans, sends them, and again.
+async fn send(
+    mut rx: mpsc::Receiver<Msg>,
+    exporter: opentelemetry_otlp::SpanExporter,
+    approvals: Arc<dyn ApprovalStore>,
+    batch: usize,
+) {
+    let scope = InstrumentationScope::builder("warden")
+        .with_version(env!("CARGO_PKG_VERSION"))
+        .build();
+    let mut warned = false;
+    while let Some(first) = rx.recv().await {
+        let mut flushes = Vec::new();
+        let mut spans = Vec::new();
+        let mut ends = 0;
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            match msg {
+                Msg::Flush(done) => flushes.push(done),
+                Msg::Ended {
+                    workspace,
+                    execution,
+                    steps,
+                } => {
+                    ends += 1;
+                    let approvals = approvals_of(&*approvals, workspace, &execution.id).await;
+                    spans.extend(span_data(&execution, &steps, &approvals, &scope));
+                }
+            }
+            if ends < batch {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !spans.is_empty() {
+            match exporter.export(spans).await {
+                Ok(()) => {
+                    crate::metrics::otlp_spans("sent", ends);
+                    warned = false;
+                }
+                Err(e) => {
+                    crate::metrics::otlp_spans("failed", ends);
+                    // Once per outage, not once per batch.
+                    if !warned {
+                        tracing::warn!(error = %e, "OTLP export failed; spans of this batch are lost");
+                        warned = true;
+                    }
+                }
+            }
+        }
+        for done in flushes {
+            let _ = done.send(());
+        }
+    }
+}
+
+async fn approvals_of(store: &dyn ApprovalStore, workspace: String, id: &str) -> Vec<crate::record::Approval> {
+    let filter = ApprovalFilter {
+        workspace,
+        status: None,
+        agent_id: None,
+        execution_id: Some(id.to_owned()),
+        after: None,
+        limit: MAX_APPROVALS,
+    };
+    store.list(filter).await.map(|(found, _)| found).unwrap_or_default()
+}
+
+/// An execution's spans as OpenTelemetry's: none for one without a trace id.
+fn span_data(
+    execution: &Execution,
+    steps: &[Step],
+    approvals: &[crate::record::Approval],
+    scope: &InstrumentationScope,
+) -> Vec<SpanData> {
+    let Some(trace_id) = execution.trace_id.as_deref().and_then(|t| TraceId::from_hex(t).ok()) else {
+        return Vec::new();
+    };
+    let spans = crate::trace::spans(execution, steps, approvals);
+    let ended_at = execution.completed_at.unwrap_or(execution.created_at);
+    spans
+        .into_iter()
+        .filter_map(|span| {
+            let span_id = SpanId::from_hex(&span.span_id).ok()?;
+            let is_root = span.kind == "execution";
+            let parent = span.parent_id.as_deref().and_then(|p| SpanId::from_hex(p).ok());
+            let status = status_of(&span, execution);
+            Some(SpanData {
+                span_context: SpanContext::new(trace_id, span_id, TraceFlags::SAMPLED, false, TraceState::NONE),
+                parent_span_id: parent.unwrap_or(SpanId::INVALID),
+                // The root's parent is its caller's span, in another process.
+                parent_span_is_remote: is_root && parent.is_some(),
+                span_kind: match span.kind.as_str() {
+                    "execution" => SpanKind::Server,
+                    "llm" | "tool" => SpanKind::Client,
+                    _ => SpanKind::Internal,
+                },
+                name: Cow::Owned(match span.kind.as_str() {
+                    "execution" => format!("execution {}", span.name),
+                    "llm" => format!("chat {}", span.name),
+                    "tool" => format!("tool {}", span.name),
+                    "step" | "queue" => span.name.clone(),
+                    other => format!("{other} {}", span.name),
+                }),
+                start_time: at(span.start),
+                end_time: at(span.end.unwrap_or(ended_at)),
+                attributes: attributes(&span),
+                dropped_attributes_count: 0,
+                events: SpanEvents::default(),
+                links: SpanLinks::default(),
+                status,
+                instrumentation_scope: scope.clone(),
+            })
+        })
+        .collect()
+}
+
+fn at(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+/// Failed: the execution that did not complete, a call that recorded an error.
+fn status_of(span: &Span, execution: &Execution) -> Status {
+    if span.kind == "execution" {
+        return match (&execution.status, &execution.error) {
+            (RunStatus::Completed, _) => Status::Ok,
+            (_, Some(error)) => Status::error(format!("{}: {}", error.code, error.message)),
+            _ => Status::Unset,
+        };
+    }
+    match span.attributes.get("error").and_then(|e| e.as_str()) {
+        Some(message) => Status::error(message.to_owned()),
+        None => Status::Unset,
+    }
+}
+
+/// The span's recorded attributes, `warden.`-prefixed, with a model call's
+/// also under the GenAI semantic conventions' names.
+fn attributes(span: &Span) -> Vec<KeyValue> {
+    let mut out = vec![KeyValue::new("warden.kind", span.kind.clone())];
+    let Some(fields) = span.attributes.as_object() else {
+        return out;
+    };
+    for (key, value) in fields {
+        if let Some(value) = value_of(value) {
+            out.push(KeyValue::new(format!("warden.{key}"), value));
+        }
+    }
+    if span.kind == "llm" {
+        out.push(KeyValue::new("gen_ai.operation.name", "chat"));
+        out.push(KeyValue::new("gen_ai.request.model", span.name.clone()));
+        if let Some(provider) = fields.get("provider").and_then(|p| p.as_str()) {
+            out.push(KeyValue::new("gen_ai.provider.name", provider.to_owned()));
+        }
+        let usage = &span.attributes["usage"];
+        for (from, to) in [
+            ("prompt", "gen_ai.usage.input_tokens"),
+            ("completion", "gen_ai.usage.output_tokens"),
+        ] {
+            if let Some(n) = usage[from].as_i64() {
+                out.push(KeyValue::new(to, n));
+            }
+        }
+    }
+    out
+}
+
+fn value_of(value: &serde_json::Value) -> Option<Value> {
+    Some(match value {
+        serde_json::Value::Null => return None,
+        serde_json::Value::Bool(b) => Value::Bool(*b),
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => Value::I64(i),
+            None => Value::F64(n.as_f64()?),
+        },
+        serde_json::Value::String(s) => Value::String(s.clone().into()),
+        other => Value::String(other.to_string().into()),
+    })
+}
