@@ -59,6 +59,21 @@ async fn metrics_count_runs_models_tools_and_requests() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let odd = reqwest::Method::from_bytes(b"BREW").unwrap();
     server.http.request(odd, server.url("/mcp")).send().await.unwrap();
+    // Requests no route takes count too: 404, 405, and 413 by Content-Length.
+    let nowhere = server.http.get(server.url("/v1/nowhere")).bearer_auth(&admin).send().await.unwrap();
+    assert_eq!(nowhere.status(), StatusCode::NOT_FOUND);
+    let wrong = server.http.put(server.url("/admin/health")).send().await.unwrap();
+    assert_eq!(wrong.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let huge = server
+        .http
+        .post(server.url("/v1/agents/echo/execute"))
+        .bearer_auth(&admin)
+        .header("content-type", "application/json")
+        .body(vec![b' '; 9 << 20])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(huge.status(), StatusCode::PAYLOAD_TOO_LARGE);
 
     let res = server
         .http
@@ -130,6 +145,15 @@ async fn metrics_count_runs_models_tools_and_requests() {
     );
     assert_eq!(get("warden_execution_slots", &[]), Some(256.0));
     assert_eq!(get("warden_executions_running", &[]), Some(0.0));
+    let unrouted = |method: &str, status: &str| {
+        let (method, status) = (format!("method=\"{method}\""), format!("status=\"{status}\""));
+        get("warden_http_requests_total", &["route=\"unmatched\"", &method, &status])
+    };
+    assert_eq!(
+        (unrouted("GET", "404"), unrouted("PUT", "405"), unrouted("POST", "413")),
+        (Some(1.0), Some(1.0), Some(1.0)),
+        "{text}"
+    );
     for line in text.lines().filter(|l| l.starts_with("warden_http_requests_total{")) {
         assert!(!line.contains("exec_"), "a route, never a path: {line}");
     }

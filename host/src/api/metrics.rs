@@ -38,14 +38,25 @@ pub async fn metrics(State(app): State<Arc<App>>, Extension(caller): Extension<C
         .into_response())
 }
 
-/// Counts a request by its route's pattern (never its path: ids would make a
-/// series each), method and status.
-pub async fn count(request: Request, next: Next) -> Response {
-    let began = Instant::now();
-    let method = request.method().clone();
+/// Marks a routed request's response with its route's pattern, for the count
+/// of every request ([`count`]).
+pub async fn mark(request: Request, next: Next) -> Response {
     let route = request.extensions().get::<MatchedPath>().cloned();
-    let response = next.run(request).await;
-    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    crate::metrics::http_request(method.as_str(), route, response.status().as_u16(), began.elapsed());
+    let mut response = next.run(request).await;
+    if let Some(route) = route {
+        response.extensions_mut().insert(route);
+    }
     response
+}
+
+/// Counts an answered request by its route's pattern (never its path: ids
+/// would make a series each; `unmatched` for one no route took: 404, 405, or
+/// refused before routing, like a 413 by its `Content-Length`), method and
+/// status.
+pub fn count(method: &axum::http::Method, response: &Response, began: Instant) {
+    let route = response
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str);
+    crate::metrics::http_request(method.as_str(), route, response.status().as_u16(), began.elapsed());
 }

@@ -117,7 +117,7 @@ pub fn router(app: Arc<App>) -> Router {
         // The dashboard's static files: it signs in with a key like any client.
         .merge(crate::ui::router())
         .route("/openapi.json", get(move || std::future::ready(document.clone())))
-        .route_layer(middleware::from_fn(metrics::count))
+        .route_layer(middleware::from_fn(metrics::mark))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(http.max_body_bytes))

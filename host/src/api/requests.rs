@@ -1,4 +1,5 @@
-//! Request ids and the access log, in one middleware. Every request gets an
+//! Request ids, the access log and the count of every request (`/metrics`), in
+//! one middleware, outside routing so 404, 405 and 413 count. Every request gets an
 //! `x-request-id`: the caller's own when it sent a short one of letters,
 //! digits and `-_.:`, else a fresh `req_…`; handlers see it in the request's
 //! headers and the response carries it back. The access log
@@ -45,10 +46,12 @@ async fn identify(State(access_log): State<AccessLog>, mut request: Request, nex
     };
     let started = Instant::now();
     // Cheap clones (shared bytes): most requests succeed and log nothing.
-    let logged = (access_log != AccessLog::Off).then(|| (request.method().clone(), request.uri().clone()));
+    let method = request.method().clone();
+    let uri = (access_log != AccessLog::Off).then(|| request.uri().clone());
     let mut response = next.run(request).await;
+    super::metrics::count(&method, &response, started);
     let failed = response.status().as_u16() >= 400;
-    if let Some((method, uri)) = logged.filter(|_| failed || access_log == AccessLog::All) {
+    if let Some(uri) = uri.filter(|_| failed || access_log == AccessLog::All) {
         let path = uri.path();
         tracing::info!(
             target: "warden::http",
