@@ -127,6 +127,7 @@ async fn in_process(config: &Config) -> anyhow::Result<f64> {
             llm: Arc::clone(&llm),
             tools: tools.clone(),
             models: Default::default(),
+            model: None,
             token_budget: 0,
             allowed_tools: Default::default(),
             max_tool_calls: 0,

@@ -70,8 +70,10 @@ impl Client {
             .await
     }
 
-    pub async fn run(&self, agent: &str, input: Value, mode: &str) -> anyhow::Result<Value> {
-        let body = json!({ "input": input, "mode": mode });
+    /// Executes `agent`: `body` is the execute request's (`input`, `model`...),
+    /// `mode` its mode.
+    pub async fn run(&self, agent: &str, mut body: Value, mode: &str) -> anyhow::Result<Value> {
+        body["mode"] = json!(mode);
         self.send(
             self.http
                 .post(format!("{}/v1/agents/{agent}/execute", self.base))

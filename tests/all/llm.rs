@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 use warden_host::config::{ProviderConfig, ProviderKind};
 use warden_tests::providers::{ANSWER, CACHED_TOKENS, COMPLETION_TOKENS, FakeProvider, Mode, PROMPT_TOKENS, Protocol};
@@ -298,5 +299,46 @@ async fn the_token_budget_stops_a_looping_agent() {
     assert_eq!(record["error"]["source"], "host");
     let total = record["token_usage"]["total"].as_u64().unwrap();
     assert!(total >= 2000, "{total}");
+    server.stop().await;
+}
+
+/// A caller picks one of the agent's models for a run: the model of every
+/// call that names none. Others are refused before anything runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_uses_the_model_its_caller_picked() {
+    let server = Server::start().await;
+    server
+        .deploy("support", json!({"models": ["scripted", "scripted-mini"]}))
+        .await;
+    let input = json!({"question": "Where is order A-7?", "orders": {"A-7": "late"}});
+    let run = |model: Option<&str>| {
+        let mut body = json!({"input": input});
+        if let Some(model) = model {
+            body["model"] = json!(model);
+        }
+        let server = &server;
+        async move { server.post_json("/v1/agents/support/execute", &body).await }
+    };
+    let (status, picked) = run(Some("scripted-mini")).await;
+    assert_eq!(status, StatusCode::OK, "{picked}");
+    assert_eq!(picked["status"], "completed", "{picked}");
+    // The offline provider answers as `scripted:<the model asked>`.
+    assert_eq!(
+        (&picked["model"], &picked["model_used"]),
+        (&json!("scripted-mini"), &json!("scripted:scripted-mini"))
+    );
+    let (_, default) = run(None).await;
+    assert_eq!((&default["model"], &default["model_used"]), (&Value::Null, &json!("scripted")));
+    let (status, refused) = run(Some("gpt-5")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert_eq!(warden_tests::error_code(&refused), "invalid_request");
+    assert!(refused["error"]["message"].as_str().unwrap().contains("scripted, scripted-mini"), "{refused}");
+    // A retry is the same request: the same model.
+    let (status, retried) = server
+        .post_json(&format!("/v1/executions/{}/retry", picked["id"].as_str().unwrap()), &json!(null))
+        .await;
+    assert!(status.is_success(), "{retried}");
+    let retried = server.wait_terminal(retried["id"].as_str().unwrap()).await;
+    assert_eq!(retried["model_used"], "scripted:scripted-mini", "{retried}");
     server.stop().await;
 }

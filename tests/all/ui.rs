@@ -367,6 +367,25 @@ async fn make_repeatable_and_chat_from_the_dashboard() {
         )
         .await;
     browser.screenshot("conversation").await;
+
+    // The Tasks tab: a task sent with another of the agent's models.
+    server
+        .deploy("support", json!({"models": ["scripted", "scripted-mini"]}))
+        .await;
+    browser.goto(&server.url("/#/agents/support?tab=tasks")).await;
+    browser.wait_for("document.querySelector('#task-model option[value=\"scripted-mini\"]')", WAIT).await;
+    browser
+        .fill("#task-input", r#"{"question": "Where is order A-7?", "orders": {"A-7": "late"}}"#)
+        .await;
+    browser.eval("document.querySelector('#task-model').value = 'scripted-mini'").await;
+    browser.click("#task-send").await;
+    browser
+        .wait_for("document.querySelector('#task-history tr[data-status=\"completed\"]')", WAIT)
+        .await;
+    let (_, runs) = server.get("/v1/agents/support/executions").await;
+    assert_eq!(runs["data"][0]["model"], "scripted-mini", "{runs}");
+    assert_eq!(runs["data"][0]["model_used"], "scripted:scripted-mini", "{runs}");
+    browser.screenshot("tasks").await;
     assert_eq!(browser.errors(), Vec::<String>::new());
     browser.close().await;
 }

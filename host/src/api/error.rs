@@ -247,7 +247,7 @@ impl From<SubmitError> for ApiError {
                 message: e.to_string(),
                 status: None,
             },
-            SubmitError::InvalidPriority | SubmitError::InvalidMetadata => {
+            SubmitError::InvalidPriority | SubmitError::InvalidMetadata | SubmitError::ModelNotAllowed { .. } => {
                 ApiError::unprocessable("invalid_request", e.to_string())
             }
             SubmitError::InputTooLarge { .. } => ApiError::PayloadTooLarge(e.to_string()),

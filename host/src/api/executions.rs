@@ -64,6 +64,10 @@ pub struct ExecuteBody {
     /// Run this version instead of the latest.
     #[serde(default, deserialize_with = "whole_number")]
     version: Option<u32>,
+    /// The model of every call the agent makes without naming one: one of its
+    /// manifest's `models` (422 otherwise). Unset: the manifest's first.
+    #[serde(default)]
+    model: Option<String>,
     /// Continue this conversation: the execution is its next turn (`trigger: "chat"`).
     #[serde(default)]
     conversation_id: Option<String>,
@@ -127,6 +131,7 @@ pub async fn execute(
     new.memory_stores = std::mem::take(&mut body.memory_stores);
     new.metadata = body.metadata.take().map(Into::into);
     new.priority = body.priority;
+    new.model = body.model.take();
     new.idempotency_key = idempotency_key(&headers)?;
     new.durable = body.mode == Mode::Async;
     (new.trace_id, new.trace_parent) = trace.unzip();

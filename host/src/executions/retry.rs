@@ -89,6 +89,7 @@ impl Executions {
         // Another attempt at the same request: the same trace.
         new.trace_id = original.trace_id.clone();
         new.trace_parent = original.trace_parent.clone();
+        new.model = original.model.clone();
         new.delay = delay;
         new.durable = durable;
         new.memory_stores = original.memory_store_ids.clone();

@@ -72,6 +72,7 @@ impl Executions {
             llm: Arc::clone(&self.llm),
             tools: Arc::clone(&self.tools),
             models: Arc::clone(&manifest.models),
+            model: execution.model.clone(),
             token_budget: manifest
                 .token_budget
                 .unwrap_or(self.settings.default_token_budget)

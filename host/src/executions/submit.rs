@@ -90,6 +90,8 @@ pub struct NewExecution {
     pub trace_id: Option<String>,
     /// The caller's span in that trace it hangs under.
     pub trace_parent: Option<String>,
+    /// The model of the agent's calls that name none (one of its manifest's).
+    pub model: Option<String>,
 }
 
 impl NewExecution {
@@ -111,6 +113,7 @@ impl NewExecution {
             schedule: None,
             trace_id: None,
             trace_parent: None,
+            model: None,
         }
     }
 }
@@ -141,6 +144,8 @@ pub enum SubmitError {
     InvalidPriority,
     #[error("metadata must be a JSON object")]
     InvalidMetadata,
+    #[error("model {model:?} is not one of the agent's models ({allowed})")]
+    ModelNotAllowed { model: String, allowed: String },
     #[error("input is {size} bytes of JSON; the limit is {limit}")]
     InputTooLarge { size: usize, limit: usize },
     #[error("the input does not match the agent's input_schema: {}", crate::manifest::describe(.0))]
@@ -198,6 +203,20 @@ impl Executions {
             Some(_) => return Err(SubmitError::InvalidMetadata),
             None => None,
         };
+        if let Some(model) = &new.model {
+            let models = &version.meta.manifest.models;
+            let allowed = if models.is_empty() {
+                model == "scripted"
+            } else {
+                models.iter().any(|m| m == model)
+            };
+            if !allowed {
+                return Err(SubmitError::ModelNotAllowed {
+                    model: model.clone(),
+                    allowed: if models.is_empty() { "scripted".into() } else { models.join(", ") },
+                });
+            }
+        }
         let input = new.input;
         let limit = self.settings.max_input_bytes;
         if input.get().len() > limit {
@@ -239,6 +258,7 @@ impl Executions {
                 input.get(),
                 metadata.as_ref().map_or("{}", |m| m.get()),
                 &priority.to_string(),
+                new.model.as_deref().unwrap_or(""),
                 continued
                     .as_deref()
                     .unwrap_or(if new.turn.is_some() { "new" } else { "" }),
@@ -309,6 +329,7 @@ impl Executions {
             schedule_id: new.schedule.map(|(id, _)| id),
             trace_id: Some(new.trace_id.unwrap_or_else(crate::trace::new_trace_id)),
             trace_parent: new.trace_parent,
+            model: new.model,
             ..Execution::queued(id.clone(), &entry.agent, &version.meta, now)
         };
         if let Some(metadata) = metadata {

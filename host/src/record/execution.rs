@@ -218,6 +218,10 @@ pub struct Execution {
     /// The caller's span it hangs under (16 hex digits): its `traceparent`'s
     /// parent id, or the span of the parent run's `agent_call`.
     pub trace_parent: Option<String>,
+    /// The model its caller picked for it: the model of every call the agent
+    /// makes without naming one (one of the manifest's `models`). `null`: the
+    /// manifest's first.
+    pub model: Option<String>,
     /// What the run's model calls streamed before it ended without an output
     /// (cancelled, failed, timed out): the partial answer.
     pub output_partial: Option<String>,
@@ -310,6 +314,7 @@ impl Execution {
             scheduled_for: None,
             trace_id: None,
             trace_parent: None,
+            model: None,
             output_partial: None,
             token_usage: Usage::default(),
             usage_estimated: false,

@@ -55,6 +55,8 @@ pub struct Grants {
     pub tools: Arc<dyn ToolHost>,
     /// Allowed models, the default first; empty means `scripted`.
     pub models: Arc<[String]>,
+    /// The model the run's caller picked over the manifest's default.
+    pub model: Option<String>,
     pub token_budget: u64,
     /// Tools the manifest allows.
     pub allowed_tools: Arc<[String]>,
@@ -174,7 +176,10 @@ impl Grants {
 
     /// The model a call that names none uses.
     pub fn default_model(&self) -> &str {
-        self.models.first().map_or("scripted", String::as_str)
+        match &self.model {
+            Some(picked) => picked,
+            None => self.models.first().map_or("scripted", String::as_str),
+        }
     }
 }
 

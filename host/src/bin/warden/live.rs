@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::io::AsyncBufReadExt;
 use warden_host::client::Client;
 
@@ -135,14 +135,10 @@ async fn ask(
     }
 }
 
-/// Runs `agent` and follows it live; the final record, fetched at its end.
-pub async fn run(client: &Client, agent: &str, input: Value) -> anyhow::Result<Value> {
-    let made = client
-        .post_json(
-            &format!("/v1/agents/{agent}/execute"),
-            &json!({ "input": input, "mode": "async" }),
-        )
-        .await?;
+/// Runs `agent` (`body`: the execute request's `input`, `model`...) and
+/// follows it live; the final record, fetched at its end.
+pub async fn run(client: &Client, agent: &str, body: Value) -> anyhow::Result<Value> {
+    let made = client.run(agent, body, "async").await?;
     let id = made["id"]
         .as_str()
         .context("the server made no execution id")?

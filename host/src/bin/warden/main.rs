@@ -80,6 +80,9 @@ enum Command {
         /// JSON input, or @file.json, or @- for standard input.
         #[arg(long, default_value = "null")]
         input: String,
+        /// The model of the agent's calls that name none (one of its manifest's models).
+        #[arg(long)]
+        model: Option<String>,
         /// Return at once with the execution id instead of waiting.
         #[arg(long = "async", conflicts_with = "stream")]
         run_async: bool,
@@ -321,16 +324,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run {
             agent,
             input,
+            model,
             run_async,
             stream,
         } => {
-            let input = read_input(&input)?;
+            let mut body = serde_json::json!({ "input": read_input(&input)? });
+            if let Some(model) = model {
+                body["model"] = model.into();
+            }
             if stream || (!run_async && format == output::Format::Table) {
-                let record = live::run(&client()?, &agent, input).await?;
+                let record = live::run(&client()?, &agent, body).await?;
                 std::process::exit(if record["status"] == "completed" { 0 } else { 1 });
             }
             let mode = if run_async { "async" } else { "sync" };
-            let record = client()?.run(&agent, input, mode).await?;
+            let record = client()?.run(&agent, body, mode).await?;
             if run_async && format == output::Format::Table {
                 let id = output::text(&record["id"]);
                 println!(

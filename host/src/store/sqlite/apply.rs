@@ -331,10 +331,10 @@ fn upsert_execution(tx: &Transaction<'_>, e: &Execution) -> anyhow::Result<()> {
             prompt_tokens, completion_tokens, total_tokens, cache_read_tokens, cache_write_tokens,
             cost_usd, model_used, llm_provider, first_token_ms, tool_ms, n_tool_calls, tool_calls,
             parent_id, depth, n_artifacts, n_screenshots, usage_estimated, conversation_id, memory_stores,
-            output_partial, turn_key, session_set, schedule_id, scheduled_for, trace_id, trace_parent)
+            output_partial, turn_key, session_set, schedule_id, scheduled_for, trace_id, trace_parent, model)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
             ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34,
-            ?35, ?36, ?37, ?38, ?39, ?40, ?41, ?42, ?43, ?44, ?45, ?46, ?47, ?48, ?49, ?50, ?51, ?52, ?53)
+            ?35, ?36, ?37, ?38, ?39, ?40, ?41, ?42, ?43, ?44, ?45, ?46, ?47, ?48, ?49, ?50, ?51, ?52, ?53, ?54)
          ON CONFLICT (id) DO UPDATE SET status = excluded.status, output = excluded.output,
             error_code = excluded.error_code, error_message = excluded.error_message,
             error_source = excluded.error_source, fuel_used = excluded.fuel_used,
@@ -405,7 +405,8 @@ fn upsert_execution(tx: &Transaction<'_>, e: &Execution) -> anyhow::Result<()> {
         e.schedule_id,
         e.scheduled_for,
         e.trace_id,
-        e.trace_parent
+        e.trace_parent,
+        e.model
     ])?;
     Ok(())
 }

@@ -29,7 +29,7 @@ const EXECUTION_COLUMNS: &str = "id, agent_id, agent_name, agent_version_id, age
     completion_tokens, total_tokens, cache_read_tokens, cache_write_tokens, cost_usd, model_used,
     llm_provider, first_token_ms, tool_ms, n_tool_calls, tool_calls, parent_id, depth,
     n_artifacts, n_screenshots, usage_estimated, conversation_id, memory_stores, output_partial,
-    turn_key, session_set, schedule_id, scheduled_for, trace_id, trace_parent";
+    turn_key, session_set, schedule_id, scheduled_for, trace_id, trace_parent, model";
 
 fn execution_from_row(r: &Row<'_>) -> rusqlite::Result<Execution> {
     let status: String = r.get(5)?;
@@ -99,6 +99,7 @@ fn execution_from_row(r: &Row<'_>) -> rusqlite::Result<Execution> {
         scheduled_for: r.get(50)?,
         trace_id: r.get(51)?,
         trace_parent: r.get(52)?,
+        model: r.get(53)?,
     })
 }
 

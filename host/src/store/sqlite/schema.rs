@@ -359,9 +359,11 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE executions ADD COLUMN trace_id TEXT;
     "#,
-    // 16: the caller's span each execution hangs under.
+    // 16: the caller's span each execution hangs under; the model its caller
+    // picked.
     r#"
     ALTER TABLE executions ADD COLUMN trace_parent TEXT;
+    ALTER TABLE executions ADD COLUMN model TEXT;
     "#,
 ];
 

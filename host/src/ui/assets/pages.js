@@ -59,16 +59,21 @@ export async function agentPage(name) {
   }
 }
 
-/// Send a task and watch the agent's runs, live.
+/// Send a task (with a model of the agent's) and watch its runs, live.
 function tasksTab(agent, body) {
   const input = h("textarea", { id: "task-input" }, "{}");
+  const models = agent.latest?.manifest?.models?.length ? agent.latest.manifest.models : ["scripted"];
+  const model = h("select", { id: "task-model" },
+    models.map((m, i) => h("option", { value: i === 0 ? "" : m }, i === 0 ? `${m} (default)` : m)));
   const history = h("tbody", { id: "task-history" });
   const send = (event) => {
     event.preventDefault();
     act(event.submitter, async () => {
       let value;
       try { value = JSON.parse(input.value); } catch { value = input.value; }
-      const made = await api(`/v1/agents/${encodeURIComponent(agent.name)}/execute`, { method: "POST", body: { input: value, mode: "async" } });
+      const request = { input: value, mode: "async" };
+      if (model.value) request.model = model.value;
+      const made = await api(`/v1/agents/${encodeURIComponent(agent.name)}/execute`, { method: "POST", body: request });
       toast(`Queued ${made.id}`);
       await load();
     });
@@ -78,14 +83,16 @@ function tasksTab(agent, body) {
     fill(history, ...data.map((e) => h("tr", { class: "row", dataset: { id: e.id, status: e.status }, onclick: () => go(`#/executions/${e.id}`) },
       h("td", {}, badge(e.status), " ", TERMINAL.has(e.status) ? null : liveBadge()),
       h("td", {}, when(e.created_at)), h("td", {}, duration(e.duration_ms)),
+      h("td", { class: "mono" }, e.model_used || e.model || ""),
       h("td", { class: "mono" }, summary(e.output ?? e.error)))));
   };
   body.append(
     h("form", { class: "panel", id: "task-form", onsubmit: send },
       h("label", {}, "Input (JSON, or text)"), input,
+      h("label", {}, "Model"), model,
       h("div", { class: "actions" }, h("button", { class: "primary", type: "submit", id: "task-send" }, "Send task"))),
     h("h2", {}, "History"),
-    h("table", {}, h("thead", {}, h("tr", {}, ["Status", "Created", "Duration", "Output"].map((t) => h("th", {}, t)))), history));
+    h("table", {}, h("thead", {}, h("tr", {}, ["Status", "Created", "Duration", "Model", "Output"].map((t) => h("th", {}, t)))), history));
   load().catch(() => {});
   every(1500, () => load().catch(() => {}));
 }
