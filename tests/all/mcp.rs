@@ -379,6 +379,7 @@ async fn stateless_calls_answer_as_rmcp_does() {
                 .header("mcp-protocol-version", "2026-07-28")
                 .header("mcp-method", "tools/call")
                 .header("mcp-name", name_header)
+                .header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
                 .json(&body);
             if let Some(origin) = origin {
                 req = req.header("origin", origin);
@@ -415,6 +416,9 @@ async fn stateless_calls_answer_as_rmcp_does() {
     );
     for run in runs["data"].as_array().unwrap() {
         assert_eq!(run["trigger"], "mcp");
+        // Both paths join the caller's W3C trace, under its span.
+        assert_eq!(run["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736", "{run}");
+        assert_eq!(run["trace_parent"], "00f067aa0ba902b7", "{run}");
     }
     // A foreign Host is refused on this path too.
     let rebound = host

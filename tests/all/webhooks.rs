@@ -90,6 +90,10 @@ async fn signed_messages_run_the_agent_once_and_others_are_refused() {
         ("webhook-id", "msg_1".to_owned()),
         ("webhook-timestamp", at.to_string()),
         ("webhook-signature", sign(&secret, "msg_1", at, body)),
+        (
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned(),
+        ),
     ];
     let anonymous = Server::attach(&server.base);
     let (status, _) = anonymous.get("/v1/hooks").await;
@@ -105,6 +109,9 @@ async fn signed_messages_run_the_agent_once_and_others_are_refused() {
     assert_eq!(record["trigger"], "webhook");
     assert_eq!(record["input"], json!({ "order": "A-1001", "event": "paid" }));
     assert_eq!(record["metadata"]["webhook_id"], "msg_1");
+    // The sender's trace, under its span.
+    assert_eq!(record["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(record["trace_parent"], "00f067aa0ba902b7");
     assert_eq!(record["status"], "completed");
     // The sender's retry of the same message: the same execution.
     let (status, again) = send(&anonymous, &url, &headers, body).await;

@@ -99,7 +99,8 @@ pub async fn delete(
     params(("id" = String, Path, description = "Hook id"),
         ("webhook-id" = String, Header, description = "The message's id (a repeat gives the same execution)"),
         ("webhook-timestamp" = String, Header, description = "Unix seconds"),
-        ("webhook-signature" = String, Header, description = "`v1,` and the base64 HMAC-SHA256")),
+        ("webhook-signature" = String, Header, description = "`v1,` and the base64 HMAC-SHA256"),
+        ("traceparent" = Option<String>, Header, description = "W3C Trace Context: the execution joins this trace")),
     request_body(content = serde_json::Value, description = "The agent's input"),
     responses((status = 202, description = "Its execution, queued", body = Received),
         (status = 401, description = "Unsigned, badly signed, or stale", body = ErrorBody), (status = 404, description = "No such hook", body = ErrorBody), (status = 409, description = "This webhook-id came with another body", body = ErrorBody), (status = 413, description = "The body is over its limit", body = ErrorBody), (status = 422, description = "The body is not JSON the agent takes", body = ErrorBody), (status = 429, description = "The queue is full", body = ErrorBody), (status = 503, description = "The host is shutting down, or its storage is failing", body = ErrorBody)))]
@@ -115,6 +116,7 @@ pub async fn receive(
         timestamp: header("webhook-timestamp"),
         signature: header("webhook-signature"),
     };
-    let execution_id = app.webhooks.receive(&id, signed, body).await?;
+    let trace = header("traceparent").and_then(crate::trace::parse);
+    let execution_id = app.webhooks.receive(&id, signed, trace, body).await?;
     Ok((StatusCode::ACCEPTED, Json(Received { execution_id })).into_response())
 }

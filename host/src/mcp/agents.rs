@@ -84,6 +84,9 @@ pub struct Client {
     /// It takes tasks (`io.modelcontextprotocol/tasks`).
     pub tasks: bool,
     pub info: Option<Implementation>,
+    /// The W3C trace its HTTP request came in (its `traceparent`): trace id
+    /// and the caller's span.
+    pub trace: Option<(String, String)>,
 }
 
 /// Runs the agent named `name` with the call's arguments. `gone` ends when the
@@ -130,6 +133,7 @@ pub async fn call(
     }
     // A task may be read after a restart: its queued record is stored first.
     new.durable = tasks;
+    (new.trace_id, new.trace_parent) = client.trace.unzip();
     let accepted = match app.executions.submit(new).await {
         Ok(accepted) => accepted,
         Err(e) => return Ok(not_started(&e).into()),

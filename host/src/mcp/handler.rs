@@ -185,7 +185,14 @@ impl ServerHandler for Mcp {
                 tool_error("an approver key reads executions and decides approvals; it does not run agents").into(),
             );
         }
+        let trace = context
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|parts| parts.headers.get("traceparent"))
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::trace::parse);
         let client = super::agents::Client {
+            trace,
             tasks: context.client_capabilities().is_some_and(|c| c.supports_tasks()),
             // A stateless request names its client in `_meta` (`rmcp`'s
             // fallback would name itself); a session's, at its handshake.

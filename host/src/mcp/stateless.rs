@@ -144,6 +144,11 @@ impl Endpoint {
             return Err(Request::from_parts(parts, Body::from(bytes)));
         };
         let client = Client {
+            trace: parts
+                .headers
+                .get("traceparent")
+                .and_then(|v| v.to_str().ok())
+                .and_then(crate::trace::parse),
             tasks: false,
             info: call.params.0.meta.0.client,
         };

@@ -102,9 +102,16 @@ impl Webhooks {
     }
 
     /// A message sent to a hook: checked, then its agent run with the body as
-    /// input. Returns the execution's id (the one it made before, for a
-    /// `webhook-id` seen already).
-    pub async fn receive(&self, id: &str, signed: Signed<'_>, body: Bytes) -> Result<String, HookError> {
+    /// input, in the sender's W3C trace if it sent one (`trace`: its id and
+    /// the sender's span). Returns the execution's id (the one it made before,
+    /// for a `webhook-id` seen already).
+    pub async fn receive(
+        &self,
+        id: &str,
+        signed: Signed<'_>,
+        trace: Option<(String, String)>,
+        body: Bytes,
+    ) -> Result<String, HookError> {
         let hook = self
             .hooks
             .get(id)
@@ -147,6 +154,7 @@ impl Webhooks {
         // The same message again (a sender's retry) is the same execution.
         new.idempotency_key = Some(format!("webhook:{}:{message}", hook.id));
         new.durable = true;
+        (new.trace_id, new.trace_parent) = trace.unzip();
         match self.executions.submit(new).await {
             Ok(accepted) => Ok(accepted.execution.id),
             Err(SubmitError::Repeated { execution_id, .. }) => Ok(execution_id),
