@@ -2,7 +2,8 @@
 //! carries an `x-request-id` (the caller's, if short and plain; else a fresh
 //! `req_…`); with `http.access_log = "all"` each request is one log line naming
 //! it, its method, path (never the query), status and time; by default only
-//! failed requests are; `"off"` leaves them all out.
+//! failed requests are, and those whose caller left before the answer (499);
+//! `"off"` leaves them all out.
 
 use std::time::Duration;
 
@@ -119,6 +120,32 @@ async fn requests_carry_ids_and_are_logged_once_each() {
     assert!(
         lines[0].contains("id=missing-1") && lines[0].contains("status=404"),
         "{lines:#?}"
+    );
+    // A caller that leaves before its answer gets a line too (499, as nginx says).
+    warden.client().deploy("sleepy", json!({})).await;
+    let gave_up = http
+        .post(format!("{base}/v1/agents/sleepy/execute"))
+        .header("x-request-id", "impatient-1")
+        .json(&json!({"input": {"ms": 5000}}))
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "the caller gave up first");
+    let mut left = Vec::new();
+    for _ in 0..100 {
+        left = warden
+            .log_lines()
+            .into_iter()
+            .filter(|l| l.contains("client left") && l.contains("id=impatient-1"))
+            .collect();
+        if !left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        left.len() == 1 && left[0].contains("status=499") && left[0].contains("path=/v1/agents/sleepy/execute"),
+        "{left:#?}"
     );
     warden.sigkill();
 

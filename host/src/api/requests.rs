@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::{HeaderName, HeaderValue, Method, Uri};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 
@@ -44,27 +44,62 @@ async fn identify(State(access_log): State<AccessLog>, mut request: Request, nex
             made
         }
     };
-    let started = Instant::now();
-    // Cheap clones (shared bytes): most requests succeed and log nothing.
-    let method = request.method().clone();
-    let uri = (access_log != AccessLog::Off).then(|| request.uri().clone());
+    let mut line = Line {
+        // Cheap clones (shared bytes): most requests succeed and log nothing.
+        method: request.method().clone(),
+        uri: (access_log != AccessLog::Off).then(|| request.uri().clone()),
+        id,
+        started: Instant::now(),
+        access_log,
+        answered: false,
+    };
     let mut response = next.run(request).await;
-    super::metrics::count(&method, &response, started);
-    let failed = response.status().as_u16() >= 400;
-    if let Some(uri) = uri.filter(|_| failed || access_log == AccessLog::All) {
-        let path = uri.path();
+    line.answered(&response);
+    response.headers_mut().insert(HEADER, line.id.clone());
+    response
+}
+
+/// One request's line, written when it is answered, or (status 499, as nginx
+/// says it) when its client leaves first and the answer is never made.
+struct Line {
+    id: HeaderValue,
+    method: Method,
+    uri: Option<Uri>,
+    started: Instant,
+    access_log: AccessLog,
+    answered: bool,
+}
+
+impl Line {
+    fn answered(&mut self, response: &Response) {
+        self.answered = true;
+        super::metrics::count(&self.method, response, self.started);
+        let status = response.status().as_u16();
+        if status >= 400 || self.access_log == AccessLog::All {
+            self.write(status, "served");
+        }
+    }
+
+    fn write(&self, status: u16, what: &'static str) {
+        let Some(uri) = &self.uri else { return };
         tracing::info!(
             target: "warden::http",
-            id = %id.to_str().unwrap_or(""),
-            %method,
-            path = %path,
-            status = response.status().as_u16(),
-            ms = started.elapsed().as_micros() as f64 / 1000.0,
-            "served"
+            id = %self.id.to_str().unwrap_or(""),
+            method = %self.method,
+            path = %uri.path(),
+            status,
+            ms = self.started.elapsed().as_micros() as f64 / 1000.0,
+            "{what}"
         );
     }
-    response.headers_mut().insert(HEADER, id);
-    response
+}
+
+impl Drop for Line {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.write(499, "client left");
+        }
+    }
 }
 
 /// `router` with request ids and the access log.
