@@ -46,7 +46,7 @@ async fn credentialed(allow_private: bool, host: &str, workspace: Option<&str>) 
 
 fn toolbox(url: &str, auth: bool) -> Value {
     let mut manifest = agent_manifest("toolbox");
-    let mut server = json!({ "name": "calc", "url": url, "allowed_tools": ["add", "boom"] });
+    let mut server = json!({ "name": "calc", "url": url, "allowed_tools": ["add", "boom", "traced"] });
     if auth {
         server["auth_env"] = json!(CREDENTIAL);
     }
@@ -96,6 +96,23 @@ async fn a_guest_lists_and_calls_the_tools_of_its_mcp_servers() {
     assert_eq!(call["arguments"], json!({ "a": 2, "b": 40 }));
     assert_eq!(call["result"]["structuredContent"]["sum"], 42);
     assert!(call["duration_ms"].is_u64());
+    // A call is a span of the run's trace, sent to the server as `traceparent`.
+    let record = execute(&server, json!({ "tool": "mcp.calc.traced", "args": {} })).await;
+    let sent = record["output"]["result"]["structuredContent"]["result"].as_str().unwrap_or("none");
+    let (_, tree) = server
+        .get(&format!("/v1/executions/{}/trace", record["id"].as_str().unwrap()))
+        .await;
+    let call = tree["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "tool")
+        .expect("the call's span");
+    assert_eq!(
+        sent,
+        format!("00-{}-{}-01", record["trace_id"].as_str().unwrap(), call["span_id"].as_str().unwrap()),
+        "{record}"
+    );
 
     // The server's error is the tool's failure; a tool not allowed is unknown.
     let record = execute(

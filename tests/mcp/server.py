@@ -13,7 +13,7 @@ import sys
 from typing import TypedDict
 
 import uvicorn
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from starlette.responses import JSONResponse
 
@@ -34,6 +34,12 @@ def add(a: int, b: int) -> Sum:
 @server.tool(description="Always fails.")
 def boom(why: str = "no reason") -> str:
     raise ToolError(f"boom: {why}")
+
+
+@server.tool(description="Says the traceparent its HTTP request came with.")
+def traced(ctx: Context) -> str:
+    request = ctx.request_context.request
+    return request.headers.get("traceparent", "none") if request is not None else "none"
 
 
 @server.tool(description="Not allowed to the agent.")

@@ -123,7 +123,15 @@ impl McpClient {
         if let Some(token) = token {
             transport = transport.auth_header(token);
         }
+        // A call is a span of the run's trace: the server's own spans hang under it.
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let (Some(trace_id), Some(span_id)) = (&ctx.trace_id, &ctx.span_id)
+            && let Ok(value) = reqwest::header::HeaderValue::from_str(&crate::trace::traceparent(trace_id, span_id))
+        {
+            headers.insert("traceparent", value);
+        }
         let http = reqwest::Client::builder()
+            .default_headers(headers)
             .resolve(&host, addr)
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
