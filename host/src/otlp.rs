@@ -21,21 +21,17 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::OtlpConfig;
 use crate::ports::TraceSink;
-use crate::record::{Execution, Status as RunStatus, Step};
-use crate::store::{ApprovalFilter, ApprovalStore};
+use crate::record::{Approval, Execution, Status as RunStatus, Step};
+use crate::store::ApprovalStore;
 use crate::trace::Span;
 
 /// Approval waits exported per execution, at most.
-const MAX_APPROVALS: u32 = 100;
+const MAX_APPROVALS: usize = 100;
 /// How long closing waits for what is queued to be sent.
 const FLUSH_WAIT: Duration = Duration::from_secs(5);
 
 enum Msg {
-    Ended {
-        workspace: String,
-        execution: Box<Execution>,
-        steps: Vec<Step>,
-    },
+    Ended(Box<Execution>, Vec<Step>),
     Flush(oneshot::Sender<()>),
 }
 
@@ -67,13 +63,8 @@ impl Exporter {
 
 #[async_trait]
 impl TraceSink for Exporter {
-    fn ended(&self, workspace: &str, execution: &Execution, steps: &[Step]) {
-        let msg = Msg::Ended {
-            workspace: workspace.to_owned(),
-            execution: Box::new(execution.clone()),
-            steps: steps.to_vec(),
-        };
-        if self.queue.try_send(msg).is_err() {
+    fn ended(&self, execution: Execution, steps: Vec<Step>) {
+        if self.queue.try_send(Msg::Ended(Box::new(execution), steps)).is_err() {
             crate::metrics::otlp_spans("dropped", 1);
         }
     }
@@ -86,8 +77,8 @@ impl TraceSink for Exporter {
     }
 }
 
-/// The exporting task: takes what is queued (up to `batch` ends), makes their
-/// spans, sends them, and again.
+/// The exporting task: takes what is queued (up to `batch` ends), reads
+/// their approval waits in one go, makes their spans, sends them, and again.
 async fn send(
     mut rx: mpsc::Receiver<Msg>,
     exporter: opentelemetry_otlp::SpanExporter,
@@ -100,34 +91,39 @@ async fn send(
     let mut warned = false;
     while let Some(first) = rx.recv().await {
         let mut flushes = Vec::new();
-        let mut spans = Vec::new();
-        let mut ends = 0;
+        let mut ended = Vec::new();
         let mut next = Some(first);
         while let Some(msg) = next.take() {
             match msg {
                 Msg::Flush(done) => flushes.push(done),
-                Msg::Ended {
-                    workspace,
-                    execution,
-                    steps,
-                } => {
-                    ends += 1;
-                    let approvals = approvals_of(&*approvals, workspace, &execution.id).await;
-                    spans.extend(span_data(&execution, &steps, &approvals, &scope));
-                }
+                Msg::Ended(execution, steps) => ended.push((execution, steps)),
             }
-            if ends < batch {
+            if ended.len() < batch {
                 next = rx.try_recv().ok();
             }
         }
-        if !spans.is_empty() {
+        if !ended.is_empty() {
+            let ids = ended.iter().map(|(e, _)| e.id.clone()).collect();
+            let waits = approvals.of_executions(ids).await.unwrap_or_default();
+            let spans = ended
+                .iter()
+                .flat_map(|(execution, steps)| {
+                    let mine: Vec<Approval> = waits
+                        .iter()
+                        .filter(|a| a.execution_id == execution.id)
+                        .take(MAX_APPROVALS)
+                        .cloned()
+                        .collect();
+                    span_data(execution, steps, &mine, &scope)
+                })
+                .collect();
             match exporter.export(spans).await {
                 Ok(()) => {
-                    crate::metrics::otlp_spans("sent", ends);
+                    crate::metrics::otlp_spans("sent", ended.len());
                     warned = false;
                 }
                 Err(e) => {
-                    crate::metrics::otlp_spans("failed", ends);
+                    crate::metrics::otlp_spans("failed", ended.len());
                     // Once per outage, not once per batch.
                     if !warned {
                         tracing::warn!(error = %e, "OTLP export failed; spans of this batch are lost");
@@ -142,23 +138,11 @@ async fn send(
     }
 }
 
-async fn approvals_of(store: &dyn ApprovalStore, workspace: String, id: &str) -> Vec<crate::record::Approval> {
-    let filter = ApprovalFilter {
-        workspace,
-        status: None,
-        agent_id: None,
-        execution_id: Some(id.to_owned()),
-        after: None,
-        limit: MAX_APPROVALS,
-    };
-    store.list(filter).await.map(|(found, _)| found).unwrap_or_default()
-}
-
 /// An execution's spans as OpenTelemetry's: none for one without a trace id.
 fn span_data(
     execution: &Execution,
     steps: &[Step],
-    approvals: &[crate::record::Approval],
+    approvals: &[Approval],
     scope: &InstrumentationScope,
 ) -> Vec<SpanData> {
     let Some(trace_id) = execution.trace_id.as_deref().and_then(|t| TraceId::from_hex(t).ok()) else {

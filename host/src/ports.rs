@@ -249,8 +249,8 @@ pub trait Outbox: Send + Sync {
 /// it is stored; never waited for, so a slow collector never slows a run.
 #[async_trait::async_trait]
 pub trait TraceSink: Send + Sync {
-    /// An end of `workspace`'s `execution`, stored with its `steps`.
-    fn ended(&self, workspace: &str, execution: &Execution, steps: &[Step]);
+    /// An end of `execution`, stored with its `steps`.
+    fn ended(&self, execution: Execution, steps: Vec<Step>);
     /// Sends what is queued (waiting a few seconds at most): the host stops.
     async fn flush(&self);
 }

@@ -168,6 +168,29 @@ async fn ended_runs_go_to_an_otlp_collector_as_span_trees() {
     let server = Server::start_with(config).await;
     server.deploy("echo", json!({})).await;
     server.deploy("toolbox", json!({ "tools": ["agent_call"] })).await;
+    server.deploy("refund", json!({})).await;
+
+    // A run that waits for a person: its wait is a span too.
+    let (status, waiting) = server
+        .post_json(
+            "/v1/agents/refund/execute",
+            &json!({ "input": { "order_id": "B-2", "amount": 250 }, "mode": "async" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{waiting}");
+    let refund_id = waiting["id"].as_str().unwrap().to_owned();
+    for _ in 0..200 {
+        let (_, record) = server.get(&format!("/v1/executions/{refund_id}")).await;
+        if record["status"] == "awaiting_approval" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let (status, decided) = server
+        .post_json(&format!("/v1/executions/{refund_id}/approve"), &json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{decided}");
+    assert_eq!(server.wait_terminal(&refund_id).await["status"], "completed");
 
     // A run that calls another agent: two executions, one trace.
     let input = json!({ "tool": "agent_call", "args": { "agent": "echo", "input": { "name": "child" } } });
@@ -202,7 +225,7 @@ async fn ended_runs_go_to_an_otlp_collector_as_span_trees() {
                 })
             })
             .collect::<Vec<_>>();
-        if spans.iter().filter(|s| s.name.starts_with("execution ")).count() == 2 {
+        if spans.iter().filter(|s| s.name.starts_with("execution ")).count() == 3 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -223,6 +246,14 @@ async fn ended_runs_go_to_an_otlp_collector_as_span_trees() {
     };
     let root = executed(parent["id"].as_str().unwrap());
     let child = executed(&child_id);
+    let refund = executed(&refund_id);
+    let wait = spans
+        .iter()
+        .find(|s| s.name == "approval Refund 250.00 for order B-2")
+        .unwrap_or_else(|| panic!("no approval span in {spans:#?}"));
+    assert_eq!(wait.parent_span_id, refund.span_id);
+    assert_eq!(attr(wait, "warden.status"), Some(StringValue("approved".into())));
+    let spans: Vec<Span> = spans.into_iter().filter(|s| s.trace_id == root.trace_id).collect();
     for span in &spans {
         assert_eq!(hex(&span.trace_id), TRACE, "one trace: {span:?}");
     }
@@ -246,7 +277,7 @@ async fn ended_runs_go_to_an_otlp_collector_as_span_trees() {
     assert_eq!(tree["spans"][0]["parent_id"], hex(&call.span_id));
     // Each execution's wait in the queue, under it.
     let queued = spans.iter().filter(|s| s.name == "queued").count();
-    assert_eq!(queued, 2, "{spans:#?}");
+    assert_eq!(queued, 2, "one each in the trace: {spans:#?}");
     assert!(spans.iter().all(|s| s.end_time_unix_nano >= s.start_time_unix_nano));
 
     let (_, metrics) = text(&server, "/metrics").await;

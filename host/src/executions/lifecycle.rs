@@ -68,7 +68,7 @@ pub struct Ending {
     /// Webhooks to send once the end is stored.
     announce: Option<Arc<dyn Outbox>>,
     /// The trace to export once the end is stored.
-    trace: Option<(Arc<dyn TraceSink>, String, Execution, Vec<Step>)>,
+    trace: Option<(Arc<dyn TraceSink>, Execution, Vec<Step>)>,
 }
 
 impl Lifecycle {
@@ -293,7 +293,7 @@ impl Lifecycle {
         let trace = self
             .traces
             .as_ref()
-            .map(|sink| (Arc::clone(sink), workspace.clone(), execution.clone(), steps.clone()));
+            .map(|sink| (Arc::clone(sink), execution.clone(), steps.clone()));
         let commit = self.executions.finish(FinalRecord {
             deliveries,
             turns: turns_of(execution),
@@ -381,8 +381,8 @@ impl Ending {
         if let (Some(outbox), Ok(())) = (&self.announce, &result) {
             outbox.stored();
         }
-        if let (Some((sink, workspace, execution, steps)), Ok(())) = (&self.trace, &result) {
-            sink.ended(workspace, execution, steps);
+        if let (Some((sink, execution, steps)), Ok(())) = (self.trace, &result) {
+            sink.ended(execution, steps);
         }
         self.log.publish_end();
         self.hub.close(&self.id);

@@ -214,6 +214,9 @@ pub trait ApprovalStore: Send + Sync {
     async fn due(&self, now: i64, limit: u32) -> Result<Vec<Approval>, StoreError>;
     /// The newest request of an execution.
     async fn of_execution(&self, execution_id: &str) -> Result<Option<Approval>, StoreError>;
+    /// Every request of these executions (one read for many: a batch of
+    /// traces to export).
+    async fn of_executions(&self, execution_ids: Vec<String>) -> Result<Vec<Approval>, StoreError>;
     /// Executions still `awaiting_approval` with no request pending: decided
     /// while nobody resumed them.
     async fn answered_waiting(&self) -> Result<Vec<String>, StoreError>;

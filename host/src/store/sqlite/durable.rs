@@ -202,6 +202,21 @@ fn of_execution(conn: &Connection, execution_id: &str) -> anyhow::Result<Option<
         .optional()?)
 }
 
+fn of_executions(conn: &Connection, ids: &[String]) -> anyhow::Result<Vec<Approval>> {
+    let mut found = Vec::new();
+    // SQLite takes at most 32,766 parameters a statement: ask in chunks.
+    for chunk in ids.chunks(500) {
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let sql = format!("SELECT {APPROVAL_COLUMNS} FROM approvals WHERE execution_id IN ({marks}) ORDER BY id");
+        let mut stmt = conn.prepare(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(chunk), approval_from_row)?;
+        for row in rows {
+            found.push(row?);
+        }
+    }
+    Ok(found)
+}
+
 fn answered_waiting(conn: &Connection) -> anyhow::Result<Vec<String>> {
     Ok(conn
         .prepare_cached(
@@ -264,6 +279,13 @@ impl ApprovalStore for SqliteStore {
     async fn of_execution(&self, execution_id: &str) -> Result<Option<Approval>, StoreError> {
         let id = execution_id.to_owned();
         self.query(move |c| of_execution(c, &id)).await
+    }
+
+    async fn of_executions(&self, execution_ids: Vec<String>) -> Result<Vec<Approval>, StoreError> {
+        if execution_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.query(move |c| of_executions(c, &execution_ids)).await
     }
 
     async fn answered_waiting(&self) -> Result<Vec<String>, StoreError> {
