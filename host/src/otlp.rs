@@ -2,8 +2,9 @@
 //! [`crate::trace`]) sent to an OpenTelemetry collector over OTLP/HTTP
 //! (protobuf), by the official `opentelemetry-otlp` exporter. Ends are queued
 //! (bounded; past it they are dropped and counted, never waited for) and sent
-//! by one task in batches: one request per end when the host is quiet, many
-//! ends per request when it is busy. Model calls carry the GenAI semantic
+//! by one task in batches: what ends within `linger_ms` of an end goes in one
+//! request (at most `batch_executions` ends), so a busy host sends a few
+//! requests a second, not one per run. Model calls carry the GenAI semantic
 //! conventions' attributes (`gen_ai.*`); the rest keep the names the trace API
 //! shows, under `warden.`.
 
@@ -55,7 +56,8 @@ impl Exporter {
             .map_err(|e| anyhow::anyhow!("otlp: {e}"))?;
         exporter.set_resource(&Resource::builder().with_service_name(config.service_name.clone()).build());
         let (queue, rx) = mpsc::channel(config.max_queued_executions);
-        tokio::spawn(send(rx, exporter, approvals, config.batch_executions));
+        let linger = Duration::from_millis(config.linger_ms);
+        tokio::spawn(send(rx, exporter, approvals, config.batch_executions, linger));
         tracing::info!(endpoint = %url, "exporting traces over OTLP");
         Ok(Some(Arc::new(Exporter { queue })))
     }
@@ -84,6 +86,7 @@ async fn send(
     exporter: opentelemetry_otlp::SpanExporter,
     approvals: Arc<dyn ApprovalStore>,
     batch: usize,
+    linger: Duration,
 ) {
     let scope = InstrumentationScope::builder("warden")
         .with_version(env!("CARGO_PKG_VERSION"))
@@ -92,14 +95,17 @@ async fn send(
     while let Some(first) = rx.recv().await {
         let mut flushes = Vec::new();
         let mut ended = Vec::new();
+        // What comes within `linger` of the first end goes with it (unless
+        // the batch fills first, or the host is closing).
+        let deadline = tokio::time::Instant::now() + linger;
         let mut next = Some(first);
         while let Some(msg) = next.take() {
             match msg {
                 Msg::Flush(done) => flushes.push(done),
                 Msg::Ended(execution, steps) => ended.push((execution, steps)),
             }
-            if ended.len() < batch {
-                next = rx.try_recv().ok();
+            if ended.len() < batch && flushes.is_empty() {
+                next = tokio::time::timeout_at(deadline, rx.recv()).await.ok().flatten();
             }
         }
         if !ended.is_empty() {

@@ -23,6 +23,8 @@ pub struct OtlpConfig {
     pub timeout_ms: u64,
     /// Most executions sent in one request.
     pub batch_executions: usize,
+    /// How long an end waits for others to go in the same request.
+    pub linger_ms: u64,
     /// Most ended executions waiting to be sent; past it, an end's spans are
     /// dropped (and counted), so a slow collector never slows runs.
     pub max_queued_executions: usize,
@@ -35,7 +37,8 @@ impl Default for OtlpConfig {
             headers: HashMap::new(),
             service_name: "warden".into(),
             timeout_ms: 10_000,
-            batch_executions: 256,
+            batch_executions: 512,
+            linger_ms: 500,
             max_queued_executions: 8_192,
         }
     }
