@@ -9,6 +9,8 @@ Phases (same echo workload everywhere: JSON in, JSON out):
   e2e        Warden, HTTP sync execute, every run recorded, wrk at 16 and 64 connections
   no_metrics the e2e load with metrics and the access log off (what counting and
              logging each request cost)
+  otlp       the e2e load with every run's span tree exported over OTLP/HTTP to a
+             local stand-in collector (bench/otlp_sink.py)
   serve      `wasmtime serve` with an equivalent wasi:http component, same wrk load
   process    `wasmtime run` of a precompiled command component, one process per run
   parked     1,000 and 10,000 runs parked in a slow model call over HTTP/2 and HTTP/1.1,
@@ -189,6 +191,23 @@ def warden_e2e(name, config_text="", agent="echo", body='{"input":{"name":"Ada"}
         shutil.rmtree(data, ignore_errors=True)
 
 
+def otlp():
+    """The e2e load with OTLP export on, to a stand-in collector on this machine."""
+    port = free_port()
+    stats = Path(tempfile.mkdtemp(prefix="warden-otlp-")) / "stats"
+    sink = subprocess.Popen([sys.executable, str(ROOT / "bench/otlp_sink.py"), str(port), str(stats)])
+    try:
+        rows = warden_e2e("warden (OTLP export on)", f'[otlp]\nendpoint = "http://127.0.0.1:{port}"\n')
+        time.sleep(2)
+        requests, received = (int(x) for x in stats.read_text().split())
+    finally:
+        sink.terminate()
+        sink.wait(timeout=10)
+        shutil.rmtree(stats.parent, ignore_errors=True)
+    runs = sum(row["requests"] for row in rows)
+    return {"rows": rows, "exports": requests, "bytes": received, "runs": runs}
+
+
 def wasmtime_serve(name, extra):
     port = free_port()
     argv = [str(WASMTIME), "serve", "-S", "cli", *extra, "--addr", f"127.0.0.1:{port}",
@@ -366,7 +385,8 @@ def main():
         path = ROOT / "target/bench-results.json"
         results = json.loads(path.read_text())
         phases = {"e2e": lambda: warden_e2e("warden (every run recorded)"), "mcp": warden_mcp,
-                  "no_metrics": lambda: warden_e2e("warden (metrics and access log off)", NO_METRICS), "dashboard": dashboard}
+                  "no_metrics": lambda: warden_e2e("warden (metrics and access log off)", NO_METRICS),
+                  "otlp": otlp, "dashboard": dashboard}
         for phase in sys.argv[2:]:
             results[phase] = phases[phase]()
         path.write_text(json.dumps(results, indent=2))
@@ -380,6 +400,7 @@ def main():
     results = {"limit": cargo_bench("echo", {"BENCH_SECS": "3", "BENCH_CONNS": ""})}
     results["e2e"] = warden_e2e("warden (every run recorded)")
     results["no_metrics"] = warden_e2e("warden (metrics and access log off)", NO_METRICS)
+    results["otlp"] = otlp()
     results["serve_default"] = wasmtime_serve("wasmtime serve", [])
     results["serve_pooling"] = wasmtime_serve("wasmtime serve -O pooling", ["-O", "pooling-allocator=y"])
     results["process"] = process_per_run()
@@ -426,7 +447,8 @@ def write_report(r):
         "| server | conns | runs/s | p50 ms | p99 ms | CPU µs/run | errors |",
         "|---|---|---|---|---|---|---|",
     ]
-    for row in r["e2e"] + r.get("no_metrics", []) + r["final_only"] + r["serve_default"] + r["serve_pooling"]:
+    otlp_rows = r["otlp"]["rows"] if r.get("otlp") else []
+    for row in r["e2e"] + r.get("no_metrics", []) + otlp_rows + r["final_only"] + r["serve_default"] + r["serve_pooling"]:
         lines.append(f"| {row['name']} | {row['conns']} | {fmt(row['rps'])} | {row['p50_ms']:.2f} | "
                      f"{row['p99_ms']:.2f} | {fmt(row['cpu_us_per_run'])} | {row['errors']} |")
     p = r["process"]
@@ -459,6 +481,12 @@ def write_report(r):
     if r.get("no_metrics"):
         on = [by(r["e2e"], c)["rps"] / by(r["no_metrics"], c)["rps"] for c in (16, 64)]
         lines.append(f"| metrics and access log on (every run, request, commit counted; a log line per request) vs off, at 16 / 64 conns | "
+                     f"{on[0]:.2f}× / {on[1]:.2f}× the runs/s | ≥ 0.95× |")
+    if otlp_rows:
+        o = r["otlp"]
+        on = [by(otlp_rows, c)["rps"] / by(r["e2e"], c)["rps"] for c in (16, 64)]
+        lines.append(f"| OTLP export on (every run's span tree sent: {o['runs']:,} runs in {o['exports']:,} requests, "
+                     f"{o['bytes'] / max(o['runs'], 1):.0f} bytes a run) vs off, at 16 / 64 conns | "
                      f"{on[0]:.2f}× / {on[1]:.2f}× the runs/s | ≥ 0.95× |")
     if r.get("mcp"):
         lines += ["", "## MCP: tools/call against execute", "",
