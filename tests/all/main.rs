@@ -37,6 +37,7 @@ mod metrics;
 mod openapi;
 mod recovery;
 mod requests;
+mod python;
 mod restart;
 mod run_log;
 mod sandbox;

@@ -15,6 +15,8 @@ use warden_host::app::App;
 use warden_host::client::Client;
 use warden_host::config::Config;
 
+mod approvals;
+mod build;
 mod chat;
 mod keys;
 mod live;
@@ -63,8 +65,25 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Deploy a component as a new version of an agent.
+    /// Scaffold an agent in a new directory NAME: manifest.json and source.
+    New {
+        name: String,
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: build::Lang,
+    },
+    /// Build the agent in DIR into a component with its language's toolchain
+    /// (cargo; componentize-py, installed into a cache on first use).
+    Build {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Where the component goes (default DIR/build/NAME.wasm).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Deploy a component (or build and deploy an agent's directory) as a new
+    /// version of an agent.
     Deploy {
+        /// A component, or an agent's directory (built first; its manifest.json is the manifest).
         wasm: PathBuf,
         #[arg(long)]
         name: Option<String>,
@@ -130,7 +149,7 @@ enum Command {
     /// The approvals inbox: list requests, approve or reject them.
     Approvals {
         #[command(subcommand)]
-        command: ApprovalsCommand,
+        command: approvals::ApprovalsCommand,
     },
     /// Manage API keys, in the data dir (works whether or not the server runs).
     Keys {
@@ -207,51 +226,6 @@ enum ConversationsCommand {
 }
 
 #[derive(Subcommand)]
-enum ApprovalsCommand {
-    /// Requests, newest first.
-    List {
-        /// pending, approved, rejected, expired or cancelled.
-        #[arg(long)]
-        status: Option<String>,
-        #[arg(long)]
-        agent: Option<String>,
-        #[arg(long)]
-        execution: Option<String>,
-        #[arg(long)]
-        limit: Option<u32>,
-        #[arg(long)]
-        after: Option<String>,
-    },
-    Get {
-        id: String,
-    },
-    /// Approve a request (`apr_…`), or an execution's open one (`exec_…`).
-    Approve {
-        id: String,
-        #[arg(long)]
-        comment: Option<String>,
-        /// JSON handed to the agent.
-        #[arg(long)]
-        data: Option<String>,
-    },
-    /// Reject a request (`apr_…`), or an execution's open one (`exec_…`).
-    Reject {
-        id: String,
-        #[arg(long)]
-        reason: Option<String>,
-    },
-}
-
-/// Where a decision on `id` goes: a request, or an execution's open request.
-fn decision_path(id: &str, decision: &str) -> String {
-    if id.starts_with("exec_") {
-        format!("/v1/executions/{id}/{decision}")
-    } else {
-        format!("/v1/approvals/{id}/{decision}")
-    }
-}
-
-#[derive(Subcommand)]
 enum AgentsCommand {
     List,
     Get { agent: String },
@@ -272,6 +246,16 @@ fn main() -> anyhow::Result<()> {
         let code = warden_host::runtime::compiler::compile_stdin_to_stdout(&engine, max_memory_mb);
         std::process::exit(i32::from(code));
     }
+    if !matches!(cli.command, Command::Serve { .. }) {
+        // A client command piped into `head` ends quietly when the pipe closes,
+        // as Unix tools do, instead of failing to print. (The server keeps
+        // ignoring SIGPIPE: a closed connection is an error to handle there.)
+        // SAFETY: setting a signal's disposition to the default, before any
+        // other thread exists, has no preconditions.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(run(cli))
 }
@@ -287,7 +271,7 @@ pub(crate) fn read_input(input: &str) -> anyhow::Result<Value> {
 }
 
 /// Query pairs of the options that are set.
-fn query(pairs: [(&'static str, Option<String>); 5]) -> Vec<(&'static str, String)> {
+pub(crate) fn query(pairs: [(&'static str, Option<String>); 5]) -> Vec<(&'static str, String)> {
     pairs.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect()
 }
 
@@ -317,10 +301,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             clap_complete::generate(shell, &mut Cli::command(), "warden", &mut std::io::stdout());
             return Ok(());
         }
-        Command::Deploy { wasm, name, manifest } => (
-            client()?.deploy(&wasm, name.as_deref(), manifest.as_deref()).await?,
-            View::Json,
-        ),
+        Command::New { name, lang } => {
+            let dir = build::new(&name, lang)?;
+            eprintln!("made {}: build it with `warden build {0}`, deploy it with `warden deploy {0}`", dir.display());
+            return Ok(());
+        }
+        Command::Build { dir, out } => {
+            let built = tokio::task::spawn_blocking(move || build::build(&dir, out.as_deref())).await??;
+            println!("{}", built.display());
+            return Ok(());
+        }
+        Command::Deploy { wasm, name, manifest } => {
+            let (wasm, manifest) = if wasm.is_dir() {
+                let dir = wasm.clone();
+                let built = tokio::task::spawn_blocking(move || build::build(&dir, None)).await??;
+                (built, manifest.or_else(|| Some(wasm.join("manifest.json"))))
+            } else {
+                (wasm, manifest)
+            };
+            (
+                client()?.deploy(&wasm, name.as_deref(), manifest.as_deref()).await?,
+                View::Json,
+            )
+        }
         Command::Run {
             agent,
             input,
@@ -425,40 +428,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 (serde_json::json!({ "deleted": id }), View::Json)
             }
         },
-        Command::Approvals { command } => match command {
-            ApprovalsCommand::List {
-                status,
-                agent,
-                execution,
-                limit,
-                after,
-            } => {
-                let q = query([
-                    ("status", status),
-                    ("agent_id", agent),
-                    ("execution_id", execution),
-                    ("limit", limit.map(|v| v.to_string())),
-                    ("after", after),
-                ]);
-                (client()?.get("/v1/approvals", &q).await?, View::Approvals)
-            }
-            ApprovalsCommand::Get { id } => (client()?.get(&format!("/v1/approvals/{id}"), &[]).await?, View::Json),
-            ApprovalsCommand::Approve { id, comment, data } => {
-                let data: Option<Value> = data.map(|d| read_input(&d)).transpose().context("--data")?;
-                let body = serde_json::json!({ "comment": comment, "data": data });
-                (
-                    client()?.post_json(&decision_path(&id, "approve"), &body).await?,
-                    View::Json,
-                )
-            }
-            ApprovalsCommand::Reject { id, reason } => {
-                let body = serde_json::json!({ "reason": reason });
-                (
-                    client()?.post_json(&decision_path(&id, "reject"), &body).await?,
-                    View::Json,
-                )
-            }
-        },
+        Command::Approvals { command } => approvals::run(&client()?, command).await?,
         Command::CompileComponent { .. } => return Ok(()),
         Command::Keys {
             data_dir,

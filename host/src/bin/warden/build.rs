@@ -1,0 +1,348 @@
+//! `warden new`, `warden build` and `warden deploy DIR`: an agent's directory
+//! (its `manifest.json` and source) scaffolded in Rust or Python, built into a
+//! component with its language's toolchain, and deployed. Rust builds with
+//! `cargo` for `wasm32-wasip2`; Python with `componentize-py`, installed into a
+//! cache on first use (a venv under `~/.cache/warden`). The SDKs and the WIT
+//! world ship inside this binary and are written into the cache, so a build
+//! needs no checkout of Warden.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+/// The componentize-py release the Python SDK is built and tested with.
+const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
+
+/// The files of the SDKs and of the world, by their path in the cache.
+const SDK: &[(&str, &str)] = &[
+    ("wit/agent.wit", include_str!("../../../../wit/agent.wit")),
+    ("rust/Cargo.toml", include_str!("../../../../guest-sdk/Cargo.toml")),
+    ("rust/src/lib.rs", include_str!("../../../../guest-sdk/src/lib.rs")),
+    ("python/warden/__init__.py", include_str!("../../../../guest-sdk/python/warden/__init__.py")),
+    ("python/warden/_agent.py", include_str!("../../../../guest-sdk/python/warden/_agent.py")),
+    ("python/warden/_step.py", include_str!("../../../../guest-sdk/python/warden/_step.py")),
+    ("python/warden/approval.py", include_str!("../../../../guest-sdk/python/warden/approval.py")),
+    ("python/warden/artifacts.py", include_str!("../../../../guest-sdk/python/warden/artifacts.py")),
+    ("python/warden/conversation.py", include_str!("../../../../guest-sdk/python/warden/conversation.py")),
+    ("python/warden/llm.py", include_str!("../../../../guest-sdk/python/warden/llm.py")),
+    ("python/warden/log.py", include_str!("../../../../guest-sdk/python/warden/log.py")),
+    ("python/warden/memory.py", include_str!("../../../../guest-sdk/python/warden/memory.py")),
+    ("python/warden/tools.py", include_str!("../../../../guest-sdk/python/warden/tools.py")),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    Rust,
+    Python,
+}
+
+/// What language the agent in `dir` is written in.
+fn detect(dir: &Path) -> anyhow::Result<Lang> {
+    if dir.join("Cargo.toml").is_file() {
+        Ok(Lang::Rust)
+    } else if dir.join("agent.py").is_file() {
+        Ok(Lang::Python)
+    } else {
+        bail!(
+            "{} holds no agent: expected Cargo.toml (Rust) or agent.py (Python) next to manifest.json",
+            dir.display()
+        )
+    }
+}
+
+/// The agent's name, from its manifest.
+fn name_of(dir: &Path) -> anyhow::Result<String> {
+    let path = dir.join("manifest.json");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let manifest: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    manifest["name"]
+        .as_str()
+        .map(str::to_owned)
+        .with_context(|| format!("{} names no agent (\"name\")", path.display()))
+}
+
+/// Where toolchains and the SDKs are kept: `$WARDEN_CACHE`, else
+/// `$XDG_CACHE_HOME/warden`, else `~/.cache/warden`.
+fn cache() -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("WARDEN_CACHE") {
+        return Ok(PathBuf::from(dir));
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+        return Ok(PathBuf::from(dir).join("warden"));
+    }
+    let home = std::env::var_os("HOME").context("no HOME for the build cache: set WARDEN_CACHE")?;
+    Ok(PathBuf::from(home).join(".cache/warden"))
+}
+
+/// This binary's SDKs and world, written into the cache (again each time:
+/// a few files, and never stale).
+fn sdk() -> anyhow::Result<PathBuf> {
+    let root = cache()?.join("sdk").join(env!("CARGO_PKG_VERSION"));
+    for (path, text) in SDK {
+        let file = root.join(path);
+        if let Some(parent) = file.parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        }
+        if std::fs::read_to_string(&file).ok().as_deref() != Some(*text) {
+            std::fs::write(&file, text).with_context(|| format!("writing {}", file.display()))?;
+        }
+    }
+    // The Rust SDK finds the world at `../wit`.
+    Ok(root)
+}
+
+/// Runs a toolchain's command; what it prints goes to stderr (stdout is the
+/// CLI's answer).
+fn run(command: &mut Command, what: &str) -> anyhow::Result<()> {
+    let status = command
+        .stdout(std::process::Stdio::from(std::io::stderr()))
+        .status()
+        .with_context(|| format!("{what}: could not start {:?}", command.get_program()))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}
+
+/// componentize-py, installed into the cache on first use.
+fn componentize_py() -> anyhow::Result<PathBuf> {
+    let venv = cache()?.join("toolchains").join(COMPONENTIZE_PY.replace("==", "-"));
+    let bin = venv.join("bin/componentize-py");
+    if !bin.is_file() {
+        eprintln!("installing {COMPONENTIZE_PY} into {} (once)", venv.display());
+        run(
+            Command::new("python3").arg("-m").arg("venv").arg(&venv),
+            "creating a Python venv (python3 -m venv)",
+        )?;
+        run(
+            Command::new(venv.join("bin/pip")).args(["install", "--quiet", "--disable-pip-version-check", COMPONENTIZE_PY]),
+            "installing componentize-py",
+        )?;
+    }
+    Ok(bin)
+}
+
+/// Builds the agent in `dir`; returns its component's path (`out`, or
+/// `DIR/build/NAME.wasm`).
+pub fn build(dir: &Path, out: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let name = name_of(dir)?;
+    let out = match out {
+        Some(out) => out.to_path_buf(),
+        None => dir.join("build").join(format!("{name}.wasm")),
+    };
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    match detect(dir)? {
+        Lang::Rust => build_rust(dir, &out)?,
+        Lang::Python => build_python(dir, &out)?,
+    }
+    Ok(out)
+}
+
+fn build_rust(dir: &Path, out: &Path) -> anyhow::Result<()> {
+    let output = Command::new("cargo")
+        .args(["build", "--release", "--target", "wasm32-wasip2", "--message-format=json-render-diagnostics"])
+        .arg("--manifest-path")
+        .arg(dir.join("Cargo.toml"))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("could not start cargo (is Rust installed, with `rustup target add wasm32-wasip2`?)")?;
+    if !output.status.success() {
+        bail!("cargo build failed ({})", output.status);
+    }
+    // The component is the cdylib artifact cargo reports.
+    let built = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact")
+        .flat_map(|m| m["filenames"].as_array().cloned().unwrap_or_default())
+        .filter_map(|f| f.as_str().map(PathBuf::from))
+        .rfind(|f| f.extension().is_some_and(|e| e == "wasm"))
+        .context("cargo built no .wasm: is the crate a cdylib (`crate-type = [\"cdylib\"]`)?")?;
+    std::fs::copy(&built, out).with_context(|| format!("copying {} to {}", built.display(), out.display()))?;
+    Ok(())
+}
+
+fn build_python(dir: &Path, out: &Path) -> anyhow::Result<()> {
+    let tool = componentize_py()?;
+    let sdk = sdk()?;
+    // The component's entry module (the agent's, then the SDK's export), and
+    // a copy of the agent's source: snapshotting imports it, and the
+    // bytecode that leaves stays out of the agent's directory.
+    let entry = tempfile_dir()?;
+    let source = entry.join("agent-src");
+    copy_source(dir, &source)?;
+    std::fs::write(
+        entry.join("warden_entry.py"),
+        "import agent  # noqa: F401 (registers the agent)\nfrom warden._agent import WitWorld  # noqa: F401\n",
+    )?;
+    let result = run(
+        Command::new(&tool)
+            .arg("-d")
+            .arg(sdk.join("wit"))
+            .args(["-w", "agent", "componentize", "warden_entry"])
+            .arg("-p")
+            .arg(&entry)
+            .arg("-p")
+            .arg(&source)
+            .arg("-p")
+            .arg(sdk.join("python"))
+            .arg("-o")
+            .arg(out),
+        "componentize-py",
+    );
+    let _ = std::fs::remove_dir_all(&entry);
+    result
+}
+
+/// Copies an agent's source, leaving out what builds make.
+fn copy_source(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if matches!(name.to_str(), Some("build" | "target" | "__pycache__" | ".git")) {
+            continue;
+        }
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            copy_source(&entry.path(), &to.join(&name))?;
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), to.join(&name))
+                .with_context(|| format!("copying {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("warden-build-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Scaffolds the agent `name` in a new directory of that name.
+pub fn new(name: &str, lang: Lang) -> anyhow::Result<PathBuf> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if !valid {
+        bail!("an agent's name is 1 to 64 lowercase letters, digits, - and _");
+    }
+    let dir = PathBuf::from(name);
+    if dir.exists() {
+        bail!("{} exists already", dir.display());
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let manifest = serde_json::json!({
+        "name": name,
+        "description": "Greets someone.",
+        "version": "0.1.0",
+        "limits": { "timeout_ms": 10_000 }
+    });
+    let mut files: Vec<(PathBuf, String)> = vec![
+        (dir.join("manifest.json"), format!("{:#}\n", manifest)),
+        (dir.join(".gitignore"), "build/\ntarget/\n__pycache__/\n".into()),
+    ];
+    match lang {
+        Lang::Python => files.push((dir.join("agent.py"), PYTHON_TEMPLATE.into())),
+        Lang::Rust => {
+            let sdk = sdk()?.join("rust");
+            files.push((dir.join("Cargo.toml"), rust_cargo(name, &sdk)));
+            files.push((dir.join("src/lib.rs"), RUST_TEMPLATE.into()));
+        }
+    }
+    for (path, text) in files {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(dir)
+}
+
+fn rust_cargo(name: &str, sdk: &Path) -> String {
+    format!(
+        r#"[package]
+name = "{name}"
+version = "0.1.0"
+edition = "2024"
+publish = false
+
+[lib]
+crate-type = ["cdylib"]
+
+[dependencies]
+# The SDK this warden ships, written into its cache.
+warden-sdk = {{ path = "{sdk}" }}
+serde = {{ version = "1", features = ["derive"] }}
+serde_json = "1"
+
+[profile.release]
+opt-level = "s"
+lto = true
+codegen-units = 1
+panic = "abort"
+"#,
+        sdk = sdk.display()
+    )
+}
+
+const PYTHON_TEMPLATE: &str = r#""""An agent: JSON in (checked against `Input`), JSON out."""
+
+from dataclasses import dataclass
+
+import warden
+
+
+@dataclass
+class Input:
+    name: str
+    times: int = 1
+
+
+@warden.agent
+def run(input: Input) -> dict:
+    if input.times > 10:
+        raise warden.AgentError("too_many", "at most 10 greetings")
+    warden.log.info(f"greeting {input.name} {input.times} time(s)")
+    warden.step("greet", {"name": input.name, "times": input.times})
+    return {"greeting": " ".join([f"Hello, {input.name}!"] * input.times)}
+"#;
+
+const RUST_TEMPLATE: &str = r#"//! An agent: JSON in (checked against `Input`), JSON out.
+
+use serde::{Deserialize, Serialize};
+use warden_sdk::{AgentError, log, step};
+
+#[derive(Deserialize)]
+struct Input {
+    name: String,
+    #[serde(default = "one")]
+    times: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Serialize)]
+struct Output {
+    greeting: String,
+}
+
+fn run(input: Input) -> Result<Output, AgentError> {
+    if input.times > 10 {
+        return Err(AgentError::new("too_many", "at most 10 greetings"));
+    }
+    log::info(format!("greeting {} {} time(s)", input.name, input.times));
+    step("greet", &serde_json::json!({ "name": input.name, "times": input.times }));
+    let greeting = vec![format!("Hello, {}!", input.name); input.times as usize].join(" ");
+    Ok(Output { greeting })
+}
+
+warden_sdk::agent!(run);
+"#;

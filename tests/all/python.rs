@@ -1,0 +1,157 @@
+//! Agents in Python: built with `warden build` (componentize-py and the Python
+//! SDK), deployed and run like any component. `support` in Python answers as
+//! its Rust twin does; a hostile Python guest is contained like the Rust ones;
+//! `warden new --lang python` then `warden deploy DIR` gives a running agent.
+
+use std::process::Command;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use warden_tests::{Server, error_code, python_agent, warden_bin};
+
+async fn deployed(server: &Server, dir: &str, tweak: Value) {
+    let (wasm, mut manifest) = python_agent(dir);
+    warden_tests::merge(&mut manifest, tweak);
+    let (status, body) = server.deploy_bytes(wasm, &manifest).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn support_in_python_answers_as_its_rust_twin() {
+    let server = Server::start().await;
+    deployed(&server, "support", json!({})).await;
+    let question = json!({
+        "question": "Where is my order A-1001?",
+        "orders": { "A-1001": { "status": "shipped", "carrier": "DHL" } },
+    });
+    let record = server.run("support-py", question).await;
+    // The same assertions as the Rust `support`'s (tests/all/llm.rs).
+    assert_eq!(record["status"], "completed", "{record}");
+    let answer = record["output"]["answer"].as_str().unwrap();
+    assert!(answer.starts_with("(scripted)") && answer.contains("shipped"), "{answer}");
+    assert_eq!(record["output"]["sources"], json!(["kv:order:A-1001"]));
+    assert_eq!(record["model_used"], "scripted");
+    assert_eq!(record["llm_provider"], "scripted");
+    assert_eq!(record["cost_usd"], 0.0);
+    let usage = &record["token_usage"];
+    assert!(usage["prompt"].as_u64().unwrap() > 0 && usage["completion"].as_u64().unwrap() > 0);
+    assert_eq!(record["n_tool_calls"], 2);
+    let calls = record["tool_calls"].as_array().unwrap();
+    assert_eq!(calls[1]["name"], "kv");
+    assert_eq!(calls[1]["arguments"], json!({ "op": "get", "key": "order:A-1001" }));
+    assert_eq!(calls[1]["result"]["value"]["carrier"], "DHL");
+    assert!(record["timing"]["first_token_ms"].is_i64());
+    let id = record["id"].as_str().unwrap();
+    let (_, steps) = server.get(&format!("/v1/executions/{id}/steps")).await;
+    let steps = steps["data"].as_array().unwrap();
+    let llm: Vec<&Value> = steps.iter().filter(|s| s["name"] == "llm").collect();
+    assert_eq!(llm.len(), 2);
+    assert_eq!(llm[0]["detail"]["finish_reason"], "tool_calls");
+    // The agent's own step and log line, through the SDK.
+    let lookup = steps.iter().find(|s| s["name"] == "lookup_order").expect("its step");
+    assert_eq!(lookup["detail"], json!({ "order_id": "A-1001", "found": true }));
+    let (_, logs) = server.get(&format!("/v1/executions/{id}/logs")).await;
+    assert!(logs.to_string().contains("looking up order A-1001"), "{logs}");
+
+    // Input that does not fit the dataclass: `invalid_input`, as in Rust.
+    for (bad, says) in [
+        (json!({ "question": 7 }), "question: expected a string, got an integer"),
+        (json!({ "orders": {} }), "missing field 'question'"),
+        (json!({ "question": "?", "colour": "red" }), "unknown field 'colour'"),
+        (json!([1]), "expected an object, got an array"),
+    ] {
+        let record = server.run("support-py", bad).await;
+        assert_eq!(record["status"], "failed");
+        assert_eq!(record["error"]["code"], "invalid_input", "{record}");
+        assert_eq!(record["error"]["source"], "agent");
+        let message = record["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{message}");
+    }
+    // A model outside the manifest is the SDK's `model_not_allowed`.
+    let record = server
+        .run("support-py", json!({ "question": "?", "model": "gpt-5" }))
+        .await;
+    assert_eq!(record["error"]["code"], "model_not_allowed", "{record}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_python_guest_is_contained() {
+    let server = Server::start().await;
+    deployed(&server, "hostile", json!({ "limits": { "memory_mb": 48, "fuel": 2_000_000_000u64 } })).await;
+    server.deploy("echo", json!({})).await;
+    let attack = |name: &str| server.run("hostile-py", json!({ "attack": name }));
+
+    // No environment, files or network.
+    let seen = attack("snoop").await;
+    assert_eq!(seen["status"], "completed", "{seen}");
+    let seen = &seen["output"];
+    assert_eq!(seen["env"], json!([]), "the host's environment leaked: {seen}");
+    assert_eq!(seen["opened"], json!([]), "files were reachable: {seen}");
+    assert_eq!(seen["created"], false);
+    assert_eq!(seen["socket"], false, "a socket was opened: {seen}");
+    // An endless loop runs out of fuel.
+    let spun = attack("loop").await;
+    assert_eq!(spun["status"], "failed");
+    assert_eq!(spun["error"]["code"], "fuel_exhausted", "{spun}");
+    assert_eq!(spun["fuel_used"], 2_000_000_000u64);
+    // An allocation bomb stops at the memory limit.
+    let hog = attack("allocate").await;
+    assert_eq!(hog["status"], "failed");
+    assert_eq!(hog["error"]["code"], "memory_limit", "{hog}");
+    let peak = hog["peak_memory_bytes"].as_u64().unwrap();
+    assert!(peak <= 48 << 20 && peak > 32 << 20, "peak {peak}");
+    // An exception is a typed failure with its type and message (and its
+    // traceback on the run's stderr).
+    let raised = attack("raise").await;
+    assert_eq!(raised["error"]["code"], "agent_exception", "{raised}");
+    assert_eq!(raised["error"]["message"], "ValueError: the agent broke on purpose");
+    let id = raised["id"].as_str().unwrap();
+    let (_, logs) = server.get(&format!("/v1/executions/{id}/logs")).await;
+    assert!(logs.to_string().contains("Traceback"), "{logs}");
+    let unknown = attack("nothing").await;
+    assert_eq!(unknown["error"]["code"], "invalid_input", "{unknown}");
+    // The host keeps serving.
+    let echo = server.run("echo", json!({ "name": "after" })).await;
+    assert_eq!(echo["output"]["greeting"], "Hello, after!");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_agent_is_scaffolded_built_and_deployed_from_the_cli() {
+    let server = Server::start().await;
+    let work = tempfile::tempdir().unwrap();
+    let warden = |args: &[&str]| {
+        let out = Command::new(warden_bin())
+            .args(["--server", &server.base])
+            .args(args)
+            .current_dir(work.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "warden {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    warden(&["new", "greeter", "--lang", "python"]);
+    for file in ["manifest.json", "agent.py", ".gitignore"] {
+        assert!(work.path().join("greeter").join(file).is_file(), "{file}");
+    }
+    let deployed: Value = serde_json::from_str(&warden(&["--json", "deploy", "greeter"])).unwrap();
+    assert_eq!(deployed["agent"]["name"], "greeter", "{deployed}");
+    assert!(work.path().join("greeter/build/greeter.wasm").is_file());
+    assert!(!work.path().join("greeter/__pycache__").exists(), "the build leaves no bytecode behind");
+    let record = server.run("greeter", json!({ "name": "Ada", "times": 2 })).await;
+    assert_eq!(record["output"]["greeting"], "Hello, Ada! Hello, Ada!", "{record}");
+    let record = server.run("greeter", json!({ "name": "Ada", "times": 11 })).await;
+    assert_eq!(error_code(&record), "too_many", "{record}");
+    // A directory with no agent in it is refused, saying what it looked for.
+    std::fs::create_dir(work.path().join("empty")).unwrap();
+    std::fs::write(work.path().join("empty/manifest.json"), r#"{"name": "empty"}"#).unwrap();
+    let out = Command::new(warden_bin())
+        .args(["build", "empty"])
+        .current_dir(work.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("agent.py (Python)"));
+    server.stop().await;
+}
