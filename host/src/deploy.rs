@@ -168,6 +168,7 @@ impl Deployer {
         manifest.validate().map_err(DeployError::Manifest)?;
         self.check_mcp_credentials(workspace, &manifest)?;
         check_header(&bytes)?;
+        crate::runtime::imports::check(&bytes)?;
         if let Some(failure) = self.backend.failing() {
             return Err(DeployError::Store(StoreError::Unavailable(failure.error)));
         }

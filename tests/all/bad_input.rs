@@ -91,6 +91,22 @@ async fn oversized_bodies_get_413() {
     server.stop().await;
 }
 
+/// A component that imports these interfaces (each an empty instance) and
+/// does nothing else, encoded by hand.
+fn importing(names: &[&str]) -> Vec<u8> {
+    let mut imports = vec![names.len() as u8];
+    for name in names {
+        imports.extend([0x00, name.len() as u8]);
+        imports.extend(name.as_bytes());
+        imports.extend([0x05, 0x00]); // an instance of type 0
+    }
+    let mut bytes = b"\0asm\x0d\0\x01\0".to_vec();
+    bytes.extend([0x07, 0x03, 0x01, 0x42, 0x00]); // type 0: an instance type with no exports
+    bytes.extend([0x0a, imports.len() as u8]);
+    bytes.extend(imports);
+    bytes
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_components_are_refused_and_not_stored() {
     let server = Server::start().await;
@@ -110,6 +126,14 @@ async fn broken_components_are_refused_and_not_stored() {
         ),
         // A real WASI component that is not an agent: it exports wasi:cli/run, not `run`.
         ("stranger", agent_wasm("stranger"), "wrong_world", "run"),
+        // One that needs what the host does not provide: refused before
+        // compiling, each missing import named.
+        (
+            "needs-http",
+            importing(&["wasi:http/types@0.2.0", "wasi:io/streams@0.2.0", "wasi:http/outgoing-handler@0.2.0"]),
+            "wrong_world",
+            "does not provide: wasi:http/types@0.2.0, wasi:http/outgoing-handler@0.2.0 (",
+        ),
     ];
     for (name, bytes, code, says) in cases {
         let (status, body) = server.deploy_bytes(bytes, &json!({ "name": name })).await;

@@ -10,6 +10,7 @@ mod capture;
 pub mod compiler;
 pub mod component;
 pub mod engine;
+pub mod imports;
 pub mod journal;
 mod state;
 
