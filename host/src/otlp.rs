@@ -54,7 +54,11 @@ impl Exporter {
             .with_timeout(Duration::from_millis(config.timeout_ms))
             .build()
             .map_err(|e| anyhow::anyhow!("otlp: {e}"))?;
-        exporter.set_resource(&Resource::builder().with_service_name(config.service_name.clone()).build());
+        exporter.set_resource(
+            &Resource::builder()
+                .with_service_name(config.service_name.clone())
+                .build(),
+        );
         let (queue, rx) = mpsc::channel(config.max_queued_executions);
         let linger = Duration::from_millis(config.linger_ms);
         tokio::spawn(send(rx, exporter, approvals, config.batch_executions, linger));

@@ -151,14 +151,7 @@ pub fn spans(execution: &Execution, steps: &[Step], approvals: &[Approval]) -> V
         // long it took: it began that long before.
         let took = detail["duration_ms"].as_i64().filter(|ms| *ms >= 0);
         let start = took.map_or(step.started_at, |ms| step.ended_at - ms);
-        let mut s = span(
-            local,
-            Some(root),
-            kind,
-            &name,
-            start,
-            Some(step.ended_at),
-        );
+        let mut s = span(local, Some(root), kind, &name, start, Some(step.ended_at));
         // An agent's own step may record any JSON: attributes are an object.
         s.attributes = match detail {
             serde_json::Value::Object(_) => detail,

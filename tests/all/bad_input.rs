@@ -130,7 +130,11 @@ async fn broken_components_are_refused_and_not_stored() {
         // compiling, each missing import named.
         (
             "needs-http",
-            importing(&["wasi:http/types@0.2.0", "wasi:io/streams@0.2.0", "wasi:http/outgoing-handler@0.2.0"]),
+            importing(&[
+                "wasi:http/types@0.2.0",
+                "wasi:io/streams@0.2.0",
+                "wasi:http/outgoing-handler@0.2.0",
+            ]),
             "wrong_world",
             "does not provide: wasi:http/types@0.2.0, wasi:http/outgoing-handler@0.2.0 (",
         ),

@@ -328,14 +328,26 @@ async fn a_run_uses_the_model_its_caller_picked() {
         (&json!("scripted-mini"), &json!("scripted:scripted-mini"))
     );
     let (_, default) = run(None).await;
-    assert_eq!((&default["model"], &default["model_used"]), (&Value::Null, &json!("scripted")));
+    assert_eq!(
+        (&default["model"], &default["model_used"]),
+        (&Value::Null, &json!("scripted"))
+    );
     let (status, refused) = run(Some("gpt-5")).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
     assert_eq!(warden_tests::error_code(&refused), "invalid_request");
-    assert!(refused["error"]["message"].as_str().unwrap().contains("scripted, scripted-mini"), "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("scripted, scripted-mini"),
+        "{refused}"
+    );
     // A retry is the same request: the same model.
     let (status, retried) = server
-        .post_json(&format!("/v1/executions/{}/retry", picked["id"].as_str().unwrap()), &json!(null))
+        .post_json(
+            &format!("/v1/executions/{}/retry", picked["id"].as_str().unwrap()),
+            &json!(null),
+        )
         .await;
     assert!(status.is_success(), "{retried}");
     let retried = server.wait_terminal(retried["id"].as_str().unwrap()).await;

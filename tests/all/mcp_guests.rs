@@ -98,7 +98,9 @@ async fn a_guest_lists_and_calls_the_tools_of_its_mcp_servers() {
     assert!(call["duration_ms"].is_u64());
     // A call is a span of the run's trace, sent to the server as `traceparent`.
     let record = execute(&server, json!({ "tool": "mcp.calc.traced", "args": {} })).await;
-    let sent = record["output"]["result"]["structuredContent"]["result"].as_str().unwrap_or("none");
+    let sent = record["output"]["result"]["structuredContent"]["result"]
+        .as_str()
+        .unwrap_or("none");
     let (_, tree) = server
         .get(&format!("/v1/executions/{}/trace", record["id"].as_str().unwrap()))
         .await;
@@ -110,7 +112,11 @@ async fn a_guest_lists_and_calls_the_tools_of_its_mcp_servers() {
         .expect("the call's span");
     assert_eq!(
         sent,
-        format!("00-{}-{}-01", record["trace_id"].as_str().unwrap(), call["span_id"].as_str().unwrap()),
+        format!(
+            "00-{}-{}-01",
+            record["trace_id"].as_str().unwrap(),
+            call["span_id"].as_str().unwrap()
+        ),
         "{record}"
     );
 

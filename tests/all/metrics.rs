@@ -60,7 +60,13 @@ async fn metrics_count_runs_models_tools_and_requests() {
     let odd = reqwest::Method::from_bytes(b"BREW").unwrap();
     server.http.request(odd, server.url("/mcp")).send().await.unwrap();
     // Requests no route takes count too: 404, 405, and 413 by Content-Length.
-    let nowhere = server.http.get(server.url("/v1/nowhere")).bearer_auth(&admin).send().await.unwrap();
+    let nowhere = server
+        .http
+        .get(server.url("/v1/nowhere"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(nowhere.status(), StatusCode::NOT_FOUND);
     let wrong = server.http.put(server.url("/admin/health")).send().await.unwrap();
     assert_eq!(wrong.status(), StatusCode::METHOD_NOT_ALLOWED);

@@ -7,10 +7,10 @@ use std::process::Command;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use warden_tests::{Server, error_code, python_agent, warden_bin};
+use warden_tests::{Server, error_code, guest_agent, warden_bin};
 
 async fn deployed(server: &Server, dir: &str, tweak: Value) {
-    let (wasm, mut manifest) = python_agent(dir);
+    let (wasm, mut manifest) = guest_agent("python", dir);
     warden_tests::merge(&mut manifest, tweak);
     let (status, body) = server.deploy_bytes(wasm, &manifest).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -28,7 +28,10 @@ async fn support_in_python_answers_as_its_rust_twin() {
     // The same assertions as the Rust `support`'s (tests/all/llm.rs).
     assert_eq!(record["status"], "completed", "{record}");
     let answer = record["output"]["answer"].as_str().unwrap();
-    assert!(answer.starts_with("(scripted)") && answer.contains("shipped"), "{answer}");
+    assert!(
+        answer.starts_with("(scripted)") && answer.contains("shipped"),
+        "{answer}"
+    );
     assert_eq!(record["output"]["sources"], json!(["kv:order:A-1001"]));
     assert_eq!(record["model_used"], "scripted");
     assert_eq!(record["llm_provider"], "scripted");
@@ -78,7 +81,12 @@ async fn support_in_python_answers_as_its_rust_twin() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_python_guest_is_contained() {
     let server = Server::start().await;
-    deployed(&server, "hostile", json!({ "limits": { "memory_mb": 48, "fuel": 2_000_000_000u64 } })).await;
+    deployed(
+        &server,
+        "hostile",
+        json!({ "limits": { "memory_mb": 48, "fuel": 2_000_000_000u64 } }),
+    )
+    .await;
     server.deploy("echo", json!({})).await;
     let attack = |name: &str| server.run("hostile-py", json!({ "attack": name }));
 
@@ -128,7 +136,11 @@ async fn a_python_agent_is_scaffolded_built_and_deployed_from_the_cli() {
             .current_dir(work.path())
             .output()
             .unwrap();
-        assert!(out.status.success(), "warden {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "warden {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     warden(&["new", "greeter", "--lang", "python"]);
@@ -138,7 +150,10 @@ async fn a_python_agent_is_scaffolded_built_and_deployed_from_the_cli() {
     let deployed: Value = serde_json::from_str(&warden(&["--json", "deploy", "greeter"])).unwrap();
     assert_eq!(deployed["agent"]["name"], "greeter", "{deployed}");
     assert!(work.path().join("greeter/build/greeter.wasm").is_file());
-    assert!(!work.path().join("greeter/__pycache__").exists(), "the build leaves no bytecode behind");
+    assert!(
+        !work.path().join("greeter/__pycache__").exists(),
+        "the build leaves no bytecode behind"
+    );
     let record = server.run("greeter", json!({ "name": "Ada", "times": 2 })).await;
     assert_eq!(record["output"]["greeting"], "Hello, Ada! Hello, Ada!", "{record}");
     let record = server.run("greeter", json!({ "name": "Ada", "times": 11 })).await;

@@ -7,13 +7,13 @@
 use axum::Router;
 use axum::http::HeaderMap;
 use axum::routing::get;
-use reqwest::StatusCode;
-use serde_json::{Value, json};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue;
-use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::Span;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode as SpanStatus;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
 use warden_tests::{Server, test_config};
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -118,7 +118,10 @@ async fn a_run_joins_its_callers_trace_and_carries_it_on() {
     assert!(kinds.contains(&"queue") && kinds.contains(&"tool"), "{kinds:?}");
     let tool = spans.iter().find(|s| s["kind"] == "tool").unwrap();
     assert_eq!(tool["name"], "http_fetch");
-    assert_eq!(tool["span_id"], parts[2], "the span the call sent is the one the tree shows");
+    assert_eq!(
+        tool["span_id"], parts[2],
+        "the span the call sent is the one the tree shows"
+    );
     // The call's span covers the call: it began as long before its end as it took.
     assert!(tool["duration_ms"].as_i64().unwrap() >= 50, "{tool}");
     assert!(
@@ -213,7 +216,13 @@ async fn ended_runs_go_to_an_otlp_collector_as_span_trees() {
             .iter()
             .flat_map(|request| {
                 request.resource_spans.iter().flat_map(|r| {
-                    let service = r.resource.as_ref().unwrap().attributes.iter().find(|a| a.key == "service.name");
+                    let service = r
+                        .resource
+                        .as_ref()
+                        .unwrap()
+                        .attributes
+                        .iter()
+                        .find(|a| a.key == "service.name");
                     assert_eq!(
                         format!("{:?}", service.unwrap().value),
                         format!("{:?}", Some(string_value("warden-under-test")))
@@ -240,7 +249,9 @@ async fn ended_runs_go_to_an_otlp_collector_as_span_trees() {
     let executed = |id: &str| {
         spans
             .iter()
-            .find(|s| s.name.starts_with("execution ") && attr(s, "warden.execution_id") == Some(StringValue(id.into())))
+            .find(|s| {
+                s.name.starts_with("execution ") && attr(s, "warden.execution_id") == Some(StringValue(id.into()))
+            })
             .unwrap_or_else(|| panic!("no span of {id} in {spans:#?}"))
             .clone()
     };

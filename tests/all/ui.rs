@@ -373,14 +373,27 @@ async fn make_repeatable_and_chat_from_the_dashboard() {
         .deploy("support", json!({"models": ["scripted", "scripted-mini"]}))
         .await;
     browser.goto(&server.url("/#/agents/support?tab=tasks")).await;
-    browser.wait_for("document.querySelector('#task-model option[value=\"scripted-mini\"]')", WAIT).await;
     browser
-        .fill("#task-input", r#"{"question": "Where is order A-7?", "orders": {"A-7": "late"}}"#)
+        .wait_for(
+            "document.querySelector('#task-model option[value=\"scripted-mini\"]')",
+            WAIT,
+        )
         .await;
-    browser.eval("document.querySelector('#task-model').value = 'scripted-mini'").await;
+    browser
+        .fill(
+            "#task-input",
+            r#"{"question": "Where is order A-7?", "orders": {"A-7": "late"}}"#,
+        )
+        .await;
+    browser
+        .eval("document.querySelector('#task-model').value = 'scripted-mini'")
+        .await;
     browser.click("#task-send").await;
     browser
-        .wait_for("document.querySelector('#task-history tr[data-status=\"completed\"]')", WAIT)
+        .wait_for(
+            "document.querySelector('#task-history tr[data-status=\"completed\"]')",
+            WAIT,
+        )
         .await;
     let (_, runs) = server.get("/v1/agents/support/executions").await;
     assert_eq!(runs["data"][0]["model"], "scripted-mini", "{runs}");

@@ -34,20 +34,20 @@ pub fn agent_wasm(name: &str) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
 }
 
-/// A Python agent of `agents/python/<dir>`: its component (built by the test
-/// set-up with `warden build`, into `target/python-agents/<dir>.wasm`) and its
-/// manifest.
-pub fn python_agent(dir: &str) -> (Vec<u8>, Value) {
+/// An agent of `agents/<lang>/<dir>` (`python`, `js`): its component (built
+/// by the test set-up with `warden build`, into
+/// `target/<lang>-agents/<dir>.wasm`) and its manifest.
+pub fn guest_agent(lang: &str, dir: &str) -> (Vec<u8>, Value) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let wasm = root.join("target/python-agents").join(format!("{dir}.wasm"));
+    let wasm = root.join(format!("target/{lang}-agents")).join(format!("{dir}.wasm"));
     let bytes = std::fs::read(&wasm).unwrap_or_else(|e| {
         panic!(
-            "reading {}: {e} (scripts/test builds the Python agents: `warden build agents/python/{dir} --out {}`)",
+            "reading {}: {e} (scripts/test builds it: `warden build agents/{lang}/{dir} --out {}`)",
             wasm.display(),
             wasm.display()
         )
     });
-    let manifest = root.join("agents/python").join(dir).join("manifest.json");
+    let manifest = root.join("agents").join(lang).join(dir).join("manifest.json");
     let text = std::fs::read_to_string(&manifest).unwrap_or_else(|e| panic!("reading {}: {e}", manifest.display()));
     (bytes, serde_json::from_str(&text).expect("manifest is JSON"))
 }

@@ -92,7 +92,10 @@ mod tests {
         };
         assert_eq!(at("http://c:4318").as_deref(), Some("http://c:4318/v1/traces"));
         assert_eq!(at("http://c:4318/").as_deref(), Some("http://c:4318/v1/traces"));
-        assert_eq!(at("http://c/otlp/v1/traces").as_deref(), Some("http://c/otlp/v1/traces"));
+        assert_eq!(
+            at("http://c/otlp/v1/traces").as_deref(),
+            Some("http://c/otlp/v1/traces")
+        );
         assert_eq!(OtlpConfig::default().traces_url(), None);
         let bad = OtlpConfig {
             endpoint: Some("ftp://c".into()),

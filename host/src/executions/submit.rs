@@ -213,7 +213,11 @@ impl Executions {
             if !allowed {
                 return Err(SubmitError::ModelNotAllowed {
                     model: model.clone(),
-                    allowed: if models.is_empty() { "scripted".into() } else { models.join(", ") },
+                    allowed: if models.is_empty() {
+                        "scripted".into()
+                    } else {
+                        models.join(", ")
+                    },
                 });
             }
         }

@@ -46,7 +46,17 @@ const PROVIDED: &[(&str, &[&str])] = &[
     ),
     (
         "warden:agent",
-        &["types", "log", "step", "llm", "tools", "artifacts", "approval", "conversation", "memory"],
+        &[
+            "types",
+            "log",
+            "step",
+            "llm",
+            "tools",
+            "artifacts",
+            "approval",
+            "conversation",
+            "memory",
+        ],
     ),
 ];
 
@@ -158,7 +168,12 @@ mod tests {
         if let Ok(bytes) = std::fs::read(python) {
             let began = std::time::Instant::now();
             let names = imports(&bytes).expect("its imports");
-            eprintln!("{} imports of {} bytes read in {:?}", names.len(), bytes.len(), began.elapsed());
+            eprintln!(
+                "{} imports of {} bytes read in {:?}",
+                names.len(),
+                bytes.len(),
+                began.elapsed()
+            );
             assert!(check(&bytes).is_ok(), "{names:?}");
         }
     }
@@ -166,6 +181,9 @@ mod tests {
     #[test]
     fn truncated_or_garbled_components_are_invalid() {
         assert!(imports(b"\0asm\x0d\0\x01\0").is_ok_and(|names| names.is_empty()));
-        assert!(matches!(imports(b"\0asm\x0d\0\x01\0\x0a\x05"), Err(ComponentError::Invalid(_))));
+        assert!(matches!(
+            imports(b"\0asm\x0d\0\x01\0\x0a\x05"),
+            Err(ComponentError::Invalid(_))
+        ));
     }
 }

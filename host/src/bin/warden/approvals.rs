@@ -57,37 +57,37 @@ fn decision_path(id: &str, decision: &str) -> String {
 /// Runs one `warden approvals` command: what to print, and how.
 pub async fn run(client: &Client, command: ApprovalsCommand) -> anyhow::Result<(Value, View)> {
     Ok(match command {
-            ApprovalsCommand::List {
-                status,
-                agent,
-                execution,
-                limit,
-                after,
-            } => {
-                let q = query([
-                    ("status", status),
-                    ("agent_id", agent),
-                    ("execution_id", execution),
-                    ("limit", limit.map(|v| v.to_string())),
-                    ("after", after),
-                ]);
-                (client.get("/v1/approvals", &q).await?, View::Approvals)
-            }
-            ApprovalsCommand::Get { id } => (client.get(&format!("/v1/approvals/{id}"), &[]).await?, View::Json),
-            ApprovalsCommand::Approve { id, comment, data } => {
-                let data: Option<Value> = data.map(|d| read_input(&d)).transpose().context("--data")?;
-                let body = serde_json::json!({ "comment": comment, "data": data });
-                (
-                    client.post_json(&decision_path(&id, "approve"), &body).await?,
-                    View::Json,
-                )
-            }
-            ApprovalsCommand::Reject { id, reason } => {
-                let body = serde_json::json!({ "reason": reason });
-                (
-                    client.post_json(&decision_path(&id, "reject"), &body).await?,
-                    View::Json,
-                )
-            }
-        })
+        ApprovalsCommand::List {
+            status,
+            agent,
+            execution,
+            limit,
+            after,
+        } => {
+            let q = query([
+                ("status", status),
+                ("agent_id", agent),
+                ("execution_id", execution),
+                ("limit", limit.map(|v| v.to_string())),
+                ("after", after),
+            ]);
+            (client.get("/v1/approvals", &q).await?, View::Approvals)
+        }
+        ApprovalsCommand::Get { id } => (client.get(&format!("/v1/approvals/{id}"), &[]).await?, View::Json),
+        ApprovalsCommand::Approve { id, comment, data } => {
+            let data: Option<Value> = data.map(|d| read_input(&d)).transpose().context("--data")?;
+            let body = serde_json::json!({ "comment": comment, "data": data });
+            (
+                client.post_json(&decision_path(&id, "approve"), &body).await?,
+                View::Json,
+            )
+        }
+        ApprovalsCommand::Reject { id, reason } => {
+            let body = serde_json::json!({ "reason": reason });
+            (
+                client.post_json(&decision_path(&id, "reject"), &body).await?,
+                View::Json,
+            )
+        }
+    })
 }

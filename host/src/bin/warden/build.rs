@@ -1,10 +1,13 @@
 //! `warden new`, `warden build` and `warden deploy DIR`: an agent's directory
-//! (its `manifest.json` and source) scaffolded in Rust or Python, built into a
-//! component with its language's toolchain, and deployed. Rust builds with
-//! `cargo` for `wasm32-wasip2`; Python with `componentize-py`, installed into a
-//! cache on first use (a venv under `~/.cache/warden`). The SDKs and the WIT
-//! world ship inside this binary and are written into the cache, so a build
-//! needs no checkout of Warden.
+//! (its `manifest.json` and source) scaffolded in Rust, Python or
+//! JavaScript/TypeScript, built into a component with its language's
+//! toolchain, and deployed. Rust builds with `cargo` for `wasm32-wasip2`;
+//! Python with `componentize-py` (a venv); JavaScript and TypeScript are
+//! bundled by `rolldown` and built with the QuickJS-based `componentize-qjs`
+//! (npm). The Python and JavaScript toolchains are installed into a cache on
+//! first use (`~/.cache/warden`). The SDKs and the WIT world ship inside this
+//! binary and are written into the cache, so a build needs no checkout of
+//! Warden.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,28 +16,74 @@ use anyhow::{Context, bail};
 
 /// The componentize-py release the Python SDK is built and tested with.
 const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
+/// The npm packages JavaScript and TypeScript agents are built with.
+const JS_TOOLS: &[&str] = &["componentize-qjs@0.4.5", "rolldown@1.3.3"];
 
 /// The files of the SDKs and of the world, by their path in the cache.
 const SDK: &[(&str, &str)] = &[
     ("wit/agent.wit", include_str!("../../../../wit/agent.wit")),
     ("rust/Cargo.toml", include_str!("../../../../guest-sdk/Cargo.toml")),
     ("rust/src/lib.rs", include_str!("../../../../guest-sdk/src/lib.rs")),
-    ("python/warden/__init__.py", include_str!("../../../../guest-sdk/python/warden/__init__.py")),
-    ("python/warden/_agent.py", include_str!("../../../../guest-sdk/python/warden/_agent.py")),
-    ("python/warden/_step.py", include_str!("../../../../guest-sdk/python/warden/_step.py")),
-    ("python/warden/approval.py", include_str!("../../../../guest-sdk/python/warden/approval.py")),
-    ("python/warden/artifacts.py", include_str!("../../../../guest-sdk/python/warden/artifacts.py")),
-    ("python/warden/conversation.py", include_str!("../../../../guest-sdk/python/warden/conversation.py")),
-    ("python/warden/llm.py", include_str!("../../../../guest-sdk/python/warden/llm.py")),
-    ("python/warden/log.py", include_str!("../../../../guest-sdk/python/warden/log.py")),
-    ("python/warden/memory.py", include_str!("../../../../guest-sdk/python/warden/memory.py")),
-    ("python/warden/tools.py", include_str!("../../../../guest-sdk/python/warden/tools.py")),
+    (
+        "python/warden/__init__.py",
+        include_str!("../../../../guest-sdk/python/warden/__init__.py"),
+    ),
+    (
+        "python/warden/_agent.py",
+        include_str!("../../../../guest-sdk/python/warden/_agent.py"),
+    ),
+    (
+        "python/warden/_step.py",
+        include_str!("../../../../guest-sdk/python/warden/_step.py"),
+    ),
+    (
+        "python/warden/approval.py",
+        include_str!("../../../../guest-sdk/python/warden/approval.py"),
+    ),
+    (
+        "python/warden/artifacts.py",
+        include_str!("../../../../guest-sdk/python/warden/artifacts.py"),
+    ),
+    (
+        "python/warden/conversation.py",
+        include_str!("../../../../guest-sdk/python/warden/conversation.py"),
+    ),
+    (
+        "python/warden/llm.py",
+        include_str!("../../../../guest-sdk/python/warden/llm.py"),
+    ),
+    (
+        "python/warden/log.py",
+        include_str!("../../../../guest-sdk/python/warden/log.py"),
+    ),
+    (
+        "python/warden/memory.py",
+        include_str!("../../../../guest-sdk/python/warden/memory.py"),
+    ),
+    (
+        "python/warden/tools.py",
+        include_str!("../../../../guest-sdk/python/warden/tools.py"),
+    ),
+    (
+        "js/warden/package.json",
+        include_str!("../../../../guest-sdk/js/warden/package.json"),
+    ),
+    (
+        "js/warden/index.js",
+        include_str!("../../../../guest-sdk/js/warden/index.js"),
+    ),
+    (
+        "js/warden/index.d.ts",
+        include_str!("../../../../guest-sdk/js/warden/index.d.ts"),
+    ),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Lang {
     Rust,
     Python,
+    /// JavaScript or TypeScript (`agent.js` or `agent.ts`).
+    Js,
 }
 
 /// What language the agent in `dir` is written in.
@@ -43,9 +92,12 @@ fn detect(dir: &Path) -> anyhow::Result<Lang> {
         Ok(Lang::Rust)
     } else if dir.join("agent.py").is_file() {
         Ok(Lang::Python)
+    } else if js_entry(dir).is_some() {
+        Ok(Lang::Js)
     } else {
         bail!(
-            "{} holds no agent: expected Cargo.toml (Rust) or agent.py (Python) next to manifest.json",
+            "{} holds no agent: expected Cargo.toml (Rust), agent.py (Python) or agent.ts / agent.js \
+             (TypeScript, JavaScript) next to manifest.json",
             dir.display()
         )
     }
@@ -117,7 +169,12 @@ fn componentize_py() -> anyhow::Result<PathBuf> {
             "creating a Python venv (python3 -m venv)",
         )?;
         run(
-            Command::new(venv.join("bin/pip")).args(["install", "--quiet", "--disable-pip-version-check", COMPONENTIZE_PY]),
+            Command::new(venv.join("bin/pip")).args([
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                COMPONENTIZE_PY,
+            ]),
             "installing componentize-py",
         )?;
     }
@@ -138,13 +195,20 @@ pub fn build(dir: &Path, out: Option<&Path>) -> anyhow::Result<PathBuf> {
     match detect(dir)? {
         Lang::Rust => build_rust(dir, &out)?,
         Lang::Python => build_python(dir, &out)?,
+        Lang::Js => build_js(dir, &out)?,
     }
     Ok(out)
 }
 
 fn build_rust(dir: &Path, out: &Path) -> anyhow::Result<()> {
     let output = Command::new("cargo")
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--message-format=json-render-diagnostics"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--message-format=json-render-diagnostics",
+        ])
         .arg("--manifest-path")
         .arg(dir.join("Cargo.toml"))
         .stderr(std::process::Stdio::inherit())
@@ -198,13 +262,76 @@ fn build_python(dir: &Path, out: &Path) -> anyhow::Result<()> {
     result
 }
 
+/// A JavaScript or TypeScript agent's module.
+fn js_entry(dir: &Path) -> Option<&'static str> {
+    ["agent.ts", "agent.js"].into_iter().find(|f| dir.join(f).is_file())
+}
+
+/// componentize-qjs and rolldown, installed into the cache on first use.
+fn js_tools() -> anyhow::Result<PathBuf> {
+    let dir = cache()?.join("toolchains").join(JS_TOOLS.join("+").replace('@', "-"));
+    if !dir.join("node_modules/.bin/componentize-qjs").is_file() || !dir.join("node_modules/.bin/rolldown").is_file() {
+        eprintln!("installing {} into {} (once)", JS_TOOLS.join(" "), dir.display());
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        run(
+            Command::new("npm")
+                .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
+                .arg(&dir)
+                .args(JS_TOOLS),
+            "installing the JavaScript toolchain (npm install)",
+        )?;
+    }
+    Ok(dir.join("node_modules/.bin"))
+}
+
+fn build_js(dir: &Path, out: &Path) -> anyhow::Result<()> {
+    let bin = js_tools()?;
+    let sdk = sdk()?;
+    let entry = js_entry(dir).context("no agent.ts or agent.js")?;
+    // The agent's source with the SDK as its `warden` package, bundled into
+    // one module: the world's imports stay imports.
+    let work = tempfile_dir()?;
+    let result = (|| {
+        copy_source(dir, &work)?;
+        copy_source(&sdk.join("js/warden"), &work.join("node_modules/warden"))?;
+        std::fs::write(
+            work.join("rolldown.config.mjs"),
+            format!(
+                "export default {{ input: {entry:?}, external: [/^warden:agent\\//], \
+                 output: {{ file: \"bundle.js\", format: \"esm\" }} }};\n"
+            ),
+        )?;
+        run(
+            Command::new(bin.join("rolldown"))
+                .args(["-c", "rolldown.config.mjs"])
+                .current_dir(&work),
+            "bundling the agent (rolldown)",
+        )?;
+        run(
+            Command::new(bin.join("componentize-qjs"))
+                .arg("--wit")
+                .arg(sdk.join("wit"))
+                .args(["--world", "agent", "--sync", "--js"])
+                .arg(work.join("bundle.js"))
+                .arg("-o")
+                .arg(std::path::absolute(out)?),
+            "componentize-qjs",
+        )
+    })();
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
 /// Copies an agent's source, leaving out what builds make.
 fn copy_source(from: &Path, to: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
     for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
         let entry = entry?;
         let name = entry.file_name();
-        if matches!(name.to_str(), Some("build" | "target" | "__pycache__" | ".git")) {
+        if matches!(
+            name.to_str(),
+            Some("build" | "target" | "__pycache__" | ".git" | "node_modules")
+        ) {
             continue;
         }
         let kind = entry.file_type()?;
@@ -228,7 +355,9 @@ fn tempfile_dir() -> anyhow::Result<PathBuf> {
 pub fn new(name: &str, lang: Lang) -> anyhow::Result<PathBuf> {
     let valid = !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
     if !valid {
         bail!("an agent's name is 1 to 64 lowercase letters, digits, - and _");
     }
@@ -249,6 +378,19 @@ pub fn new(name: &str, lang: Lang) -> anyhow::Result<PathBuf> {
     ];
     match lang {
         Lang::Python => files.push((dir.join("agent.py"), PYTHON_TEMPLATE.into())),
+        Lang::Js => {
+            // An editor finds the SDK's types (the package's `types`) where
+            // the bundler finds its code (the package's `main`).
+            let types = sdk()?.join("js/warden");
+            let tsconfig = serde_json::json!({
+                "compilerOptions": {
+                    "target": "es2022", "module": "es2022", "moduleResolution": "bundler", "strict": true,
+                    "noEmit": true, "paths": { "warden": [types] }
+                }
+            });
+            files.push((dir.join("agent.ts"), JS_TEMPLATE.into()));
+            files.push((dir.join("tsconfig.json"), format!("{tsconfig:#}\n")));
+        }
         Lang::Rust => {
             let sdk = sdk()?.join("rust");
             files.push((dir.join("Cargo.toml"), rust_cargo(name, &sdk)));
@@ -311,6 +453,26 @@ def run(input: Input) -> dict:
     warden.log.info(f"greeting {input.name} {input.times} time(s)")
     warden.step("greet", {"name": input.name, "times": input.times})
     return {"greeting": " ".join([f"Hello, {input.name}!"] * input.times)}
+"#;
+
+const JS_TEMPLATE: &str = r#"// An agent: JSON in, JSON out (the manifest's input_schema checks the input).
+
+import { AgentError, agent, log, step } from "warden";
+
+interface Input {
+  name: string;
+  times?: number;
+}
+
+export const run = agent((input: Input) => {
+  const times = input.times ?? 1;
+  if (times > 10) {
+    throw new AgentError("too_many", "at most 10 greetings");
+  }
+  log.info(`greeting ${input.name} ${times} time(s)`);
+  step("greet", { name: input.name, times });
+  return { greeting: Array(times).fill(`Hello, ${input.name}!`).join(" ") };
+});
 "#;
 
 const RUST_TEMPLATE: &str = r#"//! An agent: JSON in (checked against `Input`), JSON out.

@@ -303,7 +303,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::New { name, lang } => {
             let dir = build::new(&name, lang)?;
-            eprintln!("made {}: build it with `warden build {0}`, deploy it with `warden deploy {0}`", dir.display());
+            eprintln!(
+                "made {}: build it with `warden build {0}`, deploy it with `warden deploy {0}`",
+                dir.display()
+            );
             return Ok(());
         }
         Command::Build { dir, out } => {

@@ -1,0 +1,111 @@
+//! Agents in JavaScript and TypeScript: built with `warden build` (rolldown,
+//! componentize-qjs and the JS SDK), deployed and run like any component.
+//! `hello` in TypeScript answers as its Rust twin does; a hostile JavaScript
+//! guest is contained like the Rust ones; `warden new --lang js` then `warden
+//! deploy DIR` gives a running agent.
+
+use std::process::Command;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use warden_tests::{Server, error_code, guest_agent, warden_bin};
+
+async fn deployed(server: &Server, dir: &str, tweak: Value) {
+    let (wasm, mut manifest) = guest_agent("js", dir);
+    warden_tests::merge(&mut manifest, tweak);
+    let (status, body) = server.deploy_bytes(wasm, &manifest).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_in_typescript_answers_as_its_rust_twin() {
+    let server = Server::start().await;
+    deployed(&server, "hello", json!({})).await;
+    // Input that does not fit: `invalid_input` (here the manifest's
+    // input_schema says so, before the run).
+    let (status, refused) = server
+        .post_json("/v1/agents/hello-js/execute", &json!({ "input": { "nome": "typo" } }))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert_eq!(error_code(&refused), "invalid_input");
+    assert!(
+        refused["error"]["message"].as_str().unwrap().contains("name"),
+        "{refused}"
+    );
+    // An error the agent throws on purpose keeps its code.
+    let record = server.run("hello-js", json!({ "name": "x", "times": 11 })).await;
+    assert_eq!(record["status"], "failed");
+    assert_eq!(record["error"]["code"], "too_many", "{record}");
+    assert_eq!(record["error"]["source"], "agent");
+    // And the happy path, with its log line and step through the SDK.
+    let record = server.run("hello-js", json!({ "name": "x", "times": 2 })).await;
+    assert_eq!(record["output"]["greeting"], "Hello, x! Hello, x!", "{record}");
+    let id = record["id"].as_str().unwrap();
+    let (_, steps) = server.get(&format!("/v1/executions/{id}/steps")).await;
+    assert_eq!(steps["data"][0]["name"], "greet");
+    assert_eq!(steps["data"][0]["detail"], json!({ "name": "x", "times": 2 }));
+    let (_, logs) = server.get(&format!("/v1/executions/{id}/logs")).await;
+    assert_eq!(logs["data"][0]["message"], "greeting x 2 time(s)");
+    assert_eq!(logs["data"][0]["level"], "info");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_javascript_guest_is_contained() {
+    let server = Server::start().await;
+    deployed(
+        &server,
+        "hostile",
+        json!({ "limits": { "memory_mb": 32, "fuel": 500_000_000u64 } }),
+    )
+    .await;
+    server.deploy("echo", json!({})).await;
+    let attack = |name: &str| server.run("hostile-js", json!({ "attack": name }));
+    // No way out: no process, require, fetch, sockets or files to find.
+    let seen = attack("snoop").await;
+    assert_eq!(seen["output"], json!({ "globals": [] }), "{seen}");
+    let spun = attack("loop").await;
+    assert_eq!(spun["error"]["code"], "fuel_exhausted", "{spun}");
+    assert_eq!(spun["fuel_used"], 500_000_000u64);
+    let hog = attack("allocate").await;
+    assert_eq!(hog["error"]["code"], "memory_limit", "{hog}");
+    let peak = hog["peak_memory_bytes"].as_u64().unwrap();
+    assert!(peak <= 32 << 20 && peak > 16 << 20, "peak {peak}");
+    let raised = attack("raise").await;
+    assert_eq!(raised["error"]["code"], "agent_exception", "{raised}");
+    assert_eq!(raised["error"]["message"], "TypeError: the agent broke on purpose");
+    let unknown = attack("nothing").await;
+    assert_eq!(unknown["error"]["code"], "invalid_input", "{unknown}");
+    let echo = server.run("echo", json!({ "name": "after" })).await;
+    assert_eq!(echo["output"]["greeting"], "Hello, after!");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_typescript_agent_is_scaffolded_built_and_deployed_from_the_cli() {
+    let server = Server::start().await;
+    let work = tempfile::tempdir().unwrap();
+    let warden = |args: &[&str]| {
+        let out = Command::new(warden_bin())
+            .args(["--server", &server.base])
+            .args(args)
+            .current_dir(work.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "warden {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    warden(&["new", "greeter", "--lang", "js"]);
+    for file in ["manifest.json", "agent.ts", "tsconfig.json"] {
+        assert!(work.path().join("greeter").join(file).is_file(), "{file}");
+    }
+    let deployed: Value = serde_json::from_str(&warden(&["--json", "deploy", "greeter"])).unwrap();
+    assert_eq!(deployed["agent"]["name"], "greeter", "{deployed}");
+    let record = server.run("greeter", json!({ "name": "Ada", "times": 2 })).await;
+    assert_eq!(record["output"]["greeting"], "Hello, Ada! Hello, Ada!", "{record}");
+    server.stop().await;
+}
