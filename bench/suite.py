@@ -11,6 +11,9 @@ Phases (same echo workload everywhere: JSON in, JSON out):
              logging each request cost)
   otlp       the e2e load with every run's span tree exported over OTLP/HTTP to a
              local stand-in collector (bench/otlp_sink.py)
+  guests     `hello` in Rust, TypeScript and Python: each component's compile (time and
+             the compiler's peak memory), its deploy over HTTP, one caller's runs (p50,
+             p99), and a restart that loads them from the compiled cache
   serve      `wasmtime serve` with an equivalent wasi:http component, same wrk load
   process    `wasmtime run` of a precompiled command component, one process per run
   parked     1,000 and 10,000 runs parked in a slow model call over HTTP/2 and HTTP/1.1,
@@ -320,6 +323,81 @@ def cargo_bench(name, env=None):
     return [json.loads(line[len("RESULT "):]) for line in out.stdout.splitlines() if line.startswith("RESULT ")]
 
 
+GUESTS = [
+    ("Rust", "hello", AGENTS / "hello.wasm", ROOT / "agents/hello/manifest.json"),
+    ("TypeScript", "hello-js", ROOT / "target/js-agents/hello.wasm", ROOT / "agents/js/hello/manifest.json"),
+    ("Python", "hello-py", ROOT / "target/python-agents/hello.wasm", ROOT / "agents/python/hello/manifest.json"),
+]
+
+
+def guests():
+    """Rust, TypeScript and Python `hello`: compile, deploy, runs, restart."""
+    rows = []
+    for lang, name, wasm, _ in GUESTS:
+        # The host's compiler, as a deploy runs it (a child process): its time and peak memory.
+        began = time.time()
+        with open(wasm, "rb") as source:
+            proc = subprocess.Popen([str(WARDEN), "compile-component", "4096"],
+                                    stdin=source, stdout=subprocess.DEVNULL)
+            _, status, usage = os.wait4(proc.pid, 0)
+        if status != 0:
+            sys.exit(f"compiling {wasm} failed")
+        rows.append({"lang": lang, "name": name, "bytes": wasm.stat().st_size,
+                     "compile_s": time.time() - began, "compile_peak_mib": usage.ru_maxrss / 1024})
+    data = tempfile.mkdtemp(prefix="warden-bench-guests-")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    argv = [str(WARDEN), "serve", "--data-dir", data, "--addr", f"127.0.0.1:{port}"]
+    env = dict(os.environ, WARDEN_URL=base)
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_up(f"{base}/admin/health", proc)
+        for row, (_, name, wasm, manifest) in zip(rows, GUESTS):
+            began = time.time()
+            subprocess.run([str(WARDEN), "deploy", str(wasm), "--manifest", str(manifest)], env=env, check=True,
+                           capture_output=True)
+            row["deploy_s"] = time.time() - began
+        for row in rows:
+            url = f"{base}/v1/agents/{row['name']}/execute"
+            wrk_env = dict(os.environ, BENCH_BODY='{"input":{"name":"Ada"}}')
+            subprocess.run(["wrk", "-t1", "-c1", "-d2s", "-s", str(LOAD), url], capture_output=True, env=wrk_env,
+                           check=True)
+            out = subprocess.run(["wrk", "-t1", "-c1", f"-d{SECS}s", "--latency", "-s", str(LOAD), url],
+                                 capture_output=True, text=True, env=wrk_env, check=True).stdout
+            for line in out.splitlines():
+                parts = line.split()
+                if parts[:1] == ["50%"]:
+                    row["p50_ms"] = to_ms(parts[1])
+                elif parts[:1] == ["99%"]:
+                    row["p99_ms"] = to_ms(parts[1])
+                elif line.startswith("Requests/sec:"):
+                    row["rps"] = float(parts[1])
+            print(f"guest {row['lang']:<10} compile {row['compile_s']:.2f} s peak {row['compile_peak_mib']:.0f} MiB  "
+                  f"deploy {row['deploy_s']:.2f} s  p50 {row['p50_ms']:.2f} ms  p99 {row['p99_ms']:.2f} ms", flush=True)
+        proc.terminate()
+        proc.wait(timeout=30)
+        # A restart loads every component from the compiled cache.
+        began = time.time()
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_up(f"{base}/admin/health", proc)
+        up = time.time() - began
+        health = json.loads(urllib.request.urlopen(f"{base}/admin/health").read())
+        began = time.time()
+        req = urllib.request.Request(f"{base}/v1/agents/hello-py/execute", data=b'{"input":{"name":"Ada"}}',
+                                     headers={"content-type": "application/json"})
+        first = json.loads(urllib.request.urlopen(req).read())
+        restart = {"up_s": up, "first_python_run_ms": (time.time() - began) * 1000,
+                   "compiled": health["components"]["compiled"],
+                   "loaded_from_cache": health["components"]["loaded_from_cache"],
+                   "first_status": first["status"]}
+        print(f"guests restart: up in {up:.2f} s, {restart}", flush=True)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        shutil.rmtree(data, ignore_errors=True)
+    return {"rows": rows, "restart": restart}
+
+
 def dashboard():
     """The dashboard in a real Chromium: its browser test, built as release, times the
     list with 100,000 executions and a 20,000-event run's page; its figures."""
@@ -386,7 +464,7 @@ def main():
         results = json.loads(path.read_text())
         phases = {"e2e": lambda: warden_e2e("warden (every run recorded)"), "mcp": warden_mcp,
                   "no_metrics": lambda: warden_e2e("warden (metrics and access log off)", NO_METRICS),
-                  "otlp": otlp, "dashboard": dashboard}
+                  "otlp": otlp, "guests": guests, "dashboard": dashboard}
         for phase in sys.argv[2:]:
             results[phase] = phases[phase]()
         path.write_text(json.dumps(results, indent=2))
@@ -416,6 +494,7 @@ def main():
     results["fullcaps"] = full_caps()
     results["parked"] = cargo_bench("parked")
     results["coldstart"] = cargo_bench("coldstart")
+    results["guests"] = guests()
     results["dashboard"] = dashboard()
     results["elapsed_s"] = time.time() - started
     results["rounds"] = ROUNDS
@@ -488,6 +567,24 @@ def write_report(r):
         lines.append(f"| OTLP export on (every run's span tree sent: {o['runs']:,} runs in {o['exports']:,} requests, "
                      f"{o['bytes'] / max(o['runs'], 1):.0f} bytes a run) vs off, at 16 / 64 conns | "
                      f"{on[0]:.2f}× / {on[1]:.2f}× the runs/s | ≥ 0.95× |")
+    if r.get("guests"):
+        g = r["guests"]
+        rust = g["rows"][0]
+        lines += ["", "## Agents in Rust, TypeScript and Python", "",
+                  "`hello` in each language (the same agent: typed input, a log line, a step, JSON out). Compile: the",
+                  "host's compiler as a deploy runs it (a child process), its time and peak memory; deploy: the",
+                  "whole `POST /v1/agents` over HTTP; runs: one caller, sync execute, every run recorded.", "",
+                  "| agent | component | compile | compiler peak | deploy | p50 ms | p99 ms | runs/s | p50 vs Rust |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for row in g["rows"]:
+            lines.append(f"| {row['lang']} `{row['name']}` | {row['bytes'] / 1e6:.1f} MB | {row['compile_s']:.2f} s | "
+                         f"{row['compile_peak_mib']:.0f} MiB | {row['deploy_s']:.2f} s | {row['p50_ms']:.2f} | "
+                         f"{row['p99_ms']:.2f} | {fmt(row['rps'])} | +{row['p50_ms'] - rust['p50_ms']:.2f} ms |")
+        s = g["restart"]
+        lines += ["", f"A restart with the three deployed: serving in {s['up_s']:.2f} s, {s['loaded_from_cache']} "
+                  f"components loaded from the compiled cache and {s['compiled']} compiled; the first Python run after "
+                  f"it took {s['first_python_run_ms']:.1f} ms (goals for Python: deploy ≤ 10 s, compiler peak ≤ 300 MB, "
+                  f"p50 ≤ 1 ms)."]
     if r.get("mcp"):
         lines += ["", "## MCP: tools/call against execute", "",
                   "The e2e echo load sent as MCP `tools/call` requests to `/mcp` (Streamable HTTP, revision",

@@ -87,7 +87,16 @@ async fn a_hostile_python_guest_is_contained() {
         json!({ "limits": { "memory_mb": 48, "fuel": 2_000_000_000u64 } }),
     )
     .await;
+    deployed(&server, "hello", json!({})).await;
     server.deploy("echo", json!({})).await;
+    // `hello` in Python answers as its Rust twin (tests/all/execute.rs).
+    let record = server.run("hello-py", json!({ "nome": "typo" })).await;
+    assert_eq!(record["error"]["code"], "invalid_input", "{record}");
+    assert!(record["error"]["message"].as_str().unwrap().contains("name"), "{record}");
+    let record = server.run("hello-py", json!({ "name": "x", "times": 11 })).await;
+    assert_eq!(record["error"]["code"], "too_many");
+    let record = server.run("hello-py", json!({ "name": "x", "times": 2 })).await;
+    assert_eq!(record["output"]["greeting"], "Hello, x! Hello, x!");
     let attack = |name: &str| server.run("hostile-py", json!({ "attack": name }));
 
     // No environment, files or network.
