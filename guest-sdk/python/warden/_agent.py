@@ -28,15 +28,34 @@ class AgentError(Exception):
 
 
 _entry = None
+# The entry's input type, read once (at build time: the component's snapshot
+# keeps it), not at every run.
+_entry_hint = typing.Any
+# A dataclass's field types and fields, read once per class.
+_shapes = {}
+
+
+def _register(fn):
+    global _entry, _entry_hint
+    _entry = fn
+    params = [hint for name, hint in typing.get_type_hints(fn).items() if name != "return"]
+    _entry_hint = params[0] if params else typing.Any
 
 
 def agent(fn):
     """Makes `fn(input) -> output` the agent's entry point. Its first
     parameter's annotation (a dataclass, a TypedDict, or plain JSON types)
     says what input it takes."""
-    global _entry
-    _entry = fn
+    _register(fn)
     return fn
+
+
+def _shape(cls):
+    shape = _shapes.get(cls)
+    if shape is None:
+        shape = (typing.get_type_hints(cls), {f.name: f for f in dataclasses.fields(cls) if f.init})
+        _shapes[cls] = shape
+    return shape
 
 
 class Agent:
@@ -45,7 +64,6 @@ class Agent:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        global _entry
         hints = typing.get_type_hints(cls.run)
         target = cls
 
@@ -53,7 +71,7 @@ class Agent:
             return target().run(input)
 
         run.__annotations__ = {k: v for k, v in hints.items() if k != "self"}
-        _entry = run
+        _register(run)
 
     def run(self, input):
         raise NotImplementedError
@@ -84,8 +102,7 @@ def _convert(value, hint, path):
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, dict):
             raise _Mismatch(f"{path or 'input'}: expected an object, got {_kind(value)}")
-        hints = typing.get_type_hints(hint)
-        fields = {f.name: f for f in dataclasses.fields(hint) if f.init}
+        hints, fields = _shape(hint)
         unknown = sorted(set(value) - set(fields))
         if unknown:
             raise _Mismatch(f"{path or 'input'}: unknown field {unknown[0]!r}")
@@ -161,12 +178,10 @@ def run_entry(text: str) -> str:
         value = json.loads(text)
     except ValueError as e:
         raise _fail("invalid_input", f"input does not fit this agent: {e}")
-    params = [p for p in typing.get_type_hints(_entry).items() if p[0] != "return"]
-    if params:
-        try:
-            value = _convert(value, params[0][1], "")
-        except _Mismatch as e:
-            raise _fail("invalid_input", f"input does not fit this agent: {e}")
+    try:
+        value = _convert(value, _entry_hint, "")
+    except _Mismatch as e:
+        raise _fail("invalid_input", f"input does not fit this agent: {e}")
     try:
         output = _entry(value)
     except AgentError as e:
