@@ -92,7 +92,10 @@ async fn a_hostile_python_guest_is_contained() {
     // `hello` in Python answers as its Rust twin (tests/all/execute.rs).
     let record = server.run("hello-py", json!({ "nome": "typo" })).await;
     assert_eq!(record["error"]["code"], "invalid_input", "{record}");
-    assert!(record["error"]["message"].as_str().unwrap().contains("name"), "{record}");
+    assert!(
+        record["error"]["message"].as_str().unwrap().contains("name"),
+        "{record}"
+    );
     let record = server.run("hello-py", json!({ "name": "x", "times": 11 })).await;
     assert_eq!(record["error"]["code"], "too_many");
     let record = server.run("hello-py", json!({ "name": "x", "times": 2 })).await;
