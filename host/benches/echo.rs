@@ -136,6 +136,7 @@ async fn in_process(config: &Config) -> anyhow::Result<f64> {
                 workspace: "default".into(),
                 execution_id: "exec_bench".into(),
                 trace_id: None,
+                span_id: None,
                 depth: 0,
                 allowed_hosts: Default::default(),
                 mcp_servers: Default::default(),

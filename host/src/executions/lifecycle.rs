@@ -68,8 +68,11 @@ pub struct Ending {
     /// Webhooks to send once the end is stored.
     announce: Option<Arc<dyn Outbox>>,
     /// The trace to export once the end is stored.
-    trace: Option<(Arc<dyn TraceSink>, Execution, Vec<Step>)>,
+    trace: Option<Box<TraceOwed>>,
 }
+
+/// An end's trace, owed to where traces go once the end is stored.
+type TraceOwed = (Arc<dyn TraceSink>, Execution, Vec<Step>);
 
 impl Lifecycle {
     pub fn new(
@@ -293,7 +296,7 @@ impl Lifecycle {
         let trace = self
             .traces
             .as_ref()
-            .map(|sink| (Arc::clone(sink), execution.clone(), steps.clone()));
+            .map(|sink| Box::new((Arc::clone(sink), execution.clone(), steps.clone())));
         let commit = self.executions.finish(FinalRecord {
             deliveries,
             turns: turns_of(execution),
@@ -381,7 +384,8 @@ impl Ending {
         if let (Some(outbox), Ok(())) = (&self.announce, &result) {
             outbox.stored();
         }
-        if let (Some((sink, execution, steps)), Ok(())) = (self.trace, &result) {
+        if let (Some(trace), Ok(())) = (self.trace, &result) {
+            let (sink, execution, steps) = *trace;
             sink.ended(execution, steps);
         }
         self.log.publish_end();
