@@ -102,10 +102,8 @@ def _convert(value, hint, path):
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, dict):
             raise _Mismatch(f"{path or 'input'}: expected an object, got {_kind(value)}")
+        # As serde does by default: fields it does not name are ignored.
         hints, fields = _shape(hint)
-        unknown = sorted(set(value) - set(fields))
-        if unknown:
-            raise _Mismatch(f"{path or 'input'}: unknown field {unknown[0]!r}")
         made = {}
         for name, field in fields.items():
             if name in value:

@@ -22,6 +22,7 @@ mod keys;
 mod live;
 mod mcp;
 mod output;
+mod scaffold;
 mod schedules;
 
 use output::View;
@@ -302,7 +303,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             return Ok(());
         }
         Command::New { name, lang } => {
-            let dir = build::new(&name, lang)?;
+            let dir = scaffold::new(&name, lang)?;
             eprintln!(
                 "made {}: build it with `warden build {0}`, deploy it with `warden deploy {0}`",
                 dir.display()
