@@ -10,6 +10,7 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -31,14 +32,28 @@ const MAX_APPROVALS: usize = 100;
 /// How long closing waits for what is queued to be sent.
 const FLUSH_WAIT: Duration = Duration::from_secs(5);
 
+/// Most bytes of ends (their steps, input and output) one request carries:
+/// well under the exporter's and collectors' body limits.
+const MAX_BATCH_BYTES: usize = 8 << 20;
+
 enum Msg {
-    Ended(Box<Execution>, Vec<Step>),
+    /// An end, and the bytes it holds while queued.
+    Ended(Box<Execution>, Vec<Step>, usize),
     Flush(oneshot::Sender<()>),
 }
 
-/// The queue in front of the exporting task.
+/// The queue in front of the exporting task, bounded in ends and in bytes.
 pub struct Exporter {
     queue: mpsc::Sender<Msg>,
+    queued_bytes: Arc<AtomicUsize>,
+    max_bytes: usize,
+}
+
+/// About how many bytes an end holds while it waits to be sent.
+fn size_of(execution: &Execution, steps: &[Step]) -> usize {
+    let steps: usize = steps.iter().map(|s| s.detail.get().len() + s.name.len() + 64).sum();
+    let output = execution.output.as_ref().map_or(0, |o| o.get().len());
+    steps + output + execution.input.get().len() + 1024
 }
 
 impl Exporter {
@@ -60,90 +75,139 @@ impl Exporter {
                 .build(),
         );
         let (queue, rx) = mpsc::channel(config.max_queued_executions);
-        let linger = Duration::from_millis(config.linger_ms);
-        tokio::spawn(send(rx, exporter, approvals, config.batch_executions, linger));
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
+        let task = Task {
+            exporter,
+            approvals,
+            batch: config.batch_executions,
+            linger: Duration::from_millis(config.linger_ms),
+            queued_bytes: Arc::clone(&queued_bytes),
+        };
+        tokio::spawn(task.send(rx));
         tracing::info!(endpoint = %url, "exporting traces over OTLP");
-        Ok(Some(Arc::new(Exporter { queue })))
+        Ok(Some(Arc::new(Exporter {
+            queue,
+            queued_bytes,
+            max_bytes: config.max_queued_bytes,
+        })))
     }
 }
 
 #[async_trait]
 impl TraceSink for Exporter {
     fn ended(&self, execution: Execution, steps: Vec<Step>) {
-        if self.queue.try_send(Msg::Ended(Box::new(execution), steps)).is_err() {
+        let size = size_of(&execution, &steps);
+        let queued = self.queued_bytes.fetch_add(size, Ordering::Relaxed);
+        if queued + size > self.max_bytes
+            || self
+                .queue
+                .try_send(Msg::Ended(Box::new(execution), steps, size))
+                .is_err()
+        {
+            self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
             crate::metrics::otlp_spans("dropped", 1);
         }
     }
 
     async fn flush(&self) {
-        let (done, sent) = oneshot::channel();
-        if self.queue.send(Msg::Flush(done)).await.is_ok() {
-            let _ = tokio::time::timeout(FLUSH_WAIT, sent).await;
+        // Bounded as a whole: a collector that is down must not hold up a
+        // host that is stopping (what is still queued then is lost).
+        let flushed = async {
+            let (done, sent) = oneshot::channel();
+            if self.queue.send(Msg::Flush(done)).await.is_ok() {
+                let _ = sent.await;
+            }
+        };
+        if tokio::time::timeout(FLUSH_WAIT, flushed).await.is_err() {
+            tracing::warn!("OTLP export: the last spans were not sent before the host stopped");
         }
     }
 }
 
-/// The exporting task: takes what is queued (up to `batch` ends), reads
-/// their approval waits in one go, makes their spans, sends them, and again.
-async fn send(
-    mut rx: mpsc::Receiver<Msg>,
+/// The exporting task's parts.
+struct Task {
     exporter: opentelemetry_otlp::SpanExporter,
     approvals: Arc<dyn ApprovalStore>,
     batch: usize,
     linger: Duration,
-) {
-    let scope = InstrumentationScope::builder("warden")
-        .with_version(env!("CARGO_PKG_VERSION"))
-        .build();
-    let mut warned = false;
-    while let Some(first) = rx.recv().await {
-        let mut flushes = Vec::new();
-        let mut ended = Vec::new();
-        // What comes within `linger` of the first end goes with it (unless
-        // the batch fills first, or the host is closing).
-        let deadline = tokio::time::Instant::now() + linger;
-        let mut next = Some(first);
-        while let Some(msg) = next.take() {
-            match msg {
-                Msg::Flush(done) => flushes.push(done),
-                Msg::Ended(execution, steps) => ended.push((execution, steps)),
-            }
-            if ended.len() < batch && flushes.is_empty() {
-                next = tokio::time::timeout_at(deadline, rx.recv()).await.ok().flatten();
-            }
-        }
-        if !ended.is_empty() {
-            let ids = ended.iter().map(|(e, _)| e.id.clone()).collect();
-            let waits = approvals.of_executions(ids).await.unwrap_or_default();
-            let spans = ended
-                .iter()
-                .flat_map(|(execution, steps)| {
-                    let mine: Vec<Approval> = waits
-                        .iter()
-                        .filter(|a| a.execution_id == execution.id)
-                        .take(MAX_APPROVALS)
-                        .cloned()
-                        .collect();
-                    span_data(execution, steps, &mine, &scope)
-                })
-                .collect();
-            match exporter.export(spans).await {
-                Ok(()) => {
-                    crate::metrics::otlp_spans("sent", ended.len());
-                    warned = false;
+    queued_bytes: Arc<AtomicUsize>,
+}
+
+impl Task {
+    /// Takes what is queued (up to `batch` ends and [`MAX_BATCH_BYTES`]),
+    /// reads their approval waits in one go, makes their spans (off the
+    /// async threads), sends them, and again.
+    async fn send(self, mut rx: mpsc::Receiver<Msg>) {
+        let scope = InstrumentationScope::builder("warden")
+            .with_version(env!("CARGO_PKG_VERSION"))
+            .build();
+        let mut warned = false;
+        while let Some(first) = rx.recv().await {
+            let mut flushes = Vec::new();
+            let mut ended = Vec::new();
+            let mut bytes = 0;
+            // What comes within `linger` of the first end goes with it (unless
+            // the batch fills first, or the host is closing).
+            let deadline = tokio::time::Instant::now().checked_add(self.linger);
+            let mut next = Some(first);
+            while let Some(msg) = next.take() {
+                match msg {
+                    Msg::Flush(done) => flushes.push(done),
+                    Msg::Ended(execution, steps, size) => {
+                        bytes += size;
+                        ended.push((execution, steps));
+                    }
                 }
-                Err(e) => {
-                    crate::metrics::otlp_spans("failed", ended.len());
-                    // Once per outage, not once per batch.
-                    if !warned {
-                        tracing::warn!(error = %e, "OTLP export failed; spans of this batch are lost");
-                        warned = true;
+                if ended.len() < self.batch && bytes < MAX_BATCH_BYTES && flushes.is_empty() {
+                    next = match deadline {
+                        Some(deadline) => tokio::time::timeout_at(deadline, rx.recv()).await.ok().flatten(),
+                        None => rx.try_recv().ok(),
+                    };
+                }
+            }
+            if !ended.is_empty() {
+                let count = ended.len();
+                let ids = ended.iter().map(|(e, _)| e.id.clone()).collect();
+                let waits = self.approvals.of_executions(ids).await.unwrap_or_default();
+                let scope = scope.clone();
+                let made = tokio::task::spawn_blocking(move || {
+                    ended
+                        .iter()
+                        .flat_map(|(execution, steps)| {
+                            let mine: Vec<Approval> = waits
+                                .iter()
+                                .filter(|a| a.execution_id == execution.id)
+                                .take(MAX_APPROVALS)
+                                .cloned()
+                                .collect();
+                            span_data(execution, steps, &mine, &scope)
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .await;
+                self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+                let result = match made {
+                    Ok(spans) => self.exporter.export(spans).await.map_err(|e| e.to_string()),
+                    Err(e) => Err(format!("making the spans failed: {e}")),
+                };
+                match result {
+                    Ok(()) => {
+                        crate::metrics::otlp_spans("sent", count);
+                        warned = false;
+                    }
+                    Err(e) => {
+                        crate::metrics::otlp_spans("failed", count);
+                        // Once per outage, not once per batch.
+                        if !warned {
+                            tracing::warn!(error = %e, "OTLP export failed; spans of this batch are lost");
+                            warned = true;
+                        }
                     }
                 }
             }
-        }
-        for done in flushes {
-            let _ = done.send(());
+            for done in flushes {
+                let _ = done.send(());
+            }
         }
     }
 }

@@ -142,9 +142,14 @@ pub fn spans(execution: &Execution, steps: &[Step], approvals: &[Approval]) -> V
             other => ("step", other.to_owned()),
         };
         // Model calls record the span they sent; tool calls are `call_N`.
-        let local = match (detail["span_id"].as_str(), detail["id"].as_str()) {
-            (Some(sent), _) => sent.to_owned(),
-            (None, Some(call)) if kind == "tool" => id(call),
+        // (Only the host writes steps named `llm` and `tool`: an agent's own
+        // step cannot choose its span.)
+        let sent = detail["span_id"]
+            .as_str()
+            .filter(|s| s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit()));
+        let local = match (kind, sent, detail["id"].as_str()) {
+            ("llm", Some(sent), _) => sent.to_owned(),
+            ("tool", _, Some(call)) => id(call),
             _ => id(&format!("step_{}", step.seq)),
         };
         // A model or tool call's step is written when the call ends, with how

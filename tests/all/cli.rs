@@ -7,18 +7,7 @@ use serde_json::Value;
 use warden_tests::{Server, warden_bin};
 
 fn warden(base: &str, args: &[&str]) -> Value {
-    let out = Command::new(warden_bin())
-        .arg("--server")
-        .arg(base)
-        .args(args)
-        .output()
-        .expect("warden runs");
-    assert!(
-        out.status.success(),
-        "warden {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("warden prints JSON")
+    serde_json::from_str(&warden_tests::warden_ok(base, None, args)).expect("warden prints JSON")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -224,12 +213,7 @@ async fn cli_manages_schedules() {
 
 /// Runs `warden` and returns its exit success, stdout and stderr.
 fn warden_text(base: &str, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(warden_bin())
-        .arg("--server")
-        .arg(base)
-        .args(args)
-        .output()
-        .expect("warden runs");
+    let out = warden_tests::warden_cli(base, None, args);
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -1,14 +1,12 @@
 //! Agents in JavaScript and TypeScript: built with `warden build` (rolldown,
 //! componentize-qjs and the JS SDK), deployed and run like any component.
-//! `hello` in TypeScript answers as its Rust twin does; a hostile JavaScript
+//! `hello` and `support` in TypeScript answer as their Rust twins do; a hostile JavaScript
 //! guest is contained like the Rust ones; `warden new --lang js` then `warden
 //! deploy DIR` gives a running agent.
 
-use std::process::Command;
-
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use warden_tests::{Server, error_code, guest_agent, warden_bin};
+use warden_tests::{Server, error_code, guest_agent};
 
 async fn deployed(server: &Server, dir: &str, tweak: Value) {
     let (wasm, mut manifest) = guest_agent("js", dir);
@@ -51,6 +49,23 @@ async fn hello_in_typescript_answers_as_its_rust_twin() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn support_in_typescript_answers_as_its_rust_twin() {
+    let server = Server::start().await;
+    deployed(&server, "support", json!({})).await;
+    // The model and tool loop through the SDK's llm and tools, with the same
+    // assertions as the Rust `support`'s.
+    let record = crate::llm::answers_offline(&server, "support-js").await;
+    let id = record["id"].as_str().unwrap();
+    let (_, logs) = server.get(&format!("/v1/executions/{id}/logs")).await;
+    assert!(logs.to_string().contains("looking up order A-1001"), "{logs}");
+    let record = server
+        .run("support-js", json!({ "question": "?", "model": "gpt-5" }))
+        .await;
+    assert_eq!(record["error"]["code"], "model_not_allowed", "{record}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_javascript_guest_is_contained() {
     let server = Server::start().await;
     deployed(
@@ -85,20 +100,7 @@ async fn a_hostile_javascript_guest_is_contained() {
 async fn a_typescript_agent_is_scaffolded_built_and_deployed_from_the_cli() {
     let server = Server::start().await;
     let work = tempfile::tempdir().unwrap();
-    let warden = |args: &[&str]| {
-        let out = Command::new(warden_bin())
-            .args(["--server", &server.base])
-            .args(args)
-            .current_dir(work.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "warden {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let warden = |args: &[&str]| warden_tests::warden_ok(&server.base, Some(work.path()), args);
     warden(&["new", "greeter", "--lang", "js"]);
     for file in ["manifest.json", "agent.ts", "tsconfig.json"] {
         assert!(work.path().join("greeter").join(file).is_file(), "{file}");

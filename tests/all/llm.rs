@@ -57,7 +57,15 @@ async fn server_with(
 async fn support_runs_offline_with_the_scripted_provider() {
     let server = Server::start().await;
     server.deploy("support", json!({})).await;
-    let record = server.run("support", question()).await;
+    answers_offline(&server, "support").await;
+    server.stop().await;
+}
+
+/// The `support` agent deployed as `agent` (in Rust, or its Python twin)
+/// answers `question()` with the offline scripted provider, with its usage,
+/// tool calls and model steps on the record; returns the record.
+pub(crate) async fn answers_offline(server: &Server, agent: &str) -> Value {
+    let record = server.run(agent, question()).await;
     assert_eq!(record["status"], "completed", "{record}");
     let answer = record["output"]["answer"].as_str().unwrap();
     assert!(
@@ -93,7 +101,7 @@ async fn support_runs_offline_with_the_scripted_provider() {
     assert_eq!(llm_steps.len(), 2);
     assert_eq!(llm_steps[0]["detail"]["finish_reason"], "tool_calls");
     assert!(llm_steps[0]["detail"]["usage"]["total"].as_u64().unwrap() > 0);
-    server.stop().await;
+    record
 }
 
 async fn support_against(protocol: Protocol, stream: bool) {

@@ -3,11 +3,9 @@
 //! its Rust twin does; a hostile Python guest is contained like the Rust ones;
 //! `warden new --lang python` then `warden deploy DIR` gives a running agent.
 
-use std::process::Command;
-
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use warden_tests::{Server, error_code, guest_agent, warden_bin};
+use warden_tests::{Server, error_code, guest_agent};
 
 async fn deployed(server: &Server, dir: &str, tweak: Value) {
     let (wasm, mut manifest) = guest_agent("python", dir);
@@ -20,36 +18,11 @@ async fn deployed(server: &Server, dir: &str, tweak: Value) {
 async fn support_in_python_answers_as_its_rust_twin() {
     let server = Server::start().await;
     deployed(&server, "support", json!({})).await;
-    let question = json!({
-        "question": "Where is my order A-1001?",
-        "orders": { "A-1001": { "status": "shipped", "carrier": "DHL" } },
-    });
-    let record = server.run("support-py", question).await;
-    // The same assertions as the Rust `support`'s (tests/all/llm.rs).
-    assert_eq!(record["status"], "completed", "{record}");
-    let answer = record["output"]["answer"].as_str().unwrap();
-    assert!(
-        answer.starts_with("(scripted)") && answer.contains("shipped"),
-        "{answer}"
-    );
-    assert_eq!(record["output"]["sources"], json!(["kv:order:A-1001"]));
-    assert_eq!(record["model_used"], "scripted");
-    assert_eq!(record["llm_provider"], "scripted");
-    assert_eq!(record["cost_usd"], 0.0);
-    let usage = &record["token_usage"];
-    assert!(usage["prompt"].as_u64().unwrap() > 0 && usage["completion"].as_u64().unwrap() > 0);
-    assert_eq!(record["n_tool_calls"], 2);
-    let calls = record["tool_calls"].as_array().unwrap();
-    assert_eq!(calls[1]["name"], "kv");
-    assert_eq!(calls[1]["arguments"], json!({ "op": "get", "key": "order:A-1001" }));
-    assert_eq!(calls[1]["result"]["value"]["carrier"], "DHL");
-    assert!(record["timing"]["first_token_ms"].is_i64());
+    // The same assertions as the Rust `support`'s.
+    let record = crate::llm::answers_offline(&server, "support-py").await;
     let id = record["id"].as_str().unwrap();
     let (_, steps) = server.get(&format!("/v1/executions/{id}/steps")).await;
     let steps = steps["data"].as_array().unwrap();
-    let llm: Vec<&Value> = steps.iter().filter(|s| s["name"] == "llm").collect();
-    assert_eq!(llm.len(), 2);
-    assert_eq!(llm[0]["detail"]["finish_reason"], "tool_calls");
     // The agent's own step and log line, through the SDK.
     let lookup = steps.iter().find(|s| s["name"] == "lookup_order").expect("its step");
     assert_eq!(lookup["detail"], json!({ "order_id": "A-1001", "found": true }));
@@ -145,20 +118,7 @@ async fn a_hostile_python_guest_is_contained() {
 async fn a_python_agent_is_scaffolded_built_and_deployed_from_the_cli() {
     let server = Server::start().await;
     let work = tempfile::tempdir().unwrap();
-    let warden = |args: &[&str]| {
-        let out = Command::new(warden_bin())
-            .args(["--server", &server.base])
-            .args(args)
-            .current_dir(work.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "warden {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let warden = |args: &[&str]| warden_tests::warden_ok(&server.base, Some(work.path()), args);
     warden(&["new", "greeter", "--lang", "python"]);
     for file in ["manifest.json", "agent.py", ".gitignore"] {
         assert!(work.path().join("greeter").join(file).is_file(), "{file}");
@@ -177,11 +137,7 @@ async fn a_python_agent_is_scaffolded_built_and_deployed_from_the_cli() {
     // A directory with no agent in it is refused, saying what it looked for.
     std::fs::create_dir(work.path().join("empty")).unwrap();
     std::fs::write(work.path().join("empty/manifest.json"), r#"{"name": "empty"}"#).unwrap();
-    let out = Command::new(warden_bin())
-        .args(["build", "empty"])
-        .current_dir(work.path())
-        .output()
-        .unwrap();
+    let out = warden_tests::warden_cli(&server.base, Some(work.path()), &["build", "empty"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("agent.py (Python)"));
     server.stop().await;

@@ -52,6 +52,27 @@ pub fn guest_agent(lang: &str, dir: &str) -> (Vec<u8>, Value) {
     (bytes, serde_json::from_str(&text).expect("manifest is JSON"))
 }
 
+/// Runs the `warden` CLI against the server at `base`, in `dir` (or here).
+pub fn warden_cli(base: &str, dir: Option<&Path>, args: &[&str]) -> std::process::Output {
+    let mut command = std::process::Command::new(warden_bin());
+    command.arg("--server").arg(base).args(args);
+    if let Some(dir) = dir {
+        command.current_dir(dir);
+    }
+    command.output().expect("warden runs")
+}
+
+/// [`warden_cli`] that must succeed: its standard output.
+pub fn warden_ok(base: &str, dir: Option<&Path>, args: &[&str]) -> String {
+    let out = warden_cli(base, dir, args);
+    assert!(
+        out.status.success(),
+        "warden {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// The manifest kept beside an agent's source (`agents/<name>/manifest.json`).
 pub fn agent_manifest(name: &str) -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -10,7 +10,8 @@ export declare class AgentError extends Error {
 /** JSON as the host takes it in and gives it out. */
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
-/** Makes `fn(input) => output` the agent's `run` export: `export const run = agent(fn)`. */
+/** Makes `fn(input) => output` the agent's `run` export: `export const run = agent(fn)`.
+ * The function runs to its end synchronously (the host's imports block): not `async`. */
 export declare function agent<I = Json, O = unknown>(fn: (input: I) => O): (input: string) => string;
 
 export declare const log: {
@@ -39,7 +40,7 @@ export interface Message {
   role: Role;
   content: string;
   toolCalls?: ToolCall[];
-  toolCallId?: string;
+  toolCallId?: string | null;
 }
 
 export interface Tool {

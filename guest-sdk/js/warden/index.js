@@ -45,6 +45,9 @@ export function agent(fn) {
     let output;
     try {
       output = fn(input);
+      if (output && typeof output.then === "function") {
+        throw new AgentError("invalid_output", "the agent returned a Promise: its function must not be async");
+      }
     } catch (e) {
       if (e instanceof AgentError) throw fail(e.code, e.message);
       throw fail("agent_exception", `${e && e.name ? e.name : "Error"}: ${e && e.message !== undefined ? e.message : e}`);
@@ -174,7 +177,8 @@ export const approval = {
           title,
           detail: JSON.stringify(detail),
           approvers: options.approvers ?? [],
-          timeoutSecs: options.timeoutSecs === undefined ? undefined : BigInt(options.timeoutSecs),
+          // componentize-qjs takes a u64 as a Number.
+          timeoutSecs: options.timeoutSecs ?? undefined,
         }),
       "invalid_approval_request",
     );
@@ -209,8 +213,9 @@ function memoryOf(store) {
   const code = (tag) => (tag === "not-available" ? "memory_unavailable" : "memory_error");
   return {
     get(key, fallback = null) {
+      // An empty option comes as null.
       const found = host(() => witMemory.get(store, key), code);
-      return found === undefined ? fallback : JSON.parse(found);
+      return found == null ? fallback : JSON.parse(found);
     },
     set: (key, value) => host(() => witMemory.set(store, key, JSON.stringify(value)), code),
     delete: (key) => host(() => witMemory.delete(store, key), code),

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import sys
 import traceback
+import types
 import typing
 
 from componentize_py_types import Err
@@ -87,7 +88,7 @@ def _convert(value, hint, path):
         return value
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
-    if origin is typing.Union:
+    if origin is typing.Union or origin is getattr(types, "UnionType", None):
         if value is None and type(None) in args:
             return None
         errors = []

@@ -97,6 +97,7 @@ impl Line {
 impl Drop for Line {
     fn drop(&mut self) {
         if !self.answered {
+            crate::metrics::http_request(self.method.as_str(), "unmatched", 499, self.started.elapsed());
             self.write(499, "client left");
         }
     }

@@ -201,7 +201,10 @@ impl Host for RunState {
             Ok(done) => done,
             Err(e) => {
                 self.grants.streamed.end_call();
-                return Ok(Err(Error::Provider(format!("the model call failed in the host: {e}"))));
+                // Counted as a failed call: the next one is a span of its own.
+                let message = format!("the model call failed in the host: {e}");
+                self.llm.errors.push(message.clone());
+                return Ok(Err(Error::Provider(message)));
             }
         };
         self.grants.streamed.end_call();

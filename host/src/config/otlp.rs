@@ -28,6 +28,8 @@ pub struct OtlpConfig {
     /// Most ended executions waiting to be sent; past it, an end's spans are
     /// dropped (and counted), so a slow collector never slows runs.
     pub max_queued_executions: usize,
+    /// Most bytes they may hold (their steps, input and output), likewise.
+    pub max_queued_bytes: usize,
 }
 
 impl Default for OtlpConfig {
@@ -40,6 +42,7 @@ impl Default for OtlpConfig {
             batch_executions: 512,
             linger_ms: 500,
             max_queued_executions: 8_192,
+            max_queued_bytes: 64 << 20,
         }
     }
 }
@@ -70,8 +73,13 @@ impl OtlpConfig {
             "otlp.endpoint {endpoint:?}: must be an http or https URL"
         );
         anyhow::ensure!(
-            self.timeout_ms >= 1 && self.batch_executions >= 1 && self.max_queued_executions >= 1,
-            "otlp.timeout_ms, otlp.batch_executions and otlp.max_queued_executions must be at least 1"
+            (1..=600_000).contains(&self.timeout_ms)
+                && (1..=100_000).contains(&self.batch_executions)
+                && (1..=1_000_000).contains(&self.max_queued_executions)
+                && self.max_queued_bytes >= 1
+                && self.linger_ms <= 60_000,
+            "otlp: timeout_ms is 1 to 600000, batch_executions 1 to 100000, max_queued_executions 1 to \
+             1000000, max_queued_bytes at least 1, linger_ms at most 60000"
         );
         Ok(())
     }

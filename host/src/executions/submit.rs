@@ -256,17 +256,23 @@ impl Executions {
                 Target::Agent { version: None, .. } => "latest".to_owned(),
                 Target::Version(id) => id.clone(),
             };
-            let hash = request_hash(&[
-                &entry.agent.id,
+            let priority_text = priority.to_string();
+            let mut parts = vec![
+                entry.agent.id.as_str(),
                 &version_part,
                 input.get(),
                 metadata.as_ref().map_or("{}", |m| m.get()),
-                &priority.to_string(),
-                new.model.as_deref().unwrap_or(""),
+                &priority_text,
                 continued
                     .as_deref()
                     .unwrap_or(if new.turn.is_some() { "new" } else { "" }),
-            ]);
+            ];
+            // A picked model is part of the request (and a request without
+            // one hashes as it did before models could be picked).
+            if let Some(model) = &new.model {
+                parts.push(model);
+            }
+            let hash = request_hash(&parts);
             match self.idempotency.claim(key, &hash, &id, now) {
                 Claim::New => {}
                 Claim::Same(execution_id) => {

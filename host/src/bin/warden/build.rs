@@ -201,6 +201,9 @@ pub fn build(dir: &Path, out: Option<&Path>) -> anyhow::Result<PathBuf> {
 }
 
 fn build_rust(dir: &Path, out: &Path) -> anyhow::Result<()> {
+    // A crate `warden new` made depends on the SDK in the cache: put it back
+    // if the cache was cleared.
+    sdk()?;
     let output = Command::new("cargo")
         .args([
             "build",
@@ -236,20 +239,21 @@ fn build_python(dir: &Path, out: &Path) -> anyhow::Result<()> {
     // The component's entry module (the agent's, then the SDK's export), and
     // a copy of the agent's source: snapshotting imports it, and the
     // bytecode that leaves stays out of the agent's directory.
-    let entry = tempfile_dir()?;
+    let work = temp_dir()?;
+    let entry = work.path();
     let source = entry.join("agent-src");
     copy_source(dir, &source)?;
     std::fs::write(
         entry.join("warden_entry.py"),
         "import agent  # noqa: F401 (registers the agent)\nfrom warden._agent import WitWorld  # noqa: F401\n",
     )?;
-    let result = run(
+    run(
         Command::new(&tool)
             .arg("-d")
             .arg(sdk.join("wit"))
             .args(["-w", "agent", "componentize", "warden_entry"])
             .arg("-p")
-            .arg(&entry)
+            .arg(entry)
             .arg("-p")
             .arg(&source)
             .arg("-p")
@@ -257,9 +261,7 @@ fn build_python(dir: &Path, out: &Path) -> anyhow::Result<()> {
             .arg("-o")
             .arg(out),
         "componentize-py",
-    );
-    let _ = std::fs::remove_dir_all(&entry);
-    result
+    )
 }
 
 /// A JavaScript or TypeScript agent's module.
@@ -290,9 +292,10 @@ fn build_js(dir: &Path, out: &Path) -> anyhow::Result<()> {
     let entry = js_entry(dir).context("no agent.ts or agent.js")?;
     // The agent's source with the SDK as its `warden` package, bundled into
     // one module: the world's imports stay imports.
-    let work = tempfile_dir()?;
-    let result = (|| {
-        copy_source(dir, &work)?;
+    let work = temp_dir()?;
+    let work = work.path();
+    {
+        copy_source(dir, work)?;
         copy_source(&sdk.join("js/warden"), &work.join("node_modules/warden"))?;
         std::fs::write(
             work.join("rolldown.config.mjs"),
@@ -304,7 +307,7 @@ fn build_js(dir: &Path, out: &Path) -> anyhow::Result<()> {
         run(
             Command::new(bin.join("rolldown"))
                 .args(["-c", "rolldown.config.mjs"])
-                .current_dir(&work),
+                .current_dir(work),
             "bundling the agent (rolldown)",
         )?;
         run(
@@ -317,9 +320,7 @@ fn build_js(dir: &Path, out: &Path) -> anyhow::Result<()> {
                 .arg(std::path::absolute(out)?),
             "componentize-qjs",
         )
-    })();
-    let _ = std::fs::remove_dir_all(&work);
-    result
+    }
 }
 
 /// Copies an agent's source, leaving out what builds make.
@@ -330,7 +331,7 @@ fn copy_source(from: &Path, to: &Path) -> anyhow::Result<()> {
         let name = entry.file_name();
         if matches!(
             name.to_str(),
-            Some("build" | "target" | "__pycache__" | ".git" | "node_modules")
+            Some("build" | "target" | "__pycache__" | ".git" | "node_modules" | ".venv" | "venv")
         ) {
             continue;
         }
@@ -345,8 +346,10 @@ fn copy_source(from: &Path, to: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn tempfile_dir() -> anyhow::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("warden-build-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    Ok(dir)
+/// A fresh private directory for a build (removed when dropped).
+fn temp_dir() -> anyhow::Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix("warden-build-")
+        .tempdir()
+        .context("creating a directory for the build")
 }

@@ -24,9 +24,16 @@ pub fn new(name: &str, lang: Lang) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let manifest = serde_json::json!({
         "name": name,
-        "description": "Greets someone.",
+        "description": "Greets someone, up to 10 times.",
         "version": "0.1.0",
-        "limits": { "timeout_ms": 10_000 }
+        "limits": { "timeout_ms": 10_000 },
+        // The host checks input against it before a run (TypeScript's types
+        // are gone by then).
+        "input_schema": {
+            "type": "object",
+            "properties": { "name": { "type": "string" }, "times": { "type": "integer", "minimum": 1 } },
+            "required": ["name"]
+        }
     });
     let mut files: Vec<(PathBuf, String)> = vec![
         (dir.join("manifest.json"), format!("{:#}\n", manifest)),
@@ -75,7 +82,7 @@ crate-type = ["cdylib"]
 
 [dependencies]
 # The SDK this warden ships, written into its cache.
-warden-sdk = {{ path = "{sdk}" }}
+warden-sdk = {{ path = {sdk} }}
 serde = {{ version = "1", features = ["derive"] }}
 serde_json = "1"
 
@@ -85,82 +92,12 @@ lto = true
 codegen-units = 1
 panic = "abort"
 "#,
-        sdk = sdk.display()
+        sdk = toml::Value::String(sdk.display().to_string())
     )
 }
 
-const PYTHON_TEMPLATE: &str = r#""""An agent: JSON in (checked against `Input`), JSON out."""
-
-from dataclasses import dataclass
-
-import warden
-
-
-@dataclass
-class Input:
-    name: str
-    times: int = 1
-
-
-@warden.agent
-def run(input: Input) -> dict:
-    if input.times > 10:
-        raise warden.AgentError("too_many", "at most 10 greetings")
-    warden.log.info(f"greeting {input.name} {input.times} time(s)")
-    warden.step("greet", {"name": input.name, "times": input.times})
-    return {"greeting": " ".join([f"Hello, {input.name}!"] * input.times)}
-"#;
-
-const JS_TEMPLATE: &str = r#"// An agent: JSON in, JSON out (the manifest's input_schema checks the input).
-
-import { AgentError, agent, log, step } from "warden";
-
-interface Input {
-  name: string;
-  times?: number;
-}
-
-export const run = agent((input: Input) => {
-  const times = input.times ?? 1;
-  if (times > 10) {
-    throw new AgentError("too_many", "at most 10 greetings");
-  }
-  log.info(`greeting ${input.name} ${times} time(s)`);
-  step("greet", { name: input.name, times });
-  return { greeting: Array(times).fill(`Hello, ${input.name}!`).join(" ") };
-});
-"#;
-
-const RUST_TEMPLATE: &str = r#"//! An agent: JSON in (checked against `Input`), JSON out.
-
-use serde::{Deserialize, Serialize};
-use warden_sdk::{AgentError, log, step};
-
-#[derive(Deserialize)]
-struct Input {
-    name: String,
-    #[serde(default = "one")]
-    times: u32,
-}
-
-fn one() -> u32 {
-    1
-}
-
-#[derive(Serialize)]
-struct Output {
-    greeting: String,
-}
-
-fn run(input: Input) -> Result<Output, AgentError> {
-    if input.times > 10 {
-        return Err(AgentError::new("too_many", "at most 10 greetings"));
-    }
-    log::info(format!("greeting {} {} time(s)", input.name, input.times));
-    step("greet", &serde_json::json!({ "name": input.name, "times": input.times }));
-    let greeting = vec![format!("Hello, {}!", input.name); input.times as usize].join(" ");
-    Ok(Output { greeting })
-}
-
-warden_sdk::agent!(run);
-"#;
+// A new agent starts as the `hello` example of its language: the very agents
+// the tests build and run.
+const PYTHON_TEMPLATE: &str = include_str!("../../../../agents/python/hello/agent.py");
+const JS_TEMPLATE: &str = include_str!("../../../../agents/js/hello/agent.ts");
+const RUST_TEMPLATE: &str = include_str!("../../../../agents/hello/src/lib.rs");
