@@ -79,34 +79,21 @@ async fn a_hostile_javascript_guest_is_contained() {
     // No way out: no process, require, fetch, sockets or files to find.
     let seen = attack("snoop").await;
     assert_eq!(seen["output"], json!({ "globals": [] }), "{seen}");
-    let spun = attack("loop").await;
-    assert_eq!(spun["error"]["code"], "fuel_exhausted", "{spun}");
-    assert_eq!(spun["fuel_used"], 500_000_000u64);
-    let hog = attack("allocate").await;
-    assert_eq!(hog["error"]["code"], "memory_limit", "{hog}");
-    let peak = hog["peak_memory_bytes"].as_u64().unwrap();
-    assert!(peak <= 32 << 20 && peak > 16 << 20, "peak {peak}");
-    let raised = attack("raise").await;
-    assert_eq!(raised["error"]["code"], "agent_exception", "{raised}");
-    assert_eq!(raised["error"]["message"], "TypeError: the agent broke on purpose");
-    let unknown = attack("nothing").await;
-    assert_eq!(unknown["error"]["code"], "invalid_input", "{unknown}");
-    let echo = server.run("echo", json!({ "name": "after" })).await;
-    assert_eq!(echo["output"]["greeting"], "Hello, after!");
+    crate::python::contained(
+        &server,
+        "hostile-js",
+        500_000_000,
+        32,
+        "TypeError: the agent broke on purpose",
+    )
+    .await;
     server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_typescript_agent_is_scaffolded_built_and_deployed_from_the_cli() {
     let server = Server::start().await;
-    let work = tempfile::tempdir().unwrap();
-    let warden = |args: &[&str]| warden_tests::warden_ok(&server.base, Some(work.path()), args);
-    warden(&["new", "greeter", "--lang", "js"]);
-    for file in ["manifest.json", "agent.ts", "tsconfig.json"] {
-        assert!(work.path().join("greeter").join(file).is_file(), "{file}");
-    }
-    let deployed: Value = serde_json::from_str(&warden(&["--json", "deploy", "greeter"])).unwrap();
-    assert_eq!(deployed["agent"]["name"], "greeter", "{deployed}");
+    let _work = crate::python::scaffolded(&server, "js", &["manifest.json", "agent.ts", "tsconfig.json"]);
     let record = server.run("greeter", json!({ "name": "Ada", "times": 2 })).await;
     assert_eq!(record["output"]["greeting"], "Hello, Ada! Hello, Ada!", "{record}");
     server.stop().await;

@@ -87,45 +87,66 @@ async fn a_hostile_python_guest_is_contained() {
     assert_eq!(seen["opened"], json!([]), "files were reachable: {seen}");
     assert_eq!(seen["created"], false);
     assert_eq!(seen["socket"], false, "a socket was opened: {seen}");
-    // An endless loop runs out of fuel.
+    let raised = contained(
+        &server,
+        "hostile-py",
+        2_000_000_000,
+        48,
+        "ValueError: the agent broke on purpose",
+    )
+    .await;
+    // Its traceback is on the run's stderr.
+    let id = raised["id"].as_str().unwrap();
+    let (_, logs) = server.get(&format!("/v1/executions/{id}/logs")).await;
+    assert!(logs.to_string().contains("Traceback"), "{logs}");
+    server.stop().await;
+}
+
+/// A hostile guest `agent` (Python or JavaScript) deployed with `fuel` and
+/// `memory_mb`: an endless loop runs out of fuel, an allocation bomb stops at
+/// the memory limit, an exception is `agent_exception` with its type and
+/// message, an unknown attack `invalid_input`; echo keeps answering. Returns
+/// the exception's record.
+pub(crate) async fn contained(server: &Server, agent: &str, fuel: u64, memory_mb: u64, raised: &str) -> Value {
+    let attack = |name: &str| server.run(agent, json!({ "attack": name }));
     let spun = attack("loop").await;
     assert_eq!(spun["status"], "failed");
     assert_eq!(spun["error"]["code"], "fuel_exhausted", "{spun}");
-    assert_eq!(spun["fuel_used"], 2_000_000_000u64);
-    // An allocation bomb stops at the memory limit.
+    assert_eq!(spun["fuel_used"], fuel);
     let hog = attack("allocate").await;
     assert_eq!(hog["status"], "failed");
     assert_eq!(hog["error"]["code"], "memory_limit", "{hog}");
     let peak = hog["peak_memory_bytes"].as_u64().unwrap();
-    assert!(peak <= 48 << 20 && peak > 32 << 20, "peak {peak}");
-    // An exception is a typed failure with its type and message (and its
-    // traceback on the run's stderr).
-    let raised = attack("raise").await;
-    assert_eq!(raised["error"]["code"], "agent_exception", "{raised}");
-    assert_eq!(raised["error"]["message"], "ValueError: the agent broke on purpose");
-    let id = raised["id"].as_str().unwrap();
-    let (_, logs) = server.get(&format!("/v1/executions/{id}/logs")).await;
-    assert!(logs.to_string().contains("Traceback"), "{logs}");
+    assert!(peak <= memory_mb << 20 && peak > (memory_mb / 2) << 20, "peak {peak}");
+    let record = attack("raise").await;
+    assert_eq!(record["error"]["code"], "agent_exception", "{record}");
+    assert_eq!(record["error"]["message"], raised);
     let unknown = attack("nothing").await;
     assert_eq!(unknown["error"]["code"], "invalid_input", "{unknown}");
-    // The host keeps serving.
     let echo = server.run("echo", json!({ "name": "after" })).await;
     assert_eq!(echo["output"]["greeting"], "Hello, after!");
-    server.stop().await;
+    record
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_python_agent_is_scaffolded_built_and_deployed_from_the_cli() {
-    let server = Server::start().await;
+/// `warden new NAME --lang LANG` then `warden deploy NAME` makes an agent that
+/// greets; returns the directory it was made in.
+pub(crate) fn scaffolded(server: &Server, lang: &str, files: &[&str]) -> tempfile::TempDir {
     let work = tempfile::tempdir().unwrap();
     let warden = |args: &[&str]| warden_tests::warden_ok(&server.base, Some(work.path()), args);
-    warden(&["new", "greeter", "--lang", "python"]);
-    for file in ["manifest.json", "agent.py", ".gitignore"] {
+    warden(&["new", "greeter", "--lang", lang]);
+    for file in files {
         assert!(work.path().join("greeter").join(file).is_file(), "{file}");
     }
     let deployed: Value = serde_json::from_str(&warden(&["--json", "deploy", "greeter"])).unwrap();
     assert_eq!(deployed["agent"]["name"], "greeter", "{deployed}");
     assert!(work.path().join("greeter/build/greeter.wasm").is_file());
+    work
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_agent_is_scaffolded_built_and_deployed_from_the_cli() {
+    let server = Server::start().await;
+    let work = scaffolded(&server, "python", &["manifest.json", "agent.py", ".gitignore"]);
     assert!(
         !work.path().join("greeter/__pycache__").exists(),
         "the build leaves no bytecode behind"
