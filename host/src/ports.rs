@@ -77,6 +77,14 @@ pub trait ToolHost: Send + Sync {
     async fn call(&self, ctx: &ToolCtx, name: &str, args: Value) -> Result<Value, ToolError>;
     /// The tools of one of the agent's MCP servers.
     async fn list_mcp(&self, ctx: &ToolCtx, server: &McpServer) -> Result<Vec<ListedTool>, ToolError>;
+    /// Sends a guest's outgoing `wasi:http` request under the `http_fetch`
+    /// policy (allowlist, address rules, caps).
+    async fn send_http(
+        &self,
+        ctx: &ToolCtx,
+        request: http::Request<bytes::Bytes>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+    ) -> Result<http::Response<wasmtime_wasi_http::WasiBody>, wasmtime_wasi_http::Error>;
 }
 
 #[derive(Debug, Clone, thiserror::Error)]

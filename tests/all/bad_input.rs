@@ -129,14 +129,15 @@ async fn broken_components_are_refused_and_not_stored() {
         // One that needs what the host does not provide: refused before
         // compiling, each missing import named.
         (
-            "needs-http",
+            "needs-keyvalue",
             importing(&[
-                "wasi:http/types@0.2.0",
+                "wasi:keyvalue/store@0.2.0-draft",
                 "wasi:io/streams@0.2.0",
                 "wasi:http/outgoing-handler@0.2.0",
+                "wasi:http/incoming-handler@0.2.0",
             ]),
             "wrong_world",
-            "does not provide: wasi:http/types@0.2.0, wasi:http/outgoing-handler@0.2.0 (",
+            "does not provide: wasi:keyvalue/store@0.2.0-draft, wasi:http/incoming-handler@0.2.0 (",
         ),
     ];
     for (name, bytes, code, says) in cases {

@@ -20,9 +20,11 @@ and converted, and a mismatch ends the run `failed` with `invalid_input`, as in
 the Rust SDK. Raise `AgentError(code, message)` to fail on purpose. The host's
 imports (models, tools, artifacts, approvals, conversations, memory) are the
 modules below; their errors are `AgentError`s with the same codes as Rust's.
+`http.fetch` sends the agent's own HTTP requests (`wasi:http`) to the hosts its
+manifest allows.
 """
 
-from . import approval, artifacts, conversation, llm, log, memory, tools
+from . import approval, artifacts, conversation, http, llm, log, memory, tools
 from ._agent import Agent, AgentError, agent
 from ._step import step
 
@@ -33,6 +35,7 @@ __all__ = [
     "approval",
     "artifacts",
     "conversation",
+    "http",
     "llm",
     "log",
     "memory",

@@ -10,7 +10,7 @@ import types
 import typing
 
 from componentize_py_types import Err
-from wit_world.imports import types as wit_types
+from wit_world.imports import warden_agent_types as wit_types
 
 
 class AgentError(Exception):

@@ -1,7 +1,8 @@
 //! What a component imports, read before compiling it: the names of its
 //! top-level imports, parsed in milliseconds (nested modules and components
 //! are skipped, never decoded), against what this host's linker provides
-//! (WASI 0.2 as wasmtime-wasi links it, and the `warden:agent` interfaces). A
+//! (WASI 0.2 as wasmtime-wasi links it, outgoing `wasi:http`, and the
+//! `warden:agent` interfaces). A
 //! component needing anything else is refused at once, naming each import it
 //! would miss, instead of after seconds of compiling. The linker still has the
 //! last word: a provided interface whose functions do not match is refused
@@ -30,6 +31,7 @@ const PROVIDED: &[(&str, &[&str])] = &[
     ),
     ("wasi:clocks", &["monotonic-clock", "wall-clock"]),
     ("wasi:filesystem", &["types", "preopens"]),
+    ("wasi:http", &["types", "outgoing-handler"]),
     ("wasi:io", &["error", "poll", "streams"]),
     ("wasi:random", &["random", "insecure", "insecure-seed"]),
     (
@@ -121,7 +123,7 @@ pub fn check(bytes: &[u8]) -> Result<(), ComponentError> {
     }
     Err(ComponentError::WrongWorld(format!(
         "it imports what this host does not provide: {} (a Warden agent imports the warden:agent \
-         interfaces and WASI 0.2's cli, clocks, filesystem, io, random and sockets)",
+         interfaces and WASI 0.2's cli, clocks, filesystem, http (outgoing), io, random and sockets)",
         missing.join(", ")
     )))
 }
@@ -137,12 +139,14 @@ mod tests {
             "wasi:cli/environment@0.2.0",
             "wasi:sockets/tcp@0.2.6",
             "warden:agent/llm@0.1.0",
+            "wasi:http/types@0.2.0",
+            "wasi:http/outgoing-handler@0.2.9",
         ] {
             assert!(provided(ok), "{ok}");
         }
         for missing in [
-            "wasi:http/types@0.2.0",
-            "wasi:http/outgoing-handler@0.2.9",
+            "wasi:http/incoming-handler@0.2.0",
+            "wasi:http/types@0.3.0",
             "wasi:io/streams@0.3.0",
             "wasi:keyvalue/store@0.2.0-draft",
             "warden:agent/llm@0.2.0",

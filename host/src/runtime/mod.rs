@@ -1,5 +1,5 @@
-//! The sandbox: one wasmtime `Engine`, the linker (WASI p2 + `warden:agent`
-//! imports, linked once), an `AgentPre` per agent version, and a fresh `Store` per
+//! The sandbox: one wasmtime `Engine`, the linker (WASI p2, `wasi:http` and the
+//! `warden:agent` imports, linked once), an `AgentPre` per agent version, and a fresh `Store` per
 //! execution with its memory limit, fuel budget and wall-clock deadline.
 //!
 //! [`Runtime::run`] never fails: whatever the guest does, it returns an outcome
@@ -7,6 +7,7 @@
 
 mod artifacts;
 mod capture;
+mod http;
 pub mod compiler;
 pub mod component;
 pub mod engine;
@@ -138,6 +139,7 @@ impl Runtime {
         let engine = engine::build(config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         bindings::Agent::add_to_linker::<RunState, HasSelf<RunState>>(&mut linker, |s| s)?;
         let cache = ComponentCache::open(&engine, &config.data_dir, compiler::Compiler::new(&config.deploy))?;
         let ticker = Ticker::start(&engine)?;
@@ -268,7 +270,8 @@ impl Runtime {
         };
         let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
         let peak_memory_bytes = store.data().limiter.peak as u64;
-        let state = store.into_data();
+        let mut state = store.into_data();
+        state.tool_calls.extend(state.http_grant.take_calls());
         RunOutcome {
             streamed: state.grants.streamed.take(),
             suspended,

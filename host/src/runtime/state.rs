@@ -1,6 +1,6 @@
 //! The per-execution state a `Store` owns: the WASI context (no env, no preopens,
-//! no sockets, stdio captured), the resource table, the memory limiter and the run
-//! record. Built fresh for every execution; never shared between runs.
+//! no sockets, stdio captured), `wasi:http` under the agent's egress policy, the
+//! resource table, the memory limiter and the run record. Built fresh for every execution; never shared between runs.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,9 +12,11 @@ use sha2::Digest;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::artifacts::RunArtifacts;
 use super::capture::RunRecord;
+use super::http::HttpGrant;
 use super::journal::{MonotonicClock, RunJournal, WallClock};
 use crate::events::EventLog;
 use crate::llm::Llm;
@@ -29,6 +31,9 @@ const MAX_TABLE_ELEMENTS: usize = 100_000;
 
 pub struct RunState {
     wasi: WasiCtx,
+    http: WasiHttpCtx,
+    /// What the guest may send over `wasi:http`, and what it sent.
+    pub http_grant: HttpGrant,
     table: ResourceTable,
     pub limiter: MemoryLimiter,
     pub record: RunRecord,
@@ -226,11 +231,21 @@ impl RunState {
                 .insecure_random(StdRng::from_seed(insecure))
                 .insecure_random_seed(u128::from_le_bytes(insecure[..16].try_into().unwrap_or_default()));
         }
+        let mut http_grant = HttpGrant::new(
+            Arc::clone(&grants.tools),
+            grants.ctx.clone(),
+            Arc::clone(&grants.events),
+            Arc::clone(&grants.effects),
+        );
+        http_grant.journal = journal.clone();
+        http_grant.max = grants.max_tool_calls;
         Self {
             journal,
             refusal: None,
             suspending: false,
             wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            http_grant,
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(memory_limit),
             record,
@@ -248,6 +263,16 @@ impl WasiView for RunState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for RunState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_grant,
         }
     }
 }

@@ -2,7 +2,8 @@
 //! per-agent key-value store), `http_fetch` (GET/POST to allowlisted hosts only),
 //! `browser` (a page's title, text and screenshot) and `agent_call` (run another
 //! agent as a child execution), and the tools of the agent's MCP servers
-//! (`mcp.<server>.<tool>`, through [`mcp`]). Which ones an agent may use is its
+//! (`mcp.<server>.<tool>`, through [`mcp`]), and a guest's own `wasi:http`
+//! requests under the `http_fetch` policy. Which ones an agent may use is its
 //! manifest's business; this module only runs them, through the ports it is
 //! given.
 
@@ -12,6 +13,7 @@ pub mod egress;
 mod http_fetch;
 mod kv;
 pub mod mcp;
+mod wasi_http;
 
 use std::sync::Arc;
 
@@ -105,6 +107,15 @@ impl ToolHost for Tools {
 
     async fn list_mcp(&self, ctx: &ToolCtx, server: &McpServer) -> Result<Vec<ListedTool>, ToolError> {
         self.mcp.list(ctx, server).await
+    }
+
+    async fn send_http(
+        &self,
+        ctx: &ToolCtx,
+        request: http::Request<bytes::Bytes>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+    ) -> Result<http::Response<wasmtime_wasi_http::WasiBody>, wasmtime_wasi_http::Error> {
+        wasi_http::send(&self.config, ctx, request, options).await
     }
 }
 

@@ -22,6 +22,34 @@ const JS_TOOLS: &[&str] = &["componentize-qjs@0.4.5", "rolldown@1.3.3"];
 /// The files of the SDKs and of the world, by their path in the cache.
 const SDK: &[(&str, &str)] = &[
     ("wit/agent.wit", include_str!("../../../../wit/agent.wit")),
+    (
+        "wit/deps/cli.wit",
+        include_str!("../../../../wit/deps/cli.wit"),
+    ),
+    (
+        "wit/deps/clocks.wit",
+        include_str!("../../../../wit/deps/clocks.wit"),
+    ),
+    (
+        "wit/deps/filesystem.wit",
+        include_str!("../../../../wit/deps/filesystem.wit"),
+    ),
+    (
+        "wit/deps/http.wit",
+        include_str!("../../../../wit/deps/http.wit"),
+    ),
+    (
+        "wit/deps/io.wit",
+        include_str!("../../../../wit/deps/io.wit"),
+    ),
+    (
+        "wit/deps/random.wit",
+        include_str!("../../../../wit/deps/random.wit"),
+    ),
+    (
+        "wit/deps/sockets.wit",
+        include_str!("../../../../wit/deps/sockets.wit"),
+    ),
     ("rust/Cargo.toml", include_str!("../../../../guest-sdk/Cargo.toml")),
     ("rust/src/lib.rs", include_str!("../../../../guest-sdk/src/lib.rs")),
     (
@@ -47,6 +75,10 @@ const SDK: &[(&str, &str)] = &[
     (
         "python/warden/conversation.py",
         include_str!("../../../../guest-sdk/python/warden/conversation.py"),
+    ),
+    (
+        "python/warden/http.py",
+        include_str!("../../../../guest-sdk/python/warden/http.py"),
     ),
     (
         "python/warden/llm.py",
@@ -251,7 +283,7 @@ fn build_python(dir: &Path, out: &Path) -> anyhow::Result<()> {
         Command::new(&tool)
             .arg("-d")
             .arg(sdk.join("wit"))
-            .args(["-w", "agent", "componentize", "warden_entry"])
+            .args(["-w", "agent-http", "componentize", "warden_entry"])
             .arg("-p")
             .arg(entry)
             .arg("-p")
@@ -314,7 +346,7 @@ fn build_js(dir: &Path, out: &Path) -> anyhow::Result<()> {
             Command::new(bin.join("componentize-qjs"))
                 .arg("--wit")
                 .arg(sdk.join("wit"))
-                .args(["--world", "agent", "--sync", "--js"])
+                .args(["--world", "agent-http", "--sync", "--js"])
                 .arg(work.join("bundle.js"))
                 .arg("-o")
                 .arg(std::path::absolute(out)?),

@@ -295,14 +295,19 @@ impl RunJournal {
         Ok(())
     }
 
+    /// Records that a call starts, numbered now (in the order the guest made
+    /// its calls, whenever it finishes), and hands it to the store: the caller
+    /// awaits the commit when the call acts beyond the host.
+    pub fn begin(&self, kind: JournalKind, fingerprint: &str, data: String) -> Result<(u32, Commit), Stop> {
+        let mut inner = self.lock();
+        let seq = self.push(&mut inner, None, kind, fingerprint, false, data)?;
+        Ok((seq, self.flush(&mut inner)))
+    }
+
     /// Records that a call starts, and waits until that is stored when
     /// `durable` (the call acts beyond the host); returns the entry's number.
     pub async fn start(&self, kind: JournalKind, fingerprint: &str, data: String, durable: bool) -> Result<u32, Stop> {
-        let (seq, commit) = {
-            let mut inner = self.lock();
-            let seq = self.push(&mut inner, None, kind, fingerprint, false, data)?;
-            (seq, self.flush(&mut inner))
-        };
+        let (seq, commit) = self.begin(kind, fingerprint, data)?;
         if durable {
             commit.await.map_err(|e| Stop {
                 code: "storage_unavailable",
