@@ -26,6 +26,7 @@ mod disk;
 mod durable;
 mod events;
 mod execute;
+mod guest_http;
 mod hostile;
 mod javascript;
 mod listing;

@@ -1,7 +1,9 @@
 """`fetch` in Python: the agent's own HTTP request (`warden.http.fetch`, over
 `wasi:http`), sent by the host only to the hosts its manifest allows. Input:
-`{"url", "method"?, "body"?, "headers"?}`; output: the status, the content type,
-the body's size and its text (or JSON)."""
+`{"url", "method"?, "body"?, "headers"?, "confirm"?}`; output: the status, the
+content type, the body's size and its text (or JSON). With `confirm`, a person
+approves the result first: the run waits unloaded, and when it resumes its
+request is answered from its journal, not sent again."""
 
 from dataclasses import dataclass, field
 from typing import Dict, Optional
@@ -15,6 +17,7 @@ class Input:
     method: str = "GET"
     body: Optional[str] = None
     headers: Dict[str, str] = field(default_factory=dict)
+    confirm: bool = False
 
 
 @warden.agent
@@ -27,4 +30,6 @@ def run(input: Input) -> dict:
         out["json"] = resp.json()
     else:
         out["text"] = resp.text()
+    if input.confirm:
+        warden.approval.require(f"Use the answer of {input.url}?", {"status": resp.status})
     return out

@@ -130,3 +130,41 @@ export declare const memory: {
   session(): Memory;
   store(name: string): Memory;
 };
+
+/** A refused or failed request: `code` names the `wasi:http` error
+ * (`http_request_denied`, `destination_ip_prohibited`, `connection_refused`, ...). */
+export declare class HttpError extends AgentError {}
+
+/** A response's headers (names case-insensitive; repeated ones joined with `, `). */
+export declare class Headers {
+  get(name: string): string | null;
+  has(name: string): boolean;
+  entries(): IterableIterator<[string, string]>;
+}
+
+/** A whole response, read before `fetch` returns. */
+export declare class Response {
+  readonly status: number;
+  /** A 2xx status. */
+  readonly ok: boolean;
+  readonly headers: Headers;
+  bytes(): Uint8Array;
+  text(): string;
+  json<T = Json>(): T;
+}
+
+export interface RequestInit {
+  method?: string;
+  headers?: Record<string, string>;
+  body?: string | Uint8Array | null;
+  /** Most milliseconds to wait for the response to start (the host's cap applies too). */
+  timeoutMs?: number;
+}
+
+/** Sends the agent's own HTTP request (`wasi:http`) and reads the whole response.
+ * Synchronous, like every host import. The host sends it only to the manifest's
+ * `allowed_hosts` (never to private addresses, no redirects, within its caps) and
+ * records it on the run as an `http` tool call; a refusal or failure throws `HttpError`. */
+export declare function fetch(url: string, init?: RequestInit): Response;
+
+export declare const http: { fetch: typeof fetch };

@@ -3,6 +3,7 @@
 // (`warden build`, with componentize-qjs). The host's imports (models, tools,
 // artifacts, approvals, conversations, memory) are the namespaces below;
 // their errors are `AgentError`s with the same codes as the Rust SDK's.
+// `fetch` (also `http.fetch`) sends the agent's own HTTP requests.
 
 import * as witLog from "warden:agent/log@0.1.0";
 import * as witStep from "warden:agent/step@0.1.0";
@@ -13,19 +14,14 @@ import * as witApproval from "warden:agent/approval@0.1.0";
 import * as witConversation from "warden:agent/conversation@0.1.0";
 import * as witMemory from "warden:agent/memory@0.1.0";
 
-/** A typed failure: the execution ends `failed` with this code and message. */
-export class AgentError extends Error {
-  constructor(code, message) {
-    super(`${code}: ${message}`);
-    this.name = "AgentError";
-    this.code = code;
-    this.message = message;
-  }
+import { AgentError } from "./errors.js";
+import { fetch } from "./http.js";
 
-  static invalidInput(message) {
-    return new AgentError("invalid_input", message);
-  }
-}
+export { AgentError };
+export { fetch, Headers, HttpError, Response } from "./http.js";
+
+/** The agent's own HTTP requests (`wasi:http`), to the hosts its manifest allows. */
+export const http = { fetch };
 
 function fail(code, message) {
   const error = new Error(message);

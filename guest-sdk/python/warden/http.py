@@ -69,7 +69,8 @@ def _failed(error, url: str) -> HttpError:
     detail = getattr(error, "value", None)
     detail = getattr(detail, "rcode", detail)
     suffix = f": {detail}" if isinstance(detail, str) and detail else ""
-    return HttpError(_code(error), f"{url}: {_code(error).replace('_', ' ')}{suffix}")
+    words = _code(error).replace("_", " ")
+    return HttpError(_code(error), f"{url}: {words}{suffix} (the run's `http` tool call says why)")
 
 
 def fetch(

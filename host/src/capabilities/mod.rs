@@ -4,6 +4,7 @@
 
 mod approval;
 mod artifacts;
+mod http;
 mod llm;
 mod log;
 mod memory;

@@ -1,5 +1,6 @@
-//! `wasi:http/outgoing-handler`: a guest's own HTTP requests (`fetch` in the
-//! Python and JavaScript SDKs), sent by the tool host under the `http_fetch`
+//! A guest's own HTTP requests, through `wasi:http/outgoing-handler` (the
+//! Python SDK's `fetch`, any component importing it) or `warden:agent/http`
+//! (the JavaScript SDK's, whose toolchain cannot import `wasi:http`): sent by the tool host under the `http_fetch`
 //! policy and recorded like tool calls (`http` in `tool_calls`,
 //! `tool_start`/`tool_end` events, counted against the run's tool-call cap).
 //!
@@ -11,6 +12,7 @@
 //! refused otherwise (it may have acted).
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
@@ -33,7 +35,7 @@ const MAX_REQUEST_BYTES: usize = 1 << 20;
 
 type Done = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
 type Responding = Box<dyn Future<Output = Result<(http::Response<WasiBody>, Done), HttpError>> + Send>;
-type Sent = Result<http::Response<WasiBody>, (HttpError, String)>;
+pub type Sent = Result<http::Response<WasiBody>, (HttpError, String)>;
 
 /// What a run may send over `wasi:http`, and what it sent.
 pub struct HttpGrant {
@@ -141,13 +143,15 @@ impl HttpGrant {
     }
 }
 
-impl WasiHttpHooks for HttpGrant {
-    fn send_request(
+impl HttpGrant {
+    /// Sends one request of the guest's (through `wasi:http` or
+    /// `warden:agent/http`): planned now, in the guest's order; the future
+    /// answers it, with why it failed.
+    pub fn request(
         &mut self,
         request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
-        _response_done: Done,
-    ) -> Responding {
+    ) -> Pin<Box<dyn Future<Output = Sent> + Send>> {
         self.sent += 1;
         let id = format!("http_{}", self.sent);
         let url = request.uri().to_string();
@@ -157,7 +161,7 @@ impl WasiHttpHooks for HttpGrant {
         let mut ctx = self.ctx.clone();
         ctx.span_id = Some(crate::trace::span_id(&ctx.execution_id, &id));
         let (events, effects, calls) = (Arc::clone(&self.events), Arc::clone(&self.effects), Arc::clone(&self.calls));
-        Box::new(async move {
+        Box::pin(async move {
             let started = Instant::now();
             let replayed = matches!(plan, Plan::Replayed(_));
             if !replayed {
@@ -196,7 +200,21 @@ impl WasiHttpHooks for HttpGrant {
                 error,
                 duration_ms,
             });
-            let response = sent.map_err(|(code, _)| code)?;
+            sent
+        })
+    }
+}
+
+impl WasiHttpHooks for HttpGrant {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _response_done: Done,
+    ) -> Responding {
+        let pending = self.request(request, options);
+        Box::new(async move {
+            let response = pending.await.map_err(|(code, _)| code)?;
             let done: Done = Box::new(async { Ok(()) });
             Ok((response, done))
         })
@@ -313,8 +331,8 @@ fn answer(result: Result<StoredResponse, (String, String)>) -> Sent {
         .map_err(|e| (HttpError::InternalError(Some(e.to_string())), e.to_string()))
 }
 
-/// The name a failure is journaled under.
-fn code(e: &HttpError) -> &'static str {
+/// The name a failure is journaled (and told the guest) under.
+pub fn code(e: &HttpError) -> &'static str {
     match e {
         HttpError::HttpRequestDenied => "http_request_denied",
         HttpError::DestinationIpProhibited => "destination_ip_prohibited",

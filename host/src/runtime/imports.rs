@@ -58,6 +58,7 @@ const PROVIDED: &[(&str, &[&str])] = &[
             "approval",
             "conversation",
             "memory",
+            "http",
         ],
     ),
 ];

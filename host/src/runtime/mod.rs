@@ -7,7 +7,7 @@
 
 mod artifacts;
 mod capture;
-mod http;
+pub mod http;
 pub mod compiler;
 pub mod component;
 pub mod engine;
@@ -48,6 +48,7 @@ pub mod bindings {
             "warden:agent/memory.set": async | trappable,
             "warden:agent/memory.delete": async | trappable,
             "warden:agent/memory.keys": async | trappable,
+            "warden:agent/http.send": async | trappable,
         },
         exports: { default: async },
     });

@@ -105,6 +105,14 @@ const SDK: &[(&str, &str)] = &[
         include_str!("../../../../guest-sdk/js/warden/index.js"),
     ),
     (
+        "js/warden/errors.js",
+        include_str!("../../../../guest-sdk/js/warden/errors.js"),
+    ),
+    (
+        "js/warden/http.js",
+        include_str!("../../../../guest-sdk/js/warden/http.js"),
+    ),
+    (
         "js/warden/index.d.ts",
         include_str!("../../../../guest-sdk/js/warden/index.d.ts"),
     ),
@@ -346,7 +354,7 @@ fn build_js(dir: &Path, out: &Path) -> anyhow::Result<()> {
             Command::new(bin.join("componentize-qjs"))
                 .arg("--wit")
                 .arg(sdk.join("wit"))
-                .args(["--world", "agent-http", "--sync", "--js"])
+                .args(["--world", "agent", "--sync", "--js"])
                 .arg(work.join("bundle.js"))
                 .arg("-o")
                 .arg(std::path::absolute(out)?),
