@@ -203,6 +203,38 @@ pub mod tools {
     }
 }
 
+/// The agent's own HTTP requests, whole (`warden:agent/http`): sent only to the
+/// manifest's `allowed_hosts` (never to private addresses, no redirects, within
+/// the host's caps), recorded as `http` tool calls, journaled when durable.
+pub mod http {
+    use super::AgentError;
+    pub use crate::bindings::warden::agent::http::{Request, Response};
+
+    /// A request to fill in: a method and a URL, no headers, no body.
+    pub fn request(method: &str, url: &str) -> Request {
+        Request {
+            method: method.into(),
+            url: url.into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            timeout_ms: None,
+        }
+    }
+
+    /// GETs a URL.
+    pub fn get(url: &str) -> Result<Response, AgentError> {
+        send(&request("GET", url))
+    }
+
+    /// Sends a request and reads the whole response. A refusal or failure is
+    /// an `AgentError` whose code names it (`http_request_denied`,
+    /// `destination_ip_prohibited`, `connection_refused`, ...).
+    pub fn send(request: &Request) -> Result<Response, AgentError> {
+        crate::bindings::warden::agent::http::send(request)
+            .map_err(|e| AgentError::new(e.code, format!("{}: {}", request.url, e.message)))
+    }
+}
+
 /// Files the run stores (screenshots, reports), served with its record.
 pub mod artifacts {
     use super::AgentError;

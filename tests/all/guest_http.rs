@@ -1,6 +1,6 @@
 //! Agents' own HTTP requests: the Python `fetch` agent through `wasi:http`
-//! (componentize-py's bindings), its TypeScript twin through
-//! `warden:agent/http`; both sent by the host under the `http_fetch` policy
+//! (componentize-py's bindings), its TypeScript twin and the Rust `toolbox`
+//! through `warden:agent/http`; both sent by the host under the `http_fetch` policy
 //! (allowlist, private addresses, size cap), recorded as `http` tool calls,
 //! and in a durable run journaled, so a resumed run is answered from its
 //! journal without sending the request again.
@@ -126,6 +126,14 @@ async fn python_and_typescript_agents_fetch_the_hosts_their_manifest_allows() {
             );
         }
     }
+    // A Rust agent, through the SDK's `http` (`warden:agent/http`).
+    server.deploy("toolbox", json!({ "allowed_hosts": ["127.0.0.1"] })).await;
+    let record = server.run("toolbox", json!({ "fetch": format!("{base}/echo") })).await;
+    assert_eq!(record["status"], "completed", "{record}");
+    assert_eq!(record["output"]["fetched"]["status"], 200, "{record}");
+    let body: Value = serde_json::from_str(record["output"]["fetched"]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["method"], "GET", "{record}");
+    assert_eq!(record["tool_calls"][0]["name"], "http", "{record}");
     server.stop().await;
 
     // Allowlisted, but a private address: refused unless the host allows them.
