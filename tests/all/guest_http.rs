@@ -32,7 +32,7 @@ async fn origin() -> (String, Arc<AtomicUsize>) {
                         "method": method.as_str(),
                         "body": body,
                         "x_test": headers.get("x-test").and_then(|v| v.to_str().ok()),
-                        "traceparent": headers.contains_key("traceparent"),
+                        "traceparent": headers.get("traceparent").and_then(|v| v.to_str().ok()),
                         "hits": n,
                     }))
                 }
@@ -94,7 +94,19 @@ async fn python_and_typescript_agents_fetch_the_hosts_their_manifest_allows() {
             assert_eq!(echoed["method"], "POST", "{what}: {record}");
             assert_eq!(echoed["body"], "héllo ☃", "{what}: {record}");
             assert_eq!(echoed["x_test"], "yes", "{what}: {record}");
-            assert_eq!(echoed["traceparent"], true, "{what}: the run's trace goes along");
+            // The run's trace goes along, under the span the trace shows.
+            let sent = echoed["traceparent"].as_str().unwrap();
+            let id = record["id"].as_str().unwrap();
+            let (_, trace) = server.get(&format!("/v1/executions/{id}/trace")).await;
+            let span = trace["spans"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["kind"] == "tool" && s["name"] == "http")
+                .unwrap_or_else(|| panic!("{what}: no http span in {trace}"));
+            let trace_id = record["trace_id"].as_str().unwrap();
+            let span_id = span["span_id"].as_str().unwrap();
+            assert_eq!(sent, format!("00-{trace_id}-{span_id}-01"), "{what}");
             assert_eq!(record["output"]["status"], 200);
             // Recorded as a tool call of the run.
             let call = &record["tool_calls"][0];

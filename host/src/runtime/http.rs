@@ -1,7 +1,8 @@
 //! A guest's own HTTP requests, through `wasi:http/outgoing-handler` (the
 //! Python SDK's `fetch`, any component importing it) or `warden:agent/http`
-//! (the JavaScript SDK's, whose toolchain cannot import `wasi:http`): sent by the tool host under the `http_fetch`
-//! policy and recorded like tool calls (`http` in `tool_calls`,
+//! (the JavaScript and Rust SDKs', as the QuickJS builder cannot import
+//! `wasi:http`): sent by the tool host under the `http_fetch` policy and
+//! recorded like tool calls (`http` in `tool_calls`, a `tool` step and span,
 //! `tool_start`/`tool_end` events, counted against the run's tool-call cap).
 //!
 //! In a durable run each request is journaled like a tool call: its start is
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
+use super::capture::RunRecord;
 use super::journal::{self, Replayed, RunJournal};
 use crate::events::{EventData, EventLog};
 use crate::ports::{Effects, Reach, ToolCtx, ToolHost};
@@ -43,6 +45,8 @@ pub struct HttpGrant {
     pub ctx: ToolCtx,
     pub events: Arc<EventLog>,
     pub effects: Arc<dyn Effects>,
+    /// Where each request's `tool` step goes (the trace's span).
+    record: RunRecord,
     /// A durable run's journal.
     pub journal: Option<Arc<RunJournal>>,
     /// Requests one run may make.
@@ -85,12 +89,19 @@ struct Journaled {
 }
 
 impl HttpGrant {
-    pub fn new(tools: Arc<dyn ToolHost>, ctx: ToolCtx, events: Arc<EventLog>, effects: Arc<dyn Effects>) -> Self {
+    pub fn new(
+        tools: Arc<dyn ToolHost>,
+        ctx: ToolCtx,
+        events: Arc<EventLog>,
+        effects: Arc<dyn Effects>,
+        record: RunRecord,
+    ) -> Self {
         Self {
             tools,
             ctx,
             events,
             effects,
+            record,
             journal: None,
             max: 0,
             sent: 0,
@@ -161,6 +172,7 @@ impl HttpGrant {
         let mut ctx = self.ctx.clone();
         ctx.span_id = Some(crate::trace::span_id(&ctx.execution_id, &id));
         let (events, effects, calls) = (Arc::clone(&self.events), Arc::clone(&self.effects), Arc::clone(&self.calls));
+        let record = self.record.clone();
         Box::pin(async move {
             let started = Instant::now();
             let replayed = matches!(plan, Plan::Replayed(_));
@@ -192,6 +204,10 @@ impl HttpGrant {
                     error: error.as_deref(),
                 });
             }
+            record.step(
+                "tool".into(),
+                json!({ "id": id, "name": "http", "duration_ms": duration_ms, "error": error }).to_string(),
+            );
             calls.lock().unwrap_or_else(PoisonError::into_inner).push(ToolCallRecord {
                 id,
                 name: "http".into(),

@@ -236,6 +236,7 @@ impl RunState {
             grants.ctx.clone(),
             Arc::clone(&grants.events),
             Arc::clone(&grants.effects),
+            record.clone(),
         );
         http_grant.journal = journal.clone();
         http_grant.max = grants.max_tool_calls;
