@@ -78,7 +78,8 @@ async fn a_hostile_javascript_guest_is_contained() {
     let attack = |name: &str| server.run("hostile-js", json!({ "attack": name }));
     // No way out: no process, require, fetch, sockets or files to find.
     let seen = attack("snoop").await;
-    assert_eq!(seen["output"], json!({ "globals": [] }), "{seen}");
+    assert_eq!(seen["output"], json!({ "globals": [], "fetched": [] }), "{seen}");
+    assert_eq!(seen["tool_calls"].as_array().unwrap().len(), 3, "{seen}");
     crate::python::contained(
         &server,
         "hostile-js",

@@ -87,6 +87,7 @@ async fn a_hostile_python_guest_is_contained() {
     assert_eq!(seen["opened"], json!([]), "files were reachable: {seen}");
     assert_eq!(seen["created"], false);
     assert_eq!(seen["socket"], false, "a socket was opened: {seen}");
+    assert_eq!(seen["fetched"], json!([]), "a request went out: {seen}");
     let raised = contained(
         &server,
         "hostile-py",

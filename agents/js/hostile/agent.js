@@ -3,14 +3,25 @@
 // `snoop` looks for ways out of the sandbox (environment, files, network,
 // processes) and returns which exist, `raise` throws an error of its own.
 
-import { AgentError, agent, log } from "warden";
+import { AgentError, agent, fetch, log } from "warden";
 
 function snoop() {
   const found = [];
   for (const name of ["process", "require", "Deno", "Bun", "fetch", "XMLHttpRequest", "WebSocket", "std", "os"]) {
     if (typeof globalThis[name] !== "undefined") found.push(name);
   }
-  return { globals: found };
+  // Its own HTTP requests: cloud metadata, the host's own API, the web (no
+  // host is on its manifest's allowlist).
+  const fetched = [];
+  for (const url of ["http://169.254.169.254/latest/meta-data/", "http://127.0.0.1:8080/admin/health", "https://example.com/"]) {
+    try {
+      fetch(url, { timeoutMs: 1000 });
+      fetched.push(url);
+    } catch (e) {
+      if (!(e instanceof AgentError)) throw e;
+    }
+  }
+  return { globals: found, fetched };
 }
 
 export const run = agent((input) => {

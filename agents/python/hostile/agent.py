@@ -1,6 +1,7 @@
 """`hostile-py` (hostile): what a Python guest must not get away with, by
 `attack`: `loop` spins forever, `allocate` grows memory without end, `snoop`
-looks for the host's environment, files and network and returns what it saw,
+looks for the host's environment, files and network (sockets and its own HTTP
+requests) and returns what it saw,
 `raise` fails with an exception of its own."""
 
 import os
@@ -38,7 +39,16 @@ def snoop():
             sockets = True
         except Exception:  # noqa: BLE001 - any failure is the sandbox saying no
             pass
-    return {"env": sorted(os.environ), "opened": opened, "created": created, "socket": sockets}
+    # Its own HTTP requests: cloud metadata, the host's own API, the web (no
+    # host is on its manifest's allowlist).
+    fetched = []
+    for url in ["http://169.254.169.254/latest/meta-data/", "http://127.0.0.1:8080/admin/health", "https://example.com/"]:
+        try:
+            warden.http.fetch(url, timeout_ms=1000)
+            fetched.append(url)
+        except warden.AgentError:
+            pass
+    return {"env": sorted(os.environ), "opened": opened, "created": created, "socket": sockets, "fetched": fetched}
 
 
 @warden.agent

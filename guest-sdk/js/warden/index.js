@@ -46,6 +46,10 @@ export function agent(fn) {
       }
     } catch (e) {
       if (e instanceof AgentError) throw fail(e.code, e.message);
+      // QuickJS's allocation failed: the host's cap on the run's memory.
+      if (e && e.name === "InternalError" && e.message === "out of memory") {
+        throw fail("memory_limit", "the agent ran out of memory: it reached the run's memory limit");
+      }
       throw fail("agent_exception", `${e && e.name ? e.name : "Error"}: ${e && e.message !== undefined ? e.message : e}`);
     }
     let json;
