@@ -139,7 +139,9 @@ async fn python_and_typescript_agents_fetch_the_hosts_their_manifest_allows() {
         }
     }
     // A Rust agent, through the SDK's `http` (`warden:agent/http`).
-    server.deploy("toolbox", json!({ "allowed_hosts": ["127.0.0.1"] })).await;
+    server
+        .deploy("toolbox", json!({ "allowed_hosts": ["127.0.0.1"] }))
+        .await;
     let record = server.run("toolbox", json!({ "fetch": format!("{base}/echo") })).await;
     assert_eq!(record["status"], "completed", "{record}");
     assert_eq!(record["output"]["fetched"]["status"], 200, "{record}");
@@ -154,7 +156,10 @@ async fn python_and_typescript_agents_fetch_the_hosts_their_manifest_allows() {
         let agent = deployed(&server, lang, json!({ "allowed_hosts": ["127.0.0.1"] })).await;
         let before = hits.load(Ordering::SeqCst);
         let record = server.run(&agent, json!({ "url": format!("{base}/echo") })).await;
-        assert_eq!(record["error"]["code"], "destination_ip_prohibited", "{agent}: {record}");
+        assert_eq!(
+            record["error"]["code"], "destination_ip_prohibited",
+            "{agent}: {record}"
+        );
         let why = record["tool_calls"][0]["error"].as_str().unwrap();
         assert!(why.contains("private"), "{why}");
         assert_eq!(hits.load(Ordering::SeqCst), before);
@@ -174,7 +179,10 @@ async fn a_durable_run_resumed_is_answered_from_its_journal() {
     // Past its grace the run is unloaded; approving resumes it by replay.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     while server.get("/admin/health").await.1["executions"]["running"] != 0 {
-        assert!(tokio::time::Instant::now() < deadline, "the waiting run was never unloaded");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the waiting run was never unloaded"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     let (_, page) = server.get("/v1/approvals?status=pending").await;

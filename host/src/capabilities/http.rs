@@ -21,14 +21,23 @@ fn refused(code: &str, message: String) -> Error {
 
 impl Host for RunState {
     async fn send(&mut self, request: Request) -> wasmtime::Result<Result<Response, Error>> {
-        let mut built = http::Request::builder().method(request.method.as_str()).uri(&request.url);
+        let mut built = http::Request::builder()
+            .method(request.method.as_str())
+            .uri(&request.url);
         for (name, value) in &request.headers {
             built = built.header(name, value);
         }
-        let body = Full::new(Bytes::from(request.body)).map_err(|never| match never {}).boxed_unsync();
+        let body = Full::new(Bytes::from(request.body))
+            .map_err(|never| match never {})
+            .boxed_unsync();
         let built = match built.body(body) {
             Ok(built) => built,
-            Err(e) => return Ok(Err(refused("http_request_uri_invalid", format!("{}: {e}", request.url)))),
+            Err(e) => {
+                return Ok(Err(refused(
+                    "http_request_uri_invalid",
+                    format!("{}: {e}", request.url),
+                )));
+            }
         };
         let options = request.timeout_ms.map(|ms| RequestOptions {
             first_byte_timeout: Some(Duration::from_millis(ms.into())),
@@ -56,7 +65,10 @@ impl Host for RunState {
         Ok(match answered {
             Ok(Ok(response)) => Ok(response),
             Ok(Err((e, message))) => Err(refused(code(&e), message)),
-            Err(e) => Err(refused("internal_error", format!("the request failed in the host: {e}"))),
+            Err(e) => Err(refused(
+                "internal_error",
+                format!("the request failed in the host: {e}"),
+            )),
         })
     }
 }

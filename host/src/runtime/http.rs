@@ -125,7 +125,8 @@ impl HttpGrant {
             return Plan::Live(None);
         };
         let fingerprint = journal::fingerprint(&[b"http", method.as_str().as_bytes(), url.as_bytes()]);
-        let stopped = |stop: super::Stop| Plan::Refused(HttpError::InternalError(Some(stop.message.clone())), stop.message);
+        let stopped =
+            |stop: super::Stop| Plan::Refused(HttpError::InternalError(Some(stop.message.clone())), stop.message);
         let (seq, commit) = match journal.take(JournalKind::Tool, &fingerprint, &format!("http {method} {url}")) {
             Err(stop) => return stopped(stop),
             Ok(Some(Replayed::Done(data))) => {
@@ -171,7 +172,11 @@ impl HttpGrant {
         let tools = Arc::clone(&self.tools);
         let mut ctx = self.ctx.clone();
         ctx.span_id = Some(crate::trace::span_id(&ctx.execution_id, &id));
-        let (events, effects, calls) = (Arc::clone(&self.events), Arc::clone(&self.effects), Arc::clone(&self.calls));
+        let (events, effects, calls) = (
+            Arc::clone(&self.events),
+            Arc::clone(&self.effects),
+            Arc::clone(&self.calls),
+        );
         let record = self.record.clone();
         Box::pin(async move {
             let started = Instant::now();
@@ -208,14 +213,17 @@ impl HttpGrant {
                 "tool".into(),
                 json!({ "id": id, "name": "http", "duration_ms": duration_ms, "error": error }).to_string(),
             );
-            calls.lock().unwrap_or_else(PoisonError::into_inner).push(ToolCallRecord {
-                id,
-                name: "http".into(),
-                arguments,
-                result,
-                error,
-                duration_ms,
-            });
+            calls
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(ToolCallRecord {
+                    id,
+                    name: "http".into(),
+                    arguments,
+                    result,
+                    error,
+                    duration_ms,
+                });
             sent
         })
     }
@@ -341,7 +349,9 @@ fn answer(result: Result<StoredResponse, (String, String)>) -> Sent {
     for (name, value) in &stored.headers {
         response = response.header(name, value);
     }
-    let body = Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed_unsync();
+    let body = Full::new(Bytes::from(body))
+        .map_err(|never| match never {})
+        .boxed_unsync();
     response
         .body(body)
         .map_err(|e| (HttpError::InternalError(Some(e.to_string())), e.to_string()))

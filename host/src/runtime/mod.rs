@@ -7,10 +7,10 @@
 
 mod artifacts;
 mod capture;
-pub mod http;
 pub mod compiler;
 pub mod component;
 pub mod engine;
+pub mod http;
 pub mod imports;
 pub mod journal;
 mod state;

@@ -79,7 +79,10 @@ pub async fn send(
             .map_err(|e| {
                 if e.is::<http_body_util::LengthLimitError>() {
                     HttpError::HttpResponseBodySize(None)
-                } else if e.downcast_ref::<reqwest::Error>().is_some_and(reqwest::Error::is_timeout) {
+                } else if e
+                    .downcast_ref::<reqwest::Error>()
+                    .is_some_and(reqwest::Error::is_timeout)
+                {
                     HttpError::ConnectionReadTimeout
                 } else {
                     HttpError::HttpResponseIncomplete

@@ -22,34 +22,16 @@ const JS_TOOLS: &[&str] = &["componentize-qjs@0.4.5", "rolldown@1.3.3"];
 /// The files of the SDKs and of the world, by their path in the cache.
 const SDK: &[(&str, &str)] = &[
     ("wit/agent.wit", include_str!("../../../../wit/agent.wit")),
-    (
-        "wit/deps/cli.wit",
-        include_str!("../../../../wit/deps/cli.wit"),
-    ),
-    (
-        "wit/deps/clocks.wit",
-        include_str!("../../../../wit/deps/clocks.wit"),
-    ),
+    ("wit/deps/cli.wit", include_str!("../../../../wit/deps/cli.wit")),
+    ("wit/deps/clocks.wit", include_str!("../../../../wit/deps/clocks.wit")),
     (
         "wit/deps/filesystem.wit",
         include_str!("../../../../wit/deps/filesystem.wit"),
     ),
-    (
-        "wit/deps/http.wit",
-        include_str!("../../../../wit/deps/http.wit"),
-    ),
-    (
-        "wit/deps/io.wit",
-        include_str!("../../../../wit/deps/io.wit"),
-    ),
-    (
-        "wit/deps/random.wit",
-        include_str!("../../../../wit/deps/random.wit"),
-    ),
-    (
-        "wit/deps/sockets.wit",
-        include_str!("../../../../wit/deps/sockets.wit"),
-    ),
+    ("wit/deps/http.wit", include_str!("../../../../wit/deps/http.wit")),
+    ("wit/deps/io.wit", include_str!("../../../../wit/deps/io.wit")),
+    ("wit/deps/random.wit", include_str!("../../../../wit/deps/random.wit")),
+    ("wit/deps/sockets.wit", include_str!("../../../../wit/deps/sockets.wit")),
     ("rust/Cargo.toml", include_str!("../../../../guest-sdk/Cargo.toml")),
     ("rust/src/lib.rs", include_str!("../../../../guest-sdk/src/lib.rs")),
     (
