@@ -14,6 +14,8 @@ Phases (same echo workload everywhere: JSON in, JSON out):
   guests     `hello` in Rust, TypeScript and Python: each component's compile (time and
              the compiler's peak memory), its deploy over HTTP, one caller's runs (p50,
              p99), and a restart that loads them from the compiled cache
+  agent_http an agent's own HTTP request to a local origin, one caller: the `http_fetch`
+             tool and `warden:agent/http` from Rust, `fetch` from TypeScript and Python
   serve      `wasmtime serve` with an equivalent wasi:http component, same wrk load
   process    `wasmtime run` of a precompiled command component, one process per run
   parked     1,000 and 10,000 runs parked in a slow model call over HTTP/2 and HTTP/1.1,
@@ -398,6 +400,94 @@ def guests():
     return {"rows": rows, "restart": restart}
 
 
+def agent_http():
+    """An agent's own HTTP request to a local origin, one caller: the `http_fetch` tool
+    and `warden:agent/http` from Rust, `fetch` from TypeScript and Python (wasi:http)."""
+    import http.server
+    import threading
+
+    class Origin(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b'{"hello":"world"}'
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    origin = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Origin)
+    origin.protocol_version = "HTTP/1.1"
+    threading.Thread(target=origin.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{origin.server_address[1]}/data.json"
+    data = tempfile.mkdtemp(prefix="warden-bench-http-")
+    cfg = Path(data) / "warden.toml"
+    cfg.write_text("[tools]\nallow_private_addresses = true\n")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = dict(os.environ, WARDEN_URL=base)
+    proc = subprocess.Popen([str(WARDEN), "serve", "--data-dir", data, "--addr", f"127.0.0.1:{port}", "--config",
+                             str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rows = []
+    try:
+        wait_up(f"{base}/admin/health", proc)
+
+        def deploy(wasm, manifest_path, name, durable=True):
+            manifest = json.loads(Path(manifest_path).read_text())
+            manifest.update({"name": name, "allowed_hosts": ["127.0.0.1"], "durable": durable})
+            manifest.setdefault("tools", [])
+            if "http_fetch" not in manifest["tools"] and name == "toolbox":
+                manifest["tools"] = manifest["tools"] + ["http_fetch"]
+            path = Path(data) / f"{name}.json"
+            path.write_text(json.dumps(manifest))
+            subprocess.run([str(WARDEN), "deploy", str(wasm), "--manifest", str(path)], env=env, check=True,
+                           capture_output=True)
+
+        deploy(AGENTS / "toolbox.wasm", ROOT / "agents/toolbox/manifest.json", "toolbox")
+        deploy(ROOT / "target/js-agents/fetch.wasm", ROOT / "agents/js/fetch/manifest.json", "fetch-js")
+        deploy(ROOT / "target/python-agents/fetch.wasm", ROOT / "agents/python/fetch/manifest.json", "fetch-py")
+        deploy(ROOT / "target/python-agents/fetch.wasm", ROOT / "agents/python/fetch/manifest.json",
+               "fetch-py-nojournal", durable=False)
+        cases = [
+            ("Rust, no request (toolbox)", "toolbox", {}),
+            ("Rust, `http_fetch` tool", "toolbox", {"tool": "http_fetch", "args": {"url": url}}),
+            ("Rust, `warden:agent/http`", "toolbox", {"fetch": url}),
+            ("TypeScript, `fetch` (`warden:agent/http`)", "fetch-js", {"url": url}),
+            ("Python, `warden.http.fetch` (`wasi:http`)", "fetch-py", {"url": url}),
+            ("Python, `wasi:http`, not durable", "fetch-py-nojournal", {"url": url}),
+        ]
+        for label, agent, body in cases:
+            target = f"{base}/v1/agents/{agent}/execute"
+            wrk_env = dict(os.environ, BENCH_BODY=json.dumps({"input": body}))
+            subprocess.run(["wrk", "-t1", "-c1", "-d2s", "-s", str(LOAD), target], capture_output=True,
+                           env=wrk_env, check=True)
+            out = subprocess.run(["wrk", "-t1", "-c1", f"-d{SECS}s", "--latency", "-s", str(LOAD), target],
+                                 capture_output=True, text=True, env=wrk_env, check=True).stdout
+            row = {"label": label}
+            for line in out.splitlines():
+                parts = line.split()
+                if parts[:1] == ["50%"]:
+                    row["p50_ms"] = to_ms(parts[1])
+                elif parts[:1] == ["99%"]:
+                    row["p99_ms"] = to_ms(parts[1])
+                elif line.startswith("Requests/sec:"):
+                    row["rps"] = float(parts[1])
+            check = urllib.request.Request(target, data=json.dumps({"input": body}).encode(),
+                                           headers={"content-type": "application/json"})
+            row["status"] = json.loads(urllib.request.urlopen(check).read())["status"]
+            print(f"agent http {label:<45} p50 {row['p50_ms']:.2f} ms  p99 {row['p99_ms']:.2f} ms  "
+                  f"{row['status']}", flush=True)
+            rows.append(row)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        origin.shutdown()
+        shutil.rmtree(data, ignore_errors=True)
+    return rows
+
+
 def dashboard():
     """The dashboard in a real Chromium: its browser test, built as release, times the
     list with 100,000 executions and a 20,000-event run's page; its figures."""
@@ -464,7 +554,7 @@ def main():
         results = json.loads(path.read_text())
         phases = {"e2e": lambda: warden_e2e("warden (every run recorded)"), "mcp": warden_mcp,
                   "no_metrics": lambda: warden_e2e("warden (metrics and access log off)", NO_METRICS),
-                  "otlp": otlp, "guests": guests, "dashboard": dashboard}
+                  "otlp": otlp, "guests": guests, "dashboard": dashboard, "agent_http": agent_http}
         for phase in sys.argv[2:]:
             results[phase] = phases[phase]()
         path.write_text(json.dumps(results, indent=2))
@@ -495,6 +585,7 @@ def main():
     results["parked"] = cargo_bench("parked")
     results["coldstart"] = cargo_bench("coldstart")
     results["guests"] = guests()
+    results["agent_http"] = agent_http()
     results["dashboard"] = dashboard()
     results["elapsed_s"] = time.time() - started
     results["rounds"] = ROUNDS
@@ -585,6 +676,17 @@ def write_report(r):
                   f"components loaded from the compiled cache and {s['compiled']} compiled; the first Python run after "
                   f"it took {s['first_python_run_ms']:.1f} ms (goals for Python: deploy ≤ 10 s, compiler peak ≤ 300 MB, "
                   f"p50 ≤ 1 ms)."]
+    if r.get("agent_http"):
+        rows = r["agent_http"]
+        base = rows[0]["p50_ms"]
+        lines += ["", "## An agent's own HTTP requests", "",
+                  "One caller, sync execute, each run making one GET to a local origin (Python's", "`http.server`, "
+                  "17 bytes of JSON) on the agent's allowlist; durable (journaled) unless said.", "",
+                  "| agent and path | p50 ms | p99 ms | runs/s | p50 vs no request | status |",
+                  "|---|---|---|---|---|---|"]
+        for row in rows:
+            lines.append(f"| {row['label']} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {fmt(row['rps'])} | "
+                         f"+{row['p50_ms'] - base:.2f} ms | {row['status']} |")
     if r.get("mcp"):
         lines += ["", "## MCP: tools/call against execute", "",
                   "The e2e echo load sent as MCP `tools/call` requests to `/mcp` (Streamable HTTP, revision",
