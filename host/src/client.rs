@@ -2,11 +2,17 @@
 //! HTTP and prints the JSON it answers. API errors become process errors with the
 //! server's code and message.
 
+use std::io::IsTerminal;
 use std::path::Path;
 
 use anyhow::{Context, bail};
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
+
+/// A deploy job's elapsed time.
+fn seconds(job: &Value) -> f64 {
+    job["elapsed_ms"].as_f64().unwrap_or(0.0) / 1000.0
+}
 
 pub struct Client {
     base: String,
@@ -44,6 +50,8 @@ impl Client {
         Ok(body)
     }
 
+    /// Deploys a component (the manifest's agent, or `name`), waiting while the
+    /// host compiles it; answers what a waiting deploy answers.
     pub async fn deploy(&self, wasm: &Path, name: Option<&str>, manifest: Option<&Path>) -> anyhow::Result<Value> {
         let bytes = tokio::fs::read(wasm)
             .await
@@ -66,8 +74,44 @@ impl Client {
         let form = Form::new()
             .part("component", Part::bytes(bytes).file_name("component.wasm"))
             .text("manifest", manifest.to_string());
-        self.send(self.http.post(format!("{}/v1/agents", self.base)).multipart(form))
-            .await
+        // The host compiles in the background; the deploy is polled, and its
+        // progress shown on a terminal.
+        let job = self
+            .send(
+                self.http
+                    .post(format!("{}/v1/agents", self.base))
+                    .query(&[("wait", "false")])
+                    .multipart(form),
+            )
+            .await?;
+        let id = job["id"].as_str().context("the server's deploy has no id")?.to_owned();
+        let name = job["agent_name"].as_str().unwrap_or_default().to_owned();
+        let show = std::io::stderr().is_terminal();
+        loop {
+            let job = self.get(&format!("/v1/deploys/{id}"), &[]).await?;
+            match job["status"].as_str() {
+                Some("deployed") => {
+                    if show {
+                        eprintln!("\rcompiled {name} in {:.1} s   ", seconds(&job));
+                    }
+                    return Ok(job["deployed"].clone());
+                }
+                Some("failed") => {
+                    if show {
+                        eprintln!();
+                    }
+                    let code = job["error"]["code"].as_str().unwrap_or("unknown");
+                    let message = job["error"]["message"].as_str().unwrap_or("");
+                    bail!("deploy failed: {code}: {message}");
+                }
+                _ => {
+                    if show {
+                        eprint!("\rcompiling {name}: {:.1} s", seconds(&job));
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+            }
+        }
     }
 
     /// Executes `agent`: `body` is the execute request's (`input`, `model`...),

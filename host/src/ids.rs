@@ -63,6 +63,10 @@ pub fn agent_version() -> String {
     with_prefix("ver_")
 }
 
+pub fn deploy() -> String {
+    with_prefix("dep_")
+}
+
 pub fn approval() -> String {
     with_prefix("apr_")
 }

@@ -34,7 +34,7 @@ async fn the_openapi_document_matches_the_routes() {
         }
     }
     // Every route of the API is documented (health included).
-    assert_eq!(operations, 62, "{:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(operations, 63, "{:?}", paths.keys().collect::<Vec<_>>());
     assert!(paths.contains_key("/v1/agents/{id}/execute"));
     for schema in ["ExecutionView", "ExecuteBody", "ErrorBody", "Manifest", "ApiKey"] {
         assert!(doc["components"]["schemas"][schema].is_object(), "no schema {schema}");

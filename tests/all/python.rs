@@ -56,6 +56,82 @@ async fn support_in_python_answers_as_its_rust_twin() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_deploy_compiles_in_the_background_while_runs_go_on() {
+    let server = Server::start().await;
+    server.deploy("echo", json!({})).await;
+    let (wasm, manifest) = guest_agent("python", "hello");
+    let form = reqwest::multipart::Form::new()
+        .part("component", reqwest::multipart::Part::bytes(wasm).file_name("c.wasm"))
+        .text("manifest", manifest.to_string());
+    let resp = server
+        .http
+        .post(server.url("/v1/agents?wait=false"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    let job: Value = resp.json().await.unwrap();
+    assert_eq!(location, format!("/v1/deploys/{}", job["id"].as_str().unwrap()));
+    assert_eq!(job["status"], "compiling", "{job}");
+    assert_eq!(job["agent_name"], "hello-py");
+    // Other work goes on meanwhile.
+    let echo = server.run("echo", json!({ "name": "meanwhile" })).await;
+    assert_eq!(echo["status"], "completed");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+    let done = loop {
+        let (status, job) = server.get(&location).await;
+        assert_eq!(status, StatusCode::OK, "{job}");
+        if job["status"] != "compiling" {
+            break job;
+        }
+        assert!(job["elapsed_ms"].as_i64().unwrap() >= 0);
+        assert!(tokio::time::Instant::now() < deadline, "still compiling: {job}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(done["status"], "deployed", "{done}");
+    assert_eq!(done["deployed"]["version"]["version"], 1, "{done}");
+    assert!(done["ended_at"].is_string(), "{done}");
+    let record = server.run("hello-py", json!({ "name": "Ada" })).await;
+    assert_eq!(record["output"]["greeting"], "Hello, Ada!", "{record}");
+
+    // One that fails once compiled: the job says why, as a waiting deploy would.
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "component",
+            reqwest::multipart::Part::bytes(warden_tests::agent_wasm("stranger")).file_name("c.wasm"),
+        )
+        .text("manifest", json!({ "name": "stranger" }).to_string());
+    let (status, job) = server
+        .send(server.http.post(server.url("/v1/agents?wait=false")).multipart(form))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    let id = job["id"].as_str().unwrap();
+    let failed = loop {
+        let (_, job) = server.get(&format!("/v1/deploys/{id}")).await;
+        if job["status"] != "compiling" {
+            break job;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(failed["error"]["code"], "wrong_world", "{failed}");
+    // What fails the checks is refused at once, with no job.
+    let form = reqwest::multipart::Form::new()
+        .part("component", reqwest::multipart::Part::bytes(b"not wasm".to_vec()).file_name("c.wasm"))
+        .text("manifest", json!({ "name": "junk" }).to_string());
+    let (status, body) = server
+        .send(server.http.post(server.url("/v1/agents?wait=false")).multipart(form))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(error_code(&body), "not_wasm");
+    let (status, _) = server.get("/v1/deploys/dep_nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_python_guest_is_contained() {
     let server = Server::start().await;
     deployed(

@@ -1,18 +1,22 @@
-//! `/v1/agents`: deploy (multipart: `component` + `manifest`), list, get, and
-//! an agent's activity summary.
+//! `/v1/agents`: deploy (multipart: `component` + `manifest`; waiting for the
+//! compile, or in the background as a job read at `/v1/deploys/{id}`), list,
+//! get, and an agent's activity summary.
 
 use std::sync::Arc;
 
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{Multipart, Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use bytes::Bytes;
 use serde::Serialize;
 
 use super::error::{ApiError, ErrorBody};
+use super::extract::ApiQuery;
 use crate::app::App;
 use crate::auth::Caller;
+use crate::deploy::{DeployJob, Deployed, JobError};
 use crate::manifest::Manifest;
 use crate::record::{Agent, AgentSummary, AgentVersion};
 use crate::registry::Entry;
@@ -38,16 +42,6 @@ impl AgentView {
     }
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct Deployed {
-    agent: Agent,
-    version: AgentVersion,
-    /// What may not work as the manifest hopes: a model only the offline
-    /// `scripted` provider answers (a typo looks like success), or one no
-    /// provider serves.
-    warnings: Vec<String>,
-}
-
 /// The multipart form of a deploy.
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)] // Describes the form; the handler reads it part by part.
@@ -60,16 +54,27 @@ pub struct DeployForm {
     manifest: Manifest,
 }
 
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeployQuery {
+    /// `false`: answer `202` with a job once the checks pass, and compile in
+    /// the background (poll `GET /v1/deploys/{id}`). Default `true`: answer
+    /// once deployed.
+    wait: Option<bool>,
+}
+
 /// Deploys a component as a new version of the manifest's agent.
-#[utoipa::path(post, path = "/v1/agents", tag = "agents",
+#[utoipa::path(post, path = "/v1/agents", tag = "agents", params(DeployQuery),
     request_body(content = DeployForm, content_type = "multipart/form-data"),
     responses((status = 201, description = "Deployed", body = Deployed),
+        (status = 202, description = "Checked, compiling in the background (`wait=false`)", body = DeployJob),
         (status = 400, description = "A malformed form", body = ErrorBody), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 413, description = "The component is over the size limit", body = ErrorBody), (status = 415, description = "Not a multipart form", body = ErrorBody), (status = 422, description = "Not a component of the agent world, or a bad manifest", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody), (status = 503, description = "The host's storage is failing", body = ErrorBody)))]
 pub async fn deploy(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
+    ApiQuery(q): ApiQuery<DeployQuery>,
     multipart: Result<Multipart, MultipartRejection>,
-) -> Result<(StatusCode, Json<Deployed>), ApiError> {
+) -> Result<Response, ApiError> {
     let mut multipart = multipart?;
     let mut component: Option<Bytes> = None;
     let mut manifest: Option<String> = None;
@@ -95,15 +100,53 @@ pub async fn deploy(
         )
     })?;
     let manifest = Manifest::from_json(&manifest).map_err(|m| ApiError::unprocessable("invalid_manifest", m))?;
-    let (agent, version, warnings) = app.deployer.deploy(&caller.workspace, manifest, component).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(Deployed {
-            agent,
-            version,
-            warnings,
-        }),
-    ))
+    if q.wait != Some(false) {
+        let deployed = app.deployer.deploy(&caller.workspace, manifest, component).await?;
+        return Ok((StatusCode::CREATED, Json(deployed)).into_response());
+    }
+    app.deployer.check(&caller.workspace, &manifest, &component)?;
+    let job = app
+        .deployer
+        .jobs
+        .start(&caller.workspace, &manifest.name, component.len() as u64);
+    let id = job.id.clone();
+    let workspace = caller.workspace.clone();
+    tokio::spawn(async move {
+        let outcome = app
+            .deployer
+            .deploy(&workspace, manifest, component)
+            .await
+            .map_err(|e| {
+                let (code, message) = ApiError::from(e).code_and_message();
+                JobError {
+                    code: code.to_owned(),
+                    message,
+                }
+            });
+        app.deployer.jobs.finish(&id, outcome);
+    });
+    let mut headers = HeaderMap::new();
+    if let Ok(location) = HeaderValue::from_str(&format!("/v1/deploys/{}", job.id)) {
+        headers.insert(header::LOCATION, location);
+    }
+    Ok((StatusCode::ACCEPTED, headers, Json(job)).into_response())
+}
+
+/// A deploy made in the background: `compiling`, then `deployed` (with what
+/// a waiting deploy answers) or `failed` (with its error).
+#[utoipa::path(get, path = "/v1/deploys/{id}", tag = "agents", operation_id = "get_deploy",
+    params(("id" = String, Path, description = "The deploy's id (`dep_...`)")),
+    responses((status = 200, description = "The deploy", body = DeployJob), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 404, description = "No such resource in the caller's workspace", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody)))]
+pub async fn deploy_job(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<DeployJob>, ApiError> {
+    app.deployer.jobs.get(&caller.workspace, &id).map(Json).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "no deploy {id:?} in this workspace (finished ones are kept for a while; a restart forgets them)"
+        ))
+    })
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -158,7 +201,7 @@ pub async fn summary(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
     Path(id_or_name): Path<String>,
-    super::extract::ApiQuery(q): super::extract::ApiQuery<SummaryQuery>,
+    ApiQuery(q): ApiQuery<SummaryQuery>,
 ) -> Result<Json<AgentSummary>, ApiError> {
     let entry = app
         .registry

@@ -138,6 +138,22 @@ impl ApiError {
         }
     }
 
+    /// The code and message the caller is told (an internal error's details
+    /// go to the log only).
+    pub fn code_and_message(&self) -> (&'static str, String) {
+        (self.status_and_code().1, self.public_message())
+    }
+
+    fn public_message(&self) -> String {
+        match self {
+            ApiError::Internal(e) => {
+                tracing::error!(error = %format!("{e:#}"), "internal error");
+                "the server failed to handle this request; see its log".to_owned()
+            }
+            other => other.to_string(),
+        }
+    }
+
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
@@ -163,13 +179,7 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        let message = match &self {
-            ApiError::Internal(e) => {
-                tracing::error!(error = %format!("{e:#}"), "internal error");
-                "the server failed to handle this request; see its log".to_owned()
-            }
-            other => other.to_string(),
-        };
+        let message = self.public_message();
         let body = ErrorBody {
             error: ErrorDetail {
                 code,

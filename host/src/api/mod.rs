@@ -50,6 +50,7 @@ pub fn documented_routes(app: &Arc<App>) -> OpenApiRouter<Arc<App>> {
     let authenticated = OpenApiRouter::new()
         .routes((schemas, paths, deploy_and_list))
         .routes(routes!(agents::get))
+        .routes(routes!(agents::deploy_job))
         .routes(routes!(executions::agent_list))
         .routes(routes!(agents::summary))
         .routes(routes!(executions::execute))

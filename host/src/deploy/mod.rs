@@ -1,7 +1,10 @@
 //! Deploying agents: a component and its manifest are checked (the manifest's
 //! fields, WebAssembly, a component implementing the world), compiled once,
 //! stored (the bytes as a blob, the version as a row), and registered; and, at
-//! start, every stored version loaded again from the compiled cache.
+//! start, every stored version loaded again from the compiled cache. A deploy
+//! may also run in the background, as a [`jobs`] entry its caller polls.
+
+pub mod jobs;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,6 +23,8 @@ use crate::runtime::component::{ComponentError, check_header};
 use crate::store::{AgentStore, Backend, BlobStore, StoreError, Stores};
 use crate::tools::mcp::McpClient;
 use crate::{ids, time};
+
+pub use self::jobs::{DeployJob, DeployJobs, Deployed, JobError, JobStatus};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
@@ -47,6 +52,8 @@ pub struct Deployer {
     allow_private: bool,
     /// One deploy at a time picks version numbers.
     lock: Mutex<()>,
+    /// Deploys made in the background.
+    pub jobs: DeployJobs,
 }
 
 impl Deployer {
@@ -69,6 +76,7 @@ impl Deployer {
             mcp: config.mcp.clone(),
             allow_private: config.tools.allow_private_addresses,
             lock: Mutex::new(()),
+            jobs: DeployJobs::default(),
         }
     }
 
@@ -155,23 +163,25 @@ impl Deployer {
         Ok(())
     }
 
+    /// What a deploy checks before compiling (in milliseconds): the manifest,
+    /// its MCP credentials, the component's header and imports, the storage.
+    pub fn check(&self, workspace: &str, manifest: &Manifest, bytes: &[u8]) -> Result<(), DeployError> {
+        manifest.validate().map_err(DeployError::Manifest)?;
+        self.check_mcp_credentials(workspace, manifest)?;
+        check_header(bytes)?;
+        crate::runtime::imports::check(bytes)?;
+        if let Some(failure) = self.backend.failing() {
+            return Err(DeployError::Store(StoreError::Unavailable(failure.error)));
+        }
+        Ok(())
+    }
+
     /// Validates, compiles and records a new version of the manifest's agent in
     /// `workspace`.
     /// Returns the agent, the version, and warnings about it (models only the
     /// offline provider answers, or none does).
-    pub async fn deploy(
-        &self,
-        workspace: &str,
-        manifest: Manifest,
-        bytes: Bytes,
-    ) -> Result<(Agent, AgentVersion, Vec<String>), DeployError> {
-        manifest.validate().map_err(DeployError::Manifest)?;
-        self.check_mcp_credentials(workspace, &manifest)?;
-        check_header(&bytes)?;
-        crate::runtime::imports::check(&bytes)?;
-        if let Some(failure) = self.backend.failing() {
-            return Err(DeployError::Store(StoreError::Unavailable(failure.error)));
-        }
+    pub async fn deploy(&self, workspace: &str, manifest: Manifest, bytes: Bytes) -> Result<Deployed, DeployError> {
+        self.check(workspace, &manifest, &bytes)?;
         let runtime = Arc::clone(&self.runtime);
         let blobs = Arc::clone(&self.blobs);
         let engine = self.runtime.engine_key();
@@ -232,7 +242,11 @@ impl Deployer {
         for warning in &warnings {
             tracing::warn!(agent = %agent.name, version = version.version, "{warning}");
         }
-        Ok((agent, version, warnings))
+        Ok(Deployed {
+            agent,
+            version,
+            warnings,
+        })
     }
 }
 
