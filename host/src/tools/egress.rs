@@ -5,15 +5,61 @@
 //! host's config allows private addresses, and so is an IPv4 address carried
 //! inside an IPv6 one (mapped, compatible, NAT64, 6to4) that would be refused on
 //! its own. The caller then connects to the checked address only (pinned: no
-//! second lookup can rebind the name).
+//! second lookup can rebind the name), with a client kept for that host and
+//! address ([`PinnedClients`]).
 
+use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use super::{ToolCtx, ToolError};
 use crate::config::ToolsConfig;
 
 pub use crate::manifest::host_allowed;
+
+/// Clients kept for reuse, with their open connections: at most this many.
+const MAX_CLIENTS: usize = 64;
+
+/// HTTP clients pinned to a checked address (a name resolves to that address
+/// only, nothing follows redirects), one per host and address, kept for reuse:
+/// building one (its TLS set-up) and connecting cost more than most requests.
+pub struct PinnedClients {
+    connect_timeout: Duration,
+    kept: Mutex<VecDeque<((String, SocketAddr), reqwest::Client)>>,
+}
+
+impl PinnedClients {
+    pub fn new(config: &ToolsConfig) -> Self {
+        Self {
+            connect_timeout: Duration::from_millis(config.http_timeout_ms),
+            kept: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// The client for `host` at `addr` (made now if none is kept; the least
+    /// recently used one goes past the cap).
+    pub fn get(&self, host: &str, addr: SocketAddr) -> Result<reqwest::Client, ToolError> {
+        let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(at) = kept.iter().position(|((h, a), _)| h == host && *a == addr) {
+            let entry = kept.remove(at).ok_or_else(|| ToolError::Failed("a kept client went missing".into()))?;
+            let client = entry.1.clone();
+            kept.push_back(entry);
+            return Ok(client);
+        }
+        let client = reqwest::Client::builder()
+            .resolve(host, addr)
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(self.connect_timeout)
+            .build()
+            .map_err(|e| ToolError::Failed(format!("making an HTTP client: {e}")))?;
+        kept.push_back(((host.to_owned(), addr), client.clone()));
+        if kept.len() > MAX_CLIENTS {
+            kept.pop_front();
+        }
+        Ok(client)
+    }
+}
 
 /// Addresses a guest may not reach unless the host allows private addresses.
 pub fn forbidden(ip: IpAddr) -> bool {

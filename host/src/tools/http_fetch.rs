@@ -6,24 +6,19 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::egress::check_url;
+use super::egress::{PinnedClients, check_url};
 use super::{ToolCtx, ToolError, str_arg};
 use crate::config::ToolsConfig;
 
 pub async fn call(
-    http: &reqwest::Client,
+    clients: &PinnedClients,
     config: &ToolsConfig,
     ctx: &ToolCtx,
     args: Value,
 ) -> Result<Value, ToolError> {
     let (url, host, addr) = check_url(config, ctx, str_arg(&args, "url")?).await?;
     let timeout = Duration::from_millis(config.http_timeout_ms);
-    let client = reqwest::Client::builder()
-        .resolve(&host, addr)
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(timeout)
-        .build()
-        .unwrap_or_else(|_| http.clone());
+    let client = clients.get(&host, addr)?;
     let method = args["method"].as_str().unwrap_or("GET");
     let mut request = match method {
         "GET" => client.get(url.clone()),
@@ -34,6 +29,7 @@ pub async fn call(
             )));
         }
     };
+    request = request.timeout(timeout);
     if let Some(body) = args["body"].as_str() {
         request = request.body(body.to_owned());
     }

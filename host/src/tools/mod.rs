@@ -51,7 +51,7 @@ pub const CATALOG: &[ToolInfo] = &[
 pub struct Tools {
     config: ToolsConfig,
     kv: Arc<dyn KvStore>,
-    http: reqwest::Client,
+    clients: egress::PinnedClients,
     mcp: mcp::McpClient,
 }
 
@@ -59,11 +59,9 @@ impl Tools {
     pub fn new(config: ToolsConfig, mcp: &McpConfig, kv: Arc<dyn KvStore>) -> anyhow::Result<Self> {
         Ok(Self {
             mcp: mcp::McpClient::new(config.clone(), mcp),
+            clients: egress::PinnedClients::new(&config),
             config,
             kv,
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()?,
         })
     }
 }
@@ -92,7 +90,7 @@ impl ToolHost for Tools {
     async fn call(&self, ctx: &ToolCtx, name: &str, args: Value) -> Result<Value, ToolError> {
         match name {
             "kv" => kv::call(self.kv.as_ref(), ctx, args).await,
-            "http_fetch" => http_fetch::call(&self.http, &self.config, ctx, args).await,
+            "http_fetch" => http_fetch::call(&self.clients, &self.config, ctx, args).await,
             "browser" => browser::call(&self.config, ctx, args).await,
             "agent_call" => agent_call::call(&self.config, ctx, args).await,
             other => match split_tool_name(other) {
@@ -115,7 +113,7 @@ impl ToolHost for Tools {
         request: http::Request<bytes::Bytes>,
         options: Option<wasmtime_wasi_http::RequestOptions>,
     ) -> Result<http::Response<wasmtime_wasi_http::WasiBody>, wasmtime_wasi_http::Error> {
-        wasi_http::send(&self.config, ctx, request, options).await
+        wasi_http::send(&self.clients, &self.config, ctx, request, options).await
     }
 }
 

@@ -12,13 +12,14 @@ use http_body_util::{BodyExt, Limited};
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
 
 use super::ToolError;
-use super::egress::{host_allowed, resolve_checked};
+use super::egress::{PinnedClients, host_allowed, resolve_checked};
 use crate::config::ToolsConfig;
 use crate::ports::ToolCtx;
 
 /// Sends `request` for the run in `ctx`; the response body streams, capped at
 /// `http_max_bytes` (a longer one ends in `HttpResponseBodySize`).
 pub async fn send(
+    clients: &PinnedClients,
     config: &ToolsConfig,
     ctx: &ToolCtx,
     request: http::Request<Bytes>,
@@ -49,14 +50,10 @@ pub async fn send(
     let limit = Duration::from_millis(config.http_timeout_ms);
     let within = |asked: Option<Duration>| asked.map_or(limit, |asked| asked.min(limit));
     let options = options.unwrap_or_default();
-    let client = reqwest::Client::builder()
-        .resolve(&host, addr)
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(within(options.connect_timeout))
-        .timeout(limit)
-        .build()
+    let client = clients
+        .get(&host, addr)
         .map_err(|e| HttpError::InternalError(Some(e.to_string())))?;
-    let mut outgoing = client.request(parts.method, url).body(body);
+    let mut outgoing = client.request(parts.method, url).timeout(limit).body(body);
     for (name, value) in &parts.headers {
         if name != http::header::HOST {
             outgoing = outgoing.header(name, value);
