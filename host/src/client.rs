@@ -88,7 +88,9 @@ impl Client {
         let name = job["agent_name"].as_str().unwrap_or_default().to_owned();
         let show = std::io::stderr().is_terminal();
         loop {
-            let job = self.get(&format!("/v1/deploys/{id}"), &[]).await?;
+            let job = self.get(&format!("/v1/deploys/{id}"), &[]).await.with_context(|| {
+                format!("following deploy {id} (a host restarted meanwhile forgets it: deploy again)")
+            })?;
             match job["status"].as_str() {
                 Some("deployed") => {
                     if show {

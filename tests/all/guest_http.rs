@@ -138,6 +138,17 @@ async fn python_and_typescript_agents_fetch_the_hosts_their_manifest_allows() {
             );
         }
     }
+    // Without `http_fetch` in its tools, an agent has no HTTP of its own.
+    for lang in ["python", "js"] {
+        let agent = deployed(&server, lang, json!({ "allowed_hosts": ["127.0.0.1"], "tools": [] })).await;
+        let before = hits.load(Ordering::SeqCst);
+        let record = server.run(&agent, json!({ "url": format!("{base}/echo") })).await;
+        assert_eq!(record["error"]["code"], "http_request_denied", "{agent}: {record}");
+        let why = record["tool_calls"][0]["error"].as_str().unwrap();
+        assert!(why.contains("does not grant `http_fetch`"), "{why}");
+        assert_eq!(hits.load(Ordering::SeqCst), before);
+    }
+
     // A Rust agent, through the SDK's `http` (`warden:agent/http`).
     server
         .deploy("toolbox", json!({ "allowed_hosts": ["127.0.0.1"] }))
@@ -168,12 +179,42 @@ async fn python_and_typescript_agents_fetch_the_hosts_their_manifest_allows() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_and_tool_calls_share_the_runs_cap() {
+    let (base, _) = origin().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = test_config(tmp.path());
+    config.tools.allow_private_addresses = true;
+    config.tools.max_tool_calls = 1;
+    let server = Server::start_with(config).await;
+    server
+        .deploy("toolbox", json!({ "allowed_hosts": ["127.0.0.1"] }))
+        .await;
+    // Its own request first, then a tool call: one over the cap of 1.
+    let url = format!("{base}/echo");
+    let record = server
+        .run(
+            "toolbox",
+            json!({ "fetch": url, "tool": "http_fetch", "args": { "url": url } }),
+        )
+        .await;
+    assert_eq!(record["status"], "failed", "{record}");
+    assert_eq!(record["error"]["code"], "tool_error", "{record}");
+    let message = record["error"]["message"].as_str().unwrap();
+    assert!(message.contains("tool calls and HTTP requests, its cap"), "{message}");
+    assert_eq!(record["n_tool_calls"], 1, "{record}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_durable_run_resumed_is_answered_from_its_journal() {
     let (base, hits) = origin().await;
     let (server, _tmp) = host(true).await;
     let agent = deployed(&server, "python", json!({ "allowed_hosts": ["127.0.0.1"] })).await;
     let url = format!("{base}/echo");
-    let id = start_async(&server, &agent, json!({ "url": url, "confirm": true })).await;
+    // A POST with a body: its start is stored before it is sent, and on replay
+    // the guest writes its body again, to no one.
+    let input = json!({ "url": url, "method": "POST", "body": "once", "confirm": true });
+    let id = start_async(&server, &agent, input).await;
     poll(&server, &id, |e| e["status"] == "awaiting_approval").await;
     assert_eq!(hits.load(Ordering::SeqCst), 1);
     // Past its grace the run is unloaded; approving resumes it by replay.
@@ -198,6 +239,7 @@ async fn a_durable_run_resumed_is_answered_from_its_journal() {
     assert_eq!(done["status"], "completed", "{done}");
     // The request was sent once: the replay read its answer from the journal.
     assert_eq!(done["output"]["json"]["hits"], 1, "{done}");
+    assert_eq!(done["output"]["json"]["body"], "once", "{done}");
     assert_eq!(hits.load(Ordering::SeqCst), 1);
     let calls: Vec<&Value> = done["tool_calls"]
         .as_array()

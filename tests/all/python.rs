@@ -119,7 +119,10 @@ async fn a_python_deploy_compiles_in_the_background_while_runs_go_on() {
     assert_eq!(failed["error"]["code"], "wrong_world", "{failed}");
     // What fails the checks is refused at once, with no job.
     let form = reqwest::multipart::Form::new()
-        .part("component", reqwest::multipart::Part::bytes(b"not wasm".to_vec()).file_name("c.wasm"))
+        .part(
+            "component",
+            reqwest::multipart::Part::bytes(b"not wasm".to_vec()).file_name("c.wasm"),
+        )
         .text("manifest", json!({ "name": "junk" }).to_string());
     let (status, body) = server
         .send(server.http.post(server.url("/v1/agents?wait=false")).multipart(form))

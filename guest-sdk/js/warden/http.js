@@ -1,10 +1,11 @@
 // Outgoing HTTP: `fetch(url, init)` sends one request and returns its whole
 // response, through `warden:agent/http` (the QuickJS builder cannot import
-// `wasi:http`; the host sends both alike). The host sends it under the agent's manifest, as
-// for the `http_fetch` tool: only to `allowed_hosts`, never to private
-// addresses, no redirects, within the host's size and time caps; each is
-// recorded on the run as an `http` tool call (and journaled in a durable run).
-// It is synchronous, like every host import: agents are not `async`.
+// `wasi:http`; the host sends both alike). The host sends it under the agent's
+// manifest, as for the `http_fetch` tool (which its `tools` must grant): only
+// to `allowed_hosts`, never to private addresses, no redirects, within the
+// host's size and time caps; each is recorded on the run as an `http` tool
+// call (and journaled in a durable run). It is synchronous, like every host
+// import: agents are not `async`.
 
 import * as witHttp from "warden:agent/http@0.1.0";
 
@@ -96,7 +97,7 @@ function utf8Decode(bytes) {
   let out = "";
   for (let i = 0; i < bytes.length; ) {
     const b = bytes[i];
-    const need = b < 0x80 ? 0 : b >= 0xf0 && b < 0xf8 ? 3 : b >= 0xe0 ? 2 : b >= 0xc0 ? 1 : -1;
+    const need = b < 0x80 ? 0 : b >= 0xf8 ? -1 : b >= 0xf0 ? 3 : b >= 0xe0 ? 2 : b >= 0xc2 ? 1 : -1;
     let c = need === 0 ? b : need === 1 ? b & 31 : need === 2 ? b & 15 : b & 7;
     let ok = need >= 0 && i + need < bytes.length + (need === 0 ? 1 : 0);
     for (let k = 1; ok && k <= need; k++) {
@@ -104,7 +105,9 @@ function utf8Decode(bytes) {
       if ((next & 0xc0) !== 0x80) ok = false;
       else c = (c << 6) | (next & 63);
     }
-    if (!ok || c > 0x10ffff) {
+    // Overlong forms, surrogates and what is past Unicode are not UTF-8.
+    const least = [0, 0x80, 0x800, 0x10000][need] ?? 0;
+    if (!ok || c > 0x10ffff || c < least || (c >= 0xd800 && c <= 0xdfff)) {
       out += "\ufffd";
       i += 1;
     } else {

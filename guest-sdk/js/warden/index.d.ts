@@ -161,9 +161,10 @@ export interface RequestInit {
   timeoutMs?: number;
 }
 
-/** Sends the agent's own HTTP request (`wasi:http`) and reads the whole response.
- * Synchronous, like every host import. The host sends it only to the manifest's
- * `allowed_hosts` (never to private addresses, no redirects, within its caps) and
+/** Sends the agent's own HTTP request (`warden:agent/http`) and reads the whole response.
+ * Synchronous, like every host import. The host sends it only when the manifest grants
+ * `http_fetch`, only to its `allowed_hosts` (never to private addresses, no redirects,
+ * within its caps) and
  * records it on the run as an `http` tool call; a refusal or failure throws `HttpError`. */
 export declare function fetch(url: string, init?: RequestInit): Response;
 

@@ -20,7 +20,7 @@ import { fetch } from "./http.js";
 export { AgentError };
 export { fetch, Headers, HttpError, Response } from "./http.js";
 
-/** The agent's own HTTP requests (`wasi:http`), to the hosts its manifest allows. */
+/** The agent's own HTTP requests (`warden:agent/http`), to the hosts its manifest allows (`http_fetch` granted). */
 export const http = { fetch };
 
 function fail(code, message) {

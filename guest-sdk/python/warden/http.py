@@ -1,12 +1,13 @@
 """Outgoing HTTP over `wasi:http`: `fetch(url)` returns a `Response`.
 
 The host sends each request under the agent's manifest, as for the
-`http_fetch` tool: only to `allowed_hosts`, never to private addresses, no
-redirects, with the host's size and time caps; each is recorded on the run as
-an `http` tool call. A refused or failed request raises `HttpError`, an
-`AgentError` whose code names the `wasi:http` error (`http_request_denied`,
-`destination_ip_prohibited`, `connection_refused`, ...). Durable agents are
-refused (use the journaled `http_fetch` tool there).
+`http_fetch` tool (which the manifest's `tools` must grant): only to
+`allowed_hosts`, never to private addresses, no redirects, with the host's
+size and time caps; each is recorded on the run as an `http` tool call, and
+journaled in a durable run (a replay is answered from the journal). A refused
+or failed request raises `HttpError`, an `AgentError` whose code names the
+`wasi:http` error (`http_request_denied`, `destination_ip_prohibited`,
+`connection_refused`, ...).
 
     resp = warden.http.fetch("https://api.example.com/items?q=1")
     items = resp.json()
@@ -112,11 +113,16 @@ def fetch(
         pending = outgoing_handler.handle(request, options)
     except Err as e:
         raise _failed(e.value, url) from None
-    if body:
-        with outgoing.write() as stream:
-            for at in range(0, len(body), _CHUNK):
-                stream.blocking_write_and_flush(body[at : at + _CHUNK])
-    t.OutgoingBody.finish(outgoing, None)
+    try:
+        if body:
+            with outgoing.write() as stream:
+                for at in range(0, len(body), _CHUNK):
+                    stream.blocking_write_and_flush(body[at : at + _CHUNK])
+        t.OutgoingBody.finish(outgoing, None)
+    except Err:
+        # The host stopped taking the body (it refused the request, or the
+        # body is over its cap): the response says why.
+        pass
     with pending:
         with pending.subscribe() as ready:
             ready.block()

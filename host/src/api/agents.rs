@@ -112,17 +112,25 @@ pub async fn deploy(
     let id = job.id.clone();
     let workspace = caller.workspace.clone();
     tokio::spawn(async move {
-        let outcome = app
-            .deployer
-            .deploy(&workspace, manifest, component)
-            .await
-            .map_err(|e| {
+        // The deploy runs as a task of its own: should it fail unexpectedly,
+        // the job still ends (`internal`), never left `compiling`.
+        let deploying = {
+            let app = Arc::clone(&app);
+            tokio::spawn(async move { app.deployer.deploy(&workspace, manifest, component).await })
+        };
+        let outcome = match deploying.await {
+            Ok(deployed) => deployed.map_err(|e| {
                 let (code, message) = ApiError::from(e).code_and_message();
                 JobError {
                     code: code.to_owned(),
                     message,
                 }
-            });
+            }),
+            Err(e) => Err(JobError {
+                code: "internal".into(),
+                message: format!("the deploy failed in the host: {e}"),
+            }),
+        };
         app.deployer.jobs.finish(&id, outcome);
     });
     let mut headers = HeaderMap::new();

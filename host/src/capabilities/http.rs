@@ -10,7 +10,7 @@ use wasmtime_wasi_http::RequestOptions;
 
 use crate::runtime::RunState;
 use crate::runtime::bindings::warden::agent::http::{Error, Host, Request, Response};
-use crate::runtime::http::code;
+use crate::runtime::http::{Failure, code};
 
 fn refused(code: &str, message: String) -> Error {
     Error {
@@ -47,10 +47,10 @@ impl Host for RunState {
         let answered = super::off_fiber(move || async move {
             let response = pending.await?;
             let (parts, body) = response.into_parts();
-            let body = body
-                .collect()
-                .await
-                .map_err(|e| (e, "the response body was cut off".to_owned()))?;
+            let body = body.collect().await.map_err(|e| {
+                let message = format!("reading the response: {e}");
+                Failure::Http(e, message)
+            })?;
             Ok(Response {
                 status: parts.status.as_u16(),
                 headers: parts
@@ -62,13 +62,15 @@ impl Host for RunState {
             })
         })
         .await;
-        Ok(match answered {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err((e, message))) => Err(refused(code(&e), message)),
-            Err(e) => Err(refused(
+        match answered {
+            Ok(Ok(response)) => Ok(Ok(response)),
+            Ok(Err(Failure::Http(e, message))) => Ok(Err(refused(code(&e), message))),
+            // A journal or storage failure ends the run.
+            Ok(Err(Failure::Stop(stop))) => Err(wasmtime::Error::new(stop)),
+            Err(e) => Ok(Err(refused(
                 "internal_error",
                 format!("the request failed in the host: {e}"),
-            )),
-        })
+            ))),
+        }
     }
 }

@@ -78,9 +78,9 @@ impl Host for RunState {
             ))));
         }
         let max = self.grants.max_tool_calls;
-        if self.tool_calls.len() >= max {
+        if self.tool_calls.len() + self.http_grant.sent() >= max {
             return Ok(Err(Error::LimitExceeded(format!(
-                "this run already made {max} tool calls, its cap"
+                "this run already made {max} tool calls and HTTP requests, its cap"
             ))));
         }
         if arguments.len() > MAX_ARGUMENT_BYTES {
@@ -315,6 +315,7 @@ impl RunState {
             error,
             duration_ms,
         });
+        self.http_grant.tool_calls = self.tool_calls.len();
         match result {
             Ok(text) => Ok(text),
             Err((true, m)) => Err(Error::InvalidArguments(m)),

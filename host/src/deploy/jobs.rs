@@ -148,7 +148,10 @@ mod tests {
     fn a_job_is_seen_by_its_workspace_only_and_old_ones_go() {
         let jobs = DeployJobs::default();
         let job = jobs.start("default", "hello", 10);
-        assert_eq!(jobs.get("default", &job.id).map(|j| j.status), Some(JobStatus::Compiling));
+        assert_eq!(
+            jobs.get("default", &job.id).map(|j| j.status),
+            Some(JobStatus::Compiling)
+        );
         assert!(jobs.get("other", &job.id).is_none());
         let failed = JobError {
             code: "wrong_world".into(),
@@ -160,7 +163,13 @@ mod tests {
         assert!(seen.ended_at.is_some());
         for _ in 0..MAX_FINISHED {
             let next = jobs.start("default", "hello", 10);
-            jobs.finish(&next.id, Err(JobError { code: "x".into(), message: "y".into() }));
+            jobs.finish(
+                &next.id,
+                Err(JobError {
+                    code: "x".into(),
+                    message: "y".into(),
+                }),
+            );
         }
         assert!(jobs.get("default", &job.id).is_none(), "the oldest finished job went");
     }

@@ -269,6 +269,19 @@ impl Runtime {
             },
             _ => result,
         };
+        // A journal or storage failure a `wasi:http` request met ends the run
+        // (the guest was only told of an error).
+        let result = match (store.data().http_grant.stopped(), &result) {
+            (Some(stop), Ok(_))
+            | (
+                Some(stop),
+                Err(ExecError {
+                    source: ErrorSource::Agent,
+                    ..
+                }),
+            ) => Err(ExecError::host(stop.code, stop.message)),
+            _ => result,
+        };
         let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
         let peak_memory_bytes = store.data().limiter.peak as u64;
         let mut state = store.into_data();

@@ -28,6 +28,11 @@ const MAX_INSTANCES: usize = 64;
 const MAX_TABLES: usize = 64;
 const MAX_MEMORIES: usize = 4;
 const MAX_TABLE_ELEMENTS: usize = 100_000;
+/// WASI resources (streams, HTTP requests and their headers...) one store may
+/// hold at once: the host memory behind them is not the guest's.
+const MAX_RESOURCES: usize = 4_096;
+/// Bytes of one `wasi:http` header set (as the host holds it in memory).
+const MAX_HEADER_BYTES: usize = 32 << 10;
 
 pub struct RunState {
     wasi: WasiCtx,
@@ -240,14 +245,19 @@ impl RunState {
         );
         http_grant.journal = journal.clone();
         http_grant.max = grants.max_tool_calls;
+        http_grant.granted = grants.allowed_tools.iter().any(|t| t == "http_fetch");
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(MAX_HEADER_BYTES);
         Self {
             journal,
             refusal: None,
             suspending: false,
             wasi: wasi.build(),
-            http: WasiHttpCtx::new(),
+            http,
             http_grant,
-            table: ResourceTable::new(),
+            table,
             limiter: MemoryLimiter::new(memory_limit),
             record,
             grants,

@@ -20,9 +20,12 @@ pub use crate::manifest::host_allowed;
 
 /// Clients kept for reuse, with their open connections: at most this many.
 const MAX_CLIENTS: usize = 64;
+/// Idle connections one kept client holds open.
+const IDLE_PER_CLIENT: usize = 8;
 
 /// HTTP clients pinned to a checked address (a name resolves to that address
-/// only, nothing follows redirects), one per host and address, kept for reuse:
+/// only, no proxy from the environment, nothing follows redirects), one per
+/// host and address, kept for reuse:
 /// building one (its TLS set-up) and connecting cost more than most requests.
 pub struct PinnedClients {
     connect_timeout: Duration,
@@ -40,19 +43,28 @@ impl PinnedClients {
     /// The client for `host` at `addr` (made now if none is kept; the least
     /// recently used one goes past the cap).
     pub fn get(&self, host: &str, addr: SocketAddr) -> Result<reqwest::Client, ToolError> {
-        let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(at) = kept.iter().position(|((h, a), _)| h == host && *a == addr) {
-            let entry = kept.remove(at).ok_or_else(|| ToolError::Failed("a kept client went missing".into()))?;
-            let client = entry.1.clone();
-            kept.push_back(entry);
+        let found = {
+            let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+            let at = kept.iter().position(|((h, a), _)| h == host && *a == addr);
+            at.and_then(|at| kept.remove(at)).map(|entry| {
+                let client = entry.1.clone();
+                kept.push_back(entry);
+                client
+            })
+        };
+        if let Some(client) = found {
             return Ok(client);
         }
+        // Made outside the lock (its TLS set-up takes a while).
         let client = reqwest::Client::builder()
             .resolve(host, addr)
+            .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(self.connect_timeout)
+            .pool_max_idle_per_host(IDLE_PER_CLIENT)
             .build()
             .map_err(|e| ToolError::Failed(format!("making an HTTP client: {e}")))?;
+        let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
         kept.push_back(((host.to_owned(), addr), client.clone()));
         if kept.len() > MAX_CLIENTS {
             kept.pop_front();

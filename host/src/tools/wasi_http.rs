@@ -1,15 +1,16 @@
-//! Outgoing `wasi:http` requests of a guest (`fetch()` in JavaScript, an HTTP
-//! client in Python): sent under the policy of [`http_fetch`](super::http_fetch):
-//! the host must be on the agent's allowlist, every address it resolves to is
-//! checked by [`egress`](super::egress) and the connection pinned to the checked
-//! one, no redirects are followed, and the request body, response body and time
-//! are capped by the `[tools]` config.
+//! A guest's own HTTP requests (through `wasi:http` or `warden:agent/http`),
+//! sent under the policy of [`http_fetch`](super::http_fetch): the host must be
+//! on the agent's allowlist, every address it resolves to is checked by
+//! [`egress`](super::egress) and the connection pinned to the checked one, no
+//! redirects are followed, headers that steer the connection are dropped, and
+//! the response body and time are capped by the `[tools]` config (the request
+//! body by the runtime).
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
-use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
+use wasmtime_wasi_http::{DEFAULT_FORBIDDEN_HEADERS, Error as HttpError, RequestOptions, WasiBody};
 
 use super::ToolError;
 use super::egress::{PinnedClients, host_allowed, resolve_checked};
@@ -54,8 +55,10 @@ pub async fn send(
         .get(&host, addr)
         .map_err(|e| HttpError::InternalError(Some(e.to_string())))?;
     let mut outgoing = client.request(parts.method, url).timeout(limit).body(body);
+    // What the host sets itself, or what steers the connection (shared by
+    // other runs), is not the guest's to send.
     for (name, value) in &parts.headers {
-        if name != http::header::HOST {
+        if !DEFAULT_FORBIDDEN_HEADERS.contains(name) && name != "traceparent" && name != "tracestate" {
             outgoing = outgoing.header(name, value);
         }
     }
