@@ -34,11 +34,6 @@ pub struct Config {
     pub http: HttpLimits,
     /// How many executions may run at once (also sizes the instance pool).
     pub max_concurrent_executions: u32,
-    /// MiB of each pool slot's linear memory kept resident between runs, its
-    /// dirty pages reset in place: a guest whose memory image is larger (a
-    /// Python one's is ~13 MiB) otherwise takes its image's page faults again
-    /// on each run; more keeps that memory resident for each slot it ran in.
-    pub keep_resident_mb: u32,
     /// How many executions may wait queued; past it, execute answers 429.
     pub max_queued_executions: usize,
     /// A run's slot is reclaimed this long after its timeout, whatever happened.
@@ -338,7 +333,6 @@ impl Default for Config {
             capture: CaptureLimits::default(),
             http: HttpLimits::default(),
             max_concurrent_executions: 256,
-            keep_resident_mb: 2,
             max_queued_executions: 10_000,
             slot_grace_ms: 5_000,
             shutdown_grace_ms: 25_000,
