@@ -126,6 +126,24 @@ def to_ms(text):
     return float(text)
 
 
+def one_caller(url, body):
+    """One connection's runs after a 2 s warm-up: p50 and p99 (ms) and runs/s."""
+    env = dict(os.environ, BENCH_BODY=body)
+    subprocess.run(["wrk", "-t1", "-c1", "-d2s", "-s", str(LOAD), url], capture_output=True, env=env, check=True)
+    out = subprocess.run(["wrk", "-t1", "-c1", f"-d{SECS}s", "--latency", "-s", str(LOAD), url],
+                         capture_output=True, text=True, env=env, check=True).stdout
+    row = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if parts[:1] == ["50%"]:
+            row["p50_ms"] = to_ms(parts[1])
+        elif parts[:1] == ["99%"]:
+            row["p99_ms"] = to_ms(parts[1])
+        elif line.startswith("Requests/sec:"):
+            row["rps"] = float(parts[1])
+    return row
+
+
 def loaded(name, argv, health, url, body, conns_list=(16, 64), setup=None, script=LOAD, env_extra=None):
     """Starts a server, loads it with wrk at each connection count, stops it."""
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -360,20 +378,7 @@ def guests():
                            capture_output=True)
             row["deploy_s"] = time.time() - began
         for row in rows:
-            url = f"{base}/v1/agents/{row['name']}/execute"
-            wrk_env = dict(os.environ, BENCH_BODY='{"input":{"name":"Ada"}}')
-            subprocess.run(["wrk", "-t1", "-c1", "-d2s", "-s", str(LOAD), url], capture_output=True, env=wrk_env,
-                           check=True)
-            out = subprocess.run(["wrk", "-t1", "-c1", f"-d{SECS}s", "--latency", "-s", str(LOAD), url],
-                                 capture_output=True, text=True, env=wrk_env, check=True).stdout
-            for line in out.splitlines():
-                parts = line.split()
-                if parts[:1] == ["50%"]:
-                    row["p50_ms"] = to_ms(parts[1])
-                elif parts[:1] == ["99%"]:
-                    row["p99_ms"] = to_ms(parts[1])
-                elif line.startswith("Requests/sec:"):
-                    row["rps"] = float(parts[1])
+            row.update(one_caller(f"{base}/v1/agents/{row['name']}/execute", '{"input":{"name":"Ada"}}'))
             print(f"guest {row['lang']:<10} compile {row['compile_s']:.2f} s peak {row['compile_peak_mib']:.0f} MiB  "
                   f"deploy {row['deploy_s']:.2f} s  p50 {row['p50_ms']:.2f} ms  p99 {row['p99_ms']:.2f} ms", flush=True)
         proc.terminate()
@@ -460,20 +465,7 @@ def agent_http():
         ]
         for label, agent, body in cases:
             target = f"{base}/v1/agents/{agent}/execute"
-            wrk_env = dict(os.environ, BENCH_BODY=json.dumps({"input": body}))
-            subprocess.run(["wrk", "-t1", "-c1", "-d2s", "-s", str(LOAD), target], capture_output=True,
-                           env=wrk_env, check=True)
-            out = subprocess.run(["wrk", "-t1", "-c1", f"-d{SECS}s", "--latency", "-s", str(LOAD), target],
-                                 capture_output=True, text=True, env=wrk_env, check=True).stdout
-            row = {"label": label}
-            for line in out.splitlines():
-                parts = line.split()
-                if parts[:1] == ["50%"]:
-                    row["p50_ms"] = to_ms(parts[1])
-                elif parts[:1] == ["99%"]:
-                    row["p99_ms"] = to_ms(parts[1])
-                elif line.startswith("Requests/sec:"):
-                    row["rps"] = float(parts[1])
+            row = {"label": label, **one_caller(target, json.dumps({"input": body}))}
             check = urllib.request.Request(target, data=json.dumps({"input": body}).encode(),
                                            headers={"content-type": "application/json"})
             row["status"] = json.loads(urllib.request.urlopen(check).read())["status"]

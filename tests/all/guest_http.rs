@@ -38,7 +38,14 @@ async fn origin() -> (String, Arc<AtomicUsize>) {
                 }
             }),
         )
-        .route("/big", get(|| async { "x".repeat(64 << 10) }));
+        .route("/big", get(|| async { "x".repeat(64 << 10) }))
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                "late"
+            }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
@@ -138,6 +145,19 @@ async fn python_and_typescript_agents_fetch_the_hosts_their_manifest_allows() {
             );
         }
     }
+    // A request the run's timeout cuts short is recorded as such.
+    let agent = deployed(
+        &server,
+        "js",
+        json!({ "name": "fetch-slow", "allowed_hosts": ["127.0.0.1"], "limits": { "timeout_ms": 500 } }),
+    )
+    .await;
+    let record = server.run(&agent, json!({ "url": format!("{base}/slow") })).await;
+    assert_eq!(record["error"]["code"], "timeout", "{record}");
+    let call = &record["tool_calls"][0];
+    assert_eq!(call["name"], "http", "{record}");
+    assert!(call["error"].as_str().unwrap().contains("cut short"), "{record}");
+
     // Without `http_fetch` in its tools, an agent has no HTTP of its own.
     for lang in ["python", "js"] {
         let agent = deployed(&server, lang, json!({ "allowed_hosts": ["127.0.0.1"], "tools": [] })).await;

@@ -10,7 +10,7 @@ use wasmtime_wasi_http::RequestOptions;
 
 use crate::runtime::RunState;
 use crate::runtime::bindings::warden::agent::http::{Error, Host, Request, Response};
-use crate::runtime::http::{Failure, code};
+use crate::runtime::http::{Failure, code, header_pairs};
 
 fn refused(code: &str, message: String) -> Error {
     Error {
@@ -27,6 +27,7 @@ impl Host for RunState {
         for (name, value) in &request.headers {
             built = built.header(name, value);
         }
+        let digest = crate::digest::sha256_hex(&request.body);
         let body = Full::new(Bytes::from(request.body))
             .map_err(|never| match never {})
             .boxed_unsync();
@@ -43,7 +44,7 @@ impl Host for RunState {
             first_byte_timeout: Some(Duration::from_millis(ms.into())),
             ..RequestOptions::default()
         });
-        let pending = self.http_grant.request(built, options);
+        let pending = self.http_grant.request(built, options, Some(digest.as_bytes()));
         let answered = super::off_fiber(move || async move {
             let response = pending.await?;
             let (parts, body) = response.into_parts();
@@ -53,11 +54,7 @@ impl Host for RunState {
             })?;
             Ok(Response {
                 status: parts.status.as_u16(),
-                headers: parts
-                    .headers
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
-                    .collect(),
+                headers: header_pairs(&parts.headers),
                 body: body.to_bytes().to_vec(),
             })
         })

@@ -14,6 +14,7 @@
 //! ends the run `unfinished_write` otherwise (it may have acted). A journal or
 //! storage failure ends the run too (see [`HttpGrant::stopped`]).
 
+mod ledger;
 mod stored;
 
 use std::future::Future;
@@ -26,12 +27,13 @@ use http_body_util::{BodyExt, Limited};
 use serde_json::{Value, json};
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
-pub use self::stored::code;
+use self::ledger::Ledger;
 use self::stored::{Stored, answer};
+pub use self::stored::{code, header_pairs};
 use super::Stop;
 use super::capture::RunRecord;
 use super::journal::{self, Replayed, RunJournal};
-use crate::events::{EventData, EventLog};
+use crate::events::EventLog;
 use crate::ports::{Effects, Reach, ToolCtx, ToolHost};
 use crate::record::{JournalKind, ToolCallRecord};
 use crate::store::Commit;
@@ -153,10 +155,20 @@ impl HttpGrant {
 
     /// Decides, in the order the guest makes its requests, how this one is
     /// answered (the journal is read and numbered in that order).
-    fn plan(&self, method: &http::Method, url: &str) -> Plan {
+    fn plan(&self, method: &http::Method, uri: &http::Uri, body: Option<&[u8]>) -> Plan {
         if !self.granted {
             let why = "this agent's manifest does not grant `http_fetch` (in `tools`), which its own requests need";
             return Plan::Refused(HttpError::HttpRequestDenied, why.into());
+        }
+        // Refused before anything is journaled (the tool host checks again).
+        let host = uri
+            .host()
+            .unwrap_or_default()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        if !crate::manifest::host_allowed(host, &self.ctx.allowed_hosts) {
+            let why = format!("refused: {host} is not in this agent's allowed_hosts");
+            return Plan::Refused(HttpError::HttpRequestDenied, why);
         }
         if self.sent + self.tool_calls > self.max {
             let why = format!("this run already made {} tool calls and requests, its cap", self.max);
@@ -169,7 +181,13 @@ impl HttpGrant {
         let Some(journal) = &self.journal else {
             return Plan::Live(None, false);
         };
-        let fingerprint = journal::fingerprint(&[b"http", method.as_str().as_bytes(), url.as_bytes()]);
+        let url = uri.to_string();
+        let fingerprint = journal::fingerprint(&[
+            b"http",
+            method.as_str().as_bytes(),
+            url.as_bytes(),
+            body.unwrap_or_default(),
+        ]);
         let (seq, commit, again) = match journal.take(JournalKind::Tool, &fingerprint, &format!("http {method}")) {
             Err(stop) => return Plan::Stopped(stop),
             Ok(Some(Replayed::Done(data))) => {
@@ -204,45 +222,47 @@ impl HttpGrant {
 
     /// Sends one request of the guest's (through `wasi:http` or
     /// `warden:agent/http`): planned now, in the guest's order; the future
-    /// answers it, with why it failed.
+    /// answers it, with why it failed. `body`: its body when known now (a
+    /// durable run's replay then matches it too).
     pub fn request(
         &mut self,
         request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
+        body: Option<&[u8]>,
     ) -> Pin<Box<dyn Future<Output = Sent> + Send>> {
         self.sent += 1;
         let id = format!("http_{}", self.sent);
         let arguments = json!({ "method": request.method().as_str(), "url": recorded_url(request.uri()) });
-        let plan = self.plan(request.method(), &request.uri().to_string());
+        let plan = self.plan(request.method(), request.uri(), body);
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         let in_flight = InFlight(Arc::clone(&self.in_flight));
         let tools = Arc::clone(&self.tools);
         let mut ctx = self.ctx.clone();
         ctx.span_id = Some(crate::trace::span_id(&ctx.execution_id, &id));
-        let (events, effects, calls) = (
-            Arc::clone(&self.events),
-            Arc::clone(&self.effects),
-            Arc::clone(&self.calls),
-        );
-        let record = self.record.clone();
+        let effects = Arc::clone(&self.effects);
+        // Announced unless it was in the run's earlier life.
+        let announce = matches!(plan, Plan::Refused(..) | Plan::Live(_, false));
+        let ledger = Ledger {
+            id,
+            arguments,
+            announce,
+            events: Arc::clone(&self.events),
+            calls: Arc::clone(&self.calls),
+            record: self.record.clone(),
+            started: Instant::now(),
+            ended: false,
+        };
+        // On the record from now, in the order the guest made its requests.
+        ledger.start();
         Box::pin(async move {
             let _in_flight = in_flight;
-            let started = Instant::now();
-            // Announced unless it was in the run's earlier life.
-            let announce = matches!(plan, Plan::Refused(..) | Plan::Live(_, false));
-            if announce {
-                events.emit(EventData::ToolStart {
-                    id: &id,
-                    name: "http",
-                    arguments: &arguments,
-                });
-            }
+            let mut ledger = ledger;
             // A request not sent: the guest may still be writing its body,
             // which is taken (and dropped) so that its writes succeed.
             let (sent, duration_ms) = match plan {
                 Plan::Live(journaled, _) => {
                     let sent = live(tools.as_ref(), effects.as_ref(), &ctx, request, options, journaled).await;
-                    (sent, started.elapsed().as_millis() as u64)
+                    (sent, ledger.started.elapsed().as_millis() as u64)
                 }
                 Plan::Refused(code, why) => {
                     drain(request).await;
@@ -262,30 +282,7 @@ impl HttpGrant {
                 Err(Failure::Http(_, message)) => (Value::Null, Some(message.clone())),
                 Err(Failure::Stop(stop)) => (Value::Null, Some(stop.message.clone())),
             };
-            if announce {
-                crate::metrics::tool_call("http", error.is_none(), duration_ms);
-                events.emit(EventData::ToolEnd {
-                    id: &id,
-                    name: "http",
-                    duration_ms,
-                    error: error.as_deref(),
-                });
-            }
-            record.step(
-                "tool".into(),
-                json!({ "id": id, "name": "http", "duration_ms": duration_ms, "error": error }).to_string(),
-            );
-            calls
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(ToolCallRecord {
-                    id,
-                    name: "http".into(),
-                    arguments,
-                    result,
-                    error,
-                    duration_ms,
-                });
+            ledger.end(result, error, duration_ms);
             sent
         })
     }
@@ -298,7 +295,7 @@ impl WasiHttpHooks for HttpGrant {
         options: Option<RequestOptions>,
         _response_done: Done,
     ) -> Responding {
-        let pending = self.request(request, options);
+        let pending = self.request(request, options, None);
         let stopped = Arc::clone(&self.stopped);
         Box::new(async move {
             let response = pending.await.map_err(|failure| match failure {

@@ -33,14 +33,18 @@ impl Stored {
         let body = body.collect().await.map_err(|e| (code(&e).to_owned(), e.to_string()))?;
         Ok(StoredResponse {
             status: parts.status.as_u16(),
-            headers: parts
-                .headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
-                .collect(),
+            headers: header_pairs(&parts.headers),
             body: STANDARD.encode(body.to_bytes()),
         })
     }
+}
+
+/// A response's headers as name and text pairs (not UTF-8: made so).
+pub fn header_pairs(headers: &http::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect()
 }
 
 /// The guest's answer from a stored response or failure.
