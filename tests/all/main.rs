@@ -37,6 +37,7 @@ mod mcp_guests;
 mod mcp_tasks;
 mod metrics;
 mod openapi;
+mod postgres;
 mod python;
 mod recovery;
 mod requests;

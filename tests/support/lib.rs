@@ -2,6 +2,7 @@
 //! own data dir, deploy real components built from `agents/`, talk real HTTP.
 
 pub mod browser;
+pub mod postgres;
 pub mod providers;
 
 use std::path::{Path, PathBuf};

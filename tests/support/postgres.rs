@@ -1,0 +1,119 @@
+//! A private Postgres cluster for tests: `initdb` into a temporary directory,
+//! a free port on 127.0.0.1, its socket in that directory, trust auth for the
+//! `warden` role; run as the `postgres` user when the tests run as root
+//! (Postgres refuses to), and stopped when dropped. The set-up installs
+//! Debian's `postgresql`.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub struct PgCluster {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    pub port: u16,
+}
+
+/// The newest installed server's programs (`/usr/lib/postgresql/<n>/bin`).
+fn server_bin() -> PathBuf {
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|dir| {
+            dir.flatten()
+                .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
+                .filter(|(_, bin): &(u32, PathBuf)| bin.join("initdb").is_file())
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found
+        .pop()
+        .map(|(_, bin)| bin)
+        .expect("no Postgres server under /usr/lib/postgresql: scripts/setup installs Debian's postgresql")
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Runs a server program, as `postgres` when we are root.
+fn run(program: &Path, args: &[&str]) -> Output {
+    let mut command = if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    };
+    command
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", program.display()))
+}
+
+impl PgCluster {
+    /// A fresh cluster, started and answering.
+    pub fn start() -> PgCluster {
+        let bin = server_bin();
+        let dir = tempfile::tempdir().expect("temp dir");
+        // The server's user must reach its directory and own its data.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        let data = dir.path().join("data");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let data_arg = data.to_str().expect("a UTF-8 path");
+        let init = run(
+            &bin.join("initdb"),
+            &["-D", data_arg, "-U", "warden", "--auth=trust", "-E", "UTF8", "--no-sync"],
+        );
+        assert!(init.status.success(), "initdb: {}", String::from_utf8_lossy(&init.stderr));
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off",
+            dir.path().display()
+        );
+        let log = data.join("server.log");
+        let log_arg = log.to_str().expect("a UTF-8 path");
+        let started = run(
+            &bin.join("pg_ctl"),
+            &["-D", data_arg, "-l", log_arg, "-o", &options, "-w", "start"],
+        );
+        assert!(
+            started.status.success(),
+            "pg_ctl start: {}{}",
+            String::from_utf8_lossy(&started.stderr),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        PgCluster { dir, bin, port }
+    }
+
+    /// A connection URL for database `db` as `warden`.
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://warden@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Runs SQL with `psql` in database `postgres`; its output, unaligned.
+    pub fn psql(&self, sql: &str) -> Result<String, String> {
+        let out = Command::new("psql")
+            .args(["-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1", "-d", &self.url("postgres"), "-c", sql])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data");
+        if let Some(data) = data.to_str() {
+            run(&self.bin.join("pg_ctl"), &["-D", data, "-m", "immediate", "stop"]);
+        }
+    }
+}
