@@ -11,7 +11,12 @@ fn a_private_postgres_cluster_starts_answers_and_stops() {
     assert_eq!(cluster.psql("show fsync").unwrap(), "off");
     assert_eq!(cluster.psql("select current_user").unwrap(), "warden");
     cluster.psql("create database warden_a").unwrap();
-    assert!(cluster.psql("select datname from pg_database").unwrap().contains("warden_a"));
+    assert!(
+        cluster
+            .psql("select datname from pg_database")
+            .unwrap()
+            .contains("warden_a")
+    );
     let port = cluster.port;
     drop(cluster);
     let refused = std::net::TcpStream::connect(("127.0.0.1", port));

@@ -68,9 +68,22 @@ impl PgCluster {
         let data_arg = data.to_str().expect("a UTF-8 path");
         let init = run(
             &bin.join("initdb"),
-            &["-D", data_arg, "-U", "warden", "--auth=trust", "-E", "UTF8", "--no-sync"],
+            &[
+                "-D",
+                data_arg,
+                "-U",
+                "warden",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
         );
-        assert!(init.status.success(), "initdb: {}", String::from_utf8_lossy(&init.stderr));
+        assert!(
+            init.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&init.stderr)
+        );
         let options = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off",
             dir.path().display()
@@ -98,7 +111,17 @@ impl PgCluster {
     /// Runs SQL with `psql` in database `postgres`; its output, unaligned.
     pub fn psql(&self, sql: &str) -> Result<String, String> {
         let out = Command::new("psql")
-            .args(["-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1", "-d", &self.url("postgres"), "-c", sql])
+            .args([
+                "-X",
+                "-q",
+                "-tA",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                &self.url("postgres"),
+                "-c",
+                sql,
+            ])
             .output()
             .map_err(|e| e.to_string())?;
         if out.status.success() {
