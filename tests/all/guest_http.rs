@@ -145,6 +145,22 @@ async fn python_and_typescript_agents_fetch_the_hosts_their_manifest_allows() {
             );
         }
     }
+    // What is not HTTP is refused by name, before anything is sent.
+    for (input, code) in [
+        (
+            json!({ "url": format!("{base}/echo"), "method": "NO SUCH" }),
+            "http_request_method_invalid",
+        ),
+        (
+            json!({ "url": format!("{base}/echo"), "headers": { "bad name": "x" } }),
+            "http_request_header_invalid",
+        ),
+        (json!({ "url": "http://127.0.0.1:99999/" }), "http_request_uri_invalid"),
+    ] {
+        let record = server.run("fetch-js", input).await;
+        assert_eq!(record["error"]["code"], code, "{record}");
+    }
+
     // A request the run's timeout cuts short is recorded as such.
     let agent = deployed(
         &server,

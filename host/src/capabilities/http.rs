@@ -21,18 +21,22 @@ fn refused(code: &str, message: String) -> Error {
 
 impl Host for RunState {
     async fn send(&mut self, request: Request) -> wasmtime::Result<Result<Response, Error>> {
-        let mut built = http::Request::builder()
-            .method(request.method.as_str())
-            .uri(&request.url);
-        for (name, value) in &request.headers {
-            built = built.header(name, value);
-        }
-        let digest = crate::digest::sha256_hex(&request.body);
-        let body = Full::new(Bytes::from(request.body))
-            .map_err(|never| match never {})
-            .boxed_unsync();
-        let built = match built.body(body) {
-            Ok(built) => built,
+        // Standard methods in any case; others exactly as given.
+        let upper = request.method.to_ascii_uppercase();
+        let standard = [
+            "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+        ];
+        let name = if standard.contains(&upper.as_str()) {
+            &upper
+        } else {
+            &request.method
+        };
+        let Ok(method) = http::Method::from_bytes(name.as_bytes()) else {
+            let why = format!("{:?} is not an HTTP method", request.method);
+            return Ok(Err(refused("http_request_method_invalid", why)));
+        };
+        let uri: http::Uri = match request.url.parse() {
+            Ok(uri) => uri,
             Err(e) => {
                 return Ok(Err(refused(
                     "http_request_uri_invalid",
@@ -40,6 +44,26 @@ impl Host for RunState {
                 )));
             }
         };
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in &request.headers {
+            let parsed = (
+                http::HeaderName::from_bytes(name.as_bytes()),
+                http::HeaderValue::from_str(value),
+            );
+            let (Ok(name), Ok(value)) = parsed else {
+                let why = format!("header {name:?} is not a valid HTTP header");
+                return Ok(Err(refused("http_request_header_invalid", why)));
+            };
+            headers.append(name, value);
+        }
+        let digest = crate::digest::sha256_hex(&request.body);
+        let body = Full::new(Bytes::from(request.body))
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        let mut built = http::Request::new(body);
+        *built.method_mut() = method;
+        *built.uri_mut() = uri;
+        *built.headers_mut() = headers;
         let options = request.timeout_ms.map(|ms| RequestOptions {
             first_byte_timeout: Some(Duration::from_millis(ms.into())),
             ..RequestOptions::default()
