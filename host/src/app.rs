@@ -51,7 +51,7 @@ impl App {
         if config.metrics.enabled {
             crate::metrics::install();
         }
-        let stores = Stores::open(&config.data_dir)?;
+        let stores = Stores::connect(&config.data_dir, &config.store).await?;
         let auth = Auth::new(config.auth.clone(), Arc::clone(&stores.keys)).await?;
         if auth.is_open() {
             anyhow::ensure!(

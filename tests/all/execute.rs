@@ -140,6 +140,7 @@ async fn health_reports_sqlite_and_uptime() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(health["status"], "ok");
     assert!(health["sqlite_version"].as_str().unwrap().starts_with('3'), "{health}");
+    assert!(health["store"].as_str().unwrap().starts_with("sqlite 3"), "{health}");
     assert!(health["uptime_sec"].is_u64());
     assert!(health["version"].is_string());
     server.stop().await;

@@ -3,12 +3,13 @@
 //! it here; another backend runs the same `conformance` with its own `Stores`.
 
 use std::future::Future;
-use std::path::Path;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::value::RawValue;
-use warden_host::config::HostLimits;
+use warden_host::config::{HostLimits, StoreConfig};
 use warden_host::digest::sha256_hex;
 use warden_host::events::{EventData, EventLog, EventSink};
 use warden_host::manifest::Manifest;
@@ -19,14 +20,36 @@ use warden_host::record::{
 use warden_host::store::{
     ApprovalFilter, BlobError, EventBudget, ExecutionFilter, FinalRecord, IdempotencyRecord, StoreError, Stores,
 };
+use warden_tests::postgres::PgCluster;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_passes_the_conformance_suite() {
-    conformance(|dir| Stores::open(dir).expect("the SQLite store opens")).await;
+    conformance(|dir| async move { Stores::open(&dir).expect("the SQLite store opens") }).await;
 }
 
-/// Every check, each on a fresh store from `open`.
-pub async fn conformance(open: impl Fn(&Path) -> Stores) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_passes_the_conformance_suite() {
+    let cluster = PgCluster::start();
+    let databases = AtomicUsize::new(0);
+    conformance(|dir| {
+        // A fresh database for each check.
+        let db = format!("conformance_{}", databases.fetch_add(1, Ordering::Relaxed));
+        cluster.psql(&format!("CREATE DATABASE {db}")).unwrap();
+        let config = StoreConfig {
+            url: Some(cluster.url(&db)),
+            ..StoreConfig::default()
+        };
+        async move { Stores::connect(&dir, &config).await.expect("the Postgres store opens") }
+    })
+    .await;
+}
+
+/// Every check, each on a fresh store from `open` (given a fresh data dir).
+pub async fn conformance<F, Fut>(open: F)
+where
+    F: Fn(PathBuf) -> Fut,
+    Fut: Future<Output = Stores>,
+{
     type Check = fn(Stores) -> Pin<Box<dyn Future<Output = ()> + Send>>;
     let checks: [(&str, Check); 16] = [
         ("executions", |s| Box::pin(executions(s))),
@@ -50,7 +73,7 @@ pub async fn conformance(open: impl Fn(&Path) -> Stores) {
     ];
     for (name, check) in checks {
         let tmp = tempfile::tempdir().unwrap();
-        let stores = open(tmp.path());
+        let stores = open(tmp.path().to_owned()).await;
         eprintln!("conformance: {name}");
         check(stores.clone()).await;
         stores.close().await;

@@ -110,6 +110,11 @@ impl PgCluster {
 
     /// Runs SQL with `psql` in database `postgres`; its output, unaligned.
     pub fn psql(&self, sql: &str) -> Result<String, String> {
+        self.psql_in("postgres", sql)
+    }
+
+    /// Runs SQL with `psql` in database `db`; its output, unaligned.
+    pub fn psql_in(&self, db: &str, sql: &str) -> Result<String, String> {
         let out = Command::new("psql")
             .args([
                 "-X",
@@ -118,7 +123,7 @@ impl PgCluster {
                 "-v",
                 "ON_ERROR_STOP=1",
                 "-d",
-                &self.url("postgres"),
+                &self.url(db),
                 "-c",
                 sql,
             ])

@@ -18,7 +18,11 @@ pub struct Health {
     /// new executions and deploys are refused with 503 `storage_unavailable`).
     #[serde(skip_serializing_if = "Option::is_none")]
     storage_failure: Option<StorageFailure>,
+    /// The SQLite library linked into this binary.
     sqlite_version: &'static str,
+    /// Where the records live and its version: `sqlite 3.50.2`, or
+    /// `postgres 16.4` when `[store] url` names a shared database.
+    store: String,
     uptime_sec: u64,
     version: &'static str,
     agents: usize,
@@ -59,6 +63,7 @@ pub async fn health(State(app): State<Arc<App>>) -> (StatusCode, Json<Health>) {
         status,
         storage_failure,
         sqlite_version: sqlite::version(),
+        store: app.stores.backend.version(),
         uptime_sec: app.started.elapsed().as_secs(),
         version: env!("CARGO_PKG_VERSION"),
         agents: app.registry.len(),

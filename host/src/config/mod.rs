@@ -14,9 +14,11 @@ use serde::Deserialize;
 mod llm;
 mod mcp;
 mod otlp;
+mod store;
 pub use self::llm::{LlmConfig, MaxTokensParam, Price, ProviderConfig, ProviderKind};
 pub use self::mcp::{McpConfig, McpCredential};
 pub use self::otlp::OtlpConfig;
+pub use self::store::StoreConfig;
 
 /// The whole host configuration. Deserialised from an optional TOML file; every
 /// field has a default, and CLI flags override the file.
@@ -25,8 +27,10 @@ pub use self::otlp::OtlpConfig;
 pub struct Config {
     /// Where the HTTP API listens.
     pub addr: SocketAddr,
-    /// SQLite database, component blobs and compiled artifacts live here.
+    /// The SQLite database (unless `[store] url` names Postgres), component
+    /// blobs and compiled artifacts live here.
     pub data_dir: PathBuf,
+    pub store: StoreConfig,
     /// Deploy the bundled example agents on first start.
     pub deploy_examples: bool,
     pub limits: HostLimits,
@@ -328,6 +332,7 @@ impl Default for Config {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("warden-data"),
+            store: StoreConfig::default(),
             deploy_examples: true,
             limits: HostLimits::default(),
             capture: CaptureLimits::default(),
@@ -414,6 +419,7 @@ impl Config {
     pub fn validate(&self) -> anyhow::Result<()> {
         self.mcp.validate()?;
         self.otlp.validate()?;
+        self.store.validate()?;
         let l = &self.limits;
         anyhow::ensure!(
             self.max_concurrent_executions >= 1,

@@ -2,7 +2,8 @@
 //! behind), events, agents and versions, API keys, the agents' key-value store,
 //! idempotency keys, journals and approvals, conversations and memory,
 //! schedules, and blobs. Callers hold the traits, never a backend; SQL lives
-//! only inside a backend's folder ([`sqlite`], the embedded default).
+//! only inside a backend's folder ([`sqlite`], the embedded default;
+//! [`postgres`], shared by several hosts).
 //!
 //! Writes are handed to the backend, which batches them (group commit), and
 //! answer a [`Commit`]: await it to know the write is durable, or detach it.
@@ -11,7 +12,12 @@
 
 pub mod blobs;
 mod commit;
+mod conversations;
+pub mod postgres;
 pub mod sqlite;
+mod triggers;
+mod write;
+mod writer;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -20,10 +26,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use self::commit::Commit;
+pub use self::conversations::{ConversationFilter, ConversationStore, MemoryStore};
+pub use self::triggers::{HookStore, ScheduleFilter, ScheduleStore, WebhookStore};
+pub use self::write::{MemoryWrite, Write};
 use crate::events::{Event, EventSink};
 use crate::record::{
-    Agent, AgentSummary, AgentVersion, ApiKey, Approval, ApprovalStatus, Artifact, Conversation, Decision, Delivery,
-    Execution, Hook, JournalEntry, LogLine, MemoryEntry, MemoryStoreInfo, Schedule, Status, Step, Subscription, Turn,
+    Agent, AgentSummary, AgentVersion, ApiKey, Approval, ApprovalStatus, Artifact, Decision, Delivery, Execution,
+    JournalEntry, LogLine, Status, Step, Turn,
 };
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -56,6 +65,20 @@ pub struct FinalRecord {
     pub deliveries: Vec<Delivery>,
 }
 
+/// Where a backend takes writes: each store's write methods become a
+/// [`Write`] handed here, committed in the order handed, batched.
+pub trait Queue: Send + Sync {
+    fn queue(&self, write: Write) -> Commit;
+}
+
+/// Makes the events' JSON on the caller's thread: a backend's writer does
+/// every write in turn, and should only copy it.
+pub fn serialize(events: &[Arc<Event>]) {
+    for event in events {
+        event.json();
+    }
+}
+
 /// Filters and cursor of an execution listing. Newest first; `after` is the last
 /// id of the previous page.
 #[derive(Debug, Default, Clone)]
@@ -77,26 +100,51 @@ pub struct ExecutionFilter {
 
 /// Executions and what their runs leave behind: log lines, steps, artifacts.
 #[async_trait]
-pub trait ExecutionStore: Send + Sync {
+pub trait ExecutionStore: Queue {
     /// Creates the record, or updates what changes over an execution's life
     /// (status, output, error, times, usage, counts, `retried_by`); what it was
     /// created with (agent, version, trigger, priority, input, metadata,
     /// attempt, links) keeps its first value.
-    fn save(&self, execution: Execution) -> Commit;
+    fn save(&self, execution: Execution) -> Commit {
+        self.queue(Write::Execution(Box::new(execution)))
+    }
     /// Stores an execution's final record with its log, steps and last events.
-    fn finish(&self, record: FinalRecord) -> Commit;
+    fn finish(&self, record: FinalRecord) -> Commit {
+        serialize(&record.events);
+        self.queue(Write::Finish(Box::new(record)))
+    }
     /// Sets the status, only if it still is `from`.
-    fn set_status(&self, id: &str, from: Status, to: Status) -> Commit;
+    fn set_status(&self, id: &str, from: Status, to: Status) -> Commit {
+        self.queue(Write::Status {
+            id: id.to_owned(),
+            from,
+            to,
+        })
+    }
     /// Marks a queued execution `running`, started at `started_at` (only if it
     /// is still queued).
-    fn set_running(&self, id: &str, started_at: i64) -> Commit;
+    fn set_running(&self, id: &str, started_at: i64) -> Commit {
+        self.queue(Write::Running {
+            id: id.to_owned(),
+            started_at,
+        })
+    }
     /// Records that `retried_by` retries execution `id`.
-    fn link_retry(&self, id: &str, retried_by: &str) -> Commit;
+    fn link_retry(&self, id: &str, retried_by: &str) -> Commit {
+        self.queue(Write::LinkRetry {
+            id: id.to_owned(),
+            retried_by: retried_by.to_owned(),
+        })
+    }
     /// Records an artifact (its bytes are already a blob).
-    fn put_artifact(&self, artifact: Artifact) -> Commit;
+    fn put_artifact(&self, artifact: Artifact) -> Commit {
+        self.queue(Write::Artifact(Box::new(artifact)))
+    }
     /// Deletes finished executions that completed before `before`, with
     /// everything of theirs, and the blobs nothing refers to any more.
-    fn sweep(&self, before: i64) -> Commit;
+    fn sweep(&self, before: i64) -> Commit {
+        self.queue(Write::Sweep { before })
+    }
 
     async fn get(&self, id: &str) -> Result<Option<Execution>, StoreError>;
     /// The workspace of a stored execution (its agent's).
@@ -137,40 +185,76 @@ pub trait EventStore: EventSink {
 /// Deployed agents and their versions, and the digests of their compiled
 /// artifacts.
 #[async_trait]
-pub trait AgentStore: Send + Sync {
+pub trait AgentStore: Queue {
     /// Creates or updates the agent and adds the version.
-    fn deploy(&self, agent: Agent, version: AgentVersion) -> Commit;
+    fn deploy(&self, agent: Agent, version: AgentVersion) -> Commit {
+        self.queue(Write::Deploy {
+            agent,
+            version: Box::new(version),
+        })
+    }
     async fn agents(&self) -> Result<Vec<Agent>, StoreError>;
     /// Every version of every agent, oldest first.
     async fn versions(&self) -> Result<Vec<AgentVersion>, StoreError>;
     /// Records the SHA-256 of the compiled artifact of a component, for an
     /// engine compatibility class.
-    fn record_compiled(&self, engine: &str, component_hash: &str, sha256: &str) -> Commit;
+    fn record_compiled(&self, engine: &str, component_hash: &str, sha256: &str) -> Commit {
+        self.queue(Write::Compiled {
+            engine: engine.to_owned(),
+            component_hash: component_hash.to_owned(),
+            sha256: sha256.to_owned(),
+        })
+    }
     /// The recorded artifact digests of an engine class, by component hash.
     async fn compiled(&self, engine: &str) -> Result<HashMap<String, String>, StoreError>;
 }
 
 /// API keys, each with the SHA-256 digest of its secret.
 #[async_trait]
-pub trait KeyStore: Send + Sync {
-    fn insert(&self, key: ApiKey, secret_sha256: String) -> Commit;
+pub trait KeyStore: Queue {
+    fn insert(&self, key: ApiKey, secret_sha256: String) -> Commit {
+        self.queue(Write::ApiKey { key, secret_sha256 })
+    }
     /// A key with its secret's digest.
     async fn find(&self, id: &str) -> Result<Option<(ApiKey, String)>, StoreError>;
     /// Keys of one workspace, or of all, oldest first.
     async fn list(&self, workspace: Option<&str>) -> Result<Vec<ApiKey>, StoreError>;
     /// Revokes a key (of `workspace`, when given); the key as it is now, or
     /// `None` when there is no such key there. Revoking twice keeps the first time.
-    async fn revoke(&self, id: &str, workspace: Option<&str>, at: i64) -> Result<Option<ApiKey>, StoreError>;
+    async fn revoke(&self, id: &str, workspace: Option<&str>, at: i64) -> Result<Option<ApiKey>, StoreError> {
+        self.queue(Write::RevokeApiKey {
+            id: id.to_owned(),
+            workspace: workspace.map(str::to_owned),
+            at,
+        })
+        .await?;
+        let found = self.find(id).await?;
+        Ok(found
+            .map(|(key, _)| key)
+            .filter(|key| workspace.is_none_or(|w| key.workspace == w)))
+    }
     /// Whether any key is active (not revoked).
     async fn any_active(&self) -> Result<bool, StoreError>;
 }
 
 /// Each agent's small persistent key-value store (the `kv` tool).
 #[async_trait]
-pub trait KvStore: Send + Sync {
+pub trait KvStore: Queue {
     async fn get(&self, agent_id: &str, key: &str) -> Result<Option<String>, StoreError>;
-    fn set(&self, agent_id: &str, key: &str, value: String, at: i64) -> Commit;
-    fn delete(&self, agent_id: &str, key: &str) -> Commit;
+    fn set(&self, agent_id: &str, key: &str, value: String, at: i64) -> Commit {
+        self.queue(Write::KvSet {
+            agent_id: agent_id.to_owned(),
+            key: key.to_owned(),
+            value,
+            updated_at: at,
+        })
+    }
+    fn delete(&self, agent_id: &str, key: &str) -> Commit {
+        self.queue(Write::KvDelete {
+            agent_id: agent_id.to_owned(),
+            key: key.to_owned(),
+        })
+    }
     /// Keys starting with `prefix`, in order, at most `limit`.
     async fn list(&self, agent_id: &str, prefix: &str, limit: usize) -> Result<Vec<String>, StoreError>;
 }
@@ -178,10 +262,15 @@ pub trait KvStore: Send + Sync {
 /// The journals of durable runs. An execution's journal is deleted with its
 /// final record (a finished run is never replayed).
 #[async_trait]
-pub trait JournalStore: Send + Sync {
+pub trait JournalStore: Queue {
     /// Adds entries (or, for a started entry now done, replaces it), in order
     /// with the other writes.
-    fn append(&self, execution_id: &str, entries: Vec<JournalEntry>) -> Commit;
+    fn append(&self, execution_id: &str, entries: Vec<JournalEntry>) -> Commit {
+        self.queue(Write::Journal {
+            execution_id: execution_id.to_owned(),
+            entries,
+        })
+    }
     /// An execution's journal, in order.
     async fn load(&self, execution_id: &str) -> Result<Vec<JournalEntry>, StoreError>;
 }
@@ -200,13 +289,20 @@ pub struct ApprovalFilter {
 
 /// Approval requests and their decisions.
 #[async_trait]
-pub trait ApprovalStore: Send + Sync {
+pub trait ApprovalStore: Queue {
     /// Stores a request with the webhook deliveries announcing it, in one
     /// commit (a request stored again keeps its first version).
-    fn create(&self, approval: Approval, deliveries: Vec<Delivery>) -> Commit;
+    fn create(&self, approval: Approval, deliveries: Vec<Delivery>) -> Commit {
+        self.queue(Write::Approval(Box::new(approval), deliveries))
+    }
     /// Decides a request, only if it is still pending (the first decision wins:
     /// read it back to learn which one that was).
-    fn decide(&self, id: &str, decision: Decision) -> Commit;
+    fn decide(&self, id: &str, decision: Decision) -> Commit {
+        self.queue(Write::Decide {
+            id: id.to_owned(),
+            decision: Box::new(decision),
+        })
+    }
     async fn get(&self, id: &str) -> Result<Option<Approval>, StoreError>;
     /// One page, newest first, and whether more follow.
     async fn list(&self, filter: ApprovalFilter) -> Result<(Vec<Approval>, bool), StoreError>;
@@ -224,146 +320,6 @@ pub trait ApprovalStore: Send + Sync {
     async fn waiting(&self) -> Result<Vec<(String, String)>, StoreError>;
 }
 
-/// Filters and cursor of a conversations listing. Newest first; `after` is
-/// the last id of the previous page.
-#[derive(Debug, Default, Clone)]
-pub struct ConversationFilter {
-    pub workspace: String,
-    pub agent_id: Option<String>,
-    pub after: Option<String>,
-    pub limit: u32,
-}
-
-/// Conversations and their turns. A turn is a row, never a snapshot of the
-/// whole history.
-#[async_trait]
-pub trait ConversationStore: Send + Sync {
-    /// Creates a conversation with its first turns (none, usually).
-    fn create(&self, conversation: Conversation, turns: Vec<Turn>) -> Commit;
-    /// Deletes a conversation with its turns and its session memory.
-    fn delete(&self, id: &str) -> Commit;
-    /// Deletes conversations last active before `before` with no turn under
-    /// way, as [`Self::delete`] does.
-    fn sweep(&self, before: i64) -> Commit;
-    async fn get(&self, id: &str) -> Result<Option<Conversation>, StoreError>;
-    /// One page, newest first, and whether more follow.
-    async fn list(&self, filter: ConversationFilter) -> Result<(Vec<Conversation>, bool), StoreError>;
-    /// Every turn, oldest first.
-    async fn turns(&self, id: &str) -> Result<Vec<Turn>, StoreError>;
-    /// The newest turns, oldest first: at most `max_turns` of them, and no more
-    /// once their tokens would pass `max_tokens`; and whether older ones were
-    /// left out.
-    async fn recent_turns(&self, id: &str, max_turns: u32, max_tokens: u64) -> Result<(Vec<Turn>, bool), StoreError>;
-    /// The executions of the conversation that have not ended (its turns
-    /// under way or waiting their turn), each with its turn key, in turn
-    /// order (by key, then id).
-    async fn turns_under_way(&self, id: &str) -> Result<Vec<(String, String)>, StoreError>;
-}
-
-/// Memory key-values, by scope: a conversation's session memory (scope: the
-/// conversation's id) or a memory store's entries (scope: the store's id).
-#[async_trait]
-pub trait MemoryStore: Send + Sync {
-    fn create_store(&self, store: MemoryStoreInfo) -> Commit;
-    /// Deletes a memory store with its entries.
-    fn delete_store(&self, id: &str) -> Commit;
-    /// A store of `workspace`, by id or name.
-    async fn store(&self, workspace: &str, id_or_name: &str) -> Result<Option<MemoryStoreInfo>, StoreError>;
-    /// One page of a workspace's stores, by name, and whether more follow.
-    async fn stores(
-        &self,
-        workspace: &str,
-        after: Option<String>,
-        limit: u32,
-    ) -> Result<(Vec<MemoryStoreInfo>, bool), StoreError>;
-    /// Sets a key (a store's count of bytes and entries follows).
-    fn put(&self, scope: &str, entry: MemoryEntry) -> Commit;
-    fn remove(&self, scope: &str, key: &str) -> Commit;
-    async fn get(&self, scope: &str, key: &str) -> Result<Option<MemoryEntry>, StoreError>;
-    /// Entries whose key starts with `prefix`, after key `after`, in key order,
-    /// at most `limit`, and whether more follow.
-    async fn entries(
-        &self,
-        scope: &str,
-        prefix: &str,
-        after: Option<String>,
-        limit: u32,
-    ) -> Result<(Vec<MemoryEntry>, bool), StoreError>;
-    /// Bytes (keys and values) and entries a scope holds.
-    async fn usage(&self, scope: &str) -> Result<(u64, u64), StoreError>;
-    /// Whether the memory a scope names (a store or a conversation) exists.
-    async fn exists(&self, scope: &str) -> Result<bool, StoreError>;
-}
-
-/// Filters and cursor of a schedules listing. Newest first; `after` is the
-/// last id of the previous page.
-#[derive(Debug, Default, Clone)]
-pub struct ScheduleFilter {
-    pub workspace: String,
-    pub agent_id: Option<String>,
-    pub enabled: Option<bool>,
-    pub after: Option<String>,
-    pub limit: u32,
-}
-
-/// Schedules and where each one is: its next slot, its last run, a run fixed
-/// for a slot before it was made.
-#[async_trait]
-pub trait ScheduleStore: Send + Sync {
-    /// Creates or replaces a schedule.
-    fn save(&self, schedule: Schedule) -> Commit;
-    fn delete(&self, id: &str) -> Commit;
-    async fn get(&self, id: &str) -> Result<Option<Schedule>, StoreError>;
-    /// One page, newest first, and whether more follow.
-    async fn list(&self, filter: ScheduleFilter) -> Result<(Vec<Schedule>, bool), StoreError>;
-    /// Enabled schedules whose next slot is at or before `now` (at most
-    /// `limit`, the most overdue first), and any schedule with a run fixed but
-    /// maybe not made or a slot waiting for its previous run.
-    async fn due(&self, now: i64, limit: u32) -> Result<Vec<Schedule>, StoreError>;
-    /// The earliest next slot of any enabled schedule.
-    async fn next_due(&self) -> Result<Option<i64>, StoreError>;
-}
-
-/// Incoming webhooks, with their secrets.
-#[async_trait]
-pub trait HookStore: Send + Sync {
-    fn create(&self, hook: Hook) -> Commit;
-    fn delete(&self, id: &str) -> Commit;
-    async fn get(&self, id: &str) -> Result<Option<Hook>, StoreError>;
-    /// A workspace's hooks, oldest first.
-    async fn list(&self, workspace: &str) -> Result<Vec<Hook>, StoreError>;
-}
-
-/// Outgoing webhooks: subscriptions and the deliveries owed to them (an
-/// outbox: deliveries are stored with what they announce, then sent).
-#[async_trait]
-pub trait WebhookStore: Send + Sync {
-    fn subscribe(&self, subscription: Subscription) -> Commit;
-    /// Deletes a subscription and its deliveries.
-    fn unsubscribe(&self, id: &str) -> Commit;
-    async fn subscription(&self, id: &str) -> Result<Option<Subscription>, StoreError>;
-    /// Every subscription, oldest first.
-    async fn subscriptions(&self) -> Result<Vec<Subscription>, StoreError>;
-    /// Adds deliveries, or replaces them as they are now (an attempt made);
-    /// a subscription deleted meanwhile gets none.
-    fn deliver(&self, deliveries: Vec<Delivery>) -> Commit;
-    async fn delivery(&self, subscription_id: &str, id: &str) -> Result<Option<Delivery>, StoreError>;
-    /// Deletes delivered and failed deliveries made before `before`.
-    fn sweep(&self, before: i64) -> Commit;
-    /// Pending deliveries due at `now`, the most overdue first, at most `limit`.
-    async fn due(&self, now: i64, limit: u32) -> Result<Vec<Delivery>, StoreError>;
-    /// The earliest next attempt of any pending delivery.
-    async fn next_due(&self) -> Result<Option<i64>, StoreError>;
-    /// A subscription's deliveries, newest first, after `after`, and whether
-    /// more follow.
-    async fn deliveries(
-        &self,
-        subscription_id: &str,
-        after: Option<String>,
-        limit: u32,
-    ) -> Result<(Vec<Delivery>, bool), StoreError>;
-}
-
 /// An idempotency key: which execution a request made, and when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyRecord {
@@ -375,12 +331,21 @@ pub struct IdempotencyRecord {
 
 /// Idempotency keys, remembered across restarts.
 #[async_trait]
-pub trait IdempotencyStore: Send + Sync {
-    fn put(&self, record: IdempotencyRecord) -> Commit;
+pub trait IdempotencyStore: Queue {
+    fn put(&self, record: IdempotencyRecord) -> Commit {
+        self.queue(Write::IdempotencyKey(record))
+    }
     /// Forgets one key, if it still names `execution_id`.
-    fn forget(&self, key: &str, execution_id: &str) -> Commit;
+    fn forget(&self, key: &str, execution_id: &str) -> Commit {
+        self.queue(Write::ForgetIdempotencyKey {
+            key: key.to_owned(),
+            execution_id: execution_id.to_owned(),
+        })
+    }
     /// Forgets keys created before `before`.
-    fn expire(&self, before: i64) -> Commit;
+    fn expire(&self, before: i64) -> Commit {
+        self.queue(Write::ExpireIdempotencyKeys { before })
+    }
     /// Keys created at or after `since`.
     async fn load(&self, since: i64) -> Result<Vec<IdempotencyRecord>, StoreError>;
 }
@@ -452,6 +417,15 @@ impl Stores {
     /// with blobs as files beside it.
     pub fn open(data_dir: &Path) -> anyhow::Result<Stores> {
         sqlite::SqliteStore::open(data_dir)
+    }
+
+    /// The store `config` names: the Postgres database at `[store] url`, or
+    /// else the embedded SQLite store in `data_dir`.
+    pub async fn connect(data_dir: &Path, config: &crate::config::StoreConfig) -> anyhow::Result<Stores> {
+        match &config.url {
+            Some(url) => postgres::PgStore::open(url, config.max_connections, data_dir).await,
+            None => Self::open(data_dir),
+        }
     }
 
     /// Commits what is queued and stops the backend.

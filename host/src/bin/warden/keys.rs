@@ -30,11 +30,11 @@ pub enum KeysCommand {
     Revoke { id: String },
 }
 
-/// `warden keys …` on the data dir's store.
-pub async fn run(data_dir: &std::path::Path, command: KeysCommand) -> anyhow::Result<Value> {
+/// `warden keys …` on the configured store.
+pub async fn run(config: &warden_host::config::Config, command: KeysCommand) -> anyhow::Result<Value> {
     use warden_host::auth::keys;
     use warden_host::record::Role;
-    let stores = warden_host::store::Stores::open(data_dir)?;
+    let stores = warden_host::store::Stores::connect(&config.data_dir, &config.store).await?;
     let result = async {
         Ok(match command {
             KeysCommand::Create {

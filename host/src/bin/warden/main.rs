@@ -152,12 +152,12 @@ enum Command {
         #[command(subcommand)]
         command: approvals::ApprovalsCommand,
     },
-    /// Manage API keys, in the data dir (works whether or not the server runs).
+    /// Manage API keys, in the store (works whether or not the server runs).
     Keys {
         /// Data directory [default: ./warden-data, or the config file's].
         #[arg(long)]
         data_dir: Option<PathBuf>,
-        /// TOML config file (for its data_dir).
+        /// TOML config file (for its data_dir and store).
         #[arg(long)]
         config: Option<PathBuf>,
         #[command(subcommand)]
@@ -439,16 +439,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             command,
         } => {
-            let data_dir = match (data_dir, config) {
-                (Some(dir), _) => dir,
-                (None, Some(path)) => Config::from_file(&path)?.data_dir,
-                (None, None) => Config::default().data_dir,
+            let mut config = match config {
+                Some(path) => Config::from_file(&path)?,
+                None => Config::default(),
             };
+            if let Some(dir) = data_dir {
+                config.data_dir = dir;
+            }
             let view = match command {
                 keys::KeysCommand::List { .. } => View::Keys,
                 _ => View::Json,
             };
-            (keys::run(&data_dir, command).await?, view)
+            (keys::run(&config, command).await?, view)
         }
     };
     output::print(&output, view, format)

@@ -4,136 +4,61 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
 
-use rusqlite::{Connection, Transaction, params};
+use rusqlite::{Connection, ErrorCode, Transaction, params};
 
 use super::chunks::Chunks;
-use super::conversations::{self, MemoryWrite};
+use super::conversations;
 use super::durable;
 use super::outbox;
 use super::triggers;
-use crate::events::Event;
-use crate::record::{
-    Agent, AgentVersion, ApiKey, Approval, Artifact, Decision, Delivery, Execution, Hook, JournalEntry, LogLine,
-    Schedule, Status, Step, Subscription,
-};
-use crate::store::{BlobStore, FinalRecord, IdempotencyRecord};
+use crate::record::{Agent, AgentVersion, Execution, LogLine, Step};
+use crate::store::writer::Sink;
+use crate::store::{BlobStore, Write};
 
-pub enum Write {
-    /// Creates or updates the agent row and adds the version.
-    Deploy {
-        agent: Agent,
-        version: Box<AgentVersion>,
-    },
-    /// Upserts the whole execution row.
-    Execution(Box<Execution>),
-    /// Upserts the final execution row with the run's log lines, steps and
-    /// last events.
-    Finish(Box<FinalRecord>),
-    /// Events of an execution, as they happen.
-    Events {
-        execution_id: Arc<str>,
-        events: Vec<Arc<Event>>,
-    },
-    /// Records an artifact (its bytes are already in the blob store).
-    Artifact(Box<Artifact>),
-    /// Records the digest of a compiled artifact.
-    Compiled {
-        engine: String,
-        component_hash: String,
-        sha256: String,
-    },
-    /// Deletes finished executions that completed before `before`, with
-    /// everything of theirs, and the blobs nothing else refers to.
-    Sweep {
-        before: i64,
-    },
-    /// Sets an execution's status, only if it still has status `from`.
-    Status {
-        id: String,
-        from: Status,
-        to: Status,
-    },
-    /// Marks a queued execution running.
-    Running {
-        id: String,
-        started_at: i64,
-    },
-    /// Records that `retried_by` retries execution `id`.
-    LinkRetry {
-        id: String,
-        retried_by: String,
-    },
-    IdempotencyKey(IdempotencyRecord),
-    /// Forgets one idempotency key, if it still names the execution.
-    ForgetIdempotencyKey {
-        key: String,
-        execution_id: String,
-    },
-    /// Forgets idempotency keys created before `before`.
-    ExpireIdempotencyKeys {
-        before: i64,
-    },
-    KvSet {
-        agent_id: String,
-        key: String,
-        value: String,
-        updated_at: i64,
-    },
-    KvDelete {
-        agent_id: String,
-        key: String,
-    },
-    /// Stores a new API key (its secret's digest only).
-    ApiKey {
-        key: ApiKey,
-        secret_sha256: String,
-    },
-    /// Revokes an API key (of `workspace` only, when given).
-    RevokeApiKey {
-        id: String,
-        workspace: Option<String>,
-        at: i64,
-    },
-    /// Journal entries of a durable run (a done entry replaces its start).
-    Journal {
-        execution_id: String,
-        entries: Vec<JournalEntry>,
-    },
-    /// A new approval request, with the webhook deliveries announcing it.
-    Approval(Box<Approval>, Vec<Delivery>),
-    /// Decides a request, only if it is still pending.
-    Decide {
-        id: String,
-        decision: Box<Decision>,
-    },
-    /// Conversations and memory.
-    Memory(MemoryWrite),
-    /// Creates or replaces a schedule.
-    Schedule(Box<Schedule>),
-    DeleteSchedule(String),
-    Hook(Box<Hook>),
-    DeleteHook(String),
-    /// Outgoing webhooks.
-    Subscribe(Box<Subscription>),
-    Unsubscribe(String),
-    Deliver(Vec<Delivery>),
-    /// Deletes finished deliveries made before this time.
-    SweepDeliveries(i64),
+/// The writer thread's connection, with what its writes need.
+pub struct SqliteSink {
+    pub conn: Connection,
+    pub blobs: Arc<dyn BlobStore>,
+    pub wal_frames: Arc<AtomicI64>,
 }
 
-impl Write {
-    fn execution_id(&self) -> Option<&str> {
-        match self {
-            Write::Execution(e) => Some(&e.id),
-            Write::Finish(f) => Some(&f.execution.id),
-            _ => None,
-        }
+impl Sink for SqliteSink {
+    fn apply(&mut self, writes: &[&Write]) -> anyhow::Result<()> {
+        apply(&mut self.conn, self.blobs.as_ref(), writes)
+    }
+
+    /// Whether a write failed because storage did (full, unwritable, I/O), not
+    /// because of the write itself.
+    fn storage_failed(&self, e: &anyhow::Error) -> bool {
+        e.chain().any(|cause| {
+            cause
+                .downcast_ref::<rusqlite::Error>()
+                .and_then(rusqlite::Error::sqlite_error_code)
+                .is_some_and(|code| {
+                    matches!(
+                        code,
+                        ErrorCode::DiskFull
+                            | ErrorCode::SystemIoFailure
+                            | ErrorCode::CannotOpen
+                            | ErrorCode::ReadOnly
+                            | ErrorCode::DatabaseBusy
+                            | ErrorCode::DatabaseLocked
+                            | ErrorCode::PermissionDenied
+                    )
+                })
+                || cause.downcast_ref::<std::io::Error>().is_some()
+        })
+    }
+
+    fn settled(&mut self) {
+        super::checkpoint::restart_if_long(&self.conn, &self.wal_frames);
     }
 }
 
 /// Applies writes in one transaction.
-pub fn apply(conn: &mut Connection, blobs: &dyn BlobStore, writes: &[&Write]) -> anyhow::Result<()> {
+fn apply(conn: &mut Connection, blobs: &dyn BlobStore, writes: &[&Write]) -> anyhow::Result<()> {
     // The last write of each execution's row in the batch wins.
     let mut last: HashMap<&str, usize> = HashMap::new();
     for (i, w) in writes.iter().enumerate() {

@@ -10,21 +10,9 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde_json::value::RawValue;
 
 use super::SqliteStore;
-use super::apply::Write;
 use crate::record::{Conversation, Execution, MemoryEntry, MemoryStoreInfo, Turn, TurnRole};
-use crate::store::{Commit, ConversationFilter, ConversationStore, MemoryStore, StoreError};
-
-/// Writes of conversations and memory.
-pub enum MemoryWrite {
-    Conversation(Box<Conversation>, Vec<Turn>),
-    DeleteConversation(String),
-    /// Deletes conversations last active before this time.
-    SweepConversations(i64),
-    Store(Box<MemoryStoreInfo>),
-    DeleteStore(String),
-    Put(String, Box<MemoryEntry>),
-    Remove(String, String),
-}
+use crate::store::MemoryWrite;
+use crate::store::{ConversationFilter, ConversationStore, MemoryStore, StoreError};
 
 /// Most conversations one sweep deletes (the next sweep takes the rest).
 const SWEEP_BATCH: i64 = 1000;
@@ -392,18 +380,6 @@ fn usage(conn: &Connection, scope: &str) -> anyhow::Result<(u64, u64)> {
 
 #[async_trait]
 impl ConversationStore for SqliteStore {
-    fn create(&self, conversation: Conversation, turns: Vec<Turn>) -> Commit {
-        self.write(Write::Memory(MemoryWrite::Conversation(Box::new(conversation), turns)))
-    }
-
-    fn delete(&self, id: &str) -> Commit {
-        self.write(Write::Memory(MemoryWrite::DeleteConversation(id.to_owned())))
-    }
-
-    fn sweep(&self, before: i64) -> Commit {
-        self.write(Write::Memory(MemoryWrite::SweepConversations(before)))
-    }
-
     async fn get(&self, id: &str) -> Result<Option<Conversation>, StoreError> {
         let id = id.to_owned();
         self.query(move |c| conversation(c, &id)).await
@@ -431,14 +407,6 @@ impl ConversationStore for SqliteStore {
 
 #[async_trait]
 impl MemoryStore for SqliteStore {
-    fn create_store(&self, store: MemoryStoreInfo) -> Commit {
-        self.write(Write::Memory(MemoryWrite::Store(Box::new(store))))
-    }
-
-    fn delete_store(&self, id: &str) -> Commit {
-        self.write(Write::Memory(MemoryWrite::DeleteStore(id.to_owned())))
-    }
-
     async fn store(&self, workspace: &str, id_or_name: &str) -> Result<Option<MemoryStoreInfo>, StoreError> {
         let (workspace, id) = (workspace.to_owned(), id_or_name.to_owned());
         self.query(move |c| store(c, &workspace, &id)).await
@@ -453,14 +421,6 @@ impl MemoryStore for SqliteStore {
         let workspace = workspace.to_owned();
         self.query(move |c| stores(c, &workspace, after.as_deref(), limit))
             .await
-    }
-
-    fn put(&self, scope: &str, entry: MemoryEntry) -> Commit {
-        self.write(Write::Memory(MemoryWrite::Put(scope.to_owned(), Box::new(entry))))
-    }
-
-    fn remove(&self, scope: &str, key: &str) -> Commit {
-        self.write(Write::Memory(MemoryWrite::Remove(scope.to_owned(), key.to_owned())))
     }
 
     async fn get(&self, scope: &str, key: &str) -> Result<Option<MemoryEntry>, StoreError> {

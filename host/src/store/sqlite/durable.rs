@@ -8,9 +8,8 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde_json::value::RawValue;
 
 use super::SqliteStore;
-use super::apply::Write;
-use crate::record::{Approval, ApprovalStatus, Decision, Delivery, JournalEntry, JournalKind};
-use crate::store::{ApprovalFilter, ApprovalStore, Commit, JournalStore, StoreError};
+use crate::record::{Approval, ApprovalStatus, Decision, JournalEntry, JournalKind};
+use crate::store::{ApprovalFilter, ApprovalStore, JournalStore, StoreError};
 
 pub(super) fn insert_journal(tx: &Transaction<'_>, execution_id: &str, entries: &[JournalEntry]) -> anyhow::Result<()> {
     let mut stmt = tx.prepare_cached(
@@ -237,13 +236,6 @@ fn waiting(conn: &Connection) -> anyhow::Result<Vec<(String, String)>> {
 
 #[async_trait]
 impl JournalStore for SqliteStore {
-    fn append(&self, execution_id: &str, entries: Vec<JournalEntry>) -> Commit {
-        self.write(Write::Journal {
-            execution_id: execution_id.to_owned(),
-            entries,
-        })
-    }
-
     async fn load(&self, execution_id: &str) -> Result<Vec<JournalEntry>, StoreError> {
         let id = execution_id.to_owned();
         self.query(move |c| journal(c, &id)).await
@@ -252,17 +244,6 @@ impl JournalStore for SqliteStore {
 
 #[async_trait]
 impl ApprovalStore for SqliteStore {
-    fn create(&self, approval: Approval, deliveries: Vec<Delivery>) -> Commit {
-        self.write(Write::Approval(Box::new(approval), deliveries))
-    }
-
-    fn decide(&self, id: &str, decision: Decision) -> Commit {
-        self.write(Write::Decide {
-            id: id.to_owned(),
-            decision: Box::new(decision),
-        })
-    }
-
     async fn get(&self, id: &str) -> Result<Option<Approval>, StoreError> {
         let id = id.to_owned();
         self.query(move |c| approval(c, &id)).await

@@ -1,6 +1,7 @@
 //! The embedded store: SQLite (WAL) in the data dir, blobs as files beside it.
 //!
-//! One writer thread batches all writes ([`writer`], their SQL in [`apply`]);
+//! One writer thread batches all writes ([`crate::store::writer`], their SQL
+//! in [`apply`]);
 //! reads use a small pool of read-only connections ([`read`]) and never wait
 //! behind it. Nothing here runs on an async worker: reads go through
 //! `spawn_blocking`. This folder is the only place that knows SQL or `rusqlite`.
@@ -18,7 +19,6 @@ mod summary;
 #[cfg(test)]
 mod tests;
 mod triggers;
-mod writer;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -26,11 +26,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use anyhow::Context;
 use rusqlite::{Connection, OpenFlags};
 
-use self::apply::Write;
+use self::apply::SqliteSink;
 use self::checkpoint::Checkpointer;
-use self::writer::{Writer, WriterThread};
 use super::blobs::FileBlobs;
-use super::{BlobStore, Commit, StorageFailure, StoreError, Stores};
+use super::writer::{StorageHealth, Writer, WriterThread};
+use super::{BlobStore, Commit, Queue, StoreError, Stores, Write};
 
 /// Read connections kept idle in the pool; more may exist briefly under load.
 const MAX_IDLE_READERS: usize = 8;
@@ -38,33 +38,6 @@ const MAX_IDLE_READERS: usize = 8;
 /// its page cache); more wait their turn, so a crowd of readers costs the host
 /// no more than this many.
 const MAX_READERS: usize = 8;
-
-/// Whether the writer's storage is failing, as the writer last found it.
-#[derive(Default)]
-pub struct StorageHealth(Mutex<Option<StorageFailure>>);
-
-impl StorageHealth {
-    /// Records a failure; true when storage was fine until now.
-    fn set_failing(&self, error: &str) -> bool {
-        let mut state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let newly = state.is_none();
-        let since = state.as_ref().map_or_else(crate::time::now_ms, |f| f.since);
-        *state = Some(StorageFailure {
-            error: error.to_owned(),
-            since,
-        });
-        newly
-    }
-
-    /// Records that writes commit; true when storage was failing until now.
-    fn set_ok(&self) -> bool {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).take().is_some()
-    }
-
-    fn get(&self) -> Option<StorageFailure> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
-    }
-}
 
 /// The SQLite store of one data dir.
 pub struct SqliteStore {
@@ -95,12 +68,12 @@ impl SqliteStore {
         let checkpointer = Checkpointer::start(db_path.clone())?;
         let blobs: Arc<dyn BlobStore> = Arc::new(FileBlobs::open(data_dir)?);
         let health = Arc::new(StorageHealth::default());
-        let (writer, thread) = Writer::spawn(
+        let sink = SqliteSink {
             conn,
-            Arc::clone(&blobs),
-            Arc::clone(&checkpointer.wal_frames),
-            Arc::clone(&health),
-        )?;
+            blobs: Arc::clone(&blobs),
+            wal_frames: Arc::clone(&checkpointer.wal_frames),
+        };
+        let (writer, thread, _ready) = Writer::spawn("warden-sqlite-writer", move || Ok(sink), Arc::clone(&health))?;
         let store = Arc::new(SqliteStore {
             db_path: db_path.into(),
             idle_readers: Mutex::new(Vec::new()),
@@ -164,17 +137,18 @@ impl SqliteStore {
         result.map_err(|e| StoreError::Read(format!("{e:#}")))
     }
 
-    /// Queues a write; the answer says when it is committed.
-    fn write(&self, write: Write) -> Commit {
-        self.writer.queue(write)
-    }
-
     /// Commits what is queued and stops the writer.
     async fn shutdown(&self) {
         let thread = self.writer_thread.lock().unwrap_or_else(PoisonError::into_inner).take();
         if let Some(thread) = thread {
             self.writer.shutdown(thread).await;
         }
+    }
+}
+
+impl Queue for SqliteStore {
+    fn queue(&self, write: Write) -> Commit {
+        self.writer.queue(write)
     }
 }
 

@@ -9,9 +9,8 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde_json::value::RawValue;
 
 use super::SqliteStore;
-use super::apply::Write;
 use crate::record::{Delivery, DeliveryStatus, Subscription};
-use crate::store::{Commit, StoreError, WebhookStore};
+use crate::store::{StoreError, WebhookStore};
 
 pub(super) fn subscribe(tx: &Transaction<'_>, s: &Subscription) -> anyhow::Result<()> {
     tx.prepare_cached(
@@ -116,14 +115,6 @@ fn deliveries(
 
 #[async_trait]
 impl WebhookStore for SqliteStore {
-    fn subscribe(&self, subscription: Subscription) -> Commit {
-        self.write(Write::Subscribe(Box::new(subscription)))
-    }
-
-    fn unsubscribe(&self, id: &str) -> Commit {
-        self.write(Write::Unsubscribe(id.to_owned()))
-    }
-
     async fn subscription(&self, id: &str) -> Result<Option<Subscription>, StoreError> {
         let id = id.to_owned();
         self.query(move |c| {
@@ -145,10 +136,6 @@ impl WebhookStore for SqliteStore {
         .await
     }
 
-    fn deliver(&self, deliveries: Vec<Delivery>) -> Commit {
-        self.write(Write::Deliver(deliveries))
-    }
-
     async fn delivery(&self, subscription_id: &str, id: &str) -> Result<Option<Delivery>, StoreError> {
         let (subscription_id, id) = (subscription_id.to_owned(), id.to_owned());
         self.query(move |c| {
@@ -159,10 +146,6 @@ impl WebhookStore for SqliteStore {
                 .optional()?)
         })
         .await
-    }
-
-    fn sweep(&self, before: i64) -> Commit {
-        self.write(Write::SweepDeliveries(before))
     }
 
     async fn due(&self, now: i64, limit: u32) -> Result<Vec<Delivery>, StoreError> {

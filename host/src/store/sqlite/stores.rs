@@ -6,56 +6,17 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::apply::Write;
 use super::{SqliteStore, read, summary};
 use crate::events::{Event, EventSink};
 use crate::record::{Agent, AgentSummary, AgentVersion, ApiKey, Artifact, Execution, LogLine, Status, Step};
+use crate::store::Write;
 use crate::store::{
-    AgentStore, Backend, Commit, EventBudget, EventStore, ExecutionFilter, ExecutionStore, FinalRecord,
-    IdempotencyRecord, IdempotencyStore, KeyStore, KvStore, StorageFailure, StoreError,
+    AgentStore, Backend, EventBudget, EventStore, ExecutionFilter, ExecutionStore, IdempotencyRecord, IdempotencyStore,
+    KeyStore, KvStore, StorageFailure, StoreError,
 };
 
 #[async_trait]
 impl ExecutionStore for SqliteStore {
-    fn save(&self, execution: Execution) -> Commit {
-        self.write(Write::Execution(Box::new(execution)))
-    }
-
-    fn finish(&self, record: FinalRecord) -> Commit {
-        serialize(&record.events);
-        self.write(Write::Finish(Box::new(record)))
-    }
-
-    fn set_status(&self, id: &str, from: Status, to: Status) -> Commit {
-        self.write(Write::Status {
-            id: id.to_owned(),
-            from,
-            to,
-        })
-    }
-
-    fn set_running(&self, id: &str, started_at: i64) -> Commit {
-        self.write(Write::Running {
-            id: id.to_owned(),
-            started_at,
-        })
-    }
-
-    fn link_retry(&self, id: &str, retried_by: &str) -> Commit {
-        self.write(Write::LinkRetry {
-            id: id.to_owned(),
-            retried_by: retried_by.to_owned(),
-        })
-    }
-
-    fn put_artifact(&self, artifact: Artifact) -> Commit {
-        self.write(Write::Artifact(Box::new(artifact)))
-    }
-
-    fn sweep(&self, before: i64) -> Commit {
-        self.write(Write::Sweep { before })
-    }
-
     async fn get(&self, id: &str) -> Result<Option<Execution>, StoreError> {
         let id = id.to_owned();
         self.query(move |c| read::execution(c, &id)).await
@@ -104,17 +65,9 @@ impl ExecutionStore for SqliteStore {
     }
 }
 
-/// Makes the events' JSON here, on the caller's thread: the writer thread does
-/// every write in turn, and should only copy it.
-fn serialize(events: &[Arc<Event>]) {
-    for event in events {
-        event.json();
-    }
-}
-
 impl EventSink for SqliteStore {
     fn append(&self, execution_id: &Arc<str>, events: Vec<Arc<Event>>) {
-        serialize(&events);
+        crate::store::serialize(&events);
         self.writer.send(Write::Events {
             execution_id: Arc::clone(execution_id),
             events,
@@ -137,27 +90,12 @@ impl EventStore for SqliteStore {
 
 #[async_trait]
 impl AgentStore for SqliteStore {
-    fn deploy(&self, agent: Agent, version: AgentVersion) -> Commit {
-        self.write(Write::Deploy {
-            agent,
-            version: Box::new(version),
-        })
-    }
-
     async fn agents(&self) -> Result<Vec<Agent>, StoreError> {
         self.query(read::agents).await
     }
 
     async fn versions(&self) -> Result<Vec<AgentVersion>, StoreError> {
         self.query(read::versions).await
-    }
-
-    fn record_compiled(&self, engine: &str, component_hash: &str, sha256: &str) -> Commit {
-        self.write(Write::Compiled {
-            engine: engine.to_owned(),
-            component_hash: component_hash.to_owned(),
-            sha256: sha256.to_owned(),
-        })
     }
 
     async fn compiled(&self, engine: &str) -> Result<HashMap<String, String>, StoreError> {
@@ -168,10 +106,6 @@ impl AgentStore for SqliteStore {
 
 #[async_trait]
 impl KeyStore for SqliteStore {
-    fn insert(&self, key: ApiKey, secret_sha256: String) -> Commit {
-        self.write(Write::ApiKey { key, secret_sha256 })
-    }
-
     async fn find(&self, id: &str) -> Result<Option<(ApiKey, String)>, StoreError> {
         let id = id.to_owned();
         self.query(move |c| read::key(c, &id)).await
@@ -180,19 +114,6 @@ impl KeyStore for SqliteStore {
     async fn list(&self, workspace: Option<&str>) -> Result<Vec<ApiKey>, StoreError> {
         let workspace = workspace.map(str::to_owned);
         self.query(move |c| read::keys(c, workspace.as_deref())).await
-    }
-
-    async fn revoke(&self, id: &str, workspace: Option<&str>, at: i64) -> Result<Option<ApiKey>, StoreError> {
-        self.write(Write::RevokeApiKey {
-            id: id.to_owned(),
-            workspace: workspace.map(str::to_owned),
-            at,
-        })
-        .await?;
-        let found = KeyStore::find(self, id).await?;
-        Ok(found
-            .map(|(key, _)| key)
-            .filter(|key| workspace.is_none_or(|w| key.workspace == w)))
     }
 
     async fn any_active(&self) -> Result<bool, StoreError> {
@@ -207,22 +128,6 @@ impl KvStore for SqliteStore {
         self.query(move |c| read::kv_get(c, &agent_id, &key)).await
     }
 
-    fn set(&self, agent_id: &str, key: &str, value: String, at: i64) -> Commit {
-        self.write(Write::KvSet {
-            agent_id: agent_id.to_owned(),
-            key: key.to_owned(),
-            value,
-            updated_at: at,
-        })
-    }
-
-    fn delete(&self, agent_id: &str, key: &str) -> Commit {
-        self.write(Write::KvDelete {
-            agent_id: agent_id.to_owned(),
-            key: key.to_owned(),
-        })
-    }
-
     async fn list(&self, agent_id: &str, prefix: &str, limit: usize) -> Result<Vec<String>, StoreError> {
         let (agent_id, prefix) = (agent_id.to_owned(), prefix.to_owned());
         self.query(move |c| read::kv_list(c, &agent_id, &prefix, limit)).await
@@ -231,21 +136,6 @@ impl KvStore for SqliteStore {
 
 #[async_trait]
 impl IdempotencyStore for SqliteStore {
-    fn put(&self, record: IdempotencyRecord) -> Commit {
-        self.write(Write::IdempotencyKey(record))
-    }
-
-    fn forget(&self, key: &str, execution_id: &str) -> Commit {
-        self.write(Write::ForgetIdempotencyKey {
-            key: key.to_owned(),
-            execution_id: execution_id.to_owned(),
-        })
-    }
-
-    fn expire(&self, before: i64) -> Commit {
-        self.write(Write::ExpireIdempotencyKeys { before })
-    }
-
     async fn load(&self, since: i64) -> Result<Vec<IdempotencyRecord>, StoreError> {
         self.query(move |c| read::idempotency_keys(c, since)).await
     }

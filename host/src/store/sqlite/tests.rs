@@ -7,20 +7,26 @@ use std::sync::Arc;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-use super::apply::{Write, apply};
+use super::apply::SqliteSink;
 use super::schema;
-use super::writer::commit_batch;
 use crate::events::{EventData, EventLog};
 use crate::manifest::Manifest;
 use crate::record::{Agent, AgentVersion, Execution, Status};
+use crate::store::Write;
 use crate::store::blobs::FileBlobs;
+use crate::store::writer::{Sink, commit_batch};
 use crate::store::{BlobStore, FinalRecord, StoreError};
 
-fn open(dir: &std::path::Path) -> (Connection, Arc<dyn BlobStore>) {
+fn open(dir: &std::path::Path) -> SqliteSink {
     let mut conn = Connection::open(dir.join("warden.db")).unwrap();
     schema::configure(&conn).unwrap();
     schema::migrate(&mut conn).unwrap();
-    (conn, Arc::new(FileBlobs::open(dir).unwrap()))
+    let blobs: Arc<dyn BlobStore> = Arc::new(FileBlobs::open(dir).unwrap());
+    SqliteSink {
+        conn,
+        blobs,
+        wal_frames: Arc::default(),
+    }
 }
 
 fn execution(id: &str, status: Status) -> Execution {
@@ -66,7 +72,7 @@ fn count(conn: &Connection, sql: &str) -> i64 {
 #[test]
 fn the_last_write_of_a_row_wins_and_events_become_one_chunk_per_execution() {
     let tmp = tempfile::tempdir().unwrap();
-    let (mut conn, blobs) = open(tmp.path());
+    let mut sink = open(tmp.path());
     let log_a = EventLog::new("exec_a", 0, None);
     let log_b = EventLog::new("exec_b", 0, None);
     let ev_a = log_a.end(&[EventData::Status(Status::Running), EventData::Content("x")]);
@@ -93,14 +99,15 @@ fn the_last_write_of_a_row_wins_and_events_become_one_chunk_per_execution() {
         })),
         Write::Execution(Box::new(execution("exec_b", Status::Queued))),
     ];
-    apply(&mut conn, blobs.as_ref(), &writes.iter().collect::<Vec<_>>()).unwrap();
+    sink.apply(&writes.iter().collect::<Vec<_>>()).unwrap();
+    let conn = &sink.conn;
     let (status, n_logs): (String, i64) = conn
         .query_row("SELECT status, n_logs FROM executions WHERE id = 'exec_a'", [], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })
         .unwrap();
     assert_eq!((status.as_str(), n_logs), ("completed", 9));
-    assert_eq!(count(&conn, "SELECT count(*) FROM executions"), 2);
+    assert_eq!(count(&sink.conn, "SELECT count(*) FROM executions"), 2);
     let (first, last, json): (i64, i64, String) = conn
         .query_row(
             "SELECT first_seq, last_seq, events FROM event_chunks WHERE execution_id = 'exec_a'",
@@ -112,7 +119,7 @@ fn the_last_write_of_a_row_wins_and_events_become_one_chunk_per_execution() {
     let events: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
     assert_eq!(events[1]["data"]["delta"], "x");
     assert_eq!(
-        count(&conn, "SELECT count(*) FROM event_chunks"),
+        count(&sink.conn, "SELECT count(*) FROM event_chunks"),
         2,
         "one chunk per execution"
     );
@@ -121,7 +128,7 @@ fn the_last_write_of_a_row_wins_and_events_become_one_chunk_per_execution() {
 #[test]
 fn one_bad_write_does_not_sink_its_batch() {
     let tmp = tempfile::tempdir().unwrap();
-    let (mut conn, blobs) = open(tmp.path());
+    let mut sink = open(tmp.path());
     let mut batch = Vec::new();
     let mut answers = Vec::new();
     // The second deploy of version 1 breaks the agent's unique version numbers.
@@ -135,11 +142,11 @@ fn one_bad_write_does_not_sink_its_batch() {
         batch.push((write, Some(ack)));
         answers.push(answer);
     }
-    commit_batch(&mut conn, blobs.as_ref(), &mut batch).expect("no storage failure");
+    commit_batch(&mut sink, &mut batch).expect("no storage failure");
     let results: Vec<bool> = answers.into_iter().map(|mut a| a.try_recv().unwrap().is_ok()).collect();
     assert_eq!(results, [true, true, false, true]);
-    assert_eq!(count(&conn, "SELECT count(*) FROM executions"), 2);
-    assert_eq!(count(&conn, "SELECT count(*) FROM agent_versions"), 1);
+    assert_eq!(count(&sink.conn, "SELECT count(*) FROM executions"), 2);
+    assert_eq!(count(&sink.conn, "SELECT count(*) FROM agent_versions"), 1);
     assert!(batch.is_empty());
 }
 
@@ -167,10 +174,10 @@ async fn writes_queued_together_commit_together_in_order() {
 #[test]
 fn a_batch_that_storage_cannot_take_is_kept_whole_until_it_can() {
     let tmp = tempfile::tempdir().unwrap();
-    let (mut conn, blobs) = open(tmp.path());
+    let mut sink = open(tmp.path());
     // The database may not grow: it is "full".
-    let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
-    conn.pragma_update(None, "max_page_count", pages).unwrap();
+    let pages: i64 = sink.conn.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+    sink.conn.pragma_update(None, "max_page_count", pages).unwrap();
     let mut batch = Vec::new();
     let mut answers = Vec::new();
     for i in 0..50 {
@@ -182,14 +189,14 @@ fn a_batch_that_storage_cannot_take_is_kept_whole_until_it_can() {
         batch.push((Write::Execution(Box::new(e)), Some(ack)));
         answers.push(answer);
     }
-    let failure = commit_batch(&mut conn, blobs.as_ref(), &mut batch).unwrap_err();
+    let failure = commit_batch(&mut sink, &mut batch).unwrap_err();
     assert!(failure.contains("full"), "{failure}");
     assert_eq!(batch.len(), 50, "nothing answered, nothing dropped");
     assert!(answers.iter_mut().all(|a| a.try_recv().is_err()));
     // Room again: the same batch commits, in full.
-    conn.pragma_update(None, "max_page_count", 1_000_000).unwrap();
-    commit_batch(&mut conn, blobs.as_ref(), &mut batch).unwrap();
+    sink.conn.pragma_update(None, "max_page_count", 1_000_000).unwrap();
+    commit_batch(&mut sink, &mut batch).unwrap();
     assert!(batch.is_empty());
     assert!(answers.into_iter().all(|mut a| a.try_recv().unwrap().is_ok()));
-    assert_eq!(count(&conn, "SELECT count(*) FROM executions"), 50);
+    assert_eq!(count(&sink.conn, "SELECT count(*) FROM executions"), 50);
 }

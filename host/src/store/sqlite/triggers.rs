@@ -8,9 +8,8 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde_json::value::RawValue;
 
 use super::SqliteStore;
-use super::apply::Write;
 use crate::record::{Hook, Overlap, Schedule};
-use crate::store::{Commit, HookStore, ScheduleFilter, ScheduleStore, StoreError};
+use crate::store::{HookStore, ScheduleFilter, ScheduleStore, StoreError};
 
 const COLUMNS: &str = "id, workspace, agent_id, version, cron, timezone, input, metadata, priority, overlap,
     catchup_window_secs, enabled, end_at, next_run_at, last_slot, last_execution_id, buffered_slot,
@@ -129,14 +128,6 @@ fn next_due(conn: &Connection) -> anyhow::Result<Option<i64>> {
 
 #[async_trait]
 impl ScheduleStore for SqliteStore {
-    fn save(&self, schedule: Schedule) -> Commit {
-        self.write(Write::Schedule(Box::new(schedule)))
-    }
-
-    fn delete(&self, id: &str) -> Commit {
-        self.write(Write::DeleteSchedule(id.to_owned()))
-    }
-
     async fn get(&self, id: &str) -> Result<Option<Schedule>, StoreError> {
         let id = id.to_owned();
         self.query(move |c| get(c, &id)).await
@@ -188,14 +179,6 @@ const HOOK_COLUMNS: &str = "id, workspace, agent_id, description, secret, create
 
 #[async_trait]
 impl HookStore for SqliteStore {
-    fn create(&self, hook: Hook) -> Commit {
-        self.write(Write::Hook(Box::new(hook)))
-    }
-
-    fn delete(&self, id: &str) -> Commit {
-        self.write(Write::DeleteHook(id.to_owned()))
-    }
-
     async fn get(&self, id: &str) -> Result<Option<Hook>, StoreError> {
         let id = id.to_owned();
         self.query(move |c| {

@@ -1,22 +1,54 @@
-//! The one writer: a thread that owns the write connection and commits whatever
-//! has queued up in one transaction (group commit). Readers never wait on it
-//! (WAL). A batch that fails for a write's own reason is retried write by write,
-//! so one bad write cannot sink the others; a batch that fails because storage
-//! does (a full disk) is kept and tried again until it commits. What each write
-//! does in SQL is [`super::apply`]'s business.
+//! The one writer of a backend: a thread that owns the write connection and
+//! commits whatever has queued up in one transaction (group commit). A batch
+//! that fails for a write's own reason is retried write by write, so one bad
+//! write cannot sink the others; a batch that fails because storage does (a
+//! full disk, a lost database) is kept and tried again until it commits. What
+//! each write does is the backend's [`Sink`]'s business.
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicI64;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
-
 use std::time::Duration;
 
-use rusqlite::{Connection, ErrorCode};
 use tokio::sync::{mpsc, oneshot};
 
-use super::StorageHealth;
-use super::apply::{Write, apply};
-use crate::store::{BlobStore, Commit, StoreError};
+use super::{Commit, StorageFailure, StoreError, Write};
+
+/// What the writer thread needs of a backend's write connection.
+pub trait Sink: 'static {
+    /// Applies writes in one transaction, committed when this returns `Ok`.
+    fn apply(&mut self, writes: &[&Write]) -> anyhow::Result<()>;
+    /// Whether a failure is storage's (wait and retry), not the write's own.
+    fn storage_failed(&self, e: &anyhow::Error) -> bool;
+    /// Called after each batch is settled.
+    fn settled(&mut self) {}
+}
+
+/// Whether the writer's storage is failing, as the writer last found it.
+#[derive(Default)]
+pub struct StorageHealth(Mutex<Option<StorageFailure>>);
+
+impl StorageHealth {
+    /// Records a failure; true when storage was fine until now.
+    fn set_failing(&self, error: &str) -> bool {
+        let mut state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let newly = state.is_none();
+        let since = state.as_ref().map_or_else(crate::time::now_ms, |f| f.since);
+        *state = Some(StorageFailure {
+            error: error.to_owned(),
+            since,
+        });
+        newly
+    }
+
+    /// Records that writes commit; true when storage was failing until now.
+    fn set_ok(&self) -> bool {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take().is_some()
+    }
+
+    pub fn get(&self) -> Option<StorageFailure> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+}
 
 /// Most writes committed in one transaction.
 pub const MAX_BATCH: usize = 1024;
@@ -25,7 +57,7 @@ pub const MAX_BATCH: usize = 1024;
 const RETRY_FIRST: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(1);
 
-pub(super) type Ack = oneshot::Sender<Result<(), StoreError>>;
+pub type Ack = oneshot::Sender<Result<(), StoreError>>;
 
 enum Job {
     Write(Write, Option<Ack>),
@@ -41,17 +73,27 @@ pub struct Writer {
 pub struct WriterThread(JoinHandle<()>);
 
 impl Writer {
-    pub fn spawn(
-        conn: Connection,
-        blobs: Arc<dyn BlobStore>,
-        wal_frames: Arc<AtomicI64>,
+    /// Starts the writer thread, which first makes its sink (a connection
+    /// that must live on that thread): `ready` says whether it could.
+    pub fn spawn<S: Sink>(
+        name: &str,
+        make: impl FnOnce() -> anyhow::Result<S> + Send + 'static,
         health: Arc<StorageHealth>,
-    ) -> anyhow::Result<(Writer, WriterThread)> {
+    ) -> anyhow::Result<(Writer, WriterThread, oneshot::Receiver<Result<(), String>>)> {
         let (tx, rx) = mpsc::unbounded_channel();
+        let (ready_tx, ready) = oneshot::channel();
         let handle = std::thread::Builder::new()
-            .name("warden-sqlite-writer".into())
-            .spawn(move || run(conn, blobs.as_ref(), rx, &wal_frames, &health))?;
-        Ok((Writer { tx }, WriterThread(handle)))
+            .name(name.to_owned())
+            .spawn(move || match make() {
+                Ok(mut sink) => {
+                    let _ = ready_tx.send(Ok(()));
+                    run(&mut sink, rx, &health);
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(format!("{e:#}")));
+                }
+            })?;
+        Ok((Writer { tx }, WriterThread(handle), ready))
     }
 
     /// Queues a write that nobody waits for; it is committed with the next batch.
@@ -79,13 +121,7 @@ impl Writer {
     }
 }
 
-fn run(
-    mut conn: Connection,
-    blobs: &dyn BlobStore,
-    mut rx: mpsc::UnboundedReceiver<Job>,
-    wal_frames: &AtomicI64,
-    health: &StorageHealth,
-) {
+fn run(sink: &mut impl Sink, mut rx: mpsc::UnboundedReceiver<Job>, health: &StorageHealth) {
     let mut batch: Vec<(Write, Option<Ack>)> = Vec::with_capacity(MAX_BATCH);
     let mut stop: Option<oneshot::Sender<()>> = None;
     while stop.is_none() {
@@ -108,7 +144,7 @@ fn run(
         // while `health` tells the host to refuse new work. Only a shutdown
         // ends the wait; then what could not be stored is answered `Unavailable`.
         let mut wait = RETRY_FIRST;
-        while let Err(failure) = commit_batch(&mut conn, blobs, &mut batch) {
+        while let Err(failure) = commit_batch(sink, &mut batch) {
             if health.set_failing(&failure) {
                 tracing::error!(error = %failure, "storage is failing; writes wait until it recovers");
             }
@@ -126,7 +162,7 @@ fn run(
         if health.set_ok() {
             tracing::info!("storage recovered; queued writes are committed");
         }
-        super::checkpoint::restart_if_long(&conn, wal_frames);
+        sink.settled();
     }
     if let Some(done) = stop {
         let _ = done.send(());
@@ -155,17 +191,13 @@ fn shutdown_asked(
 /// Commits a batch in one transaction, or, when that fails for a write's own
 /// reason, write by write (that write answered with its error). When storage
 /// itself fails, returns why, with what is not committed still in `batch`.
-pub(super) fn commit_batch(
-    conn: &mut Connection,
-    blobs: &dyn BlobStore,
-    batch: &mut Vec<(Write, Option<Ack>)>,
-) -> Result<(), String> {
+pub fn commit_batch(sink: &mut impl Sink, batch: &mut Vec<(Write, Option<Ack>)>) -> Result<(), String> {
     if batch.is_empty() {
         return Ok(());
     }
     let writes: Vec<&Write> = batch.iter().map(|(w, _)| w).collect();
     let began = std::time::Instant::now();
-    let batch_err = match apply(conn, blobs, &writes) {
+    let batch_err = match sink.apply(&writes) {
         Ok(()) => {
             crate::metrics::store_commit(writes.len(), began.elapsed());
             for (_, ack) in batch.drain(..) {
@@ -175,15 +207,15 @@ pub(super) fn commit_batch(
             }
             return Ok(());
         }
-        Err(e) if storage_failed(&e) => return Err(format!("{e:#}")),
+        Err(e) if sink.storage_failed(&e) => return Err(format!("{e:#}")),
         Err(e) => e,
     };
     tracing::warn!(error = %batch_err, "batched write failed; retrying one by one");
     let mut rest = std::mem::take(batch).into_iter();
     while let Some((write, ack)) = rest.next() {
-        let result = match apply(conn, blobs, &[&write]) {
+        let result = match sink.apply(&[&write]) {
             Ok(()) => Ok(()),
-            Err(e) if storage_failed(&e) => {
+            Err(e) if sink.storage_failed(&e) => {
                 batch.push((write, ack));
                 batch.extend(rest);
                 return Err(format!("{e:#}"));
@@ -198,27 +230,4 @@ pub(super) fn commit_batch(
         }
     }
     Ok(())
-}
-
-/// Whether a write failed because storage did (full, unwritable, I/O), not
-/// because of the write itself.
-fn storage_failed(e: &anyhow::Error) -> bool {
-    e.chain().any(|cause| {
-        cause
-            .downcast_ref::<rusqlite::Error>()
-            .and_then(rusqlite::Error::sqlite_error_code)
-            .is_some_and(|code| {
-                matches!(
-                    code,
-                    ErrorCode::DiskFull
-                        | ErrorCode::SystemIoFailure
-                        | ErrorCode::CannotOpen
-                        | ErrorCode::ReadOnly
-                        | ErrorCode::DatabaseBusy
-                        | ErrorCode::DatabaseLocked
-                        | ErrorCode::PermissionDenied
-                )
-            })
-            || cause.downcast_ref::<std::io::Error>().is_some()
-    })
 }

@@ -1,0 +1,36 @@
+//! Where the records live: the embedded SQLite database in the data dir (the
+//! default), or a Postgres database several hosts may share.
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// A Postgres connection URL (`postgres://user:password@host:5432/warden`);
+    /// unset: SQLite in the data dir.
+    pub url: Option<String>,
+    /// Connections kept for reads (the writer holds one more of its own).
+    pub max_connections: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            max_connections: 8,
+        }
+    }
+}
+
+impl StoreConfig {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.max_connections >= 1, "store.max_connections must be at least 1");
+        if let Some(url) = &self.url {
+            anyhow::ensure!(
+                url.starts_with("postgres://") || url.starts_with("postgresql://"),
+                "store.url must be a postgres:// URL (unset, the store is SQLite in the data dir)"
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,198 @@
+//! The shared store: Postgres, for several hosts on one database (`[store]
+//! url`). The same store traits as the embedded SQLite store, the same one
+//! writer batching every write of this host in order ([`crate::store::writer`],
+//! on its own connection with the blocking client; the SQL in [`apply`]), and
+//! reads on a pool of async connections that never wait behind it. This folder
+//! is the only place that knows Postgres.
+
+mod apply;
+mod chunks;
+mod conversations;
+mod durable;
+mod outbox;
+mod read;
+mod schema;
+mod sql;
+mod stores;
+mod summary;
+mod triggers;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use anyhow::Context;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+use self::sql::{Reader, Statements, Tx};
+use super::blobs::FileBlobs;
+use super::writer::{Sink, StorageHealth, Writer, WriterThread};
+use super::{Backend, BlobStore, Commit, Queue, StorageFailure, StoreError, Stores, Write};
+
+/// The Postgres store of one host.
+pub struct PgStore {
+    pool: Pool,
+    writer: Writer,
+    writer_thread: Mutex<Option<WriterThread>>,
+    health: Arc<StorageHealth>,
+    /// `postgres 16.4`, for health.
+    version: String,
+}
+
+impl PgStore {
+    /// Connects to the database at `url` (creating and migrating its tables
+    /// as needed), with blobs as files in `data_dir`.
+    pub async fn open(url: &str, max_connections: usize, data_dir: &Path) -> anyhow::Result<Stores> {
+        let config: tokio_postgres::Config = url.parse().context("store.url")?;
+        let writer_config: postgres::Config = url.parse().context("store.url")?;
+        let blobs: Arc<dyn BlobStore> = Arc::new(FileBlobs::open(data_dir)?);
+        let health = Arc::new(StorageHealth::default());
+        let sink_blobs = Arc::clone(&blobs);
+        let (writer, thread, ready) = Writer::spawn(
+            "warden-pg-writer",
+            move || PgSink::connect(writer_config, sink_blobs),
+            Arc::clone(&health),
+        )?;
+        ready
+            .await
+            .map_err(|_| anyhow::anyhow!("the store's writer stopped"))?
+            .map_err(anyhow::Error::msg)
+            .context("connecting to the store's database")?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(max_connections)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .context("the store's connection pool")?;
+        let version = {
+            let client = pool.get().await.context("connecting to the store's database")?;
+            let row = client.query_one("SHOW server_version", &[]).await?;
+            let full: String = row.try_get(0)?;
+            format!("postgres {}", full.split_whitespace().next().unwrap_or_default())
+        };
+        let store = Arc::new(PgStore {
+            pool,
+            writer,
+            writer_thread: Mutex::new(Some(thread)),
+            health,
+            version,
+        });
+        Ok(Stores {
+            executions: store.clone(),
+            events: store.clone(),
+            agents: store.clone(),
+            keys: store.clone(),
+            kv: store.clone(),
+            idempotency: store.clone(),
+            journal: store.clone(),
+            approvals: store.clone(),
+            conversations: store.clone(),
+            memory: store.clone(),
+            schedules: store.clone(),
+            hooks: store.clone(),
+            webhooks: store.clone(),
+            blobs,
+            backend: store,
+        })
+    }
+
+    /// A pooled connection for reads.
+    async fn reader(&self) -> Result<Reader, StoreError> {
+        self.pool
+            .get()
+            .await
+            .map(Reader)
+            .map_err(|e| StoreError::Read(format!("no connection to the database: {e}")))
+    }
+
+    /// Queues a write that nobody waits for.
+    fn send(&self, write: Write) {
+        self.writer.send(write);
+    }
+}
+
+fn read_error(e: anyhow::Error) -> StoreError {
+    StoreError::Read(format!("{e:#}"))
+}
+
+impl Queue for PgStore {
+    fn queue(&self, write: Write) -> Commit {
+        self.writer.queue(write)
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for PgStore {
+    fn version(&self) -> String {
+        self.version.clone()
+    }
+
+    fn failing(&self) -> Option<StorageFailure> {
+        self.health.get()
+    }
+
+    async fn close(&self) {
+        let thread = self.writer_thread.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(thread) = thread {
+            self.writer.shutdown(thread).await;
+        }
+        self.pool.close();
+    }
+}
+
+/// The writer thread's connection: reconnected when it is lost.
+struct PgSink {
+    config: postgres::Config,
+    client: postgres::Client,
+    statements: Statements,
+    blobs: Arc<dyn BlobStore>,
+}
+
+impl PgSink {
+    fn connect(config: postgres::Config, blobs: Arc<dyn BlobStore>) -> anyhow::Result<Self> {
+        let mut client = config.connect(postgres::NoTls)?;
+        schema::migrate(&mut client)?;
+        Ok(Self {
+            config,
+            client,
+            statements: Statements::default(),
+            blobs,
+        })
+    }
+}
+
+impl Sink for PgSink {
+    fn apply(&mut self, writes: &[&Write]) -> anyhow::Result<()> {
+        if self.client.is_closed() {
+            self.client = self.config.connect(postgres::NoTls)?;
+            self.statements = Statements::default();
+        }
+        let mut tx = Tx::begin(&mut self.client, &mut self.statements)?;
+        apply::apply(&mut tx, self.blobs.as_ref(), writes)?;
+        tx.commit()
+    }
+
+    /// A lost connection, a database that is shutting down, out of disk or
+    /// memory, or in trouble of its own, or a transaction that lost a race:
+    /// storage's failure, waited out; anything else is the write's own.
+    fn storage_failed(&self, e: &anyhow::Error) -> bool {
+        e.chain().any(|cause| match cause.downcast_ref::<postgres::Error>() {
+            Some(error) => match error.code() {
+                Some(state) => {
+                    let code = state.code();
+                    ["08", "53", "57", "58", "40"]
+                        .iter()
+                        .any(|class| code.starts_with(class))
+                }
+                None => error.is_closed() || self.client.is_closed(),
+            },
+            None => cause.downcast_ref::<std::io::Error>().is_some(),
+        })
+    }
+}
