@@ -32,6 +32,7 @@ Phases (same echo workload everywhere: JSON in, JSON out):
   mcp        the e2e echo load as MCP tools/call requests (Streamable HTTP, stateless)
   schedules  10,000 schedules waiting (idle CPU) and firing once a minute each (how late
              each run is made) (cargo bench --bench schedules)
+  store      the e2e load, sync and async, on SQLite and on Postgres (bench/store.py)
 """
 
 import json
@@ -539,14 +540,45 @@ def warden_mcp():
         shutil.rmtree(data, ignore_errors=True)
 
 
+def only_sections(phases):
+    """Without a full run's figures (a fresh checkout): measures phases that write a
+    section of their own and puts each section in place of its old text in BENCHMARKS.md."""
+    import store
+    sections = {"store": (store_phase, store.report)}
+    path = ROOT / "BENCHMARKS.md"
+    for phase in phases:
+        if phase not in sections:
+            raise SystemExit(f"--only {phase} needs a full run's figures first (bench/run)")
+        measure, report = sections[phase]
+        new = report(measure())
+        old = path.read_text().split("\n")
+        title = new[0]
+        if title in old:
+            start = old.index(title)
+            end = next((i for i in range(start + 1, len(old)) if old[i].startswith("## ")), len(old))
+            old[start:end] = new
+        else:
+            at = old.index("## An agent's own HTTP requests")
+            old[at:at] = new
+        path.write_text("\n".join(old))
+
+
+def store_phase():
+    import store
+    return store.store()
+
+
 def main():
     if sys.argv[1:2] == ["--only"]:
         # Measures the named phases again into the last run's figures.
         path = ROOT / "target/bench-results.json"
+        if not path.exists():
+            return only_sections(sys.argv[2:])
         results = json.loads(path.read_text())
         phases = {"e2e": lambda: warden_e2e("warden (every run recorded)"), "mcp": warden_mcp,
                   "no_metrics": lambda: warden_e2e("warden (metrics and access log off)", NO_METRICS),
-                  "otlp": otlp, "guests": guests, "dashboard": dashboard, "agent_http": agent_http}
+                  "otlp": otlp, "guests": guests, "dashboard": dashboard, "agent_http": agent_http,
+                  "store": store_phase}
         for phase in sys.argv[2:]:
             results[phase] = phases[phase]()
         path.write_text(json.dumps(results, indent=2))
@@ -578,6 +610,7 @@ def main():
     results["coldstart"] = cargo_bench("coldstart")
     results["guests"] = guests()
     results["agent_http"] = agent_http()
+    results["store"] = store_phase()
     results["dashboard"] = dashboard()
     results["elapsed_s"] = time.time() - started
     results["rounds"] = ROUNDS
@@ -668,6 +701,9 @@ def write_report(r):
                   f"components loaded from the compiled cache and {s['compiled']} compiled; the first Python run after "
                   f"it took {s['first_python_run_ms']:.1f} ms (goals for Python: deploy ≤ 10 s, compiler peak ≤ 300 MB, "
                   f"p50 ≤ 1 ms)."]
+    if r.get("store"):
+        import store
+        lines += [""] + store.report(r["store"])
     if r.get("agent_http"):
         rows = r["agent_http"]
         base = rows[0]["p50_ms"]

@@ -116,7 +116,7 @@ impl App {
                 tracing::info!(agent = example.name, "deployed bundled example");
             }
         }
-        Ok(Arc::new(App {
+        let app = Arc::new(App {
             config,
             stores,
             runtime,
@@ -130,7 +130,11 @@ impl App {
             auth,
             traces,
             started: Instant::now(),
-        }))
+        });
+        if let Some(lease) = app.stores.backend.lease() {
+            tokio::spawn(share(Arc::downgrade(&app), lease));
+        }
+        Ok(app)
     }
 
     /// On SIGTERM or SIGINT: refuses new executions and starts nothing more,
@@ -156,5 +160,34 @@ impl App {
             traces.flush().await;
         }
         self.stores.close().await;
+    }
+}
+
+/// On a store several hosts share, three times a lease: renews this host's
+/// lease (and the lead), loads the versions other hosts deployed and the
+/// webhook subscriptions as they are, and takes over the executions of hosts
+/// whose lease ran out. Ends with the app.
+async fn share(app: std::sync::Weak<App>, lease: Duration) {
+    let mut beat = tokio::time::interval(lease / 3);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        beat.tick().await;
+        let Some(app) = app.upgrade() else { return };
+        if let Err(e) = app.stores.backend.heartbeat().await {
+            tracing::error!(error = %e, "could not renew this host's lease");
+            continue;
+        }
+        if let Err(e) = app.deployer.load().await {
+            tracing::warn!(error = %format!("{e:#}"), "could not load the versions other hosts deployed");
+        }
+        if let Err(e) = app.outgoing.reload().await {
+            tracing::warn!(error = %format!("{e:#}"), "could not read the webhook subscriptions again");
+        }
+        if let Err(e) = app.executions.cancel_asked().await {
+            tracing::warn!(error = %e, "could not read the cancels asked on other hosts");
+        }
+        if let Err(e) = app.executions.adopt().await {
+            tracing::warn!(error = %format!("{e:#}"), "could not take over the executions of stopped hosts");
+        }
     }
 }

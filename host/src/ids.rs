@@ -63,6 +63,10 @@ pub fn agent_version() -> String {
     with_prefix("ver_")
 }
 
+pub fn host() -> String {
+    with_prefix("host_")
+}
+
 pub fn deploy() -> String {
     with_prefix("dep_")
 }

@@ -1,14 +1,20 @@
 //! Warden on Postgres: a private cluster started by the test (as a non-root
 //! user when the tests run as root), and `warden serve` keeping its records
 //! there (`[store] url`): deploys, runs, streams, keys and approvals, across a
-//! kill.
+//! kill; and two hosts on one database, one serving what the other deployed
+//! and taking over its runs when it is killed.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::json;
 use warden_tests::postgres::PgCluster;
-use warden_tests::{Warden, warden_bin};
+use warden_tests::providers::{ANSWER, FakeProvider, Mode, Protocol};
+use warden_tests::{Server, Warden, warden_bin};
 
-use super::durable::{poll, start_async};
+use super::durable::{ended, poll, start_async};
 
 #[test]
 fn a_private_postgres_cluster_starts_answers_and_stops() {
@@ -105,4 +111,123 @@ async fn a_host_on_postgres_keeps_its_records_there_across_a_kill() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let listed = cluster.psql_in("warden", "SELECT name FROM api_keys").unwrap();
     assert_eq!(listed, "ops");
+}
+
+/// A config file for hosts on the cluster's database `warden`, with `extra` TOML.
+fn shared_config(dir: &Path, cluster: &PgCluster, extra: &str) -> std::path::PathBuf {
+    let path = dir.join("warden.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "deploy_examples = false\n{extra}\n[store]\nurl = \"{}\"\nlease_ms = 1000\n",
+            cluster.url("warden")
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hosts_share_one_database_and_one_takes_over_when_the_other_is_killed() {
+    // The second model request hangs: host A is killed while it waits.
+    let fake = FakeProvider::start(Protocol::OpenAi, Mode::SlowAt(2, Duration::from_secs(600))).await;
+    let cluster = PgCluster::start();
+    cluster.psql("CREATE DATABASE warden").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let provider = format!(
+        "[[llm.providers]]\nname = \"fake\"\nkind = \"openai\"\nbase_url = \"{}/v1\"\napi_key_env = \"CARGO_PKG_NAME\"\n\
+         models = [\"gpt-test\"]\n",
+        fake.url()
+    );
+    let config = shared_config(tmp.path(), &cluster, &provider);
+    let args = ["--config", config.to_str().unwrap()];
+    let a = Warden::start_with(&tmp.path().join("a"), &args);
+    let b = Warden::start_with(&tmp.path().join("b"), &args);
+    let (on_a, on_b) = (a.client(), b.client());
+
+    // Deployed on A, served by B (its bytes come from the database).
+    on_a.deploy("echo", json!({})).await;
+    on_a.deploy("ledger", json!({ "models": ["gpt-test"] })).await;
+    on_a.deploy("sleepy", json!({})).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while on_b.get("/v1/agents/ledger").await.0 != StatusCode::OK {
+        assert!(tokio::time::Instant::now() < deadline, "B never loaded what A deployed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let done = on_b.run("echo", json!({ "name": "B" })).await;
+    assert_eq!(done["output"]["greeting"], "Hello, B!", "{done}");
+    let id = done["id"].as_str().unwrap();
+    let (_, seen) = on_a.get(&format!("/v1/executions/{id}")).await;
+    assert_eq!(seen["status"], "completed", "A reads what B ran: {seen}");
+
+    // Cancelled on B while it runs on A: A stops it.
+    let sleeping = start_async(&on_a, "sleepy", json!({ "ms": 4000 })).await;
+    poll(&on_a, &sleeping, |e| e["status"] == "running").await;
+    let (status, asked) = on_b
+        .post_json(&format!("/v1/executions/{sleeping}/cancel"), &json!({}))
+        .await;
+    assert!(status.is_success(), "{status} {asked}");
+    assert_eq!(asked["status"], "cancel_requested", "{asked}");
+    let began = std::time::Instant::now();
+    let cancelled = poll(&on_a, &sleeping, ended).await;
+    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+    assert!(
+        began.elapsed() < Duration::from_secs(3),
+        "stopped in {:?}",
+        began.elapsed()
+    );
+
+    // A durable run on A, killed in its second model call.
+    let input = json!({ "calls": 3, "model": "gpt-test" });
+    let id = start_async(&on_a, "ledger", input).await;
+    // Followed from B all along: B reads A's events from the database.
+    let streamed = {
+        let (base, id) = (b.base.clone(), id.clone());
+        tokio::spawn(async move { Server::attach(&base).stream(&id, None).await })
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while fake.requests.load(Ordering::SeqCst) < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the run never reached its second model call"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    a.sigkill();
+
+    // Past A's lease, B takes the run over and completes it by replay, once.
+    let done = poll(&on_b, &id, ended).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["output"]["answers"], json!([ANSWER, ANSWER, ANSWER]), "{done}");
+    assert_eq!(
+        fake.requests.load(Ordering::SeqCst),
+        4,
+        "the journaled call was not repeated"
+    );
+    let statuses: Vec<String> = on_b.get(&format!("/v1/executions/{id}/events?limit=1000")).await.1["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "status")
+        .filter_map(|e| e["data"]["status"].as_str().map(String::from))
+        .collect();
+    assert_eq!(statuses, ["queued", "running", "completed"]);
+    let streamed = tokio::time::timeout(Duration::from_secs(10), streamed)
+        .await
+        .expect("the stream on B ends with the run")
+        .unwrap();
+    assert_eq!(streamed.last().unwrap().event, "done", "{streamed:?}");
+    let seqs: Vec<u64> = streamed.iter().map(|e| e.id).collect();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "each event once, in order"
+    );
+    let owner = cluster
+        .psql_in("warden", &format!("SELECT owner FROM executions WHERE id = '{id}'"))
+        .unwrap();
+    let b_id = std::fs::read_to_string(tmp.path().join("b").join("host-id")).unwrap();
+    assert_eq!(owner, b_id.trim(), "the run is B's now");
+    drop(b);
 }

@@ -287,6 +287,10 @@ async fn stream_from(
     after: u64,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>> + use<>>, ApiError> {
     let source = source(app, &id, after).await?;
+    // Not live here, on a store several hosts share: another host may be
+    // running it; its events are read from the store as they are stored.
+    let tail = (source.live.is_none() && app.stores.backend.lease().is_some())
+        .then(|| (Arc::clone(app.executions.stored_events()), id.clone()));
     let feed = Feed {
         queue: VecDeque::new(),
         stored: source
@@ -294,6 +298,7 @@ async fn stream_from(
             .map(|until| (Arc::clone(app.executions.stored_events()), id, until)),
         backlog: source.backlog,
         live: source.live,
+        tail,
         closing: app.executions.closing(),
         last: after,
         finished: false,
@@ -316,10 +321,16 @@ struct Feed {
     stored: Option<(Arc<dyn EventStore>, String, u64)>,
     backlog: Vec<Arc<Event>>,
     live: Option<(broadcast::Receiver<Arc<Event>>, Arc<EventLog>)>,
+    /// An execution another host runs: its stored events, read every
+    /// [`TAIL_EVERY`] until its end.
+    tail: Option<(Arc<dyn EventStore>, String)>,
     closing: watch::Receiver<bool>,
     last: u64,
     finished: bool,
 }
+
+/// How often a stream of an execution another host runs reads the store.
+const TAIL_EVERY: Duration = Duration::from_millis(200);
 
 /// What a refill found.
 enum Refill {
@@ -357,7 +368,18 @@ impl Feed {
             return Refill::More;
         }
         let Some((rx, log)) = self.live.as_mut() else {
-            return Refill::End;
+            let Some((store, id)) = &self.tail else {
+                return Refill::End;
+            };
+            tokio::select! {
+                () = tokio::time::sleep(TAIL_EVERY) => {}
+                _ = self.closing.wait_for(|c| *c) => return Refill::Closing,
+            }
+            match read_stored(store.as_ref(), id, self.last, u64::MAX, STREAM_BATCH).await {
+                Ok(more) => self.queue.extend(more),
+                Err(e) => tracing::warn!(execution = %id, error = ?e, "reading stored events for a stream"),
+            }
+            return Refill::More;
         };
         let received = tokio::select! {
             received = rx.recv() => received,

@@ -11,6 +11,10 @@ pub struct StoreConfig {
     pub url: Option<String>,
     /// Connections kept for reads (the writer holds one more of its own).
     pub max_connections: usize,
+    /// How long a host's lease lasts without a heartbeat (it beats three
+    /// times a lease): past it, other hosts take over its unfinished
+    /// executions.
+    pub lease_ms: u64,
 }
 
 impl Default for StoreConfig {
@@ -18,6 +22,7 @@ impl Default for StoreConfig {
         Self {
             url: None,
             max_connections: 8,
+            lease_ms: 10_000,
         }
     }
 }
@@ -25,6 +30,7 @@ impl Default for StoreConfig {
 impl StoreConfig {
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.max_connections >= 1, "store.max_connections must be at least 1");
+        anyhow::ensure!(self.lease_ms >= 300, "store.lease_ms must be at least 300");
         if let Some(url) = &self.url {
             anyhow::ensure!(
                 url.starts_with("postgres://") || url.starts_with("postgresql://"),

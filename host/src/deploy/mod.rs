@@ -83,10 +83,17 @@ impl Deployer {
     /// Loads every stored version into the registry: from the compiled cache
     /// when its artifact matches its recorded digest, else compiled again from
     /// its blob. A version that cannot be loaded is logged and registered as
-    /// unavailable (executing it says why); the others load.
+    /// unavailable (executing it says why); the others load. Versions already
+    /// registered are left as they are: called again, this loads what other
+    /// hosts deployed meanwhile (on a store several hosts share).
     pub async fn load(&self) -> anyhow::Result<()> {
+        let _deploys = self.lock.lock().await;
         let agents = self.agents.agents().await?;
-        let versions = self.agents.versions().await?;
+        let mut versions = self.agents.versions().await?;
+        versions.retain(|v| self.registry.version(&v.id).is_none());
+        if versions.is_empty() {
+            return Ok(());
+        }
         let engine = self.runtime.engine_key();
         let digests = self.agents.compiled(&engine).await?;
         let runtime = Arc::clone(&self.runtime);

@@ -343,6 +343,10 @@ pub(super) async fn expire_requests(executions: Weak<Executions>, every: Duratio
     loop {
         tick.tick().await;
         let Some(this) = executions.upgrade() else { return };
+        // On a store several hosts share, only the leading host expires them.
+        if !this.backend.leads() {
+            continue;
+        }
         let due = match this.approvals.due(time::now_ms(), EXPIRY_BATCH).await {
             Ok(due) => due,
             Err(e) => {

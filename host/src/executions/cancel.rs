@@ -1,6 +1,7 @@
 //! Cancel: a waiting execution ends `cancelled` at once; a running one is asked
 //! to stop (`cancel_requested`) and ends `cancelled` when it has; one unloaded
-//! while it waits for a decision is marked, then resumed to end.
+//! while it waits for a decision is marked, then resumed to end; one another
+//! host runs (a shared store) is marked, and that host stops it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,9 +30,18 @@ impl Executions {
     pub async fn cancel(self: &Arc<Self>, id: &str) -> Result<Cancel, StoreError> {
         match self.scheduler.cancel(id) {
             scheduler::Cancel::NotLive => {
+                let stored = self.store.get(id).await?;
+                // Another host runs it (a store several hosts share): marked,
+                // it is stopped by that host when it sees the mark.
+                if let Some(e) = &stored
+                    && self.backend.lease().is_some()
+                    && matches!(e.status, Status::Pending | Status::Queued | Status::Running)
+                {
+                    self.store.set_status(id, e.status, Status::CancelRequested).await?;
+                    return Ok(Cancel::Requested);
+                }
                 // Unloaded while it waits for a decision: resumed to end.
-                let waiting = self.store.get(id).await?;
-                if !waiting.is_some_and(|e| e.status == Status::AwaitingApproval) {
+                if !stored.is_some_and(|e| e.status == Status::AwaitingApproval) {
                     return Ok(Cancel::NotLive);
                 }
                 self.lifecycle.request_cancel(id, &[Status::AwaitingApproval]).await?;
@@ -65,6 +75,18 @@ impl Executions {
             }
             scheduler::Cancel::Dequeued { job, done } => self.end_dequeued(job, done).await,
         }
+    }
+
+    /// Stops the runs of this host that another host was asked to cancel (on
+    /// a store several hosts share).
+    pub async fn cancel_asked(self: &Arc<Self>) -> Result<(), StoreError> {
+        for id in self.store.cancels_asked().await? {
+            if self.scheduler.watch(&id).is_some() {
+                tracing::info!(execution = %id, "cancel asked on another host");
+                self.cancel(&id).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Ends a job taken out of the queue `cancelled`.

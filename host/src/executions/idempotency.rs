@@ -150,17 +150,14 @@ mod tests {
 
     struct Nowhere;
 
+    impl crate::store::Queue for Nowhere {
+        fn queue(&self, _: crate::store::Write) -> crate::store::Commit {
+            crate::store::Commit::ready(Ok(()))
+        }
+    }
+
     #[async_trait::async_trait]
     impl IdempotencyStore for Nowhere {
-        fn put(&self, _: IdempotencyRecord) -> crate::store::Commit {
-            crate::store::Commit::ready(Ok(()))
-        }
-        fn forget(&self, _: &str, _: &str) -> crate::store::Commit {
-            crate::store::Commit::ready(Ok(()))
-        }
-        fn expire(&self, _: i64) -> crate::store::Commit {
-            crate::store::Commit::ready(Ok(()))
-        }
         async fn load(&self, _: i64) -> Result<Vec<IdempotencyRecord>, StoreError> {
             Ok(Vec::new())
         }

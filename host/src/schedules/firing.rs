@@ -37,8 +37,9 @@ pub(super) async fn run(schedules: Weak<Schedules>, mut closing: watch::Receiver
             return;
         }
         // While the host drains, nothing new is accepted: slots wait for
-        // its successor (which makes the fixed ones and catches up).
-        if this.executions.is_draining() {
+        // its successor (which makes the fixed ones and catches up). On a
+        // store several hosts share, only the leading host fires.
+        if this.executions.is_draining() || !this.backend.leads() {
             drop(this);
             tokio::select! {
                 () = tokio::time::sleep(MAX_SLEEP) => {}

@@ -16,7 +16,7 @@ use self::cron::{Pattern, PatternError};
 use crate::executions::{Accepted, Executions, SubmitError};
 use crate::record::{Execution, Overlap, Schedule};
 use crate::registry::Registry;
-use crate::store::{ExecutionStore, ScheduleFilter, ScheduleStore, StoreError, Stores};
+use crate::store::{Backend, ExecutionStore, ScheduleFilter, ScheduleStore, StoreError, Stores};
 use crate::{ids, time};
 
 /// How many slots a schedule's view lists ahead.
@@ -102,6 +102,8 @@ pub struct ScheduleView {
 pub struct Schedules {
     store: Arc<dyn ScheduleStore>,
     executions_store: Arc<dyn ExecutionStore>,
+    /// Whether this host leads (only the leading host fires schedules).
+    backend: Arc<dyn Backend>,
     executions: Arc<Executions>,
     registry: Arc<Registry>,
     /// Wakes the firing loop (a schedule made or changed).
@@ -131,6 +133,7 @@ impl Schedules {
         Arc::new(Self {
             store: Arc::clone(&stores.schedules),
             executions_store: Arc::clone(&stores.executions),
+            backend: Arc::clone(&stores.backend),
             executions,
             registry,
             wake: tokio::sync::Notify::new(),

@@ -152,7 +152,19 @@ pub trait ExecutionStore: Queue {
     /// One page, newest first, and whether more follow.
     async fn list(&self, filter: ExecutionFilter) -> Result<(Vec<Execution>, bool), StoreError>;
     /// Executions that had not finished, oldest first (what a restart recovers).
+    /// On a store several hosts share: this host's own, and those of hosts
+    /// whose lease ran out, which become this host's.
     async fn unfinished(&self) -> Result<Vec<Execution>, StoreError>;
+    /// Unfinished executions of other hosts whose lease ran out, taken over by
+    /// this host, oldest first (none on a store of one host).
+    async fn orphans(&self) -> Result<Vec<Execution>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// This host's executions another host asked to cancel (on a store
+    /// several hosts share; none on a store of one host).
+    async fn cancels_asked(&self) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
+    }
     /// How many executions have this status.
     async fn count(&self, status: Status) -> Result<u64, StoreError>;
     /// Log lines after `after`, at most `limit`, and whether more follow.
@@ -390,6 +402,22 @@ pub trait Backend: Send + Sync {
     fn failing(&self) -> Option<StorageFailure>;
     /// Commits what is queued and stops; writes after this fail with `Closed`.
     async fn close(&self);
+    /// How long this host's lease on a store several hosts share lasts
+    /// without a heartbeat (`None`: a store of one host).
+    fn lease(&self) -> Option<std::time::Duration> {
+        None
+    }
+    /// Renews this host's lease (and the lead, when this host holds it or
+    /// nobody does).
+    async fn heartbeat(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Whether this host leads: fires schedules, sends webhook deliveries and
+    /// expires approval requests (one host at a time on a shared store; a
+    /// store of one host always leads).
+    fn leads(&self) -> bool {
+        true
+    }
 }
 
 /// One data dir's stores, each behind its trait.
@@ -423,7 +451,7 @@ impl Stores {
     /// else the embedded SQLite store in `data_dir`.
     pub async fn connect(data_dir: &Path, config: &crate::config::StoreConfig) -> anyhow::Result<Stores> {
         match &config.url {
-            Some(url) => postgres::PgStore::open(url, config.max_connections, data_dir).await,
+            Some(url) => postgres::PgStore::open(url, config, data_dir).await,
             None => Self::open(data_dir),
         }
     }

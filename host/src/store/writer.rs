@@ -13,6 +13,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{Commit, StorageFailure, StoreError, Write};
 
+/// Whether the writer thread could make its sink (and if not, why).
+pub type Ready = oneshot::Receiver<Result<(), String>>;
+
 /// What the writer thread needs of a backend's write connection.
 pub trait Sink: 'static {
     /// Applies writes in one transaction, committed when this returns `Ok`.
@@ -79,7 +82,7 @@ impl Writer {
         name: &str,
         make: impl FnOnce() -> anyhow::Result<S> + Send + 'static,
         health: Arc<StorageHealth>,
-    ) -> anyhow::Result<(Writer, WriterThread, oneshot::Receiver<Result<(), String>>)> {
+    ) -> anyhow::Result<(Writer, WriterThread, Ready)> {
         let (tx, rx) = mpsc::unbounded_channel();
         let (ready_tx, ready) = oneshot::channel();
         let handle = std::thread::Builder::new()

@@ -19,7 +19,7 @@ use super::signature;
 use crate::config::{ToolsConfig, WebhooksConfig};
 use crate::ports::Outbox;
 use crate::record::{Attempt, Delivery, DeliveryStatus, Subscription, WEBHOOK_EVENTS};
-use crate::store::{StoreError, Stores, WebhookStore};
+use crate::store::{Backend, StoreError, Stores, WebhookStore};
 use crate::{ids, time};
 
 /// Deliveries read per pass, and sent at once.
@@ -46,6 +46,8 @@ pub enum SubscriptionError {
 
 pub struct Outgoing {
     store: Arc<dyn WebhookStore>,
+    /// Whether this host leads (only the leading host sends deliveries).
+    backend: Arc<dyn Backend>,
     config: WebhooksConfig,
     /// The subscriptions, by workspace (read at start, kept as they change).
     by_workspace: RwLock<HashMap<String, Vec<Subscription>>>,
@@ -60,6 +62,17 @@ pub struct Outgoing {
 const SWEEP_EVERY_MS: i64 = 10 * 60 * 1000;
 
 impl Outgoing {
+    /// Reads the subscriptions again (other hosts on a shared store make and
+    /// delete them too).
+    pub async fn reload(&self) -> anyhow::Result<()> {
+        let mut by_workspace: HashMap<String, Vec<Subscription>> = HashMap::new();
+        for s in self.store.subscriptions().await? {
+            by_workspace.entry(s.workspace.clone()).or_default().push(s);
+        }
+        *self.write() = by_workspace;
+        Ok(())
+    }
+
     /// The subscriptions as stored.
     pub async fn open(stores: &Stores, config: WebhooksConfig, retention_secs: u64) -> anyhow::Result<Arc<Self>> {
         let mut by_workspace: HashMap<String, Vec<Subscription>> = HashMap::new();
@@ -68,6 +81,7 @@ impl Outgoing {
         }
         Ok(Arc::new(Self {
             store: Arc::clone(&stores.webhooks),
+            backend: Arc::clone(&stores.backend),
             config,
             by_workspace: RwLock::new(by_workspace),
             wake: Notify::new(),
@@ -367,6 +381,15 @@ async fn run(outgoing: Weak<Outgoing>, mut closing: watch::Receiver<bool>) {
         let Some(this) = outgoing.upgrade() else { return };
         if *closing.borrow() {
             return;
+        }
+        // On a store several hosts share, only the leading host sends.
+        if !this.backend.leads() {
+            drop(this);
+            tokio::select! {
+                () = tokio::time::sleep(MAX_SLEEP) => {}
+                _ = closing.changed() => {}
+            }
+            continue;
         }
         let due = this.store.due(time::now_ms(), BATCH).await.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "could not read the webhook deliveries due");

@@ -11,13 +11,17 @@ use crate::store::StoreError;
 #[derive(Default)]
 struct Kept(Mutex<Vec<JournalEntry>>);
 
-#[async_trait::async_trait]
-impl JournalStore for Kept {
-    fn append(&self, _: &str, entries: Vec<JournalEntry>) -> Commit {
-        self.0.lock().unwrap().extend(entries);
+impl crate::store::Queue for Kept {
+    fn queue(&self, write: crate::store::Write) -> Commit {
+        if let crate::store::Write::Journal { entries, .. } = write {
+            self.0.lock().unwrap().extend(entries);
+        }
         Commit::ready(Ok(()))
     }
+}
 
+#[async_trait::async_trait]
+impl JournalStore for Kept {
     async fn load(&self, _: &str) -> Result<Vec<JournalEntry>, StoreError> {
         Ok(self.0.lock().unwrap().clone())
     }

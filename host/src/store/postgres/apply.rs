@@ -12,23 +12,15 @@ use super::outbox;
 use super::sql::{self, Tx};
 use super::triggers;
 use crate::record::{Agent, AgentVersion, Execution, LogLine, Step};
-use crate::store::{BlobStore, Write};
+use crate::store::Write;
 
-/// The execution row a write upserts, if any.
-fn execution_id(w: &Write) -> Option<&str> {
-    match w {
-        Write::Execution(e) => Some(&e.id),
-        Write::Finish(f) => Some(&f.execution.id),
-        _ => None,
-    }
-}
-
-/// Applies writes in the writer's transaction.
-pub fn apply(tx: &mut Tx<'_>, blobs: &dyn BlobStore, writes: &[&Write]) -> anyhow::Result<()> {
+/// Applies writes in the writer's transaction; `host` is this host, the
+/// owner of every execution row it writes.
+pub fn apply(tx: &mut Tx<'_>, host: &str, writes: &[&Write]) -> anyhow::Result<()> {
     // The last write of each execution's row in the batch wins.
     let mut last: HashMap<&str, usize> = HashMap::new();
     for (i, w) in writes.iter().enumerate() {
-        if let Some(id) = execution_id(w) {
+        if let Some(id) = w.execution_id() {
             last.insert(id, i);
         }
     }
@@ -38,12 +30,12 @@ pub fn apply(tx: &mut Tx<'_>, blobs: &dyn BlobStore, writes: &[&Write]) -> anyho
             Write::Deploy { agent, version } => deploy(tx, agent, version)?,
             Write::Execution(e) => {
                 if last.get(e.id.as_str()) == Some(&i) {
-                    upsert_execution(tx, e)?;
+                    upsert_execution(tx, host, e)?;
                 }
             }
             Write::Finish(f) => {
                 if last.get(f.execution.id.as_str()) == Some(&i) {
-                    upsert_execution(tx, &f.execution)?;
+                    upsert_execution(tx, host, &f.execution)?;
                 }
                 insert_run_record(tx, &f.execution.id, &f.logs, &f.steps)?;
                 durable::finish(tx, &f.execution.id, f.execution.completed_at.unwrap_or_default())?;
@@ -87,7 +79,7 @@ pub fn apply(tx: &mut Tx<'_>, blobs: &dyn BlobStore, writes: &[&Write]) -> anyho
                     &[engine, component_hash, sha256],
                 )?;
             }
-            Write::Sweep { before } => sweep(tx, blobs, *before)?,
+            Write::Sweep { before } => sweep(tx, *before)?,
             Write::Status { id, from, to } => {
                 tx.execute(
                     "UPDATE executions SET status = $1 WHERE id = $2 AND status = $3",
@@ -96,9 +88,9 @@ pub fn apply(tx: &mut Tx<'_>, blobs: &dyn BlobStore, writes: &[&Write]) -> anyho
             }
             Write::Running { id, started_at } => {
                 tx.execute(
-                    "UPDATE executions SET status = 'running', started_at = $2
+                    "UPDATE executions SET status = 'running', started_at = $2, owner = $3
                      WHERE id = $1 AND status IN ('pending', 'queued')",
-                    &[id, started_at],
+                    &[id, started_at, &host],
                 )?;
             }
             Write::LinkRetry { id, retried_by } => {
@@ -220,7 +212,7 @@ fn deploy(tx: &mut Tx<'_>, agent: &Agent, version: &AgentVersion) -> anyhow::Res
     Ok(())
 }
 
-fn upsert_execution(tx: &mut Tx<'_>, e: &Execution) -> anyhow::Result<()> {
+fn upsert_execution(tx: &mut Tx<'_>, host: &str, e: &Execution) -> anyhow::Result<()> {
     let tool_calls = serde_json::to_string(&e.tool_calls)?;
     let memory_stores = serde_json::to_string(&e.memory_store_ids)?;
     let u = &e.token_usage;
@@ -232,10 +224,10 @@ fn upsert_execution(tx: &mut Tx<'_>, e: &Execution) -> anyhow::Result<()> {
             prompt_tokens, completion_tokens, total_tokens, cache_read_tokens, cache_write_tokens,
             cost_usd, model_used, llm_provider, first_token_ms, tool_ms, n_tool_calls, tool_calls,
             parent_id, depth, n_artifacts, n_screenshots, usage_estimated, conversation_id, memory_stores,
-            output_partial, turn_key, session_set, schedule_id, scheduled_for, trace_id, trace_parent, model)
+            output_partial, turn_key, session_set, schedule_id, scheduled_for, trace_id, trace_parent, model, owner)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
             $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34,
-            $35, $36, $37, $38, $39, $40, $41, $42, $43, $44, $45, $46, $47, $48, $49, $50, $51, $52, $53, $54)
+            $35, $36, $37, $38, $39, $40, $41, $42, $43, $44, $45, $46, $47, $48, $49, $50, $51, $52, $53, $54, $55)
          ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, output = EXCLUDED.output,
             error_code = EXCLUDED.error_code, error_message = EXCLUDED.error_message,
             error_source = EXCLUDED.error_source, fuel_used = EXCLUDED.fuel_used,
@@ -251,7 +243,7 @@ fn upsert_execution(tx: &mut Tx<'_>, e: &Execution) -> anyhow::Result<()> {
             tool_ms = EXCLUDED.tool_ms, n_tool_calls = EXCLUDED.n_tool_calls,
             tool_calls = EXCLUDED.tool_calls, n_artifacts = EXCLUDED.n_artifacts,
             n_screenshots = EXCLUDED.n_screenshots, usage_estimated = EXCLUDED.usage_estimated,
-            output_partial = EXCLUDED.output_partial",
+            output_partial = EXCLUDED.output_partial, owner = EXCLUDED.owner",
         &[
             &e.id,
             &e.agent_id,
@@ -307,6 +299,7 @@ fn upsert_execution(tx: &mut Tx<'_>, e: &Execution) -> anyhow::Result<()> {
             &e.trace_id,
             &e.trace_parent,
             &e.model,
+            &host,
         ],
     )?;
     Ok(())
@@ -352,8 +345,9 @@ fn insert_run_record(tx: &mut Tx<'_>, id: &str, logs: &[LogLine], steps: &[Step]
 const SWEEP_BATCH: i64 = 5000;
 
 /// Deletes finished executions that completed before `before`, with
-/// everything of theirs, and the blobs nothing refers to any more.
-fn sweep(tx: &mut Tx<'_>, blobs: &dyn BlobStore, before: i64) -> anyhow::Result<()> {
+/// everything of theirs, and the blobs nothing refers to any more (in the
+/// same transaction: blobs live in the database too).
+fn sweep(tx: &mut Tx<'_>, before: i64) -> anyhow::Result<()> {
     let ids = tx
         .query(
             "SELECT id FROM executions WHERE completed_at < $1
@@ -387,15 +381,12 @@ fn sweep(tx: &mut Tx<'_>, blobs: &dyn BlobStore, before: i64) -> anyhow::Result<
         tx.execute(statement, &[&ids])?;
     }
     if !hashes.is_empty() {
-        let unused = tx.query(
-            "SELECT u.hash FROM unnest($1::TEXT[]) AS u(hash)
-             WHERE NOT EXISTS (SELECT 1 FROM artifacts WHERE sha256 = u.hash)
-               AND NOT EXISTS (SELECT 1 FROM agent_versions WHERE component_hash = u.hash)",
+        tx.execute(
+            "DELETE FROM blobs WHERE hash = ANY($1)
+               AND NOT EXISTS (SELECT 1 FROM artifacts WHERE sha256 = blobs.hash)
+               AND NOT EXISTS (SELECT 1 FROM agent_versions WHERE component_hash = blobs.hash)",
             &[&hashes],
         )?;
-        for row in &unused {
-            blobs.remove(&row.try_get::<_, String>(0)?);
-        }
     }
     tracing::info!(executions = ids.len(), "retention sweep deleted finished executions");
     Ok(())

@@ -6,9 +6,11 @@
 //! is the only place that knows Postgres.
 
 mod apply;
+mod blobs;
 mod chunks;
 mod conversations;
 mod durable;
+mod hosts;
 mod outbox;
 mod read;
 mod schema;
@@ -18,16 +20,19 @@ mod summary;
 mod triggers;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use anyhow::Context;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
+use self::blobs::PgBlobs;
 use self::sql::{Reader, Statements, Tx};
-use super::blobs::FileBlobs;
 use super::writer::{Sink, StorageHealth, Writer, WriterThread};
 use super::{Backend, BlobStore, Commit, Queue, StorageFailure, StoreError, Stores, Write};
+use crate::config::StoreConfig;
 
 /// The Postgres store of one host.
 pub struct PgStore {
@@ -37,20 +42,26 @@ pub struct PgStore {
     health: Arc<StorageHealth>,
     /// `postgres 16.4`, for health.
     version: String,
+    /// This host's id, and how long its lease lasts.
+    host: String,
+    lease: Duration,
+    /// Whether this host led at its last heartbeat.
+    leading: AtomicBool,
 }
 
 impl PgStore {
-    /// Connects to the database at `url` (creating and migrating its tables
-    /// as needed), with blobs as files in `data_dir`.
-    pub async fn open(url: &str, max_connections: usize, data_dir: &Path) -> anyhow::Result<Stores> {
+    /// Connects to the database `settings.url` names (creating and migrating
+    /// its tables as needed) as the host whose id `data_dir` keeps; blobs
+    /// live there too.
+    pub async fn open(url: &str, settings: &StoreConfig, data_dir: &Path) -> anyhow::Result<Stores> {
         let config: tokio_postgres::Config = url.parse().context("store.url")?;
         let writer_config: postgres::Config = url.parse().context("store.url")?;
-        let blobs: Arc<dyn BlobStore> = Arc::new(FileBlobs::open(data_dir)?);
+        let host = hosts::identity(data_dir)?;
         let health = Arc::new(StorageHealth::default());
-        let sink_blobs = Arc::clone(&blobs);
+        let sink_host = host.clone();
         let (writer, thread, ready) = Writer::spawn(
             "warden-pg-writer",
-            move || PgSink::connect(writer_config, sink_blobs),
+            move || PgSink::connect(writer_config, sink_host),
             Arc::clone(&health),
         )?;
         ready
@@ -66,7 +77,7 @@ impl PgStore {
             },
         );
         let pool = Pool::builder(manager)
-            .max_size(max_connections)
+            .max_size(settings.max_connections)
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .context("the store's connection pool")?;
@@ -76,13 +87,19 @@ impl PgStore {
             let full: String = row.try_get(0)?;
             format!("postgres {}", full.split_whitespace().next().unwrap_or_default())
         };
+        let blobs: Arc<dyn BlobStore> = Arc::new(PgBlobs::new(pool.clone(), tokio::runtime::Handle::current()));
         let store = Arc::new(PgStore {
             pool,
             writer,
             writer_thread: Mutex::new(Some(thread)),
             health,
             version,
+            host,
+            lease: Duration::from_millis(settings.lease_ms),
+            leading: AtomicBool::new(false),
         });
+        store.heartbeat().await.context("taking this host's lease")?;
+        tracing::info!(host = %store.host, "on a shared Postgres store");
         Ok(Stores {
             executions: store.clone(),
             events: store.clone(),
@@ -137,6 +154,37 @@ impl Backend for PgStore {
         self.health.get()
     }
 
+    fn lease(&self) -> Option<Duration> {
+        Some(self.lease)
+    }
+
+    async fn heartbeat(&self) -> Result<(), StoreError> {
+        let beat = async {
+            let c = self.reader().await?;
+            let lease = i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX);
+            let now = crate::time::now_ms();
+            hosts::heartbeat(&c, &self.host, now, lease).await?;
+            hosts::lead(&c, &self.host, now, lease).await
+        };
+        match beat.await {
+            Ok(leads) => {
+                if leads != self.leading.swap(leads, Ordering::Relaxed) {
+                    tracing::info!(host = %self.host, leads, "the lead changed");
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // Without a lease renewed, another host may lead soon.
+                self.leading.store(false, Ordering::Relaxed);
+                Err(StoreError::Write(format!("{e:#}")))
+            }
+        }
+    }
+
+    fn leads(&self) -> bool {
+        self.leading.load(Ordering::Relaxed)
+    }
+
     async fn close(&self) {
         let thread = self.writer_thread.lock().unwrap_or_else(PoisonError::into_inner).take();
         if let Some(thread) = thread {
@@ -149,20 +197,21 @@ impl Backend for PgStore {
 /// The writer thread's connection: reconnected when it is lost.
 struct PgSink {
     config: postgres::Config,
+    /// This host, the owner of the execution rows it writes.
+    host: String,
     client: postgres::Client,
     statements: Statements,
-    blobs: Arc<dyn BlobStore>,
 }
 
 impl PgSink {
-    fn connect(config: postgres::Config, blobs: Arc<dyn BlobStore>) -> anyhow::Result<Self> {
+    fn connect(config: postgres::Config, host: String) -> anyhow::Result<Self> {
         let mut client = config.connect(postgres::NoTls)?;
         schema::migrate(&mut client)?;
         Ok(Self {
             config,
+            host,
             client,
             statements: Statements::default(),
-            blobs,
         })
     }
 }
@@ -174,7 +223,7 @@ impl Sink for PgSink {
             self.statements = Statements::default();
         }
         let mut tx = Tx::begin(&mut self.client, &mut self.statements)?;
-        apply::apply(&mut tx, self.blobs.as_ref(), writes)?;
+        apply::apply(&mut tx, &self.host, writes)?;
         tx.commit()
     }
 

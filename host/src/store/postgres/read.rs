@@ -128,16 +128,6 @@ pub async fn execution(c: &Reader, id: &str) -> anyhow::Result<Option<Execution>
     row.as_ref().map(execution_from_row).transpose()
 }
 
-/// Executions that had not finished, oldest first (what a restart recovers).
-pub async fn unfinished_executions(c: &Reader) -> anyhow::Result<Vec<Execution>> {
-    let sql = format!(
-        "SELECT {EXECUTION_COLUMNS} FROM executions
-         WHERE status IN ('pending', 'queued', 'running', 'cancel_requested') ORDER BY id"
-    );
-    let rows = c.query(&sql, &[]).await?;
-    executions_from_rows(&rows)
-}
-
 /// Idempotency keys created at or after `since`.
 pub async fn idempotency_keys(c: &Reader, since: i64) -> anyhow::Result<Vec<IdempotencyRecord>> {
     let rows = c

@@ -300,6 +300,24 @@ const MIGRATIONS: &[&str] = &[
         bytes BYTEA NOT NULL
     );
     "#,
+    // 2: hosts sharing the database, with their leases; the host that last
+    // wrote each execution (who runs it, or ran it last); the host that leads.
+    r#"
+    CREATE TABLE hosts (
+        id TEXT COLLATE "C" PRIMARY KEY,
+        started_at BIGINT NOT NULL,
+        heartbeat_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL
+    );
+    ALTER TABLE executions ADD COLUMN owner TEXT COLLATE "C";
+    CREATE INDEX executions_unfinished ON executions (owner)
+        WHERE status IN ('pending', 'queued', 'running', 'cancel_requested');
+    CREATE TABLE lead (
+        duty TEXT COLLATE "C" PRIMARY KEY,
+        host TEXT COLLATE "C" NOT NULL,
+        expires_at BIGINT NOT NULL
+    );
+    "#,
 ];
 
 /// Brings the database up to the newest schema: one transaction per

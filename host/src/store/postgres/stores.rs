@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{PgStore, read, read_error, summary};
+use super::{PgStore, hosts, read, read_error, summary};
 use crate::events::{Event, EventSink};
 use crate::record::{Agent, AgentSummary, AgentVersion, ApiKey, Artifact, Execution, LogLine, Status, Step};
 use crate::store::{
@@ -35,7 +35,21 @@ impl ExecutionStore for PgStore {
 
     async fn unfinished(&self) -> Result<Vec<Execution>, StoreError> {
         let c = self.reader().await?;
-        read::unfinished_executions(&c).await.map_err(read_error)
+        hosts::take(&c, &self.host, crate::time::now_ms(), true)
+            .await
+            .map_err(read_error)
+    }
+
+    async fn cancels_asked(&self) -> Result<Vec<String>, StoreError> {
+        let c = self.reader().await?;
+        hosts::cancels_asked(&c, &self.host).await.map_err(read_error)
+    }
+
+    async fn orphans(&self) -> Result<Vec<Execution>, StoreError> {
+        let c = self.reader().await?;
+        hosts::take(&c, &self.host, crate::time::now_ms(), false)
+            .await
+            .map_err(read_error)
     }
 
     async fn count(&self, status: Status) -> Result<u64, StoreError> {

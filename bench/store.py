@@ -1,0 +1,157 @@
+"""The `store` phase of bench/suite.py: the same host on its embedded SQLite store and
+on Postgres (a private cluster started here, Debian's server, default durability:
+fsync and synchronous commit on), one host on this machine either way.
+
+Sync e2e: wrk at 16 and 64 connections, each run answered once stored. Async: wrk at
+64 connections sending `mode: async` (answered 202 once the queued execution is
+stored) for BENCH_SECS, then the wait until every accepted run has ended; accepted
+runs / that whole time is the completion rate.
+"""
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import suite
+
+ASYNC_BODY = '{"input":{"name":"Ada"},"mode":"async"}'
+SYNC_BODY = '{"input":{"name":"Ada"}}'
+
+
+def pg_bin():
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name))
+    if not versions:
+        raise SystemExit("the store phase needs Postgres (scripts/setup installs Debian's postgresql)")
+    return versions[-1].parent
+
+
+def as_server_user(argv):
+    """Postgres refuses to run as root: its programs run as `postgres` then."""
+    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
+
+
+@contextlib.contextmanager
+def pg_cluster():
+    """A private cluster in a temporary directory on a free port; yields its URL base."""
+    bin_dir = pg_bin()
+    tmp = Path(tempfile.mkdtemp(prefix="warden-bench-pg-"))
+    tmp.chmod(0o777)
+    data = tmp / "data"
+    port = suite.free_port()
+    subprocess.run(as_server_user([str(bin_dir / "initdb"), "-D", str(data), "-U", "warden",
+                                   "--auth=trust", "-E", "UTF8"]), check=True, capture_output=True)
+    options = f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 -c max_connections=200"
+    subprocess.run(as_server_user([str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(data / "server.log"),
+                                   "-o", options, "-w", "start"]), check=True, capture_output=True)
+    try:
+        yield f"postgres://warden@127.0.0.1:{port}"
+    finally:
+        subprocess.run(as_server_user([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"]),
+                       capture_output=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def health(port):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/admin/health", timeout=10) as r:
+        return json.loads(r.read())
+
+
+def serve(data, config_text):
+    port = suite.free_port()
+    cfg = Path(data) / "warden.toml"
+    cfg.write_text(config_text)
+    argv = [str(suite.WARDEN), "serve", "--data-dir", data, "--addr", f"127.0.0.1:{port}", "--config", str(cfg)]
+    return argv, port
+
+
+def async_load(name, config_text):
+    """Accepts async runs for SECS at 64 connections, then waits for all to end."""
+    data = tempfile.mkdtemp(prefix="warden-bench-")
+    argv, port = serve(data, config_text)
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        suite.wait_up(f"http://127.0.0.1:{port}/admin/health", proc)
+        url = f"http://127.0.0.1:{port}/v1/agents/echo/execute"
+        env = dict(os.environ, BENCH_BODY=SYNC_BODY)
+        subprocess.run(["wrk", "-t1", "-c4", "-d2s", "-s", str(suite.LOAD), url],
+                       capture_output=True, env=env, check=True)
+        began = time.monotonic()
+        load = suite.wrk(url, 64, ASYNC_BODY)
+        while True:
+            h = health(port)["executions"]
+            if h["running"] == 0 and h["waiting"] == 0:
+                break
+            time.sleep(0.05)
+        elapsed = time.monotonic() - began
+        accepted = load["requests"] - load["errors"]
+        row = {"name": name, "accept_rps": accepted / suite.SECS, "accepted": accepted,
+               "refused": load["errors"], "complete_rps": accepted / elapsed, "drain_s": elapsed - suite.SECS,
+               "accept_p50_ms": load["p50_ms"], "accept_p99_ms": load["p99_ms"]}
+        print(f"{name:<28} async: {row['accept_rps']:.0f} accepted/s, {row['complete_rps']:.0f} completed/s "
+              f"({accepted} runs, {row['refused']} refused, drained {row['drain_s']:.1f} s after)", flush=True)
+        return row
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def sync_load(name, config_text):
+    data = tempfile.mkdtemp(prefix="warden-bench-")
+    try:
+        argv, port = serve(data, config_text)
+        return suite.loaded(name, argv, f"http://127.0.0.1:{port}/admin/health",
+                            f"http://127.0.0.1:{port}/v1/agents/echo/execute", SYNC_BODY)
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def store():
+    rows = {}
+    with pg_cluster() as base:
+        databases = iter(range(1000))
+
+        def postgres():
+            db = f"bench_{next(databases)}"
+            subprocess.run(["psql", "-X", "-q", "-d", f"{base}/postgres", "-c", f"CREATE DATABASE {db}"],
+                           check=True, capture_output=True)
+            return f'[store]\nurl = "{base}/{db}"\n'
+
+        for backend, config in (("sqlite", lambda: ""), ("postgres", postgres)):
+            rows[backend] = {
+                "sync": sync_load(f"{backend}, sync", config()),
+                "async": async_load(f"{backend}, async", config()),
+            }
+    return rows
+
+
+def report(r):
+    """BENCHMARKS.md lines for the phase's figures."""
+    by = lambda rows, c: next(x for x in rows if x["conns"] == c)
+    lines = [
+        "## Storage: SQLite and Postgres",
+        "",
+        "One host, the echo agent, every run recorded; the same host on its embedded SQLite",
+        "store and on Postgres (a private cluster of Debian's server on this machine, default",
+        "durability: fsync and synchronous commit on; SQLite in WAL with `synchronous = NORMAL`).",
+        "Async: wrk sends `mode: async` at 64 connections (each answered 202 once its queued",
+        "record is stored), then the host finishes what it accepted; completed/s counts from",
+        "the first request to the last run's end. On 2 cores the database server takes CPU from",
+        "the host it serves: this measures overhead, not scale.",
+        "",
+        "| store | sync c=16 runs/s | p50 ms | sync c=64 runs/s | p50 ms | p99 ms | async accepted/s | completed/s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for backend in ("sqlite", "postgres"):
+        s, a = r[backend]["sync"], r[backend]["async"]
+        c16, c64 = by(s, 16), by(s, 64)
+        lines.append(f"| {backend} | {c16['rps']:,.0f} | {c16['p50_ms']:.2f} | {c64['rps']:,.0f} | "
+                     f"{c64['p50_ms']:.2f} | {c64['p99_ms']:.2f} | {a['accept_rps']:,.0f} | {a['complete_rps']:,.0f} |")
+    lines.append("")
+    return lines

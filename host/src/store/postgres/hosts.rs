@@ -1,0 +1,88 @@
+//! This host among the others on one database: its id (kept in the data dir,
+//! so that a restart is the same host), its lease (renewed by a heartbeat),
+//! and the unfinished executions it may take: its own, and those of hosts
+//! whose lease ran out. Every execution row names the host that last wrote
+//! it (`owner`). One host at a time leads (its own lease on the row of
+//! `lead`).
+
+use std::path::Path;
+
+use anyhow::Context;
+
+use super::read::{EXECUTION_COLUMNS, executions_from_rows};
+use super::sql::Reader;
+use crate::record::Execution;
+
+/// This host's id: the one in `<data_dir>/host-id`, made on the first start.
+pub fn identity(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("host-id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if id.trim().starts_with("host_") => return Ok(id.trim().to_owned()),
+        Ok(_) => anyhow::bail!("{} does not hold a host id", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let id = crate::ids::host();
+    crate::files::write_atomically(&path, id.as_bytes())?;
+    Ok(id)
+}
+
+/// Renews (or takes) this host's lease until `now + lease_ms`.
+pub async fn heartbeat(c: &Reader, host: &str, now: i64, lease_ms: i64) -> anyhow::Result<()> {
+    c.query(
+        "INSERT INTO hosts (id, started_at, heartbeat_at, expires_at) VALUES ($1, $2, $2, $3)
+         ON CONFLICT (id) DO UPDATE SET heartbeat_at = EXCLUDED.heartbeat_at, expires_at = EXCLUDED.expires_at",
+        &[&host, &now, &(now + lease_ms)],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Renews this host's lead, or takes it when nobody holds one: whether it
+/// leads now (until `now + lease_ms`).
+pub async fn lead(c: &Reader, host: &str, now: i64, lease_ms: i64) -> anyhow::Result<bool> {
+    let held = c
+        .query_opt(
+            "INSERT INTO lead (duty, host, expires_at) VALUES ('lead', $1, $3)
+             ON CONFLICT (duty) DO UPDATE SET host = EXCLUDED.host, expires_at = EXCLUDED.expires_at
+             WHERE lead.host = EXCLUDED.host OR lead.expires_at < $2
+             RETURNING host",
+            &[&host, &now, &(now + lease_ms)],
+        )
+        .await?;
+    Ok(held.is_some())
+}
+
+/// This host's executions marked `cancel_requested` (by any host).
+pub async fn cancels_asked(c: &Reader, host: &str) -> anyhow::Result<Vec<String>> {
+    let rows = c
+        .query(
+            "SELECT id FROM executions WHERE owner = $1 AND status = 'cancel_requested' ORDER BY id",
+            &[&host],
+        )
+        .await?;
+    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+}
+
+/// Statuses of executions not finished that a host holds in memory (a run
+/// awaiting approval is held by nobody: whoever decides resumes it).
+const UNFINISHED: &str = "('pending', 'queued', 'running', 'cancel_requested')";
+
+/// Unfinished executions this host may take, now its own: `mine` includes
+/// those it wrote last itself (what a restart recovers); always those whose
+/// host's lease ran out. Oldest first.
+pub async fn take(c: &Reader, host: &str, now: i64, mine: bool) -> anyhow::Result<Vec<Execution>> {
+    let sql = format!(
+        "UPDATE executions e SET owner = $1
+         WHERE e.status IN {UNFINISHED}
+           AND (($3 AND (e.owner IS NULL OR e.owner = $1))
+                OR (e.owner <> $1 AND NOT EXISTS
+                    (SELECT 1 FROM hosts h WHERE h.id = e.owner AND h.expires_at >= $2)))
+         RETURNING {EXECUTION_COLUMNS}"
+    );
+    let rows = c.query(&sql, &[&host, &now, &mine]).await?;
+    let mut taken = executions_from_rows(&rows)?;
+    taken.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(taken)
+}
