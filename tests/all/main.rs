@@ -44,6 +44,7 @@ mod requests;
 mod restart;
 mod run_log;
 mod sandbox;
+mod scale_out;
 mod schedules;
 mod scheduling;
 mod shutdown;
