@@ -52,6 +52,10 @@ impl App {
             crate::metrics::install();
         }
         let stores = Stores::connect(&config.data_dir, &config.store).await?;
+        if stores.backend.lease().is_some() {
+            // On a shared store, this host's lease comes first.
+            stores.backend.heartbeat().await?;
+        }
         let auth = Auth::new(config.auth.clone(), Arc::clone(&stores.keys)).await?;
         if auth.is_open() {
             anyhow::ensure!(
@@ -109,11 +113,22 @@ impl App {
             for example in bundled::EXAMPLES {
                 let manifest = Manifest::from_json(example.manifest)
                     .map_err(|e| anyhow::anyhow!("bundled example {}: {e}", example.name))?;
-                deployer
+                let deployed = deployer
                     .deploy(DEFAULT_WORKSPACE, manifest, Bytes::from_static(example.wasm))
-                    .await
-                    .map_err(|e| anyhow::anyhow!("deploying bundled example {}: {e}", example.name))?;
-                tracing::info!(agent = example.name, "deployed bundled example");
+                    .await;
+                match deployed {
+                    Ok(_) => tracing::info!(agent = example.name, "deployed bundled example"),
+                    // Another host on the shared store deployed them at once.
+                    Err(e) if stores.backend.lease().is_some() => {
+                        deployer.load().await?;
+                        anyhow::ensure!(
+                            registry.get(DEFAULT_WORKSPACE, example.name).is_some(),
+                            "deploying bundled example {}: {e}",
+                            example.name
+                        );
+                    }
+                    Err(e) => anyhow::bail!("deploying bundled example {}: {e}", example.name),
+                }
             }
         }
         let app = Arc::new(App {
@@ -132,6 +147,7 @@ impl App {
             started: Instant::now(),
         });
         if let Some(lease) = app.stores.backend.lease() {
+            tokio::spawn(beat(Arc::downgrade(&app), lease));
             tokio::spawn(share(Arc::downgrade(&app), lease));
         }
         Ok(app)
@@ -142,6 +158,8 @@ impl App {
     /// and answers every caller still waiting. The server stops after this.
     pub async fn drain(&self) {
         self.executions.drain();
+        // Another host leads from its next heartbeat.
+        self.stores.backend.resign().await;
         tracing::info!(
             grace_ms = self.config.shutdown_grace_ms,
             "draining: new executions are refused"
@@ -164,24 +182,42 @@ impl App {
 }
 
 /// On a store several hosts share, three times a lease: renews this host's
-/// lease (and the lead), loads the versions other hosts deployed and the
-/// webhook subscriptions as they are, and takes over the executions of hosts
-/// whose lease ran out. Ends with the app.
+/// lease (and the lead), on its own so that nothing slow delays it. Ends with
+/// the app.
+async fn beat(app: std::sync::Weak<App>, lease: Duration) {
+    let mut beat = tokio::time::interval(lease / 3);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        beat.tick().await;
+        let Some(app) = app.upgrade() else { return };
+        if app.executions.is_draining() {
+            return;
+        }
+        if let Err(e) = app.stores.backend.heartbeat().await {
+            tracing::error!(error = %e, "could not renew this host's lease");
+        }
+    }
+}
+
+/// On a store several hosts share, three times a lease: loads the versions
+/// other hosts deployed and the webhook subscriptions as they are, hands
+/// decisions made on other hosts to the runs here that wait for them, stops
+/// the runs other hosts were asked to cancel, and takes over the executions of
+/// hosts whose lease ran out. Ends with the app.
 async fn share(app: std::sync::Weak<App>, lease: Duration) {
     let mut beat = tokio::time::interval(lease / 3);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         beat.tick().await;
         let Some(app) = app.upgrade() else { return };
-        if let Err(e) = app.stores.backend.heartbeat().await {
-            tracing::error!(error = %e, "could not renew this host's lease");
-            continue;
-        }
         if let Err(e) = app.deployer.load().await {
             tracing::warn!(error = %format!("{e:#}"), "could not load the versions other hosts deployed");
         }
         if let Err(e) = app.outgoing.reload().await {
             tracing::warn!(error = %format!("{e:#}"), "could not read the webhook subscriptions again");
+        }
+        if let Err(e) = app.executions.take_decisions().await {
+            tracing::warn!(error = %format!("{e:#}"), "could not read the decisions made on other hosts");
         }
         if let Err(e) = app.executions.cancel_asked().await {
             tracing::warn!(error = %e, "could not read the cancels asked on other hosts");

@@ -25,7 +25,7 @@ use super::extract::{ApiQuery, cursor, page_limit};
 use crate::app::App;
 use crate::auth::Caller;
 use crate::events::{Event, EventLog};
-use crate::store::{EventBudget, EventStore};
+use crate::store::{EventBudget, EventStore, ExecutionStore};
 
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 const DEFAULT_PAGE: usize = 1000;
@@ -289,8 +289,11 @@ async fn stream_from(
     let source = source(app, &id, after).await?;
     // Not live here, on a store several hosts share: another host may be
     // running it; its events are read from the store as they are stored.
-    let tail = (source.live.is_none() && app.stores.backend.lease().is_some())
-        .then(|| (Arc::clone(app.executions.stored_events()), id.clone()));
+    let tail = (source.live.is_none() && app.stores.backend.lease().is_some()).then(|| Tail {
+        events: Arc::clone(app.executions.stored_events()),
+        executions: Arc::clone(&app.stores.executions),
+        id: id.clone(),
+    });
     let feed = Feed {
         queue: VecDeque::new(),
         stored: source
@@ -323,7 +326,7 @@ struct Feed {
     live: Option<(broadcast::Receiver<Arc<Event>>, Arc<EventLog>)>,
     /// An execution another host runs: its stored events, read every
     /// [`TAIL_EVERY`] until its end.
-    tail: Option<(Arc<dyn EventStore>, String)>,
+    tail: Option<Tail>,
     closing: watch::Receiver<bool>,
     last: u64,
     finished: bool,
@@ -331,6 +334,37 @@ struct Feed {
 
 /// How often a stream of an execution another host runs reads the store.
 const TAIL_EVERY: Duration = Duration::from_millis(200);
+
+/// Where a stream of an execution another host runs reads it.
+struct Tail {
+    events: Arc<dyn EventStore>,
+    executions: Arc<dyn ExecutionStore>,
+    id: String,
+}
+
+impl Tail {
+    /// Events stored after `last`; `None` when there are none and the
+    /// execution has ended (its end and last events are stored together).
+    async fn next(&self, last: u64) -> Option<Vec<Arc<Event>>> {
+        let read = || read_stored(self.events.as_ref(), &self.id, last, u64::MAX, STREAM_BATCH);
+        match read().await {
+            Ok(more) if !more.is_empty() => return Some(more),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(execution = %self.id, error = ?e, "reading stored events for a stream");
+                return Some(Vec::new());
+            }
+        }
+        match self.executions.get(&self.id).await {
+            Ok(Some(e)) if e.status.is_terminal() => match read().await {
+                Ok(more) if !more.is_empty() => Some(more),
+                _ => None,
+            },
+            Ok(None) => None,
+            _ => Some(Vec::new()),
+        }
+    }
+}
 
 /// What a refill found.
 enum Refill {
@@ -368,18 +402,20 @@ impl Feed {
             return Refill::More;
         }
         let Some((rx, log)) = self.live.as_mut() else {
-            let Some((store, id)) = &self.tail else {
+            let Some(tail) = &self.tail else {
                 return Refill::End;
             };
             tokio::select! {
                 () = tokio::time::sleep(TAIL_EVERY) => {}
                 _ = self.closing.wait_for(|c| *c) => return Refill::Closing,
             }
-            match read_stored(store.as_ref(), id, self.last, u64::MAX, STREAM_BATCH).await {
-                Ok(more) => self.queue.extend(more),
-                Err(e) => tracing::warn!(execution = %id, error = ?e, "reading stored events for a stream"),
-            }
-            return Refill::More;
+            return match tail.next(self.last).await {
+                Some(more) => {
+                    self.queue.extend(more);
+                    Refill::More
+                }
+                None => Refill::End,
+            };
         };
         let received = tokio::select! {
             received = rx.recv() => received,

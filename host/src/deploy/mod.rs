@@ -189,6 +189,11 @@ impl Deployer {
     /// offline provider answers, or none does).
     pub async fn deploy(&self, workspace: &str, manifest: Manifest, bytes: Bytes) -> Result<Deployed, DeployError> {
         self.check(workspace, &manifest, &bytes)?;
+        // On a shared store, what other hosts deployed first: the next
+        // version number is counted from theirs.
+        if self.backend.lease().is_some() {
+            self.load().await.map_err(DeployError::Internal)?;
+        }
         let runtime = Arc::clone(&self.runtime);
         let blobs = Arc::clone(&self.blobs);
         let engine = self.runtime.engine_key();

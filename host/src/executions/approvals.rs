@@ -238,7 +238,15 @@ impl Executions {
         {
             return;
         }
-        if self.scheduler.watch(id).is_none() {
+        // Held by another host (a shared store): that host resumes it.
+        let elsewhere = match self.store.held_elsewhere(id).await {
+            Ok(held) => held,
+            Err(e) => {
+                tracing::error!(execution = %id, error = %e, "could not read who holds an execution");
+                true
+            }
+        };
+        if self.scheduler.watch(id).is_none() && !elsewhere {
             match self.store.get(id).await {
                 Ok(Some(execution))
                     if matches!(execution.status, Status::AwaitingApproval | Status::CancelRequested)
@@ -320,6 +328,24 @@ impl Executions {
                 let events = self.lifecycle.reopen(&execution).await;
                 let end = super::lifecycle::End::Failed(error);
                 self.lifecycle.end(&mut execution, &events, end, None).settle().await?;
+            }
+        }
+        for id in self.approvals.answered_waiting().await? {
+            self.resume(&id).await;
+        }
+        Ok(())
+    }
+
+    /// Decisions made on other hosts (a shared store): handed to the runs
+    /// waiting for them here in memory, and the runs of this host unloaded
+    /// meanwhile resumed.
+    pub async fn take_decisions(self: &Arc<Self>) -> anyhow::Result<()> {
+        let waiting: Vec<String> = self.waiters.lock().keys().cloned().collect();
+        for id in waiting {
+            if let Some(decided) = self.approvals.get(&id).await?
+                && decided.status != ApprovalStatus::Pending
+            {
+                self.deliver(&decided).await;
             }
         }
         for id in self.approvals.answered_waiting().await? {

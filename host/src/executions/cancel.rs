@@ -30,14 +30,23 @@ impl Executions {
     pub async fn cancel(self: &Arc<Self>, id: &str) -> Result<Cancel, StoreError> {
         match self.scheduler.cancel(id) {
             scheduler::Cancel::NotLive => {
-                let stored = self.store.get(id).await?;
+                let mut stored = self.store.get(id).await?;
                 // Another host runs it (a store several hosts share): marked,
-                // it is stopped by that host when it sees the mark.
-                if let Some(e) = &stored
-                    && self.backend.lease().is_some()
-                    && matches!(e.status, Status::Pending | Status::Queued | Status::Running)
-                {
-                    self.store.set_status(id, e.status, Status::CancelRequested).await?;
+                // it is stopped by that host when it sees the mark. (The mark
+                // is set only from the status read: read again if it moved on.)
+                for _ in 0..3 {
+                    match &stored {
+                        Some(e)
+                            if self.backend.lease().is_some()
+                                && matches!(e.status, Status::Pending | Status::Queued | Status::Running) =>
+                        {
+                            self.store.set_status(id, e.status, Status::CancelRequested).await?;
+                            stored = self.store.get(id).await?;
+                        }
+                        _ => break,
+                    }
+                }
+                if stored.as_ref().is_some_and(|e| e.status == Status::CancelRequested) {
                     return Ok(Cancel::Requested);
                 }
                 // Unloaded while it waits for a decision: resumed to end.

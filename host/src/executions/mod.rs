@@ -257,6 +257,10 @@ async fn sweep_old_executions(executions: Weak<Executions>) {
     loop {
         tick.tick().await;
         let Some(executions) = executions.upgrade() else { return };
+        // On a store several hosts share, the leading host sweeps.
+        if !executions.backend.leads() {
+            continue;
+        }
         let ms = |secs: u64| (secs.min(i64::MAX as u64 / 1000) * 1000) as i64;
         let settings = &executions.settings;
         if settings.retention_secs > 0

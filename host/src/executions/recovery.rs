@@ -105,7 +105,11 @@ impl Executions {
                         _ => End::Failed(ExecError::host("host_restart", stopped)),
                     };
                     let events = self.lifecycle.reopen(&execution).await;
-                    self.lifecycle.end(&mut execution, &events, end, None).settle().await?;
+                    // One that cannot be stored now does not hold up the others.
+                    if let Err(e) = self.lifecycle.end(&mut execution, &events, end, None).settle().await {
+                        tracing::error!(execution = %execution.id, error = %e, "could not end an execution whose host stopped");
+                        continue;
+                    }
                     tracing::warn!(execution = %execution.id, status = execution.status.as_str(), "ended: its host stopped");
                     if let Some((_, version)) = found
                         && let Some(retry) = self.retry_by_policy(&execution, &version)

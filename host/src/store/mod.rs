@@ -11,8 +11,10 @@
 //! behind writes and never run on an async worker.
 
 pub mod blobs;
+mod chunks;
 mod commit;
 mod conversations;
+mod durable;
 pub mod postgres;
 pub mod sqlite;
 mod triggers;
@@ -27,12 +29,12 @@ use async_trait::async_trait;
 
 pub use self::commit::Commit;
 pub use self::conversations::{ConversationFilter, ConversationStore, MemoryStore};
+pub use self::durable::{ApprovalFilter, ApprovalStore, JournalStore};
 pub use self::triggers::{HookStore, ScheduleFilter, ScheduleStore, WebhookStore};
 pub use self::write::{MemoryWrite, Write};
 use crate::events::{Event, EventSink};
 use crate::record::{
-    Agent, AgentSummary, AgentVersion, ApiKey, Approval, ApprovalStatus, Artifact, Decision, Delivery, Execution,
-    JournalEntry, LogLine, Status, Step, Turn,
+    Agent, AgentSummary, AgentVersion, ApiKey, Artifact, Delivery, Execution, LogLine, Status, Step, Turn,
 };
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -160,6 +162,12 @@ pub trait ExecutionStore: Queue {
     async fn orphans(&self) -> Result<Vec<Execution>, StoreError> {
         Ok(Vec::new())
     }
+    /// Whether another live host holds the execution (on a store several
+    /// hosts share: it last took it and its lease runs); such a run is that
+    /// host's to resume.
+    async fn held_elsewhere(&self, _id: &str) -> Result<bool, StoreError> {
+        Ok(false)
+    }
     /// This host's executions another host asked to cancel (on a store
     /// several hosts share; none on a store of one host).
     async fn cancels_asked(&self) -> Result<Vec<String>, StoreError> {
@@ -271,67 +279,6 @@ pub trait KvStore: Queue {
     async fn list(&self, agent_id: &str, prefix: &str, limit: usize) -> Result<Vec<String>, StoreError>;
 }
 
-/// The journals of durable runs. An execution's journal is deleted with its
-/// final record (a finished run is never replayed).
-#[async_trait]
-pub trait JournalStore: Queue {
-    /// Adds entries (or, for a started entry now done, replaces it), in order
-    /// with the other writes.
-    fn append(&self, execution_id: &str, entries: Vec<JournalEntry>) -> Commit {
-        self.queue(Write::Journal {
-            execution_id: execution_id.to_owned(),
-            entries,
-        })
-    }
-    /// An execution's journal, in order.
-    async fn load(&self, execution_id: &str) -> Result<Vec<JournalEntry>, StoreError>;
-}
-
-/// Filters and cursor of an approvals listing. Newest first; `after` is the
-/// last id of the previous page.
-#[derive(Debug, Default, Clone)]
-pub struct ApprovalFilter {
-    pub workspace: String,
-    pub status: Option<ApprovalStatus>,
-    pub agent_id: Option<String>,
-    pub execution_id: Option<String>,
-    pub after: Option<String>,
-    pub limit: u32,
-}
-
-/// Approval requests and their decisions.
-#[async_trait]
-pub trait ApprovalStore: Queue {
-    /// Stores a request with the webhook deliveries announcing it, in one
-    /// commit (a request stored again keeps its first version).
-    fn create(&self, approval: Approval, deliveries: Vec<Delivery>) -> Commit {
-        self.queue(Write::Approval(Box::new(approval), deliveries))
-    }
-    /// Decides a request, only if it is still pending (the first decision wins:
-    /// read it back to learn which one that was).
-    fn decide(&self, id: &str, decision: Decision) -> Commit {
-        self.queue(Write::Decide {
-            id: id.to_owned(),
-            decision: Box::new(decision),
-        })
-    }
-    async fn get(&self, id: &str) -> Result<Option<Approval>, StoreError>;
-    /// One page, newest first, and whether more follow.
-    async fn list(&self, filter: ApprovalFilter) -> Result<(Vec<Approval>, bool), StoreError>;
-    /// Pending requests whose timeout passed by `now`, at most `limit`.
-    async fn due(&self, now: i64, limit: u32) -> Result<Vec<Approval>, StoreError>;
-    /// The newest request of an execution.
-    async fn of_execution(&self, execution_id: &str) -> Result<Option<Approval>, StoreError>;
-    /// Every request of these executions (one read for many: a batch of
-    /// traces to export).
-    async fn of_executions(&self, execution_ids: Vec<String>) -> Result<Vec<Approval>, StoreError>;
-    /// Executions still `awaiting_approval` with no request pending: decided
-    /// while nobody resumed them.
-    async fn answered_waiting(&self) -> Result<Vec<String>, StoreError>;
-    /// Every execution `awaiting_approval`: its id and its version's id.
-    async fn waiting(&self) -> Result<Vec<(String, String)>, StoreError>;
-}
-
 /// An idempotency key: which execution a request made, and when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyRecord {
@@ -418,6 +365,8 @@ pub trait Backend: Send + Sync {
     fn leads(&self) -> bool {
         true
     }
+    /// Gives the lead up (a host shutting down).
+    async fn resign(&self) {}
 }
 
 /// One data dir's stores, each behind its trait.
@@ -441,6 +390,44 @@ pub struct Stores {
 }
 
 impl Stores {
+    /// Every store from one backend that implements them all.
+    pub fn of<B>(backend: Arc<B>, blobs: Arc<dyn BlobStore>) -> Stores
+    where
+        B: ExecutionStore
+            + EventStore
+            + AgentStore
+            + KeyStore
+            + KvStore
+            + IdempotencyStore
+            + JournalStore
+            + ApprovalStore
+            + ConversationStore
+            + MemoryStore
+            + ScheduleStore
+            + HookStore
+            + WebhookStore
+            + Backend
+            + 'static,
+    {
+        Stores {
+            executions: backend.clone(),
+            events: backend.clone(),
+            agents: backend.clone(),
+            keys: backend.clone(),
+            kv: backend.clone(),
+            idempotency: backend.clone(),
+            journal: backend.clone(),
+            approvals: backend.clone(),
+            conversations: backend.clone(),
+            memory: backend.clone(),
+            schedules: backend.clone(),
+            hooks: backend.clone(),
+            webhooks: backend.clone(),
+            blobs,
+            backend,
+        }
+    }
+
     /// The embedded SQLite store in `data_dir` (created and migrated as needed),
     /// with blobs as files beside it.
     pub fn open(data_dir: &Path) -> anyhow::Result<Stores> {

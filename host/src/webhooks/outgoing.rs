@@ -295,14 +295,23 @@ impl Outgoing {
     /// One delivery due: attempted, and its outcome stored (false: it could
     /// not be).
     async fn handle(&self, mut d: Delivery) -> bool {
-        let Some(subscription) = self
+        let known = self
             .read()
             .values()
             .flatten()
             .find(|s| s.id == d.subscription_id)
-            .cloned()
-        else {
-            return true;
+            .cloned();
+        // One another host made since the subscriptions were last read.
+        let subscription = match known {
+            Some(s) => s,
+            None => match self.store.subscription(&d.subscription_id).await {
+                Ok(Some(s)) => s,
+                Ok(None) => return true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not read a delivery's subscription");
+                    return false;
+                }
+            },
         };
         let attempt = self.attempt(&subscription, &d).await;
         let delivered = attempt.error.is_none();

@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 
-use super::chunks::Chunks;
 use super::conversations;
 use super::durable;
 use super::outbox;
@@ -13,6 +12,7 @@ use super::sql::{self, Tx};
 use super::triggers;
 use crate::record::{Agent, AgentVersion, Execution, LogLine, Step};
 use crate::store::Write;
+use crate::store::chunks::Chunks;
 
 /// Applies writes in the writer's transaction; `host` is this host, the
 /// owner of every execution row it writes.
@@ -80,10 +80,13 @@ pub fn apply(tx: &mut Tx<'_>, host: &str, writes: &[&Write]) -> anyhow::Result<(
                 )?;
             }
             Write::Sweep { before } => sweep(tx, *before)?,
+            // A run that goes on (resumed after a decision) is the resuming
+            // host's from then on.
             Write::Status { id, from, to } => {
                 tx.execute(
-                    "UPDATE executions SET status = $1 WHERE id = $2 AND status = $3",
-                    &[&to.as_str(), id, &from.as_str()],
+                    "UPDATE executions SET status = $1, owner = CASE WHEN $1 = 'running' THEN $4 ELSE owner END
+                     WHERE id = $2 AND status = $3",
+                    &[&to.as_str(), id, &from.as_str(), &host],
                 )?;
             }
             Write::Running { id, started_at } => {
@@ -171,7 +174,16 @@ pub fn apply(tx: &mut Tx<'_>, host: &str, writes: &[&Write]) -> anyhow::Result<(
             Write::SweepDeliveries(before) => outbox::sweep(tx, *before)?,
         }
     }
-    chunks.insert(tx)?;
+    chunks.rows(|r| {
+        tx.execute(
+            "INSERT INTO event_chunks (execution_id, first_seq, last_seq, events)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (execution_id, first_seq) DO UPDATE SET last_seq = EXCLUDED.last_seq,
+                events = EXCLUDED.events",
+            &[&r.execution_id, &sql::int(r.first), &sql::int(r.last), &r.json],
+        )?;
+        Ok(())
+    })?;
     Ok(())
 }
 
@@ -212,6 +224,8 @@ fn deploy(tx: &mut Tx<'_>, agent: &Agent, version: &AgentVersion) -> anyhow::Res
     Ok(())
 }
 
+/// Creates or updates an execution's row, as this host's; a row another
+/// host took over meanwhile (this host's lease ran out) is left to it.
 fn upsert_execution(tx: &mut Tx<'_>, host: &str, e: &Execution) -> anyhow::Result<()> {
     let tool_calls = serde_json::to_string(&e.tool_calls)?;
     let memory_stores = serde_json::to_string(&e.memory_store_ids)?;
@@ -243,7 +257,8 @@ fn upsert_execution(tx: &mut Tx<'_>, host: &str, e: &Execution) -> anyhow::Resul
             tool_ms = EXCLUDED.tool_ms, n_tool_calls = EXCLUDED.n_tool_calls,
             tool_calls = EXCLUDED.tool_calls, n_artifacts = EXCLUDED.n_artifacts,
             n_screenshots = EXCLUDED.n_screenshots, usage_estimated = EXCLUDED.usage_estimated,
-            output_partial = EXCLUDED.output_partial, owner = EXCLUDED.owner",
+            output_partial = EXCLUDED.output_partial, owner = EXCLUDED.owner
+         WHERE executions.owner IS NULL OR executions.owner = EXCLUDED.owner",
         &[
             &e.id,
             &e.agent_id,

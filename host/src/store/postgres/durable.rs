@@ -218,30 +218,31 @@ pub(super) async fn of_executions(c: &Reader, ids: &[String]) -> anyhow::Result<
     approvals_from_rows(&rows)
 }
 
-/// Executions still `awaiting_approval` with no request pending.
-pub(super) async fn answered_waiting(c: &Reader) -> anyhow::Result<Vec<String>> {
-    let rows = c
-        .query(
-            "SELECT e.id FROM executions e WHERE e.status = 'awaiting_approval'
-               AND NOT EXISTS (SELECT 1 FROM approvals a WHERE a.execution_id = e.id AND a.status = 'pending')
-             ORDER BY e.id",
-            &[],
-        )
-        .await?;
+/// Executions still `awaiting_approval` with no request pending (of this
+/// host, nobody, or a host whose lease ran out).
+pub(super) async fn answered_waiting(c: &Reader, host: &str) -> anyhow::Result<Vec<String>> {
+    let sql = format!(
+        "SELECT e.id FROM executions e WHERE e.status = 'awaiting_approval' AND {}
+           AND NOT EXISTS (SELECT 1 FROM approvals a WHERE a.execution_id = e.id AND a.status = 'pending')
+         ORDER BY e.id",
+        super::hosts::free("e")
+    );
+    let rows = c.query(&sql, &[&host]).await?;
     Ok(rows
         .iter()
         .map(|r| r.try_get::<_, String>(0))
         .collect::<Result<Vec<_>, _>>()?)
 }
 
-/// Every execution `awaiting_approval`: its id and its version's id.
-pub(super) async fn waiting(c: &Reader) -> anyhow::Result<Vec<(String, String)>> {
-    let rows = c
-        .query(
-            "SELECT id, agent_version_id FROM executions WHERE status = 'awaiting_approval' ORDER BY id",
-            &[],
-        )
-        .await?;
+/// Every execution `awaiting_approval` (of this host, nobody, or a host
+/// whose lease ran out): its id and its version's id.
+pub(super) async fn waiting(c: &Reader, host: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let sql = format!(
+        "SELECT e.id, e.agent_version_id FROM executions e WHERE e.status = 'awaiting_approval' AND {}
+         ORDER BY e.id",
+        super::hosts::free("e")
+    );
+    let rows = c.query(&sql, &[&host]).await?;
     let mut found: Vec<(String, String)> = Vec::with_capacity(rows.len());
     for r in &rows {
         found.push((r.try_get(0)?, r.try_get(1)?));
@@ -289,11 +290,11 @@ impl ApprovalStore for PgStore {
 
     async fn answered_waiting(&self) -> Result<Vec<String>, StoreError> {
         let c = self.reader().await?;
-        answered_waiting(&c).await.map_err(read_error)
+        answered_waiting(&c, &self.host).await.map_err(read_error)
     }
 
     async fn waiting(&self) -> Result<Vec<(String, String)>, StoreError> {
         let c = self.reader().await?;
-        waiting(&c).await.map_err(read_error)
+        waiting(&c, &self.host).await.map_err(read_error)
     }
 }

@@ -28,30 +28,67 @@ pub fn identity(data_dir: &Path) -> anyhow::Result<String> {
     Ok(id)
 }
 
-/// Renews (or takes) this host's lease until `now + lease_ms`.
-pub async fn heartbeat(c: &Reader, host: &str, now: i64, lease_ms: i64) -> anyhow::Result<()> {
-    c.query(
-        "INSERT INTO hosts (id, started_at, heartbeat_at, expires_at) VALUES ($1, $2, $2, $3)
-         ON CONFLICT (id) DO UPDATE SET heartbeat_at = EXCLUDED.heartbeat_at, expires_at = EXCLUDED.expires_at",
-        &[&host, &now, &(now + lease_ms)],
+/// Now, in Unix ms, by the database's clock: every host compares leases
+/// against the same clock, whatever its own says.
+const NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::BIGINT";
+
+/// Whether the executions row `e` is free for host `$1` to take: its own,
+/// nobody's, or a host's whose lease ran out.
+pub fn free(e: &str) -> String {
+    format!(
+        "({e}.owner IS NULL OR {e}.owner = $1 OR NOT EXISTS
+            (SELECT 1 FROM hosts h WHERE h.id = {e}.owner AND h.expires_at >= {NOW}))"
     )
-    .await?;
-    Ok(())
+}
+
+/// Renews (or takes) this host's lease for `lease_ms`; whether it had run
+/// out meanwhile (other hosts may have taken this host's executions).
+pub async fn heartbeat(c: &Reader, host: &str, lease_ms: i64) -> anyhow::Result<bool> {
+    let row = c
+        .query_one(
+            &format!(
+                "WITH before AS (SELECT expires_at FROM hosts WHERE id = $1)
+                 INSERT INTO hosts (id, started_at, heartbeat_at, expires_at) VALUES ($1, {NOW}, {NOW}, {NOW} + $2)
+                 ON CONFLICT (id) DO UPDATE SET heartbeat_at = EXCLUDED.heartbeat_at, expires_at = EXCLUDED.expires_at
+                 RETURNING coalesce((SELECT expires_at FROM before) < heartbeat_at, false)"
+            ),
+            &[&host, &lease_ms],
+        )
+        .await?;
+    Ok(row.try_get(0)?)
 }
 
 /// Renews this host's lead, or takes it when nobody holds one: whether it
-/// leads now (until `now + lease_ms`).
-pub async fn lead(c: &Reader, host: &str, now: i64, lease_ms: i64) -> anyhow::Result<bool> {
+/// leads now (for `lease_ms`).
+pub async fn lead(c: &Reader, host: &str, lease_ms: i64) -> anyhow::Result<bool> {
     let held = c
         .query_opt(
-            "INSERT INTO lead (duty, host, expires_at) VALUES ('lead', $1, $3)
-             ON CONFLICT (duty) DO UPDATE SET host = EXCLUDED.host, expires_at = EXCLUDED.expires_at
-             WHERE lead.host = EXCLUDED.host OR lead.expires_at < $2
-             RETURNING host",
-            &[&host, &now, &(now + lease_ms)],
+            &format!(
+                "INSERT INTO lead (duty, host, expires_at) VALUES ('lead', $1, {NOW} + $2)
+                 ON CONFLICT (duty) DO UPDATE SET host = EXCLUDED.host, expires_at = EXCLUDED.expires_at
+                 WHERE lead.host = EXCLUDED.host OR lead.expires_at < {NOW}
+                 RETURNING host"
+            ),
+            &[&host, &lease_ms],
         )
         .await?;
     Ok(held.is_some())
+}
+
+/// Gives the lead up (a host shutting down): another host leads at its next
+/// heartbeat.
+pub async fn resign(c: &Reader, host: &str) -> anyhow::Result<()> {
+    c.query("DELETE FROM lead WHERE host = $1", &[&host]).await?;
+    Ok(())
+}
+
+/// Whether another host whose lease runs holds the execution.
+pub async fn held_elsewhere(c: &Reader, host: &str, id: &str) -> anyhow::Result<bool> {
+    let sql = format!(
+        "SELECT EXISTS (SELECT 1 FROM executions e WHERE e.id = $2 AND NOT {})",
+        free("e")
+    );
+    Ok(c.query_one(&sql, &[&host, &id]).await?.try_get(0)?)
 }
 
 /// This host's executions marked `cancel_requested` (by any host).
@@ -72,16 +109,14 @@ const UNFINISHED: &str = "('pending', 'queued', 'running', 'cancel_requested')";
 /// Unfinished executions this host may take, now its own: `mine` includes
 /// those it wrote last itself (what a restart recovers); always those whose
 /// host's lease ran out. Oldest first.
-pub async fn take(c: &Reader, host: &str, now: i64, mine: bool) -> anyhow::Result<Vec<Execution>> {
+pub async fn take(c: &Reader, host: &str, mine: bool) -> anyhow::Result<Vec<Execution>> {
     let sql = format!(
         "UPDATE executions e SET owner = $1
-         WHERE e.status IN {UNFINISHED}
-           AND (($3 AND (e.owner IS NULL OR e.owner = $1))
-                OR (e.owner <> $1 AND NOT EXISTS
-                    (SELECT 1 FROM hosts h WHERE h.id = e.owner AND h.expires_at >= $2)))
-         RETURNING {EXECUTION_COLUMNS}"
+         WHERE e.status IN {UNFINISHED} AND {free} AND ($2 OR e.owner IS DISTINCT FROM $1)
+         RETURNING {EXECUTION_COLUMNS}",
+        free = free("e"),
     );
-    let rows = c.query(&sql, &[&host, &now, &mine]).await?;
+    let rows = c.query(&sql, &[&host, &mine]).await?;
     let mut taken = executions_from_rows(&rows)?;
     taken.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(taken)

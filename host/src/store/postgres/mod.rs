@@ -7,7 +7,6 @@
 
 mod apply;
 mod blobs;
-mod chunks;
 mod conversations;
 mod durable;
 mod hosts;
@@ -20,7 +19,6 @@ mod summary;
 mod triggers;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -45,8 +43,9 @@ pub struct PgStore {
     /// This host's id, and how long its lease lasts.
     host: String,
     lease: Duration,
-    /// Whether this host led at its last heartbeat.
-    leading: AtomicBool,
+    /// Until when this host leads (from its last heartbeat that found it
+    /// leading), if it does.
+    lead_until: Mutex<Option<std::time::Instant>>,
 }
 
 impl PgStore {
@@ -96,27 +95,10 @@ impl PgStore {
             version,
             host,
             lease: Duration::from_millis(settings.lease_ms),
-            leading: AtomicBool::new(false),
+            lead_until: Mutex::new(None),
         });
-        store.heartbeat().await.context("taking this host's lease")?;
         tracing::info!(host = %store.host, "on a shared Postgres store");
-        Ok(Stores {
-            executions: store.clone(),
-            events: store.clone(),
-            agents: store.clone(),
-            keys: store.clone(),
-            kv: store.clone(),
-            idempotency: store.clone(),
-            journal: store.clone(),
-            approvals: store.clone(),
-            conversations: store.clone(),
-            memory: store.clone(),
-            schedules: store.clone(),
-            hooks: store.clone(),
-            webhooks: store.clone(),
-            blobs,
-            backend: store,
-        })
+        Ok(Stores::of(store, blobs))
     }
 
     /// A pooled connection for reads.
@@ -159,30 +141,49 @@ impl Backend for PgStore {
     }
 
     async fn heartbeat(&self) -> Result<(), StoreError> {
+        let began = std::time::Instant::now();
+        let lease = i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX);
         let beat = async {
             let c = self.reader().await?;
-            let lease = i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX);
-            let now = crate::time::now_ms();
-            hosts::heartbeat(&c, &self.host, now, lease).await?;
-            hosts::lead(&c, &self.host, now, lease).await
+            let lapsed = hosts::heartbeat(&c, &self.host, lease).await?;
+            anyhow::Ok((lapsed, hosts::lead(&c, &self.host, lease).await?))
         };
-        match beat.await {
-            Ok(leads) => {
-                if leads != self.leading.swap(leads, Ordering::Relaxed) {
+        // A beat that takes a third of a lease is as good as lost.
+        let beat = tokio::time::timeout(self.lease / 3, beat).await;
+        match beat {
+            Ok(Ok((lapsed, leads))) => {
+                if lapsed {
+                    tracing::error!(host = %self.host, "this host's lease had run out: other hosts may have taken over its executions");
+                }
+                // Leads until a lease from when this beat began, less a margin
+                // for the database's answer on the way back.
+                let until = if leads { Some(began + self.lease * 2 / 3) } else { None };
+                let was = std::mem::replace(
+                    &mut *self.lead_until.lock().unwrap_or_else(PoisonError::into_inner),
+                    until,
+                );
+                if was.is_some() != leads {
                     tracing::info!(host = %self.host, leads, "the lead changed");
                 }
                 Ok(())
             }
-            Err(e) => {
-                // Without a lease renewed, another host may lead soon.
-                self.leading.store(false, Ordering::Relaxed);
-                Err(StoreError::Write(format!("{e:#}")))
-            }
+            Ok(Err(e)) => Err(StoreError::Write(format!("{e:#}"))),
+            Err(_) => Err(StoreError::Write("the heartbeat took a third of a lease".into())),
         }
     }
 
     fn leads(&self) -> bool {
-        self.leading.load(Ordering::Relaxed)
+        let until = *self.lead_until.lock().unwrap_or_else(PoisonError::into_inner);
+        until.is_some_and(|t| std::time::Instant::now() < t)
+    }
+
+    async fn resign(&self) {
+        self.lead_until.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Ok(c) = self.reader().await
+            && let Err(e) = hosts::resign(&c, &self.host).await
+        {
+            tracing::warn!(error = %format!("{e:#}"), "could not give the lead up");
+        }
     }
 
     async fn close(&self) {

@@ -14,6 +14,7 @@ use crate::record::{
     Agent, AgentVersion, ApiKey, Artifact, ErrorSource, ExecError, Execution, LogLevel, LogLine, LogStream, Role,
     Status, Step, Trigger, Usage,
 };
+use crate::store::chunks::EventPage;
 use crate::store::{EventBudget, ExecutionFilter, IdempotencyRecord};
 
 /// Stored JSON as a shared raw value.
@@ -316,14 +317,12 @@ const MAX_EVENT_ROWS: usize = 256;
 /// budget.
 pub async fn events(c: &Reader, id: &str, after: u64, budget: EventBudget) -> anyhow::Result<Vec<Arc<Event>>> {
     let after_seq = sql::int(after);
-    let mut out = Vec::new();
-    let mut bytes = 0;
-    let spent = |out: &Vec<Arc<Event>>, bytes: usize| out.len() >= budget.events || bytes >= budget.bytes;
+    let mut page = EventPage::new(id, after, budget);
     // The first_seq of the last row read: the next read starts after it.
     let mut cursor = i64::MIN;
-    let mut page = FIRST_EVENT_ROWS;
-    while !spent(&out, bytes) {
-        let want = page.min(budget.events - out.len()).max(1);
+    let mut rows_wanted = FIRST_EVENT_ROWS;
+    while !page.spent() {
+        let want = rows_wanted.min(page.wanted());
         let rows = c
             .query(
                 "SELECT first_seq, events FROM event_chunks
@@ -331,40 +330,19 @@ pub async fn events(c: &Reader, id: &str, after: u64, budget: EventBudget) -> an
                 &[&id, &after_seq, &cursor, &(want as i64)],
             )
             .await?;
-        let last_page = rows.len() < want;
         for row in &rows {
-            if spent(&out, bytes) {
+            if page.spent() {
                 break;
             }
             cursor = row.try_get(0)?;
-            let chunk: &str = row.try_get(1)?;
-            let events: Vec<&RawValue> = match serde_json::from_str(chunk) {
-                Ok(events) => events,
-                Err(e) => {
-                    tracing::warn!(execution = id, error = %e, "a stored event chunk is not JSON; skipped");
-                    continue;
-                }
-            };
-            for raw in events {
-                if spent(&out, bytes) {
-                    break;
-                }
-                match Event::from_json(raw.get()) {
-                    Some(event) if event.seq > after => {
-                        bytes += raw.get().len();
-                        out.push(Arc::new(event));
-                    }
-                    Some(_) => {}
-                    None => tracing::warn!(execution = id, "a stored event is not one; skipped"),
-                }
-            }
+            page.add(row.try_get(1)?);
         }
-        if last_page {
+        if rows.len() < want {
             break;
         }
-        page = (page * 4).min(MAX_EVENT_ROWS);
+        rows_wanted = (rows_wanted * 4).min(MAX_EVENT_ROWS);
     }
-    Ok(out)
+    Ok(page.into_events())
 }
 
 /// The number of an execution's last stored event (0 for none).

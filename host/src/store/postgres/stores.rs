@@ -35,9 +35,12 @@ impl ExecutionStore for PgStore {
 
     async fn unfinished(&self) -> Result<Vec<Execution>, StoreError> {
         let c = self.reader().await?;
-        hosts::take(&c, &self.host, crate::time::now_ms(), true)
-            .await
-            .map_err(read_error)
+        hosts::take(&c, &self.host, true).await.map_err(read_error)
+    }
+
+    async fn held_elsewhere(&self, id: &str) -> Result<bool, StoreError> {
+        let c = self.reader().await?;
+        hosts::held_elsewhere(&c, &self.host, id).await.map_err(read_error)
     }
 
     async fn cancels_asked(&self) -> Result<Vec<String>, StoreError> {
@@ -47,9 +50,7 @@ impl ExecutionStore for PgStore {
 
     async fn orphans(&self) -> Result<Vec<Execution>, StoreError> {
         let c = self.reader().await?;
-        hosts::take(&c, &self.host, crate::time::now_ms(), false)
-            .await
-            .map_err(read_error)
+        hosts::take(&c, &self.host, false).await.map_err(read_error)
     }
 
     async fn count(&self, status: Status) -> Result<u64, StoreError> {

@@ -8,12 +8,12 @@ use std::sync::atomic::AtomicI64;
 
 use rusqlite::{Connection, ErrorCode, Transaction, params};
 
-use super::chunks::Chunks;
 use super::conversations;
 use super::durable;
 use super::outbox;
 use super::triggers;
 use crate::record::{Agent, AgentVersion, Execution, LogLine, Step};
+use crate::store::chunks::Chunks;
 use crate::store::writer::Sink;
 use crate::store::{BlobStore, Write};
 
@@ -208,7 +208,16 @@ fn apply(conn: &mut Connection, blobs: &dyn BlobStore, writes: &[&Write]) -> any
             Write::SweepDeliveries(before) => outbox::sweep(&tx, *before)?,
         }
     }
-    chunks.insert(&tx)?;
+    if !chunks.is_empty() {
+        let mut stmt = tx.prepare_cached(
+            "INSERT OR REPLACE INTO event_chunks (execution_id, first_seq, last_seq, events)
+             VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        chunks.rows(|r| {
+            stmt.execute(params![r.execution_id, r.first as i64, r.last as i64, r.json])?;
+            Ok(())
+        })?;
+    }
     tx.commit()?;
     Ok(())
 }

@@ -8,7 +8,6 @@
 
 mod apply;
 mod checkpoint;
-mod chunks;
 mod conversations;
 mod durable;
 mod outbox;
@@ -83,23 +82,7 @@ impl SqliteStore {
             health,
             _checkpointer: checkpointer,
         });
-        Ok(Stores {
-            executions: store.clone(),
-            events: store.clone(),
-            agents: store.clone(),
-            keys: store.clone(),
-            kv: store.clone(),
-            idempotency: store.clone(),
-            journal: store.clone(),
-            approvals: store.clone(),
-            conversations: store.clone(),
-            memory: store.clone(),
-            schedules: store.clone(),
-            hooks: store.clone(),
-            webhooks: store.clone(),
-            blobs,
-            backend: store,
-        })
+        Ok(Stores::of(store, blobs))
     }
 
     /// Runs a read on a pooled connection, off the async workers.

@@ -13,6 +13,7 @@ use crate::record::{
     Agent, AgentVersion, ApiKey, Artifact, ErrorSource, ExecError, Execution, LogLevel, LogLine, LogStream, Role,
     Status, Step, Trigger, Usage,
 };
+use crate::store::chunks::EventPage;
 use crate::store::{EventBudget, ExecutionFilter, IdempotencyRecord};
 
 fn raw(text: String) -> Arc<RawValue> {
@@ -314,35 +315,13 @@ pub fn events(conn: &Connection, id: &str, after: u64, budget: EventBudget) -> a
         "SELECT events FROM event_chunks WHERE execution_id = ?1 AND last_seq > ?2 ORDER BY first_seq",
     )?;
     let mut rows = stmt.query(params![id, after as i64])?;
-    let mut out = Vec::new();
-    let mut bytes = 0;
-    let spent = |out: &Vec<Arc<Event>>, bytes: usize| out.len() >= budget.events || bytes >= budget.bytes;
-    while !spent(&out, bytes)
+    let mut page = EventPage::new(id, after, budget);
+    while !page.spent()
         && let Some(row) = rows.next()?
     {
-        let chunk: String = row.get(0)?;
-        let events: Vec<&RawValue> = match serde_json::from_str(&chunk) {
-            Ok(events) => events,
-            Err(e) => {
-                tracing::warn!(execution = id, error = %e, "a stored event chunk is not JSON; skipped");
-                continue;
-            }
-        };
-        for raw in events {
-            if spent(&out, bytes) {
-                break;
-            }
-            match Event::from_json(raw.get()) {
-                Some(event) if event.seq > after => {
-                    bytes += raw.get().len();
-                    out.push(Arc::new(event));
-                }
-                Some(_) => {}
-                None => tracing::warn!(execution = id, "a stored event is not one; skipped"),
-            }
-        }
+        page.add(&row.get::<_, String>(0)?);
     }
-    Ok(out)
+    Ok(page.into_events())
 }
 
 /// The number of an execution's last stored event (0 for none).
