@@ -80,15 +80,16 @@ pub(super) fn apply(tx: &mut Tx<'_>, w: &MemoryWrite) -> anyhow::Result<()> {
             let old = old_size(tx, scope, &e.key)?;
             // Only into a memory that still exists (a store or a conversation
             // deleted meanwhile gets nothing back).
-            let stored = tx.execute(
+            let stored = tx.query_opt(
                 "INSERT INTO memory (scope, key, value, updated_at)
                  SELECT $1::TEXT, $2::TEXT, $3::TEXT, $4::BIGINT
                  WHERE EXISTS (SELECT 1 FROM memory_stores WHERE id = $1::TEXT)
                     OR EXISTS (SELECT 1 FROM conversations WHERE id = $1::TEXT)
-                 ON CONFLICT (scope, key) DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at",
+                 ON CONFLICT (scope, key) DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at
+                 RETURNING 1",
                 &[scope, &e.key, &e.value.get(), &e.updated_at],
             )?;
-            if stored == 0 {
+            if stored.is_none() {
                 return Ok(());
             }
             let added = i64::from(old.is_none());

@@ -27,7 +27,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
 use self::blobs::PgBlobs;
-use self::sql::{Reader, Statements, Tx};
+use self::sql::{Reader, Session, Tx};
 use super::writer::{Sink, StorageHealth, Writer, WriterThread};
 use super::{Backend, BlobStore, Commit, Queue, StorageFailure, StoreError, Stores, Write};
 use crate::config::StoreConfig;
@@ -54,7 +54,7 @@ impl PgStore {
     /// live there too.
     pub async fn open(url: &str, settings: &StoreConfig, data_dir: &Path) -> anyhow::Result<Stores> {
         let config: tokio_postgres::Config = url.parse().context("store.url")?;
-        let writer_config: postgres::Config = url.parse().context("store.url")?;
+        let writer_config = config.clone();
         let host = hosts::identity(data_dir)?;
         let health = Arc::new(StorageHealth::default());
         let sink_host = host.clone();
@@ -197,33 +197,26 @@ impl Backend for PgStore {
 
 /// The writer thread's connection: reconnected when it is lost.
 struct PgSink {
-    config: postgres::Config,
+    config: tokio_postgres::Config,
     /// This host, the owner of the execution rows it writes.
     host: String,
-    client: postgres::Client,
-    statements: Statements,
+    session: Session,
 }
 
 impl PgSink {
-    fn connect(config: postgres::Config, host: String) -> anyhow::Result<Self> {
-        let mut client = config.connect(postgres::NoTls)?;
-        schema::migrate(&mut client)?;
-        Ok(Self {
-            config,
-            host,
-            client,
-            statements: Statements::default(),
-        })
+    fn connect(config: tokio_postgres::Config, host: String) -> anyhow::Result<Self> {
+        let mut session = Session::connect(&config)?;
+        schema::migrate(&mut session)?;
+        Ok(Self { config, host, session })
     }
 }
 
 impl Sink for PgSink {
     fn apply(&mut self, writes: &[&Write]) -> anyhow::Result<()> {
-        if self.client.is_closed() {
-            self.client = self.config.connect(postgres::NoTls)?;
-            self.statements = Statements::default();
+        if self.session.is_closed() {
+            self.session = Session::connect(&self.config)?;
         }
-        let mut tx = Tx::begin(&mut self.client, &mut self.statements)?;
+        let mut tx = Tx::begin(&mut self.session)?;
         apply::apply(&mut tx, &self.host, writes)?;
         tx.commit()
     }
@@ -232,17 +225,18 @@ impl Sink for PgSink {
     /// memory, or in trouble of its own, or a transaction that lost a race:
     /// storage's failure, waited out; anything else is the write's own.
     fn storage_failed(&self, e: &anyhow::Error) -> bool {
-        e.chain().any(|cause| match cause.downcast_ref::<postgres::Error>() {
-            Some(error) => match error.code() {
-                Some(state) => {
-                    let code = state.code();
-                    ["08", "53", "57", "58", "40"]
-                        .iter()
-                        .any(|class| code.starts_with(class))
-                }
-                None => error.is_closed() || self.client.is_closed(),
-            },
-            None => cause.downcast_ref::<std::io::Error>().is_some(),
-        })
+        e.chain()
+            .any(|cause| match cause.downcast_ref::<tokio_postgres::Error>() {
+                Some(error) => match error.code() {
+                    Some(state) => {
+                        let code = state.code();
+                        ["08", "53", "57", "58", "40"]
+                            .iter()
+                            .any(|class| code.starts_with(class))
+                    }
+                    None => error.is_closed() || self.session.is_closed(),
+                },
+                None => cause.downcast_ref::<std::io::Error>().is_some(),
+            })
     }
 }

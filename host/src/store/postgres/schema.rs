@@ -5,6 +5,8 @@
 
 use anyhow::Context;
 
+use super::sql::{Session, Tx};
+
 /// The advisory lock every migration takes first: hosts that start at once
 /// migrate one after the other ("warden" and 1).
 const MIGRATION_LOCK: i64 = 0x7761_7264_656e_0001;
@@ -323,17 +325,20 @@ const MIGRATIONS: &[&str] = &[
 /// Brings the database up to the newest schema: one transaction per
 /// migration, each under the migration lock, so hosts starting together
 /// neither race nor apply a migration twice.
-pub fn migrate(client: &mut postgres::Client) -> anyhow::Result<()> {
+pub fn migrate(session: &mut Session) -> anyhow::Result<()> {
     loop {
-        let mut tx = client.transaction()?;
-        tx.batch_execute(&format!(
+        let mut tx = Tx::begin(session)?;
+        tx.batch(&format!(
             "SELECT pg_advisory_xact_lock({MIGRATION_LOCK});
              CREATE TABLE IF NOT EXISTS warden_schema (version BIGINT NOT NULL);
              INSERT INTO warden_schema (version)
                  SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM warden_schema);"
         ))
         .context("reading the schema version")?;
-        let current: i64 = tx.query_one("SELECT version FROM warden_schema", &[])?.try_get(0)?;
+        let current: i64 = tx
+            .query_opt("SELECT version FROM warden_schema", &[])?
+            .context("no schema version")?
+            .try_get(0)?;
         let current = usize::try_from(current).context("a negative schema version")?;
         anyhow::ensure!(
             current <= MIGRATIONS.len(),
@@ -344,7 +349,7 @@ pub fn migrate(client: &mut postgres::Client) -> anyhow::Result<()> {
             tx.commit()?;
             return Ok(());
         };
-        tx.batch_execute(sql)
+        tx.batch(sql)
             .with_context(|| format!("schema migration {}", current + 1))?;
         let version = i64::try_from(current + 1)?;
         tx.execute("UPDATE warden_schema SET version = $1", &[&version])?;
