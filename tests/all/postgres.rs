@@ -40,15 +40,7 @@ async fn a_host_on_postgres_keeps_its_records_there_across_a_kill() {
     let cluster = PgCluster::start();
     cluster.psql("CREATE DATABASE warden").unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let config = tmp.path().join("warden.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "deploy_examples = false\n[durability]\napproval_grace_ms = 200\n[store]\nurl = \"{}\"\n",
-            cluster.url("warden")
-        ),
-    )
-    .unwrap();
+    let config = shared_config(tmp.path(), &cluster, "[durability]\napproval_grace_ms = 200");
     let data = tmp.path().join("data");
     let args = ["--config", config.to_str().unwrap()];
 
@@ -114,7 +106,7 @@ async fn a_host_on_postgres_keeps_its_records_there_across_a_kill() {
 }
 
 /// A config file for hosts on the cluster's database `warden`, with `extra` TOML.
-fn shared_config(dir: &Path, cluster: &PgCluster, extra: &str) -> std::path::PathBuf {
+pub(crate) fn shared_config(dir: &Path, cluster: &PgCluster, extra: &str) -> std::path::PathBuf {
     let path = dir.join("warden.toml");
     std::fs::write(
         &path,

@@ -30,15 +30,7 @@ async fn three_hosts_lose_nothing_and_repeat_nothing_when_the_leader_is_killed()
     let cluster = PgCluster::start();
     cluster.psql("CREATE DATABASE warden").unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let config = tmp.path().join("warden.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "deploy_examples = false\n[store]\nurl = \"{}\"\nlease_ms = 1000\n",
-            cluster.url("warden")
-        ),
-    )
-    .unwrap();
+    let config = super::postgres::shared_config(tmp.path(), &cluster, "");
     let args = ["--config", config.to_str().unwrap()];
     let dirs: Vec<_> = (0..3).map(|i| tmp.path().join(format!("host{i}"))).collect();
     let mut hosts: Vec<Option<Warden>> = dirs.iter().map(|d| Some(Warden::start_with(d, &args))).collect();
