@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 use warden_tests::postgres::PgCluster;
 use warden_tests::providers::{ANSWER, FakeProvider, Mode, Protocol};
 use warden_tests::{Server, Warden, warden_bin};
@@ -151,6 +151,40 @@ async fn two_hosts_share_one_database_and_one_takes_over_when_the_other_is_kille
     let id = done["id"].as_str().unwrap();
     let (_, seen) = on_a.get(&format!("/v1/executions/{id}")).await;
     assert_eq!(seen["status"], "completed", "A reads what B ran: {seen}");
+
+    // One idempotency key across hosts: one execution, another request under
+    // it refused, concurrent first uses on both hosts one execution.
+    let keyed = |server: &Server, key: &str, body: Value| {
+        server
+            .http
+            .post(server.url("/v1/agents/echo/execute"))
+            .header("idempotency-key", key)
+            .json(&body)
+    };
+    let (status, first) = on_a.send(keyed(&on_a, "k1", json!({ "input": { "n": 1 } }))).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let (status, again) = on_b.send(keyed(&on_b, "k1", json!({ "input": { "n": 1 } }))).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["id"], first["id"], "{again}");
+    let (status, body) = on_b.send(keyed(&on_b, "k1", json!({ "input": { "n": 2 } }))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let server = if i % 2 == 0 { &on_a } else { &on_b };
+        let req = keyed(server, "k2", json!({ "input": { "n": 3 } }));
+        tasks.push(tokio::spawn(async move {
+            req.send().await.unwrap().json::<Value>().await.unwrap()
+        }));
+    }
+    let mut ids = Vec::new();
+    for task in tasks {
+        let answer = task.await.unwrap();
+        let id = answer["id"].as_str().unwrap_or_else(|| panic!("{answer}"));
+        ids.push(id.to_owned());
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "{ids:?}");
 
     // Cancelled on B while it runs on A: A stops it.
     let sleeping = start_async(&on_a, "sleepy", json!({ "ms": 4000 })).await;

@@ -137,7 +137,11 @@ pub async fn execute(
     (new.trace_id, new.trace_parent) = trace.unzip();
     let accepted = match app.executions.submit(new).await {
         Ok(accepted) => accepted,
-        Err(SubmitError::Repeated { execution_id, key }) => return replay(&app, &key, execution_id, body.mode).await,
+        Err(SubmitError::Repeated {
+            execution_id,
+            key,
+            request_hash,
+        }) => return replay(&app, &key, &request_hash, execution_id, body.mode).await,
         Err(e) => return Err(e.into()),
     };
     match body.mode {
@@ -175,8 +179,14 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 /// A repeated request with a known key: the same execution, not a new run (a
 /// sync caller still waits for it to end). The first request may still be
 /// creating it; then this waits until it is live or stored.
-async fn replay(app: &Arc<App>, key: &str, id: String, mode: Mode) -> Result<Response, ApiError> {
+async fn replay(app: &Arc<App>, key: &str, hash: &str, mut id: String, mode: Mode) -> Result<Response, ApiError> {
     let deadline = tokio::time::Instant::now() + REPLAY_WAIT;
+    // An execution another host accepted (a shared store) is read from the
+    // store, not as often.
+    let pause = match app.stores.backend.lease() {
+        Some(_) => Duration::from_millis(20),
+        None => Duration::from_millis(2),
+    };
     loop {
         if mode == Mode::Sync
             && let Some(done) = app.executions.watch(&id)
@@ -187,19 +197,28 @@ async fn replay(app: &Arc<App>, key: &str, id: String, mode: Mode) -> Result<Res
         if let Some(execution) = app.stores.executions.get(&id).await? {
             if mode == Mode::Sync && !execution.status.is_terminal() {
                 // Live again by the next turn (or finished and stored).
-                tokio::time::sleep(Duration::from_millis(2)).await;
+                tokio::time::sleep(pause).await;
                 continue;
             }
             return Ok((StatusCode::OK, view(&execution)).into_response());
         }
-        if !app.executions.idempotency_key_names(key, &id) || tokio::time::Instant::now() >= deadline {
-            return Err(ApiError::Conflict {
-                code: "idempotency_conflict",
-                message: "the first request with this Idempotency-Key was not accepted; send it again".into(),
-                status: None,
-            });
+        // The key may have come to name the same request's execution another
+        // host made (a shared store): that one is followed.
+        match app.executions.idempotency_holder(key).await {
+            Some((holder_hash, holder)) if holder != id && holder_hash == hash => {
+                id = holder;
+                continue;
+            }
+            Some((_, holder)) if holder == id && tokio::time::Instant::now() < deadline => {}
+            _ => {
+                return Err(ApiError::Conflict {
+                    code: "idempotency_conflict",
+                    message: "the first request with this Idempotency-Key was not accepted; send it again".into(),
+                    status: None,
+                });
+            }
         }
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        tokio::time::sleep(pause).await;
     }
 }
 

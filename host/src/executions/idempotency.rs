@@ -94,13 +94,68 @@ impl IdempotencyKeys {
         Claim::New
     }
 
-    /// Whether `key` still names `execution_id`.
-    pub fn names(&self, key: &str, execution_id: &str) -> bool {
-        self.keys
+    /// On a store several hosts share, a claim new here is taken there too:
+    /// another host that holds the key decides, as [`IdempotencyKeys::claim`]
+    /// would (the claim here is given back then).
+    pub async fn claim_shared(
+        &self,
+        key: &str,
+        request_hash: &str,
+        execution_id: &str,
+        now: i64,
+    ) -> Result<Claim, StoreError> {
+        let record = IdempotencyRecord {
+            key: key.to_owned(),
+            request_hash: request_hash.to_owned(),
+            execution_id: execution_id.to_owned(),
+            created_at: now,
+        };
+        let held = match self.store.claim(&record, now - self.ttl_ms).await {
+            Ok(None) => return Ok(Claim::New),
+            Ok(Some(held)) => held,
+            Err(e) => {
+                self.release(key, execution_id);
+                return Err(e);
+            }
+        };
+        // The key names the other host's execution here too (requests that
+        // found this host's claim meanwhile follow it).
+        {
+            let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+            if keys.get(key).is_some_and(|c| c.execution_id == execution_id) {
+                keys.insert(
+                    key.to_owned(),
+                    Claimed {
+                        request_hash: held.request_hash.clone(),
+                        execution_id: held.execution_id.clone(),
+                        created_at: held.created_at,
+                    },
+                );
+            }
+        }
+        Ok(if held.request_hash == request_hash {
+            Claim::Same(held.execution_id)
+        } else {
+            Claim::Conflict
+        })
+    }
+
+    /// The request hash and execution `key` names: here, or (a claim another
+    /// host made, on a store several hosts share) as stored.
+    pub async fn holder(&self, key: &str) -> Option<(String, String)> {
+        let here = self
+            .keys
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(key)
-            .is_some_and(|c| c.execution_id == execution_id)
+            .map(|c| (c.request_hash.clone(), c.execution_id.clone()));
+        if here.is_some() {
+            return here;
+        }
+        match self.store.holder(key).await {
+            Ok(Some(r)) => Some((r.request_hash, r.execution_id)),
+            _ => None,
+        }
     }
 
     /// Stores a new claim, after its execution (not waited for).

@@ -230,8 +230,9 @@ impl Executions {
     }
 
     /// Whether a repeated request's idempotency key still names `execution_id`.
-    pub fn idempotency_key_names(&self, key: &str, execution_id: &str) -> bool {
-        self.idempotency.names(key, execution_id)
+    /// The request hash and execution an idempotency key names.
+    pub async fn idempotency_holder(&self, key: &str) -> Option<(String, String)> {
+        self.idempotency.holder(key).await
     }
 }
 

@@ -155,7 +155,13 @@ pub enum SubmitError {
     /// The same request came with this idempotency key before: here is its
     /// execution (which the first request may still be creating), not a new one.
     #[error("this request was made before with the same Idempotency-Key: execution {execution_id}")]
-    Repeated { execution_id: String, key: String },
+    Repeated {
+        execution_id: String,
+        key: String,
+        /// The request's hash, to follow the key should it come to name
+        /// another execution of the same request (one another host made).
+        request_hash: String,
+    },
     #[error(transparent)]
     QueueFull(#[from] QueueFull),
     #[error("the host is shutting down; send it again to its successor")]
@@ -273,12 +279,17 @@ impl Executions {
                 parts.push(model);
             }
             let hash = request_hash(&parts);
-            match self.idempotency.claim(key, &hash, &id, now) {
+            let claim = match self.idempotency.claim(key, &hash, &id, now) {
+                Claim::New => self.idempotency.claim_shared(key, &hash, &id, now).await?,
+                other => other,
+            };
+            match claim {
                 Claim::New => {}
                 Claim::Same(execution_id) => {
                     return Err(SubmitError::Repeated {
                         execution_id,
                         key: key.clone(),
+                        request_hash: hash,
                     });
                 }
                 Claim::Conflict => return Err(SubmitError::IdempotencyConflict),

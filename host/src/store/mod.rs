@@ -307,6 +307,17 @@ pub trait IdempotencyStore: Queue {
     }
     /// Keys created at or after `since`.
     async fn load(&self, since: i64) -> Result<Vec<IdempotencyRecord>, StoreError>;
+    /// On a store several hosts share: takes the key for `record` at once,
+    /// unless another host holds it (made at or after `since`); that host's
+    /// record then. (`None` on a store of one host, whose memory decides.)
+    async fn claim(&self, _record: &IdempotencyRecord, _since: i64) -> Result<Option<IdempotencyRecord>, StoreError> {
+        Ok(None)
+    }
+    /// A stored key (on a store several hosts share; a store of one host
+    /// answers from memory, so `None`).
+    async fn holder(&self, _key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// Why a blob could not be read.

@@ -160,6 +160,16 @@ impl KvStore for PgStore {
 
 #[async_trait]
 impl IdempotencyStore for PgStore {
+    async fn holder(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let c = self.reader().await?;
+        read::idempotency_key(&c, key).await.map_err(read_error)
+    }
+
+    async fn claim(&self, record: &IdempotencyRecord, since: i64) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let c = self.reader().await?;
+        read::claim_idempotency_key(&c, record, since).await.map_err(read_error)
+    }
+
     async fn load(&self, since: i64) -> Result<Vec<IdempotencyRecord>, StoreError> {
         let c = self.reader().await?;
         read::idempotency_keys(&c, since).await.map_err(read_error)
