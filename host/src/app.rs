@@ -52,9 +52,10 @@ impl App {
             crate::metrics::install();
         }
         let stores = Stores::connect(&config.data_dir, &config.store).await?;
-        if stores.backend.lease().is_some() {
+        if let Some(lease) = stores.backend.lease() {
             // On a shared store, this host's lease comes first.
             stores.backend.heartbeat().await?;
+            tokio::spawn(beat(Arc::clone(&stores.backend), lease));
         }
         let auth = Auth::new(config.auth.clone(), Arc::clone(&stores.keys)).await?;
         if auth.is_open() {
@@ -147,7 +148,6 @@ impl App {
             started: Instant::now(),
         });
         if let Some(lease) = app.stores.backend.lease() {
-            tokio::spawn(beat(Arc::downgrade(&app), lease));
             tokio::spawn(share(Arc::downgrade(&app), lease));
         }
         Ok(app)
@@ -182,19 +182,19 @@ impl App {
 }
 
 /// On a store several hosts share, three times a lease: renews this host's
-/// lease (and the lead), on its own so that nothing slow delays it. Ends with
-/// the app.
-async fn beat(app: std::sync::Weak<App>, lease: Duration) {
+/// lease (and the lead), on its own so that nothing slow delays it, from the
+/// first beat until the store closes (a draining host's runs keep their lease
+/// to the end).
+async fn beat(backend: Arc<dyn crate::store::Backend>, lease: Duration) {
     let mut beat = tokio::time::interval(lease / 3);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    beat.tick().await;
     loop {
         beat.tick().await;
-        let Some(app) = app.upgrade() else { return };
-        if app.executions.is_draining() {
-            return;
-        }
-        if let Err(e) = app.stores.backend.heartbeat().await {
-            tracing::error!(error = %e, "could not renew this host's lease");
+        match backend.heartbeat().await {
+            Ok(()) => {}
+            Err(crate::store::StoreError::Closed) => return,
+            Err(e) => tracing::error!(error = %e, "could not renew this host's lease"),
         }
     }
 }

@@ -257,3 +257,38 @@ async fn two_hosts_share_one_database_and_one_takes_over_when_the_other_is_kille
     assert_eq!(owner, b_id.trim(), "the run is B's now");
     drop(b);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_host_keeps_its_lease_and_its_runs_to_the_end() {
+    let cluster = PgCluster::start();
+    cluster.psql("CREATE DATABASE warden").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let config = shared_config(tmp.path(), &cluster, "shutdown_grace_ms = 20000");
+    let args = ["--config", config.to_str().unwrap()];
+    let mut a = Warden::start_with(&tmp.path().join("a"), &args);
+    let b = Warden::start_with(&tmp.path().join("b"), &args);
+    let (on_a, on_b) = (a.client(), b.client());
+    on_a.deploy("sleepy", json!({})).await;
+    let id = start_async(&on_a, "sleepy", json!({ "ms": 3000 })).await;
+    poll(&on_a, &id, |e| e["status"] == "running").await;
+    // A drains for longer than a lease (1 s): its run is not taken over.
+    a.sigterm();
+    let status = a.wait_exit(Duration::from_secs(20));
+    assert!(status.success(), "{status:?}");
+    let done = poll(&on_b, &id, ended).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let events = on_b.get(&format!("/v1/executions/{id}/events?limit=1000")).await.1;
+    let running = events["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "status" && e["data"]["status"] == "running")
+        .count();
+    assert_eq!(running, 1, "started once: {events}");
+    let a_id = std::fs::read_to_string(tmp.path().join("a").join("host-id")).unwrap();
+    let owner = cluster
+        .psql_in("warden", &format!("SELECT owner FROM executions WHERE id = '{id}'"))
+        .unwrap();
+    assert_eq!(owner, a_id.trim(), "A finished its own run");
+    drop(b);
+}

@@ -182,10 +182,12 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 async fn replay(app: &Arc<App>, key: &str, hash: &str, mut id: String, mode: Mode) -> Result<Response, ApiError> {
     let deadline = tokio::time::Instant::now() + REPLAY_WAIT;
     // An execution another host accepted (a shared store) is read from the
-    // store, not as often.
-    let pause = match app.stores.backend.lease() {
-        Some(_) => Duration::from_millis(20),
-        None => Duration::from_millis(2),
+    // store, less often the longer it runs.
+    let shared = app.stores.backend.lease().is_some();
+    let mut pause = if shared {
+        Duration::from_millis(20)
+    } else {
+        Duration::from_millis(2)
     };
     loop {
         if mode == Mode::Sync
@@ -198,6 +200,9 @@ async fn replay(app: &Arc<App>, key: &str, hash: &str, mut id: String, mode: Mod
             if mode == Mode::Sync && !execution.status.is_terminal() {
                 // Live again by the next turn (or finished and stored).
                 tokio::time::sleep(pause).await;
+                if shared {
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
                 continue;
             }
             return Ok((StatusCode::OK, view(&execution)).into_response());

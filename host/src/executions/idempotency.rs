@@ -118,21 +118,9 @@ impl IdempotencyKeys {
                 return Err(e);
             }
         };
-        // The key names the other host's execution here too (requests that
-        // found this host's claim meanwhile follow it).
-        {
-            let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
-            if keys.get(key).is_some_and(|c| c.execution_id == execution_id) {
-                keys.insert(
-                    key.to_owned(),
-                    Claimed {
-                        request_hash: held.request_hash.clone(),
-                        execution_id: held.execution_id.clone(),
-                        created_at: held.created_at,
-                    },
-                );
-            }
-        }
+        // Given back here: requests that found this host's claim meanwhile
+        // follow the stored one (see `holder`).
+        self.release(key, execution_id);
         Ok(if held.request_hash == request_hash {
             Claim::Same(held.execution_id)
         } else {

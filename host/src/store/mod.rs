@@ -291,6 +291,8 @@ pub struct IdempotencyRecord {
 /// Idempotency keys, remembered across restarts.
 #[async_trait]
 pub trait IdempotencyStore: Queue {
+    /// Remembers a key (on a store several hosts share, a key another
+    /// execution holds stays as it is: see [`IdempotencyStore::claim`]).
     fn put(&self, record: IdempotencyRecord) -> Commit {
         self.queue(Write::IdempotencyKey(record))
     }

@@ -3,7 +3,7 @@
 //! batch, only the last write of each execution's row is applied, and an
 //! execution's events become one chunk row (a JSON array of consecutive events).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::conversations;
 use super::durable;
@@ -24,8 +24,18 @@ pub fn apply(tx: &mut Tx<'_>, host: &str, writes: &[&Write]) -> anyhow::Result<(
             last.insert(id, i);
         }
     }
+    let taken = taken_by_others(tx, host, writes)?;
     let mut chunks = Chunks::default();
     for (i, w) in writes.iter().enumerate() {
+        if let Some(id) = run_of(w)
+            && taken.contains(id)
+        {
+            tracing::warn!(
+                execution = id,
+                "another host took this execution over: this host's write of it is dropped"
+            );
+            continue;
+        }
         match w {
             Write::Deploy { agent, version } => deploy(tx, agent, version)?,
             Write::Execution(e) => {
@@ -92,7 +102,7 @@ pub fn apply(tx: &mut Tx<'_>, host: &str, writes: &[&Write]) -> anyhow::Result<(
             Write::Running { id, started_at } => {
                 tx.execute(
                     "UPDATE executions SET status = 'running', started_at = $2, owner = $3
-                     WHERE id = $1 AND status IN ('pending', 'queued')",
+                     WHERE id = $1 AND status IN ('pending', 'queued') AND (owner IS NULL OR owner = $3)",
                     &[id, started_at, &host],
                 )?;
             }
@@ -104,7 +114,8 @@ pub fn apply(tx: &mut Tx<'_>, host: &str, writes: &[&Write]) -> anyhow::Result<(
                     "INSERT INTO idempotency_keys (key, request_hash, execution_id, created_at)
                      VALUES ($1, $2, $3, $4)
                      ON CONFLICT (key) DO UPDATE SET request_hash = EXCLUDED.request_hash,
-                        execution_id = EXCLUDED.execution_id, created_at = EXCLUDED.created_at",
+                        execution_id = EXCLUDED.execution_id, created_at = EXCLUDED.created_at
+                     WHERE idempotency_keys.execution_id = EXCLUDED.execution_id",
                     &[&r.key, &r.request_hash, &r.execution_id, &r.created_at],
                 )?;
             }
@@ -222,6 +233,47 @@ fn deploy(tx: &mut Tx<'_>, agent: &Agent, version: &AgentVersion) -> anyhow::Res
         ],
     )?;
     Ok(())
+}
+
+/// The execution a write of a run's own record is about (its row, its
+/// events, journal, artifacts).
+fn run_of<'w>(w: &'w Write) -> Option<&'w str> {
+    match w {
+        Write::Execution(e) => Some(&e.id),
+        Write::Finish(f) => Some(&f.execution.id),
+        Write::Events { execution_id, .. } => Some(execution_id),
+        Write::Running { id, .. } => Some(id),
+        Write::Journal { execution_id, .. } => Some(execution_id),
+        Write::Artifact(a) => Some(&a.execution_id),
+        _ => None,
+    }
+}
+
+/// The executions of the batch's run writes that another host took over
+/// (this host's lease ran out meanwhile): their writes from here are dropped.
+/// Their rows stay locked until the batch commits, so no takeover slips in
+/// between. (A run this batch resumes becomes this host's.)
+fn taken_by_others(tx: &mut Tx<'_>, host: &str, writes: &[&Write]) -> anyhow::Result<HashSet<String>> {
+    let ids: Vec<&str> = writes.iter().filter_map(|w| run_of(w)).collect();
+    if ids.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let rows = tx.query(
+        "SELECT id FROM executions WHERE id = ANY($1) AND owner IS NOT NULL AND owner <> $2 FOR UPDATE",
+        &[&ids, &host],
+    )?;
+    let mut taken: HashSet<String> = rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?;
+    for w in writes {
+        if let Write::Status {
+            id,
+            to: crate::record::Status::Running,
+            ..
+        } = w
+        {
+            taken.remove(id);
+        }
+    }
+    Ok(taken)
 }
 
 /// Creates or updates an execution's row, as this host's; a row another

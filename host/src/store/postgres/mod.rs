@@ -19,6 +19,7 @@ mod summary;
 mod triggers;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -46,6 +47,10 @@ pub struct PgStore {
     /// Until when this host leads (from its last heartbeat that found it
     /// leading), if it does.
     lead_until: Mutex<Option<std::time::Instant>>,
+    /// Heartbeats made; whether the lead was given up; whether closed.
+    beats: AtomicU64,
+    resigned: AtomicBool,
+    closed: AtomicBool,
 }
 
 impl PgStore {
@@ -96,6 +101,9 @@ impl PgStore {
             host,
             lease: Duration::from_millis(settings.lease_ms),
             lead_until: Mutex::new(None),
+            beats: AtomicU64::new(0),
+            resigned: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
         });
         tracing::info!(host = %store.host, "on a shared Postgres store");
         Ok(Stores::of(store, blobs))
@@ -141,18 +149,27 @@ impl Backend for PgStore {
     }
 
     async fn heartbeat(&self) -> Result<(), StoreError> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(StoreError::Closed);
+        }
         let began = std::time::Instant::now();
         let lease = i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX);
+        let resigned = self.resigned.load(Ordering::Relaxed);
         let beat = async {
             let c = self.reader().await?;
             let lapsed = hosts::heartbeat(&c, &self.host, lease).await?;
-            anyhow::Ok((lapsed, hosts::lead(&c, &self.host, lease).await?))
+            // A host shutting down renews its lease (its runs finish) but
+            // leads no more.
+            let leads = !resigned && hosts::lead(&c, &self.host, lease).await?;
+            anyhow::Ok((lapsed, leads))
         };
         // A beat that takes a third of a lease is as good as lost.
         let beat = tokio::time::timeout(self.lease / 3, beat).await;
         match beat {
             Ok(Ok((lapsed, leads))) => {
-                if lapsed {
+                // (The first beat of a restart finds the old lease run out.)
+                let earlier = self.beats.fetch_add(1, Ordering::Relaxed);
+                if lapsed && earlier > 0 {
                     tracing::error!(host = %self.host, "this host's lease had run out: other hosts may have taken over its executions");
                 }
                 // Leads until a lease from when this beat began, less a margin
@@ -178,6 +195,7 @@ impl Backend for PgStore {
     }
 
     async fn resign(&self) {
+        self.resigned.store(true, Ordering::Relaxed);
         self.lead_until.lock().unwrap_or_else(PoisonError::into_inner).take();
         if let Ok(c) = self.reader().await
             && let Err(e) = hosts::resign(&c, &self.host).await
@@ -187,6 +205,7 @@ impl Backend for PgStore {
     }
 
     async fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
         let thread = self.writer_thread.lock().unwrap_or_else(PoisonError::into_inner).take();
         if let Some(thread) = thread {
             self.writer.shutdown(thread).await;

@@ -149,7 +149,23 @@ pub async fn claim_idempotency_key(
     if taken.is_some() {
         return Ok(None);
     }
-    idempotency_key(c, &r.key).await
+    match idempotency_key(c, &r.key).await? {
+        Some(held) => Ok(Some(held)),
+        // Forgotten in between: taken now, or held by whoever took it first.
+        None => {
+            let taken = c
+                .query_opt(
+                    "INSERT INTO idempotency_keys (key, request_hash, execution_id, created_at)
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (key) DO NOTHING RETURNING 1",
+                    &[&r.key, &r.request_hash, &r.execution_id, &r.created_at],
+                )
+                .await?;
+            match taken {
+                Some(_) => Ok(None),
+                None => idempotency_key(c, &r.key).await,
+            }
+        }
+    }
 }
 
 /// A stored idempotency key.
