@@ -237,7 +237,7 @@ fn deploy(tx: &mut Tx<'_>, agent: &Agent, version: &AgentVersion) -> anyhow::Res
 
 /// The execution a write of a run's own record is about (its row, its
 /// events, journal, artifacts).
-fn run_of<'w>(w: &'w Write) -> Option<&'w str> {
+fn run_of(w: &Write) -> Option<&str> {
     match w {
         Write::Execution(e) => Some(&e.id),
         Write::Finish(f) => Some(&f.execution.id),
