@@ -10,6 +10,7 @@ mod blobs;
 mod conversations;
 mod durable;
 mod hosts;
+mod idempotency;
 mod outbox;
 mod read;
 mod schema;

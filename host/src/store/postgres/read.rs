@@ -15,7 +15,7 @@ use crate::record::{
     Status, Step, Trigger, Usage,
 };
 use crate::store::chunks::EventPage;
-use crate::store::{EventBudget, ExecutionFilter, IdempotencyRecord};
+use crate::store::{EventBudget, ExecutionFilter};
 
 /// Stored JSON as a shared raw value.
 pub(super) fn raw(text: String) -> Arc<RawValue> {
@@ -127,84 +127,6 @@ pub async fn execution(c: &Reader, id: &str) -> anyhow::Result<Option<Execution>
     let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = $1");
     let row = c.query_opt(&sql, &[&id]).await?;
     row.as_ref().map(execution_from_row).transpose()
-}
-
-/// Takes an idempotency key for `r` (free, or held since before `since`), or
-/// the record of whoever holds it.
-pub async fn claim_idempotency_key(
-    c: &Reader,
-    r: &IdempotencyRecord,
-    since: i64,
-) -> anyhow::Result<Option<IdempotencyRecord>> {
-    let taken = c
-        .query_opt(
-            "INSERT INTO idempotency_keys (key, request_hash, execution_id, created_at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (key) DO UPDATE SET request_hash = EXCLUDED.request_hash,
-                execution_id = EXCLUDED.execution_id, created_at = EXCLUDED.created_at
-             WHERE idempotency_keys.created_at < $5 OR idempotency_keys.execution_id = EXCLUDED.execution_id
-             RETURNING 1",
-            &[&r.key, &r.request_hash, &r.execution_id, &r.created_at, &since],
-        )
-        .await?;
-    if taken.is_some() {
-        return Ok(None);
-    }
-    match idempotency_key(c, &r.key).await? {
-        Some(held) => Ok(Some(held)),
-        // Forgotten in between: taken now, or held by whoever took it first.
-        None => {
-            let taken = c
-                .query_opt(
-                    "INSERT INTO idempotency_keys (key, request_hash, execution_id, created_at)
-                     VALUES ($1, $2, $3, $4) ON CONFLICT (key) DO NOTHING RETURNING 1",
-                    &[&r.key, &r.request_hash, &r.execution_id, &r.created_at],
-                )
-                .await?;
-            match taken {
-                Some(_) => Ok(None),
-                None => idempotency_key(c, &r.key).await,
-            }
-        }
-    }
-}
-
-/// A stored idempotency key.
-pub async fn idempotency_key(c: &Reader, key: &str) -> anyhow::Result<Option<IdempotencyRecord>> {
-    let held = c
-        .query_opt(
-            "SELECT key, request_hash, execution_id, created_at FROM idempotency_keys WHERE key = $1",
-            &[&key],
-        )
-        .await?;
-    held.map(|row| {
-        Ok(IdempotencyRecord {
-            key: row.try_get(0)?,
-            request_hash: row.try_get(1)?,
-            execution_id: row.try_get(2)?,
-            created_at: row.try_get(3)?,
-        })
-    })
-    .transpose()
-}
-
-/// Idempotency keys created at or after `since`.
-pub async fn idempotency_keys(c: &Reader, since: i64) -> anyhow::Result<Vec<IdempotencyRecord>> {
-    let rows = c
-        .query(
-            "SELECT key, request_hash, execution_id, created_at FROM idempotency_keys WHERE created_at >= $1",
-            &[&since],
-        )
-        .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(IdempotencyRecord {
-                key: r.try_get(0)?,
-                request_hash: r.try_get(1)?,
-                execution_id: r.try_get(2)?,
-                created_at: r.try_get(3)?,
-            })
-        })
-        .collect()
 }
 
 /// One page: the rows and whether more follow.

@@ -12,8 +12,8 @@ use super::{PgStore, hosts, read, read_error, summary};
 use crate::events::{Event, EventSink};
 use crate::record::{Agent, AgentSummary, AgentVersion, ApiKey, Artifact, Execution, LogLine, Status, Step};
 use crate::store::{
-    AgentStore, EventBudget, EventStore, ExecutionFilter, ExecutionStore, IdempotencyRecord, IdempotencyStore,
-    KeyStore, KvStore, StoreError, Write, serialize,
+    AgentStore, EventBudget, EventStore, ExecutionFilter, ExecutionStore, KeyStore, KvStore, StoreError, Write,
+    serialize,
 };
 
 #[async_trait]
@@ -155,23 +155,5 @@ impl KvStore for PgStore {
     async fn list(&self, agent_id: &str, prefix: &str, limit: usize) -> Result<Vec<String>, StoreError> {
         let c = self.reader().await?;
         read::kv_list(&c, agent_id, prefix, limit).await.map_err(read_error)
-    }
-}
-
-#[async_trait]
-impl IdempotencyStore for PgStore {
-    async fn holder(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
-        let c = self.reader().await?;
-        read::idempotency_key(&c, key).await.map_err(read_error)
-    }
-
-    async fn claim(&self, record: &IdempotencyRecord, since: i64) -> Result<Option<IdempotencyRecord>, StoreError> {
-        let c = self.reader().await?;
-        read::claim_idempotency_key(&c, record, since).await.map_err(read_error)
-    }
-
-    async fn load(&self, since: i64) -> Result<Vec<IdempotencyRecord>, StoreError> {
-        let c = self.reader().await?;
-        read::idempotency_keys(&c, since).await.map_err(read_error)
     }
 }
