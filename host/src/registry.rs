@@ -148,6 +148,13 @@ impl Registry {
         inner.by_id.get(agent_id).map(|e| e.agent.workspace.clone())
     }
 
+    /// How many runs of an agent may run at once (its latest version's limit).
+    pub fn max_concurrency(&self, agent_id: &str) -> Option<usize> {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        let latest = inner.by_id.get(agent_id)?.latest()?;
+        Some(latest.meta.limits.max_concurrency as usize)
+    }
+
     /// Finds a version by its id, with its agent.
     pub fn version(&self, version_id: &str) -> Option<(Arc<Entry>, Arc<Version>)> {
         let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);

@@ -18,7 +18,7 @@ use warden_host::record::{
     JournalKind, LogLevel, LogLine, LogStream, Role, Status, Step,
 };
 use warden_host::store::{
-    ApprovalFilter, BlobError, EventBudget, ExecutionFilter, FinalRecord, IdempotencyRecord, StoreError, Stores,
+    ApprovalFilter, BlobError, EventBudget, ExecutionFilter, FinalRecord, IdempotencyRecord, Slots, StoreError, Stores,
 };
 use warden_tests::postgres::PgCluster;
 
@@ -51,8 +51,9 @@ where
     Fut: Future<Output = Stores>,
 {
     type Check = fn(Stores) -> Pin<Box<dyn Future<Output = ()> + Send>>;
-    let checks: [(&str, Check); 16] = [
+    let checks: [(&str, Check); 17] = [
         ("executions", |s| Box::pin(executions(s))),
+        ("the shared queue", |s| Box::pin(shared_queue(s))),
         ("finish and the run record", |s| Box::pin(finish(s))),
         ("events", |s| Box::pin(events(s))),
         ("agents", |s| Box::pin(agents(s))),
@@ -127,6 +128,91 @@ pub fn execution(id: &str, agent_id: &str, status: Status, created_at: i64) -> E
             created_at,
         )
     }
+}
+
+/// Agent `agt_a` may run 3 at once, others 5; version `ver_x` is not known.
+struct Caps;
+
+impl Slots for Caps {
+    fn of_agent(&self, agent_id: &str) -> Option<usize> {
+        Some(if agent_id == "agt_a" { 3 } else { 5 })
+    }
+    fn runs(&self, version_id: &str) -> bool {
+        version_id != "ver_x"
+    }
+}
+
+/// Claims from the shared queue: best first, within each agent's slots
+/// across hosts, not before `run_after`, each once. (A store of one host has
+/// no shared queue: nothing to claim.)
+async fn shared_queue(s: Stores) {
+    let waiting = |id: &str, agent: &str, priority: u8, created_at: i64| Execution {
+        priority,
+        ..execution(id, agent, Status::Queued, created_at)
+    };
+    for e in [
+        execution("run_1", "agt_a", Status::Running, 1),
+        execution("run_2", "agt_a", Status::Running, 2),
+        waiting("low", "agt_a", 10, 3),
+        waiting("high_1", "agt_a", 90, 4),
+        waiting("high_2", "agt_a", 90, 5),
+        waiting("other", "agt_b", 50, 6),
+        Execution {
+            run_after: Some(10_000),
+            ..waiting("later", "agt_b", 100, 7)
+        },
+        Execution {
+            agent_version_id: "ver_x".into(),
+            ..waiting("unknown_version", "agt_b", 100, 8)
+        },
+    ] {
+        s.executions.save(e).await.unwrap();
+    }
+    let claim = |room| {
+        let s = s.clone();
+        async move {
+            let claimed = s.executions.claim(room, 1_000, &Caps).await.unwrap();
+            claimed.into_iter().map(|e| e.id).collect::<Vec<_>>()
+        }
+    };
+    if !s.executions.shares_queue() {
+        assert!(claim(10).await.is_empty());
+        assert!(s.executions.claim_one("low").await.unwrap().is_none());
+        return;
+    }
+    // agt_a runs 2 of its 3: one more, its best; agt_b's due one; not the
+    // one due later nor the version this host cannot run.
+    assert_eq!(claim(10).await, ["high_1", "other"]);
+    assert!(claim(10).await.is_empty(), "agt_a is full; nothing else is due");
+    // Room limits a claim.
+    s.executions.save(waiting("b1", "agt_b", 50, 9)).await.unwrap();
+    s.executions.save(waiting("b2", "agt_b", 50, 10)).await.unwrap();
+    assert_eq!(claim(1).await, ["b1"]);
+    // A waiting one is claimed alone (to cancel it), once.
+    assert_eq!(s.executions.claim_one("b2").await.unwrap().map(|e| e.id).as_deref(), Some("b2"));
+    assert!(s.executions.claim_one("b2").await.unwrap().is_none());
+    // A claimed one's end frees its agent's slot.
+    s.executions
+        .save(execution("run_1", "agt_a", Status::Completed, 1))
+        .await
+        .unwrap();
+    assert_eq!(claim(10).await, ["high_2"]);
+    // Whereabouts: ended (as stored), not stored; claimed here is not elsewhere.
+    let found = s
+        .executions
+        .whereabouts(&["run_1".into(), "high_2".into(), "nope".into()])
+        .await
+        .unwrap();
+    assert_eq!(found.ended.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["run_1"]);
+    assert_eq!(found.gone, ["nope"]);
+    assert!(found.elsewhere.is_empty());
+    // A write of a claimed execution, still queued, keeps the claim.
+    s.executions.save(waiting("high_2", "agt_a", 90, 5)).await.unwrap();
+    assert!(s.executions.claim_one("high_2").await.unwrap().is_none());
+    // What this host held, after a restart, waits again for any host.
+    let unfinished: Vec<String> = s.executions.unfinished().await.unwrap().into_iter().map(|e| e.id).collect();
+    assert_eq!(unfinished, ["run_2"]);
+    assert_eq!(claim(10).await, ["high_1", "high_2", "other", "b1", "b2"]);
 }
 
 fn line(seq: u32, message: &str) -> LogLine {
@@ -211,7 +297,13 @@ async fn executions(s: Stores) {
         .into_iter()
         .map(|e| e.id)
         .collect();
-    assert_eq!(unfinished, ["exec_0", "exec_1", "exec_2"], "oldest first");
+    // Waiting ones stay in a shared queue for any host to claim.
+    let expected: &[&str] = if s.executions.shares_queue() {
+        &["exec_0", "exec_1"]
+    } else {
+        &["exec_0", "exec_1", "exec_2"]
+    };
+    assert_eq!(unfinished, expected, "oldest first");
 
     // Listing: the workspace's only, newest first, filtered, in cursor pages.
     let filter = |limit| ExecutionFilter {

@@ -287,9 +287,10 @@ async fn stream_from(
     after: u64,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>> + use<>>, ApiError> {
     let source = source(app, &id, after).await?;
-    // Not live here, on a store several hosts share: another host may be
-    // running it; its events are read from the store as they are stored.
-    let tail = (source.live.is_none() && app.stores.backend.lease().is_some()).then(|| Tail {
+    // On a store several hosts share, another host may run it (from the
+    // start, or once it takes it from the shared queue): its events are then
+    // read from the store as they are stored.
+    let tail = app.stores.backend.lease().is_some().then(|| Tail {
         events: Arc::clone(app.executions.stored_events()),
         executions: Arc::clone(&app.stores.executions),
         id: id.clone(),

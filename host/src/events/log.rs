@@ -176,6 +176,17 @@ impl EventLog {
         inner.live = None;
     }
 
+    /// Another host took the execution over: the log closes, its held events
+    /// dropped (that host numbers and stores the execution's events from
+    /// what the store has), and its subscribers' live feeds end (they read
+    /// on from the store).
+    pub fn abandon(&self) {
+        let mut inner = self.lock();
+        inner.state = State::Closed;
+        inner.held = None;
+        inner.live = None;
+    }
+
     /// Delivers the last events (once they are stored) and closes the log.
     pub fn publish_end(&self) {
         let mut inner = self.lock();

@@ -29,7 +29,12 @@ impl Executions {
     /// `POST /v1/executions/{id}/cancel` for a live execution.
     pub async fn cancel(self: &Arc<Self>, id: &str) -> Result<Cancel, StoreError> {
         match self.scheduler.cancel(id) {
-            scheduler::Cancel::NotLive => {
+            scheduler::Cancel::NotLive | scheduler::Cancel::Elsewhere => {
+                // Waiting in the shared queue: claimed here, then cancelled
+                // as any execution queued here.
+                if self.claim_to_cancel(id).await? {
+                    return Box::pin(self.cancel(id)).await;
+                }
                 let mut stored = self.store.get(id).await?;
                 // Another host runs it (a store several hosts share): marked,
                 // it is stopped by that host when it sees the mark. (The mark
@@ -67,7 +72,9 @@ impl Executions {
                     scheduler::Cancel::Dequeued { job, done } => {
                         return self.end_dequeued(job, done).await;
                     }
-                    scheduler::Cancel::AlreadyRequested | scheduler::Cancel::NotLive => {}
+                    scheduler::Cancel::AlreadyRequested
+                    | scheduler::Cancel::NotLive
+                    | scheduler::Cancel::Elsewhere => {}
                 }
                 Ok(Cancel::Requested)
             }

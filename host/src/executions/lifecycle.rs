@@ -137,6 +137,14 @@ impl Lifecycle {
         log
     }
 
+    /// Another host took the execution over: its log here closes, unstored.
+    pub fn detach(&self, id: &str) {
+        if let Some(log) = self.hub.get(id) {
+            log.abandon();
+            self.hub.close(id);
+        }
+    }
+
     /// The live log of an execution, or its log reopened.
     pub async fn log_of(&self, execution: &Execution) -> Arc<EventLog> {
         match self.hub.get(&execution.id) {

@@ -19,6 +19,7 @@ mod ports;
 mod recovery;
 mod retry;
 mod run;
+mod shared;
 mod shutdown;
 mod submit;
 
@@ -131,6 +132,8 @@ pub struct Executions {
     closing: watch::Sender<bool>,
     /// Itself, for the child executions of its runs' `agent_call`s.
     this: Weak<Executions>,
+    /// Wakes the claims from the shared queue (a store several hosts share).
+    wake: Arc<tokio::sync::Notify>,
 }
 
 impl Executions {
@@ -173,6 +176,7 @@ impl Executions {
             draining: AtomicBool::new(false),
             closing: watch::channel(false).0,
             this: this.clone(),
+            wake: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -182,6 +186,7 @@ impl Executions {
         self.idempotency.load(time::now_ms()).await?;
         self.recover().await?;
         self.resume_answered().await?;
+        self.start_claiming();
         tokio::spawn(expire_idempotency_keys(Arc::downgrade(self)));
         let every = Duration::from_millis(self.settings.durability.expiry_sweep_ms.max(1));
         tokio::spawn(approvals::expire_requests(Arc::downgrade(self), every));

@@ -45,7 +45,7 @@ impl Executions {
 
     /// Runs again, resumes or ends executions no host runs any more;
     /// `stopped` says why those that cannot go on ended.
-    async fn take_up(self: &Arc<Self>, unfinished: Vec<Execution>, stopped: &str) -> anyhow::Result<()> {
+    pub(super) async fn take_up(self: &Arc<Self>, unfinished: Vec<Execution>, stopped: &str) -> anyhow::Result<()> {
         let now = time::now_ms();
         // Queued ones first, so that retries made below queue behind them in order.
         let (mut unfinished, ended): (Vec<_>, Vec<_>) = unfinished
@@ -120,6 +120,8 @@ impl Executions {
             }
         }
         self.launch(self.scheduler.dispatch());
+        // What went back to the shared queue is claimed by whoever has room.
+        self.wake_claims();
         Ok(())
     }
 }

@@ -149,8 +149,13 @@ impl Executions {
                         .get(&next)
                         .await?
                         .ok_or_else(|| WaitError::Lost(next.clone()))?;
-                    let (_, watch) = tokio::sync::watch::channel(Some(Arc::new(stored)));
-                    watch
+                    if stored.status.is_terminal() || !self.shares_queue() {
+                        let (_, watch) = tokio::sync::watch::channel(Some(Arc::new(stored)));
+                        watch
+                    } else {
+                        // Another host made the retry (a shared store): followed.
+                        self.follow(&next, &stored.agent_id)
+                    }
                 }
             };
             id = next;

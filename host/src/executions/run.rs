@@ -182,6 +182,7 @@ async fn wait_for_run(
             // Waiting for a decision, unloaded: its slot is free, and whoever
             // waits for its end hears it waits.
             this.launch(this.scheduler.finished(&agent_id));
+            this.wake_claims();
             this.lifecycle.unload(&id);
             this.scheduler.announce(&id, Some(Arc::new(execution)));
             Box::pin(this.after_unload(&id)).await;
@@ -205,6 +206,7 @@ async fn wait_for_run(
         }
     };
     this.launch(this.scheduler.finished(&agent_id));
+    this.wake_claims();
     // The slot is free while the final record commits; listeners wait for it.
     let finished = match ended {
         Some((mut execution, ending)) => {
@@ -224,6 +226,8 @@ async fn wait_for_run(
         None => None,
     };
     this.scheduler.announce(&id, finished);
+    // Its agent's slot is free across the hosts too, now its end is stored.
+    this.wake_claims();
 }
 
 /// How a run task ended.

@@ -357,8 +357,10 @@ impl Executions {
             execution.metadata = metadata;
         }
         // A turn's record is committed before the next turn is placed: the
-        // store knows every turn before it.
-        let durable = new.durable || execution.conversation_id.is_some();
+        // store knows every turn before it. One for the shared queue is
+        // committed before any host can claim it.
+        let shared = self.shares_queue() && execution.conversation_id.is_none();
+        let durable = new.durable || execution.conversation_id.is_some() || shared;
         let events = self
             .lifecycle
             .create(&execution, durable)
@@ -366,6 +368,16 @@ impl Executions {
             .map_err(|e| undo(e.into()))?;
         if let Some(key) = &key {
             self.idempotency.store(key, &id);
+        }
+        if shared {
+            // Claimed by whichever host has room: this one, woken now (or
+            // once its delay is over), if it has.
+            let done = self.scheduler.follow(Some(reservation), &id, &execution.agent_id);
+            match new.delay {
+                Some(delay) => self.wake_claims_after(delay),
+                None => self.wake_claims(),
+            }
+            return Ok(Accepted { execution, done });
         }
         let job = Job {
             execution: execution.clone(),

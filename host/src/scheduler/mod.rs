@@ -5,7 +5,11 @@
 //! It knows nothing of what a job is or does: callers hand it jobs, and every
 //! method that frees room returns the jobs that may start now ([`Started`]) for
 //! the caller to run. It never spawns, sleeps or stores anything; a job waiting
-//! out a delay is held until the caller ends the delay.
+//! out a delay is held until the caller ends the delay. On a store several
+//! hosts share, a job accepted here may wait in the store's queue instead, or
+//! run on another host: it is followed here ([`Scheduler::follow`]) for
+//! whoever waits for its end, until it is claimed here ([`Scheduler::claimed`])
+//! or its end is announced.
 
 mod queue;
 
@@ -54,6 +58,9 @@ pub enum Cancel<J, O> {
     AlreadyRequested,
     /// It is not here (finished, or unknown).
     NotLive,
+    /// It waits in the store's shared queue, or another host runs it: it
+    /// is followed here, untouched.
+    Elsewhere,
 }
 
 struct Live<J, O> {
@@ -69,6 +76,9 @@ enum LiveState<J> {
     /// Running; sending on the channel asks it to stop.
     Running(Option<oneshot::Sender<()>>),
     CancelRequested,
+    /// Waiting in the shared queue or run by another host; `counted` when it
+    /// holds a place of this host's queue (it was accepted here).
+    Elsewhere { counted: bool },
 }
 
 struct Inner<J, O> {
@@ -77,6 +87,8 @@ struct Inner<J, O> {
     paused: bool,
     /// Accepted and not yet running (queued or delayed), plus reservations.
     waiting: usize,
+    /// Of `waiting`, those followed elsewhere (not in this host's queue).
+    elsewhere: usize,
     live: HashMap<String, Live<J, O>>,
 }
 
@@ -115,6 +127,7 @@ impl<J: Job, O> Scheduler<J, O> {
                 queue: Queue::default(),
                 paused: false,
                 waiting: 0,
+                elsewhere: 0,
                 live: HashMap::new(),
             }),
             max_running,
@@ -162,6 +175,94 @@ impl<J: Job, O> Scheduler<J, O> {
         };
         inner.live.insert(id, Live { agent_id, state, done });
         watch
+    }
+
+    /// Follows a job accepted here that waits in the store's shared queue
+    /// (holding its place in this host's bound until its end); or, without a
+    /// reservation, one accepted elsewhere that somebody here waits for.
+    pub fn follow(&self, reservation: Option<Reservation<'_, J, O>>, id: &str, agent_id: &str) -> Watch<O> {
+        let counted = reservation.is_some();
+        let mut inner = self.lock();
+        // Claimed here already (the reservation, unused, gives its place back).
+        if let Some(live) = inner.live.get(id) {
+            let watch = live.done.subscribe();
+            drop(inner);
+            drop(reservation);
+            return watch;
+        }
+        if let Some(mut reservation) = reservation {
+            reservation.used = true;
+            inner.elsewhere += 1;
+        }
+        let (done, watch) = watch::channel(None);
+        inner.live.insert(
+            id.to_owned(),
+            Live {
+                agent_id: agent_id.to_owned(),
+                state: LiveState::Elsewhere { counted },
+                done,
+            },
+        );
+        watch
+    }
+
+    /// A job this host claimed from the shared queue joins this host's queue
+    /// (whoever follows it here goes on waiting for its end): call
+    /// [`Scheduler::dispatch`] next.
+    pub fn claimed(&self, job: J) {
+        let mut inner = self.lock();
+        let key = inner.queue.key(job.priority());
+        let id = job.id().to_owned();
+        match inner.live.get(&id).map(|l| matches!(l.state, LiveState::Elsewhere { counted: true })) {
+            Some(true) => inner.elsewhere = inner.elsewhere.saturating_sub(1),
+            _ => inner.waiting += 1,
+        }
+        match inner.live.get_mut(&id) {
+            Some(live) => live.state = LiveState::Queued(key),
+            None => {
+                let done = watch::channel(None).0;
+                let agent_id = job.agent_id().to_owned();
+                inner.live.insert(
+                    id,
+                    Live {
+                        agent_id,
+                        state: LiveState::Queued(key),
+                        done,
+                    },
+                );
+            }
+        }
+        inner.queue.push(key, job);
+    }
+
+    /// How many more jobs this host has room to claim: its cap, less what
+    /// runs and what waits in its own queue.
+    pub fn room(&self) -> usize {
+        let inner = self.lock();
+        if inner.paused {
+            return 0;
+        }
+        let queued = inner.waiting.saturating_sub(inner.elsewhere);
+        self.max_running.saturating_sub(inner.queue.running + queued)
+    }
+
+    /// Whether a job is followed elsewhere (not claimed here).
+    pub fn is_elsewhere(&self, id: &str) -> bool {
+        self.lock()
+            .live
+            .get(id)
+            .is_some_and(|l| matches!(l.state, LiveState::Elsewhere { .. }))
+    }
+
+    /// The jobs followed elsewhere.
+    pub fn elsewhere(&self) -> Vec<String> {
+        let inner = self.lock();
+        inner
+            .live
+            .iter()
+            .filter(|(_, l)| matches!(l.state, LiveState::Elsewhere { .. }))
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 
     /// The jobs that may start now.
@@ -224,6 +325,14 @@ impl<J: Job, O> Scheduler<J, O> {
         let live = {
             let mut inner = self.lock();
             let live = inner.live.remove(id);
+            if let Some(Live {
+                state: LiveState::Elsewhere { counted: true },
+                ..
+            }) = &live
+            {
+                inner.waiting = inner.waiting.saturating_sub(1);
+                inner.elsewhere = inner.elsewhere.saturating_sub(1);
+            }
             shrink(&mut inner.live);
             live
         };
@@ -240,6 +349,10 @@ impl<J: Job, O> Scheduler<J, O> {
         };
         let agent_id = live.agent_id.clone();
         match std::mem::replace(&mut live.state, LiveState::CancelRequested) {
+            state @ LiveState::Elsewhere { .. } => {
+                live.state = state;
+                Cancel::Elsewhere
+            }
             LiveState::Running(stop) => {
                 if let Some(stop) = stop {
                     let _ = stop.send(());

@@ -12,6 +12,7 @@
 
 pub mod blobs;
 mod chunks;
+mod claims;
 mod commit;
 mod conversations;
 mod durable;
@@ -27,6 +28,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use self::claims::{Claims, Slots, Whereabouts};
 pub use self::commit::Commit;
 pub use self::conversations::{ConversationFilter, ConversationStore, MemoryStore};
 pub use self::durable::{ApprovalFilter, ApprovalStore, JournalStore};
@@ -102,7 +104,7 @@ pub struct ExecutionFilter {
 
 /// Executions and what their runs leave behind: log lines, steps, artifacts.
 #[async_trait]
-pub trait ExecutionStore: Queue {
+pub trait ExecutionStore: Queue + Claims {
     /// Creates the record, or updates what changes over an execution's life
     /// (status, output, error, times, usage, counts, `retried_by`); what it was
     /// created with (agent, version, trigger, priority, input, metadata,

@@ -10,7 +10,7 @@ use super::durable;
 use super::outbox;
 use super::sql::{self, Tx};
 use super::triggers;
-use crate::record::{Agent, AgentVersion, Execution, LogLine, Step};
+use crate::record::{Agent, AgentVersion, Execution, LogLine, Status, Step};
 use crate::store::Write;
 use crate::store::chunks::Chunks;
 
@@ -280,6 +280,10 @@ fn taken_by_others(tx: &mut Tx<'_>, host: &str, writes: &[&Write]) -> anyhow::Re
 /// host took over meanwhile (this host's lease ran out) is left to it.
 fn upsert_execution(tx: &mut Tx<'_>, host: &str, e: &Execution) -> anyhow::Result<()> {
     let tool_calls = serde_json::to_string(&e.tool_calls)?;
+    // Waiting in the shared queue, it is nobody's until a host claims it (a
+    // conversation's turn stays with the host that accepted it); a write
+    // never gives back a claim.
+    let owner = (!(matches!(e.status, Status::Pending | Status::Queued) && e.conversation_id.is_none())).then_some(host);
     let memory_stores = serde_json::to_string(&e.memory_store_ids)?;
     let u = &e.token_usage;
     tx.execute(
@@ -309,8 +313,8 @@ fn upsert_execution(tx: &mut Tx<'_>, host: &str, e: &Execution) -> anyhow::Resul
             tool_ms = EXCLUDED.tool_ms, n_tool_calls = EXCLUDED.n_tool_calls,
             tool_calls = EXCLUDED.tool_calls, n_artifacts = EXCLUDED.n_artifacts,
             n_screenshots = EXCLUDED.n_screenshots, usage_estimated = EXCLUDED.usage_estimated,
-            output_partial = EXCLUDED.output_partial, owner = EXCLUDED.owner
-         WHERE executions.owner IS NULL OR executions.owner = EXCLUDED.owner",
+            output_partial = EXCLUDED.output_partial, owner = coalesce(EXCLUDED.owner, executions.owner)
+         WHERE executions.owner IS NULL OR executions.owner = $56",
         &[
             &e.id,
             &e.agent_id,
@@ -366,6 +370,7 @@ fn upsert_execution(tx: &mut Tx<'_>, host: &str, e: &Execution) -> anyhow::Resul
             &e.trace_id,
             &e.trace_parent,
             &e.model,
+            &owner,
             &host,
         ],
     )?;

@@ -35,10 +35,12 @@ const NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::BIGINT";
 /// Whether the executions row `e` is free for host `$1` to take: its own,
 /// nobody's, or a host's whose lease ran out.
 pub fn free(e: &str) -> String {
-    format!(
-        "({e}.owner IS NULL OR {e}.owner = $1 OR NOT EXISTS
-            (SELECT 1 FROM hosts h WHERE h.id = {e}.owner AND h.expires_at >= {NOW}))"
-    )
+    format!("({e}.owner IS NULL OR {e}.owner = $1 OR {})", lapsed(e))
+}
+
+/// Whether the host that holds the executions row `e` let its lease run out.
+fn lapsed(e: &str) -> String {
+    format!("NOT EXISTS (SELECT 1 FROM hosts h WHERE h.id = {e}.owner AND h.expires_at >= {NOW})")
 }
 
 /// Renews (or takes) this host's lease for `lease_ms`; whether it had run
@@ -107,14 +109,27 @@ pub async fn cancels_asked(c: &Reader, host: &str) -> anyhow::Result<Vec<String>
 const UNFINISHED: &str = "('pending', 'queued', 'running', 'cancel_requested')";
 
 /// Unfinished executions this host may take, now its own: `mine` includes
-/// those it wrote last itself (what a restart recovers); always those whose
-/// host's lease ran out. Oldest first.
+/// those it held itself (what a restart recovers); always those whose host's
+/// lease ran out. Those merely waiting go back to the shared queue instead,
+/// for whichever host has room (a conversation's turn is taken: it waits for
+/// the turns before it). Oldest first.
 pub async fn take(c: &Reader, host: &str, mine: bool) -> anyhow::Result<Vec<Execution>> {
+    let whose = format!(
+        "e.owner IS NOT NULL AND (($2 AND e.owner = $1) OR ({lapsed} AND e.owner <> $1))",
+        lapsed = lapsed("e")
+    );
+    c.query(
+        &format!(
+            "UPDATE executions e SET owner = NULL
+             WHERE e.status IN ('pending', 'queued') AND e.conversation_id IS NULL AND {whose}"
+        ),
+        &[&host, &mine],
+    )
+    .await?;
     let sql = format!(
         "UPDATE executions e SET owner = $1
-         WHERE e.status IN {UNFINISHED} AND {free} AND ($2 OR e.owner IS DISTINCT FROM $1)
-         RETURNING {EXECUTION_COLUMNS}",
-        free = free("e"),
+         WHERE e.status IN {UNFINISHED} AND {whose}
+         RETURNING {EXECUTION_COLUMNS}"
     );
     let rows = c.query(&sql, &[&host, &mine]).await?;
     let mut taken = executions_from_rows(&rows)?;

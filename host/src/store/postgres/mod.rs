@@ -7,6 +7,7 @@
 
 mod apply;
 mod blobs;
+mod claims;
 mod conversations;
 mod durable;
 mod hosts;

@@ -320,6 +320,12 @@ const MIGRATIONS: &[&str] = &[
         expires_at BIGINT NOT NULL
     );
     "#,
+    // 3: the shared queue: executions waiting for any host to claim them
+    // (no owner), best first.
+    r#"
+    CREATE INDEX executions_waiting ON executions (priority DESC, created_at, id)
+        WHERE owner IS NULL AND status IN ('pending', 'queued') AND conversation_id IS NULL;
+    "#,
 ];
 
 /// Brings the database up to the newest schema: one transaction per

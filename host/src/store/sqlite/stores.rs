@@ -15,6 +15,9 @@ use crate::store::{
     KeyStore, KvStore, StorageFailure, StoreError,
 };
 
+/// One host: its executions wait in its own queue.
+impl crate::store::Claims for SqliteStore {}
+
 #[async_trait]
 impl ExecutionStore for SqliteStore {
     async fn get(&self, id: &str) -> Result<Option<Execution>, StoreError> {

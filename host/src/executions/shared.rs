@@ -1,0 +1,186 @@
+//! The shared queue, on a store several hosts share: an execution this host
+//! accepts waits in the store (its `queued` record committed, no owner) until
+//! a host with room claims it: this one, woken at once, or another, at its
+//! next poll. This host claims while it has room (its cap, less what runs
+//! and waits here), as soon as something here ends and every [`POLL`]; and
+//! it follows what it accepted and another host claimed, to answer whoever
+//! waits here for its end once that end is stored. (A conversation's turns
+//! stay with the host that accepted them, in order.)
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use super::{Executions, Job};
+use crate::record::{Execution, Status};
+use crate::registry::Registry;
+use crate::store::{Slots, StoreError};
+use crate::time;
+
+/// How often a host looks for executions waiting in the shared queue (and
+/// for the ends of those it follows), when nothing woke it before.
+const POLL: Duration = Duration::from_millis(100);
+
+/// What this host may claim: its registry's agents and versions.
+struct Known<'a>(&'a Registry);
+
+impl Slots for Known<'_> {
+    fn of_agent(&self, agent_id: &str) -> Option<usize> {
+        self.0.max_concurrency(agent_id)
+    }
+
+    fn runs(&self, version_id: &str) -> bool {
+        self.0.version(version_id).is_some_and(|(_, v)| v.pre.is_ok())
+    }
+}
+
+impl Executions {
+    /// Whether executions wait in the store for any host to claim them.
+    pub(super) fn shares_queue(&self) -> bool {
+        self.store.shares_queue()
+    }
+
+    /// Claims at once: something waits, or room was made.
+    pub(super) fn wake_claims(&self) {
+        if self.shares_queue() {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Claims once `delay` is over (an execution's `run_after`).
+    pub(super) fn wake_claims_after(&self, delay: Duration) {
+        let wake = Arc::clone(&self.wake);
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            wake.notify_one();
+        });
+    }
+
+    /// Starts claiming (on a store several hosts share).
+    pub(super) fn start_claiming(self: &Arc<Self>) {
+        if self.shares_queue() {
+            tokio::spawn(claim_and_follow(Arc::downgrade(self)));
+        }
+    }
+
+    /// Claims what this host has room for and starts it; how many.
+    async fn claim(self: &Arc<Self>) -> Result<(usize, usize), StoreError> {
+        let room = self.scheduler.room();
+        if room == 0 || self.is_draining() {
+            return Ok((0, room));
+        }
+        let claimed = self
+            .store
+            .claim(room, time::now_ms(), &Known(&self.registry))
+            .await?;
+        let n = claimed.len();
+        for execution in claimed {
+            self.queue_claimed(execution).await;
+        }
+        self.launch(self.scheduler.dispatch());
+        Ok((n, room))
+    }
+
+    /// An execution this host claimed joins its queue (not started yet).
+    pub(super) async fn queue_claimed(self: &Arc<Self>, mut execution: Execution) {
+        let found = self
+            .registry
+            .version(&execution.agent_version_id)
+            .filter(|(_, v)| v.pre.is_ok());
+        // Claimed only when runnable here; should the version have gone
+        // meanwhile, it ends as after a restart.
+        let Some((_, version)) = found else {
+            self.take_up(vec![execution], "").await.ok();
+            return;
+        };
+        execution.status = Status::Queued;
+        let events = self.lifecycle.log_of(&execution).await;
+        self.scheduler.claimed(Job {
+            execution,
+            version,
+            events,
+            resume: false,
+        });
+    }
+
+    /// Claims a waiting execution to cancel it: whether it was still waiting.
+    pub(super) async fn claim_to_cancel(self: &Arc<Self>, id: &str) -> Result<bool, StoreError> {
+        if !self.shares_queue() {
+            return Ok(false);
+        }
+        match self.store.claim_one(id).await? {
+            Some(execution) => {
+                self.queue_claimed(execution).await;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Follows an execution another host may run, for whoever waits here.
+    pub(super) fn follow(&self, id: &str, agent_id: &str) -> super::Watch {
+        let watch = self.scheduler.follow(None, id, agent_id);
+        self.wake_claims();
+        watch
+    }
+
+    /// Learns where the executions followed here are: those another host
+    /// took stream from the store from now on; those ended are announced.
+    async fn look_elsewhere(&self) -> Result<(), StoreError> {
+        let ids = self.scheduler.elsewhere();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let found = self.store.whereabouts(&ids).await?;
+        for id in &found.elsewhere {
+            if self.scheduler.is_elsewhere(id) {
+                self.lifecycle.detach(id);
+            }
+        }
+        for execution in found.ended {
+            let id = execution.id.clone();
+            if self.scheduler.is_elsewhere(&id) {
+                self.lifecycle.detach(&id);
+                self.scheduler.announce(&id, Some(Arc::new(execution)));
+            }
+        }
+        for id in &found.gone {
+            if self.scheduler.is_elsewhere(id) {
+                self.lifecycle.detach(id);
+                self.scheduler.announce(id, None);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Until the host closes: claims when woken or every [`POLL`], as long as
+/// there is room and something to claim, then looks for what it follows.
+async fn claim_and_follow(executions: Weak<Executions>) {
+    loop {
+        let wake = match executions.upgrade() {
+            Some(this) => Arc::clone(&this.wake),
+            None => return,
+        };
+        tokio::select! {
+            () = wake.notified() => {}
+            () = tokio::time::sleep(POLL) => {}
+        }
+        let Some(this) = executions.upgrade() else { return };
+        if *this.closing.borrow() {
+            return;
+        }
+        loop {
+            match this.claim().await {
+                Ok((n, room)) if n > 0 && n == room => {}
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not claim from the shared queue");
+                    break;
+                }
+            }
+        }
+        if let Err(e) = this.look_elsewhere().await {
+            tracing::warn!(error = %e, "could not read the executions other hosts run");
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! The shared queue's trait: on a store several hosts share, an execution
+//! waits in the store with no owner until a host with room claims it, in
+//! priority then arrival order, each agent's slots counted across every
+//! host. A store of one host has no shared queue: every method is a no-op and
+//! its executions wait in the host's own queue.
+
+use async_trait::async_trait;
+
+use super::StoreError;
+use crate::record::Execution;
+
+/// What a host may claim: how many runs each agent may have at once, across
+/// every host, and which versions it can run.
+pub trait Slots: Sync {
+    /// `None`: an agent this host does not know (yet), left to others.
+    fn of_agent(&self, agent_id: &str) -> Option<usize>;
+    /// Whether this host has the version loaded and runnable.
+    fn runs(&self, version_id: &str) -> bool;
+}
+
+/// Where executions this host accepted (and another may run) are now.
+#[derive(Debug, Default)]
+pub struct Whereabouts {
+    /// Taken by another host (waiting there, or running).
+    pub elsewhere: Vec<String>,
+    /// Ended (whoever ran them), or waiting for a decision, as stored.
+    pub ended: Vec<Execution>,
+    /// Not stored at all any more.
+    pub gone: Vec<String>,
+}
+
+#[async_trait]
+pub trait Claims: Send + Sync {
+    /// Whether executions wait in the store for any host to claim them.
+    fn shares_queue(&self) -> bool {
+        false
+    }
+    /// Claims at most `room` waiting executions for this host (their
+    /// `run_after`, if any, before `now`): highest priority first, then the
+    /// oldest, skipping agents whose runs and claims across every host fill
+    /// their `slots`; hosts claim one at a time. Oldest first among equals.
+    async fn claim(&self, _room: usize, _now: i64, _slots: &dyn Slots) -> Result<Vec<Execution>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// Claims one execution, if it still waits unclaimed (to cancel it).
+    async fn claim_one(&self, _id: &str) -> Result<Option<Execution>, StoreError> {
+        Ok(None)
+    }
+    /// Where these executions are now.
+    async fn whereabouts(&self, _ids: &[String]) -> Result<Whereabouts, StoreError> {
+        Ok(Whereabouts::default())
+    }
+}

@@ -1,0 +1,178 @@
+//! The shared queue on Postgres. An execution waits with no `owner` (its
+//! `queued` record committed); a host with room claims a batch in one
+//! transaction: under one advisory lock (so that two hosts never both fill
+//! an agent's last slot), it counts each agent's runs and claims across the
+//! hosts, reads the best waiting rows of the agents with room, and takes
+//! those rows not locked by another writer (`FOR UPDATE SKIP LOCKED`).
+//! A conversation's turns are not in it: the host that accepted them runs them,
+//! in order.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+
+use super::read::{EXECUTION_COLUMNS, executions_from_rows};
+use super::{PgStore, read_error};
+use crate::record::{Execution, Status};
+use crate::store::{Claims, Slots, StoreError, Whereabouts};
+
+/// The advisory lock claims are made under (any constant no other lock uses).
+const CLAIM_LOCK: i64 = 0x7761_7264_656e_0002;
+
+/// Rows waiting in the shared queue, by their alias `e`.
+const WAITING: &str = "e.owner IS NULL AND e.status IN ('pending', 'queued') AND e.conversation_id IS NULL";
+
+/// How many waiting rows one claim reads per place it has room for (some may
+/// be of an agent that fills up within the batch).
+const READ_AHEAD: usize = 4;
+
+#[async_trait]
+impl Claims for PgStore {
+    fn shares_queue(&self) -> bool {
+        true
+    }
+
+    async fn claim(&self, room: usize, now: i64, slots: &dyn Slots) -> Result<Vec<Execution>, StoreError> {
+        if room == 0 {
+            return Ok(Vec::new());
+        }
+        let mut c = self.reader().await?;
+        claim(&mut c.0, &self.host, room, now, slots).await.map_err(read_error)
+    }
+
+    async fn claim_one(&self, id: &str) -> Result<Option<Execution>, StoreError> {
+        let c = self.reader().await?;
+        let sql = format!(
+            "UPDATE executions e SET owner = $1 WHERE e.id = $2 AND {WAITING} RETURNING {EXECUTION_COLUMNS}"
+        );
+        let rows = c.query(&sql, &[&self.host, &id]).await.map_err(read_error)?;
+        Ok(executions_from_rows(&rows).map_err(read_error)?.pop())
+    }
+
+    async fn whereabouts(&self, ids: &[String]) -> Result<Whereabouts, StoreError> {
+        let mut found = Whereabouts::default();
+        if ids.is_empty() {
+            return Ok(found);
+        }
+        let c = self.reader().await?;
+        let rows = c
+            .query(
+                "SELECT id, status, owner IS NOT NULL AND owner <> $1 FROM executions WHERE id = ANY($2)",
+                &[&self.host, &ids],
+            )
+            .await
+            .map_err(read_error)?;
+        let mut ended = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for row in &rows {
+            let id: String = row.try_get(0).map_err(|e| read_error(e.into()))?;
+            let status: String = row.try_get(1).map_err(|e| read_error(e.into()))?;
+            let taken: bool = row.try_get(2).map_err(|e| read_error(e.into()))?;
+            // Waiting for a decision, unloaded, it is as good as over for
+            // whoever waits for it (as on the host that ran it).
+            let over = Status::parse(&status).is_some_and(|s| s.is_terminal() || s == Status::AwaitingApproval);
+            if over {
+                ended.push(id.clone());
+            } else if taken {
+                found.elsewhere.push(id.clone());
+            }
+            seen.insert(id);
+        }
+        found.gone = ids.iter().filter(|id| !seen.contains(*id)).cloned().collect();
+        if !ended.is_empty() {
+            let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = ANY($1)");
+            let rows = c.query(&sql, &[&ended]).await.map_err(read_error)?;
+            found.ended = executions_from_rows(&rows).map_err(read_error)?;
+        }
+        Ok(found)
+    }
+}
+
+async fn claim(
+    client: &mut deadpool_postgres::ClientWrapper,
+    host: &str,
+    room: usize,
+    now: i64,
+    slots: &dyn Slots,
+) -> anyhow::Result<Vec<Execution>> {
+    let tx = client.transaction().await?;
+    // Most polls find nothing: they end here, without the lock.
+    let waiting = tx
+        .query_one(
+            &format!("SELECT EXISTS (SELECT 1 FROM executions e WHERE {WAITING} AND (e.run_after IS NULL OR e.run_after <= $1))"),
+            &[&now],
+        )
+        .await?
+        .try_get::<_, bool>(0)?;
+    if !waiting {
+        tx.commit().await?;
+        return Ok(Vec::new());
+    }
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CLAIM_LOCK]).await?;
+    let busy_rows = tx
+        .query(
+            "SELECT agent_id, count(*) FROM executions
+             WHERE owner IS NOT NULL AND status IN ('pending', 'queued', 'running', 'cancel_requested')
+             GROUP BY agent_id",
+            &[],
+        )
+        .await?;
+    let mut busy: HashMap<String, usize> = HashMap::new();
+    for row in &busy_rows {
+        let n: i64 = row.try_get(1)?;
+        busy.insert(row.try_get(0)?, usize::try_from(n).unwrap_or(usize::MAX));
+    }
+    let full: Vec<&str> = busy
+        .iter()
+        .filter(|(agent, n)| slots.of_agent(agent).is_some_and(|max| **n >= max))
+        .map(|(agent, _)| agent.as_str())
+        .collect();
+    let limit = i64::try_from(room.saturating_mul(READ_AHEAD).max(32)).unwrap_or(i64::MAX);
+    let candidates = tx
+        .query(
+            &format!(
+                "SELECT e.id, e.agent_id, e.agent_version_id FROM executions e
+                 WHERE {WAITING} AND (e.run_after IS NULL OR e.run_after <= $1) AND e.agent_id <> ALL($2)
+                 ORDER BY e.priority DESC, e.created_at, e.id LIMIT $3"
+            ),
+            &[&now, &full, &limit],
+        )
+        .await?;
+    let mut picked: Vec<String> = Vec::new();
+    for row in &candidates {
+        if picked.len() >= room {
+            break;
+        }
+        let id: String = row.try_get(0)?;
+        let agent: String = row.try_get(1)?;
+        let version: &str = row.try_get(2)?;
+        let Some(max) = slots.of_agent(&agent).filter(|_| slots.runs(version)) else {
+            continue;
+        };
+        let n = busy.entry(agent).or_default();
+        if *n < max {
+            *n += 1;
+            picked.push(id);
+        }
+    }
+    if picked.is_empty() {
+        tx.commit().await?;
+        return Ok(Vec::new());
+    }
+    let rows = tx
+        .query(
+            &format!(
+                "UPDATE executions SET owner = $1 WHERE id IN
+                    (SELECT e.id FROM executions e WHERE e.id = ANY($2) AND {WAITING} FOR UPDATE SKIP LOCKED)
+                 RETURNING {EXECUTION_COLUMNS}"
+            ),
+            &[&host, &picked],
+        )
+        .await?;
+    tx.commit().await?;
+    let mut claimed = executions_from_rows(&rows)?;
+    claimed.sort_by(|a, b| {
+        (std::cmp::Reverse(a.priority), a.created_at, &a.id).cmp(&(std::cmp::Reverse(b.priority), b.created_at, &b.id))
+    });
+    Ok(claimed)
+}
