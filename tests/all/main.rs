@@ -47,6 +47,7 @@ mod sandbox;
 mod scale_out;
 mod schedules;
 mod scheduling;
+mod shared_queue;
 mod shutdown;
 mod store;
 mod store_conversations;

@@ -189,7 +189,10 @@ async fn shared_queue(s: Stores) {
     s.executions.save(waiting("b2", "agt_b", 50, 10)).await.unwrap();
     assert_eq!(claim(1).await, ["b1"]);
     // A waiting one is claimed alone (to cancel it), once.
-    assert_eq!(s.executions.claim_one("b2").await.unwrap().map(|e| e.id).as_deref(), Some("b2"));
+    assert_eq!(
+        s.executions.claim_one("b2").await.unwrap().map(|e| e.id).as_deref(),
+        Some("b2")
+    );
     assert!(s.executions.claim_one("b2").await.unwrap().is_none());
     // A claimed one's end frees its agent's slot.
     s.executions
@@ -210,7 +213,14 @@ async fn shared_queue(s: Stores) {
     s.executions.save(waiting("high_2", "agt_a", 90, 5)).await.unwrap();
     assert!(s.executions.claim_one("high_2").await.unwrap().is_none());
     // What this host held, after a restart, waits again for any host.
-    let unfinished: Vec<String> = s.executions.unfinished().await.unwrap().into_iter().map(|e| e.id).collect();
+    let unfinished: Vec<String> = s
+        .executions
+        .unfinished()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
     assert_eq!(unfinished, ["run_2"]);
     assert_eq!(claim(10).await, ["high_1", "high_2", "other", "b1", "b2"]);
 }

@@ -30,10 +30,10 @@ impl Executions {
     pub async fn cancel(self: &Arc<Self>, id: &str) -> Result<Cancel, StoreError> {
         match self.scheduler.cancel(id) {
             scheduler::Cancel::NotLive | scheduler::Cancel::Elsewhere => {
-                // Waiting in the shared queue: claimed here, then cancelled
-                // as any execution queued here.
-                if self.claim_to_cancel(id).await? {
-                    return Box::pin(self.cancel(id)).await;
+                // Waiting in the shared queue: claimed here and ended at once
+                // (never queued here, where it could start).
+                if let Some(cancelled) = self.cancel_waiting(id).await? {
+                    return Ok(cancelled);
                 }
                 let mut stored = self.store.get(id).await?;
                 // Another host runs it (a store several hosts share): marked,
@@ -72,9 +72,8 @@ impl Executions {
                     scheduler::Cancel::Dequeued { job, done } => {
                         return self.end_dequeued(job, done).await;
                     }
-                    scheduler::Cancel::AlreadyRequested
-                    | scheduler::Cancel::NotLive
-                    | scheduler::Cancel::Elsewhere => {}
+                    scheduler::Cancel::AlreadyRequested | scheduler::Cancel::NotLive | scheduler::Cancel::Elsewhere => {
+                    }
                 }
                 Ok(Cancel::Requested)
             }
@@ -107,14 +106,38 @@ impl Executions {
 
     /// Ends a job taken out of the queue `cancelled`.
     async fn end_dequeued(&self, job: Job, done: scheduler::Done<Arc<Execution>>) -> Result<Cancel, StoreError> {
-        let Job {
-            mut execution, events, ..
-        } = job;
+        self.end_waiting(job.execution, &job.events, Some(done)).await
+    }
+
+    /// Cancels an execution waiting in the shared queue (a store several
+    /// hosts share), if it still waits: claimed by this host, it ends.
+    async fn cancel_waiting(&self, id: &str) -> Result<Option<Cancel>, StoreError> {
+        if !self.shares_queue() {
+            return Ok(None);
+        }
+        let Some(mut execution) = self.store.claim_one(id).await? else {
+            return Ok(None);
+        };
+        execution.status = Status::Queued;
+        let events = self.lifecycle.log_of(&execution).await;
+        let done = self.scheduler.unfollow(id);
+        self.end_waiting(execution, &events, done).await.map(Some)
+    }
+
+    /// Ends an execution that never ran `cancelled`, and says so to whoever waits.
+    async fn end_waiting(
+        &self,
+        mut execution: Execution,
+        events: &Arc<crate::events::EventLog>,
+        done: Option<scheduler::Done<Arc<Execution>>>,
+    ) -> Result<Cancel, StoreError> {
         let error = ExecError::host("cancelled", "the execution was cancelled before it ran");
-        let ending = self.lifecycle.end(&mut execution, &events, End::Cancelled(error), None);
+        let ending = self.lifecycle.end(&mut execution, events, End::Cancelled(error), None);
         let stored = ending.settle().await;
         let execution = Arc::new(execution);
-        done.send_replace(Some(Arc::clone(&execution)));
+        if let Some(done) = done {
+            done.send_replace(Some(Arc::clone(&execution)));
+        }
         stored?;
         Ok(Cancel::Cancelled(execution))
     }

@@ -68,10 +68,7 @@ impl Executions {
         if room == 0 || self.is_draining() {
             return Ok((0, room));
         }
-        let claimed = self
-            .store
-            .claim(room, time::now_ms(), &Known(&self.registry))
-            .await?;
+        let claimed = self.store.claim(room, time::now_ms(), &Known(&self.registry)).await?;
         let n = claimed.len();
         for execution in claimed {
             self.queue_claimed(execution).await;
@@ -100,20 +97,6 @@ impl Executions {
             events,
             resume: false,
         });
-    }
-
-    /// Claims a waiting execution to cancel it: whether it was still waiting.
-    pub(super) async fn claim_to_cancel(self: &Arc<Self>, id: &str) -> Result<bool, StoreError> {
-        if !self.shares_queue() {
-            return Ok(false);
-        }
-        match self.store.claim_one(id).await? {
-            Some(execution) => {
-                self.queue_claimed(execution).await;
-                Ok(true)
-            }
-            None => Ok(false),
-        }
     }
 
     /// Follows an execution another host may run, for whoever waits here.

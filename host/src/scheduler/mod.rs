@@ -78,7 +78,9 @@ enum LiveState<J> {
     CancelRequested,
     /// Waiting in the shared queue or run by another host; `counted` when it
     /// holds a place of this host's queue (it was accepted here).
-    Elsewhere { counted: bool },
+    Elsewhere {
+        counted: bool,
+    },
 }
 
 struct Inner<J, O> {
@@ -213,7 +215,11 @@ impl<J: Job, O> Scheduler<J, O> {
         let mut inner = self.lock();
         let key = inner.queue.key(job.priority());
         let id = job.id().to_owned();
-        match inner.live.get(&id).map(|l| matches!(l.state, LiveState::Elsewhere { counted: true })) {
+        match inner
+            .live
+            .get(&id)
+            .map(|l| matches!(l.state, LiveState::Elsewhere { counted: true }))
+        {
             Some(true) => inner.elsewhere = inner.elsewhere.saturating_sub(1),
             _ => inner.waiting += 1,
         }
@@ -233,6 +239,25 @@ impl<J: Job, O> Scheduler<J, O> {
             }
         }
         inner.queue.push(key, job);
+    }
+
+    /// Stops following a job (claimed here to end it at once): where its end
+    /// is to be announced, if it was followed.
+    pub fn unfollow(&self, id: &str) -> Option<Done<O>> {
+        let mut inner = self.lock();
+        if !inner
+            .live
+            .get(id)
+            .is_some_and(|l| matches!(l.state, LiveState::Elsewhere { .. }))
+        {
+            return None;
+        }
+        let live = inner.live.remove(id)?;
+        if matches!(live.state, LiveState::Elsewhere { counted: true }) {
+            inner.waiting = inner.waiting.saturating_sub(1);
+            inner.elsewhere = inner.elsewhere.saturating_sub(1);
+        }
+        Some(live.done)
     }
 
     /// How many more jobs this host has room to claim: its cap, less what

@@ -283,7 +283,8 @@ fn upsert_execution(tx: &mut Tx<'_>, host: &str, e: &Execution) -> anyhow::Resul
     // Waiting in the shared queue, it is nobody's until a host claims it (a
     // conversation's turn stays with the host that accepted it); a write
     // never gives back a claim.
-    let owner = (!(matches!(e.status, Status::Pending | Status::Queued) && e.conversation_id.is_none())).then_some(host);
+    let owner =
+        (!(matches!(e.status, Status::Pending | Status::Queued) && e.conversation_id.is_none())).then_some(host);
     let memory_stores = serde_json::to_string(&e.memory_store_ids)?;
     let u = &e.token_usage;
     tx.execute(

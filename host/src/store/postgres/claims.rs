@@ -42,9 +42,8 @@ impl Claims for PgStore {
 
     async fn claim_one(&self, id: &str) -> Result<Option<Execution>, StoreError> {
         let c = self.reader().await?;
-        let sql = format!(
-            "UPDATE executions e SET owner = $1 WHERE e.id = $2 AND {WAITING} RETURNING {EXECUTION_COLUMNS}"
-        );
+        let sql =
+            format!("UPDATE executions e SET owner = $1 WHERE e.id = $2 AND {WAITING} RETURNING {EXECUTION_COLUMNS}");
         let rows = c.query(&sql, &[&self.host, &id]).await.map_err(read_error)?;
         Ok(executions_from_rows(&rows).map_err(read_error)?.pop())
     }

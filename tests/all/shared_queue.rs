@@ -1,0 +1,140 @@
+//! The shared queue of hosts on one Postgres: an execution accepted by one
+//! host runs on whichever has room; each agent's `max_concurrency` holds
+//! across the hosts; priority orders the waiting across hosts; a caller on
+//! one host hears the end of a run on another; a waiting execution is
+//! cancelled from any host.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::json;
+use warden_tests::postgres::PgCluster;
+use warden_tests::{Server, Warden};
+
+use super::durable::{ended, poll, start_async};
+use super::postgres::shared_config;
+
+/// Each row of `sql` (`|`-separated columns).
+fn rows(cluster: &PgCluster, sql: &str) -> Vec<Vec<String>> {
+    let out = cluster.psql_in("warden", sql).unwrap();
+    out.lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| l.split('|').map(str::to_owned).collect())
+        .collect()
+}
+
+/// Starts an execution of `single`, sleeping `ms`, at `priority`.
+async fn submit(server: &Server, ms: u64, priority: u8) -> String {
+    let (status, body) = server
+        .post_json(
+            "/v1/agents/single/execute",
+            &json!({ "input": { "ms": ms }, "mode": "async", "priority": priority }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    body["id"].as_str().unwrap().to_owned()
+}
+
+fn host_id(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("host-id")).unwrap().trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_share_one_queue_with_each_agents_slots_and_priority_across_them() {
+    let cluster = PgCluster::start();
+    cluster.psql("CREATE DATABASE warden").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    // A runs one execution at a time; B up to its default.
+    let small = tmp.path().join("small");
+    std::fs::create_dir_all(&small).unwrap();
+    let config_a = shared_config(&small, &cluster, "max_concurrent_executions = 1");
+    let config_b = shared_config(tmp.path(), &cluster, "");
+    let (dir_a, dir_b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let a = Warden::start_with(&dir_a, &["--config", config_a.to_str().unwrap()]);
+    let b = Warden::start_with(&dir_b, &["--config", config_b.to_str().unwrap()]);
+    let (on_a, on_b) = (a.client(), b.client());
+    let (id_a, id_b) = (host_id(&dir_a), host_id(&dir_b));
+    // Deployed on B (a version's slots are capped by its deploying host's cap).
+    on_b.deploy("sleepy", json!({})).await;
+    on_b.deploy("sleepy", json!({ "name": "single", "max_concurrency": 1 }))
+        .await;
+    on_b.deploy("echo", json!({})).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while on_a.get("/v1/agents/echo").await.0 != StatusCode::OK {
+        assert!(tokio::time::Instant::now() < deadline, "A never loaded what B deployed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Three accepted by A, which runs one at a time: B runs the others,
+    // alongside.
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(start_async(&on_a, "sleepy", json!({ "ms": 1500 })).await);
+    }
+    for id in &ids {
+        let done = poll(&on_a, id, ended).await;
+        assert_eq!(done["status"], "completed", "{done}");
+    }
+    let list = ids.iter().map(|id| format!("'{id}'")).collect::<Vec<_>>().join(",");
+    let ran = rows(
+        &cluster,
+        &format!("SELECT owner, started_at, completed_at FROM executions WHERE id IN ({list})"),
+    );
+    let owners: HashSet<&str> = ran.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(owners, HashSet::from([id_a.as_str(), id_b.as_str()]), "{ran:?}");
+    let latest_start = ran.iter().map(|r| r[1].parse::<i64>().unwrap()).max().unwrap();
+    let first_end = ran.iter().map(|r| r[2].parse::<i64>().unwrap()).min().unwrap();
+    assert!(latest_start < first_end, "all three ran at once: {ran:?}");
+
+    // A sync call on A while A is full: B runs it, A answers.
+    let busy = start_async(&on_a, "sleepy", json!({ "ms": 1500 })).await;
+    poll(&on_a, &busy, |e| e["status"] == "running").await;
+    let answered = on_a.run("echo", json!({ "name": "Ada" })).await;
+    assert_eq!(answered["status"], "completed", "{answered}");
+    assert_eq!(answered["output"]["greeting"], "Hello, Ada!", "{answered}");
+    let owner = rows(
+        &cluster,
+        &format!(
+            "SELECT owner FROM executions WHERE id = '{}'",
+            answered["id"].as_str().unwrap()
+        ),
+    );
+    let busy_owner = rows(&cluster, &format!("SELECT owner FROM executions WHERE id = '{busy}'"));
+    assert_ne!(owner, busy_owner, "the other host ran it");
+
+    // One agent's single slot holds across both hosts; the waiting run in
+    // priority order, wherever accepted; a waiting one cancelled from the
+    // other host never runs.
+    let first = submit(&on_b, 800, 50).await;
+    poll(&on_b, &first, |e| e["status"] == "running").await;
+    let low = submit(&on_a, 100, 10).await;
+    let cancelled = submit(&on_b, 100, 50).await;
+    let high = submit(&on_a, 100, 90).await;
+    let mid = submit(&on_b, 100, 50).await;
+    let (status, body) = on_a
+        .post_json(&format!("/v1/executions/{cancelled}/cancel"), &json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "cancelled", "{body}");
+    for id in [&first, &low, &high, &mid] {
+        let done = poll(&on_a, id, ended).await;
+        assert_eq!(done["status"], "completed", "{done}");
+    }
+    let ran = rows(
+        &cluster,
+        "SELECT id, started_at, completed_at FROM executions
+         WHERE agent_name = 'single' AND started_at IS NOT NULL ORDER BY started_at",
+    );
+    let order: Vec<&str> = ran.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(order, [&first, &high, &mid, &low], "{ran:?}");
+    for pair in ran.windows(2) {
+        let (ended_at, next_start) = (pair[0][2].parse::<i64>().unwrap(), pair[1][1].parse::<i64>().unwrap());
+        assert!(ended_at <= next_start, "one at a time across the hosts: {ran:?}");
+    }
+    let (_, never) = on_b.get(&format!("/v1/executions/{cancelled}")).await;
+    assert_eq!(never["status"], "cancelled", "{never}");
+    assert!(never["started_at"].is_null(), "{never}");
+    drop((a, b));
+}
