@@ -121,7 +121,13 @@ impl Executions {
         execution.status = Status::Queued;
         let events = self.lifecycle.log_of(&execution).await;
         let done = self.scheduler.unfollow(id);
-        self.end_waiting(execution, &events, done).await.map(Some)
+        let followed = done.is_some();
+        let ended = self.end_waiting(execution, &events, done).await.map(Some);
+        if !followed {
+            // The host that accepted it follows it.
+            self.hint();
+        }
+        ended
     }
 
     /// Ends an execution that never ran `cancelled`, and says so to whoever waits.
@@ -138,6 +144,7 @@ impl Executions {
         if let Some(done) = done {
             done.send_replace(Some(Arc::clone(&execution)));
         }
+        self.ended_here(&execution.id);
         stored?;
         Ok(Cancel::Cancelled(execution))
     }

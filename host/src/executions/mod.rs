@@ -132,8 +132,11 @@ pub struct Executions {
     closing: watch::Sender<bool>,
     /// Itself, for the child executions of its runs' `agent_call`s.
     this: Weak<Executions>,
-    /// Wakes the claims from the shared queue (a store several hosts share).
+    /// Wakes the claims from the shared queue (a store several hosts share):
+    /// this host, and other hosts' hints.
     wake: Arc<tokio::sync::Notify>,
+    /// Executions claimed here that another host accepted (and follows).
+    foreign: shared::Foreign,
 }
 
 impl Executions {
@@ -176,7 +179,8 @@ impl Executions {
             draining: AtomicBool::new(false),
             closing: watch::channel(false).0,
             this: this.clone(),
-            wake: Arc::new(tokio::sync::Notify::new()),
+            wake: stores.executions.hinted().unwrap_or_default(),
+            foreign: shared::Foreign::default(),
         })
     }
 

@@ -228,6 +228,7 @@ async fn wait_for_run(
     this.scheduler.announce(&id, finished);
     // Its agent's slot is free across the hosts too, now its end is stored.
     this.wake_claims();
+    this.ended_here(&id);
 }
 
 /// How a run task ended.

@@ -7,7 +7,8 @@
 //! waits here for its end once that end is stored. (A conversation's turns
 //! stay with the host that accepted them, in order.)
 
-use std::sync::{Arc, Weak};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use super::{Executions, Job};
@@ -19,6 +20,16 @@ use crate::time;
 /// How often a host looks for executions waiting in the shared queue (and
 /// for the ends of those it follows), when nothing woke it before.
 const POLL: Duration = Duration::from_millis(100);
+
+/// Executions claimed here that another host accepted.
+#[derive(Default)]
+pub(super) struct Foreign(Mutex<HashSet<String>>);
+
+impl Foreign {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
 
 /// What this host may claim: its registry's agents and versions.
 struct Known<'a>(&'a Registry);
@@ -91,11 +102,33 @@ impl Executions {
         };
         execution.status = Status::Queued;
         let events = self.lifecycle.log_of(&execution).await;
-        self.scheduler.claimed(Job {
+        let id = execution.id.clone();
+        let followed = self.scheduler.claimed(Job {
             execution,
             version,
             events,
             resume: false,
+        });
+        if !followed {
+            self.foreign.lock().insert(id);
+        }
+    }
+
+    /// An execution claimed from the shared queue ended here: the host that
+    /// accepted it, if another, is hinted to look.
+    pub(super) fn ended_here(&self, id: &str) {
+        if self.foreign.lock().remove(id) {
+            self.hint();
+        }
+    }
+
+    /// Hints the other hosts (without waiting).
+    pub(super) fn hint(&self) {
+        let store = Arc::clone(&self.store);
+        tokio::spawn(async move {
+            if let Err(e) = store.hint().await {
+                tracing::debug!(error = %e, "could not hint the other hosts");
+            }
         });
     }
 

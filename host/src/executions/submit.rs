@@ -375,6 +375,8 @@ impl Executions {
             let done = self.scheduler.follow(Some(reservation), &id, &execution.agent_id);
             match new.delay {
                 Some(delay) => self.wake_claims_after(delay),
+                // No room here: another host may have.
+                None if self.scheduler.room() == 0 => self.hint(),
                 None => self.wake_claims(),
             }
             return Ok(Accepted { execution, done });

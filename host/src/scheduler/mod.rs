@@ -210,11 +210,12 @@ impl<J: Job, O> Scheduler<J, O> {
 
     /// A job this host claimed from the shared queue joins this host's queue
     /// (whoever follows it here goes on waiting for its end): call
-    /// [`Scheduler::dispatch`] next.
-    pub fn claimed(&self, job: J) {
+    /// [`Scheduler::dispatch`] next. Whether it was followed here.
+    pub fn claimed(&self, job: J) -> bool {
         let mut inner = self.lock();
         let key = inner.queue.key(job.priority());
         let id = job.id().to_owned();
+        let followed = inner.live.contains_key(&id);
         match inner
             .live
             .get(&id)
@@ -239,6 +240,7 @@ impl<J: Job, O> Scheduler<J, O> {
             }
         }
         inner.queue.push(key, job);
+        followed
     }
 
     /// Stops following a job (claimed here to end it at once): where its end

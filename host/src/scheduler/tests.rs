@@ -133,3 +133,41 @@ fn a_paused_scheduler_starts_nothing_more() {
     assert!(s.finished("x").is_empty(), "b waits for the next start");
     assert_eq!(s.load(), (0, 1));
 }
+
+#[test]
+fn jobs_followed_elsewhere_hold_their_place_until_claimed_here_or_announced() {
+    let s: Scheduler<T, u32> = Scheduler::new(2, 3);
+    // Accepted here, waiting in the shared queue: counted against the bound,
+    // not against the room to claim.
+    let a = s.follow(Some(s.reserve().unwrap()), "a", "x");
+    let _b = s.follow(Some(s.reserve().unwrap()), "b", "x");
+    assert_eq!((s.load(), s.room()), ((0, 2), 2));
+    let mut followed = s.elsewhere();
+    followed.sort();
+    assert_eq!(followed, ["a", "b"]);
+    assert!(s.is_elsewhere("a") && s.is_elsewhere("b"));
+    // A cancel leaves it to the caller (to claim it first).
+    assert!(matches!(s.cancel("a"), Cancel::Elsewhere));
+    // Claimed here: it joins this host's queue and runs; its follower hears its end.
+    assert!(s.claimed(job("a", "x", 50, 1)), "it was followed here");
+    assert_eq!(s.room(), 1);
+    assert_eq!(ids(&s.dispatch()), ["a"]);
+    assert_eq!((s.load(), s.room()), ((1, 1), 1));
+    s.finished("x");
+    s.announce("a", Some(7));
+    assert_eq!(*a.borrow(), Some(7));
+    // Another host ran it: announced from the store; its place is given back.
+    s.announce("b", Some(8));
+    assert_eq!((s.load(), s.room()), ((0, 0), 2));
+    // Claimed here without a follower: it takes a place until it runs.
+    assert!(!s.claimed(job("c", "x", 50, 1)));
+    assert_eq!((s.load(), s.room()), ((0, 1), 1));
+    // Followed for a caller (not accepted here): no place; unfollowed to end it at once.
+    let _d = s.follow(None, "d", "y");
+    assert_eq!(s.load(), (0, 1));
+    assert!(s.unfollow("d").is_some());
+    assert!(s.unfollow("d").is_none());
+    // The host pauses: nothing to claim.
+    s.pause();
+    assert_eq!(s.room(), 0);
+}

@@ -4,7 +4,10 @@
 //! host. A store of one host has no shared queue: every method is a no-op and
 //! its executions wait in the host's own queue.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
+use tokio::sync::Notify;
 
 use super::StoreError;
 use crate::record::Execution;
@@ -34,6 +37,14 @@ pub trait Claims: Send + Sync {
     /// Whether executions wait in the store for any host to claim them.
     fn shares_queue(&self) -> bool {
         false
+    }
+    /// What hints from other hosts wake (`None`: no other hosts).
+    fn hinted(&self) -> Option<Arc<Notify>> {
+        None
+    }
+    /// Hints every host to claim (and to look for the ends it follows).
+    async fn hint(&self) -> Result<(), StoreError> {
+        Ok(())
     }
     /// Claims at most `room` waiting executions for this host (their
     /// `run_after`, if any, before `now`): highest priority first, then the

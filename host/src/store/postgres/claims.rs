@@ -9,7 +9,10 @@
 
 use std::collections::HashMap;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
+use tokio::sync::Notify;
 
 use super::read::{EXECUTION_COLUMNS, executions_from_rows};
 use super::{PgStore, read_error};
@@ -30,6 +33,18 @@ const READ_AHEAD: usize = 4;
 impl Claims for PgStore {
     fn shares_queue(&self) -> bool {
         true
+    }
+
+    fn hinted(&self) -> Option<Arc<Notify>> {
+        Some(Arc::clone(&self.hints))
+    }
+
+    async fn hint(&self) -> Result<(), StoreError> {
+        let c = self.reader().await?;
+        c.query(&format!("NOTIFY {}", super::hints::CHANNEL), &[])
+            .await
+            .map_err(read_error)?;
+        Ok(())
     }
 
     async fn claim(&self, room: usize, now: i64, slots: &dyn Slots) -> Result<Vec<Execution>, StoreError> {

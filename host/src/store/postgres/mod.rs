@@ -10,6 +10,7 @@ mod blobs;
 mod claims;
 mod conversations;
 mod durable;
+mod hints;
 mod hosts;
 mod idempotency;
 mod outbox;
@@ -53,6 +54,9 @@ pub struct PgStore {
     beats: AtomicU64,
     resigned: AtomicBool,
     closed: AtomicBool,
+    /// Woken by other hosts' hints (see [`hints`]), and the task listening.
+    hints: Arc<tokio::sync::Notify>,
+    listener: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 impl PgStore {
@@ -62,6 +66,7 @@ impl PgStore {
     pub async fn open(url: &str, settings: &StoreConfig, data_dir: &Path) -> anyhow::Result<Stores> {
         let config: tokio_postgres::Config = url.parse().context("store.url")?;
         let writer_config = config.clone();
+        let listen_config = config.clone();
         let host = hosts::identity(data_dir)?;
         let health = Arc::new(StorageHealth::default());
         let sink_host = host.clone();
@@ -93,6 +98,8 @@ impl PgStore {
             let full: String = row.try_get(0)?;
             format!("postgres {}", full.split_whitespace().next().unwrap_or_default())
         };
+        let hinted = Arc::new(tokio::sync::Notify::new());
+        let listener = tokio::spawn(hints::listen(listen_config, Arc::clone(&hinted))).abort_handle();
         let blobs: Arc<dyn BlobStore> = Arc::new(PgBlobs::new(pool.clone(), tokio::runtime::Handle::current()));
         let store = Arc::new(PgStore {
             pool,
@@ -106,6 +113,8 @@ impl PgStore {
             beats: AtomicU64::new(0),
             resigned: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            hints: hinted,
+            listener: Mutex::new(Some(listener)),
         });
         tracing::info!(host = %store.host, "on a shared Postgres store");
         Ok(Stores::of(store, blobs))
@@ -208,6 +217,9 @@ impl Backend for PgStore {
 
     async fn close(&self) {
         self.closed.store(true, Ordering::Relaxed);
+        if let Some(listener) = self.listener.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            listener.abort();
+        }
         let thread = self.writer_thread.lock().unwrap_or_else(PoisonError::into_inner).take();
         if let Some(thread) = thread {
             self.writer.shutdown(thread).await;
