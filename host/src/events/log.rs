@@ -176,6 +176,11 @@ impl EventLog {
         inner.live = None;
     }
 
+    /// Whether anybody follows the log live (a stream).
+    pub fn is_followed(&self) -> bool {
+        self.lock().live.as_ref().is_some_and(|live| live.receiver_count() > 0)
+    }
+
     /// Another host took the execution over: the log closes, its held events
     /// dropped (that host numbers and stores the execution's events from
     /// what the store has), and its subscribers' live feeds end (they read

@@ -137,6 +137,11 @@ impl Lifecycle {
         log
     }
 
+    /// Whether a stream follows an execution's live log here.
+    pub fn is_streamed(&self, id: &str) -> bool {
+        self.hub.get(id).is_some_and(|log| log.is_followed())
+    }
+
     /// Another host took the execution over: its log here closes, unstored.
     pub fn detach(&self, id: &str) {
         if let Some(log) = self.hub.get(id) {

@@ -18,8 +18,15 @@ use crate::store::{Slots, StoreError};
 use crate::time;
 
 /// How often a host looks for executions waiting in the shared queue (and
-/// for the ends of those it follows), when nothing woke it before.
+/// for the ends of those it follows that somebody here waits for), when
+/// nothing woke it before.
 const POLL: Duration = Duration::from_millis(100);
+
+/// Every how many polls a host looks for those nobody waits for (to give
+/// their places in its bound back once another host took them), and how
+/// many it looks for at once.
+const SWEEP_EVERY: u32 = 10;
+const SWEEP_BATCH: usize = 1_000;
 
 /// Executions claimed here that another host accepted.
 #[derive(Default)]
@@ -141,15 +148,33 @@ impl Executions {
 
     /// Learns where the executions followed here are: those another host
     /// took stream from the store from now on; those ended are announced.
-    async fn look_elsewhere(&self) -> Result<(), StoreError> {
-        let ids = self.scheduler.elsewhere();
+    /// Those nobody here waits for are looked at only on a `sweep`, and
+    /// forgotten once another host took them (they are the store's).
+    async fn look_elsewhere(&self, sweep: bool) -> Result<(), StoreError> {
+        let (awaited, unawaited): (Vec<_>, Vec<_>) = self
+            .scheduler
+            .elsewhere()
+            .into_iter()
+            .partition(|(id, waited)| *waited || self.lifecycle.is_streamed(id));
+        let mut ids: Vec<String> = awaited.into_iter().map(|(id, _)| id).collect();
+        let forget = if sweep {
+            let before = ids.len();
+            ids.extend(unawaited.into_iter().take(SWEEP_BATCH).map(|(id, _)| id));
+            ids[before..].iter().cloned().collect()
+        } else {
+            HashSet::new()
+        };
         if ids.is_empty() {
             return Ok(());
         }
         let found = self.store.whereabouts(&ids).await?;
         for id in &found.elsewhere {
-            if self.scheduler.is_elsewhere(id) {
-                self.lifecycle.detach(id);
+            if !self.scheduler.is_elsewhere(id) {
+                continue;
+            }
+            self.lifecycle.detach(id);
+            if forget.contains(id) {
+                self.scheduler.unfollow(id);
             }
         }
         for execution in found.ended {
@@ -172,7 +197,9 @@ impl Executions {
 /// Until the host closes: claims when woken or every [`POLL`], as long as
 /// there is room and something to claim, then looks for what it follows.
 async fn claim_and_follow(executions: Weak<Executions>) {
+    let mut polls = 0u32;
     loop {
+        polls = polls.wrapping_add(1);
         let wake = match executions.upgrade() {
             Some(this) => Arc::clone(&this.wake),
             None => return,
@@ -195,7 +222,7 @@ async fn claim_and_follow(executions: Weak<Executions>) {
                 }
             }
         }
-        if let Err(e) = this.look_elsewhere().await {
+        if let Err(e) = this.look_elsewhere(polls % SWEEP_EVERY == 0).await {
             tracing::warn!(error = %e, "could not read the executions other hosts run");
         }
     }

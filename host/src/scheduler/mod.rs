@@ -281,14 +281,14 @@ impl<J: Job, O> Scheduler<J, O> {
             .is_some_and(|l| matches!(l.state, LiveState::Elsewhere { .. }))
     }
 
-    /// The jobs followed elsewhere.
-    pub fn elsewhere(&self) -> Vec<String> {
+    /// The jobs followed elsewhere, and whether anybody waits for each one's end.
+    pub fn elsewhere(&self) -> Vec<(String, bool)> {
         let inner = self.lock();
         inner
             .live
             .iter()
             .filter(|(_, l)| matches!(l.state, LiveState::Elsewhere { .. }))
-            .map(|(id, _)| id.clone())
+            .map(|(id, l)| (id.clone(), l.done.receiver_count() > 0))
             .collect()
     }
 

@@ -140,11 +140,16 @@ fn jobs_followed_elsewhere_hold_their_place_until_claimed_here_or_announced() {
     // Accepted here, waiting in the shared queue: counted against the bound,
     // not against the room to claim.
     let a = s.follow(Some(s.reserve().unwrap()), "a", "x");
-    let _b = s.follow(Some(s.reserve().unwrap()), "b", "x");
+    // Nobody waits for b here (an async caller).
+    drop(s.follow(Some(s.reserve().unwrap()), "b", "x"));
     assert_eq!((s.load(), s.room()), ((0, 2), 2));
     let mut followed = s.elsewhere();
     followed.sort();
-    assert_eq!(followed, ["a", "b"]);
+    assert_eq!(
+        followed,
+        [("a".to_owned(), true), ("b".to_owned(), false)],
+        "only a's end is awaited"
+    );
     assert!(s.is_elsewhere("a") && s.is_elsewhere("b"));
     // A cancel leaves it to the caller (to claim it first).
     assert!(matches!(s.cancel("a"), Cancel::Elsewhere));
