@@ -130,10 +130,21 @@ pub fn execution(id: &str, agent_id: &str, status: Status, created_at: i64) -> E
     }
 }
 
-/// Agent `agt_a` may run 3 at once, others 5; version `ver_x` is not known.
-struct Caps;
+/// Agent `agt_a` may run 3 at once, others 5; version `ver_x` is not known;
+/// what runs on this host, as set.
+#[derive(Default)]
+struct Caps(std::sync::Mutex<std::collections::HashMap<String, usize>>);
+
+impl Caps {
+    fn set(&self, here: &[(&str, usize)]) {
+        *self.0.lock().unwrap() = here.iter().map(|(a, n)| (a.to_string(), *n)).collect();
+    }
+}
 
 impl Slots for Caps {
+    fn here(&self) -> std::collections::HashMap<String, usize> {
+        self.0.lock().unwrap().clone()
+    }
     fn of_agent(&self, agent_id: &str) -> Option<usize> {
         Some(if agent_id == "agt_a" { 3 } else { 5 })
     }
@@ -168,10 +179,12 @@ async fn shared_queue(s: Stores) {
     ] {
         s.executions.save(e).await.unwrap();
     }
+    let caps = std::sync::Arc::new(Caps::default());
+    caps.set(&[("agt_a", 2)]);
     let claim = |room| {
-        let s = s.clone();
+        let (s, caps) = (s.clone(), caps.clone());
         async move {
-            let claimed = s.executions.claim(room, 1_000, &Caps).await.unwrap();
+            let claimed = s.executions.claim(room, 1_000, caps.as_ref(), false).await.unwrap();
             claimed.into_iter().map(|e| e.id).collect::<Vec<_>>()
         }
     };
@@ -183,11 +196,13 @@ async fn shared_queue(s: Stores) {
     // agt_a runs 2 of its 3: one more, its best; agt_b's due one; not the
     // one due later nor the version this host cannot run.
     assert_eq!(claim(10).await, ["high_1", "other"]);
+    caps.set(&[("agt_a", 3), ("agt_b", 1)]);
     assert!(claim(10).await.is_empty(), "agt_a is full; nothing else is due");
     // Room limits a claim.
     s.executions.save(waiting("b1", "agt_b", 50, 9)).await.unwrap();
     s.executions.save(waiting("b2", "agt_b", 50, 10)).await.unwrap();
     assert_eq!(claim(1).await, ["b1"]);
+    caps.set(&[("agt_a", 3), ("agt_b", 2)]);
     // A waiting one is claimed alone (to cancel it), once.
     assert_eq!(
         s.executions.claim_one("b2").await.unwrap().map(|e| e.id).as_deref(),
@@ -199,6 +214,7 @@ async fn shared_queue(s: Stores) {
         .save(execution("run_1", "agt_a", Status::Completed, 1))
         .await
         .unwrap();
+    caps.set(&[("agt_a", 2), ("agt_b", 3)]);
     assert_eq!(claim(10).await, ["high_2"]);
     // Whereabouts: ended (as stored), not stored; claimed here is not elsewhere.
     let found = s
@@ -222,6 +238,7 @@ async fn shared_queue(s: Stores) {
         .map(|e| e.id)
         .collect();
     assert_eq!(unfinished, ["run_2"]);
+    caps.set(&[("agt_a", 1)]);
     assert_eq!(claim(10).await, ["high_1", "high_2", "other", "b1", "b2"]);
 }
 

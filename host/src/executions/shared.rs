@@ -14,6 +14,7 @@ use std::time::Duration;
 use super::{Executions, Job};
 use crate::record::{Execution, Status};
 use crate::registry::Registry;
+use crate::scheduler::Scheduler;
 use crate::store::{Slots, StoreError};
 use crate::time;
 
@@ -39,9 +40,13 @@ impl Foreign {
 }
 
 /// What this host may claim: its registry's agents and versions.
-struct Known<'a>(&'a Registry);
+struct Known<'a>(&'a Registry, &'a Scheduler<Job, Arc<Execution>>);
 
 impl Slots for Known<'_> {
+    fn here(&self) -> std::collections::HashMap<String, usize> {
+        self.1.busy_by_agent()
+    }
+
     fn of_agent(&self, agent_id: &str) -> Option<usize> {
         self.0.max_concurrency(agent_id)
     }
@@ -80,13 +85,15 @@ impl Executions {
         }
     }
 
-    /// Claims what this host has room for and starts it; how many.
-    async fn claim(self: &Arc<Self>) -> Result<(usize, usize), StoreError> {
+    /// Claims what this host has room for and starts it (`surely`: something
+    /// is known to wait); how many, of how many it had room for.
+    async fn claim(self: &Arc<Self>, surely: bool) -> Result<(usize, usize), StoreError> {
         let room = self.scheduler.room();
         if room == 0 || self.is_draining() {
             return Ok((0, room));
         }
-        let claimed = self.store.claim(room, time::now_ms(), &Known(&self.registry)).await?;
+        let known = Known(&self.registry, &self.scheduler);
+        let claimed = self.store.claim(room, time::now_ms(), &known, surely).await?;
         let n = claimed.len();
         for execution in claimed {
             self.queue_claimed(execution).await;
@@ -204,17 +211,19 @@ async fn claim_and_follow(executions: Weak<Executions>) {
             Some(this) => Arc::clone(&this.wake),
             None => return,
         };
-        tokio::select! {
-            () = wake.notified() => {}
-            () = tokio::time::sleep(POLL) => {}
-        }
+        // Woken: something waits, or room was made, or another host hints.
+        let woken = tokio::select! {
+            () = wake.notified() => true,
+            () = tokio::time::sleep(POLL) => false,
+        };
         let Some(this) = executions.upgrade() else { return };
         if *this.closing.borrow() {
             return;
         }
+        let mut surely = woken;
         loop {
-            match this.claim().await {
-                Ok((n, room)) if n > 0 && n == room => {}
+            match this.claim(surely).await {
+                Ok((n, room)) if n > 0 && n == room => surely = false,
                 Ok(_) => break,
                 Err(e) => {
                     tracing::warn!(error = %e, "could not claim from the shared queue");

@@ -431,6 +431,11 @@ impl<J: Job, O> Scheduler<J, O> {
         (inner.queue.running, inner.waiting)
     }
 
+    /// Each agent's jobs running or queued here.
+    pub fn busy_by_agent(&self) -> HashMap<String, usize> {
+        self.lock().queue.busy_by_agent()
+    }
+
     /// Queued jobs of one agent and how many of its slots are busy.
     pub fn agent_load(&self, agent_id: &str) -> (usize, usize) {
         self.lock().queue.agent_load(agent_id)

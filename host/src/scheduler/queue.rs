@@ -126,6 +126,14 @@ impl<J: Job> Queue<J> {
         }
     }
 
+    /// Each agent's jobs running or queued.
+    pub fn busy_by_agent(&self) -> HashMap<String, usize> {
+        self.agents
+            .iter()
+            .map(|(agent, aq)| (agent.clone(), aq.running + aq.queue.len()))
+            .collect()
+    }
+
     /// Queued jobs of an agent and how many of its slots are busy.
     pub fn agent_load(&self, agent_id: &str) -> (usize, usize) {
         self.agents

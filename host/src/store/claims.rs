@@ -13,8 +13,12 @@ use super::StoreError;
 use crate::record::Execution;
 
 /// What a host may claim: how many runs each agent may have at once, across
-/// every host, and which versions it can run.
+/// every host, how many it has on this host, and which versions it can run.
 pub trait Slots: Sync {
+    /// Each agent's runs on this host and the executions it claimed and has
+    /// not started (a run that ended is not one, even before its end is
+    /// stored).
+    fn here(&self) -> std::collections::HashMap<String, usize>;
     /// `None`: an agent this host does not know (yet), left to others.
     fn of_agent(&self, agent_id: &str) -> Option<usize>;
     /// Whether this host has the version loaded and runnable.
@@ -50,7 +54,14 @@ pub trait Claims: Send + Sync {
     /// `run_after`, if any, before `now`): highest priority first, then the
     /// oldest, skipping agents whose runs and claims across every host fill
     /// their `slots`; hosts claim one at a time. Oldest first among equals.
-    async fn claim(&self, _room: usize, _now: i64, _slots: &dyn Slots) -> Result<Vec<Execution>, StoreError> {
+    /// `surely`: something is known to wait (no need to look first).
+    async fn claim(
+        &self,
+        _room: usize,
+        _now: i64,
+        _slots: &dyn Slots,
+        _surely: bool,
+    ) -> Result<Vec<Execution>, StoreError> {
         Ok(Vec::new())
     }
     /// Claims one execution, if it still waits unclaimed (to cancel it).

@@ -7,8 +7,6 @@
 //! A conversation's turns are not in it: the host that accepted them runs them,
 //! in order.
 
-use std::collections::HashMap;
-
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -47,12 +45,20 @@ impl Claims for PgStore {
         Ok(())
     }
 
-    async fn claim(&self, room: usize, now: i64, slots: &dyn Slots) -> Result<Vec<Execution>, StoreError> {
+    async fn claim(
+        &self,
+        room: usize,
+        now: i64,
+        slots: &dyn Slots,
+        surely: bool,
+    ) -> Result<Vec<Execution>, StoreError> {
         if room == 0 {
             return Ok(Vec::new());
         }
         let mut c = self.reader().await?;
-        claim(&mut c.0, &self.host, room, now, slots).await.map_err(read_error)
+        claim(&mut c.0, &self.host, (room, now, surely), slots)
+            .await
+            .map_err(read_error)
     }
 
     async fn claim_one(&self, id: &str) -> Result<Option<Execution>, StoreError> {
@@ -105,36 +111,44 @@ impl Claims for PgStore {
 async fn claim(
     client: &mut deadpool_postgres::ClientWrapper,
     host: &str,
-    room: usize,
-    now: i64,
+    (room, now, surely): (usize, i64, bool),
     slots: &dyn Slots,
 ) -> anyhow::Result<Vec<Execution>> {
     let tx = client.transaction().await?;
     // Most polls find nothing: they end here, without the lock.
-    let waiting = tx
-        .query_one(
-            &format!("SELECT EXISTS (SELECT 1 FROM executions e WHERE {WAITING} AND (e.run_after IS NULL OR e.run_after <= $1))"),
-            &[&now],
-        )
-        .await?
-        .try_get::<_, bool>(0)?;
-    if !waiting {
-        tx.commit().await?;
-        return Ok(Vec::new());
+    if !surely {
+        let waiting = tx
+            .query_one(
+                &format!(
+                    "SELECT EXISTS (SELECT 1 FROM executions e WHERE {WAITING} AND (e.run_after IS NULL OR e.run_after <= $1))"
+                ),
+                &[&now],
+            )
+            .await?
+            .try_get::<_, bool>(0)?;
+        if !waiting {
+            tx.commit().await?;
+            return Ok(Vec::new());
+        }
     }
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CLAIM_LOCK]).await?;
-    let busy_rows = tx
-        .query(
-            "SELECT agent_id, count(*) FROM executions
-             WHERE owner IS NOT NULL AND status IN ('pending', 'queued', 'running', 'cancel_requested')
-             GROUP BY agent_id",
-            &[],
-        )
-        .await?;
-    let mut busy: HashMap<String, usize> = HashMap::new();
+    // The lock, then other hosts' runs and claims by agent (this host's
+    // own it knows better: a run that ended here is no longer one, even
+    // before its end is stored), sent together.
+    let lock_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&CLAIM_LOCK];
+    let host_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&host];
+    let lock = tx.execute("SELECT pg_advisory_xact_lock($1)", &lock_params);
+    let others = tx.query(
+        "SELECT agent_id, count(*) FROM executions
+         WHERE owner IS NOT NULL AND owner <> $1 AND status IN ('pending', 'queued', 'running', 'cancel_requested')
+         GROUP BY agent_id",
+        &host_params,
+    );
+    let (_, busy_rows) = futures_util::try_join!(lock, others)?;
+    let mut busy = slots.here();
     for row in &busy_rows {
         let n: i64 = row.try_get(1)?;
-        busy.insert(row.try_get(0)?, usize::try_from(n).unwrap_or(usize::MAX));
+        let n = usize::try_from(n).unwrap_or(usize::MAX);
+        *busy.entry(row.try_get(0)?).or_default() += n;
     }
     let full: Vec<&str> = busy
         .iter()
