@@ -117,16 +117,12 @@ async fn claim(
     let tx = client.transaction().await?;
     // Most polls find nothing: they end here, without the lock.
     if !surely {
-        let waiting = tx
-            .query_one(
-                &format!(
-                    "SELECT EXISTS (SELECT 1 FROM executions e WHERE {WAITING} AND (e.run_after IS NULL OR e.run_after <= $1))"
-                ),
-                &[&now],
-            )
-            .await?
-            .try_get::<_, bool>(0)?;
-        if !waiting {
+        let look = tx
+            .prepare_cached(&format!(
+                "SELECT EXISTS (SELECT 1 FROM executions e WHERE {WAITING} AND (e.run_after IS NULL OR e.run_after <= $1))"
+            ))
+            .await?;
+        if !tx.query_one(&look, &[&now]).await?.try_get::<_, bool>(0)? {
             tx.commit().await?;
             return Ok(Vec::new());
         }
@@ -134,16 +130,23 @@ async fn claim(
     // The lock, then other hosts' runs and claims by agent (this host's
     // own it knows better: a run that ended here is no longer one, even
     // before its end is stored), sent together.
+    let best_sql = format!(
+        "SELECT e.id, e.agent_id, e.agent_version_id FROM executions e
+         WHERE {WAITING} AND (e.run_after IS NULL OR e.run_after <= $1) AND e.agent_id <> ALL($2)
+         ORDER BY e.priority DESC, e.created_at, e.id LIMIT $3"
+    );
+    let (lock, others, best) = futures_util::try_join!(
+        tx.prepare_cached("SELECT pg_advisory_xact_lock($1)"),
+        tx.prepare_cached(
+            "SELECT agent_id, count(*) FROM executions
+             WHERE owner IS NOT NULL AND owner <> $1 AND status IN ('pending', 'queued', 'running', 'cancel_requested')
+             GROUP BY agent_id"
+        ),
+        tx.prepare_cached(&best_sql),
+    )?;
     let lock_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&CLAIM_LOCK];
     let host_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&host];
-    let lock = tx.execute("SELECT pg_advisory_xact_lock($1)", &lock_params);
-    let others = tx.query(
-        "SELECT agent_id, count(*) FROM executions
-         WHERE owner IS NOT NULL AND owner <> $1 AND status IN ('pending', 'queued', 'running', 'cancel_requested')
-         GROUP BY agent_id",
-        &host_params,
-    );
-    let (_, busy_rows) = futures_util::try_join!(lock, others)?;
+    let (_, busy_rows) = futures_util::try_join!(tx.execute(&lock, &lock_params), tx.query(&others, &host_params))?;
     let mut busy = slots.here();
     for row in &busy_rows {
         let n: i64 = row.try_get(1)?;
@@ -156,16 +159,7 @@ async fn claim(
         .map(|(agent, _)| agent.as_str())
         .collect();
     let limit = i64::try_from(room.saturating_mul(READ_AHEAD).max(32)).unwrap_or(i64::MAX);
-    let candidates = tx
-        .query(
-            &format!(
-                "SELECT e.id, e.agent_id, e.agent_version_id FROM executions e
-                 WHERE {WAITING} AND (e.run_after IS NULL OR e.run_after <= $1) AND e.agent_id <> ALL($2)
-                 ORDER BY e.priority DESC, e.created_at, e.id LIMIT $3"
-            ),
-            &[&now, &full, &limit],
-        )
-        .await?;
+    let candidates = tx.query(&best, &[&now, &full, &limit]).await?;
     let mut picked: Vec<String> = Vec::new();
     for row in &candidates {
         if picked.len() >= room {
@@ -187,16 +181,14 @@ async fn claim(
         tx.commit().await?;
         return Ok(Vec::new());
     }
-    let rows = tx
-        .query(
-            &format!(
-                "UPDATE executions SET owner = $1 WHERE id IN
-                    (SELECT e.id FROM executions e WHERE e.id = ANY($2) AND {WAITING} FOR UPDATE SKIP LOCKED)
-                 RETURNING {EXECUTION_COLUMNS}"
-            ),
-            &[&host, &picked],
-        )
+    let take = tx
+        .prepare_cached(&format!(
+            "UPDATE executions SET owner = $1 WHERE id IN
+                (SELECT e.id FROM executions e WHERE e.id = ANY($2) AND {WAITING} FOR UPDATE SKIP LOCKED)
+             RETURNING {EXECUTION_COLUMNS}"
+        ))
         .await?;
+    let rows = tx.query(&take, &[&host, &picked]).await?;
     tx.commit().await?;
     let mut claimed = executions_from_rows(&rows)?;
     claimed.sort_by(|a, b| {
