@@ -256,7 +256,11 @@ def report(r):
         "Async: wrk sends `mode: async` at 64 connections (each answered 202 once its queued",
         "record is stored), then the host finishes what it accepted; completed/s counts from",
         "the first request to the last run's end. On 2 cores the database server takes CPU from",
-        "the host it serves: this measures overhead, not scale.",
+        "the host it serves: this measures overhead, not scale. On Postgres every execution",
+        "goes through the shared queue: its `queued` record is committed before anything runs",
+        "it, then a host claims it in a transaction (a lock, a count, a read, an update); the",
+        "echo agent's `max_concurrency` (3, the default) holds across every host, counted in",
+        "that transaction.",
         "",
         "| store | sync c=16 runs/s | p50 ms | sync c=64 runs/s | p50 ms | p99 ms | async accepted/s | completed/s |",
         "|---|---|---|---|---|---|---|---|",
@@ -273,9 +277,10 @@ def report(r):
         f"all, on the same 2 cores): {two['rps']:,.0f} runs/s together, p50 {two['p50_ms']:.2f} ms and p99",
         f"{two['p99_ms']:.2f} ms (the slower host's), against {by(r['postgres']['sync'], 64)['rps']:,.0f} runs/s",
         "for one host at 64 connections. A second host adds its own runtime, pools and writer on",
-        "the same cores; on separate machines each host's runs are its own. Queued to running",
-        f"(claimed from the shared queue, mostly by the host that accepted it): p50 {two['claim_p50_ms']:.0f} ms,",
-        f"p99 {two['claim_p99_ms']:.0f} ms.",
+        "the same cores, and the two share echo's 3 slots: a slot passes from one host to the",
+        "other only once the run that held it has its end committed (a host reuses its own",
+        "slots at once). Queued to running (the wait for a slot included):",
+        f"p50 {two['claim_p50_ms']:.0f} ms, p99 {two['claim_p99_ms']:.0f} ms.",
         "",
     ]
     door = r.get("postgres_one_door")
@@ -285,7 +290,7 @@ def report(r):
             "connections) with `max_concurrent_executions = 4` there, so the second claims what",
             f"the first has no room for: {door['accept_rps']:,.0f} accepted/s, {door['complete_rps']:,.0f} completed/s,",
             f"{door['share_b']:.0%} run by the second host; queued to running p50 {door['claim_p50_ms']:.0f} ms,",
-            f"p99 {door['claim_p99_ms']:.0f} ms (a backlog waits its turn: this is queueing, not claiming).",
+            f"p99 {door['claim_p99_ms']:.0f} ms (a backlog waits its turn for echo's 3 slots: queueing, not claiming).",
             "",
         ]
     return lines
