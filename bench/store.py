@@ -123,28 +123,44 @@ def claim_ms(url):
     return float(out[0]), float(out[1])
 
 
-def two_hosts(name, config_text, db_url):
-    """Two hosts on one database, each loaded by its own wrk at 32 connections at once."""
-    datas = [tempfile.mkdtemp(prefix="warden-bench-") for _ in range(2)]
-    procs, urls = [], []
+@contextlib.contextmanager
+def hosts(configs):
+    """Hosts serving one config each (one database), every one up and serving the echo
+    the first deployed; yields their ports and data dirs."""
+    datas = [tempfile.mkdtemp(prefix="warden-bench-") for _ in configs]
+    procs, ports = [], []
     try:
-        for data in datas:
-            argv, port = serve(data, config_text)
+        for data, config in zip(datas, configs):
+            argv, port = serve(data, config)
             procs.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             suite.wait_up(f"http://127.0.0.1:{port}/admin/health", procs[-1])
-            urls.append(f"http://127.0.0.1:{port}/v1/agents/echo/execute")
-        # The second host serves the echo the first deployed once it has loaded it.
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(urls[1].replace("/execute", ""), timeout=5)
-                break
-            except OSError:
-                time.sleep(0.1)
+            ports.append(port)
+        for port in ports[1:]:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/agents/echo", timeout=5)
+                    break
+                except OSError:
+                    time.sleep(0.1)
         env = dict(os.environ, BENCH_BODY=SYNC_BODY)
-        for url in urls:
-            subprocess.run(["wrk", "-t1", "-c4", "-d2s", "-s", str(suite.LOAD), url],
+        for port in ports:
+            subprocess.run(["wrk", "-t1", "-c4", "-d2s", "-s", str(suite.LOAD),
+                            f"http://127.0.0.1:{port}/v1/agents/echo/execute"],
                            capture_output=True, env=env, check=True)
+        yield ports, datas
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=60)
+        for data in datas:
+            shutil.rmtree(data, ignore_errors=True)
+
+
+def two_hosts(name, config_text, db_url):
+    """Two hosts on one database, each loaded by its own wrk at 32 connections at once."""
+    with hosts([config_text, config_text]) as (ports, _):
+        urls = [f"http://127.0.0.1:{port}/v1/agents/echo/execute" for port in ports]
         from concurrent.futures import ThreadPoolExecutor
         with ThreadPoolExecutor(2) as pool:
             both = list(pool.map(lambda url: suite.wrk(url, 32, SYNC_BODY), urls))
@@ -155,38 +171,15 @@ def two_hosts(name, config_text, db_url):
         print(f"{name:<28} c=2x32 {row['rps']:>9.0f} runs/s  p50 {row['p50_ms']:.2f} ms  "
               f"p99 {row['p99_ms']:.2f} ms  errors {row['errors']}", flush=True)
         return row
-    finally:
-        for proc in procs:
-            proc.terminate()
-            proc.wait(timeout=60)
-        for data in datas:
-            shutil.rmtree(data, ignore_errors=True)
 
 
 def one_door(name, db_url):
     """Two hosts on one database, every run sent to the first (async, 64 connections),
     which runs 4 at a time: the second claims from the shared queue what the first has
     no room for."""
-    datas = [tempfile.mkdtemp(prefix="warden-bench-") for _ in range(2)]
     configs = [f'max_concurrent_executions = 4\n[store]\nurl = "{db_url}"\n', f'[store]\nurl = "{db_url}"\n']
-    procs, ports = [], []
-    try:
-        for data, config in zip(datas, configs):
-            argv, port = serve(data, config)
-            procs.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-            suite.wait_up(f"http://127.0.0.1:{port}/admin/health", procs[-1])
-            ports.append(port)
+    with hosts(configs) as (ports, datas):
         url = f"http://127.0.0.1:{ports[0]}/v1/agents/echo/execute"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{ports[1]}/v1/agents/echo", timeout=5)
-                break
-            except OSError:
-                time.sleep(0.1)
-        env = dict(os.environ, BENCH_BODY=SYNC_BODY)
-        subprocess.run(["wrk", "-t1", "-c4", "-d2s", "-s", str(suite.LOAD), url],
-                       capture_output=True, env=env, check=True)
         began = time.monotonic()
         load = suite.wrk(url, 64, ASYNC_BODY)
         while True:
@@ -211,12 +204,6 @@ def one_door(name, db_url):
               f"{row['share_b']:.0%} run by the second host, queued to running p50 {row['claim_p50_ms']:.0f} ms "
               f"p99 {row['claim_p99_ms']:.0f} ms", flush=True)
         return row
-    finally:
-        for proc in procs:
-            proc.terminate()
-            proc.wait(timeout=60)
-        for data in datas:
-            shutil.rmtree(data, ignore_errors=True)
 
 
 def store():

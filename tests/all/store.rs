@@ -130,6 +130,12 @@ pub fn execution(id: &str, agent_id: &str, status: Status, created_at: i64) -> E
     }
 }
 
+/// The ids of what a restart recovers.
+async fn unfinished_ids(s: &Stores) -> Vec<String> {
+    let unfinished = s.executions.unfinished().await.unwrap();
+    unfinished.into_iter().map(|e| e.id).collect()
+}
+
 /// Agent `agt_a` may run 3 at once, others 5; version `ver_x` is not known;
 /// what runs on this host, as set.
 #[derive(Default)]
@@ -229,14 +235,7 @@ async fn shared_queue(s: Stores) {
     s.executions.save(waiting("high_2", "agt_a", 90, 5)).await.unwrap();
     assert!(s.executions.claim_one("high_2").await.unwrap().is_none());
     // What this host held, after a restart, waits again for any host.
-    let unfinished: Vec<String> = s
-        .executions
-        .unfinished()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.id)
-        .collect();
+    let unfinished = unfinished_ids(&s).await;
     assert_eq!(unfinished, ["run_2"]);
     caps.set(&[("agt_a", 1)]);
     assert_eq!(claim(10).await, ["high_1", "high_2", "other", "b1", "b2"]);
@@ -316,14 +315,7 @@ async fn executions(s: Stores) {
         s.executions.get("exec_1").await.unwrap().unwrap().retried_by.as_deref(),
         Some("exec_9")
     );
-    let unfinished: Vec<String> = s
-        .executions
-        .unfinished()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.id)
-        .collect();
+    let unfinished = unfinished_ids(&s).await;
     // Waiting ones stay in a shared queue for any host to claim.
     let expected: &[&str] = if s.executions.shares_queue() {
         &["exec_0", "exec_1"]
