@@ -158,8 +158,10 @@ impl App {
     /// and answers every caller still waiting. The server stops after this.
     pub async fn drain(&self) {
         self.executions.drain();
-        // Another host leads from its next heartbeat.
+        // Another host leads from its next heartbeat, and runs what this one
+        // claimed and will not start.
         self.stores.backend.resign().await;
+        self.executions.give_back().await;
         tracing::info!(
             grace_ms = self.config.shutdown_grace_ms,
             "draining: new executions are refused"

@@ -155,6 +155,16 @@ impl Registry {
         Some(latest.meta.limits.max_concurrency as usize)
     }
 
+    /// The ids of every version this host can run.
+    pub fn runnable_versions(&self) -> Vec<String> {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        inner
+            .by_id
+            .values()
+            .flat_map(|e| e.versions.iter().filter(|v| v.pre.is_ok()).map(|v| v.meta.id.clone()))
+            .collect()
+    }
+
     /// Finds a version by its id, with its agent.
     pub fn version(&self, version_id: &str) -> Option<(Arc<Entry>, Arc<Version>)> {
         let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);

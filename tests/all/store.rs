@@ -154,8 +154,8 @@ impl Slots for Caps {
     fn of_agent(&self, agent_id: &str) -> Option<usize> {
         Some(if agent_id == "agt_a" { 3 } else { 5 })
     }
-    fn runs(&self, version_id: &str) -> bool {
-        version_id != "ver_x"
+    fn runnable(&self) -> Vec<String> {
+        vec!["ver_1".into()]
     }
 }
 
@@ -194,7 +194,24 @@ async fn shared_queue(s: Stores) {
             claimed.into_iter().map(|e| e.id).collect::<Vec<_>>()
         }
     };
+    if let Some(hinted) = s.executions.hinted() {
+        // A hint reaches the listeners (this host's too): sent until heard,
+        // as the listener may not listen yet.
+        let heard = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            loop {
+                s.executions.hint().await.unwrap();
+                if tokio::time::timeout(std::time::Duration::from_millis(200), hinted.notified())
+                    .await
+                    .is_ok()
+                {
+                    return;
+                }
+            }
+        });
+        heard.await.expect("a hint is heard");
+    }
     if !s.executions.shares_queue() {
+        assert!(s.executions.hinted().is_none());
         assert!(claim(10).await.is_empty());
         assert!(s.executions.claim_one("low").await.unwrap().is_none());
         return;

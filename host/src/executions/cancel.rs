@@ -120,7 +120,7 @@ impl Executions {
         };
         execution.status = Status::Queued;
         let events = self.lifecycle.log_of(&execution).await;
-        let done = self.scheduler.unfollow(id);
+        let done = self.scheduler.unfollow(id, false);
         let followed = done.is_some();
         let ended = self.end_waiting(execution, &events, done).await.map(Some);
         if !followed {

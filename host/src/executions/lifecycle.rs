@@ -109,14 +109,19 @@ impl Lifecycle {
     /// `durable`), then opens its event log with `status: queued`.
     pub async fn create(&self, execution: &Execution, durable: bool) -> Result<Arc<EventLog>, StoreError> {
         debug_assert_eq!(execution.status, Status::Queued);
+        // Open before the commit: once committed, a host may claim it (this
+        // one too, which then runs it on this log).
+        let log = self.hub.open(&execution.id, 0, self.details);
+        log.emit(EventData::Status(Status::Queued));
         let commit = self.executions.save(execution.clone());
         if durable {
-            commit.await?;
+            if let Err(e) = commit.await {
+                self.hub.close(&execution.id);
+                return Err(e);
+            }
         } else {
             commit.detach();
         }
-        let log = self.hub.open(&execution.id, 0, self.details);
-        log.emit(EventData::Status(Status::Queued));
         Ok(log)
     }
 

@@ -132,11 +132,11 @@ pub struct Executions {
     closing: watch::Sender<bool>,
     /// Itself, for the child executions of its runs' `agent_call`s.
     this: Weak<Executions>,
-    /// Wakes the claims from the shared queue (a store several hosts share):
-    /// this host, and other hosts' hints.
+    /// Wakes the claims from the shared queue (a store several hosts share)
+    /// when something waits or room was made here.
     wake: Arc<tokio::sync::Notify>,
-    /// Executions claimed here that another host accepted (and follows).
-    foreign: shared::Foreign,
+    /// What the shared queue keeps on this host.
+    shared: shared::SharedState,
 }
 
 impl Executions {
@@ -179,8 +179,8 @@ impl Executions {
             draining: AtomicBool::new(false),
             closing: watch::channel(false).0,
             this: this.clone(),
-            wake: stores.executions.hinted().unwrap_or_default(),
-            foreign: shared::Foreign::default(),
+            wake: Arc::new(tokio::sync::Notify::new()),
+            shared: shared::SharedState::default(),
         })
     }
 

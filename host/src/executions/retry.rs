@@ -28,7 +28,7 @@ pub enum RetryError {
 
 /// Whether the agent's retry policy retries this failed execution, and after
 /// which backoff.
-fn retryable(execution: &Execution, version: &Version) -> Option<Duration> {
+pub(super) fn retryable(execution: &Execution, version: &Version) -> Option<Duration> {
     let policy = version.meta.manifest.retry?;
     let code = execution.error.as_ref().map(|e| e.code.as_str()).unwrap_or("");
     (execution.status == Status::Failed && execution.attempt < policy.max_attempts && !NOT_RETRYABLE.contains(&code))

@@ -183,6 +183,7 @@ async fn wait_for_run(
             // waits for its end hears it waits.
             this.launch(this.scheduler.finished(&agent_id));
             this.wake_claims();
+            this.ended_here(&id);
             this.lifecycle.unload(&id);
             this.scheduler.announce(&id, Some(Arc::new(execution)));
             Box::pin(this.after_unload(&id)).await;

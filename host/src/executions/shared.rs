@@ -7,9 +7,9 @@
 //! waits here for its end once that end is stored. (A conversation's turns
 //! stay with the host that accepted them, in order.)
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::Duration;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{Duration, Instant};
 
 use super::{Executions, Job};
 use crate::record::{Execution, Status};
@@ -29,21 +29,33 @@ const POLL: Duration = Duration::from_millis(100);
 const SWEEP_EVERY: u32 = 10;
 const SWEEP_BATCH: usize = 1_000;
 
-/// Executions claimed here that another host accepted.
-#[derive(Default)]
-pub(super) struct Foreign(Mutex<HashSet<String>>);
+/// How long a failed end whose agent's policy retries it may go without
+/// naming its retry (the host that ran it links the retry just after).
+const RETRY_LINK_WAIT: Duration = Duration::from_secs(2);
 
-impl Foreign {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
+/// How often, at most, the loop warns that the store fails it.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// What the shared queue keeps on this host.
+#[derive(Default)]
+pub(super) struct SharedState {
+    /// Executions claimed here that another host accepted (and follows).
+    foreign: Mutex<HashSet<String>>,
+    /// Executions followed here whose stored state is not yet their end for
+    /// whoever waits (a failed one before its retry is linked, one waiting
+    /// for a decision within its grace), since when.
+    unsure: Mutex<HashMap<String, Instant>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// What this host may claim: its registry's agents and versions.
 struct Known<'a>(&'a Registry, &'a Scheduler<Job, Arc<Execution>>);
 
 impl Slots for Known<'_> {
-    fn here(&self) -> std::collections::HashMap<String, usize> {
+    fn here(&self) -> HashMap<String, usize> {
         self.1.busy_by_agent()
     }
 
@@ -51,8 +63,8 @@ impl Slots for Known<'_> {
         self.0.max_concurrency(agent_id)
     }
 
-    fn runs(&self, version_id: &str) -> bool {
-        self.0.version(version_id).is_some_and(|(_, v)| v.pre.is_ok())
+    fn runnable(&self) -> Vec<String> {
+        self.0.runnable_versions()
     }
 }
 
@@ -117,21 +129,24 @@ impl Executions {
         execution.status = Status::Queued;
         let events = self.lifecycle.log_of(&execution).await;
         let id = execution.id.clone();
-        let followed = self.scheduler.claimed(Job {
+        // Marked first: once in the queue, it may start and end at once.
+        lock(&self.shared.foreign).insert(id.clone());
+        let claimed = self.scheduler.claimed(Job {
             execution,
             version,
             events,
             resume: false,
         });
-        if !followed {
-            self.foreign.lock().insert(id);
+        if claimed != Some(false) {
+            lock(&self.shared.foreign).remove(&id);
         }
     }
 
-    /// An execution claimed from the shared queue ended here: the host that
-    /// accepted it, if another, is hinted to look.
+    /// An execution claimed from the shared queue ended here (or waits for a
+    /// decision, unloaded): the host that accepted it, if another, is hinted
+    /// to look.
     pub(super) fn ended_here(&self, id: &str) {
-        if self.foreign.lock().remove(id) {
+        if lock(&self.shared.foreign).remove(id) {
             self.hint();
         }
     }
@@ -146,6 +161,20 @@ impl Executions {
         });
     }
 
+    /// A host shutting down (which starts nothing more) gives back what it
+    /// claimed and had not started, for another host to run now.
+    pub async fn give_back(&self) {
+        if !self.shares_queue() {
+            return;
+        }
+        let queued = self.scheduler.queued();
+        match self.store.give_back(&queued).await {
+            Ok(()) if !queued.is_empty() => self.hint(),
+            Ok(()) => {}
+            Err(e) => tracing::warn!(error = %e, "could not give back what this host claimed"),
+        }
+    }
+
     /// Follows an execution another host may run, for whoever waits here.
     pub(super) fn follow(&self, id: &str, agent_id: &str) -> super::Watch {
         let watch = self.scheduler.follow(None, id, agent_id);
@@ -155,22 +184,26 @@ impl Executions {
 
     /// Learns where the executions followed here are: those another host
     /// took stream from the store from now on; those ended are announced.
-    /// Those nobody here waits for are looked at only on a `sweep`, and
-    /// forgotten once another host took them (they are the store's).
-    async fn look_elsewhere(&self, sweep: bool) -> Result<(), StoreError> {
-        let (awaited, unawaited): (Vec<_>, Vec<_>) = self
+    /// Those nobody here waits for are looked at only on a sweep (`round`,
+    /// a batch at a time, in turn), and forgotten once another host took
+    /// them (they are the store's).
+    async fn look_elsewhere(&self, sweep: Option<usize>) -> Result<(), StoreError> {
+        let (awaited, mut unawaited): (Vec<_>, Vec<_>) = self
             .scheduler
             .elsewhere()
             .into_iter()
             .partition(|(id, waited)| *waited || self.lifecycle.is_streamed(id));
         let mut ids: Vec<String> = awaited.into_iter().map(|(id, _)| id).collect();
-        let forget = if sweep {
-            let before = ids.len();
-            ids.extend(unawaited.into_iter().take(SWEEP_BATCH).map(|(id, _)| id));
-            ids[before..].iter().cloned().collect()
-        } else {
-            HashSet::new()
-        };
+        let mut forget = HashSet::new();
+        if let Some(round) = sweep
+            && !unawaited.is_empty()
+        {
+            unawaited.sort_unstable();
+            let from = round.wrapping_mul(SWEEP_BATCH) % unawaited.len();
+            unawaited.rotate_left(from);
+            forget = unawaited.into_iter().take(SWEEP_BATCH).map(|(id, _)| id).collect();
+            ids.extend(forget.iter().cloned());
+        }
         if ids.is_empty() {
             return Ok(());
         }
@@ -181,23 +214,57 @@ impl Executions {
             }
             self.lifecycle.detach(id);
             if forget.contains(id) {
-                self.scheduler.unfollow(id);
+                self.scheduler.unfollow(id, true);
             }
         }
         for execution in found.ended {
             let id = execution.id.clone();
-            if self.scheduler.is_elsewhere(&id) {
-                self.lifecycle.detach(&id);
-                self.scheduler.announce(&id, Some(Arc::new(execution)));
+            if !self.scheduler.is_elsewhere(&id) || self.not_over_yet(&execution) {
+                continue;
             }
+            self.lifecycle.detach(&id);
+            self.scheduler.announce(&id, Some(Arc::new(execution)));
         }
         for id in &found.gone {
             if self.scheduler.is_elsewhere(id) {
+                lock(&self.shared.unsure).remove(id);
                 self.lifecycle.detach(id);
                 self.scheduler.announce(id, None);
             }
         }
         Ok(())
+    }
+
+    /// Whether a stored end is not yet one for whoever waits here: a failed
+    /// run its policy retries, before the retry is linked to it (for a
+    /// while); a run waiting for a decision, within its grace (its host
+    /// holds it meanwhile, and may go on at once).
+    fn not_over_yet(&self, execution: &Execution) -> bool {
+        let wait = match execution.status {
+            Status::AwaitingApproval => Duration::from_millis(self.settings.durability.approval_grace_ms),
+            Status::Failed if execution.retried_by.is_none() => {
+                let retried = self
+                    .registry
+                    .version(&execution.agent_version_id)
+                    .is_some_and(|(_, v)| super::retry::retryable(execution, &v).is_some());
+                if !retried {
+                    return false;
+                }
+                RETRY_LINK_WAIT
+            }
+            _ => Duration::ZERO,
+        };
+        let mut unsure = lock(&self.shared.unsure);
+        if wait.is_zero() {
+            unsure.remove(&execution.id);
+            return false;
+        }
+        let since = *unsure.entry(execution.id.clone()).or_insert_with(Instant::now);
+        let waiting = since.elapsed() < wait;
+        if !waiting {
+            unsure.remove(&execution.id);
+        }
+        waiting
     }
 }
 
@@ -205,34 +272,49 @@ impl Executions {
 /// there is room and something to claim, then looks for what it follows.
 async fn claim_and_follow(executions: Weak<Executions>) {
     let mut polls = 0u32;
+    let mut warned: Option<Instant> = None;
+    let mut warn = |what: &str, e: StoreError| {
+        if warned.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+            warned = Some(Instant::now());
+            tracing::warn!(error = %e, "could not {what} (said again at most every 10 s)");
+        }
+    };
     loop {
         polls = polls.wrapping_add(1);
-        let wake = match executions.upgrade() {
-            Some(this) => Arc::clone(&this.wake),
+        let (wake, hinted) = match executions.upgrade() {
+            Some(this) => (Arc::clone(&this.wake), this.store.hinted()),
             None => return,
         };
-        // Woken: something waits, or room was made, or another host hints.
-        let woken = tokio::select! {
+        // Woken here: something waits, or room was made. Hinted: another
+        // host's work or end, or none (hints go to every host).
+        let surely = tokio::select! {
             () = wake.notified() => true,
+            () = async {
+                match &hinted {
+                    Some(hinted) => hinted.notified().await,
+                    None => std::future::pending().await,
+                }
+            } => false,
             () = tokio::time::sleep(POLL) => false,
         };
         let Some(this) = executions.upgrade() else { return };
         if *this.closing.borrow() {
             return;
         }
-        let mut surely = woken;
+        let mut surely = surely;
         loop {
             match this.claim(surely).await {
                 Ok((n, room)) if n > 0 && n == room => surely = false,
                 Ok(_) => break,
                 Err(e) => {
-                    tracing::warn!(error = %e, "could not claim from the shared queue");
+                    warn("claim from the shared queue", e);
                     break;
                 }
             }
         }
-        if let Err(e) = this.look_elsewhere(polls % SWEEP_EVERY == 0).await {
-            tracing::warn!(error = %e, "could not read the executions other hosts run");
+        let sweep = (polls % SWEEP_EVERY == 0).then_some((polls / SWEEP_EVERY) as usize);
+        if let Err(e) = this.look_elsewhere(sweep).await {
+            warn("read the executions other hosts run", e);
         }
     }
 }

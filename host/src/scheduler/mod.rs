@@ -210,12 +210,21 @@ impl<J: Job, O> Scheduler<J, O> {
 
     /// A job this host claimed from the shared queue joins this host's queue
     /// (whoever follows it here goes on waiting for its end): call
-    /// [`Scheduler::dispatch`] next. Whether it was followed here.
-    pub fn claimed(&self, job: J) -> bool {
+    /// [`Scheduler::dispatch`] next. Whether it was followed here; `None`
+    /// when it is here already (queued or running: this host's claim lapsed
+    /// and it took it back), and nothing changes.
+    pub fn claimed(&self, job: J) -> Option<bool> {
         let mut inner = self.lock();
-        let key = inner.queue.key(job.priority());
         let id = job.id().to_owned();
-        let followed = inner.live.contains_key(&id);
+        let followed = match inner.live.get(&id) {
+            None => false,
+            Some(Live {
+                state: LiveState::Elsewhere { .. },
+                ..
+            }) => true,
+            Some(_) => return None,
+        };
+        let key = inner.queue.key(job.priority());
         match inner
             .live
             .get(&id)
@@ -240,17 +249,18 @@ impl<J: Job, O> Scheduler<J, O> {
             }
         }
         inner.queue.push(key, job);
-        followed
+        Some(followed)
     }
 
-    /// Stops following a job (claimed here to end it at once): where its end
-    /// is to be announced, if it was followed.
-    pub fn unfollow(&self, id: &str) -> Option<Done<O>> {
+    /// Stops following a job (claimed here to end it at once; or, `idle`,
+    /// taken by another host while nobody here waits for it): where its end
+    /// is to be announced, if it was followed (and, `idle`, nobody waits).
+    pub fn unfollow(&self, id: &str, idle: bool) -> Option<Done<O>> {
         let mut inner = self.lock();
         if !inner
             .live
             .get(id)
-            .is_some_and(|l| matches!(l.state, LiveState::Elsewhere { .. }))
+            .is_some_and(|l| matches!(l.state, LiveState::Elsewhere { .. }) && !(idle && l.done.receiver_count() > 0))
         {
             return None;
         }
@@ -279,6 +289,17 @@ impl<J: Job, O> Scheduler<J, O> {
             .live
             .get(id)
             .is_some_and(|l| matches!(l.state, LiveState::Elsewhere { .. }))
+    }
+
+    /// The jobs in this host's queue (not delayed, not started).
+    pub fn queued(&self) -> Vec<String> {
+        let inner = self.lock();
+        inner
+            .live
+            .iter()
+            .filter(|(_, l)| matches!(l.state, LiveState::Queued(_)))
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 
     /// The jobs followed elsewhere, and whether anybody waits for each one's end.

@@ -154,7 +154,7 @@ fn jobs_followed_elsewhere_hold_their_place_until_claimed_here_or_announced() {
     // A cancel leaves it to the caller (to claim it first).
     assert!(matches!(s.cancel("a"), Cancel::Elsewhere));
     // Claimed here: it joins this host's queue and runs; its follower hears its end.
-    assert!(s.claimed(job("a", "x", 50, 1)), "it was followed here");
+    assert_eq!(s.claimed(job("a", "x", 50, 1)), Some(true), "it was followed here");
     assert_eq!(s.room(), 1);
     assert_eq!(ids(&s.dispatch()), ["a"]);
     assert_eq!((s.load(), s.room()), ((1, 1), 1));
@@ -165,13 +165,19 @@ fn jobs_followed_elsewhere_hold_their_place_until_claimed_here_or_announced() {
     s.announce("b", Some(8));
     assert_eq!((s.load(), s.room()), ((0, 0), 2));
     // Claimed here without a follower: it takes a place until it runs.
-    assert!(!s.claimed(job("c", "x", 50, 1)));
+    assert_eq!(s.claimed(job("c", "x", 50, 1)), Some(false));
     assert_eq!((s.load(), s.room()), ((0, 1), 1));
     // Followed for a caller (not accepted here): no place; unfollowed to end it at once.
-    let _d = s.follow(None, "d", "y");
+    drop(s.follow(None, "d", "y"));
     assert_eq!(s.load(), (0, 1));
-    assert!(s.unfollow("d").is_some());
-    assert!(s.unfollow("d").is_none());
+    assert!(s.unfollow("d", true).is_some(), "nobody waits");
+    assert!(s.unfollow("d", false).is_none());
+    let waited = s.follow(None, "e", "y");
+    assert!(s.unfollow("e", true).is_none(), "somebody waits");
+    drop(waited);
+    // Claimed again while it is here already (queued): nothing changes.
+    assert_eq!(s.claimed(job("c", "x", 50, 1)), None);
+    assert_eq!(s.load(), (0, 1));
     // The host pauses: nothing to claim.
     s.pause();
     assert_eq!(s.room(), 0);

@@ -21,8 +21,8 @@ pub trait Slots: Sync {
     fn here(&self) -> std::collections::HashMap<String, usize>;
     /// `None`: an agent this host does not know (yet), left to others.
     fn of_agent(&self, agent_id: &str) -> Option<usize>;
-    /// Whether this host has the version loaded and runnable.
-    fn runs(&self, version_id: &str) -> bool;
+    /// The versions this host has loaded and can run.
+    fn runnable(&self) -> Vec<String>;
 }
 
 /// Where executions this host accepted (and another may run) are now.
@@ -63,6 +63,11 @@ pub trait Claims: Send + Sync {
         _surely: bool,
     ) -> Result<Vec<Execution>, StoreError> {
         Ok(Vec::new())
+    }
+    /// Gives back executions this host claimed and will not start (it is
+    /// shutting down): they wait for any host again.
+    async fn give_back(&self, _ids: &[String]) -> Result<(), StoreError> {
+        Ok(())
     }
     /// Claims one execution, if it still waits unclaimed (to cancel it).
     async fn claim_one(&self, _id: &str) -> Result<Option<Execution>, StoreError> {

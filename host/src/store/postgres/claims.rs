@@ -61,6 +61,21 @@ impl Claims for PgStore {
             .map_err(read_error)
     }
 
+    async fn give_back(&self, ids: &[String]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let c = self.reader().await?;
+        c.query(
+            "UPDATE executions SET owner = NULL
+             WHERE id = ANY($2) AND owner = $1 AND status IN ('pending', 'queued') AND conversation_id IS NULL",
+            &[&self.host, &ids],
+        )
+        .await
+        .map_err(read_error)?;
+        Ok(())
+    }
+
     async fn claim_one(&self, id: &str) -> Result<Option<Execution>, StoreError> {
         let c = self.reader().await?;
         let sql =
@@ -114,7 +129,13 @@ async fn claim(
     (room, now, surely): (usize, i64, bool),
     slots: &dyn Slots,
 ) -> anyhow::Result<Vec<Execution>> {
-    let tx = client.transaction().await?;
+    // The count after the lock must see what others committed before it:
+    // each statement its own snapshot, whatever the server's default.
+    let tx = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::ReadCommitted)
+        .start()
+        .await?;
     // Most polls find nothing: they end here, without the lock.
     if !surely {
         let look = tx
@@ -133,6 +154,7 @@ async fn claim(
     let best_sql = format!(
         "SELECT e.id, e.agent_id, e.agent_version_id FROM executions e
          WHERE {WAITING} AND (e.run_after IS NULL OR e.run_after <= $1) AND e.agent_id <> ALL($2)
+           AND e.agent_version_id = ANY($4)
          ORDER BY e.priority DESC, e.created_at, e.id LIMIT $3"
     );
     let (lock, others, best) = futures_util::try_join!(
@@ -159,7 +181,8 @@ async fn claim(
         .map(|(agent, _)| agent.as_str())
         .collect();
     let limit = i64::try_from(room.saturating_mul(READ_AHEAD).max(32)).unwrap_or(i64::MAX);
-    let candidates = tx.query(&best, &[&now, &full, &limit]).await?;
+    let runnable = slots.runnable();
+    let candidates = tx.query(&best, &[&now, &full, &limit, &runnable]).await?;
     let mut picked: Vec<String> = Vec::new();
     for row in &candidates {
         if picked.len() >= room {
@@ -167,8 +190,7 @@ async fn claim(
         }
         let id: String = row.try_get(0)?;
         let agent: String = row.try_get(1)?;
-        let version: &str = row.try_get(2)?;
-        let Some(max) = slots.of_agent(&agent).filter(|_| slots.runs(version)) else {
+        let Some(max) = slots.of_agent(&agent) else {
             continue;
         };
         let n = busy.entry(agent).or_default();

@@ -114,8 +114,12 @@ const UNFINISHED: &str = "('pending', 'queued', 'running', 'cancel_requested')";
 /// for whichever host has room (a conversation's turn is taken: it waits for
 /// the turns before it). Oldest first.
 pub async fn take(c: &Reader, host: &str, mine: bool) -> anyhow::Result<Vec<Execution>> {
+    // (A row nobody holds that should be held, from before hosts were
+    // recorded, or marked for a cancel as it went back to the queue, is
+    // taken too.)
     let whose = format!(
-        "e.owner IS NOT NULL AND (($2 AND e.owner = $1) OR ({lapsed} AND e.owner <> $1))",
+        "((e.owner IS NOT NULL AND (($2 AND e.owner = $1) OR ({lapsed} AND e.owner <> $1)))
+          OR (e.owner IS NULL AND (e.status IN ('running', 'cancel_requested') OR e.conversation_id IS NOT NULL)))",
         lapsed = lapsed("e")
     );
     c.query(
