@@ -290,9 +290,17 @@ async fn executions(s: Stores) {
             .await
             .unwrap();
     }
+    // A run is of the host that claimed it from a shared queue: a write of
+    // one nobody claimed is dropped, but for its waiting record.
+    let mut e = execution("exec_0", "agt_a", Status::Running, 100);
+    if s.executions.shares_queue() {
+        s.executions.save(e.clone()).await.unwrap();
+        let got = s.executions.get("exec_0").await.unwrap().unwrap();
+        assert_eq!(got.status, Status::Queued, "not claimed: not started");
+        assert!(s.executions.claim_one("exec_0").await.unwrap().is_some());
+    }
     // Writes keep their order: the later save of the same row wins; what an
     // execution is created with stays.
-    let mut e = execution("exec_0", "agt_a", Status::Queued, 100);
     e.status = Status::Running;
     e.started_at = Some(150);
     s.executions.save(e.clone()).detach();
@@ -592,7 +600,14 @@ async fn order(s: Stores) {
         .unwrap();
     for i in 0..200 {
         let id = format!("exec_{i}");
-        s.executions.save(execution(&id, "agt_a", Status::Queued, i)).detach();
+        let saved = s.executions.save(execution(&id, "agt_a", Status::Queued, i));
+        if s.executions.shares_queue() {
+            // A run starts once its host claimed it from the shared queue.
+            saved.await.unwrap();
+            assert!(s.executions.claim_one(&id).await.unwrap().is_some());
+        } else {
+            saved.detach();
+        }
         s.executions.set_running(&id, 1_000 + i).detach();
         s.kv.set("agt_a", &id, "1".into(), 1).await.unwrap();
         let stored = s.executions.get(&id).await.unwrap().expect("saved before");

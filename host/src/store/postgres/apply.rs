@@ -24,11 +24,11 @@ pub fn apply(tx: &mut Tx<'_>, host: &str, writes: &[&Write]) -> anyhow::Result<(
             last.insert(id, i);
         }
     }
-    let taken = taken_by_others(tx, host, writes)?;
+    let (taken, waiting) = taken_by_others(tx, host, writes)?;
     let mut chunks = Chunks::default();
     for (i, w) in writes.iter().enumerate() {
         if let Some(id) = run_of(w)
-            && taken.contains(id)
+            && (taken.contains(id) || (waiting.contains(id) && !is_waiting_record(w)))
         {
             tracing::warn!(
                 execution = id,
@@ -102,7 +102,7 @@ pub fn apply(tx: &mut Tx<'_>, host: &str, writes: &[&Write]) -> anyhow::Result<(
             Write::Running { id, started_at } => {
                 tx.execute(
                     "UPDATE executions SET status = 'running', started_at = $2, owner = $3
-                     WHERE id = $1 AND status IN ('pending', 'queued') AND (owner IS NULL OR owner = $3)",
+                     WHERE id = $1 AND status IN ('pending', 'queued') AND owner = $3",
                     &[id, started_at, &host],
                 )?;
             }
@@ -249,20 +249,43 @@ fn run_of(w: &Write) -> Option<&str> {
     }
 }
 
+/// Whether a write is an execution's record as it waits (what the host that
+/// accepts it writes, before any host claims it).
+fn is_waiting_record(w: &Write) -> bool {
+    matches!(w, Write::Execution(e) if matches!(e.status, Status::Pending | Status::Queued))
+}
+
 /// The executions of the batch's run writes that another host took over
-/// (this host's lease ran out meanwhile): their writes from here are dropped.
+/// (this host's lease ran out meanwhile), and those back in the shared
+/// queue: a run's writes from here are dropped (but for its waiting record).
 /// Their rows stay locked until the batch commits, so no takeover slips in
 /// between. (A run this batch resumes becomes this host's.)
-fn taken_by_others(tx: &mut Tx<'_>, host: &str, writes: &[&Write]) -> anyhow::Result<HashSet<String>> {
+fn taken_by_others(
+    tx: &mut Tx<'_>,
+    host: &str,
+    writes: &[&Write],
+) -> anyhow::Result<(HashSet<String>, HashSet<String>)> {
     let ids: Vec<&str> = writes.iter().filter_map(|w| run_of(w)).collect();
     if ids.is_empty() {
-        return Ok(HashSet::new());
+        return Ok((HashSet::new(), HashSet::new()));
     }
     let rows = tx.query(
-        "SELECT id FROM executions WHERE id = ANY($1) AND owner IS NOT NULL AND owner <> $2 FOR UPDATE",
+        "SELECT id, owner IS NULL FROM executions WHERE id = ANY($1)
+           AND ((owner IS NOT NULL AND owner <> $2)
+             OR (owner IS NULL AND status IN ('pending', 'queued') AND conversation_id IS NULL))
+         FOR UPDATE",
         &[&ids, &host],
     )?;
-    let mut taken: HashSet<String> = rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?;
+    let mut taken = HashSet::new();
+    let mut waiting = HashSet::new();
+    for row in &rows {
+        let id: String = row.try_get(0)?;
+        if row.try_get::<_, bool>(1)? {
+            waiting.insert(id);
+        } else {
+            taken.insert(id);
+        }
+    }
     for w in writes {
         if let Write::Status {
             id,
@@ -273,7 +296,7 @@ fn taken_by_others(tx: &mut Tx<'_>, host: &str, writes: &[&Write]) -> anyhow::Re
             taken.remove(id);
         }
     }
-    Ok(taken)
+    Ok((taken, waiting))
 }
 
 /// Creates or updates an execution's row, as this host's; a row another
