@@ -138,3 +138,56 @@ async fn hosts_share_one_queue_with_each_agents_slots_and_priority_across_them()
     assert!(never["started_at"].is_null(), "{never}");
     drop((a, b));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversations_turns_run_one_at_a_time_whichever_hosts_they_reach() {
+    let cluster = PgCluster::start();
+    cluster.psql("CREATE DATABASE warden").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let config = shared_config(tmp.path(), &cluster, "");
+    let args = ["--config", config.to_str().unwrap()];
+    let a = Warden::start_with(&tmp.path().join("a"), &args);
+    let b = Warden::start_with(&tmp.path().join("b"), &args);
+    let (on_a, on_b) = (a.client(), b.client());
+    on_a.deploy("sleepy", json!({})).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while on_b.get("/v1/agents/sleepy").await.0 != StatusCode::OK {
+        assert!(tokio::time::Instant::now() < deadline, "B never loaded what A deployed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let first = on_a
+        .post_json(
+            "/v1/agents/sleepy/execute",
+            &json!({ "input": { "ms": 10 }, "conversation": true }),
+        )
+        .await
+        .1;
+    let conversation = first["conversation_id"].as_str().unwrap().to_owned();
+    assert_eq!(first["status"], "completed", "{first}");
+    // Idle now: a turn sent to each host at the same moment.
+    let body = json!({ "input": { "ms": 300 }, "conversation_id": conversation, "mode": "async" });
+    for _ in 0..3 {
+        let sent = futures_util::future::join_all(
+            [&on_a, &on_b, &on_a, &on_b].map(|server| server.post_json("/v1/agents/sleepy/execute", &body)),
+        )
+        .await;
+        for (status, turn) in sent {
+            assert_eq!(status, StatusCode::ACCEPTED, "{turn}");
+            let done = poll(&on_a, turn["id"].as_str().unwrap(), ended).await;
+            assert_eq!(done["status"], "completed", "{done}");
+        }
+    }
+    let ran = rows(
+        &cluster,
+        &format!(
+            "SELECT id, started_at, completed_at FROM executions
+             WHERE conversation_id = '{conversation}' ORDER BY started_at"
+        ),
+    );
+    assert_eq!(ran.len(), 13, "{ran:?}");
+    for pair in ran.windows(2) {
+        let (ended_at, next_start) = (pair[0][2].parse::<i64>().unwrap(), pair[1][1].parse::<i64>().unwrap());
+        assert!(ended_at <= next_start, "one turn at a time: {ran:?}");
+    }
+    drop((a, b));
+}

@@ -74,6 +74,8 @@ impl Turns {
 pub(super) struct Place<'a> {
     /// Held until the turn's record is committed.
     pub _claim: tokio::sync::MutexGuard<'a, ()>,
+    /// The same, across hosts (a store several hosts share).
+    pub hold: Option<Box<dyn crate::store::TurnHold>>,
     /// Its turn key, when it is not its own id.
     pub key: Option<String>,
     /// Other turns come before it: it is held until they are over.
@@ -106,12 +108,17 @@ impl Executions {
         if let IfBusy::Follow(key) = if_busy {
             return Ok(Place {
                 _claim: claim,
+                hold: None,
                 key: Some(key.clone()),
                 waits: false,
             });
         }
+        let hold = self.conversations.hold_turns(conversation).await?;
         let under_way = self.conversations.turns_under_way(conversation).await?;
         if let (Some((execution, _)), IfBusy::Refuse) = (under_way.last(), if_busy) {
+            if let Some(hold) = hold {
+                hold.release().await;
+            }
             return Err(SubmitError::ConversationBusy {
                 conversation: conversation.to_owned(),
                 execution: execution.clone(),
@@ -119,6 +126,7 @@ impl Executions {
         }
         Ok(Place {
             _claim: claim,
+            hold,
             key: None,
             waits: !under_way.is_empty(),
         })

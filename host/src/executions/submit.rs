@@ -389,7 +389,9 @@ impl Executions {
         };
         let waits = place.as_ref().is_some_and(|p| p.waits);
         let done = self.scheduler.queue(reservation, job, new.delay.is_some() || waits);
-        drop(place);
+        if let Some(hold) = place.and_then(|p| p.hold) {
+            hold.release().await;
+        }
         match (&execution.conversation_id, &execution.turn_key, new.delay) {
             (Some(conversation), Some(turn_key), delay) if waits => {
                 self.after_turn(id, conversation.clone(), turn_key.clone(), delay);

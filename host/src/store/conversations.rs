@@ -46,6 +46,21 @@ pub trait ConversationStore: Queue {
     /// under way or waiting their turn), each with its turn key, in turn
     /// order (by key, then id).
     async fn turns_under_way(&self, id: &str) -> Result<Vec<(String, String)>, StoreError>;
+    /// On a store several hosts share: keeps other hosts from placing a turn
+    /// of the conversation until the hold is released (a host reads the
+    /// turns under way, then commits its turn, under it). `None` on a store
+    /// of one host, whose own lock suffices.
+    async fn hold_turns(&self, _id: &str) -> Result<Option<Box<dyn TurnHold>>, StoreError> {
+        Ok(None)
+    }
+}
+
+/// A conversation's turns held still across hosts (see
+/// [`ConversationStore::hold_turns`]); dropped unreleased, it is given up
+/// all the same (less cheaply).
+#[async_trait]
+pub trait TurnHold: Send {
+    async fn release(self: Box<Self>);
 }
 
 /// Memory key-values, by scope: a conversation's session memory (scope: the

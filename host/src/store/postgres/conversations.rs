@@ -418,6 +418,10 @@ impl ConversationStore for PgStore {
         let c = self.reader().await?;
         turns_under_way(&c, id).await.map_err(read_error)
     }
+
+    async fn hold_turns(&self, id: &str) -> Result<Option<Box<dyn crate::store::TurnHold>>, StoreError> {
+        super::holds::hold_turns(self, id).await.map(Some)
+    }
 }
 
 #[async_trait]

@@ -11,6 +11,7 @@ mod claims;
 mod conversations;
 mod durable;
 mod hints;
+mod holds;
 mod hosts;
 mod idempotency;
 mod outbox;
