@@ -312,7 +312,9 @@ async fn claim_and_follow(executions: Weak<Executions>) {
                 }
             }
         }
-        let sweep = (polls % SWEEP_EVERY == 0).then_some((polls / SWEEP_EVERY) as usize);
+        let sweep = polls
+            .is_multiple_of(SWEEP_EVERY)
+            .then_some((polls / SWEEP_EVERY) as usize);
         if let Err(e) = this.look_elsewhere(sweep).await {
             warn("read the executions other hosts run", e);
         }
