@@ -357,14 +357,10 @@ impl Tail {
             }
         }
         match self.executions.get(&self.id).await {
-            // Waiting for a decision, it is as good as over for a stream (as
-            // when its live log unloads): a new one reads on after the decision.
-            Ok(Some(e)) if e.status.is_terminal() || e.status == crate::record::Status::AwaitingApproval => {
-                match read().await {
-                    Ok(more) if !more.is_empty() => Some(more),
-                    _ => None,
-                }
-            }
+            Ok(Some(e)) if e.status.is_terminal() => match read().await {
+                Ok(more) if !more.is_empty() => Some(more),
+                _ => None,
+            },
             Ok(None) => None,
             _ => Some(Vec::new()),
         }

@@ -78,8 +78,23 @@ pub(super) struct Place<'a> {
     pub hold: Option<Box<dyn crate::store::TurnHold>>,
     /// Its turn key, when it is not its own id.
     pub key: Option<String>,
+    /// The key of the last turn under way when it was placed.
+    pub last: Option<String>,
     /// Other turns come before it: it is held until they are over.
     pub waits: bool,
+}
+
+impl Place<'_> {
+    /// The turn key of the turn `id` placed here: its own id, unless that
+    /// would not order it after every turn under way (an id made before the
+    /// place, or on another host's clock); then just after the last.
+    pub fn key_for(&self, id: &str) -> String {
+        match (&self.key, &self.last) {
+            (Some(key), _) => key.clone(),
+            (None, Some(last)) if last.as_str() >= id => format!("{last}+"),
+            (None, _) => id.to_owned(),
+        }
+    }
 }
 
 /// Why a conversation could not be deleted or continued.
@@ -110,11 +125,16 @@ impl Executions {
                 _claim: claim,
                 hold: None,
                 key: Some(key.clone()),
+                last: None,
                 waits: false,
             });
         }
         let hold = self.conversations.hold_turns(conversation).await?;
-        let under_way = self.conversations.turns_under_way(conversation).await?;
+        // Read on the hold's own connection, if held (no second one waited for).
+        let under_way = match &hold {
+            Some(hold) => hold.turns_under_way().await?,
+            None => self.conversations.turns_under_way(conversation).await?,
+        };
         if let (Some((execution, _)), IfBusy::Refuse) = (under_way.last(), if_busy) {
             if let Some(hold) = hold {
                 hold.release().await;
@@ -128,6 +148,7 @@ impl Executions {
             _claim: claim,
             hold,
             key: None,
+            last: under_way.last().map(|(_, key)| key.clone()),
             waits: !under_way.is_empty(),
         })
     }

@@ -43,8 +43,8 @@ pub(super) struct SharedState {
     foreign: Mutex<HashSet<String>>,
     /// Executions followed here whose stored state is not yet their end for
     /// whoever waits (a failed one before its retry is linked, one waiting
-    /// for a decision within its grace), since when.
-    unsure: Mutex<HashMap<String, Instant>>,
+    /// for a decision within its grace): in which status, since when.
+    unsure: Mutex<HashMap<String, (Status, Instant)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -107,6 +107,13 @@ impl Executions {
         let known = Known(&self.registry, &self.scheduler);
         let claimed = self.store.claim(room, time::now_ms(), &known, surely).await?;
         let n = claimed.len();
+        if self.is_draining() {
+            // Shutting down meanwhile: nothing more starts here.
+            let ids: Vec<String> = claimed.into_iter().map(|e| e.id).collect();
+            self.store.give_back(&ids).await?;
+            self.hint();
+            return Ok((0, room));
+        }
         for execution in claimed {
             self.queue_claimed(execution).await;
         }
@@ -130,14 +137,14 @@ impl Executions {
         let events = self.lifecycle.log_of(&execution).await;
         let id = execution.id.clone();
         // Marked first: once in the queue, it may start and end at once.
-        lock(&self.shared.foreign).insert(id.clone());
+        let marked = lock(&self.shared.foreign).insert(id.clone());
         let claimed = self.scheduler.claimed(Job {
             execution,
             version,
             events,
             resume: false,
         });
-        if claimed != Some(false) {
+        if marked && claimed != Some(false) {
             lock(&self.shared.foreign).remove(&id);
         }
     }
@@ -169,8 +176,15 @@ impl Executions {
         }
         let queued = self.scheduler.queued();
         match self.store.give_back(&queued).await {
-            Ok(()) if !queued.is_empty() => self.hint(),
-            Ok(()) => {}
+            Ok(given) => {
+                for id in &given {
+                    self.scheduler.give_back(id);
+                    lock(&self.shared.foreign).remove(id);
+                }
+                if !given.is_empty() {
+                    self.hint();
+                }
+            }
             Err(e) => tracing::warn!(error = %e, "could not give back what this host claimed"),
         }
     }
@@ -213,8 +227,8 @@ impl Executions {
                 continue;
             }
             self.lifecycle.detach(id);
-            if forget.contains(id) {
-                self.scheduler.unfollow(id, true);
+            if forget.contains(id) && self.scheduler.unfollow(id, true).is_some() {
+                lock(&self.shared.unsure).remove(id);
             }
         }
         for execution in found.ended {
@@ -259,8 +273,14 @@ impl Executions {
             unsure.remove(&execution.id);
             return false;
         }
-        let since = *unsure.entry(execution.id.clone()).or_insert_with(Instant::now);
-        let waiting = since.elapsed() < wait;
+        let seen = unsure
+            .entry(execution.id.clone())
+            .or_insert_with(|| (execution.status, Instant::now()));
+        // Another status than the one seen (a second decision asked): anew.
+        if seen.0 != execution.status {
+            *seen = (execution.status, Instant::now());
+        }
+        let waiting = seen.1.elapsed() < wait;
         if !waiting {
             unsure.remove(&execution.id);
         }

@@ -246,11 +246,6 @@ impl Executions {
         let workspace = entry.agent.workspace.clone();
         let continued = self.check_turn(&workspace, &entry.agent.id, new.turn.as_ref()).await?;
         let memory_stores = self.attached_stores(&workspace, &new.memory_stores).await?;
-        // One turn at a time: its place after the turns under way (or refused).
-        let place = match (&continued, &new.turn) {
-            (Some(conversation), Some(turn)) => Some(self.place_turn(conversation, &turn.if_busy).await?),
-            _ => None,
-        };
 
         let id = new.id.unwrap_or_else(ids::execution);
         let now = time::now_ms();
@@ -302,6 +297,12 @@ impl Executions {
             e
         };
         let reservation = self.scheduler.reserve().map_err(|e| undo(e.into()))?;
+        // One turn at a time: its place after the turns under way (or
+        // refused), held from here until its record is committed.
+        let place = match (&continued, &new.turn) {
+            (Some(conversation), Some(turn)) => Some(self.place_turn(conversation, &turn.if_busy).await.map_err(undo)?),
+            _ => None,
+        };
         let (conversation_id, session) = match (continued, new.turn) {
             (Some(id), Some(turn)) => (Some(id), turn.session),
             (
@@ -337,12 +338,10 @@ impl Executions {
             parent_id,
             depth,
             run_after: new.delay.map(|d| now + d.as_millis() as i64),
-            turn_key: conversation_id
-                .as_ref()
-                .map(|_| match place.as_ref().and_then(|p| p.key.clone()) {
-                    Some(key) => key,
-                    None => id.clone(),
-                }),
+            turn_key: conversation_id.as_ref().map(|_| match place.as_ref() {
+                Some(place) => place.key_for(&id),
+                None => id.clone(),
+            }),
             session_set: session_object(&session),
             conversation_id,
             memory_store_ids: memory_stores,

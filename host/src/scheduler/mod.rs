@@ -291,6 +291,26 @@ impl<J: Job, O> Scheduler<J, O> {
             .is_some_and(|l| matches!(l.state, LiveState::Elsewhere { .. }))
     }
 
+    /// A job in this host's queue, given back to the shared queue: followed
+    /// from now on (for whoever waits here), its place in the bound kept.
+    pub fn give_back(&self, id: &str) -> bool {
+        let mut inner = self.lock();
+        let Some((agent_id, key)) = inner.live.get(id).and_then(|l| match l.state {
+            LiveState::Queued(key) => Some((l.agent_id.clone(), key)),
+            _ => None,
+        }) else {
+            return false;
+        };
+        if inner.queue.remove(&agent_id, key).is_none() {
+            return false;
+        }
+        inner.elsewhere += 1;
+        if let Some(live) = inner.live.get_mut(id) {
+            live.state = LiveState::Elsewhere { counted: true };
+        }
+        true
+    }
+
     /// The jobs in this host's queue (not delayed, not started).
     pub fn queued(&self) -> Vec<String> {
         let inner = self.lock();

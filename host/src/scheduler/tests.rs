@@ -178,6 +178,11 @@ fn jobs_followed_elsewhere_hold_their_place_until_claimed_here_or_announced() {
     // Claimed again while it is here already (queued): nothing changes.
     assert_eq!(s.claimed(job("c", "x", 50, 1)), None);
     assert_eq!(s.load(), (0, 1));
+    // Given back (the host shuts down): followed again, its place kept, out of the queue.
+    assert!(s.give_back("c"));
+    assert!(s.is_elsewhere("c") && !s.give_back("c"));
+    assert_eq!((s.load(), s.room()), ((0, 1), 2));
+    assert!(s.dispatch().is_empty());
     // The host pauses: nothing to claim.
     s.pause();
     assert_eq!(s.room(), 0);

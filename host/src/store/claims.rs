@@ -65,9 +65,9 @@ pub trait Claims: Send + Sync {
         Ok(Vec::new())
     }
     /// Gives back executions this host claimed and will not start (it is
-    /// shutting down): they wait for any host again.
-    async fn give_back(&self, _ids: &[String]) -> Result<(), StoreError> {
-        Ok(())
+    /// shutting down): they wait for any host again. Those given back.
+    async fn give_back(&self, _ids: &[String]) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
     }
     /// Claims one execution, if it still waits unclaimed (to cancel it).
     async fn claim_one(&self, _id: &str) -> Result<Option<Execution>, StoreError> {

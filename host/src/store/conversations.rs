@@ -60,6 +60,8 @@ pub trait ConversationStore: Queue {
 /// all the same (less cheaply).
 #[async_trait]
 pub trait TurnHold: Send {
+    /// The conversation's turns under way, as [`ConversationStore::turns_under_way`].
+    async fn turns_under_way(&self) -> Result<Vec<(String, String)>, StoreError>;
     async fn release(self: Box<Self>);
 }
 

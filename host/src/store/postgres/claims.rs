@@ -61,19 +61,23 @@ impl Claims for PgStore {
             .map_err(read_error)
     }
 
-    async fn give_back(&self, ids: &[String]) -> Result<(), StoreError> {
+    async fn give_back(&self, ids: &[String]) -> Result<Vec<String>, StoreError> {
         if ids.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let c = self.reader().await?;
-        c.query(
-            "UPDATE executions SET owner = NULL
-             WHERE id = ANY($2) AND owner = $1 AND status IN ('pending', 'queued') AND conversation_id IS NULL",
-            &[&self.host, &ids],
-        )
-        .await
-        .map_err(read_error)?;
-        Ok(())
+        let rows = c
+            .query(
+                "UPDATE executions SET owner = NULL
+                 WHERE id = ANY($2) AND owner = $1 AND status IN ('pending', 'queued') AND conversation_id IS NULL
+                 RETURNING id",
+                &[&self.host, &ids],
+            )
+            .await
+            .map_err(read_error)?;
+        rows.iter()
+            .map(|r| r.try_get(0).map_err(|e| read_error(e.into())))
+            .collect()
     }
 
     async fn claim_one(&self, id: &str) -> Result<Option<Execution>, StoreError> {

@@ -1,9 +1,13 @@
 //! A conversation's turns held still across hosts: a session advisory lock
 //! on a pooled connection of its own, keyed by the conversation, taken
-//! before a host reads the turns under way and released once its turn is
-//! committed, so two hosts never both find a conversation idle and start a
-//! turn each. A hold dropped unreleased closes its connection instead (the
-//! server frees a session's locks with it).
+//! before a host reads the turns under way (on that connection) and released
+//! once its turn is committed, so two hosts never both find a conversation
+//! idle and start a turn each. The lock is tried, not waited for: a host
+//! whose try fails gives the connection back and tries again shortly, so
+//! waiting holds no connection. A hold dropped unreleased (its request gone)
+//! closes its connection instead: the server frees a session's locks with it.
+
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -14,28 +18,56 @@ use crate::store::{StoreError, TurnHold};
 /// The first key of every turn hold (the second is the conversation's hash).
 const TURNS: i32 = 0x7475_726e;
 
+/// How long a host waits before it tries a held conversation again (another
+/// host holds it for as long as a commit takes).
+const TRY_AGAIN: Duration = Duration::from_millis(5);
+
 struct PgTurnHold {
-    /// `None` once released.
+    /// `None` once released (or given back untaken).
     reader: Option<Reader>,
     conversation: String,
 }
 
 pub async fn hold_turns(store: &PgStore, conversation: &str) -> Result<Box<dyn TurnHold>, StoreError> {
-    let reader = store.reader().await?;
-    reader
-        .query("SELECT pg_advisory_lock($1, hashtext($2))", &[&TURNS, &conversation])
-        .await
-        .map_err(read_error)?;
-    Ok(Box::new(PgTurnHold {
-        reader: Some(reader),
-        conversation: conversation.to_owned(),
-    }))
+    loop {
+        // Guarded from the start: dropped while it tries, it closes its connection.
+        let mut hold = PgTurnHold {
+            reader: Some(store.reader().await?),
+            conversation: conversation.to_owned(),
+        };
+        let taken = match &hold.reader {
+            Some(reader) => reader
+                .query_one(
+                    "SELECT pg_try_advisory_lock($1, hashtext($2))",
+                    &[&TURNS, &conversation],
+                )
+                .await
+                .and_then(|row| Ok(row.try_get::<_, bool>(0)?))
+                .map_err(read_error)?,
+            None => false,
+        };
+        if taken {
+            return Ok(Box::new(hold));
+        }
+        // Not taken: the connection holds nothing, back to the pool.
+        drop(hold.reader.take());
+        tokio::time::sleep(TRY_AGAIN).await;
+    }
 }
 
 #[async_trait]
 impl TurnHold for PgTurnHold {
+    async fn turns_under_way(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let Some(reader) = &self.reader else {
+            return Err(StoreError::Read("the conversation's turns are not held".into()));
+        };
+        super::conversations::turns_under_way(reader, &self.conversation)
+            .await
+            .map_err(read_error)
+    }
+
     async fn release(mut self: Box<Self>) {
-        let Some(reader) = self.reader.take() else { return };
+        let Some(reader) = &self.reader else { return };
         let unlocked = reader
             .query(
                 "SELECT pg_advisory_unlock($1, hashtext($2))",
@@ -44,11 +76,11 @@ impl TurnHold for PgTurnHold {
             .await;
         match unlocked {
             // Back to the pool, free of the lock.
-            Ok(_) => drop(reader),
-            Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "could not release a conversation's turns; closing the connection");
-                drop(deadpool_postgres::Object::take(reader.0));
-            }
+            Ok(_) => drop(self.reader.take()),
+            Err(e) => tracing::warn!(
+                error = %format!("{e:#}"),
+                "could not release a conversation's turns; closing the connection"
+            ),
         }
     }
 }
