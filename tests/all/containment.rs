@@ -415,12 +415,7 @@ async fn many_runs_at_full_caps_stay_within_the_stated_memory_bound() {
     });
     let records = futures_util::future::join_all(runs).await;
     for record in &records {
-        assert_eq!(
-            record["status"],
-            "completed",
-            "{}",
-            &record.to_string()[..300.min(record.to_string().len())]
-        );
+        assert_eq!(record["status"], "completed", "{}", record["error"]);
         assert_eq!(record["logs_truncated"], true);
         assert!(
             record["peak_memory_bytes"].as_u64().unwrap() < 16 << 20,

@@ -388,15 +388,16 @@ impl Executions {
         };
         let waits = place.as_ref().is_some_and(|p| p.waits);
         let done = self.scheduler.queue(reservation, job, new.delay.is_some() || waits);
-        if let Some(hold) = place.and_then(|p| p.hold) {
-            hold.release().await;
-        }
         match (&execution.conversation_id, &execution.turn_key, new.delay) {
             (Some(conversation), Some(turn_key), delay) if waits => {
                 self.after_turn(id, conversation.clone(), turn_key.clone(), delay);
             }
             (_, _, Some(delay)) => self.end_delay_after(id, delay),
             _ => self.launch(self.scheduler.dispatch()),
+        }
+        // Released last: a request dropped meanwhile leaves its turn on its way.
+        if let Some(hold) = place.and_then(|p| p.hold) {
+            hold.release().await;
         }
         Ok(Accepted { execution, done })
     }
