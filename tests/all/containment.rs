@@ -406,7 +406,13 @@ async fn many_runs_at_full_caps_stay_within_the_stated_memory_bound() {
     let tmp = tempfile::tempdir().unwrap();
     let warden = Warden::start(tmp.path());
     let client = warden.client();
-    client.deploy("rogue", json!({ "max_concurrency": RUNS })).await;
+    // Memory is measured here, not time: a loaded machine gets a minute.
+    client
+        .deploy(
+            "rogue",
+            json!({ "max_concurrency": RUNS, "limits": { "timeout_ms": 60_000 } }),
+        )
+        .await;
     client.run("rogue", json!("logs 10")).await;
     let (before, _) = rss_kib(warden.pid());
     let runs = (0..RUNS).map(|_| {
