@@ -80,13 +80,35 @@ pub mod allocator {
 
     pub use mimalloc::MiMalloc;
 
-    /// `mi_option_arena_eager_commit` in mimalloc 2's `mi_option_e`.
+    /// `mi_option_arena_eager_commit` in mimalloc's `mi_option_e`.
     const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+    /// `mi_option_purge_delay` in mimalloc's `mi_option_e` (milliseconds).
+    const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
     /// Turns off eager arena commits; runs before the first allocation.
     pub fn tune() {
         // SAFETY: sets one of mimalloc's global options before anything is
         // allocated; any value is valid.
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0) };
+    }
+
+    /// Gives freed memory back to the system at once instead of after a
+    /// delay: for a process that allocates and frees for seconds on end and
+    /// never idles (the component compiler, whose peak drops from about 510 to
+    /// 370 MiB for a Python component, 8% slower).
+    pub fn purge_at_once() {
+        // SAFETY: sets one of mimalloc's global options; any value is valid
+        // at any time.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+    }
+
+    /// Returns memory freed after a burst of big allocations (loading or
+    /// compiling components: tens of MiB for a Python one) to the system now.
+    /// Without it mimalloc keeps it committed until the allocating thread
+    /// allocates again: about 145 MiB for each Python deploy, for good. A no-op
+    /// for a program with another global allocator.
+    pub fn give_back() {
+        // SAFETY: `mi_collect` has no preconditions.
+        unsafe { libmimalloc_sys::mi_collect(true) };
     }
 }

@@ -296,6 +296,53 @@ async fn compiling_is_bounded_in_time_and_memory() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compiles_take_turns() {
+    let (server, _tmp) = server_with(|c| c.deploy.max_concurrent = 1).await;
+    let mut jobs = Vec::new();
+    for dir in ["hello", "support"] {
+        let (wasm, manifest) = warden_tests::guest_agent("js", dir);
+        let form = reqwest::multipart::Form::new()
+            .part("component", reqwest::multipart::Part::bytes(wasm).file_name("c.wasm"))
+            .text("manifest", manifest.to_string());
+        let (status, job) = server
+            .send(server.http.post(server.url("/v1/agents?wait=false")).multipart(form))
+            .await;
+        assert_eq!(status, 202, "{job}");
+        jobs.push(format!("/v1/deploys/{}", job["id"].as_str().unwrap()));
+    }
+    // One compiles while the other waits its turn; never two at once.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut waited = false;
+    loop {
+        let (_, health) = server.get("/admin/health").await;
+        let components = &health["components"];
+        assert!(components["compiling"].as_u64().unwrap() <= 1, "{health}");
+        waited |= components["compiles_waiting"] == 1;
+        let mut compiling = 0;
+        for job in &jobs {
+            let (_, job) = server.get(job).await;
+            if job["status"] == "compiling" {
+                compiling += 1;
+            } else {
+                assert_eq!(job["status"], "deployed", "{job}");
+            }
+        }
+        if compiling == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still compiling");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(waited, "the second compile never waited for the first");
+    let (_, health) = server.get("/admin/health").await;
+    assert_eq!(health["components"]["compiled"], 2, "{health}");
+    assert_eq!(health["components"]["compiles_waiting"], 0, "{health}");
+    let record = server.run("hello-js", json!({ "name": "Ada" })).await;
+    assert_eq!(record["status"], "completed", "{record}");
+    server.stop().await;
+}
+
 /// Opens a raw TCP connection to the server.
 async fn connect(server: &Server) -> tokio::net::TcpStream {
     let addr = server

@@ -40,11 +40,15 @@ pub struct Executions {
 /// Components compiled vs loaded from the on-disk cache since start: after a
 /// restart, `compiled` stays 0 unless a cached artifact failed its check.
 /// `unavailable`: deployed versions that cannot be loaded (redeploy them).
+/// `compiling` now, and `compiles_waiting` for their turn
+/// (`deploy.max_concurrent` run at once).
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Components {
     compiled: u64,
     loaded_from_cache: u64,
     unavailable: usize,
+    compiling: usize,
+    compiles_waiting: usize,
 }
 
 /// Liveness, versions (SQLite's among them), load and storage; needs no key.
@@ -53,6 +57,7 @@ pub struct Components {
         (status = 503, description = "Serving, but storage is failing", body = Health)))]
 pub async fn health(State(app): State<Arc<App>>) -> (StatusCode, Json<Health>) {
     let (compiled, loaded_from_cache) = app.runtime.cache_counts();
+    let compiles = app.runtime.compiles();
     let (running, waiting) = app.executions.load();
     let storage_failure = app.stores.backend.failing();
     let (code, status) = match storage_failure {
@@ -72,6 +77,8 @@ pub async fn health(State(app): State<Arc<App>>) -> (StatusCode, Json<Health>) {
             compiled,
             loaded_from_cache,
             unavailable: app.registry.unavailable(),
+            compiling: compiles.running,
+            compiles_waiting: compiles.waiting,
         },
     });
     (code, body)

@@ -177,6 +177,8 @@ pub struct CompileConfig {
     pub timeout_ms: u64,
     /// The most memory one compile may allocate.
     pub max_memory_mb: u64,
+    /// Compiles that may run at once; more wait their turn.
+    pub max_concurrent: usize,
 }
 
 impl Default for CompileConfig {
@@ -185,6 +187,7 @@ impl Default for CompileConfig {
             program: None,
             timeout_ms: 60_000,
             max_memory_mb: 2048,
+            max_concurrent: 2,
         }
     }
 }
@@ -426,8 +429,8 @@ impl Config {
             "max_concurrent_executions must be at least 1"
         );
         anyhow::ensure!(
-            self.deploy.timeout_ms >= 1 && self.deploy.max_memory_mb >= 64,
-            "deploy.timeout_ms must be at least 1 and deploy.max_memory_mb at least 64"
+            self.deploy.timeout_ms >= 1 && self.deploy.max_memory_mb >= 64 && self.deploy.max_concurrent >= 1,
+            "deploy.timeout_ms and deploy.max_concurrent must be at least 1 and deploy.max_memory_mb at least 64"
         );
         anyhow::ensure!(
             self.http.max_connections >= 1,

@@ -110,7 +110,7 @@ impl Deployer {
                 let share = *assigned.entry(meta.component_hash.clone()).or_insert(next);
                 shares[share].push(meta);
             }
-            std::thread::scope(|scope| {
+            let prepared = std::thread::scope(|scope| {
                 let workers: Vec<_> = shares
                     .iter()
                     .map(|part| {
@@ -132,7 +132,9 @@ impl Deployer {
                     .into_iter()
                     .flat_map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
                     .collect::<Vec<_>>()
-            })
+            });
+            crate::allocator::give_back();
+            prepared
         })
         .await?;
         for (meta, pre) in prepared {
@@ -203,7 +205,10 @@ impl Deployer {
             let (pre, _, written) =
                 runtime.prepare(&hash, verified.get(&hash).map(String::as_str), || Ok(bytes.to_vec()))?;
             blobs.put(&hash, &bytes).map_err(|e| stored_error(&e))?;
-            Ok::<_, ComponentError>(((hash, bytes.len() as u64), pre, written))
+            let size = bytes.len() as u64;
+            drop(bytes);
+            crate::allocator::give_back();
+            Ok::<_, ComponentError>(((hash, size), pre, written))
         })
         .await
         .map_err(|e| DeployError::Internal(e.into()))??;

@@ -6,12 +6,17 @@
 //! host loads what the child wrote into its own engine, which checks the
 //! artifact was made for a compatible engine.
 //!
+//! At most `deploy.max_concurrent` compiles run at once (each may use all the
+//! cores and `deploy.max_memory_mb`); more wait their turn, so a burst of
+//! deploys cannot exhaust the machine's memory.
+//!
 //! Without a program to run (a library user that sets none), components are
-//! compiled in the host's process, without these limits.
+//! compiled in the host's process, without the time and memory limits.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use wasmtime::Engine;
@@ -39,6 +44,49 @@ pub struct Compiler {
     program: Option<PathBuf>,
     timeout: Duration,
     max_memory_mb: u64,
+    gate: Gate,
+}
+
+/// Lets at most `max` compiles run at once; the others wait in line.
+struct Gate {
+    max: usize,
+    counts: Mutex<Counts>,
+    freed: Condvar,
+}
+
+/// Compiles running and waiting now.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub running: usize,
+    pub waiting: usize,
+}
+
+/// A compile's turn: it runs until this drops.
+struct Turn<'a>(&'a Gate);
+
+impl Gate {
+    fn counts(&self) -> MutexGuard<'_, Counts> {
+        self.counts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Blocks until fewer than `max` compiles run.
+    fn enter(&self) -> Turn<'_> {
+        let mut counts = self.counts();
+        counts.waiting += 1;
+        while counts.running >= self.max {
+            counts = self.freed.wait(counts).unwrap_or_else(PoisonError::into_inner);
+        }
+        counts.waiting -= 1;
+        counts.running += 1;
+        Turn(self)
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        self.0.counts().running -= 1;
+        self.0.freed.notify_one();
+    }
 }
 
 impl Compiler {
@@ -50,11 +98,22 @@ impl Compiler {
             program: config.program.clone(),
             timeout: Duration::from_millis(config.timeout_ms),
             max_memory_mb: config.max_memory_mb,
+            gate: Gate {
+                max: config.max_concurrent.max(1),
+                counts: Mutex::default(),
+                freed: Condvar::new(),
+            },
         }
     }
 
-    /// Compiles `wasm` for `engine`. Blocking.
+    /// Compiles running and waiting for their turn now.
+    pub fn counts(&self) -> Counts {
+        *self.gate.counts()
+    }
+
+    /// Compiles `wasm` for `engine`, once its turn comes. Blocking.
     pub fn compile(&self, engine: &Engine, wasm: &[u8]) -> Result<Compiled, ComponentError> {
+        let _turn = self.gate.enter();
         let Some(program) = &self.program else {
             let component = Component::new(engine, wasm).map_err(|e| ComponentError::Invalid(format!("{e:#}")))?;
             return Ok(Compiled {
@@ -93,40 +152,47 @@ impl Compiler {
             let _ = child.wait();
             return Err(ComponentError::Internal("the compiler's pipes are missing".into()));
         };
-        let input = wasm.to_vec();
-        let writer = std::thread::spawn(move || {
-            let _ = stdin.write_all(&input);
-        });
-        let reader = std::thread::spawn(move || {
-            let mut out = Vec::new();
-            let _ = stdout.read_to_end(&mut out);
-            out
-        });
-        let errors = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = (&mut stderr).take(64 << 10).read_to_string(&mut text);
-            text
-        });
+        // Scoped threads: the writer borrows the component instead of copying
+        // it, and the compiled form is read into room for about what a
+        // component compiles to (two and a half times its size; pages never
+        // written are never resident), not grown by doubling copies.
         let deadline = Instant::now() + self.timeout;
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break Some(status),
-                Ok(None) if Instant::now() >= deadline => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break None;
+        let (status, out, message) = std::thread::scope(|scope| {
+            let writer = scope.spawn(move || {
+                let _ = stdin.write_all(wasm);
+            });
+            let reader = scope.spawn(move || {
+                let mut out = Vec::with_capacity(wasm.len().saturating_mul(5) / 2);
+                let _ = stdout.read_to_end(&mut out);
+                out
+            });
+            let errors = scope.spawn(move || {
+                let mut text = String::new();
+                let _ = (&mut stderr).take(64 << 10).read_to_string(&mut text);
+                text
+            });
+            let status = loop {
+                match child.try_wait() {
+                    Ok(Some(status)) => break Ok(Some(status)),
+                    Ok(None) if Instant::now() >= deadline => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break Ok(None);
+                    }
+                    Ok(None) => std::thread::sleep(POLL),
+                    Err(e) => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break Err(e);
+                    }
                 }
-                Ok(None) => std::thread::sleep(POLL),
-                Err(e) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(internal("waiting for", e));
-                }
-            }
-        };
-        let _ = writer.join();
-        let out = reader.join().unwrap_or_default();
-        let message = errors.join().unwrap_or_default();
+            };
+            let _ = writer.join();
+            let out = reader.join().unwrap_or_default();
+            let message = errors.join().unwrap_or_default();
+            (status, out, message)
+        });
+        let status = status.map_err(|e| internal("waiting for", e))?;
         let message = message.trim();
         match status {
             None => Err(ComponentError::TooCostly(format!(

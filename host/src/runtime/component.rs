@@ -115,6 +115,11 @@ impl ComponentCache {
         })
     }
 
+    /// Compiles running and waiting for their turn now.
+    pub fn compiles(&self) -> super::compiler::Counts {
+        self.compiler.counts()
+    }
+
     fn artifact(&self, hash: &str) -> PathBuf {
         self.dir.join(format!("{hash}.cwasm"))
     }

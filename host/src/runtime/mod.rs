@@ -154,6 +154,11 @@ impl Runtime {
     }
 
     /// Components compiled and loaded from the disk cache since start.
+    /// Compiles running and waiting for their turn now.
+    pub fn compiles(&self) -> compiler::Counts {
+        self.cache.compiles()
+    }
+
     pub fn cache_counts(&self) -> (u64, u64) {
         (
             self.cache.compiled.load(Ordering::Relaxed),

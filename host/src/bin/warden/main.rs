@@ -243,6 +243,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     if let Command::CompileComponent { max_memory_mb } = cli.command {
+        warden_host::allocator::purge_at_once();
         let engine = warden_host::runtime::engine::compiler()?;
         let code = warden_host::runtime::compiler::compile_stdin_to_stdout(&engine, max_memory_mb);
         std::process::exit(i32::from(code));
