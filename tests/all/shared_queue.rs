@@ -191,3 +191,62 @@ async fn a_conversations_turns_run_one_at_a_time_whichever_hosts_they_reach() {
     }
     drop((a, b));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_is_deleted_only_while_no_host_holds_its_turns() {
+    let cluster = PgCluster::start();
+    cluster.psql("CREATE DATABASE warden").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let config = shared_config(tmp.path(), &cluster, "");
+    let a = Warden::start_with(&tmp.path().join("a"), &["--config", config.to_str().unwrap()]);
+    let on_a = a.client();
+    on_a.deploy("sleepy", json!({})).await;
+    let first = on_a
+        .post_json(
+            "/v1/agents/sleepy/execute",
+            &json!({ "input": { "ms": 10 }, "conversation": true }),
+        )
+        .await
+        .1;
+    let conversation = first["conversation_id"].as_str().unwrap().to_owned();
+    // Another host placing a turn holds the conversation's turns (the hold's
+    // advisory lock, here on a session of the test's own) for 3 s.
+    let sql = format!(
+        "SELECT pg_advisory_lock({}, hashtext('{conversation}')); SELECT pg_sleep(3)",
+        0x7475_726e
+    );
+    let mut holder = std::process::Command::new("psql")
+        .args(["-X", "-q", "-tA", "-d", &cluster.url("warden"), "-c", &sql])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while rows(
+        &cluster,
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted",
+    )[0][0]
+        != "1"
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the test's hold was never taken"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let deleting = tokio::spawn({
+        let (http, url) = (
+            on_a.http.clone(),
+            on_a.url(&format!("/v1/conversations/{conversation}")),
+        );
+        async move { http.delete(url).send().await.unwrap().status() }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    if holder.try_wait().unwrap().is_none() {
+        assert!(!deleting.is_finished(), "deleted while another host held its turns");
+    }
+    assert!(holder.wait().unwrap().success());
+    assert_eq!(deleting.await.unwrap(), StatusCode::NO_CONTENT);
+    let (status, _) = on_a.get(&format!("/v1/conversations/{conversation}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    drop(a);
+}

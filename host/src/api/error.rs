@@ -277,6 +277,7 @@ impl From<SubmitError> for ApiError {
             SubmitError::QueueFull(_) => ApiError::TooManyRequests(e.to_string()),
             SubmitError::ShuttingDown => ApiError::shutting_down(e.to_string()),
             SubmitError::Store(s) => s.into(),
+            SubmitError::Internal(_) => ApiError::Internal(anyhow::anyhow!("{e}")),
             SubmitError::ConversationNotFound(_) | SubmitError::MemoryStoreNotFound(_) => {
                 ApiError::NotFound(e.to_string())
             }

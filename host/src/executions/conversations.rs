@@ -308,14 +308,27 @@ impl Executions {
         if self.conversation(workspace, id).await?.is_none() {
             return Err(ConversationError::NotFound(id.to_owned()));
         }
+        // Held as a new turn is placed (on a shared store, across hosts too),
+        // so no turn starts between the look and the delete.
         let _claim = self.turns.stripe(id).lock().await;
-        if let Some((execution, _)) = self.conversations.turns_under_way(id).await?.pop() {
-            return Err(ConversationError::Busy {
-                conversation: id.to_owned(),
-                execution,
-            });
+        let hold = self.conversations.hold_turns(id).await?;
+        let under_way = match &hold {
+            Some(hold) => hold.turns_under_way().await,
+            None => self.conversations.turns_under_way(id).await,
+        };
+        let deleted = match under_way {
+            Ok(mut turns) => match turns.pop() {
+                Some((execution, _)) => Err(ConversationError::Busy {
+                    conversation: id.to_owned(),
+                    execution,
+                }),
+                None => self.conversations.delete(id).await.map_err(ConversationError::from),
+            },
+            Err(e) => Err(e.into()),
+        };
+        if let Some(hold) = hold {
+            hold.release().await;
         }
-        self.conversations.delete(id).await?;
-        Ok(())
+        deleted
     }
 }

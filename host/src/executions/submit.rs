@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::value::RawValue;
+use tracing::Instrument;
 
 use super::conversations::{ConversationRef, TurnRequest};
 use super::idempotency::{Claim, request_hash};
@@ -180,11 +181,25 @@ pub enum SubmitError {
     Memory(#[from] MemoryError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl Executions {
     /// Creates an execution and queues it (or holds it for its delay).
+    ///
+    /// The submission runs to its end on a task of its own, whether or not
+    /// its caller still waits: a request dropped midway (a client that hangs
+    /// up) leaves no claimed idempotency key, held turn, or committed record
+    /// that nothing queues behind.
     pub async fn submit(self: &Arc<Self>, new: NewExecution) -> Result<Accepted, SubmitError> {
+        let this = Arc::clone(self);
+        tokio::spawn(async move { this.submit_to_end(new).await }.instrument(tracing::Span::current()))
+            .await
+            .unwrap_or_else(|e| Err(SubmitError::Internal(format!("the submission stopped: {e}"))))
+    }
+
+    async fn submit_to_end(self: Arc<Self>, new: NewExecution) -> Result<Accepted, SubmitError> {
         if self.is_draining() {
             return Err(SubmitError::ShuttingDown);
         }

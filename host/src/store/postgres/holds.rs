@@ -21,6 +21,10 @@ const TURNS: i32 = 0x7475_726e;
 /// How long a host waits before it tries a held conversation again (another
 /// host holds it for as long as a commit takes).
 const TRY_AGAIN: Duration = Duration::from_millis(5);
+/// How long a host tries before it gives up (a hold lasts a commit; one held
+/// this long belongs to a host that is stuck, or gone with its connection not
+/// yet closed).
+const GIVE_UP: Duration = Duration::from_secs(30);
 
 struct PgTurnHold {
     /// `None` once released (or given back untaken).
@@ -29,6 +33,7 @@ struct PgTurnHold {
 }
 
 pub async fn hold_turns(store: &PgStore, conversation: &str) -> Result<Box<dyn TurnHold>, StoreError> {
+    let deadline = tokio::time::Instant::now() + GIVE_UP;
     loop {
         // Guarded from the start: dropped while it tries, it closes its connection.
         let mut hold = PgTurnHold {
@@ -51,6 +56,12 @@ pub async fn hold_turns(store: &PgStore, conversation: &str) -> Result<Box<dyn T
         }
         // Not taken: the connection holds nothing, back to the pool.
         drop(hold.reader.take());
+        if tokio::time::Instant::now() >= deadline {
+            return Err(StoreError::Unavailable(format!(
+                "conversation {conversation}'s turns have been held by another host for over {} s",
+                GIVE_UP.as_secs()
+            )));
+        }
         tokio::time::sleep(TRY_AGAIN).await;
     }
 }
