@@ -204,8 +204,9 @@ async fn beat(backend: Arc<dyn crate::store::Backend>, lease: Duration) {
 /// On a store several hosts share, three times a lease: loads the versions
 /// other hosts deployed and the webhook subscriptions as they are, hands
 /// decisions made on other hosts to the runs here that wait for them, stops
-/// the runs other hosts were asked to cancel, and takes over the executions of
-/// hosts whose lease ran out. Ends with the app.
+/// the runs other hosts were asked to cancel and those other hosts took over,
+/// and takes over the executions of hosts whose lease ran out. Ends with the
+/// app.
 async fn share(app: std::sync::Weak<App>, lease: Duration) {
     let mut beat = tokio::time::interval(lease / 3);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -223,6 +224,9 @@ async fn share(app: std::sync::Weak<App>, lease: Duration) {
         }
         if let Err(e) = app.executions.cancel_asked().await {
             tracing::warn!(error = %e, "could not read the cancels asked on other hosts");
+        }
+        if let Err(e) = app.executions.surrender_taken().await {
+            tracing::warn!(error = %e, "could not look for executions other hosts took over");
         }
         if let Err(e) = app.executions.adopt().await {
             tracing::warn!(error = %format!("{e:#}"), "could not take over the executions of stopped hosts");

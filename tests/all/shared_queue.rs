@@ -250,3 +250,72 @@ async fn a_conversation_is_deleted_only_while_no_host_holds_its_turns() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     drop(a);
 }
+
+/// Sends `signal` (`STOP`, `CONT`) to a process.
+fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_paused_past_its_lease_stops_the_runs_another_host_took_over() {
+    let cluster = PgCluster::start();
+    cluster.psql("CREATE DATABASE warden").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let config = shared_config(tmp.path(), &cluster, "");
+    let args = ["--config", config.to_str().unwrap()];
+    let a = Warden::start_with(&tmp.path().join("a"), &args);
+    let on_a = a.client();
+    on_a.deploy("sleepy", json!({ "limits": { "timeout_ms": 60000 } }))
+        .await;
+    let id = start_async(&on_a, "sleepy", json!({ "ms": 30000 })).await;
+    let host_a = host_id(&tmp.path().join("a"));
+    let running_on = |host: &str| {
+        let sql =
+            format!("SELECT count(*) FROM executions WHERE id = '{id}' AND status = 'running' AND owner = '{host}'");
+        rows(&cluster, &sql)[0][0] == "1"
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !running_on(&host_a) {
+        assert!(tokio::time::Instant::now() < deadline, "never ran on A");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let b = Warden::start_with(&tmp.path().join("b"), &args);
+    let on_b = b.client();
+    let host_b = host_id(&tmp.path().join("b"));
+    // A stops answering for longer than its lease (a VM paused, a process
+    // stalled): B takes the run over and runs it again.
+    signal(a.pid(), "STOP");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !running_on(&host_b) {
+        assert!(tokio::time::Instant::now() < deadline, "B never took the run over");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    signal(a.pid(), "CONT");
+    // Back, A finds the run is B's now and stops its own (which would
+    // otherwise sleep on for most of its 30 s), while B's goes on.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, health) = on_a.get("/admin/health").await;
+        if health["executions"]["running"] == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "A still runs what B took over: {health}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(running_on(&host_b), "B's run should go on");
+    let (_, health) = on_b.get("/admin/health").await;
+    assert_eq!(health["executions"]["running"], 1, "{health}");
+    // It ends once, as B ends it; a caller on A hears that end.
+    let (status, body) = on_b.post_json(&format!("/v1/executions/{id}/cancel"), &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let done = poll(&on_a, &id, ended).await;
+    assert_eq!(done["status"], "cancelled", "{done}");
+    drop((a, b));
+}

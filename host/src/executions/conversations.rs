@@ -117,6 +117,34 @@ pub enum ConversationError {
 const TURN_POLL: Duration = Duration::from_millis(500);
 
 impl Executions {
+    /// A turn's conversation, when it continues one: of this workspace and
+    /// this agent; its session values checked.
+    pub(super) async fn check_turn(
+        &self,
+        workspace: &str,
+        agent_id: &str,
+        turn: Option<&TurnRequest>,
+    ) -> Result<Option<String>, SubmitError> {
+        let Some(turn) = turn else { return Ok(None) };
+        for (key, value) in &turn.session {
+            self.memory.check(key, value)?;
+        }
+        let ConversationRef::Continue(id) = &turn.conversation else {
+            return Ok(None);
+        };
+        let conversation = self
+            .conversation(workspace, id)
+            .await?
+            .ok_or_else(|| SubmitError::ConversationNotFound(id.clone()))?;
+        if conversation.agent_id != agent_id {
+            return Err(SubmitError::ConversationAgent {
+                conversation: id.clone(),
+                agent: conversation.agent_id,
+            });
+        }
+        Ok(Some(conversation.id))
+    }
+
     /// Places a new turn of `conversation` (or refuses it, as `if_busy` says).
     pub(super) async fn place_turn(&self, conversation: &str, if_busy: &IfBusy) -> Result<Place<'_>, SubmitError> {
         let claim = self.turns.stripe(conversation).lock().await;

@@ -158,6 +158,28 @@ impl Executions {
         }
     }
 
+    /// Stops what runs or waits here that another host took over (this
+    /// host's lease ran out, say while it was paused or cut off from the
+    /// database): a run is stopped at once, without writing (what it would
+    /// write is the other host's now), and whoever waits for it here hears
+    /// the end the other host stores. How many.
+    pub async fn surrender_taken(&self) -> Result<usize, StoreError> {
+        let here = self.scheduler.here();
+        let taken = self.store.taken_over(&here).await?;
+        let mut surrendered = 0;
+        for id in taken {
+            if self.scheduler.surrender(&id) {
+                tracing::warn!(
+                    execution = %id,
+                    "another host took this execution over (this host's lease ran out): stopped here"
+                );
+                self.lifecycle.detach(&id);
+                surrendered += 1;
+            }
+        }
+        Ok(surrendered)
+    }
+
     /// Hints the other hosts (without waiting).
     pub(super) fn hint(&self) {
         let store = Arc::clone(&self.store);

@@ -417,34 +417,6 @@ impl Executions {
         Ok(Accepted { execution, done })
     }
 
-    /// A turn's conversation, when it continues one: of this workspace and
-    /// this agent; its session values checked.
-    async fn check_turn(
-        &self,
-        workspace: &str,
-        agent_id: &str,
-        turn: Option<&TurnRequest>,
-    ) -> Result<Option<String>, SubmitError> {
-        let Some(turn) = turn else { return Ok(None) };
-        for (key, value) in &turn.session {
-            self.memory.check(key, value)?;
-        }
-        let ConversationRef::Continue(id) = &turn.conversation else {
-            return Ok(None);
-        };
-        let conversation = self
-            .conversation(workspace, id)
-            .await?
-            .ok_or_else(|| SubmitError::ConversationNotFound(id.clone()))?;
-        if conversation.agent_id != agent_id {
-            return Err(SubmitError::ConversationAgent {
-                conversation: id.clone(),
-                agent: conversation.agent_id,
-            });
-        }
-        Ok(Some(conversation.id))
-    }
-
     /// The ids of the memory stores a run is to have, by id or name.
     async fn attached_stores(&self, workspace: &str, names: &[String]) -> Result<Vec<String>, SubmitError> {
         if names.len() > MAX_ATTACHED_STORES {

@@ -187,3 +187,31 @@ fn jobs_followed_elsewhere_hold_their_place_until_claimed_here_or_announced() {
     s.pause();
     assert_eq!(s.room(), 0);
 }
+
+#[test]
+fn a_job_another_host_took_over_is_stopped_and_followed() {
+    let s: Scheduler<T, u32> = Scheduler::new(2, 4);
+    let running = s.queue(s.reserve().unwrap(), job("a", "x", 50, 2), false);
+    let mut started = s.dispatch();
+    let queued = s.queue(s.reserve().unwrap(), job("b", "x", 50, 1), false);
+    assert_eq!(s.here().len(), 2);
+    // Queued: out of the queue, followed, its place in the bound kept.
+    assert!(s.surrender("b"));
+    assert!(s.is_elsewhere("b") && s.dispatch().is_empty());
+    assert_eq!(s.load(), (1, 1));
+    // Running: asked to stop; its end here is not announced, and it is followed.
+    assert!(s.surrender("a"));
+    assert!(started[0].cancel.try_recv().is_ok());
+    assert!(s.here().is_empty());
+    assert!(s.finished("x").is_empty());
+    s.announce("a", Some(1));
+    assert_eq!(*running.borrow(), None);
+    assert!(s.is_elsewhere("a"));
+    // Its end as the other host stored it is.
+    s.announce("a", Some(2));
+    assert_eq!(*running.borrow(), Some(2));
+    s.announce("b", Some(3));
+    assert_eq!(*queued.borrow(), Some(3));
+    assert_eq!(s.load(), (0, 0));
+    assert!(!s.surrender("b"));
+}

@@ -88,6 +88,26 @@ impl Claims for PgStore {
         Ok(executions_from_rows(&rows).map_err(read_error)?.pop())
     }
 
+    async fn taken_over(&self, ids: &[String]) -> Result<Vec<String>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let c = self.reader().await?;
+        let rows = c
+            .query(
+                "SELECT id FROM executions WHERE id = ANY($2)
+                   AND status IN ('pending', 'queued', 'running', 'cancel_requested')
+                   AND ((owner IS NOT NULL AND owner <> $1)
+                     OR (owner IS NULL AND status IN ('pending', 'queued') AND conversation_id IS NULL))",
+                &[&self.host, &ids],
+            )
+            .await
+            .map_err(read_error)?;
+        rows.iter()
+            .map(|r| r.try_get(0).map_err(|e| read_error(e.into())))
+            .collect()
+    }
+
     async fn whereabouts(&self, ids: &[String]) -> Result<Whereabouts, StoreError> {
         let mut found = Whereabouts::default();
         if ids.is_empty() {
