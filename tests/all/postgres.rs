@@ -292,3 +292,40 @@ async fn a_draining_host_keeps_its_lease_and_its_runs_to_the_end() {
     assert_eq!(owner, a_id.trim(), "A finished its own run");
     drop(b);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_reaches_postgres_over_tls_and_checks_its_certificate() {
+    let cluster = PgCluster::start_tls();
+    cluster.psql("CREATE DATABASE warden").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let url = |mode: &str, root: &str| {
+        format!(
+            "{}?sslmode={mode}&sslrootcert={}",
+            cluster.url("warden"),
+            cluster.tls_file(root).display()
+        )
+    };
+    // A certificate that does not chain to the named root: refused, saying why.
+    let mut config = warden_tests::test_config(tmp.path());
+    config.store.url = Some(url("verify-full", "other-ca.crt"));
+    let refused = warden_host::app::App::open(config.clone())
+        .await
+        .err()
+        .expect("a server whose certificate is not trusted is refused");
+    assert!(format!("{refused:#}").contains("invalid peer certificate"), "{refused:#}");
+    // The right root: it serves, and every connection of the host is encrypted.
+    config.store.url = Some(url("verify-full", "ca.crt"));
+    let server = Server::start_with(config).await;
+    server.deploy("echo", json!({})).await;
+    let record = server.run("echo", json!({ "name": "tls" })).await;
+    assert_eq!(record["status"], "completed", "{record}");
+    let ssl = cluster
+        .psql_in(
+            "warden",
+            "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+             WHERE a.datname = 'warden' AND a.backend_type = 'client backend' AND a.application_name <> 'psql'",
+        )
+        .unwrap();
+    assert!(!ssl.is_empty() && ssl.lines().all(|l| l == "t"), "{ssl}");
+    server.stop().await;
+}

@@ -53,9 +53,118 @@ fn run(program: &Path, args: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("running {}: {e}", program.display()))
 }
 
+/// Runs `openssl` with `args` in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("running openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A test CA (`ca.crt`), a server certificate it signed for 127.0.0.1 and
+/// localhost (`server.crt`, `server.key`, the key the server's user's alone),
+/// and another CA that signed nothing here (`other-ca.crt`).
+fn make_certificates(dir: &Path) {
+    std::fs::create_dir_all(dir).expect("the certificates' directory");
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    for ca in ["ca", "other-ca"] {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-keyout",
+                &format!("{ca}.key"),
+                "-out",
+                &format!("{ca}.crt"),
+                "-subj",
+                &format!("/CN=warden test {ca}"),
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        );
+    }
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("server.ext");
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ],
+    );
+    let key = dir.join("server.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    if is_root() {
+        let owned = Command::new("chown").arg("postgres").arg(&key).status().expect("chown");
+        assert!(owned.success(), "chown postgres server.key");
+    }
+}
+
 impl PgCluster {
     /// A fresh cluster, started and answering.
     pub fn start() -> PgCluster {
+        Self::launch(false)
+    }
+
+    /// A fresh cluster that also takes TLS connections, with a certificate
+    /// signed by the CA in [`PgCluster::tls_file`]`("ca.crt")`.
+    pub fn start_tls() -> PgCluster {
+        Self::launch(true)
+    }
+
+    /// A file of the TLS set-up: `ca.crt`, `other-ca.crt`, `server.crt`.
+    pub fn tls_file(&self, name: &str) -> PathBuf {
+        self.dir.path().join("tls").join(name)
+    }
+
+    fn launch(tls: bool) -> PgCluster {
         let bin = server_bin();
         let dir = tempfile::tempdir().expect("temp dir");
         // The server's user must reach its directory and own its data.
@@ -84,10 +193,19 @@ impl PgCluster {
             "initdb: {}",
             String::from_utf8_lossy(&init.stderr)
         );
-        let options = format!(
+        let mut options = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off",
             dir.path().display()
         );
+        if tls {
+            let certs = dir.path().join("tls");
+            make_certificates(&certs);
+            options += &format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                certs.join("server.crt").display(),
+                certs.join("server.key").display()
+            );
+        }
         let log = data.join("server.log");
         let log_arg = log.to_str().expect("a UTF-8 path");
         let started = run(

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::sync::Notify;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// The channel of every hint.
 pub const CHANNEL: &str = "warden_queue";
@@ -19,9 +20,9 @@ pub const CHANNEL: &str = "warden_queue";
 const RECONNECT: Duration = Duration::from_secs(1);
 
 /// Listens until aborted: each notification wakes `wake`.
-pub async fn listen(config: tokio_postgres::Config, wake: Arc<Notify>) {
+pub async fn listen(config: tokio_postgres::Config, tls: MakeRustlsConnect, wake: Arc<Notify>) {
     loop {
-        match listen_once(&config, &wake).await {
+        match listen_once(&config, &tls, &wake).await {
             Ok(()) => tracing::warn!("the connection listening for other hosts' hints closed"),
             Err(e) => tracing::warn!(error = %e, "could not listen for other hosts' hints"),
         }
@@ -30,8 +31,12 @@ pub async fn listen(config: tokio_postgres::Config, wake: Arc<Notify>) {
     }
 }
 
-async fn listen_once(config: &tokio_postgres::Config, wake: &Arc<Notify>) -> Result<(), tokio_postgres::Error> {
-    let (client, mut connection) = config.connect(NoTls).await?;
+async fn listen_once(
+    config: &tokio_postgres::Config,
+    tls: &MakeRustlsConnect,
+    wake: &Arc<Notify>,
+) -> Result<(), tokio_postgres::Error> {
+    let (client, mut connection) = config.connect(tls.clone()).await?;
     let wake = Arc::clone(wake);
     let driver = tokio::spawn(async move {
         let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));

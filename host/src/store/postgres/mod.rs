@@ -20,6 +20,7 @@ mod schema;
 mod sql;
 mod stores;
 mod summary;
+mod tls;
 mod triggers;
 
 use std::path::Path;
@@ -29,7 +30,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::NoTls;
 
 use self::blobs::PgBlobs;
 use self::sql::{Reader, Session, Tx};
@@ -65,15 +65,16 @@ impl PgStore {
     /// its tables as needed) as the host whose id `data_dir` keeps; blobs
     /// live there too.
     pub async fn open(url: &str, settings: &StoreConfig, data_dir: &Path) -> anyhow::Result<Stores> {
-        let config: tokio_postgres::Config = url.parse().context("store.url")?;
+        let tls::Connection { config, tls } = tls::parse(url)?;
         let writer_config = config.clone();
         let listen_config = config.clone();
+        let (writer_tls, listen_tls) = (tls.clone(), tls.clone());
         let host = hosts::identity(data_dir)?;
         let health = Arc::new(StorageHealth::default());
         let sink_host = host.clone();
         let (writer, thread, ready) = Writer::spawn(
             "warden-pg-writer",
-            move || PgSink::connect(writer_config, sink_host),
+            move || PgSink::connect(writer_config, writer_tls, sink_host),
             Arc::clone(&health),
         )?;
         ready
@@ -83,7 +84,7 @@ impl PgStore {
             .context("connecting to the store's database")?;
         let manager = Manager::from_config(
             config,
-            NoTls,
+            tls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -100,7 +101,7 @@ impl PgStore {
             format!("postgres {}", full.split_whitespace().next().unwrap_or_default())
         };
         let hinted = Arc::new(tokio::sync::Notify::new());
-        let listener = tokio::spawn(hints::listen(listen_config, Arc::clone(&hinted))).abort_handle();
+        let listener = tokio::spawn(hints::listen(listen_config, listen_tls, Arc::clone(&hinted))).abort_handle();
         let blobs: Arc<dyn BlobStore> = Arc::new(PgBlobs::new(pool.clone(), tokio::runtime::Handle::current()));
         let store = Arc::new(PgStore {
             pool,
@@ -232,23 +233,33 @@ impl Backend for PgStore {
 /// The writer thread's connection: reconnected when it is lost.
 struct PgSink {
     config: tokio_postgres::Config,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
     /// This host, the owner of the execution rows it writes.
     host: String,
     session: Session,
 }
 
 impl PgSink {
-    fn connect(config: tokio_postgres::Config, host: String) -> anyhow::Result<Self> {
-        let mut session = Session::connect(&config)?;
+    fn connect(
+        config: tokio_postgres::Config,
+        tls: tokio_postgres_rustls::MakeRustlsConnect,
+        host: String,
+    ) -> anyhow::Result<Self> {
+        let mut session = Session::connect(&config, &tls)?;
         schema::migrate(&mut session)?;
-        Ok(Self { config, host, session })
+        Ok(Self {
+            config,
+            tls,
+            host,
+            session,
+        })
     }
 }
 
 impl Sink for PgSink {
     fn apply(&mut self, writes: &[&Write]) -> anyhow::Result<()> {
         if self.session.is_closed() {
-            self.session = Session::connect(&self.config)?;
+            self.session = Session::connect(&self.config, &self.tls)?;
         }
         let mut tx = Tx::begin(&mut self.session)?;
         apply::apply(&mut tx, &self.host, writes)?;

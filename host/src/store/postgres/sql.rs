@@ -17,7 +17,8 @@ use std::collections::HashMap;
 
 use bytes::{Bytes, BytesMut};
 use tokio_postgres::types::{IsNull, Type, to_sql_checked};
-use tokio_postgres::{Client, NoTls, Statement};
+use tokio_postgres::{Client, Statement};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 pub use tokio_postgres::Row;
 pub use tokio_postgres::types::ToSql;
@@ -35,9 +36,9 @@ pub struct Session {
 
 impl Session {
     /// Connects (on the calling thread, which must not be a runtime's).
-    pub fn connect(config: &tokio_postgres::Config) -> anyhow::Result<Self> {
+    pub fn connect(config: &tokio_postgres::Config, tls: &MakeRustlsConnect) -> anyhow::Result<Self> {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        let (client, connection) = runtime.block_on(config.connect(NoTls))?;
+        let (client, connection) = runtime.block_on(config.connect(tls.clone()))?;
         runtime.spawn(async move {
             if let Err(e) = connection.await {
                 tracing::warn!(error = %e, "the store's writer connection ended");

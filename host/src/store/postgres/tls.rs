@@ -1,0 +1,237 @@
+//! TLS to the database, as libpq reads `sslmode` and `sslrootcert` from
+//! `store.url`: `disable` connects in plain text; `prefer` (the default)
+//! encrypts when the server offers it and `require` always, neither checking
+//! the server's certificate (unless `require` is given `sslrootcert`: then as
+//! `verify-ca`); `verify-ca` checks that the certificate chains to a trusted
+//! root, and `verify-full` also that it names the host connected to. Roots
+//! are the PEM file `sslrootcert` names, or the system's (`sslrootcert=system`,
+//! and what `verify-ca` and `verify-full` use when none is named).
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{ClientConfig, WebPkiServerVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
+use tokio_postgres::config::SslMode;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+/// What connects to the database: its settings, and TLS as they ask.
+pub struct Connection {
+    pub config: tokio_postgres::Config,
+    pub tls: MakeRustlsConnect,
+}
+
+/// How much of the server's certificate is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    Nothing,
+    Chain,
+    ChainAndName,
+}
+
+/// Reads `url` (a `postgres://` URL): the connection's settings, with
+/// `sslmode` and `sslrootcert` taken out and turned into its TLS.
+pub fn parse(url: &str) -> anyhow::Result<Connection> {
+    let mut parsed = url::Url::parse(url).context("store.url is not a postgres:// URL")?;
+    let mut mode = None;
+    let mut roots = None;
+    let mut rest = Vec::new();
+    for (key, value) in parsed.query_pairs() {
+        match key.as_ref() {
+            "sslmode" => mode = Some(value.into_owned()),
+            "sslrootcert" => roots = Some(value.into_owned()),
+            _ => rest.push((key.into_owned(), value.into_owned())),
+        }
+    }
+    parsed.set_query(None);
+    if !rest.is_empty() {
+        parsed.query_pairs_mut().extend_pairs(rest);
+    }
+    let mut config: tokio_postgres::Config = parsed.as_str().parse().context("store.url")?;
+    let (ssl_mode, check) = match mode.as_deref() {
+        None | Some("prefer") => (SslMode::Prefer, Check::Nothing),
+        Some("disable") => (SslMode::Disable, Check::Nothing),
+        Some("require") if roots.is_some() => (SslMode::Require, Check::Chain),
+        Some("require") => (SslMode::Require, Check::Nothing),
+        Some("verify-ca") => (SslMode::Require, Check::Chain),
+        Some("verify-full") => (SslMode::Require, Check::ChainAndName),
+        Some(other) => {
+            anyhow::bail!("store.url: sslmode {other:?} is not one of disable, prefer, require, verify-ca, verify-full")
+        }
+    };
+    config.ssl_mode(ssl_mode);
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier: Arc<dyn ServerCertVerifier> = match check {
+        Check::Nothing => Arc::new(NoCheck(Arc::clone(&provider))),
+        Check::Chain | Check::ChainAndName => {
+            let roots = Arc::new(trusted_roots(roots.as_deref())?);
+            let webpki = WebPkiServerVerifier::builder_with_provider(roots, Arc::clone(&provider))
+                .build()
+                .context("store.url: checking the server's certificate")?;
+            if check == Check::Chain {
+                Arc::new(ChainOnly(webpki))
+            } else {
+                webpki
+            }
+        }
+    };
+    let tls = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS to the database")?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    Ok(Connection {
+        config,
+        tls: MakeRustlsConnect::new(tls),
+    })
+}
+
+/// The roots a server's certificate must chain to: those of the PEM file
+/// `named`, or the system's.
+fn trusted_roots(named: Option<&str>) -> anyhow::Result<RootCertStore> {
+    let mut roots = RootCertStore::empty();
+    match named {
+        None | Some("system") => {
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _) = roots.add_parsable_certificates(found.certs);
+            anyhow::ensure!(
+                added > 0,
+                "store.url: no trusted root certificates on this system ({} errors reading them); \
+                 name a PEM file with sslrootcert",
+                found.errors.len()
+            );
+        }
+        Some(path) => {
+            for cert in
+                CertificateDer::pem_file_iter(path).with_context(|| format!("store.url: reading sslrootcert {path}"))?
+            {
+                let cert = cert.with_context(|| format!("store.url: reading sslrootcert {path}"))?;
+                roots
+                    .add(cert)
+                    .with_context(|| format!("store.url: a certificate of sslrootcert {path}"))?;
+            }
+            anyhow::ensure!(!roots.is_empty(), "store.url: sslrootcert {path} holds no certificate");
+        }
+    }
+    Ok(roots)
+}
+
+/// Accepts whatever certificate the server shows (libpq's `prefer` and
+/// `require`): the connection is encrypted, but to whoever answers. The
+/// handshake's signatures are still checked.
+#[derive(Debug)]
+struct NoCheck(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for NoCheck {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Checks that the certificate chains to a trusted root, whatever host it
+/// names (libpq's `verify-ca`).
+#[derive(Debug)]
+struct ChainOnly(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sslmode_and_sslrootcert_are_read_and_taken_out() {
+        let c = parse("postgres://u@db.example:5432/w?sslmode=disable&connect_timeout=5").unwrap();
+        assert_eq!(c.config.get_ssl_mode(), SslMode::Disable);
+        assert_eq!(c.config.get_connect_timeout(), Some(&std::time::Duration::from_secs(5)));
+        assert_eq!(
+            parse("postgres://u@h/w").unwrap().config.get_ssl_mode(),
+            SslMode::Prefer
+        );
+        assert_eq!(
+            parse("postgres://u@h/w?sslmode=require").unwrap().config.get_ssl_mode(),
+            SslMode::Require
+        );
+        let bad = parse("postgres://u@h/w?sslmode=sometimes").err().unwrap();
+        assert!(format!("{bad:#}").contains("not one of"), "{bad:#}");
+        let missing = parse("postgres://u@h/w?sslmode=verify-full&sslrootcert=/nonexistent.pem")
+            .err()
+            .unwrap();
+        assert!(format!("{missing:#}").contains("/nonexistent.pem"), "{missing:#}");
+    }
+}
