@@ -312,7 +312,10 @@ async fn a_host_reaches_postgres_over_tls_and_checks_its_certificate() {
         .await
         .err()
         .expect("a server whose certificate is not trusted is refused");
-    assert!(format!("{refused:#}").contains("invalid peer certificate"), "{refused:#}");
+    assert!(
+        format!("{refused:#}").contains("invalid peer certificate"),
+        "{refused:#}"
+    );
     // The right root: it serves, and every connection of the host is encrypted.
     config.store.url = Some(url("verify-full", "ca.crt"));
     let server = Server::start_with(config).await;

@@ -40,6 +40,10 @@ use crate::config::StoreConfig;
 /// The Postgres store of one host.
 pub struct PgStore {
     pool: Pool,
+    /// One connection of its own for the heartbeat, so that reads filling
+    /// the pool never delay it past the lease (other hosts would take this
+    /// host's executions over, and it would stop them).
+    beat_pool: Pool,
     writer: Writer,
     writer_thread: Mutex<Option<WriterThread>>,
     health: Arc<StorageHealth>,
@@ -82,18 +86,22 @@ impl PgStore {
             .map_err(|_| anyhow::anyhow!("the store's writer stopped"))?
             .map_err(anyhow::Error::msg)
             .context("connecting to the store's database")?;
-        let manager = Manager::from_config(
-            config,
-            tls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(settings.max_connections)
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .build()
-            .context("the store's connection pool")?;
+        let pool_of = |size: usize| {
+            let manager = Manager::from_config(
+                config.clone(),
+                tls.clone(),
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Fast,
+                },
+            );
+            Pool::builder(manager)
+                .max_size(size)
+                .runtime(deadpool_postgres::Runtime::Tokio1)
+                .build()
+                .context("the store's connection pool")
+        };
+        let pool = pool_of(settings.max_connections)?;
+        let beat_pool = pool_of(1)?;
         let version = {
             let client = pool.get().await.context("connecting to the store's database")?;
             let row = client.query_one("SHOW server_version", &[]).await?;
@@ -105,6 +113,7 @@ impl PgStore {
         let blobs: Arc<dyn BlobStore> = Arc::new(PgBlobs::new(pool.clone(), tokio::runtime::Handle::current()));
         let store = Arc::new(PgStore {
             pool,
+            beat_pool,
             writer,
             writer_thread: Mutex::new(Some(thread)),
             health,
@@ -169,7 +178,12 @@ impl Backend for PgStore {
         let lease = i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX);
         let resigned = self.resigned.load(Ordering::Relaxed);
         let beat = async {
-            let c = self.reader().await?;
+            let c = self
+                .beat_pool
+                .get()
+                .await
+                .map(Reader)
+                .context("no connection to the database")?;
             let lapsed = hosts::heartbeat(&c, &self.host, lease).await?;
             // A host shutting down renews its lease (its runs finish) but
             // leads no more.
@@ -227,6 +241,7 @@ impl Backend for PgStore {
             self.writer.shutdown(thread).await;
         }
         self.pool.close();
+        self.beat_pool.close();
     }
 }
 
