@@ -94,8 +94,37 @@ async fn a_hostile_javascript_guest_is_contained() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_typescript_agent_is_scaffolded_built_and_deployed_from_the_cli() {
     let server = Server::start().await;
-    let _work = crate::python::scaffolded(&server, "js", &["manifest.json", "agent.ts", "tsconfig.json"]);
+    let work = crate::python::scaffolded(&server, "js", &["manifest.json", "agent.ts", "tsconfig.json"]);
     let record = server.run("greeter", json!({ "name": "Ada", "times": 2 })).await;
     assert_eq!(record["output"]["greeting"], "Hello, Ada! Hello, Ada!", "{record}");
+
+    // Its own packages, from package.json (here one beside it), bundled in.
+    let agent = work.path().join("greeter");
+    std::fs::create_dir_all(agent.join("vendor/shout")).unwrap();
+    std::fs::write(
+        agent.join("vendor/shout/package.json"),
+        r#"{ "name": "shout", "version": "1.0.0", "type": "module", "main": "index.js" }"#,
+    )
+    .unwrap();
+    std::fs::write(
+        agent.join("vendor/shout/index.js"),
+        "export function shout(text) { return text.toUpperCase(); }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        agent.join("package.json"),
+        r#"{ "name": "greeter", "private": true, "dependencies": { "shout": "file:./vendor/shout" } }"#,
+    )
+    .unwrap();
+    std::fs::write(
+        agent.join("agent.ts"),
+        "import { agent } from \"warden\";\nimport { shout } from \"shout\";\n\n\
+         export const run = agent((input: { name: string }) => ({ greeting: shout(`Hello, ${input.name}!`) }));\n",
+    )
+    .unwrap();
+    let out = warden_tests::warden_cli(&server.base, Some(work.path()), &["deploy", "greeter"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let record = server.run("greeter", json!({ "name": "Ada" })).await;
+    assert_eq!(record["output"]["greeting"], "HELLO, ADA!", "{record}");
     server.stop().await;
 }

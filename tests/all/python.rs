@@ -235,6 +235,31 @@ async fn a_python_agent_is_scaffolded_built_and_deployed_from_the_cli() {
     assert_eq!(record["output"]["greeting"], "Hello, Ada! Hello, Ada!", "{record}");
     let record = server.run("greeter", json!({ "name": "Ada", "times": 11 })).await;
     assert_eq!(error_code(&record), "too_many", "{record}");
+
+    // Its own packages, from requirements.txt (here a wheel beside it).
+    let agent = work.path().join("greeter");
+    wheel(&agent, "shout-1.0-py3-none-any.whl", "py3-none-any");
+    std::fs::write(agent.join("requirements.txt"), "./shout-1.0-py3-none-any.whl\n").unwrap();
+    std::fs::write(
+        agent.join("agent.py"),
+        "from dataclasses import dataclass\n\nimport shout\nimport warden\n\n\n@dataclass\nclass Input:\n    name: str\n\n\n\
+         @warden.agent\ndef run(input: Input) -> dict:\n    return {\"greeting\": shout.shout(f\"Hello, {input.name}!\")}\n",
+    )
+    .unwrap();
+    let warden = |args: &[&str]| warden_tests::warden_cli(&server.base, Some(work.path()), args);
+    let out = warden(&["deploy", "greeter"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let record = server.run("greeter", json!({ "name": "Ada" })).await;
+    assert_eq!(record["output"]["greeting"], "HELLO, ADA!", "{record}");
+    // A native extension cannot load in the component: the build says so.
+    let native = "fast-1.0-cp314-cp314-manylinux_2_17_x86_64.whl";
+    wheel(&agent, native, "cp314-cp314-manylinux_2_17_x86_64");
+    std::fs::write(agent.join("requirements.txt"), format!("./{native}\n")).unwrap();
+    let out = warden(&["build", "greeter"]);
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("pure-Python wheels only"), "{said}");
+
     // A directory with no agent in it is refused, saying what it looked for.
     std::fs::create_dir(work.path().join("empty")).unwrap();
     std::fs::write(work.path().join("empty/manifest.json"), r#"{"name": "empty"}"#).unwrap();
@@ -242,4 +267,31 @@ async fn a_python_agent_is_scaffolded_built_and_deployed_from_the_cli() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("agent.py (Python)"));
     server.stop().await;
+}
+
+/// Writes a one-module wheel (module `shout`: `shout(text)` upper-cases) named
+/// `file`, tagged `tag`, into `dir`.
+fn wheel(dir: &std::path::Path, file: &str, tag: &str) {
+    let script = r#"
+import sys, zipfile
+path, tag = sys.argv[1], sys.argv[2]
+name, version = path.rsplit("/", 1)[-1].split("-")[:2]
+info = f"{name}-{version}.dist-info"
+files = {
+    "shout.py": "def shout(text):\n    return text.upper()\n",
+    f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+    f"{info}/WHEEL": f"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: {str(tag.startswith('py3')).lower()}\nTag: {tag}\n",
+}
+files[f"{info}/RECORD"] = "".join(f"{f},,\n" for f in [*files, f"{info}/RECORD"])
+with zipfile.ZipFile(path, "w") as z:
+    for f, text in files.items():
+        z.writestr(f, text)
+"#;
+    let status = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(dir.join(file))
+        .arg(tag)
+        .status()
+        .unwrap();
+    assert!(status.success(), "making {file}");
 }

@@ -7,7 +7,10 @@
 //! (npm). The Python and JavaScript toolchains are installed into a cache on
 //! first use (`~/.cache/warden`). The SDKs and the WIT world ship inside this
 //! binary and are written into the cache, so a build needs no checkout of
-//! Warden.
+//! Warden. An agent's own packages come as its ecosystem has them: a Python
+//! agent's `requirements.txt` (pure-Python wheels, installed with pip into the
+//! build), a JavaScript one's `package.json` dependencies (installed with npm,
+//! bundled with its code).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,6 +19,9 @@ use anyhow::{Context, bail};
 
 /// The componentize-py release the Python SDK is built and tested with.
 const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
+/// The CPython componentize-py embeds: what an agent's own Python packages
+/// are chosen for.
+const GUEST_PYTHON: &str = "3.14";
 /// The npm packages JavaScript and TypeScript agents are built with.
 const JS_TOOLS: &[&str] = &["componentize-qjs@0.4.5", "rolldown@1.3.3"];
 
@@ -269,21 +275,50 @@ fn build_python(dir: &Path, out: &Path) -> anyhow::Result<()> {
         entry.join("warden_entry.py"),
         "import agent  # noqa: F401 (registers the agent)\nfrom warden._agent import WitWorld  # noqa: F401\n",
     )?;
+    let mut componentize = Command::new(&tool);
+    componentize
+        .arg("-d")
+        .arg(sdk.join("wit"))
+        .args(["-w", "agent-http", "componentize", "warden_entry"])
+        .arg("-p")
+        .arg(entry)
+        .arg("-p")
+        .arg(&source);
+    // Its own packages: wheels any platform runs (the component cannot load
+    // native extensions), for the CPython it embeds, next to its source.
+    let requirements = std::path::absolute(dir.join("requirements.txt"))?;
+    if requirements.is_file() {
+        let site = entry.join("site-packages");
+        run(
+            Command::new(tool.with_file_name("pip"))
+                .args(["install", "--quiet", "--disable-pip-version-check", "--no-input"])
+                .args(["--only-binary=:all:", "--platform", "any", "--implementation", "py"])
+                .args(["--python-version", GUEST_PYTHON, "--target"])
+                .arg(&site)
+                .arg("-r")
+                .arg(&requirements)
+                .current_dir(dir),
+            "installing the agent's packages (pip install -r requirements.txt: pure-Python wheels only, \
+             as the component cannot load native extensions)",
+        )?;
+        componentize.arg("-p").arg(&site);
+    }
     run(
-        Command::new(&tool)
-            .arg("-d")
-            .arg(sdk.join("wit"))
-            .args(["-w", "agent-http", "componentize", "warden_entry"])
-            .arg("-p")
-            .arg(entry)
-            .arg("-p")
-            .arg(&source)
-            .arg("-p")
-            .arg(sdk.join("python"))
-            .arg("-o")
-            .arg(out),
+        componentize.arg("-p").arg(sdk.join("python")).arg("-o").arg(out),
         "componentize-py",
     )
+}
+
+/// Whether an agent's `package.json` (if it has one) names dependencies.
+fn has_dependencies(package: &Path) -> anyhow::Result<bool> {
+    let text = match std::fs::read_to_string(package) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", package.display())),
+    };
+    let json: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", package.display()))?;
+    Ok(json["dependencies"].as_object().is_some_and(|d| !d.is_empty()))
 }
 
 /// A JavaScript or TypeScript agent's module.
@@ -318,6 +353,16 @@ fn build_js(dir: &Path, out: &Path) -> anyhow::Result<()> {
     let work = work.path();
     {
         copy_source(dir, work)?;
+        // Its own packages, as npm installs them (from its lockfile if it has
+        // one); then the SDK, which npm would prune as a package it does not name.
+        if has_dependencies(&work.join("package.json"))? {
+            run(
+                Command::new("npm")
+                    .args(["install", "--omit=dev", "--no-audit", "--no-fund", "--silent"])
+                    .current_dir(work),
+                "installing the agent's packages (npm install)",
+            )?;
+        }
         copy_source(&sdk.join("js/warden"), &work.join("node_modules/warden"))?;
         std::fs::write(
             work.join("rolldown.config.mjs"),
