@@ -202,12 +202,17 @@ impl Deployer {
         let verified = self.agents.compiled(&engine).await?;
         let (hash, pre, written) = tokio::task::spawn_blocking(move || {
             let hash = sha256_hex(&bytes);
-            let (pre, _, written) =
-                runtime.prepare(&hash, verified.get(&hash).map(String::as_str), || Ok(bytes.to_vec()))?;
-            blobs.put(&hash, &bytes).map_err(|e| stored_error(&e))?;
+            let prepared = runtime
+                .prepare(&hash, verified.get(&hash).map(String::as_str), || Ok(bytes.to_vec()))
+                .and_then(|(pre, _, written)| {
+                    blobs.put(&hash, &bytes).map_err(|e| stored_error(&e))?;
+                    Ok((pre, written))
+                });
             let size = bytes.len() as u64;
+            // Whether it compiled or not, what compiling took goes back.
             drop(bytes);
             crate::allocator::give_back();
+            let (pre, written) = prepared?;
             Ok::<_, ComponentError>(((hash, size), pre, written))
         })
         .await

@@ -148,16 +148,18 @@ impl Executions {
     /// Places a new turn of `conversation` (or refuses it, as `if_busy` says).
     pub(super) async fn place_turn(&self, conversation: &str, if_busy: &IfBusy) -> Result<Place<'_>, SubmitError> {
         let claim = self.turns.stripe(conversation).lock().await;
+        let hold = self.conversations.hold_turns(conversation).await?;
+        // A policy retry takes the failed turn's place (held all the same:
+        // a delete on another host waits for it to be stored).
         if let IfBusy::Follow(key) = if_busy {
             return Ok(Place {
                 _claim: claim,
-                hold: None,
+                hold,
                 key: Some(key.clone()),
                 last: None,
                 waits: false,
             });
         }
-        let hold = self.conversations.hold_turns(conversation).await?;
         // Read on the hold's own connection, if held (no second one waited for).
         let under_way = match &hold {
             Some(hold) => hold.turns_under_way().await?,

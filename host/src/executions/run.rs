@@ -216,6 +216,8 @@ async fn wait_for_run(
             }
             // Boxed: a rare path, kept out of the state of every waiting task.
             let retry = match this.retry_by_policy(&execution, &version) {
+                // Another host took it over: retrying it is that host's call.
+                Some(_) if this.scheduler.is_surrendered(&id) => None,
                 Some(retry) => Box::pin(retry).await,
                 None => None,
             };

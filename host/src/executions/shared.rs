@@ -174,6 +174,7 @@ impl Executions {
                     "another host took this execution over (this host's lease ran out): stopped here"
                 );
                 self.lifecycle.detach(&id);
+                lock(&self.shared.foreign).remove(&id);
                 surrendered += 1;
             }
         }

@@ -7,8 +7,9 @@
 //! artifact was made for a compatible engine.
 //!
 //! At most `deploy.max_concurrent` compiles run at once (each may use all the
-//! cores and `deploy.max_memory_mb`); more wait their turn, so a burst of
-//! deploys cannot exhaust the machine's memory.
+//! cores and `deploy.max_memory_mb`); more wait their turn (holding no copy of
+//! their component meanwhile), so a burst of deploys cannot exhaust the
+//! machine's memory.
 //!
 //! Without a program to run (a library user that sets none), components are
 //! compiled in the host's process, without the time and memory limits.
@@ -47,7 +48,7 @@ pub struct Compiler {
     gate: Gate,
 }
 
-/// Lets at most `max` compiles run at once; the others wait in line.
+/// Lets at most `max` compiles run at once; the others wait their turn.
 struct Gate {
     max: usize,
     counts: Mutex<Counts>,
@@ -62,14 +63,14 @@ pub struct Counts {
 }
 
 /// A compile's turn: it runs until this drops.
-struct Turn<'a>(&'a Gate);
+pub struct Turn<'a>(&'a Gate);
 
 impl Gate {
     fn counts(&self) -> MutexGuard<'_, Counts> {
         self.counts.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Blocks until fewer than `max` compiles run.
+    /// Blocks until fewer than `max` compiles run (in no set order).
     fn enter(&self) -> Turn<'_> {
         let mut counts = self.counts();
         counts.waiting += 1;
@@ -111,9 +112,14 @@ impl Compiler {
         *self.gate.counts()
     }
 
-    /// Compiles `wasm` for `engine`, once its turn comes. Blocking.
-    pub fn compile(&self, engine: &Engine, wasm: &[u8]) -> Result<Compiled, ComponentError> {
-        let _turn = self.gate.enter();
+    /// Waits for a compile's turn (blocking): what needs one holds it while
+    /// it compiles, and takes what it compiles into memory only then.
+    pub fn turn(&self) -> Turn<'_> {
+        self.gate.enter()
+    }
+
+    /// Compiles `wasm` for `engine`, in its turn. Blocking.
+    pub fn compile(&self, _turn: &Turn<'_>, engine: &Engine, wasm: &[u8]) -> Result<Compiled, ComponentError> {
         let Some(program) = &self.program else {
             let component = Component::new(engine, wasm).map_err(|e| ComponentError::Invalid(format!("{e:#}")))?;
             return Ok(Compiled {

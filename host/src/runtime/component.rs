@@ -219,9 +219,11 @@ impl ComponentCache {
                 tracing::warn!(path = %path.display(), error = %e, "cached artifact unreadable; recompiling")
             }
         }
+        // Its turn first: one waiting for it holds no copy of the component.
+        let turn = self.compiler.turn();
         let bytes = load()?;
         check_header(&bytes)?;
-        let compiled = self.compiler.compile(&self.engine, &bytes)?;
+        let compiled = self.compiler.compile(&turn, &self.engine, &bytes)?;
         Ok((compiled.component, Origin::Compiled, compiled.serialized))
     }
 }

@@ -171,6 +171,14 @@ impl<J: Job, O> Scheduler<J, O> {
         true
     }
 
+    /// Whether another host took over a job running here.
+    pub fn is_surrendered(&self, id: &str) -> bool {
+        self.lock()
+            .live
+            .get(id)
+            .is_some_and(|l| matches!(l.state, LiveState::Surrendered))
+    }
+
     /// The jobs of this host: running, queued or delayed.
     pub fn here(&self) -> Vec<String> {
         let inner = self.lock();

@@ -77,9 +77,10 @@ pub trait Claims: Send + Sync {
     async fn whereabouts(&self, _ids: &[String]) -> Result<Whereabouts, StoreError> {
         Ok(Whereabouts::default())
     }
-    /// Of these executions of this host (running or waiting here), those no
-    /// longer its own: another host took them over, or they went back to the
-    /// shared queue (this host's lease ran out meanwhile).
+    /// Of these executions of this host (running or waiting here), those
+    /// another host took over (this host's lease ran out meanwhile); those
+    /// that went back to the shared queue and wait unclaimed are this host's
+    /// again.
     async fn taken_over(&self, _ids: &[String]) -> Result<Vec<String>, StoreError> {
         Ok(Vec::new())
     }

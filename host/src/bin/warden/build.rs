@@ -283,9 +283,11 @@ fn build_python(dir: &Path, out: &Path) -> anyhow::Result<()> {
         .arg("-p")
         .arg(entry)
         .arg("-p")
-        .arg(&source);
+        .arg(&source)
+        .arg("-p")
+        .arg(sdk.join("python"));
     // Its own packages: wheels any platform runs (the component cannot load
-    // native extensions), for the CPython it embeds, next to its source.
+    // native extensions), for the CPython it embeds, after the SDK on the path.
     let requirements = std::path::absolute(dir.join("requirements.txt"))?;
     if requirements.is_file() {
         let site = entry.join("site-packages");
@@ -303,10 +305,7 @@ fn build_python(dir: &Path, out: &Path) -> anyhow::Result<()> {
         )?;
         componentize.arg("-p").arg(&site);
     }
-    run(
-        componentize.arg("-p").arg(sdk.join("python")).arg("-o").arg(out),
-        "componentize-py",
-    )
+    run(componentize.arg("-o").arg(out), "componentize-py")
 }
 
 /// Whether an agent's `package.json` (if it has one) names dependencies.
@@ -358,7 +357,14 @@ fn build_js(dir: &Path, out: &Path) -> anyhow::Result<()> {
         if has_dependencies(&work.join("package.json"))? {
             run(
                 Command::new("npm")
-                    .args(["install", "--omit=dev", "--no-audit", "--no-fund", "--silent"])
+                    .args([
+                        "install",
+                        "--omit=dev",
+                        "--ignore-scripts",
+                        "--no-audit",
+                        "--no-fund",
+                        "--silent",
+                    ])
                     .current_dir(work),
                 "installing the agent's packages (npm install)",
             )?;

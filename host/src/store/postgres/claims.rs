@@ -93,12 +93,18 @@ impl Claims for PgStore {
             return Ok(Vec::new());
         }
         let c = self.reader().await?;
+        // Back in the shared queue and not yet claimed by another host: this
+        // host's again (a row lock decides a race with another host's claim).
+        c.query(
+            &format!("UPDATE executions e SET owner = $1 WHERE e.id = ANY($2) AND {WAITING}"),
+            &[&self.host, &ids],
+        )
+        .await
+        .map_err(read_error)?;
         let rows = c
             .query(
-                "SELECT id FROM executions WHERE id = ANY($2)
-                   AND status IN ('pending', 'queued', 'running', 'cancel_requested')
-                   AND ((owner IS NOT NULL AND owner <> $1)
-                     OR (owner IS NULL AND status IN ('pending', 'queued') AND conversation_id IS NULL))",
+                "SELECT id FROM executions WHERE id = ANY($2) AND owner IS NOT NULL AND owner <> $1
+                   AND status IN ('pending', 'queued', 'running', 'cancel_requested')",
                 &[&self.host, &ids],
             )
             .await

@@ -5,7 +5,8 @@
 //! `verify-ca`); `verify-ca` checks that the certificate chains to a trusted
 //! root, and `verify-full` also that it names the host connected to. Roots
 //! are the PEM file `sslrootcert` names, or the system's (`sslrootcert=system`,
-//! and what `verify-ca` and `verify-full` use when none is named).
+//! and what `verify-full` uses when none is named); checking a chain to the
+//! system's roots without the name is refused, as libpq does.
 
 use std::sync::Arc;
 
@@ -33,25 +34,13 @@ enum Check {
     ChainAndName,
 }
 
-/// Reads `url` (a `postgres://` URL): the connection's settings, with
-/// `sslmode` and `sslrootcert` taken out and turned into its TLS.
+/// Reads `url` (a `postgres://` URL or a `key=value` string): the
+/// connection's settings, with `sslmode` and `sslrootcert` taken out and
+/// turned into its TLS.
 pub fn parse(url: &str) -> anyhow::Result<Connection> {
-    let mut parsed = url::Url::parse(url).context("store.url is not a postgres:// URL")?;
-    let mut mode = None;
-    let mut roots = None;
-    let mut rest = Vec::new();
-    for (key, value) in parsed.query_pairs() {
-        match key.as_ref() {
-            "sslmode" => mode = Some(value.into_owned()),
-            "sslrootcert" => roots = Some(value.into_owned()),
-            _ => rest.push((key.into_owned(), value.into_owned())),
-        }
-    }
-    parsed.set_query(None);
-    if !rest.is_empty() {
-        parsed.query_pairs_mut().extend_pairs(rest);
-    }
-    let mut config: tokio_postgres::Config = parsed.as_str().parse().context("store.url")?;
+    let (rest, mode, roots) = take_tls_settings(url);
+    let mut config: tokio_postgres::Config = rest.parse().context("store.url")?;
+    let system = roots.as_deref().is_none_or(|r| r == "system");
     let (ssl_mode, check) = match mode.as_deref() {
         None | Some("prefer") => (SslMode::Prefer, Check::Nothing),
         Some("disable") => (SslMode::Disable, Check::Nothing),
@@ -63,6 +52,13 @@ pub fn parse(url: &str) -> anyhow::Result<Connection> {
             anyhow::bail!("store.url: sslmode {other:?} is not one of disable, prefer, require, verify-ca, verify-full")
         }
     };
+    // Any publicly trusted certificate chains to the system's roots: with
+    // them, only the name says it is the database's (as libpq refuses too).
+    anyhow::ensure!(
+        !(check == Check::Chain && system),
+        "store.url: checking the certificate's chain but not its name needs sslrootcert naming your CA's \
+         PEM file; with the system's roots, use sslmode=verify-full"
+    );
     config.ssl_mode(ssl_mode);
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let verifier: Arc<dyn ServerCertVerifier> = match check {
@@ -89,6 +85,42 @@ pub fn parse(url: &str) -> anyhow::Result<Connection> {
         config,
         tls: MakeRustlsConnect::new(tls),
     })
+}
+
+/// `url` without its `sslmode` and `sslrootcert` (from a URL's query, or
+/// among a `key=value` string's pairs), and their values.
+fn take_tls_settings(url: &str) -> (String, Option<String>, Option<String>) {
+    let (mut mode, mut roots) = (None, None);
+    let mut take = |pair: &str, decode: fn(&str) -> String| match pair.split_once('=') {
+        Some(("sslmode", value)) => {
+            mode = Some(decode(value));
+            true
+        }
+        Some(("sslrootcert", value)) => {
+            roots = Some(decode(value));
+            true
+        }
+        _ => false,
+    };
+    let rest = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let decode = |v: &str| percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned();
+        match url.split_once('?') {
+            Some((base, query)) => {
+                let kept: Vec<&str> = query.split('&').filter(|pair| !take(pair, decode)).collect();
+                if kept.is_empty() {
+                    base.to_owned()
+                } else {
+                    format!("{base}?{}", kept.join("&"))
+                }
+            }
+            None => url.to_owned(),
+        }
+    } else {
+        let decode = |v: &str| v.trim_matches('\'').to_owned();
+        let kept: Vec<&str> = url.split_whitespace().filter(|pair| !take(pair, decode)).collect();
+        kept.join(" ")
+    };
+    (rest, mode, roots)
 }
 
 /// The roots a server's certificate must chain to: those of the PEM file
@@ -229,6 +261,19 @@ mod tests {
         );
         let bad = parse("postgres://u@h/w?sslmode=sometimes").err().unwrap();
         assert!(format!("{bad:#}").contains("not one of"), "{bad:#}");
+        // Other settings pass through as they were written, in either form.
+        let c = parse("postgres://u@h1:5432,h2:5433/w?options=-c%20statement_timeout%3D5000&sslmode=require").unwrap();
+        assert_eq!(c.config.get_options(), Some("-c statement_timeout=5000"));
+        assert_eq!(c.config.get_hosts().len(), 2);
+        assert_eq!(c.config.get_ssl_mode(), SslMode::Require);
+        let c = parse("host=db user=u dbname=w sslmode=disable").unwrap();
+        assert_eq!(c.config.get_ssl_mode(), SslMode::Disable);
+        assert_eq!(c.config.get_dbname(), Some("w"));
+        // A chain to the system's roots, unnamed, proves nothing.
+        for weak in ["sslmode=verify-ca", "sslmode=require&sslrootcert=system"] {
+            let refused = parse(&format!("postgres://u@h/w?{weak}")).err().unwrap();
+            assert!(format!("{refused:#}").contains("verify-full"), "{refused:#}");
+        }
         let missing = parse("postgres://u@h/w?sslmode=verify-full&sslrootcert=/nonexistent.pem")
             .err()
             .unwrap();
