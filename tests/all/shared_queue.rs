@@ -319,3 +319,55 @@ async fn a_host_paused_past_its_lease_stops_the_runs_another_host_took_over() {
     assert_eq!(done["status"], "cancelled", "{done}");
     drop((a, b));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_on_a_paused_host_hears_the_end_the_host_that_took_over_stores() {
+    let cluster = PgCluster::start();
+    cluster.psql("CREATE DATABASE warden").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let config = shared_config(tmp.path(), &cluster, "");
+    let args = ["--config", config.to_str().unwrap()];
+    let a = Warden::start_with(&tmp.path().join("a"), &args);
+    let on_a = a.client();
+    on_a.deploy("sleepy", json!({ "limits": { "timeout_ms": 60000 } }))
+        .await;
+    // A caller waits on A for a run that ends while A is paused.
+    let caller = tokio::spawn({
+        let on_a = a.client();
+        async move {
+            on_a.post_json("/v1/agents/sleepy/execute", &json!({ "input": { "ms": 1500 } }))
+                .await
+        }
+    });
+    let host_a = host_id(&tmp.path().join("a"));
+    let running_on = |host: &str| {
+        let sql = format!("SELECT id FROM executions WHERE status = 'running' AND owner = '{host}'");
+        rows(&cluster, &sql).pop().map(|mut row| row.remove(0))
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let id = loop {
+        if let Some(id) = running_on(&host_a) {
+            break id;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never ran on A");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let b = Warden::start_with(&tmp.path().join("b"), &args);
+    let host_b = host_id(&tmp.path().join("b"));
+    signal(a.pid(), "STOP");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while running_on(&host_b).is_none() {
+        assert!(tokio::time::Instant::now() < deadline, "B never took the run over");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Back, A's own run is over at once (its sleep ran out while paused);
+    // its end is not stored, so its caller hears B's.
+    signal(a.pid(), "CONT");
+    let (status, told) = caller.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{told}");
+    let (_, stored) = b.client().get(&format!("/v1/executions/{id}")).await;
+    assert_eq!(stored["status"], "completed", "{stored}");
+    assert_eq!(told["status"], "completed", "{told}");
+    assert_eq!(told["started_at"], stored["started_at"], "told {told}, stored {stored}");
+    drop((a, b));
+}

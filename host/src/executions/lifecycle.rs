@@ -406,7 +406,12 @@ impl Ending {
             let (sink, execution, steps) = *trace;
             sink.ended(execution, steps);
         }
-        self.log.publish_end();
+        if let Err(StoreError::TakenOver(_)) = &result {
+            // Its end is the other host's: whoever streams it reads on from the store.
+            self.log.abandon();
+        } else {
+            self.log.publish_end();
+        }
         self.hub.close(&self.id);
         result
     }

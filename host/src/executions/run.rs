@@ -21,7 +21,7 @@ use crate::registry::Version;
 use crate::runtime::journal::RunJournal;
 use crate::runtime::{Grants, MemoryGrant, Pauses, RunArtifacts, RunOutcome};
 use crate::scheduler::Started;
-use crate::store::EventBudget;
+use crate::store::{EventBudget, StoreError};
 
 /// A run still going after this long is stored `running`.
 const RUNNING_WRITE_DELAY: Duration = Duration::from_millis(10);
@@ -211,8 +211,18 @@ async fn wait_for_run(
     // The slot is free while the final record commits; listeners wait for it.
     let finished = match ended {
         Some((mut execution, ending)) => {
-            if let Err(e) = ending.settle().await {
-                tracing::error!(execution = %id, error = %e, "could not record the finished execution");
+            match ending.settle().await {
+                Ok(()) => {}
+                Err(StoreError::TakenOver(_)) => {
+                    // Another host took it over before this end was stored:
+                    // whoever waits here hears the end that host stores.
+                    tracing::warn!(execution = %id, "another host took this execution over: its end here is not stored");
+                    this.scheduler.surrender(&id);
+                    this.scheduler.announce(&id, None);
+                    this.ended_here(&id);
+                    return;
+                }
+                Err(e) => tracing::error!(execution = %id, error = %e, "could not record the finished execution"),
             }
             // Boxed: a rare path, kept out of the state of every waiting task.
             let retry = match this.retry_by_policy(&execution, &version) {

@@ -51,6 +51,10 @@ pub enum StoreError {
     Write(String),
     #[error("read failed: {0}")]
     Read(String),
+    /// Another host took the execution over (this host's lease ran out): what
+    /// this host would have stored of its end is that host's to store.
+    #[error("another host took execution {0} over")]
+    TakenOver(String),
 }
 
 /// An execution's final write: its record, its log lines and steps, its last

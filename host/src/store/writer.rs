@@ -17,9 +17,14 @@ use super::{Commit, StorageFailure, StoreError, Write};
 pub type Ready = oneshot::Receiver<Result<(), String>>;
 
 /// What the writer thread needs of a backend's write connection.
+/// Executions whose run writes a batch left out: another host holds their
+/// rows (it took them over, on a store several hosts share).
+pub type Dropped = std::collections::HashSet<String>;
+
 pub trait Sink: 'static {
-    /// Applies writes in one transaction, committed when this returns `Ok`.
-    fn apply(&mut self, writes: &[&Write]) -> anyhow::Result<()>;
+    /// Applies writes in one transaction, committed when this returns `Ok`;
+    /// the executions whose run writes it left out.
+    fn apply(&mut self, writes: &[&Write]) -> anyhow::Result<Dropped>;
     /// Whether a failure is storage's (wait and retry), not the write's own.
     fn storage_failed(&self, e: &anyhow::Error) -> bool;
     /// Called after each batch is settled.
@@ -201,11 +206,11 @@ pub fn commit_batch(sink: &mut impl Sink, batch: &mut Vec<(Write, Option<Ack>)>)
     let writes: Vec<&Write> = batch.iter().map(|(w, _)| w).collect();
     let began = std::time::Instant::now();
     let batch_err = match sink.apply(&writes) {
-        Ok(()) => {
+        Ok(dropped) => {
             crate::metrics::store_commit(writes.len(), began.elapsed());
-            for (_, ack) in batch.drain(..) {
+            for (write, ack) in batch.drain(..) {
                 if let Some(ack) = ack {
-                    let _ = ack.send(Ok(()));
+                    let _ = ack.send(answer(&write, &dropped));
                 }
             }
             return Ok(());
@@ -217,7 +222,7 @@ pub fn commit_batch(sink: &mut impl Sink, batch: &mut Vec<(Write, Option<Ack>)>)
     let mut rest = std::mem::take(batch).into_iter();
     while let Some((write, ack)) = rest.next() {
         let result = match sink.apply(&[&write]) {
-            Ok(()) => Ok(()),
+            Ok(dropped) => answer(&write, &dropped),
             Err(e) if sink.storage_failed(&e) => {
                 batch.push((write, ack));
                 batch.extend(rest);
@@ -233,4 +238,13 @@ pub fn commit_batch(sink: &mut impl Sink, batch: &mut Vec<(Write, Option<Ack>)>)
         }
     }
     Ok(())
+}
+
+/// What a committed batch answers a write: an execution's end that was left
+/// out (another host holds the execution) is not stored.
+fn answer(write: &Write, dropped: &Dropped) -> Result<(), StoreError> {
+    match write {
+        Write::Finish(f) if dropped.contains(&f.execution.id) => Err(StoreError::TakenOver(f.execution.id.clone())),
+        _ => Ok(()),
+    }
 }

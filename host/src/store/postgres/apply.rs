@@ -15,8 +15,9 @@ use crate::store::Write;
 use crate::store::chunks::Chunks;
 
 /// Applies writes in the writer's transaction; `host` is this host, the
-/// owner of every execution row it writes.
-pub fn apply(tx: &mut Tx<'_>, host: &str, writes: &[&Write]) -> anyhow::Result<()> {
+/// owner of every execution row it writes. Returns the executions whose run
+/// writes were dropped (another host holds their rows).
+pub fn apply(tx: &mut Tx<'_>, host: &str, writes: &[&Write]) -> anyhow::Result<HashSet<String>> {
     // The last write of each execution's row in the batch wins.
     let mut last: HashMap<&str, usize> = HashMap::new();
     for (i, w) in writes.iter().enumerate() {
@@ -195,7 +196,7 @@ pub fn apply(tx: &mut Tx<'_>, host: &str, writes: &[&Write]) -> anyhow::Result<(
         )?;
         Ok(())
     })?;
-    Ok(())
+    Ok(taken.into_iter().chain(waiting).collect())
 }
 
 fn deploy(tx: &mut Tx<'_>, agent: &Agent, version: &AgentVersion) -> anyhow::Result<()> {

@@ -33,7 +33,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 
 use self::blobs::PgBlobs;
 use self::sql::{Reader, Session, Tx};
-use super::writer::{Sink, StorageHealth, Writer, WriterThread};
+use super::writer::{Dropped, Sink, StorageHealth, Writer, WriterThread};
 use super::{Backend, BlobStore, Commit, Queue, StorageFailure, StoreError, Stores, Write};
 use crate::config::StoreConfig;
 
@@ -272,13 +272,14 @@ impl PgSink {
 }
 
 impl Sink for PgSink {
-    fn apply(&mut self, writes: &[&Write]) -> anyhow::Result<()> {
+    fn apply(&mut self, writes: &[&Write]) -> anyhow::Result<Dropped> {
         if self.session.is_closed() {
             self.session = Session::connect(&self.config, &self.tls)?;
         }
         let mut tx = Tx::begin(&mut self.session)?;
-        apply::apply(&mut tx, &self.host, writes)?;
-        tx.commit()
+        let dropped = apply::apply(&mut tx, &self.host, writes)?;
+        tx.commit()?;
+        Ok(dropped)
     }
 
     /// A lost connection, a database that is shutting down, out of disk or

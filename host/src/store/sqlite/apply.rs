@@ -14,7 +14,7 @@ use super::outbox;
 use super::triggers;
 use crate::record::{Agent, AgentVersion, Execution, LogLine, Step};
 use crate::store::chunks::Chunks;
-use crate::store::writer::Sink;
+use crate::store::writer::{Dropped, Sink};
 use crate::store::{BlobStore, Write};
 
 /// The writer thread's connection, with what its writes need.
@@ -25,8 +25,9 @@ pub struct SqliteSink {
 }
 
 impl Sink for SqliteSink {
-    fn apply(&mut self, writes: &[&Write]) -> anyhow::Result<()> {
-        apply(&mut self.conn, self.blobs.as_ref(), writes)
+    fn apply(&mut self, writes: &[&Write]) -> anyhow::Result<Dropped> {
+        apply(&mut self.conn, self.blobs.as_ref(), writes)?;
+        Ok(Dropped::new())
     }
 
     /// Whether a write failed because storage did (full, unwritable, I/O), not
