@@ -379,3 +379,51 @@ async fn ctrl_c_on_a_live_run_offers_to_cancel_it() {
         .await;
     server.stop().await;
 }
+
+#[test]
+fn a_rust_agent_is_scaffolded_with_its_sdk_beside_it() {
+    let work = tempfile::tempdir().unwrap();
+    let out = warden_tests::warden_cli(
+        "http://127.0.0.1:9",
+        Some(work.path()),
+        &["new", "greeter", "--lang", "rust"],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let agent = work.path().join("greeter");
+    for file in [
+        "Cargo.toml",
+        "src/lib.rs",
+        "manifest.json",
+        "warden-sdk/rust/Cargo.toml",
+        "warden-sdk/rust/src/lib.rs",
+        "warden-sdk/wit/agent.wit",
+    ] {
+        assert!(agent.join(file).is_file(), "{file}");
+    }
+    // The crate names its SDK by a path inside it (it builds wherever it is
+    // checked out), and cargo resolves it.
+    let cargo = std::fs::read_to_string(agent.join("Cargo.toml")).unwrap();
+    assert!(
+        cargo.contains(r#"warden-sdk = { path = "warden-sdk/rust" }"#),
+        "{cargo}"
+    );
+    let metadata = std::process::Command::new("cargo")
+        .args(["metadata", "--offline", "--format-version", "1", "--manifest-path"])
+        .arg(agent.join("Cargo.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        metadata.status.success(),
+        "{}",
+        String::from_utf8_lossy(&metadata.stderr)
+    );
+    let packages: serde_json::Value = serde_json::from_slice(&metadata.stdout).unwrap();
+    assert!(
+        packages["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "warden-sdk"),
+        "the SDK is not among the crate's packages"
+    );
+}

@@ -20,6 +20,7 @@ use super::{Executions, Job};
 use crate::events::EventLog;
 use crate::ports::{ApprovalDesk, EffectRefused};
 use crate::record::{Approval, ApprovalStatus, Decision, Role, Status};
+use crate::store::StoreError;
 use crate::time;
 
 /// Requests one expiry pass decides at most (the next pass takes the rest).
@@ -282,8 +283,12 @@ impl Executions {
             let ending = self
                 .lifecycle
                 .end(&mut execution, &events, super::lifecycle::End::Failed(error), None);
-            if let Err(e) = ending.settle().await {
-                tracing::error!(execution = %execution.id, error = %e, "could not record an execution's end");
+            match ending.settle().await {
+                Ok(()) => {}
+                Err(e @ StoreError::TakenOver(_)) => {
+                    tracing::warn!(execution = %execution.id, error = %e, "not ended here")
+                }
+                Err(e) => tracing::error!(execution = %execution.id, error = %e, "could not record an execution's end"),
             }
             return;
         };
@@ -327,7 +332,11 @@ impl Executions {
                 );
                 let events = self.lifecycle.reopen(&execution).await;
                 let end = super::lifecycle::End::Failed(error);
-                self.lifecycle.end(&mut execution, &events, end, None).settle().await?;
+                match self.lifecycle.end(&mut execution, &events, end, None).settle().await {
+                    // Another host holds it now: its end is that host's.
+                    Err(e @ StoreError::TakenOver(_)) => tracing::warn!(execution = %id, error = %e, "not ended here"),
+                    ended => ended?,
+                }
             }
         }
         for id in self.approvals.answered_waiting().await? {

@@ -138,8 +138,15 @@ impl Executions {
         done: Option<scheduler::Done<Arc<Execution>>>,
     ) -> Result<Cancel, StoreError> {
         let error = ExecError::host("cancelled", "the execution was cancelled before it ran");
+        let id = execution.id.clone();
+        let from = execution.status;
         let ending = self.lifecycle.end(&mut execution, events, End::Cancelled(error), None);
         let stored = ending.settle().await;
+        if let Err(StoreError::TakenOver(_)) = stored {
+            // Another host holds it now: marked, that host ends it.
+            self.store.set_status(&id, from, Status::CancelRequested).await?;
+            return Ok(Cancel::Requested);
+        }
         let execution = Arc::new(execution);
         if let Some(done) = done {
             done.send_replace(Some(Arc::clone(&execution)));

@@ -14,6 +14,7 @@ use std::time::Duration;
 use super::lifecycle::End;
 use super::{Executions, Job};
 use crate::record::{ExecError, Execution, Status};
+use crate::store::StoreError;
 use crate::time;
 
 impl Executions {
@@ -106,9 +107,16 @@ impl Executions {
                     };
                     let events = self.lifecycle.reopen(&execution).await;
                     // One that cannot be stored now does not hold up the others.
-                    if let Err(e) = self.lifecycle.end(&mut execution, &events, end, None).settle().await {
-                        tracing::error!(execution = %execution.id, error = %e, "could not end an execution whose host stopped");
-                        continue;
+                    match self.lifecycle.end(&mut execution, &events, end, None).settle().await {
+                        Ok(()) => {}
+                        Err(e @ StoreError::TakenOver(_)) => {
+                            tracing::warn!(execution = %execution.id, error = %e, "not ended here");
+                            continue;
+                        }
+                        Err(e) => {
+                            tracing::error!(execution = %execution.id, error = %e, "could not end an execution whose host stopped");
+                            continue;
+                        }
                     }
                     tracing::warn!(execution = %execution.id, status = execution.status.as_str(), "ended: its host stopped");
                     if let Some((_, version)) = found

@@ -16,11 +16,11 @@ use super::{Commit, StorageFailure, StoreError, Write};
 /// Whether the writer thread could make its sink (and if not, why).
 pub type Ready = oneshot::Receiver<Result<(), String>>;
 
-/// What the writer thread needs of a backend's write connection.
 /// Executions whose run writes a batch left out: another host holds their
 /// rows (it took them over, on a store several hosts share).
 pub type Dropped = std::collections::HashSet<String>;
 
+/// What the writer thread needs of a backend's write connection.
 pub trait Sink: 'static {
     /// Applies writes in one transaction, committed when this returns `Ok`;
     /// the executions whose run writes it left out.

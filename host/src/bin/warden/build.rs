@@ -160,7 +160,15 @@ fn cache() -> anyhow::Result<PathBuf> {
 /// a few files, and never stale).
 pub(crate) fn sdk() -> anyhow::Result<PathBuf> {
     let root = cache()?.join("sdk").join(env!("CARGO_PKG_VERSION"));
-    for (path, text) in SDK {
+    write_sdk(&root, &[""])?;
+    Ok(root)
+}
+
+/// Writes the SDK's files whose paths start with one of `parts` under `root`
+/// (those unchanged are left as they are). The Rust SDK finds the world at
+/// `../wit`.
+pub(crate) fn write_sdk(root: &Path, parts: &[&str]) -> anyhow::Result<()> {
+    for (path, text) in SDK.iter().filter(|(path, _)| parts.iter().any(|p| path.starts_with(p))) {
         let file = root.join(path);
         if let Some(parent) = file.parent() {
             std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
@@ -169,8 +177,7 @@ pub(crate) fn sdk() -> anyhow::Result<PathBuf> {
             std::fs::write(&file, text).with_context(|| format!("writing {}", file.display()))?;
         }
     }
-    // The Rust SDK finds the world at `../wit`.
-    Ok(root)
+    Ok(())
 }
 
 /// Runs a toolchain's command; what it prints goes to stderr (stdout is the
@@ -229,9 +236,6 @@ pub fn build(dir: &Path, out: Option<&Path>) -> anyhow::Result<PathBuf> {
 }
 
 fn build_rust(dir: &Path, out: &Path) -> anyhow::Result<()> {
-    // A crate `warden new` made depends on the SDK in the cache: put it back
-    // if the cache was cleared.
-    sdk()?;
     let output = Command::new("cargo")
         .args([
             "build",

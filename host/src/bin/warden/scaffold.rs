@@ -1,11 +1,11 @@
 //! `warden new`: a new agent's directory in Rust, Python or TypeScript, its
 //! manifest and a greeting agent to start from, ready for `warden build`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 
-use crate::build::{Lang, sdk};
+use crate::build::{Lang, sdk, write_sdk};
 
 /// Scaffolds the agent `name` in a new directory of that name.
 pub fn new(name: &str, lang: Lang) -> anyhow::Result<PathBuf> {
@@ -55,8 +55,10 @@ pub fn new(name: &str, lang: Lang) -> anyhow::Result<PathBuf> {
             files.push((dir.join("tsconfig.json"), format!("{tsconfig:#}\n")));
         }
         Lang::Rust => {
-            let sdk = sdk()?.join("rust");
-            files.push((dir.join("Cargo.toml"), rust_cargo(name, &sdk)));
+            // The SDK goes with the crate (and the world it is built from):
+            // the agent builds wherever it is checked out.
+            write_sdk(&dir.join("warden-sdk"), &["rust/", "wit/"])?;
+            files.push((dir.join("Cargo.toml"), rust_cargo(name)));
             files.push((dir.join("src/lib.rs"), RUST_TEMPLATE.into()));
         }
     }
@@ -69,7 +71,7 @@ pub fn new(name: &str, lang: Lang) -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-fn rust_cargo(name: &str, sdk: &Path) -> String {
+fn rust_cargo(name: &str) -> String {
     format!(
         r#"[package]
 name = "{name}"
@@ -81,8 +83,8 @@ publish = false
 crate-type = ["cdylib"]
 
 [dependencies]
-# The SDK this warden ships, written into its cache.
-warden-sdk = {{ path = {sdk} }}
+# The SDK this warden ships, written beside the crate by `warden new`.
+warden-sdk = {{ path = "warden-sdk/rust" }}
 serde = {{ version = "1", features = ["derive"] }}
 serde_json = "1"
 
@@ -91,8 +93,7 @@ opt-level = "s"
 lto = true
 codegen-units = 1
 panic = "abort"
-"#,
-        sdk = toml::Value::String(sdk.display().to_string())
+"#
     )
 }
 

@@ -16,7 +16,7 @@ use crate::store::chunks::Chunks;
 
 /// Applies writes in the writer's transaction; `host` is this host, the
 /// owner of every execution row it writes. Returns the executions whose run
-/// writes were dropped (another host holds their rows).
+/// writes were dropped because another host holds their rows.
 pub fn apply(tx: &mut Tx<'_>, host: &str, writes: &[&Write]) -> anyhow::Result<HashSet<String>> {
     // The last write of each execution's row in the batch wins.
     let mut last: HashMap<&str, usize> = HashMap::new();
@@ -196,7 +196,7 @@ pub fn apply(tx: &mut Tx<'_>, host: &str, writes: &[&Write]) -> anyhow::Result<H
         )?;
         Ok(())
     })?;
-    Ok(taken.into_iter().chain(waiting).collect())
+    Ok(taken)
 }
 
 fn deploy(tx: &mut Tx<'_>, agent: &Agent, version: &AgentVersion) -> anyhow::Result<()> {
@@ -288,13 +288,21 @@ fn taken_by_others(
         }
     }
     for w in writes {
-        if let Write::Status {
-            id,
-            to: crate::record::Status::Running,
-            ..
-        } = w
-        {
-            taken.remove(id);
+        match w {
+            Write::Status {
+                id,
+                to: crate::record::Status::Running,
+                ..
+            } => {
+                taken.remove(id);
+            }
+            // An end decided here of a row back in the shared queue and not
+            // claimed since (a cancel of one waiting here, a run that ended
+            // before its start was stored): stored, as this host's again.
+            Write::Finish(f) => {
+                waiting.remove(&f.execution.id);
+            }
+            _ => {}
         }
     }
     Ok((taken, waiting))
