@@ -260,41 +260,67 @@ fn signal(pid: u32, signal: &str) {
     assert!(status.success(), "kill -{signal}");
 }
 
+/// Host A on a fresh database with `sleepy` deployed (60 s timeout), and
+/// what starts a second host there.
+struct Paused {
+    // Dropped in this order: the host, then its database.
+    a: Warden,
+    cluster: PgCluster,
+    tmp: tempfile::TempDir,
+    config: std::path::PathBuf,
+}
+
+impl Paused {
+    async fn start() -> Paused {
+        let cluster = PgCluster::start();
+        cluster.psql("CREATE DATABASE warden").unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let config = shared_config(tmp.path(), &cluster, "");
+        let a = Warden::start_with(&tmp.path().join("a"), &["--config", config.to_str().unwrap()]);
+        a.client()
+            .deploy("sleepy", json!({ "limits": { "timeout_ms": 60000 } }))
+            .await;
+        Paused {
+            cluster,
+            tmp,
+            config,
+            a,
+        }
+    }
+
+    /// The execution running on host `name`, once there is one.
+    async fn running_on(&self, name: &str) -> String {
+        let host = host_id(&self.tmp.path().join(name));
+        let sql = format!("SELECT id FROM executions WHERE status = 'running' AND owner = '{host}'");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(mut row) = rows(&self.cluster, &sql).pop() {
+                return row.remove(0);
+            }
+            assert!(tokio::time::Instant::now() < deadline, "nothing ran on {name}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Starts host B, then pauses A (a VM paused, a process stalled) until B
+    /// takes A's run over and runs it again; A goes on then.
+    async fn past_its_lease(&self) -> Warden {
+        let b = Warden::start_with(&self.tmp.path().join("b"), &["--config", self.config.to_str().unwrap()]);
+        signal(self.a.pid(), "STOP");
+        self.running_on("b").await;
+        signal(self.a.pid(), "CONT");
+        b
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_paused_past_its_lease_stops_the_runs_another_host_took_over() {
-    let cluster = PgCluster::start();
-    cluster.psql("CREATE DATABASE warden").unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let config = shared_config(tmp.path(), &cluster, "");
-    let args = ["--config", config.to_str().unwrap()];
-    let a = Warden::start_with(&tmp.path().join("a"), &args);
-    let on_a = a.client();
-    on_a.deploy("sleepy", json!({ "limits": { "timeout_ms": 60000 } }))
-        .await;
+    let paused = Paused::start().await;
+    let on_a = paused.a.client();
     let id = start_async(&on_a, "sleepy", json!({ "ms": 30000 })).await;
-    let host_a = host_id(&tmp.path().join("a"));
-    let running_on = |host: &str| {
-        let sql =
-            format!("SELECT count(*) FROM executions WHERE id = '{id}' AND status = 'running' AND owner = '{host}'");
-        rows(&cluster, &sql)[0][0] == "1"
-    };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while !running_on(&host_a) {
-        assert!(tokio::time::Instant::now() < deadline, "never ran on A");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let b = Warden::start_with(&tmp.path().join("b"), &args);
+    assert_eq!(paused.running_on("a").await, id);
+    let b = paused.past_its_lease().await;
     let on_b = b.client();
-    let host_b = host_id(&tmp.path().join("b"));
-    // A stops answering for longer than its lease (a VM paused, a process
-    // stalled): B takes the run over and runs it again.
-    signal(a.pid(), "STOP");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !running_on(&host_b) {
-        assert!(tokio::time::Instant::now() < deadline, "B never took the run over");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    signal(a.pid(), "CONT");
     // Back, A finds the run is B's now and stops its own (which would
     // otherwise sleep on for most of its 30 s), while B's goes on.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
@@ -309,7 +335,7 @@ async fn a_host_paused_past_its_lease_stops_the_runs_another_host_took_over() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(running_on(&host_b), "B's run should go on");
+    assert_eq!(paused.running_on("b").await, id, "B's run should go on");
     let (_, health) = on_b.get("/admin/health").await;
     assert_eq!(health["executions"]["running"], 1, "{health}");
     // It ends once, as B ends it; a caller on A hears that end.
@@ -317,57 +343,27 @@ async fn a_host_paused_past_its_lease_stops_the_runs_another_host_took_over() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let done = poll(&on_a, &id, ended).await;
     assert_eq!(done["status"], "cancelled", "{done}");
-    drop((a, b));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_on_a_paused_host_hears_the_end_the_host_that_took_over_stores() {
-    let cluster = PgCluster::start();
-    cluster.psql("CREATE DATABASE warden").unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let config = shared_config(tmp.path(), &cluster, "");
-    let args = ["--config", config.to_str().unwrap()];
-    let a = Warden::start_with(&tmp.path().join("a"), &args);
-    let on_a = a.client();
-    on_a.deploy("sleepy", json!({ "limits": { "timeout_ms": 60000 } }))
-        .await;
+    let paused = Paused::start().await;
     // A caller waits on A for a run that ends while A is paused.
     let caller = tokio::spawn({
-        let on_a = a.client();
+        let on_a = paused.a.client();
         async move {
             on_a.post_json("/v1/agents/sleepy/execute", &json!({ "input": { "ms": 1500 } }))
                 .await
         }
     });
-    let host_a = host_id(&tmp.path().join("a"));
-    let running_on = |host: &str| {
-        let sql = format!("SELECT id FROM executions WHERE status = 'running' AND owner = '{host}'");
-        rows(&cluster, &sql).pop().map(|mut row| row.remove(0))
-    };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    let id = loop {
-        if let Some(id) = running_on(&host_a) {
-            break id;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never ran on A");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let b = Warden::start_with(&tmp.path().join("b"), &args);
-    let host_b = host_id(&tmp.path().join("b"));
-    signal(a.pid(), "STOP");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while running_on(&host_b).is_none() {
-        assert!(tokio::time::Instant::now() < deadline, "B never took the run over");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let id = paused.running_on("a").await;
     // Back, A's own run is over at once (its sleep ran out while paused);
     // its end is not stored, so its caller hears B's.
-    signal(a.pid(), "CONT");
+    let b = paused.past_its_lease().await;
     let (status, told) = caller.await.unwrap();
     assert_eq!(status, StatusCode::OK, "{told}");
     let (_, stored) = b.client().get(&format!("/v1/executions/{id}")).await;
     assert_eq!(stored["status"], "completed", "{stored}");
     assert_eq!(told["status"], "completed", "{told}");
     assert_eq!(told["started_at"], stored["started_at"], "told {told}, stored {stored}");
-    drop((a, b));
 }

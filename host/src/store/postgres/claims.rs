@@ -66,18 +66,15 @@ impl Claims for PgStore {
             return Ok(Vec::new());
         }
         let c = self.reader().await?;
-        let rows = c
-            .query(
-                "UPDATE executions SET owner = NULL
-                 WHERE id = ANY($2) AND owner = $1 AND status IN ('pending', 'queued') AND conversation_id IS NULL
-                 RETURNING id",
-                &[&self.host, &ids],
-            )
-            .await
-            .map_err(read_error)?;
-        rows.iter()
-            .map(|r| r.try_get(0).map_err(|e| read_error(e.into())))
-            .collect()
+        ids_of(
+            &c,
+            "UPDATE executions SET owner = NULL
+             WHERE id = ANY($2) AND owner = $1 AND status IN ('pending', 'queued') AND conversation_id IS NULL
+             RETURNING id",
+            &self.host,
+            ids,
+        )
+        .await
     }
 
     async fn claim_one(&self, id: &str) -> Result<Option<Execution>, StoreError> {
@@ -101,17 +98,14 @@ impl Claims for PgStore {
         )
         .await
         .map_err(read_error)?;
-        let rows = c
-            .query(
-                "SELECT id FROM executions WHERE id = ANY($2) AND owner IS NOT NULL AND owner <> $1
-                   AND status IN ('pending', 'queued', 'running', 'cancel_requested')",
-                &[&self.host, &ids],
-            )
-            .await
-            .map_err(read_error)?;
-        rows.iter()
-            .map(|r| r.try_get(0).map_err(|e| read_error(e.into())))
-            .collect()
+        ids_of(
+            &c,
+            "SELECT id FROM executions WHERE id = ANY($2) AND owner IS NOT NULL AND owner <> $1
+               AND status IN ('pending', 'queued', 'running', 'cancel_requested')",
+            &self.host,
+            ids,
+        )
+        .await
     }
 
     async fn whereabouts(&self, ids: &[String]) -> Result<Whereabouts, StoreError> {
@@ -151,6 +145,14 @@ impl Claims for PgStore {
         }
         Ok(found)
     }
+}
+
+/// The ids `sql` (with this host as `$1` and `ids` as `$2`) answers.
+async fn ids_of(c: &super::sql::Reader, sql: &str, host: &str, ids: &[String]) -> Result<Vec<String>, StoreError> {
+    let rows = c.query(sql, &[&host, &ids]).await.map_err(read_error)?;
+    rows.iter()
+        .map(|r| r.try_get(0).map_err(|e| read_error(e.into())))
+        .collect()
 }
 
 async fn claim(
