@@ -155,15 +155,7 @@ async fn a_conversations_turns_run_one_at_a_time_whichever_hosts_they_reach() {
         assert!(tokio::time::Instant::now() < deadline, "B never loaded what A deployed");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let first = on_a
-        .post_json(
-            "/v1/agents/sleepy/execute",
-            &json!({ "input": { "ms": 10 }, "conversation": true }),
-        )
-        .await
-        .1;
-    let conversation = first["conversation_id"].as_str().unwrap().to_owned();
-    assert_eq!(first["status"], "completed", "{first}");
+    let conversation = new_conversation(&on_a).await;
     // Idle now: a turn sent to each host at the same moment.
     let body = json!({ "input": { "ms": 300 }, "conversation_id": conversation, "mode": "async" });
     for _ in 0..3 {
@@ -194,21 +186,9 @@ async fn a_conversations_turns_run_one_at_a_time_whichever_hosts_they_reach() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_conversation_is_deleted_only_while_no_host_holds_its_turns() {
-    let cluster = PgCluster::start();
-    cluster.psql("CREATE DATABASE warden").unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let config = shared_config(tmp.path(), &cluster, "");
-    let a = Warden::start_with(&tmp.path().join("a"), &["--config", config.to_str().unwrap()]);
-    let on_a = a.client();
-    on_a.deploy("sleepy", json!({})).await;
-    let first = on_a
-        .post_json(
-            "/v1/agents/sleepy/execute",
-            &json!({ "input": { "ms": 10 }, "conversation": true }),
-        )
-        .await
-        .1;
-    let conversation = first["conversation_id"].as_str().unwrap().to_owned();
+    let db = Paused::start().await;
+    let (on_a, cluster) = (db.a.client(), &db.cluster);
+    let conversation = new_conversation(&on_a).await;
     // Another host placing a turn holds the conversation's turns (the hold's
     // advisory lock, here on a session of the test's own) for 3 s.
     let sql = format!(
@@ -222,7 +202,7 @@ async fn a_conversation_is_deleted_only_while_no_host_holds_its_turns() {
         .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while rows(
-        &cluster,
+        cluster,
         "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted",
     )[0][0]
         != "1"
@@ -248,7 +228,18 @@ async fn a_conversation_is_deleted_only_while_no_host_holds_its_turns() {
     assert_eq!(deleting.await.unwrap(), StatusCode::NO_CONTENT);
     let (status, _) = on_a.get(&format!("/v1/conversations/{conversation}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    drop(a);
+}
+
+/// A new conversation of `sleepy` on `server`, its first turn completed.
+async fn new_conversation(server: &Server) -> String {
+    let (_, first) = server
+        .post_json(
+            "/v1/agents/sleepy/execute",
+            &json!({ "input": { "ms": 10 }, "conversation": true }),
+        )
+        .await;
+    assert_eq!(first["status"], "completed", "{first}");
+    first["conversation_id"].as_str().unwrap().to_owned()
 }
 
 /// Sends `signal` (`STOP`, `CONT`) to a process.
@@ -261,7 +252,7 @@ fn signal(pid: u32, signal: &str) {
 }
 
 /// Host A on a fresh database with `sleepy` deployed (60 s timeout), and
-/// what starts a second host there.
+/// what pauses it past its lease while a second host takes over.
 struct Paused {
     // Dropped in this order: the host, then its database.
     a: Warden,
