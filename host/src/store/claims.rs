@@ -78,9 +78,10 @@ pub trait Claims: Send + Sync {
         Ok(Whereabouts::default())
     }
     /// Of these executions of this host (running or waiting here), those
-    /// another host took over (this host's lease ran out meanwhile); those
-    /// that went back to the shared queue and wait unclaimed are this host's
-    /// again.
+    /// another host took over (this host's lease ran out meanwhile), whether
+    /// it still runs them or ended them; those that went back to the shared
+    /// queue and wait unclaimed are this host's again. (One waiting for a
+    /// decision, being resumed here, is not another host's.)
     async fn taken_over(&self, _ids: &[String]) -> Result<Vec<String>, StoreError> {
         Ok(Vec::new())
     }

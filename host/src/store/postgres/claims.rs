@@ -101,7 +101,7 @@ impl Claims for PgStore {
         ids_of(
             &c,
             "SELECT id FROM executions WHERE id = ANY($2) AND owner IS NOT NULL AND owner <> $1
-               AND status IN ('pending', 'queued', 'running', 'cancel_requested')",
+               AND status <> 'awaiting_approval'",
             &self.host,
             ids,
         )
