@@ -18,7 +18,8 @@ const WAIT: Duration = Duration::from_secs(60);
 const LOADS: usize = 5;
 
 /// Stores `EXECUTIONS` finished runs of the data dir's `echo`, spread over the
-/// last 30 days, through the store's own interface.
+/// last 29 days (inside the default 30-day retention, so the server's first
+/// sweep keeps them all), through the store's own interface.
 async fn seed(data_dir: &std::path::Path) {
     let stores = Stores::open(data_dir).expect("the store opens");
     let agents = stores.agents.agents().await.unwrap();
@@ -30,7 +31,7 @@ async fn seed(data_dir: &std::path::Path) {
     for chunk in 0..EXECUTIONS / 5_000 {
         let commits = (0..5_000).map(|i| {
             let n = chunk * 5_000 + i;
-            let created = now - 30 * 86_400_000 + (n as i64) * 25_000;
+            let created = now - 29 * 86_400_000 + (n as i64) * 25_000;
             let execution = Execution {
                 status: statuses[n % 4],
                 started_at: Some(created + 3),
