@@ -30,7 +30,7 @@ pub struct App {
     pub stores: Stores,
     pub runtime: Arc<Runtime>,
     pub registry: Arc<Registry>,
-    pub deployer: Deployer,
+    pub deployer: Arc<Deployer>,
     pub executions: Arc<Executions>,
     pub memory: Arc<Memory>,
     pub schedules: Arc<Schedules>,
@@ -76,14 +76,16 @@ impl App {
         };
         let registry = Arc::new(Registry::default());
         let llm = Arc::new(Llm::new(&config.llm, &config.pricing)?);
-        let deployer = Deployer::new(
+        let deployer = Arc::new(Deployer::new(
             &config,
             &stores,
             Arc::clone(&runtime),
             Arc::clone(&registry),
             Arc::clone(&llm),
-        );
+        ));
         deployer.load().await?;
+        // Deploys made in the background that a restart cut short go on.
+        deployer.resume(true).await?;
         let memory = Arc::new(Memory::new(&stores, config.memory));
         let outgoing = Outgoing::open(&stores, config.webhooks.clone(), config.retention_secs).await?;
         #[cfg(feature = "otlp")]
@@ -205,8 +207,8 @@ async fn beat(backend: Arc<dyn crate::store::Backend>, lease: Duration) {
 /// other hosts deployed and the webhook subscriptions as they are, hands
 /// decisions made on other hosts to the runs here that wait for them, stops
 /// the runs other hosts were asked to cancel and those other hosts took over,
-/// and takes over the executions of hosts whose lease ran out. Ends with the
-/// app.
+/// and takes over the deploys and executions of hosts whose lease ran out.
+/// Ends with the app.
 async fn share(app: std::sync::Weak<App>, lease: Duration) {
     let mut beat = tokio::time::interval(lease / 3);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -227,6 +229,9 @@ async fn share(app: std::sync::Weak<App>, lease: Duration) {
         }
         if let Err(e) = app.executions.surrender_taken().await {
             tracing::warn!(error = %e, "could not look for executions other hosts took over");
+        }
+        if let Err(e) = app.deployer.resume(false).await {
+            tracing::warn!(error = %e, "could not take over the deploys of stopped hosts");
         }
         if let Err(e) = app.executions.adopt().await {
             tracing::warn!(error = %format!("{e:#}"), "could not take over the executions of stopped hosts");

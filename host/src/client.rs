@@ -89,7 +89,7 @@ impl Client {
         let show = std::io::stderr().is_terminal();
         loop {
             let job = self.get(&format!("/v1/deploys/{id}"), &[]).await.with_context(|| {
-                format!("following deploy {id} (a host restarted meanwhile forgets it: deploy again)")
+                format!("following deploy {id} (if the host is restarting, it goes on with the deploy: `GET /v1/deploys/{id}` shows it once the host is back)")
             })?;
             match job["status"].as_str() {
                 Some("deployed") => {

@@ -1,8 +1,12 @@
 //! Restarting on the same data dir keeps agents, versions and executions, and
-//! loads components from the compiled cache instead of recompiling.
+//! loads components from the compiled cache instead of recompiling; a deploy
+//! made in the background that a crash cut short is made after the restart.
 
-use serde_json::json;
-use warden_tests::{Server, test_config};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use warden_tests::{Server, Warden, guest_agent, test_config};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_keeps_everything_and_does_not_recompile() {
@@ -41,6 +45,67 @@ async fn restart_keeps_everything_and_does_not_recompile() {
     assert_eq!(again["status"], "completed");
     assert_eq!(again["agent_version"], 2);
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_background_deploy_cut_short_by_a_crash_is_made_after_the_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let warden = Warden::start(tmp.path());
+    let client = warden.client();
+    let (wasm, manifest) = guest_agent("js", "hello");
+    let form = reqwest::multipart::Form::new()
+        .part("component", reqwest::multipart::Part::bytes(wasm).file_name("c.wasm"))
+        .text("manifest", manifest.to_string());
+    let (status, job) = client
+        .send(client.http.post(client.url("/v1/agents?wait=false")).multipart(form))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    let location = format!("/v1/deploys/{}", job["id"].as_str().unwrap());
+    // Answered once stored: the host dies while it compiles.
+    warden.sigkill();
+
+    let warden = Warden::start(tmp.path());
+    let client = warden.client();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let done: Value = loop {
+        let (status, job) = client.get(&location).await;
+        assert_eq!(status, StatusCode::OK, "the restarted host knows the deploy: {job}");
+        if job["status"] != "compiling" {
+            break job;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "still compiling: {job}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(done["status"], "deployed", "{done}");
+    assert_eq!(done["deployed"]["version"]["version"], 1, "{done}");
+    assert_eq!(done["agent_name"], "hello-js");
+    assert!(
+        warden
+            .log_lines()
+            .iter()
+            .any(|l| l.contains("resuming deploys made in the background")),
+        "the restart resumed it (it had not ended before the kill)"
+    );
+    let record = client.run("hello-js", json!({ "name": "Ada" })).await;
+    assert_eq!(record["output"]["greeting"], "Hello, Ada!", "{record}");
+    // Made once.
+    let (_, agent) = client.get("/v1/agents/hello-js").await;
+    assert_eq!(agent["versions"].as_array().unwrap().len(), 1, "{agent}");
+    // And kept: another restart answers the same.
+    warden.sigkill();
+    let warden = Warden::start(tmp.path());
+    let (status, again) = warden.client().get(&location).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again["status"], "deployed");
+    assert_eq!(again["deployed"]["version"]["id"], done["deployed"]["version"]["id"]);
+    assert!(
+        !warden
+            .log_lines()
+            .iter()
+            .any(|l| l.contains("resuming deploys made in the background")),
+        "nothing left to resume"
+    );
+    warden.sigkill();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -358,3 +358,72 @@ async fn a_caller_on_a_paused_host_hears_the_end_the_host_that_took_over_stores(
     assert_eq!(told["status"], "completed", "{told}");
     assert_eq!(told["started_at"], stored["started_at"], "told {told}, stored {stored}");
 }
+
+/// Sends a background deploy of a TypeScript guest to `server`; the job's
+/// address.
+async fn deploy_in_background(server: &Server, agent: &str) -> String {
+    let (wasm, manifest) = warden_tests::guest_agent("js", agent);
+    let form = reqwest::multipart::Form::new()
+        .part("component", reqwest::multipart::Part::bytes(wasm).file_name("c.wasm"))
+        .text("manifest", manifest.to_string());
+    let (status, job) = server
+        .send(server.http.post(server.url("/v1/agents?wait=false")).multipart(form))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    format!("/v1/deploys/{}", job["id"].as_str().unwrap())
+}
+
+/// Polls a deploy on `server` until it ends.
+async fn deploy_ended(server: &Server, location: &str) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let (status, job) = server.get(location).await;
+        assert_eq!(status, StatusCode::OK, "{job}");
+        if job["status"] != "compiling" {
+            return job;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "still compiling: {job}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_background_deploy_is_seen_from_every_host_and_taken_over_when_its_host_dies() {
+    let cluster = PgCluster::start();
+    cluster.psql("CREATE DATABASE warden").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let config = shared_config(tmp.path(), &cluster, "");
+    let args = ["--config", config.to_str().unwrap()];
+    let a = Warden::start_with(&tmp.path().join("a"), &args);
+    let b = Warden::start_with(&tmp.path().join("b"), &args);
+    let (on_a, on_b) = (a.client(), b.client());
+    // Made on A, followed on B.
+    let location = deploy_in_background(&on_a, "hello").await;
+    let done = deploy_ended(&on_b, &location).await;
+    assert_eq!(done["status"], "deployed", "{done}");
+    assert_eq!(done["deployed"]["agent"]["name"], "hello-js", "{done}");
+
+    // A dies while it compiles another: once A's lease runs out, B takes the
+    // deploy over, and makes it once.
+    let location = deploy_in_background(&on_a, "support").await;
+    a.sigkill();
+    let done = deploy_ended(&on_b, &location).await;
+    assert_eq!(done["status"], "deployed", "{done}");
+    assert!(
+        b.log_lines()
+            .iter()
+            .any(|l| l.contains("resuming deploys made in the background")),
+        "B took it over (it had not ended before the kill)"
+    );
+    let versions = rows(
+        &cluster,
+        "SELECT count(*) FROM agent_versions v JOIN agents a ON a.id = v.agent_id WHERE a.name = 'support-js'",
+    );
+    assert_eq!(versions, [["1"]]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while on_b.get("/v1/agents/support-js").await.0 != StatusCode::OK {
+        assert!(tokio::time::Instant::now() < deadline, "B never registered it");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    b.sigkill();
+}

@@ -14,8 +14,8 @@ use warden_host::digest::sha256_hex;
 use warden_host::events::{EventData, EventLog, EventSink};
 use warden_host::manifest::Manifest;
 use warden_host::record::{
-    Agent, AgentVersion, ApiKey, Approval, ApprovalStatus, Artifact, Decision, ExecError, Execution, JournalEntry,
-    JournalKind, LogLevel, LogLine, LogStream, Role, Status, Step,
+    Agent, AgentVersion, ApiKey, Approval, ApprovalStatus, Artifact, Decision, DeployJob, Deployed, ExecError,
+    Execution, JobError, JobStatus, JournalEntry, JournalKind, LogLevel, LogLine, LogStream, Role, Status, Step,
 };
 use warden_host::store::{
     ApprovalFilter, BlobError, EventBudget, ExecutionFilter, FinalRecord, IdempotencyRecord, Slots, StoreError, Stores,
@@ -51,12 +51,13 @@ where
     Fut: Future<Output = Stores>,
 {
     type Check = fn(Stores) -> Pin<Box<dyn Future<Output = ()> + Send>>;
-    let checks: [(&str, Check); 17] = [
+    let checks: [(&str, Check); 18] = [
         ("executions", |s| Box::pin(executions(s))),
         ("the shared queue", |s| Box::pin(shared_queue(s))),
         ("finish and the run record", |s| Box::pin(finish(s))),
         ("events", |s| Box::pin(events(s))),
         ("agents", |s| Box::pin(agents(s))),
+        ("deploys made in the background", |s| Box::pin(deploy_jobs(s))),
         ("keys", |s| Box::pin(keys(s))),
         ("kv", |s| Box::pin(kv(s))),
         ("idempotency", |s| Box::pin(idempotency(s))),
@@ -270,11 +271,11 @@ fn line(seq: u32, message: &str) -> LogLine {
 
 async fn executions(s: Stores) {
     s.agents
-        .deploy(agent("agt_a", "w1"), version("ver_1", "agt_a", 1, "h"))
+        .deploy(agent("agt_a", "w1"), version("ver_1", "agt_a", 1, "h"), None)
         .await
         .unwrap();
     s.agents
-        .deploy(agent("agt_b", "w2"), version("ver_2", "agt_b", 1, "h"))
+        .deploy(agent("agt_b", "w2"), version("ver_2", "agt_b", 1, "h"), None)
         .await
         .unwrap();
     for (i, (agent, status)) in [
@@ -390,7 +391,7 @@ async fn executions(s: Stores) {
 
 async fn finish(s: Stores) {
     s.agents
-        .deploy(agent("agt_a", "w1"), version("ver_1", "agt_a", 1, "h"))
+        .deploy(agent("agt_a", "w1"), version("ver_1", "agt_a", 1, "h"), None)
         .await
         .unwrap();
     let mut e = execution("exec_f", "agt_a", Status::Running, 10);
@@ -514,12 +515,12 @@ async fn events(s: Stores) {
 async fn agents(s: Stores) {
     let mut a = agent("agt_a", "w1");
     s.agents
-        .deploy(a.clone(), version("ver_1", "agt_a", 1, "h1"))
+        .deploy(a.clone(), version("ver_1", "agt_a", 1, "h1"), None)
         .await
         .unwrap();
     a.latest_version = 2;
     a.description = "newer".into();
-    s.agents.deploy(a, version("ver_2", "agt_a", 2, "h2")).await.unwrap();
+    s.agents.deploy(a, version("ver_2", "agt_a", 2, "h2"), None).await.unwrap();
     let agents = s.agents.agents().await.unwrap();
     assert_eq!(agents.len(), 1);
     assert_eq!((agents[0].latest_version, agents[0].description.as_str()), (2, "newer"));
@@ -530,10 +531,122 @@ async fn agents(s: Stores) {
     // A version number is the agent's once.
     assert!(
         s.agents
-            .deploy(agent("agt_a", "w1"), version("ver_3", "agt_a", 2, "h"))
+            .deploy(agent("agt_a", "w1"), version("ver_3", "agt_a", 2, "h"), None)
             .await
             .is_err()
     );
+}
+
+fn deploy_job(id: &str, hash: &str, created_at: i64) -> DeployJob {
+    DeployJob {
+        id: id.into(),
+        workspace: "w1".into(),
+        agent_name: "x".into(),
+        status: JobStatus::Compiling,
+        component_bytes: 4,
+        component_hash: hash.into(),
+        manifest: r#"{"name":"x"}"#.into(),
+        created_at,
+        ended_at: None,
+        elapsed_ms: 0,
+        deployed: None,
+        error: None,
+    }
+}
+
+async fn deploy_jobs(s: Stores) {
+    let (good, bad) = (sha256_hex(b"good"), sha256_hex(b"bad"));
+    let blobs = s.blobs.clone();
+    let (g, b) = (good.clone(), bad.clone());
+    tokio::task::spawn_blocking(move || {
+        blobs.put(&g, b"good").unwrap();
+        blobs.put(&b, b"bad").unwrap();
+    })
+    .await
+    .unwrap();
+    s.agents.save_deploy_job(deploy_job("dep_2", &bad, 20)).await.unwrap();
+    s.agents.save_deploy_job(deploy_job("dep_1", &good, 10)).await.unwrap();
+    let first = s.agents.deploy_job("dep_1").await.unwrap().expect("stored");
+    assert_eq!(first.status, JobStatus::Compiling);
+    assert_eq!((first.workspace.as_str(), first.agent_name.as_str()), ("w1", "x"));
+    assert_eq!((first.component_hash.as_str(), first.component_bytes), (good.as_str(), 4));
+    assert_eq!(first.manifest, r#"{"name":"x"}"#, "the manifest as it was sent");
+    assert!(first.ended_at.is_none() && first.deployed.is_none() && first.error.is_none());
+    assert!(s.agents.deploy_job("dep_nope").await.unwrap().is_none());
+    // What a restart resumes: what still compiles, oldest first. Nothing is
+    // another host's.
+    let taken = s.agents.take_deploy_jobs(true).await.unwrap();
+    assert_eq!(taken.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(), ["dep_1", "dep_2"]);
+    assert!(s.agents.take_deploy_jobs(false).await.unwrap().is_empty());
+
+    // Deployed: the job ends with its version, in one write.
+    let mut deployed = first;
+    let (a, v) = (agent("agt_a", "w1"), version("ver_1", "agt_a", 1, &good));
+    let outcome = Deployed {
+        agent: a.clone(),
+        version: v.clone(),
+        warnings: vec!["a warning".into()],
+    };
+    deployed.end(Ok(outcome), 50);
+    s.agents.deploy(a, v, Some(deployed)).await.unwrap();
+    let got = s.agents.deploy_job("dep_1").await.unwrap().unwrap();
+    assert_eq!(got.status, JobStatus::Deployed);
+    assert_eq!((got.ended_at, got.elapsed_ms), (Some(50), 40));
+    let outcome = got.deployed.expect("what it deployed");
+    assert_eq!((outcome.agent.id.as_str(), outcome.version.id.as_str()), ("agt_a", "ver_1"));
+    assert_eq!(outcome.version.component_hash, good);
+    assert_eq!(outcome.warnings, ["a warning"]);
+    assert_eq!(s.agents.versions().await.unwrap().len(), 1);
+    // Failed.
+    let mut failed = s.agents.deploy_job("dep_2").await.unwrap().unwrap();
+    failed.end(
+        Err(JobError {
+            code: "wrong_world".into(),
+            message: "no".into(),
+        }),
+        60,
+    );
+    s.agents.save_deploy_job(failed).await.unwrap();
+    let got = s.agents.deploy_job("dep_2").await.unwrap().unwrap();
+    assert_eq!(got.status, JobStatus::Failed);
+    let error = got.error.expect("why");
+    assert_eq!((error.code.as_str(), error.message.as_str()), ("wrong_world", "no"));
+    assert!(got.deployed.is_none());
+    assert!(s.agents.take_deploy_jobs(true).await.unwrap().is_empty(), "none compiles");
+
+    // The sweep takes ended jobs, and a failed one's component nothing else
+    // refers to; one still compiling and its component stay.
+    s.agents.save_deploy_job(deploy_job("dep_3", &bad, 70)).await.unwrap();
+    s.executions.sweep(100).await.unwrap();
+    for id in ["dep_1", "dep_2"] {
+        assert!(s.agents.deploy_job(id).await.unwrap().is_none(), "{id} swept");
+    }
+    assert!(s.agents.deploy_job("dep_3").await.unwrap().is_some(), "still compiling");
+    let blobs = s.blobs.clone();
+    let (g, b) = (good.clone(), bad.clone());
+    tokio::task::spawn_blocking(move || {
+        assert!(blobs.get(&g).is_ok(), "a version refers to it");
+        assert!(blobs.get(&b).is_ok(), "a deploy still compiling refers to it");
+    })
+    .await
+    .unwrap();
+    let mut failed = s.agents.deploy_job("dep_3").await.unwrap().unwrap();
+    failed.end(
+        Err(JobError {
+            code: "component_too_costly".into(),
+            message: "no".into(),
+        }),
+        80,
+    );
+    s.agents.save_deploy_job(failed).await.unwrap();
+    s.executions.sweep(100).await.unwrap();
+    let blobs = s.blobs.clone();
+    tokio::task::spawn_blocking(move || {
+        assert!(blobs.get(&bad).is_err(), "nothing refers to it any more");
+        assert!(blobs.get(&good).is_ok());
+    })
+    .await
+    .unwrap();
 }
 
 async fn keys(s: Stores) {
@@ -595,7 +708,7 @@ async fn kv(s: Stores) {
 /// is made, not after it is committed.
 async fn order(s: Stores) {
     s.agents
-        .deploy(agent("agt_a", "w"), version("ver_1", "agt_a", 1, "h"))
+        .deploy(agent("agt_a", "w"), version("ver_1", "agt_a", 1, "h"), None)
         .await
         .unwrap();
     for i in 0..200 {
@@ -653,7 +766,7 @@ async fn sweep(s: Stores) {
     .await
     .unwrap();
     s.agents
-        .deploy(agent("agt_a", "w1"), version("ver_1", "agt_a", 1, &component))
+        .deploy(agent("agt_a", "w1"), version("ver_1", "agt_a", 1, &component), None)
         .await
         .unwrap();
     let mut old = execution("exec_old", "agt_a", Status::Completed, 1);
@@ -734,7 +847,7 @@ fn entry(seq: u32, kind: JournalKind, done: bool, data: &str) -> JournalEntry {
 /// execution's final record.
 async fn journals(s: Stores) {
     s.agents
-        .deploy(agent("agt_a", "w1"), version("ver_1", "agt_a", 1, "h"))
+        .deploy(agent("agt_a", "w1"), version("ver_1", "agt_a", 1, "h"), None)
         .await
         .unwrap();
     let e = execution("exec_j", "agt_a", Status::Running, 10);
@@ -824,7 +937,7 @@ fn decision(status: ApprovalStatus, by: &str) -> Decision {
 /// their execution's end.
 async fn approvals(s: Stores) {
     s.agents
-        .deploy(agent("agt_a", "w1"), version("ver_1", "agt_a", 1, "h"))
+        .deploy(agent("agt_a", "w1"), version("ver_1", "agt_a", 1, "h"), None)
         .await
         .unwrap();
     for id in ["exec_1", "exec_2", "exec_3"] {

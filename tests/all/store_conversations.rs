@@ -39,6 +39,7 @@ pub async fn conversations(s: Stores) {
         .deploy(
             super::store::agent("agt_a", "w1"),
             super::store::version("ver_1", "agt_a", 1, "h"),
+            None,
         )
         .await
         .unwrap();

@@ -366,6 +366,7 @@ impl Warden {
             .expect("warden starts");
         let stderr = child.stderr.take().expect("stderr piped");
         let mut lines = BufReader::new(stderr).lines();
+        let mut early = std::collections::VecDeque::new();
         let addr = loop {
             let line = lines.next().expect("warden logs before exiting").expect("log line");
             if let Some(rest) = line
@@ -375,10 +376,11 @@ impl Warden {
             {
                 break rest.split_whitespace().next().expect("address").to_owned();
             }
+            early.push_back(line);
         };
         // Keep draining the log so the child never blocks on a full pipe,
-        // keeping its last lines.
-        let log = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
+        // keeping its last lines (and those from before it served).
+        let log = std::sync::Arc::new(std::sync::Mutex::new(early));
         let kept = std::sync::Arc::clone(&log);
         std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {

@@ -16,7 +16,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::ApiQuery;
 use crate::app::App;
 use crate::auth::Caller;
-use crate::deploy::{DeployJob, Deployed, JobError};
+use crate::record::{DeployJob, Deployed};
 use crate::manifest::Manifest;
 use crate::record::{Agent, AgentSummary, AgentVersion};
 use crate::registry::Entry;
@@ -99,40 +99,15 @@ pub async fn deploy(
             "missing part `manifest` (JSON with at least a name)",
         )
     })?;
-    let manifest = Manifest::from_json(&manifest).map_err(|m| ApiError::unprocessable("invalid_manifest", m))?;
+    let parsed = Manifest::from_json(&manifest).map_err(|m| ApiError::unprocessable("invalid_manifest", m))?;
     if q.wait != Some(false) {
-        let deployed = app.deployer.deploy(&caller.workspace, manifest, component).await?;
+        let deployed = app.deployer.deploy(&caller.workspace, parsed, component).await?;
         return Ok((StatusCode::CREATED, Json(deployed)).into_response());
     }
-    app.deployer.check(&caller.workspace, &manifest, &component)?;
     let job = app
         .deployer
-        .jobs
-        .start(&caller.workspace, &manifest.name, component.len() as u64);
-    let id = job.id.clone();
-    let workspace = caller.workspace.clone();
-    tokio::spawn(async move {
-        // The deploy runs as a task of its own: should it fail unexpectedly,
-        // the job still ends (`internal`), never left `compiling`.
-        let deploying = {
-            let app = Arc::clone(&app);
-            tokio::spawn(async move { app.deployer.deploy(&workspace, manifest, component).await })
-        };
-        let outcome = match deploying.await {
-            Ok(deployed) => deployed.map_err(|e| {
-                let (code, message) = ApiError::from(e).code_and_message();
-                JobError {
-                    code: code.to_owned(),
-                    message,
-                }
-            }),
-            Err(e) => Err(JobError {
-                code: "internal".into(),
-                message: format!("the deploy failed in the host: {e}"),
-            }),
-        };
-        app.deployer.jobs.finish(&id, outcome);
-    });
+        .submit(&caller.workspace, manifest, parsed, component)
+        .await?;
     let mut headers = HeaderMap::new();
     if let Ok(location) = HeaderValue::from_str(&format!("/v1/deploys/{}", job.id)) {
         headers.insert(header::LOCATION, location);
@@ -144,15 +119,15 @@ pub async fn deploy(
 /// a waiting deploy answers) or `failed` (with its error).
 #[utoipa::path(get, path = "/v1/deploys/{id}", tag = "agents", operation_id = "get_deploy",
     params(("id" = String, Path, description = "The deploy's id (`dep_...`)")),
-    responses((status = 200, description = "The deploy", body = DeployJob), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 404, description = "No such resource in the caller's workspace", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody)))]
+    responses((status = 200, description = "The deploy", body = DeployJob), (status = 401, description = "No API key, or not a valid one", body = ErrorBody), (status = 404, description = "No such resource in the caller's workspace", body = ErrorBody), (status = 429, description = "Over the key's rate limit", body = ErrorBody), (status = 503, description = "The host's storage is failing", body = ErrorBody)))]
 pub async fn deploy_job(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<DeployJob>, ApiError> {
-    app.deployer.jobs.get(&caller.workspace, &id).map(Json).ok_or_else(|| {
+    app.deployer.job(&caller.workspace, &id).await?.map(Json).ok_or_else(|| {
         ApiError::NotFound(format!(
-            "no deploy {id:?} in this workspace (finished ones are kept for a while; a restart forgets them)"
+            "no deploy {id:?} in this workspace (ended ones are kept as long as executions are)"
         ))
     })
 }

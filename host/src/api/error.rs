@@ -446,18 +446,7 @@ impl From<DeployError> for ApiError {
         match e {
             DeployError::Component(ComponentError::Internal(m)) => ApiError::Internal(anyhow::anyhow!(m)),
             DeployError::Component(ComponentError::StorageFull(m)) => StoreError::Unavailable(m).into(),
-            DeployError::Component(c) => {
-                let code = match c {
-                    ComponentError::NotWasm => "not_wasm",
-                    ComponentError::CoreModule => "not_a_component",
-                    ComponentError::Invalid(_) => "invalid_component",
-                    ComponentError::WrongWorld(_) => "wrong_world",
-                    ComponentError::TooCostly(_) => "component_too_costly",
-                    ComponentError::Unavailable(_) => "agent_unavailable",
-                    ComponentError::Internal(_) | ComponentError::StorageFull(_) => "internal",
-                };
-                ApiError::unprocessable(code, c.to_string())
-            }
+            DeployError::Component(c) => ApiError::unprocessable(c.code(), c.to_string()),
             DeployError::Manifest(m) => ApiError::unprocessable("invalid_manifest", m),
             DeployError::Store(s) => s.into(),
             DeployError::Internal(e) => ApiError::Internal(e),

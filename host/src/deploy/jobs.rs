@@ -1,176 +1,197 @@
-//! Deploys made in the background (`POST /v1/agents?wait=false`): each is a job
-//! the caller polls (`GET /v1/deploys/{id}`) while the host compiles, until it
-//! is `deployed` or `failed`. Jobs live in memory: the newest
-//! [`MAX_FINISHED`] finished ones are kept, and a restart forgets them all (a
-//! deploy cut short by one is simply made again).
+//! Deploys made in the background (`POST /v1/agents?wait=false`). Each is a
+//! job, stored before its caller hears of it (the component's bytes as a blob,
+//! the manifest as it was sent), that the caller polls (`GET
+//! /v1/deploys/{id}`) while a task of this host compiles, until it is
+//! `deployed` (stored with its version, in one transaction) or `failed`. A
+//! restart resumes the jobs it cut short, one at a time; on a store several
+//! hosts share, any host answers for a job, and the jobs of a host whose
+//! lease ran out are taken over. Ended jobs go with the retention sweep.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use serde::Serialize;
+use bytes::Bytes;
 
-use crate::record::{Agent, AgentVersion};
+use super::{DeployError, Deployer, stored_error};
+use crate::digest::sha256_hex;
+use crate::manifest::Manifest;
+use crate::record::{DeployJob, JobError, JobStatus};
+use crate::runtime::component::ComponentError;
+use crate::store::StoreError;
 use crate::{ids, time};
 
-/// Finished jobs kept for their callers to read.
-const MAX_FINISHED: usize = 1_000;
-
-/// A new version, deployed: the agent, the version, and warnings about it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Deployed {
-    pub agent: Agent,
-    pub version: AgentVersion,
-    /// What may not work as the manifest hopes: a model only the offline
-    /// `scripted` provider answers (a typo looks like success), or one no
-    /// provider serves.
-    pub warnings: Vec<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum JobStatus {
-    /// Compiling (and storing) the component.
-    Compiling,
-    Deployed,
-    Failed,
-}
-
-/// Why a deploy failed: the code and message the synchronous deploy answers.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct JobError {
-    pub code: String,
-    pub message: String,
-}
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct DeployJob {
-    /// `dep_...`.
-    pub id: String,
-    #[serde(skip)]
-    pub workspace: String,
-    /// The agent's name (from the manifest).
-    pub agent_name: String,
-    pub status: JobStatus,
-    /// The component's size.
-    pub component_bytes: u64,
-    #[serde(serialize_with = "time::serialize")]
-    #[schema(value_type = String, format = DateTime)]
-    pub created_at: i64,
-    #[serde(serialize_with = "time::serialize_opt")]
-    #[schema(value_type = Option<String>, format = DateTime)]
-    pub ended_at: Option<i64>,
-    /// How long it has taken so far (or took).
-    pub elapsed_ms: i64,
-    /// `deployed`: what the synchronous deploy answers.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub deployed: Option<Deployed>,
-    /// `failed`: why.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<JobError>,
-}
-
+/// The jobs compiling on this host, answered from here until their version
+/// is registered (so that `deployed` always means the version runs here).
 #[derive(Default)]
-pub struct DeployJobs(Mutex<Jobs>);
+pub struct Compiling(Mutex<HashMap<String, DeployJob>>);
 
-#[derive(Default)]
-struct Jobs {
-    by_id: HashMap<String, DeployJob>,
-    /// Finished ones, oldest first.
-    finished: VecDeque<String>,
-}
-
-impl DeployJobs {
-    fn lock(&self) -> MutexGuard<'_, Jobs> {
+impl Compiling {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, DeployJob>> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A job for a deploy that starts now; returns it as the caller first sees it.
-    pub fn start(&self, workspace: &str, agent_name: &str, component_bytes: u64) -> DeployJob {
+    /// Whether the job was not compiling here yet (now it is).
+    fn start(&self, job: &DeployJob) -> bool {
+        self.lock().insert(job.id.clone(), job.clone()).is_none()
+    }
+
+    fn end(&self, id: &str) {
+        self.lock().remove(id);
+    }
+
+    fn get(&self, id: &str) -> Option<DeployJob> {
+        self.lock().get(id).cloned()
+    }
+}
+
+impl Deployer {
+    /// Checks a deploy (in milliseconds), stores its component and its job,
+    /// and compiles it on a task of its own; the job as its caller first sees
+    /// it. `manifest_text` is the manifest as it was sent.
+    pub async fn submit(
+        self: &Arc<Self>,
+        workspace: &str,
+        manifest_text: String,
+        manifest: Manifest,
+        bytes: Bytes,
+    ) -> Result<DeployJob, DeployError> {
+        self.check(workspace, &manifest, &bytes)?;
+        let blobs = Arc::clone(&self.blobs);
+        let (hash, bytes) = tokio::task::spawn_blocking(move || {
+            let hash = sha256_hex(&bytes);
+            blobs.put(&hash, &bytes).map_err(|e| stored_error(&e))?;
+            Ok::<_, ComponentError>((hash, bytes))
+        })
+        .await
+        .map_err(|e| DeployError::Internal(e.into()))??;
         let job = DeployJob {
             id: ids::deploy(),
             workspace: workspace.to_owned(),
-            agent_name: agent_name.to_owned(),
+            agent_name: manifest.name.clone(),
             status: JobStatus::Compiling,
-            component_bytes,
+            component_bytes: bytes.len() as u64,
+            component_hash: hash,
+            manifest: manifest_text,
             created_at: time::now_ms(),
             ended_at: None,
             elapsed_ms: 0,
             deployed: None,
             error: None,
         };
-        self.lock().by_id.insert(job.id.clone(), job.clone());
-        job
-    }
-
-    /// The job's outcome.
-    pub fn finish(&self, id: &str, outcome: Result<Deployed, JobError>) {
-        let mut jobs = self.lock();
-        let Some(job) = jobs.by_id.get_mut(id) else {
-            return;
-        };
-        let now = time::now_ms();
-        job.ended_at = Some(now);
-        job.elapsed_ms = now - job.created_at;
-        match outcome {
-            Ok(deployed) => {
-                job.status = JobStatus::Deployed;
-                job.deployed = Some(deployed);
-            }
-            Err(error) => {
-                job.status = JobStatus::Failed;
-                job.error = Some(error);
-            }
+        self.compiling.start(&job);
+        if let Err(e) = self.agents.save_deploy_job(job.clone()).await {
+            self.compiling.end(&job.id);
+            return Err(e.into());
         }
-        jobs.finished.push_back(id.to_owned());
-        while jobs.finished.len() > MAX_FINISHED {
-            if let Some(old) = jobs.finished.pop_front() {
-                jobs.by_id.remove(&old);
-            }
-        }
+        let deployer = Arc::clone(self);
+        let started = job.clone();
+        tokio::spawn(async move { deployer.run(started, manifest, bytes).await });
+        Ok(job)
     }
 
     /// A job of `workspace`'s, as it is now.
-    pub fn get(&self, workspace: &str, id: &str) -> Option<DeployJob> {
-        let jobs = self.lock();
-        let mut job = jobs.by_id.get(id).filter(|j| j.workspace == workspace)?.clone();
-        if job.ended_at.is_none() {
-            job.elapsed_ms = time::now_ms() - job.created_at;
+    pub async fn job(&self, workspace: &str, id: &str) -> Result<Option<DeployJob>, StoreError> {
+        let job = match self.compiling.get(id) {
+            Some(job) => Some(job),
+            None => self.agents.deploy_job(id).await?,
+        };
+        Ok(job
+            .filter(|j| j.workspace == workspace)
+            .map(|j| j.at(time::now_ms())))
+    }
+
+    /// Resumes the jobs still compiling that this host takes (with `mine`,
+    /// its own, which a restart cut short; always those of hosts whose lease
+    /// ran out), one after another on a task of their own, each reading its
+    /// component when its turn comes.
+    pub async fn resume(self: &Arc<Self>, mine: bool) -> Result<(), StoreError> {
+        let mut jobs = self.agents.take_deploy_jobs(mine).await?;
+        jobs.retain(|job| self.compiling.start(job));
+        if jobs.is_empty() {
+            return Ok(());
         }
-        Some(job)
+        tracing::info!(deploys = jobs.len(), "resuming deploys made in the background");
+        let deployer = Arc::clone(self);
+        tokio::spawn(async move {
+            for job in jobs {
+                let blobs = Arc::clone(&deployer.blobs);
+                let hash = job.component_hash.clone();
+                let read = tokio::task::spawn_blocking(move || blobs.get(&hash)).await;
+                let bytes = match read {
+                    Ok(Ok(bytes)) => Bytes::from(bytes),
+                    Ok(Err(e)) => {
+                        let error = format!("its component cannot be read again after the restart ({e}); deploy again");
+                        deployer.fail(job, DeployError::Component(ComponentError::Unavailable(error))).await;
+                        continue;
+                    }
+                    Err(e) => {
+                        deployer.fail(job, DeployError::Internal(e.into())).await;
+                        continue;
+                    }
+                };
+                match Manifest::from_json(&job.manifest) {
+                    Ok(manifest) => deployer.run(job, manifest, bytes).await,
+                    Err(e) => deployer.fail(job, DeployError::Manifest(e)).await,
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// Compiles and stores a job's version (on a task of its own: should it
+    /// fail unexpectedly, the job still ends, `internal`).
+    async fn run(self: &Arc<Self>, job: DeployJob, manifest: Manifest, bytes: Bytes) {
+        let deploying = {
+            let (deployer, job) = (Arc::clone(self), job.clone());
+            tokio::spawn(async move {
+                let workspace = job.workspace.clone();
+                deployer.deploy_as(&workspace, manifest, bytes, Some(job)).await
+            })
+        };
+        let outcome = deploying
+            .await
+            .unwrap_or_else(|e| Err(DeployError::Internal(anyhow::anyhow!("the deploy failed in the host: {e}"))));
+        match outcome {
+            Ok(_) => self.compiling.end(&job.id),
+            Err(DeployError::Store(StoreError::TakenOver(_))) => {
+                tracing::warn!(deploy = %job.id, "another host took this deploy over; it ends it");
+                self.compiling.end(&job.id);
+            }
+            Err(e) => self.fail(job, e).await,
+        }
+    }
+
+    /// Ends a job `failed`, with the code and message a waiting deploy would
+    /// have answered.
+    async fn fail(&self, mut job: DeployJob, e: DeployError) {
+        let id = job.id.clone();
+        job.end(Err(job_error(&e)), time::now_ms());
+        if let Err(stored) = self.agents.save_deploy_job(job).await {
+            tracing::error!(deploy = %id, error = %stored, "could not store how this deploy failed; a restart makes it again");
+        }
+        self.compiling.end(&id);
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_job_is_seen_by_its_workspace_only_and_old_ones_go() {
-        let jobs = DeployJobs::default();
-        let job = jobs.start("default", "hello", 10);
-        assert_eq!(
-            jobs.get("default", &job.id).map(|j| j.status),
-            Some(JobStatus::Compiling)
-        );
-        assert!(jobs.get("other", &job.id).is_none());
-        let failed = JobError {
-            code: "wrong_world".into(),
-            message: "no".into(),
-        };
-        jobs.finish(&job.id, Err(failed));
-        let seen = jobs.get("default", &job.id).expect("kept");
-        assert_eq!(seen.status, JobStatus::Failed);
-        assert!(seen.ended_at.is_some());
-        for _ in 0..MAX_FINISHED {
-            let next = jobs.start("default", "hello", 10);
-            jobs.finish(
-                &next.id,
-                Err(JobError {
-                    code: "x".into(),
-                    message: "y".into(),
-                }),
-            );
+/// The code and message of a failed deploy (an internal failure's detail
+/// goes to the log only).
+fn job_error(e: &DeployError) -> JobError {
+    let (code, message) = match e {
+        DeployError::Component(c @ ComponentError::StorageFull(_)) => (c.code(), format!("{c}; try again shortly")),
+        DeployError::Component(c @ ComponentError::Internal(_)) => {
+            tracing::error!(error = %c, "a deploy failed in the host");
+            ("internal", "the deploy failed in the host; see its log".to_owned())
         }
-        assert!(jobs.get("default", &job.id).is_none(), "the oldest finished job went");
+        DeployError::Component(c) => (c.code(), c.to_string()),
+        DeployError::Manifest(m) => ("invalid_manifest", m.clone()),
+        DeployError::Store(s @ StoreError::Unavailable(_)) => ("storage_unavailable", format!("{s}; try again shortly")),
+        DeployError::Store(_) | DeployError::Internal(_) => {
+            tracing::error!(error = %e, "a deploy failed in the host");
+            ("internal", "the deploy failed in the host; see its log".to_owned())
+        }
+    };
+    JobError {
+        code: code.to_owned(),
+        message,
     }
 }

@@ -2,9 +2,10 @@
 //! fields, WebAssembly, a component implementing the world), compiled once,
 //! stored (the bytes as a blob, the version as a row), and registered; and, at
 //! start, every stored version loaded again from the compiled cache. A deploy
-//! may also run in the background, as a [`jobs`] entry its caller polls.
+//! may also run in the background, as a stored job its caller polls
+//! ([`jobs`]).
 
-pub mod jobs;
+mod jobs;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use crate::config::{Config, HostLimits, McpConfig};
 use crate::digest::sha256_hex;
 use crate::llm::Llm;
 use crate::manifest::Manifest;
-use crate::record::{Agent, AgentVersion};
+use crate::record::{Agent, AgentVersion, DeployJob, Deployed};
 use crate::registry::{Registry, Version};
 use crate::runtime::Runtime;
 use crate::runtime::component::{ComponentError, check_header};
@@ -24,7 +25,6 @@ use crate::store::{AgentStore, Backend, BlobStore, StoreError, Stores};
 use crate::tools::mcp::McpClient;
 use crate::{ids, time};
 
-pub use self::jobs::{DeployJob, DeployJobs, Deployed, JobError, JobStatus};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
@@ -52,8 +52,8 @@ pub struct Deployer {
     allow_private: bool,
     /// One deploy at a time picks version numbers.
     lock: Mutex<()>,
-    /// Deploys made in the background.
-    pub jobs: DeployJobs,
+    /// The deploys made in the background that compile here now.
+    compiling: jobs::Compiling,
 }
 
 impl Deployer {
@@ -76,7 +76,7 @@ impl Deployer {
             mcp: config.mcp.clone(),
             allow_private: config.tools.allow_private_addresses,
             lock: Mutex::new(()),
-            jobs: DeployJobs::default(),
+            compiling: jobs::Compiling::default(),
         }
     }
 
@@ -190,6 +190,18 @@ impl Deployer {
     /// Returns the agent, the version, and warnings about it (models only the
     /// offline provider answers, or none does).
     pub async fn deploy(&self, workspace: &str, manifest: Manifest, bytes: Bytes) -> Result<Deployed, DeployError> {
+        self.deploy_as(workspace, manifest, bytes, None).await
+    }
+
+    /// [`Deployer::deploy`], or a background deploy's `job` (whose component
+    /// is stored already, and whose end is stored with the version).
+    async fn deploy_as(
+        &self,
+        workspace: &str,
+        manifest: Manifest,
+        bytes: Bytes,
+        job: Option<DeployJob>,
+    ) -> Result<Deployed, DeployError> {
         self.check(workspace, &manifest, &bytes)?;
         // On a shared store, what other hosts deployed first: the next
         // version number is counted from theirs.
@@ -200,12 +212,16 @@ impl Deployer {
         let blobs = Arc::clone(&self.blobs);
         let engine = self.runtime.engine_key();
         let verified = self.agents.compiled(&engine).await?;
+        let stored = job.as_ref().map(|j| j.component_hash.clone());
         let (hash, pre, written) = tokio::task::spawn_blocking(move || {
-            let hash = sha256_hex(&bytes);
+            let blob_stored = stored.is_some();
+            let hash = stored.unwrap_or_else(|| sha256_hex(&bytes));
             let prepared = runtime
                 .prepare(&hash, verified.get(&hash).map(String::as_str), || Ok(bytes.to_vec()))
                 .and_then(|(pre, _, written)| {
-                    blobs.put(&hash, &bytes).map_err(|e| stored_error(&e))?;
+                    if !blob_stored {
+                        blobs.put(&hash, &bytes).map_err(|e| stored_error(&e))?;
+                    }
                     Ok((pre, written))
                 });
             let size = bytes.len() as u64;
@@ -253,22 +269,29 @@ impl Deployer {
             created_at: now,
         };
         let prepared = Version::new(version.clone(), pre).map_err(DeployError::Manifest)?;
-        self.agents.deploy(agent.clone(), version.clone()).await?;
-        self.registry.insert(agent.clone(), prepared);
         let models = if version.manifest.models.is_empty() {
             vec!["scripted".to_owned()]
         } else {
             version.manifest.models.to_vec()
         };
         let warnings: Vec<String> = models.iter().filter_map(|m| self.llm.warning_for(m)).collect();
-        for warning in &warnings {
-            tracing::warn!(agent = %agent.name, version = version.version, "{warning}");
-        }
-        Ok(Deployed {
+        let deployed = Deployed {
             agent,
             version,
             warnings,
-        })
+        };
+        let job = job.map(|mut job| {
+            job.end(Ok(deployed.clone()), time::now_ms());
+            job
+        });
+        self.agents
+            .deploy(deployed.agent.clone(), deployed.version.clone(), job)
+            .await?;
+        self.registry.insert(deployed.agent.clone(), prepared);
+        for warning in &deployed.warnings {
+            tracing::warn!(agent = %deployed.agent.name, version = deployed.version.version, "{warning}");
+        }
+        Ok(deployed)
     }
 }
 

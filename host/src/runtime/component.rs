@@ -51,6 +51,22 @@ pub enum ComponentError {
     StorageFull(String),
 }
 
+impl ComponentError {
+    /// The code the API answers this failure with.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ComponentError::NotWasm => "not_wasm",
+            ComponentError::CoreModule => "not_a_component",
+            ComponentError::Invalid(_) => "invalid_component",
+            ComponentError::WrongWorld(_) => "wrong_world",
+            ComponentError::TooCostly(_) => "component_too_costly",
+            ComponentError::Unavailable(_) => "agent_unavailable",
+            ComponentError::StorageFull(_) => "storage_unavailable",
+            ComponentError::Internal(_) => "internal",
+        }
+    }
+}
+
 /// Checks the 8-byte header: `\0asm`, then the component layer (1) rather than a
 /// core module's version 1.
 pub fn check_header(bytes: &[u8]) -> Result<(), ComponentError> {

@@ -36,7 +36,7 @@ pub use self::triggers::{HookStore, ScheduleFilter, ScheduleStore, WebhookStore}
 pub use self::write::{MemoryWrite, Write};
 use crate::events::{Event, EventSink};
 use crate::record::{
-    Agent, AgentSummary, AgentVersion, ApiKey, Artifact, Delivery, Execution, LogLine, Status, Step, Turn,
+    Agent, AgentSummary, AgentVersion, ApiKey, Artifact, Delivery, DeployJob, Execution, LogLine, Status, Step, Turn,
 };
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -51,9 +51,10 @@ pub enum StoreError {
     Write(String),
     #[error("read failed: {0}")]
     Read(String),
-    /// Another host took the execution over (this host's lease ran out): what
-    /// this host would have stored of its end is that host's to store.
-    #[error("another host took execution {0} over")]
+    /// Another host took the execution (or deploy) over (this host's lease
+    /// ran out): what this host would have stored of its end is that host's
+    /// to store.
+    #[error("another host took {0} over")]
     TakenOver(String),
 }
 
@@ -208,17 +209,31 @@ pub trait EventStore: EventSink {
     async fn last_seq(&self, execution_id: &str) -> Result<u64, StoreError>;
 }
 
-/// Deployed agents and their versions, and the digests of their compiled
-/// artifacts.
+/// Deployed agents and their versions, the deploys made in the background,
+/// and the digests of their compiled artifacts.
 #[async_trait]
 pub trait AgentStore: Queue {
-    /// Creates or updates the agent and adds the version.
-    fn deploy(&self, agent: Agent, version: AgentVersion) -> Commit {
+    /// Creates or updates the agent and adds the version; with `job` (a deploy
+    /// made in the background, ended `deployed`), stores its end with them.
+    /// A job another host took over is not this host's to end: the commit
+    /// answers [`StoreError::TakenOver`] and nothing of it is stored.
+    fn deploy(&self, agent: Agent, version: AgentVersion, job: Option<DeployJob>) -> Commit {
         self.queue(Write::Deploy {
             agent,
             version: Box::new(version),
+            job: job.map(Box::new),
         })
     }
+    /// Stores a deploy made in the background as it starts, or as it fails.
+    fn save_deploy_job(&self, job: DeployJob) -> Commit {
+        self.queue(Write::DeployJob(Box::new(job)))
+    }
+    /// A deploy made in the background (with what it deployed).
+    async fn deploy_job(&self, id: &str) -> Result<Option<DeployJob>, StoreError>;
+    /// Deploys still compiling that this host takes, oldest first: with
+    /// `mine`, those it made itself (what a restart resumes); always those of
+    /// hosts whose lease ran out (on a store several hosts share).
+    async fn take_deploy_jobs(&self, mine: bool) -> Result<Vec<DeployJob>, StoreError>;
     async fn agents(&self) -> Result<Vec<Agent>, StoreError>;
     /// Every version of every agent, oldest first.
     async fn versions(&self) -> Result<Vec<AgentVersion>, StoreError>;

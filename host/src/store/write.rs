@@ -6,17 +6,23 @@ use std::sync::Arc;
 
 use crate::events::Event;
 use crate::record::{
-    Agent, AgentVersion, ApiKey, Approval, Artifact, Conversation, Decision, Delivery, Execution, Hook, JournalEntry,
+    Agent, AgentVersion, ApiKey, Approval, Artifact, Conversation, Decision, Delivery, DeployJob, Execution, Hook,
+    JournalEntry,
     MemoryEntry, MemoryStoreInfo, Schedule, Status, Subscription, Turn,
 };
 use crate::store::{FinalRecord, IdempotencyRecord};
 
 pub enum Write {
-    /// Creates or updates the agent row and adds the version.
+    /// Creates or updates the agent row and adds the version; with a deploy
+    /// made in the background, ends its job in the same transaction (left out,
+    /// version and all, when the job is no longer this host's to end).
     Deploy {
         agent: Agent,
         version: Box<AgentVersion>,
+        job: Option<Box<DeployJob>>,
     },
+    /// Creates a deploy made in the background, or ends it (failed).
+    DeployJob(Box<DeployJob>),
     /// Upserts the whole execution row.
     Execution(Box<Execution>),
     /// Upserts the final execution row with the run's log lines, steps and

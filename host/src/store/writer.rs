@@ -16,8 +16,9 @@ use super::{Commit, StorageFailure, StoreError, Write};
 /// Whether the writer thread could make its sink (and if not, why).
 pub type Ready = oneshot::Receiver<Result<(), String>>;
 
-/// Executions whose run writes a batch left out: another host holds their
-/// rows (it took them over, on a store several hosts share).
+/// Executions whose run writes a batch left out, and deploys whose end it
+/// left out: another host holds their rows (it took them over, on a store
+/// several hosts share).
 pub type Dropped = std::collections::HashSet<String>;
 
 /// What the writer thread needs of a backend's write connection.
@@ -240,11 +241,12 @@ pub fn commit_batch(sink: &mut impl Sink, batch: &mut Vec<(Write, Option<Ack>)>)
     Ok(())
 }
 
-/// What a committed batch answers a write: an execution's end that was left
-/// out (another host holds the execution) is not stored.
+/// What a committed batch answers a write: an execution's end, or a
+/// deploy's, that was left out (another host holds it) is not stored.
 fn answer(write: &Write, dropped: &Dropped) -> Result<(), StoreError> {
     match write {
         Write::Finish(f) if dropped.contains(&f.execution.id) => Err(StoreError::TakenOver(f.execution.id.clone())),
+        Write::Deploy { job: Some(job), .. } if dropped.contains(&job.id) => Err(StoreError::TakenOver(job.id.clone())),
         _ => Ok(()),
     }
 }

@@ -6,6 +6,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::conversations;
+use super::deploys;
 use super::durable;
 use super::outbox;
 use super::sql::{self, Tx};
@@ -25,7 +26,7 @@ pub fn apply(tx: &mut Tx<'_>, host: &str, writes: &[&Write]) -> anyhow::Result<H
             last.insert(id, i);
         }
     }
-    let (taken, waiting) = taken_by_others(tx, host, writes)?;
+    let (mut taken, waiting) = taken_by_others(tx, host, writes)?;
     let mut chunks = Chunks::default();
     for (i, w) in writes.iter().enumerate() {
         if let Some(id) = run_of(w)
@@ -38,7 +39,14 @@ pub fn apply(tx: &mut Tx<'_>, host: &str, writes: &[&Write]) -> anyhow::Result<H
             continue;
         }
         match w {
-            Write::Deploy { agent, version } => deploy(tx, agent, version)?,
+            Write::Deploy { agent, version, job } => match job {
+                Some(job) if !deploys::end_deployed(tx, host, job)? => {
+                    tracing::warn!(deploy = %job.id, "another host took this deploy over: its version is not added here");
+                    taken.insert(job.id.clone());
+                }
+                _ => deploy(tx, agent, version)?,
+            },
+            Write::DeployJob(job) => deploys::save(tx, host, job)?,
             Write::Execution(e) => {
                 if last.get(e.id.as_str()) == Some(&i) {
                     upsert_execution(tx, host, e)?;
@@ -462,6 +470,10 @@ fn sweep(tx: &mut Tx<'_>, before: i64) -> anyhow::Result<()> {
         .iter()
         .map(|r| r.try_get::<_, String>(0))
         .collect::<Result<Vec<_>, _>>()?;
+    let failed = deploys::sweep(tx, before)?;
+    if !failed.is_empty() {
+        drop_unused_blobs(tx, &failed)?;
+    }
     if ids.is_empty() {
         return Ok(());
     }
@@ -486,13 +498,20 @@ fn sweep(tx: &mut Tx<'_>, before: i64) -> anyhow::Result<()> {
         tx.execute(statement, &[&ids])?;
     }
     if !hashes.is_empty() {
-        tx.execute(
-            "DELETE FROM blobs WHERE hash = ANY($1)
-               AND NOT EXISTS (SELECT 1 FROM artifacts WHERE sha256 = blobs.hash)
-               AND NOT EXISTS (SELECT 1 FROM agent_versions WHERE component_hash = blobs.hash)",
-            &[&hashes],
-        )?;
+        drop_unused_blobs(tx, &hashes)?;
     }
     tracing::info!(executions = ids.len(), "retention sweep deleted finished executions");
     Ok(())
+}
+
+/// Deletes those of `hashes`' blobs that nothing refers to any more: no
+/// artifact, no version, no deploy still compiling.
+fn drop_unused_blobs(tx: &mut Tx<'_>, hashes: &[String]) -> anyhow::Result<()> {
+    tx.execute(
+        "DELETE FROM blobs WHERE hash = ANY($1)
+           AND NOT EXISTS (SELECT 1 FROM artifacts WHERE sha256 = blobs.hash)
+           AND NOT EXISTS (SELECT 1 FROM agent_versions WHERE component_hash = blobs.hash)
+           AND NOT EXISTS (SELECT 1 FROM deploys WHERE component_hash = blobs.hash AND status <> 'failed')",
+        &[&hashes],
+    )
 }

@@ -39,7 +39,7 @@ pub fn free(e: &str) -> String {
 }
 
 /// Whether the host that holds the executions row `e` let its lease run out.
-fn lapsed(e: &str) -> String {
+pub(super) fn lapsed(e: &str) -> String {
     format!("NOT EXISTS (SELECT 1 FROM hosts h WHERE h.id = {e}.owner AND h.expires_at >= {NOW})")
 }
 

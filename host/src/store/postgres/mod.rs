@@ -9,6 +9,7 @@ mod apply;
 mod blobs;
 mod claims;
 mod conversations;
+mod deploys;
 mod durable;
 mod hints;
 mod holds;

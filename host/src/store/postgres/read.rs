@@ -252,26 +252,29 @@ pub async fn agents(c: &Reader) -> anyhow::Result<Vec<Agent>> {
 pub async fn versions(c: &Reader) -> anyhow::Result<Vec<AgentVersion>> {
     let rows = c
         .query(
-            "SELECT id, agent_id, version, label, manifest, limits, component_hash, component_size, created_at
-             FROM agent_versions ORDER BY agent_id, version",
+            &format!("SELECT {VERSION_COLUMNS} FROM agent_versions ORDER BY agent_id, version"),
             &[],
         )
         .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(AgentVersion {
-                id: r.try_get(0)?,
-                agent_id: r.try_get(1)?,
-                version: sql::u32_at(r, 2)?,
-                label: r.try_get(3)?,
-                manifest: serde_json::from_str(r.try_get::<_, &str>(4)?)?,
-                limits: serde_json::from_str(r.try_get::<_, &str>(5)?)?,
-                component_hash: r.try_get(6)?,
-                component_size: sql::u64_at(r, 7)?,
-                created_at: r.try_get(8)?,
-            })
-        })
-        .collect()
+    rows.iter().map(version_from_row).collect()
+}
+
+/// The columns [`version_from_row`] reads.
+pub(super) const VERSION_COLUMNS: &str =
+    "id, agent_id, version, label, manifest, limits, component_hash, component_size, created_at";
+
+pub(super) fn version_from_row(r: &Row) -> anyhow::Result<AgentVersion> {
+    Ok(AgentVersion {
+        id: r.try_get(0)?,
+        agent_id: r.try_get(1)?,
+        version: sql::u32_at(r, 2)?,
+        label: r.try_get(3)?,
+        manifest: serde_json::from_str(r.try_get::<_, &str>(4)?)?,
+        limits: serde_json::from_str(r.try_get::<_, &str>(5)?)?,
+        component_hash: r.try_get(6)?,
+        component_size: sql::u64_at(r, 7)?,
+        created_at: r.try_get(8)?,
+    })
 }
 
 /// The recorded digests of an engine's compiled artifacts, by component hash.

@@ -326,6 +326,30 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX executions_waiting ON executions (priority DESC, created_at, id)
         WHERE owner IS NULL AND status IN ('pending', 'queued') AND conversation_id IS NULL;
     "#,
+    // 4: deploys made in the background, kept across restarts and seen from
+    // every host; the host compiling each (a restart resumes its own, and
+    // those of hosts whose lease ran out are taken over).
+    r#"
+    CREATE TABLE deploys (
+        id TEXT COLLATE "C" PRIMARY KEY,
+        workspace TEXT NOT NULL,
+        agent_name TEXT NOT NULL,
+        status TEXT NOT NULL,
+        component_hash TEXT COLLATE "C" NOT NULL,
+        component_bytes BIGINT NOT NULL,
+        manifest TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        ended_at BIGINT,
+        version_id TEXT COLLATE "C",
+        warnings TEXT,
+        error_code TEXT,
+        error_message TEXT,
+        owner TEXT COLLATE "C"
+    );
+    CREATE INDEX deploys_compiling ON deploys (created_at) WHERE status = 'compiling';
+    CREATE INDEX deploys_ended ON deploys (ended_at) WHERE ended_at IS NOT NULL;
+    CREATE INDEX deploys_component ON deploys (component_hash);
+    "#,
 ];
 
 /// Brings the database up to the newest schema: one transaction per

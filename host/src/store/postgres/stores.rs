@@ -1,6 +1,6 @@
-//! The store traits' reads on Postgres, for executions, events, agents, API
-//! keys, the kv tool and idempotency keys: each a query on a pooled
-//! connection. Writes are the traits' own (queued [`Write`]s); events are
+//! The store traits' reads on Postgres, for executions, events, agents and
+//! their deploys, API keys, the kv tool and idempotency keys: each a query on
+//! a pooled connection. Writes are the traits' own (queued [`Write`]s); events are
 //! appended here, to the same queue.
 
 use std::collections::HashMap;
@@ -8,9 +8,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{PgStore, hosts, read, read_error, summary};
+use super::{PgStore, deploys, hosts, read, read_error, summary};
 use crate::events::{Event, EventSink};
-use crate::record::{Agent, AgentSummary, AgentVersion, ApiKey, Artifact, Execution, LogLine, Status, Step};
+use crate::record::{
+    Agent, AgentSummary, AgentVersion, ApiKey, Artifact, DeployJob, Execution, LogLine, Status, Step,
+};
 use crate::store::{
     AgentStore, EventBudget, EventStore, ExecutionFilter, ExecutionStore, KeyStore, KvStore, StoreError, Write,
     serialize,
@@ -124,6 +126,16 @@ impl AgentStore for PgStore {
     async fn compiled(&self, engine: &str) -> Result<HashMap<String, String>, StoreError> {
         let c = self.reader().await?;
         read::compiled(&c, engine).await.map_err(read_error)
+    }
+
+    async fn deploy_job(&self, id: &str) -> Result<Option<DeployJob>, StoreError> {
+        let c = self.reader().await?;
+        deploys::get(&c, id).await.map_err(read_error)
+    }
+
+    async fn take_deploy_jobs(&self, mine: bool) -> Result<Vec<DeployJob>, StoreError> {
+        let c = self.reader().await?;
+        deploys::take(&c, &self.host, mine).await.map_err(read_error)
     }
 }
 

@@ -9,6 +9,7 @@ use std::sync::atomic::AtomicI64;
 use rusqlite::{Connection, ErrorCode, Transaction, params};
 
 use super::conversations;
+use super::deploys;
 use super::durable;
 use super::outbox;
 use super::triggers;
@@ -71,7 +72,13 @@ fn apply(conn: &mut Connection, blobs: &dyn BlobStore, writes: &[&Write]) -> any
     let tx = conn.transaction()?;
     for (i, w) in writes.iter().enumerate() {
         match w {
-            Write::Deploy { agent, version } => deploy(&tx, agent, version)?,
+            Write::Deploy { agent, version, job } => {
+                deploy(&tx, agent, version)?;
+                if let Some(job) = job {
+                    deploys::save(&tx, job)?;
+                }
+            }
+            Write::DeployJob(job) => deploys::save(&tx, job)?,
             Write::Execution(e) => {
                 if last.get(e.id.as_str()) == Some(&i) {
                     upsert_execution(&tx, e)?;
@@ -399,13 +406,15 @@ fn sweep(tx: &Transaction<'_>, blobs: &dyn BlobStore, before: i64) -> anyhow::Re
             tx.prepare_cached(sql)?.execute([id])?;
         }
     }
+    hashes.extend(deploys::sweep(tx, before)?);
     hashes.sort();
     hashes.dedup();
     for hash in hashes {
         let used: i64 = tx
             .prepare_cached(
                 "SELECT (SELECT count(*) FROM artifacts WHERE sha256 = ?1)
-                  + (SELECT count(*) FROM agent_versions WHERE component_hash = ?1)",
+                  + (SELECT count(*) FROM agent_versions WHERE component_hash = ?1)
+                  + (SELECT count(*) FROM deploys WHERE component_hash = ?1 AND status <> 'failed')",
             )?
             .query_row([&hash], |r| r.get(0))?;
         if used == 0 {

@@ -9,6 +9,7 @@
 mod apply;
 mod checkpoint;
 mod conversations;
+mod deploys;
 mod durable;
 mod outbox;
 mod read;

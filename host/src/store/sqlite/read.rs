@@ -241,7 +241,7 @@ pub fn steps(conn: &Connection, id: &str) -> anyhow::Result<Vec<Step>> {
     Ok(rows)
 }
 
-fn agent_from_row(r: &Row<'_>) -> rusqlite::Result<Agent> {
+pub(super) fn agent_from_row(r: &Row<'_>) -> rusqlite::Result<Agent> {
     Ok(Agent {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -263,39 +263,33 @@ pub fn agents(conn: &Connection) -> anyhow::Result<Vec<Agent>> {
 
 /// Every version of every agent, oldest first (what a restart loads).
 pub fn versions(conn: &Connection) -> anyhow::Result<Vec<AgentVersion>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, agent_id, version, label, manifest, limits, component_hash, component_size, created_at
-         FROM agent_versions ORDER BY agent_id, version",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, u32>(2)?,
-            r.get::<_, Option<String>>(3)?,
-            r.get::<_, String>(4)?,
-            r.get::<_, String>(5)?,
-            r.get::<_, String>(6)?,
-            r.get::<_, i64>(7)?,
-            r.get::<_, i64>(8)?,
-        ))
-    })?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {VERSION_COLUMNS} FROM agent_versions ORDER BY agent_id, version"
+    ))?;
+    let mut rows = stmt.query([])?;
     let mut out = Vec::new();
-    for row in rows {
-        let (id, agent_id, version, label, manifest, limits, component_hash, size, created_at) = row?;
-        out.push(AgentVersion {
-            id,
-            agent_id,
-            version,
-            label,
-            manifest: serde_json::from_str(&manifest)?,
-            limits: serde_json::from_str(&limits)?,
-            component_hash,
-            component_size: size as u64,
-            created_at,
-        });
+    while let Some(row) = rows.next()? {
+        out.push(version_from_row(row)?);
     }
     Ok(out)
+}
+
+/// The columns [`version_from_row`] reads.
+pub(super) const VERSION_COLUMNS: &str =
+    "id, agent_id, version, label, manifest, limits, component_hash, component_size, created_at";
+
+pub(super) fn version_from_row(r: &Row<'_>) -> anyhow::Result<AgentVersion> {
+    Ok(AgentVersion {
+        id: r.get(0)?,
+        agent_id: r.get(1)?,
+        version: r.get(2)?,
+        label: r.get(3)?,
+        manifest: serde_json::from_str(&r.get::<_, String>(4)?)?,
+        limits: serde_json::from_str(&r.get::<_, String>(5)?)?,
+        component_hash: r.get(6)?,
+        component_size: r.get::<_, i64>(7)? as u64,
+        created_at: r.get(8)?,
+    })
 }
 
 /// The recorded digests of an engine's compiled artifacts, by component hash.

@@ -365,6 +365,27 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE executions ADD COLUMN trace_parent TEXT;
     ALTER TABLE executions ADD COLUMN model TEXT;
     "#,
+    // 17: deploys made in the background, kept across restarts (a restart
+    // resumes those still compiling).
+    r#"
+    CREATE TABLE deploys (
+        id TEXT PRIMARY KEY,
+        workspace TEXT NOT NULL,
+        agent_name TEXT NOT NULL,
+        status TEXT NOT NULL,
+        component_hash TEXT NOT NULL,
+        component_bytes INTEGER NOT NULL,
+        manifest TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        ended_at INTEGER,
+        version_id TEXT,
+        warnings TEXT,
+        error_code TEXT,
+        error_message TEXT
+    ) WITHOUT ROWID;
+    CREATE INDEX deploys_compiling ON deploys (created_at) WHERE status = 'compiling';
+    CREATE INDEX deploys_ended ON deploys (ended_at) WHERE ended_at IS NOT NULL;
+    "#,
 ];
 
 /// Connection settings every connection gets.

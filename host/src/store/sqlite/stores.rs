@@ -6,9 +6,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{SqliteStore, read, summary};
+use super::{SqliteStore, deploys, read, summary};
 use crate::events::{Event, EventSink};
-use crate::record::{Agent, AgentSummary, AgentVersion, ApiKey, Artifact, Execution, LogLine, Status, Step};
+use crate::record::{
+    Agent, AgentSummary, AgentVersion, ApiKey, Artifact, DeployJob, Execution, LogLine, Status, Step,
+};
 use crate::store::Write;
 use crate::store::{
     AgentStore, Backend, EventBudget, EventStore, ExecutionFilter, ExecutionStore, IdempotencyRecord, IdempotencyStore,
@@ -104,6 +106,18 @@ impl AgentStore for SqliteStore {
     async fn compiled(&self, engine: &str) -> Result<HashMap<String, String>, StoreError> {
         let engine = engine.to_owned();
         self.query(move |c| read::compiled(c, &engine)).await
+    }
+
+    async fn deploy_job(&self, id: &str) -> Result<Option<DeployJob>, StoreError> {
+        let id = id.to_owned();
+        self.query(move |c| deploys::get(c, &id)).await
+    }
+
+    async fn take_deploy_jobs(&self, mine: bool) -> Result<Vec<DeployJob>, StoreError> {
+        if !mine {
+            return Ok(Vec::new());
+        }
+        self.query(deploys::compiling).await
     }
 }
 

@@ -30,7 +30,7 @@ fn open(dir: &std::path::Path) -> SqliteSink {
 }
 
 fn execution(id: &str, status: Status) -> Execution {
-    let Write::Deploy { agent, version } = deploy(1) else {
+    let Write::Deploy { agent, version, .. } = deploy(1) else {
         unreachable!("deploy makes a deploy")
     };
     Execution {
@@ -62,6 +62,7 @@ fn deploy(version: u32) -> Write {
             component_size: 1,
             created_at: 1,
         }),
+        job: None,
     }
 }
 
