@@ -241,18 +241,11 @@ async fn requests_and_tool_calls_share_the_runs_cap() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_durable_run_resumed_is_answered_from_its_journal() {
-    let (base, hits) = origin().await;
-    let (server, _tmp) = host(true).await;
-    let agent = deployed(&server, "python", json!({ "allowed_hosts": ["127.0.0.1"] })).await;
-    let url = format!("{base}/echo");
-    // A POST with a body: its start is stored before it is sent, and on replay
-    // the guest writes its body again, to no one.
-    let input = json!({ "url": url, "method": "POST", "body": "once", "confirm": true });
-    let id = start_async(&server, &agent, input).await;
-    poll(&server, &id, |e| e["status"] == "awaiting_approval").await;
-    assert_eq!(hits.load(Ordering::SeqCst), 1);
+/// Starts a durable run of the fetch agent that waits for an approval once
+/// its request is answered, and waits until it is unloaded; its id.
+async fn waiting_after_a_request(server: &Server, agent: &str, input: &Value) -> String {
+    let id = start_async(server, agent, input.clone()).await;
+    poll(server, &id, |e| e["status"] == "awaiting_approval").await;
     // Past its grace the run is unloaded; approving resumes it by replay.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     while server.get("/admin/health").await.1["executions"]["running"] != 0 {
@@ -262,16 +255,37 @@ async fn a_durable_run_resumed_is_answered_from_its_journal() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let (_, page) = server.get("/v1/approvals?status=pending").await;
+    id
+}
+
+/// Approves the run's pending request and waits for its end.
+async fn approve_and_end(server: &Server, id: &str) -> Value {
+    let (_, page) = server
+        .get(&format!("/v1/approvals?status=pending&execution_id={id}"))
+        .await;
     let approval = page["data"][0]["id"].as_str().unwrap().to_owned();
     let (status, decided) = server
         .post_json(&format!("/v1/approvals/{approval}/approve"), &json!({}))
         .await;
     assert_eq!(status, StatusCode::OK, "{decided}");
-    let done = poll(&server, &id, |e| {
+    poll(server, id, |e| {
         !matches!(e["status"].as_str(), Some("awaiting_approval" | "running" | "queued"))
     })
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_run_resumed_is_answered_from_its_journal() {
+    let (base, hits) = origin().await;
+    let (server, tmp) = host(true).await;
+    let agent = deployed(&server, "python", json!({ "allowed_hosts": ["127.0.0.1"] })).await;
+    let url = format!("{base}/echo");
+    // A POST with a body: its start is stored before it is sent, and on replay
+    // the guest writes its body again, to no one.
+    let input = json!({ "url": url, "method": "POST", "body": "once", "confirm": true });
+    let id = waiting_after_a_request(&server, &agent, &input).await;
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    let done = approve_and_end(&server, &id).await;
     assert_eq!(done["status"], "completed", "{done}");
     // The request was sent once: the replay read its answer from the journal.
     assert_eq!(done["output"]["json"]["hits"], 1, "{done}");
@@ -284,5 +298,33 @@ async fn a_durable_run_resumed_is_answered_from_its_journal() {
         .filter(|c| c["name"] == "http")
         .collect();
     assert_eq!(calls.len(), 1, "{done}");
+
+    // A replay whose request is not its earlier life's (its headers or body:
+    // here the journal's digest of them is altered, as a guest that went
+    // astray would differ) is not answered from the journal: the run ends
+    // `replay_divergence`, and nothing is sent again.
+    let id = waiting_after_a_request(&server, &agent, &input).await;
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+    let db = rusqlite::Connection::open(tmp.path().join("warden.db")).unwrap();
+    let altered = db
+        .execute(
+            "UPDATE journal SET data = json_set(data, '$.request', 'another') \
+             WHERE execution_id = ?1 AND kind = 'tool' AND json_extract(data, '$.request') IS NOT NULL",
+            [&id],
+        )
+        .unwrap();
+    assert_eq!(altered, 1, "the request's journal entry keeps a digest of it");
+    drop(db);
+    let done = approve_and_end(&server, &id).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["error"]["code"], "replay_divergence", "{done}");
+    assert!(
+        done["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("other headers or another body"),
+        "{done}"
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
     server.stop().await;
 }

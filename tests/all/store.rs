@@ -520,7 +520,10 @@ async fn agents(s: Stores) {
         .unwrap();
     a.latest_version = 2;
     a.description = "newer".into();
-    s.agents.deploy(a, version("ver_2", "agt_a", 2, "h2"), None).await.unwrap();
+    s.agents
+        .deploy(a, version("ver_2", "agt_a", 2, "h2"), None)
+        .await
+        .unwrap();
     let agents = s.agents.agents().await.unwrap();
     assert_eq!(agents.len(), 1);
     assert_eq!((agents[0].latest_version, agents[0].description.as_str()), (2, "newer"));
@@ -569,14 +572,20 @@ async fn deploy_jobs(s: Stores) {
     let first = s.agents.deploy_job("dep_1").await.unwrap().expect("stored");
     assert_eq!(first.status, JobStatus::Compiling);
     assert_eq!((first.workspace.as_str(), first.agent_name.as_str()), ("w1", "x"));
-    assert_eq!((first.component_hash.as_str(), first.component_bytes), (good.as_str(), 4));
+    assert_eq!(
+        (first.component_hash.as_str(), first.component_bytes),
+        (good.as_str(), 4)
+    );
     assert_eq!(first.manifest, r#"{"name":"x"}"#, "the manifest as it was sent");
     assert!(first.ended_at.is_none() && first.deployed.is_none() && first.error.is_none());
     assert!(s.agents.deploy_job("dep_nope").await.unwrap().is_none());
     // What a restart resumes: what still compiles, oldest first. Nothing is
     // another host's.
     let taken = s.agents.take_deploy_jobs(true).await.unwrap();
-    assert_eq!(taken.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(), ["dep_1", "dep_2"]);
+    assert_eq!(
+        taken.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
+        ["dep_1", "dep_2"]
+    );
     assert!(s.agents.take_deploy_jobs(false).await.unwrap().is_empty());
 
     // Deployed: the job ends with its version, in one write.
@@ -593,7 +602,10 @@ async fn deploy_jobs(s: Stores) {
     assert_eq!(got.status, JobStatus::Deployed);
     assert_eq!((got.ended_at, got.elapsed_ms), (Some(50), 40));
     let outcome = got.deployed.expect("what it deployed");
-    assert_eq!((outcome.agent.id.as_str(), outcome.version.id.as_str()), ("agt_a", "ver_1"));
+    assert_eq!(
+        (outcome.agent.id.as_str(), outcome.version.id.as_str()),
+        ("agt_a", "ver_1")
+    );
     assert_eq!(outcome.version.component_hash, good);
     assert_eq!(outcome.warnings, ["a warning"]);
     assert_eq!(s.agents.versions().await.unwrap().len(), 1);
@@ -612,7 +624,10 @@ async fn deploy_jobs(s: Stores) {
     let error = got.error.expect("why");
     assert_eq!((error.code.as_str(), error.message.as_str()), ("wrong_world", "no"));
     assert!(got.deployed.is_none());
-    assert!(s.agents.take_deploy_jobs(true).await.unwrap().is_empty(), "none compiles");
+    assert!(
+        s.agents.take_deploy_jobs(true).await.unwrap().is_empty(),
+        "none compiles"
+    );
 
     // The sweep takes ended jobs, and a failed one's component nothing else
     // refers to; one still compiling and its component stay.

@@ -16,9 +16,9 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::ApiQuery;
 use crate::app::App;
 use crate::auth::Caller;
-use crate::record::{DeployJob, Deployed};
 use crate::manifest::Manifest;
 use crate::record::{Agent, AgentSummary, AgentVersion};
+use crate::record::{DeployJob, Deployed};
 use crate::registry::Entry;
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -125,11 +125,15 @@ pub async fn deploy_job(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<DeployJob>, ApiError> {
-    app.deployer.job(&caller.workspace, &id).await?.map(Json).ok_or_else(|| {
-        ApiError::NotFound(format!(
-            "no deploy {id:?} in this workspace (ended ones are kept as long as executions are)"
-        ))
-    })
+    app.deployer
+        .job(&caller.workspace, &id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "no deploy {id:?} in this workspace (ended ones are kept as long as executions are)"
+            ))
+        })
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

@@ -95,9 +95,7 @@ impl Deployer {
             Some(job) => Some(job),
             None => self.agents.deploy_job(id).await?,
         };
-        Ok(job
-            .filter(|j| j.workspace == workspace)
-            .map(|j| j.at(time::now_ms())))
+        Ok(job.filter(|j| j.workspace == workspace).map(|j| j.at(time::now_ms())))
     }
 
     /// Resumes the jobs still compiling that this host takes (with `mine`,
@@ -121,7 +119,9 @@ impl Deployer {
                     Ok(Ok(bytes)) => Bytes::from(bytes),
                     Ok(Err(e)) => {
                         let error = format!("its component cannot be read again after the restart ({e}); deploy again");
-                        deployer.fail(job, DeployError::Component(ComponentError::Unavailable(error))).await;
+                        deployer
+                            .fail(job, DeployError::Component(ComponentError::Unavailable(error)))
+                            .await;
                         continue;
                     }
                     Err(e) => {
@@ -148,9 +148,11 @@ impl Deployer {
                 deployer.deploy_as(&workspace, manifest, bytes, Some(job)).await
             })
         };
-        let outcome = deploying
-            .await
-            .unwrap_or_else(|e| Err(DeployError::Internal(anyhow::anyhow!("the deploy failed in the host: {e}"))));
+        let outcome = deploying.await.unwrap_or_else(|e| {
+            Err(DeployError::Internal(anyhow::anyhow!(
+                "the deploy failed in the host: {e}"
+            )))
+        });
         match outcome {
             Ok(_) => self.compiling.end(&job.id),
             Err(DeployError::Store(StoreError::TakenOver(_))) => {
@@ -184,7 +186,9 @@ fn job_error(e: &DeployError) -> JobError {
         }
         DeployError::Component(c) => (c.code(), c.to_string()),
         DeployError::Manifest(m) => ("invalid_manifest", m.clone()),
-        DeployError::Store(s @ StoreError::Unavailable(_)) => ("storage_unavailable", format!("{s}; try again shortly")),
+        DeployError::Store(s @ StoreError::Unavailable(_)) => {
+            ("storage_unavailable", format!("{s}; try again shortly"))
+        }
         DeployError::Store(_) | DeployError::Internal(_) => {
             tracing::error!(error = %e, "a deploy failed in the host");
             ("internal", "the deploy failed in the host; see its log".to_owned())

@@ -25,7 +25,6 @@ use crate::store::{AgentStore, Backend, BlobStore, StoreError, Stores};
 use crate::tools::mcp::McpClient;
 use crate::{ids, time};
 
-
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
     #[error(transparent)]

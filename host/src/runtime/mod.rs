@@ -258,6 +258,20 @@ impl Runtime {
         };
         let suspended = store.data().suspending
             && matches!(&result, Err(e) if e.code == SUSPENDED && e.source == ErrorSource::Host);
+        // A journal or storage failure a `wasi:http` request met ends the run
+        // (the guest was only told of an error); it came first, before what
+        // the guest did after it (such as ending before its journal did).
+        let result = match (store.data().http_grant.stopped(), &result) {
+            (Some(stop), Ok(_))
+            | (
+                Some(stop),
+                Err(ExecError {
+                    source: ErrorSource::Agent,
+                    ..
+                }),
+            ) => Err(ExecError::host(stop.code, stop.message)),
+            _ => result,
+        };
         // A replay that went astray where it could not say so (a clock
         // reading), or ended before its journal did, fails as diverged.
         let result = match (&store.data().journal, &result) {
@@ -272,19 +286,6 @@ impl Runtime {
                 Some(stop) => Err(ExecError::host(stop.code, stop.message)),
                 None => result,
             },
-            _ => result,
-        };
-        // A journal or storage failure a `wasi:http` request met ends the run
-        // (the guest was only told of an error).
-        let result = match (store.data().http_grant.stopped(), &result) {
-            (Some(stop), Ok(_))
-            | (
-                Some(stop),
-                Err(ExecError {
-                    source: ErrorSource::Agent,
-                    ..
-                }),
-            ) => Err(ExecError::host(stop.code, stop.message)),
             _ => result,
         };
         let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));

@@ -7,8 +7,7 @@ use std::sync::Arc;
 use crate::events::Event;
 use crate::record::{
     Agent, AgentVersion, ApiKey, Approval, Artifact, Conversation, Decision, Delivery, DeployJob, Execution, Hook,
-    JournalEntry,
-    MemoryEntry, MemoryStoreInfo, Schedule, Status, Subscription, Turn,
+    JournalEntry, MemoryEntry, MemoryStoreInfo, Schedule, Status, Subscription, Turn,
 };
 use crate::store::{FinalRecord, IdempotencyRecord};
 

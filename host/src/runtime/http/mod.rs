@@ -8,8 +8,10 @@
 //!
 //! In a durable run each request is journaled like a tool call: its start is
 //! numbered when the guest makes it (stored before it is sent, unless its
-//! method is safe), and its whole response (capped as always) is kept, so a
-//! replay answers it from the journal without sending it again; a request that
+//! method is safe), and its whole response (capped as always) is kept with a
+//! digest of its headers and body, so a replay answers it from the journal
+//! without sending it again (a request other than its earlier life's, by
+//! method, URL, headers or body, ends the run `replay_divergence`); one that
 //! was under way when the host died is sent again when its method is safe, and
 //! ends the run `unfinished_write` otherwise (it may have acted). A journal or
 //! storage failure ends the run too (see [`HttpGrant::stopped`]).
@@ -23,12 +25,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
+use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use serde_json::{Value, json};
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
 use self::ledger::Ledger;
-use self::stored::{Stored, answer};
+use self::stored::{Stored, answer, request_digest};
 pub use self::stored::{code, header_pairs};
 use super::Stop;
 use super::capture::RunRecord;
@@ -269,8 +272,8 @@ impl HttpGrant {
                     (Err(Failure::Http(code, why)), 0)
                 }
                 Plan::Replayed(stored) => {
-                    drain(request).await;
-                    (answer(stored.result), stored.duration_ms)
+                    let duration_ms = stored.duration_ms;
+                    (replay(request, stored).await, duration_ms)
                 }
                 Plan::Stopped(stop) => {
                     drain(request).await;
@@ -364,7 +367,8 @@ async fn live(
         commit,
     }) = journaled
     else {
-        return send(tools, effects, ctx, request, options).await;
+        let (parts, body) = read_body(request).await?;
+        return send(tools, effects, ctx, parts, body, options).await;
     };
     match commit {
         Some((commit, true)) => {
@@ -378,7 +382,14 @@ async fn live(
         Some((commit, false)) => commit.detach(),
         None => {}
     }
-    let result = match send(tools, effects, ctx, request, options).await {
+    let (sent, request) = match read_body(request).await {
+        Ok((parts, body)) => {
+            let digest = request_digest(&parts.headers, &body);
+            (send(tools, effects, ctx, parts, body, options).await, Some(digest))
+        }
+        Err(failure) => (Err(failure), None),
+    };
+    let result = match sent {
         Ok(response) => Stored::read(response).await,
         Err(Failure::Http(e, message)) => Err((code(&e).to_owned(), message)),
         Err(stop) => return Err(stop),
@@ -386,6 +397,7 @@ async fn live(
     let stored = Stored {
         duration_ms: began.elapsed().as_millis() as u64,
         result,
+        request,
     };
     let data = serde_json::to_string(&stored).unwrap_or_default();
     if let Err(stop) = journal.record(JournalKind::Tool, &fingerprint, Some(seq), data) {
@@ -394,27 +406,52 @@ async fn live(
     answer(stored.result)
 }
 
-/// Reads the request body (capped), has the run's start stored, and sends.
+/// A journaled request on replay: its body is read as the guest writes it
+/// again, and (when its earlier life kept a digest) it must be the request
+/// journaled, headers and body; its answer is the journaled one.
+async fn replay(request: http::Request<WasiBody>, stored: Stored) -> Sent {
+    let read = read_body(request).await;
+    if let (Some(journaled), Ok((parts, body))) = (&stored.request, &read)
+        && request_digest(&parts.headers, body) != *journaled
+    {
+        return Err(Failure::Stop(Stop {
+            code: "replay_divergence",
+            message: format!(
+                "the agent's http {} request to {} has other headers or another body than in its earlier life",
+                parts.method,
+                recorded_url(&parts.uri)
+            ),
+        }));
+    }
+    answer(stored.result)
+}
+
+/// Reads a request's body whole (capped).
+async fn read_body(request: http::Request<WasiBody>) -> Result<(http::request::Parts, Bytes), Failure> {
+    let (parts, body) = request.into_parts();
+    match Limited::new(body, MAX_REQUEST_BYTES).collect().await {
+        Ok(body) => Ok((parts, body.to_bytes())),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            let message = format!("the request body is over {MAX_REQUEST_BYTES} bytes");
+            Err(Failure::Http(HttpError::HttpRequestBodySize(None), message))
+        }
+        Err(e) => {
+            let message = format!("reading the request body: {e}");
+            Err(Failure::Http(HttpError::HttpRequestDenied, message))
+        }
+    }
+}
+
+/// Has the run's start stored, and sends a request whose body is read.
 async fn send(
     tools: &dyn ToolHost,
     effects: &dyn Effects,
     ctx: &ToolCtx,
-    request: http::Request<WasiBody>,
+    parts: http::request::Parts,
+    body: Bytes,
     options: Option<RequestOptions>,
 ) -> Sent {
-    let (parts, body) = request.into_parts();
     let host = parts.uri.host().unwrap_or_default().to_owned();
-    let body = match Limited::new(body, MAX_REQUEST_BYTES).collect().await {
-        Ok(body) => body.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            let message = format!("the request body is over {MAX_REQUEST_BYTES} bytes");
-            return Err(Failure::Http(HttpError::HttpRequestBodySize(None), message));
-        }
-        Err(e) => {
-            let message = format!("reading the request body: {e}");
-            return Err(Failure::Http(HttpError::HttpRequestDenied, message));
-        }
-    };
     if let Err(e) = effects.before_effect(Reach::Outside).await {
         return Err(Failure::Stop(Stop {
             code: "storage_unavailable",

@@ -11,11 +11,27 @@ use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
 use super::Failure;
 
-/// A request's response (or failure) as the journal keeps it.
+/// A request's response (or failure) as the journal keeps it, with a digest
+/// of the request's headers and body (what a replay's request must match;
+/// entries journaled before it was kept have none).
 #[derive(Serialize, Deserialize)]
 pub struct Stored {
     pub duration_ms: u64,
     pub result: Result<StoredResponse, (String, String)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+}
+
+/// A digest of a request's headers (in the order the guest set them) and
+/// body; its method and URL are in the journal entry's fingerprint.
+pub fn request_digest(headers: &http::HeaderMap, body: &[u8]) -> String {
+    let mut parts: Vec<&[u8]> = Vec::with_capacity(headers.len() * 2 + 1);
+    for (name, value) in headers {
+        parts.push(name.as_str().as_bytes());
+        parts.push(value.as_bytes());
+    }
+    parts.push(body);
+    crate::runtime::journal::fingerprint(&parts)
 }
 
 #[derive(Serialize, Deserialize)]

@@ -10,9 +10,7 @@ use async_trait::async_trait;
 
 use super::{PgStore, deploys, hosts, read, read_error, summary};
 use crate::events::{Event, EventSink};
-use crate::record::{
-    Agent, AgentSummary, AgentVersion, ApiKey, Artifact, DeployJob, Execution, LogLine, Status, Step,
-};
+use crate::record::{Agent, AgentSummary, AgentVersion, ApiKey, Artifact, DeployJob, Execution, LogLine, Status, Step};
 use crate::store::{
     AgentStore, EventBudget, EventStore, ExecutionFilter, ExecutionStore, KeyStore, KvStore, StoreError, Write,
     serialize,

@@ -8,9 +8,7 @@ use async_trait::async_trait;
 
 use super::{SqliteStore, deploys, read, summary};
 use crate::events::{Event, EventSink};
-use crate::record::{
-    Agent, AgentSummary, AgentVersion, ApiKey, Artifact, DeployJob, Execution, LogLine, Status, Step,
-};
+use crate::record::{Agent, AgentSummary, AgentVersion, ApiKey, Artifact, DeployJob, Execution, LogLine, Status, Step};
 use crate::store::Write;
 use crate::store::{
     AgentStore, Backend, EventBudget, EventStore, ExecutionFilter, ExecutionStore, IdempotencyRecord, IdempotencyStore,
