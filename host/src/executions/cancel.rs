@@ -143,8 +143,15 @@ impl Executions {
         let ending = self.lifecycle.end(&mut execution, events, End::Cancelled(error), None);
         let stored = ending.settle().await;
         if let Err(StoreError::TakenOver(_)) = stored {
-            // Another host holds it now: marked, that host ends it.
+            // Another host holds it now: marked, that host ends it, and
+            // whoever waits here hears that end.
+            if let Some(done) = done
+                && !self.scheduler.refollow(&id, &execution.agent_id, done)
+            {
+                tracing::warn!(execution = %id, "live here again while its cancel was under way");
+            }
             self.store.set_status(&id, from, Status::CancelRequested).await?;
+            self.wake_claims();
             return Ok(Cancel::Requested);
         }
         let execution = Arc::new(execution);

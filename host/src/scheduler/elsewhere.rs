@@ -101,6 +101,26 @@ impl<J: Job, O> Scheduler<J, O> {
         Some(live.done)
     }
 
+    /// Follows again a job taken out of this host's queue (to be ended here)
+    /// that another host holds now: whoever waits on `done` hears the end
+    /// that host stores. Whether it is followed (not when it is live here
+    /// again meanwhile).
+    pub fn refollow(&self, id: &str, agent_id: &str, done: Done<O>) -> bool {
+        let mut inner = self.lock();
+        if inner.live.contains_key(id) {
+            return false;
+        }
+        inner.live.insert(
+            id.to_owned(),
+            Live {
+                agent_id: agent_id.to_owned(),
+                state: LiveState::Elsewhere { counted: false },
+                done,
+            },
+        );
+        true
+    }
+
     /// How many more jobs this host has room to claim: its cap, less what
     /// runs and what waits in its own queue.
     pub fn room(&self) -> usize {

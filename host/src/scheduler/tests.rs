@@ -215,3 +215,30 @@ fn a_job_another_host_took_over_is_stopped_and_followed() {
     assert_eq!(s.load(), (0, 0));
     assert!(!s.surrender("b"));
 }
+
+#[test]
+fn a_job_taken_out_to_be_cancelled_that_another_host_holds_is_followed_again() {
+    let s: Scheduler<T, u32> = Scheduler::new(1, 4);
+    let _running = s.queue(s.reserve().unwrap(), job("a", "x", 50, 1), false);
+    let _started = s.dispatch();
+    let waiting = s.queue(s.reserve().unwrap(), job("b", "x", 50, 1), false);
+    let Cancel::Dequeued { done, .. } = s.cancel("b") else {
+        panic!("b waited in the queue");
+    };
+    assert_eq!(s.load(), (1, 0));
+    // Its end could not be stored here (another host holds it): whoever
+    // waits hears the end that host stores, and it takes no place here.
+    assert!(s.refollow("b", "x", done));
+    assert!(s.is_elsewhere("b"));
+    assert_eq!(s.elsewhere(), [("b".to_owned(), true)]);
+    assert_eq!(s.load(), (1, 0));
+    s.announce("b", Some(5));
+    assert_eq!(*waiting.borrow(), Some(5));
+    assert!(!s.is_elsewhere("b"));
+    // Not when it is live here again.
+    let again = s.queue(s.reserve().unwrap(), job("c", "x", 50, 1), false);
+    let (other, _) = tokio::sync::watch::channel(None);
+    assert!(!s.refollow("c", "x", other));
+    s.announce("c", Some(6));
+    assert_eq!(*again.borrow(), Some(6));
+}
