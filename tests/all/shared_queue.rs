@@ -427,3 +427,52 @@ async fn a_background_deploy_is_seen_from_every_host_and_taken_over_when_its_hos
     }
     b.sigkill();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_waiting_in_memory_for_a_decision_holds_its_slot_on_every_host() {
+    let cluster = PgCluster::start();
+    cluster.psql("CREATE DATABASE warden").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let config = shared_config(tmp.path(), &cluster, "");
+    let args = ["--config", config.to_str().unwrap()];
+    let a = Warden::start_with(&tmp.path().join("a"), &args);
+    let b = Warden::start_with(&tmp.path().join("b"), &args);
+    let (on_a, on_b) = (a.client(), b.client());
+    // Not durable: a run waiting for a decision stays in its host's memory.
+    on_b.deploy(
+        "ledger",
+        json!({ "name": "one-at-a-time", "durable": false, "max_concurrency": 1 }),
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while on_a.get("/v1/agents/one-at-a-time").await.0 != StatusCode::OK {
+        assert!(tokio::time::Instant::now() < deadline, "A never loaded what B deployed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let first = start_async(&on_a, "one-at-a-time", json!({ "approve": "First?" })).await;
+    let waiting = poll(&on_a, &first, |e| e["status"] == "awaiting_approval").await;
+    // The other host does not take the agent's one slot meanwhile.
+    let second = start_async(&on_b, "one-at-a-time", json!({})).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, meanwhile) = on_b.get(&format!("/v1/executions/{second}")).await;
+    assert_eq!(meanwhile["status"], "queued", "{meanwhile} while {waiting} waits");
+    // Decided (on the other host): the first ends, then the second runs.
+    let (_, page) = on_b
+        .get(&format!("/v1/approvals?status=pending&execution_id={first}"))
+        .await;
+    let approval = page["data"][0]["id"].as_str().unwrap().to_owned();
+    let (status, decided) = on_b
+        .post_json(&format!("/v1/approvals/{approval}/approve"), &json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{decided}");
+    let first = poll(&on_a, &first, ended).await;
+    assert_eq!(first["status"], "completed", "{first}");
+    let second = poll(&on_b, &second, ended).await;
+    assert_eq!(second["status"], "completed", "{second}");
+    assert!(
+        second["started_at"].as_str().unwrap() >= first["completed_at"].as_str().unwrap(),
+        "{second} started before {first} ended"
+    );
+    a.sigkill();
+    b.sigkill();
+}

@@ -179,8 +179,10 @@ async fn wait_for_run(
     let abort = task.abort_handle();
     let ended = match crate::runtime::within(bound, &pauses, task).await {
         Ok(Ok(RunEnd::Unloaded(execution))) => {
-            // Waiting for a decision, unloaded: its slot is free, and whoever
-            // waits for its end hears it waits.
+            // Waiting for a decision, unloaded: its slot is free (here, and
+            // for other hosts once the release is stored), and whoever waits
+            // for its end hears it waits.
+            this.store.release(&id).detach();
             this.launch(this.scheduler.finished(&agent_id));
             this.wake_claims();
             this.ended_here(&id);

@@ -138,6 +138,12 @@ pub trait ExecutionStore: Queue + Claims {
             started_at,
         })
     }
+    /// A run waiting for a decision was unloaded: no host holds it any more
+    /// (on a store several hosts share, where one held in memory counts
+    /// against its agent's slots).
+    fn release(&self, id: &str) -> Commit {
+        self.queue(Write::Release(id.to_owned()))
+    }
     /// Records that `retried_by` retries execution `id`.
     fn link_retry(&self, id: &str, retried_by: &str) -> Commit {
         self.queue(Write::LinkRetry {

@@ -56,6 +56,9 @@ pub enum Write {
         id: String,
         started_at: i64,
     },
+    /// A run waiting for a decision, unloaded: held by no host any more (on
+    /// a store several hosts share; nothing to do on a store of one).
+    Release(String),
     /// Records that `retried_by` retries execution `id`.
     LinkRetry {
         id: String,

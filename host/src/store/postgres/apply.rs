@@ -115,6 +115,13 @@ pub fn apply(tx: &mut Tx<'_>, host: &str, writes: &[&Write]) -> anyhow::Result<H
                     &[id, started_at, &host],
                 )?;
             }
+            Write::Release(id) => {
+                tx.execute(
+                    "UPDATE executions SET owner = NULL
+                     WHERE id = $1 AND owner = $2 AND status = 'awaiting_approval'",
+                    &[id, &host],
+                )?;
+            }
             Write::LinkRetry { id, retried_by } => {
                 tx.execute("UPDATE executions SET retried_by = $1 WHERE id = $2", &[retried_by, id])?;
             }

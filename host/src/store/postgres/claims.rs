@@ -2,7 +2,8 @@
 //! `queued` record committed); a host with room claims a batch in one
 //! transaction: under one advisory lock (so that two hosts never both fill
 //! an agent's last slot), it counts each agent's runs and claims across the
-//! hosts, reads the best waiting rows of the agents with room, and takes
+//! hosts (a run waiting for a decision counts while its host holds it in
+//! memory: its row keeps that host as `owner` until it is unloaded), reads the best waiting rows of the agents with room, and takes
 //! those rows not locked by another writer (`FOR UPDATE SKIP LOCKED`).
 //! A conversation's turns are not in it: the host that accepted them runs them,
 //! in order.
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
+use super::hosts::lapsed;
 use super::read::{EXECUTION_COLUMNS, executions_from_rows};
 use super::{PgStore, read_error};
 use crate::record::{Execution, Status};
@@ -189,13 +191,19 @@ async fn claim(
            AND e.agent_version_id = ANY($4)
          ORDER BY e.priority DESC, e.created_at, e.id LIMIT $3"
     );
+    let busy_sql = format!(
+        "SELECT agent_id, count(*) FROM (
+            SELECT agent_id FROM executions
+             WHERE owner IS NOT NULL AND owner <> $1 AND status IN ('pending', 'queued', 'running', 'cancel_requested')
+            UNION ALL
+            SELECT e.agent_id FROM executions e
+             WHERE e.owner IS NOT NULL AND e.owner <> $1 AND e.status = 'awaiting_approval' AND NOT {lapsed}
+         ) busy GROUP BY agent_id",
+        lapsed = lapsed("e")
+    );
     let (lock, others, best) = futures_util::try_join!(
         tx.prepare_cached("SELECT pg_advisory_xact_lock($1)"),
-        tx.prepare_cached(
-            "SELECT agent_id, count(*) FROM executions
-             WHERE owner IS NOT NULL AND owner <> $1 AND status IN ('pending', 'queued', 'running', 'cancel_requested')
-             GROUP BY agent_id"
-        ),
+        tx.prepare_cached(&busy_sql),
         tx.prepare_cached(&best_sql),
     )?;
     let lock_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&CLAIM_LOCK];

@@ -350,6 +350,14 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX deploys_ended ON deploys (ended_at) WHERE ended_at IS NOT NULL;
     CREATE INDEX deploys_component ON deploys (component_hash);
     "#,
+    // 5: a run waiting for a decision keeps its host as owner only while the
+    // host holds it in memory (unloaded, it is nobody's), so that other hosts
+    // count its slot meanwhile.
+    r#"
+    UPDATE executions SET owner = NULL WHERE status = 'awaiting_approval';
+    CREATE INDEX executions_held_waits ON executions (owner)
+        WHERE status = 'awaiting_approval' AND owner IS NOT NULL;
+    "#,
 ];
 
 /// Brings the database up to the newest schema: one transaction per

@@ -138,6 +138,8 @@ fn apply(conn: &mut Connection, blobs: &dyn BlobStore, writes: &[&Write]) -> any
                 )?
                 .execute(params![id, started_at])?;
             }
+            // One host: nobody else counts its slots.
+            Write::Release(_) => {}
             Write::LinkRetry { id, retried_by } => {
                 tx.prepare_cached("UPDATE executions SET retried_by = ?1 WHERE id = ?2")?
                     .execute(params![retried_by, id])?;
