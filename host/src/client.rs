@@ -87,10 +87,25 @@ impl Client {
         let id = job["id"].as_str().context("the server's deploy has no id")?.to_owned();
         let name = job["agent_name"].as_str().unwrap_or_default().to_owned();
         let show = std::io::stderr().is_terminal();
+        let mut answered = std::time::Instant::now();
         loop {
-            let job = self.get(&format!("/v1/deploys/{id}"), &[]).await.with_context(|| {
-                format!("following deploy {id} (if the host is restarting, it goes on with the deploy: `GET /v1/deploys/{id}` shows it once the host is back)")
-            })?;
+            // The deploy is stored: a host restarting meanwhile goes on with
+            // it, so a failing poll is tried again for a while.
+            let job = match self.get(&format!("/v1/deploys/{id}"), &[]).await {
+                Ok(job) => {
+                    answered = std::time::Instant::now();
+                    job
+                }
+                Err(e) if transient(&e) && answered.elapsed() < FOLLOW_PATIENCE => {
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    continue;
+                }
+                Err(e) => {
+                    return Err(e.context(format!(
+                        "following deploy {id} (the host goes on with it: `GET /v1/deploys/{id}` shows it once the host answers)"
+                    )));
+                }
+            };
             match job["status"].as_str() {
                 Some("deployed") => {
                     if show {
@@ -244,4 +259,14 @@ async fn read_events(
         }
     }
     bail!("the stream ended before the execution did")
+}
+
+/// How long `warden deploy` goes on following a deploy the host does not
+/// answer for (a restart: the deploy is stored, and made when it is back).
+const FOLLOW_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Whether a failed request may succeed later: the server out of reach (it
+/// may be restarting) or failing for now (`5xx`).
+fn transient(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| cause.downcast_ref::<reqwest::Error>().is_some()) || e.to_string().starts_with('5')
 }

@@ -91,8 +91,8 @@ enum Plan {
     Refused(HttpError, String),
     /// The run ends.
     Stopped(Stop),
-    /// From the journal.
-    Replayed(Stored),
+    /// From the journal (which a request other than the journaled one fails).
+    Replayed(Stored, Arc<RunJournal>),
     /// Sent, and journaled when the run is durable (`true`: sent again, its
     /// start announced in the run's earlier life).
     Live(Option<Journaled>, bool),
@@ -195,7 +195,7 @@ impl HttpGrant {
             Err(stop) => return Plan::Stopped(stop),
             Ok(Some(Replayed::Done(data))) => {
                 return match serde_json::from_str(&data) {
-                    Ok(stored) => Plan::Replayed(stored),
+                    Ok(stored) => Plan::Replayed(stored, Arc::clone(journal)),
                     Err(e) => Plan::Stopped(Stop::damaged_journal("http request", &e)),
                 };
             }
@@ -271,9 +271,9 @@ impl HttpGrant {
                     drain(request).await;
                     (Err(Failure::Http(code, why)), 0)
                 }
-                Plan::Replayed(stored) => {
+                Plan::Replayed(stored, journal) => {
                     let duration_ms = stored.duration_ms;
-                    (replay(request, stored).await, duration_ms)
+                    (replay(request, stored, &journal).await, duration_ms)
                 }
                 Plan::Stopped(stop) => {
                     drain(request).await;
@@ -408,20 +408,23 @@ async fn live(
 
 /// A journaled request on replay: its body is read as the guest writes it
 /// again, and (when its earlier life kept a digest) it must be the request
-/// journaled, headers and body; its answer is the journaled one.
-async fn replay(request: http::Request<WasiBody>, stored: Stored) -> Sent {
+/// journaled, headers and body; its answer is the journaled one. Another
+/// request fails the journal: the run makes no call after it.
+async fn replay(request: http::Request<WasiBody>, stored: Stored, journal: &RunJournal) -> Sent {
     let read = read_body(request).await;
     if let (Some(journaled), Ok((parts, body))) = (&stored.request, &read)
         && request_digest(&parts.headers, body) != *journaled
     {
-        return Err(Failure::Stop(Stop {
+        let stop = Stop {
             code: "replay_divergence",
             message: format!(
                 "the agent's http {} request to {} has other headers or another body than in its earlier life",
                 parts.method,
                 recorded_url(&parts.uri)
             ),
-        }));
+        };
+        journal.diverged(stop.clone());
+        return Err(Failure::Stop(stop));
     }
     answer(stored.result)
 }

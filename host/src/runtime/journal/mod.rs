@@ -185,6 +185,13 @@ impl RunJournal {
         })
     }
 
+    /// A divergence its caller found in what a journaled call answered (a
+    /// replayed request other than its earlier life's): every call from now
+    /// on fails with it (the first one found stands).
+    pub fn diverged(&self, stop: Stop) {
+        self.lock().failed.get_or_insert(stop);
+    }
+
     /// The next journaled call, when it answers this one: `what` names the call
     /// for a divergence's message.
     pub fn take(&self, kind: JournalKind, fingerprint: &str, what: &str) -> Result<Option<Replayed>, Stop> {

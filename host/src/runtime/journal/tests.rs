@@ -110,6 +110,36 @@ async fn a_replay_answers_in_order_and_catches_a_divergence() {
     assert_eq!(stop.code, "replay_divergence");
     assert!(stop.message.contains("a call of model \"m\""), "{}", stop.message);
     assert_eq!(astray.failure(true).unwrap().code, "replay_divergence");
+
+    // A divergence a caller found in what it was answered (a replayed request
+    // other than its earlier life's) fails every call after it, live ones too.
+    let answered = journal(&store, earlier_again(&store), 100);
+    WallClock(Arc::clone(&answered)).now();
+    answered.diverged(Stop {
+        code: "replay_divergence",
+        message: "another request".into(),
+    });
+    let stop = answered
+        .take(JournalKind::Tool, &fingerprint(&[b"kv"]), "tool kv")
+        .err()
+        .unwrap();
+    assert_eq!(stop.message, "another request");
+    assert!(
+        answered.begin(JournalKind::Tool, "y", "{}".into()).is_err(),
+        "nothing live after it"
+    );
+}
+
+/// What a store kept, one entry per number (the last of each).
+fn earlier_again(store: &Kept) -> Vec<JournalEntry> {
+    let mut earlier = store.0.lock().unwrap().clone();
+    earlier.dedup_by(|b, a| {
+        a.seq == b.seq && {
+            *a = b.clone();
+            true
+        }
+    });
+    earlier
 }
 
 #[test]

@@ -11,14 +11,16 @@ use crate::record::{DeployJob, Deployed, JobError, JobStatus};
 const COLUMNS: &str = "id, workspace, agent_name, status, component_hash, component_bytes, manifest, created_at,
     ended_at, version_id, warnings, error_code, error_message";
 
-/// Creates the job's row, or stores how it ended.
+/// Creates the job's row, or stores how it ended (once: an ended job stays
+/// as it ended).
 pub fn save(tx: &Transaction<'_>, job: &DeployJob) -> anyhow::Result<()> {
     let deployed = job.deployed.as_ref();
     tx.prepare_cached(&format!(
         "INSERT INTO deploys ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
          ON CONFLICT (id) DO UPDATE SET status = excluded.status, ended_at = excluded.ended_at,
             version_id = excluded.version_id, warnings = excluded.warnings,
-            error_code = excluded.error_code, error_message = excluded.error_message"
+            error_code = excluded.error_code, error_message = excluded.error_message
+         WHERE deploys.status = 'compiling'"
     ))?
     .execute(params![
         job.id,

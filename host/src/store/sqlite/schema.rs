@@ -385,6 +385,7 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX deploys_compiling ON deploys (created_at) WHERE status = 'compiling';
     CREATE INDEX deploys_ended ON deploys (ended_at) WHERE ended_at IS NOT NULL;
+    CREATE INDEX deploys_component ON deploys (component_hash);
     "#,
 ];
 
