@@ -476,3 +476,57 @@ async fn a_run_waiting_in_memory_for_a_decision_holds_its_slot_on_every_host() {
     a.sigkill();
     b.sigkill();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_unloaded_while_it_waits_is_resumed_by_the_host_that_decides() {
+    let cluster = PgCluster::start();
+    cluster.psql("CREATE DATABASE warden").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let config = shared_config(tmp.path(), &cluster, "[durability]\napproval_grace_ms = 200");
+    let args = ["--config", config.to_str().unwrap()];
+    let (dir_a, dir_b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let a = Warden::start_with(&dir_a, &args);
+    let b = Warden::start_with(&dir_b, &args);
+    let (on_a, on_b) = (a.client(), b.client());
+    on_a.deploy("ledger", json!({ "max_concurrency": 1 })).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while on_b.get("/v1/agents/ledger").await.0 != StatusCode::OK {
+        assert!(tokio::time::Instant::now() < deadline, "B never loaded what A deployed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let id = start_async(&on_a, "ledger", json!({ "approve": "Go on?" })).await;
+    poll(&on_a, &id, |e| e["status"] == "awaiting_approval").await;
+    // Past its grace A unloads it: nobody's, and its slot free everywhere.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while rows(
+        &cluster,
+        &format!("SELECT owner IS NULL FROM executions WHERE id = '{id}'"),
+    ) != [["t"]]
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "A never released the run it unloaded"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let other = start_async(&on_b, "ledger", json!({})).await;
+    assert_eq!(poll(&on_b, &other, ended).await["status"], "completed");
+    // Decided on B: B takes it and resumes it at once; it ends once.
+    let (_, page) = on_b
+        .get(&format!("/v1/approvals?status=pending&execution_id={id}"))
+        .await;
+    let approval = page["data"][0]["id"].as_str().unwrap().to_owned();
+    let (status, decided) = on_b
+        .post_json(&format!("/v1/approvals/{approval}/approve"), &json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{decided}");
+    let done = poll(&on_a, &id, ended).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(
+        rows(&cluster, &format!("SELECT owner FROM executions WHERE id = '{id}'")),
+        [[host_id(&dir_b)]],
+        "the deciding host resumed it"
+    );
+    a.sigkill();
+    b.sigkill();
+}

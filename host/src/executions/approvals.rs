@@ -253,7 +253,15 @@ impl Executions {
                     if matches!(execution.status, Status::AwaitingApproval | Status::CancelRequested)
                         && !self.not_durable(&execution.agent_version_id) =>
                 {
-                    self.requeue(execution, true).await;
+                    // Unloaded, it is nobody's: one host takes it to resume
+                    // it (others deciding, or looking, at once leave it).
+                    match self.store.take_to_resume(id).await {
+                        Ok(true) => self.requeue(execution, true).await,
+                        Ok(false) => {}
+                        Err(e) => {
+                            tracing::error!(execution = %id, error = %e, "could not take an execution to resume it")
+                        }
+                    }
                 }
                 Ok(_) => {}
                 Err(e) => tracing::error!(execution = %id, error = %e, "could not read an execution to resume it"),

@@ -117,6 +117,12 @@ impl Executions {
         for execution in claimed {
             self.queue_claimed(execution).await;
         }
+        if self.is_draining() {
+            // The drain began while these were queued, and may have given
+            // back what was queued before them: these go back too.
+            self.give_back().await;
+            return Ok((0, room));
+        }
         self.launch(self.scheduler.dispatch());
         Ok((n, room))
     }

@@ -73,6 +73,14 @@ pub trait Claims: Send + Sync {
     async fn claim_one(&self, _id: &str) -> Result<Option<Execution>, StoreError> {
         Ok(None)
     }
+    /// Takes an execution that waited for a decision (or was asked to
+    /// cancel meanwhile) to resume it here: whether this host holds it now.
+    /// One host at a time: taken while nobody holds it (it was unloaded),
+    /// this host does, or its host's lease ran out. (Always, on a store of
+    /// one host.)
+    async fn take_to_resume(&self, _id: &str) -> Result<bool, StoreError> {
+        Ok(true)
+    }
     /// Where these executions are now.
     async fn whereabouts(&self, _ids: &[String]) -> Result<Whereabouts, StoreError> {
         Ok(Whereabouts::default())

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
-use super::hosts::lapsed;
+use super::hosts::{free, lapsed};
 use super::read::{EXECUTION_COLUMNS, executions_from_rows};
 use super::{PgStore, read_error};
 use crate::record::{Execution, Status};
@@ -85,6 +85,18 @@ impl Claims for PgStore {
             format!("UPDATE executions e SET owner = $1 WHERE e.id = $2 AND {WAITING} RETURNING {EXECUTION_COLUMNS}");
         let rows = c.query(&sql, &[&self.host, &id]).await.map_err(read_error)?;
         Ok(executions_from_rows(&rows).map_err(read_error)?.pop())
+    }
+
+    async fn take_to_resume(&self, id: &str) -> Result<bool, StoreError> {
+        let c = self.reader().await?;
+        let sql = format!(
+            "UPDATE executions e SET owner = $1
+             WHERE e.id = $2 AND e.status IN ('awaiting_approval', 'cancel_requested') AND {}
+             RETURNING e.id",
+            free("e")
+        );
+        let taken = c.query_opt(&sql, &[&self.host, &id]).await.map_err(read_error)?;
+        Ok(taken.is_some())
     }
 
     async fn taken_over(&self, ids: &[String]) -> Result<Vec<String>, StoreError> {

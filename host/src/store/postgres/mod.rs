@@ -21,6 +21,7 @@ mod schema;
 mod sql;
 mod stores;
 mod summary;
+mod sweep;
 mod tls;
 mod triggers;
 
