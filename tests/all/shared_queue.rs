@@ -473,7 +473,17 @@ async fn a_run_waiting_in_memory_for_a_decision_holds_its_slot_on_every_host() {
         second["started_at"].as_str().unwrap() >= first["completed_at"].as_str().unwrap(),
         "{second} started before {first} ended"
     );
+
+    // A dies with another run waiting in its memory: once its lease ran out,
+    // the run ends `host_restart` (it cannot go on), and its slot is free.
+    let lost = start_async(&on_a, "one-at-a-time", json!({ "approve": "Lost?" })).await;
+    poll(&on_a, &lost, |e| e["status"] == "awaiting_approval").await;
+    let next = start_async(&on_b, "one-at-a-time", json!({})).await;
     a.sigkill();
+    let lost = poll(&on_b, &lost, ended).await;
+    assert_eq!(lost["status"], "failed", "{lost}");
+    assert_eq!(lost["error"]["code"], "host_restart", "{lost}");
+    assert_eq!(poll(&on_b, &next, ended).await["status"], "completed");
     b.sigkill();
 }
 

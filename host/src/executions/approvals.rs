@@ -247,15 +247,18 @@ impl Executions {
                 true
             }
         };
-        if self.scheduler.watch(id).is_none() && !elsewhere {
+        // A host shutting down starts nothing more; on a shared store, one
+        // that cannot run the version leaves it to a host that can.
+        if self.scheduler.watch(id).is_none() && !elsewhere && !(self.shares_queue() && self.is_draining()) {
             match self.store.get(id).await {
                 Ok(Some(execution))
                     if matches!(execution.status, Status::AwaitingApproval | Status::CancelRequested)
-                        && !self.not_durable(&execution.agent_version_id) =>
+                        && !self.not_durable(&execution.agent_version_id)
+                        && (!self.shares_queue() || self.runnable(&execution.agent_version_id)) =>
                 {
                     // Unloaded, it is nobody's: one host takes it to resume
                     // it (others deciding, or looking, at once leave it).
-                    match self.store.take_to_resume(id).await {
+                    match self.store.take_waiting(id).await {
                         Ok(true) => self.requeue(execution, true).await,
                         Ok(false) => {}
                         Err(e) => {
@@ -330,25 +333,46 @@ impl Executions {
     /// while nobody resumed them resume.
     pub(super) async fn resume_answered(self: &Arc<Self>) -> anyhow::Result<()> {
         for (id, version) in self.approvals.waiting().await? {
-            if !self.not_durable(&version) {
-                continue;
-            }
-            if let Some(mut execution) = self.store.get(&id).await? {
-                let error = crate::record::ExecError::host(
-                    "host_restart",
-                    "the host restarted while this execution (of an agent that is not durable) waited for an approval",
-                );
-                let events = self.lifecycle.reopen(&execution).await;
-                let end = super::lifecycle::End::Failed(error);
-                match self.lifecycle.end(&mut execution, &events, end, None).settle().await {
-                    // Another host holds it now: its end is that host's.
-                    Err(e @ StoreError::TakenOver(_)) => tracing::warn!(execution = %id, error = %e, "not ended here"),
-                    ended => ended?,
-                }
+            if self.not_durable(&version) {
+                let why =
+                    "the host restarted while this execution (of an agent that is not durable) waited for an approval";
+                self.end_lost_wait(&id, why).await?;
             }
         }
+        // What this host held in memory as it waited is nobody's now.
+        self.store.release_waiting().await?;
         for id in self.approvals.answered_waiting().await? {
             self.resume(&id).await;
+        }
+        Ok(())
+    }
+
+    /// On a store several hosts share: runs of agents that are not durable
+    /// that a host whose lease ran out held in memory as they waited for a
+    /// decision end `host_restart` (taken by one host first). Durable ones
+    /// are resumed by whichever host decides.
+    pub(super) async fn end_stopped_waits(self: &Arc<Self>) -> anyhow::Result<()> {
+        for (id, version) in self.approvals.waiting_of_stopped_hosts().await? {
+            if self.not_durable(&version) && self.store.take_waiting(&id).await? {
+                let why = "the host that held this execution (of an agent that is not durable) in memory while it \
+                           waited for an approval stopped";
+                self.end_lost_wait(&id, why).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends a run that waited in a host's memory, lost with it.
+    async fn end_lost_wait(&self, id: &str, why: &str) -> anyhow::Result<()> {
+        if let Some(mut execution) = self.store.get(id).await? {
+            let error = crate::record::ExecError::host("host_restart", why);
+            let events = self.lifecycle.reopen(&execution).await;
+            let end = super::lifecycle::End::Failed(error);
+            match self.lifecycle.end(&mut execution, &events, end, None).settle().await {
+                // Another host holds it now: its end is that host's.
+                Err(e @ StoreError::TakenOver(_)) => tracing::warn!(execution = %id, error = %e, "not ended here"),
+                ended => ended?,
+            }
         }
         Ok(())
     }
@@ -369,6 +393,11 @@ impl Executions {
             self.resume(&id).await;
         }
         Ok(())
+    }
+
+    /// Whether this host has a version loaded and can run it.
+    fn runnable(&self, version_id: &str) -> bool {
+        self.registry.version(version_id).is_some_and(|(_, v)| v.pre.is_ok())
     }
 
     /// Whether a version's runs keep no journal (and so cannot be resumed).

@@ -41,6 +41,7 @@ impl Executions {
         }
         self.take_up(orphans, "the host running this execution stopped (its lease ran out)")
             .await?;
+        self.end_stopped_waits().await?;
         Ok(n)
     }
 

@@ -182,13 +182,13 @@ async fn wait_for_run(
             // Waiting for a decision, unloaded: its slot is free (here, and
             // for other hosts once the release is stored), and whoever waits
             // for its end hears it waits.
-            // (Stored before a decision may resume it: after the release,
-            // the host that resumes it takes it first.)
+            this.launch(this.scheduler.finished(&agent_id));
+            this.wake_claims();
+            // Stored before this host looks for a decision (after the
+            // release, the host that resumes it takes it first).
             if let Err(e) = this.store.release(&id).await {
                 tracing::warn!(execution = %id, error = %e, "could not release a run unloaded while it waits");
             }
-            this.launch(this.scheduler.finished(&agent_id));
-            this.wake_claims();
             this.ended_here(&id);
             this.lifecycle.unload(&id);
             this.scheduler.announce(&id, Some(Arc::new(execution)));

@@ -73,12 +73,18 @@ pub trait Claims: Send + Sync {
     async fn claim_one(&self, _id: &str) -> Result<Option<Execution>, StoreError> {
         Ok(None)
     }
+    /// After a restart: the runs this host held in memory as they waited for
+    /// a decision are nobody's now (any host may resume them once decided).
+    async fn release_waiting(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Takes an execution that waited for a decision (or was asked to
-    /// cancel meanwhile) to resume it here: whether this host holds it now.
+    /// cancel meanwhile) to resume it here, or to end it: whether this host
+    /// holds it now.
     /// One host at a time: taken while nobody holds it (it was unloaded),
     /// this host does, or its host's lease ran out. (Always, on a store of
     /// one host.)
-    async fn take_to_resume(&self, _id: &str) -> Result<bool, StoreError> {
+    async fn take_waiting(&self, _id: &str) -> Result<bool, StoreError> {
         Ok(true)
     }
     /// Where these executions are now.
@@ -89,7 +95,7 @@ pub trait Claims: Send + Sync {
     /// another host took over (this host's lease ran out meanwhile), whether
     /// it still runs them or ended them; those that went back to the shared
     /// queue and wait unclaimed are this host's again. (One waiting for a
-    /// decision, being resumed here, is not another host's.)
+    /// decision that another host took to resume is that host's.)
     async fn taken_over(&self, _ids: &[String]) -> Result<Vec<String>, StoreError> {
         Ok(Vec::new())
     }

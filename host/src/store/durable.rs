@@ -65,4 +65,10 @@ pub trait ApprovalStore: Queue {
     async fn answered_waiting(&self) -> Result<Vec<String>, StoreError>;
     /// Every execution `awaiting_approval`: its id and its version's id.
     async fn waiting(&self) -> Result<Vec<(String, String)>, StoreError>;
+    /// Executions `awaiting_approval` that a host whose lease ran out held
+    /// (on a store several hosts share; none on a store of one host): id
+    /// and version id.
+    async fn waiting_of_stopped_hosts(&self) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(Vec::new())
+    }
 }

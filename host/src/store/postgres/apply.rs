@@ -101,11 +101,12 @@ pub fn apply(tx: &mut Tx<'_>, host: &str, writes: &[&Write]) -> anyhow::Result<H
             }
             Write::Sweep { before } => sweep::sweep(tx, *before)?,
             // A run that goes on (resumed after a decision) is the resuming
-            // host's from then on.
+            // host's, which took it first: not a host whose lease ran out
+            // meanwhile, and another took it.
             Write::Status { id, from, to } => {
                 tx.execute(
                     "UPDATE executions SET status = $1, owner = CASE WHEN $1 = 'running' THEN $4 ELSE owner END
-                     WHERE id = $2 AND status = $3",
+                     WHERE id = $2 AND status = $3 AND ($1 <> 'running' OR owner IS NULL OR owner = $4)",
                     &[&to.as_str(), id, &from.as_str(), &host],
                 )?;
             }
@@ -276,7 +277,7 @@ fn is_waiting_record(w: &Write) -> bool {
 /// (this host's lease ran out meanwhile), and those back in the shared
 /// queue: a run's writes from here are dropped (but for its waiting record).
 /// Their rows stay locked until the batch commits, so no takeover slips in
-/// between. (A run this batch resumes becomes this host's.)
+/// between. (A run resumed here was taken by this host before it resumed.)
 fn taken_by_others(
     tx: &mut Tx<'_>,
     host: &str,
@@ -303,22 +304,12 @@ fn taken_by_others(
             taken.insert(id);
         }
     }
+    // An end decided here of a row back in the shared queue and not claimed
+    // since (a cancel of one waiting here, a run that ended before its start
+    // was stored): stored, as this host's again.
     for w in writes {
-        match w {
-            Write::Status {
-                id,
-                to: crate::record::Status::Running,
-                ..
-            } => {
-                taken.remove(id);
-            }
-            // An end decided here of a row back in the shared queue and not
-            // claimed since (a cancel of one waiting here, a run that ended
-            // before its start was stored): stored, as this host's again.
-            Write::Finish(f) => {
-                waiting.remove(&f.execution.id);
-            }
-            _ => {}
+        if let Write::Finish(f) = w {
+            waiting.remove(&f.execution.id);
         }
     }
     Ok((taken, waiting))

@@ -87,7 +87,18 @@ impl Claims for PgStore {
         Ok(executions_from_rows(&rows).map_err(read_error)?.pop())
     }
 
-    async fn take_to_resume(&self, id: &str) -> Result<bool, StoreError> {
+    async fn release_waiting(&self) -> Result<(), StoreError> {
+        let c = self.reader().await?;
+        c.query(
+            "UPDATE executions SET owner = NULL WHERE owner = $1 AND status = 'awaiting_approval'",
+            &[&self.host],
+        )
+        .await
+        .map_err(read_error)?;
+        Ok(())
+    }
+
+    async fn take_waiting(&self, id: &str) -> Result<bool, StoreError> {
         let c = self.reader().await?;
         let sql = format!(
             "UPDATE executions e SET owner = $1
@@ -114,8 +125,7 @@ impl Claims for PgStore {
         .map_err(read_error)?;
         ids_of(
             &c,
-            "SELECT id FROM executions WHERE id = ANY($2) AND owner IS NOT NULL AND owner <> $1
-               AND status <> 'awaiting_approval'",
+            "SELECT id FROM executions WHERE id = ANY($2) AND owner IS NOT NULL AND owner <> $1",
             &self.host,
             ids,
         )

@@ -250,6 +250,18 @@ pub(super) async fn waiting(c: &Reader, host: &str) -> anyhow::Result<Vec<(Strin
     Ok(found)
 }
 
+/// Every execution `awaiting_approval` that a host whose lease ran out held.
+pub(super) async fn waiting_of_stopped_hosts(c: &Reader, host: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let sql = format!(
+        "SELECT e.id, e.agent_version_id FROM executions e WHERE e.status = 'awaiting_approval'
+           AND e.owner IS NOT NULL AND e.owner <> $1 AND {}
+         ORDER BY e.id",
+        super::hosts::lapsed("e")
+    );
+    let rows = c.query(&sql, &[&host]).await?;
+    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+}
+
 #[async_trait]
 impl JournalStore for PgStore {
     async fn load(&self, execution_id: &str) -> Result<Vec<JournalEntry>, StoreError> {
@@ -296,5 +308,10 @@ impl ApprovalStore for PgStore {
     async fn waiting(&self) -> Result<Vec<(String, String)>, StoreError> {
         let c = self.reader().await?;
         waiting(&c, &self.host).await.map_err(read_error)
+    }
+
+    async fn waiting_of_stopped_hosts(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let c = self.reader().await?;
+        waiting_of_stopped_hosts(&c, &self.host).await.map_err(read_error)
     }
 }

@@ -106,7 +106,7 @@ pub async fn cancels_asked(c: &Reader, host: &str) -> anyhow::Result<Vec<String>
 
 /// Statuses of executions not finished that a host holds in memory (a run
 /// awaiting approval is its host's while that host keeps it in memory, then
-/// nobody's until a host takes it to resume it: see `take_to_resume`).
+/// nobody's until a host takes it to resume it: see `take_waiting`).
 const UNFINISHED: &str = "('pending', 'queued', 'running', 'cancel_requested')";
 
 /// Unfinished executions this host may take, now its own: `mine` includes

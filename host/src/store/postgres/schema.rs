@@ -352,9 +352,12 @@ const MIGRATIONS: &[&str] = &[
     "#,
     // 5: a run waiting for a decision keeps its host as owner only while the
     // host holds it in memory (unloaded, it is nobody's), so that other hosts
-    // count its slot meanwhile.
+    // count its slot meanwhile. Those of stopped hosts are nobody's now (a
+    // running host releases its own as it restarts).
     r#"
-    UPDATE executions SET owner = NULL WHERE status = 'awaiting_approval';
+    UPDATE executions e SET owner = NULL WHERE e.status = 'awaiting_approval'
+        AND NOT EXISTS (SELECT 1 FROM hosts h WHERE h.id = e.owner
+            AND h.expires_at >= (extract(epoch from clock_timestamp()) * 1000)::BIGINT);
     CREATE INDEX executions_held_waits ON executions (owner)
         WHERE status = 'awaiting_approval' AND owner IS NOT NULL;
     "#,
