@@ -2,7 +2,8 @@
 //! makes it (a run through its import, the API, an execute's
 //! `memory.session`): keys and values within their sizes, values JSON the host
 //! accepts, a memory's bytes within its cap (writes to one memory take turns,
-//! so two cannot both pass the cap), and memory stores made and found per
+//! across the hosts sharing a store too, so two cannot both pass the cap),
+//! and memory stores made and found per
 //! workspace. Runs reach it as the [`Memories`] port.
 
 use std::sync::Arc;
@@ -184,14 +185,25 @@ impl Memory {
             value,
             updated_at: time::now_ms(),
         };
-        // Writes to one memory take turns: each sees the bytes the last one
-        // left, and a store's delete takes the same turn.
+        // Writes to one memory take turns (across hosts too, on a store they
+        // share): each sees the bytes the last one left, and a store's delete
+        // takes the same turn here.
         let _turn = self.stripe(&scope.id).lock().await;
+        let hold = self.store.hold_scope(&scope.id).await.map_err(unavailable)?;
+        let written = self.write_within_cap(scope, entry).await;
+        if let Some(hold) = hold {
+            hold.release().await;
+        }
+        written
+    }
+
+    /// Sets an entry if the scope's bytes leave room for it (its turn held).
+    async fn write_within_cap(&self, scope: &Scope, entry: MemoryEntry) -> Result<MemoryEntry, MemoryError> {
         self.still_there(scope).await?;
         let (bytes, _) = self.store.usage(&scope.id).await.map_err(unavailable)?;
         let old = self
             .store
-            .get(&scope.id, key)
+            .get(&scope.id, &entry.key)
             .await
             .map_err(unavailable)?
             .map_or(0, |e| e.size());

@@ -540,3 +540,44 @@ async fn a_run_unloaded_while_it_waits_is_resumed_by_the_host_that_decides() {
     a.sigkill();
     b.sigkill();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_to_one_memory_from_two_hosts_keep_within_its_cap() {
+    let cluster = PgCluster::start();
+    cluster.psql("CREATE DATABASE warden").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let config = shared_config(tmp.path(), &cluster, "");
+    let args = ["--config", config.to_str().unwrap()];
+    let a = Warden::start_with(&tmp.path().join("a"), &args);
+    let b = Warden::start_with(&tmp.path().join("b"), &args);
+    let (on_a, on_b) = (a.client(), b.client());
+    let (status, store) = on_a
+        .post_json("/v1/memory-stores", &json!({ "name": "kb", "max_bytes": 1000 }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{store}");
+    // Forty writes of about 100 bytes each, half to each host, all at once:
+    // nine fit.
+    let value = "x".repeat(96);
+    let writes = (0..40).map(|i| {
+        let host = if i % 2 == 0 { &on_a } else { &on_b };
+        let req = host
+            .http
+            .put(host.url(&format!("/v1/memory-stores/kb/entries/k{i:02}")))
+            .json(&json!({ "value": value }));
+        host.send(req)
+    });
+    let answers = futures_util::future::join_all(writes).await;
+    let stored = answers.iter().filter(|(s, _)| *s == StatusCode::OK).count();
+    for (status, body) in &answers {
+        assert!(
+            *status == StatusCode::OK || *status == StatusCode::UNPROCESSABLE_ENTITY,
+            "{status} {body}"
+        );
+    }
+    let (_, store) = on_b.get("/v1/memory-stores/kb").await;
+    assert!(store["bytes"].as_u64().unwrap() <= 1000, "{store}");
+    assert_eq!(store["entries"], stored, "{store}");
+    assert_eq!(stored, 9, "{store}");
+    a.sigkill();
+    b.sigkill();
+}

@@ -106,4 +106,19 @@ pub trait MemoryStore: Queue {
     async fn usage(&self, scope: &str) -> Result<(u64, u64), StoreError>;
     /// Whether the memory a scope names (a store or a conversation) exists.
     async fn exists(&self, scope: &str) -> Result<bool, StoreError>;
+    /// On a store several hosts share: keeps other hosts from writing the
+    /// scope until the hold is released (a host reads its bytes, then
+    /// commits its write, under it). `None` on a store of one host, whose own
+    /// lock suffices.
+    async fn hold_scope(&self, _scope: &str) -> Result<Option<Box<dyn ScopeHold>>, StoreError> {
+        Ok(None)
+    }
+}
+
+/// A memory scope's writes held still across hosts (see
+/// [`MemoryStore::hold_scope`]); dropped unreleased, it is given up all the
+/// same (less cheaply).
+#[async_trait]
+pub trait ScopeHold: Send {
+    async fn release(self: Box<Self>);
 }

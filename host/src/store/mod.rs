@@ -30,7 +30,7 @@ use async_trait::async_trait;
 
 pub use self::claims::{Claims, Slots, Whereabouts};
 pub use self::commit::Commit;
-pub use self::conversations::{ConversationFilter, ConversationStore, MemoryStore, TurnHold};
+pub use self::conversations::{ConversationFilter, ConversationStore, MemoryStore, ScopeHold, TurnHold};
 pub use self::durable::{ApprovalFilter, ApprovalStore, JournalStore};
 pub use self::triggers::{HookStore, ScheduleFilter, ScheduleStore, WebhookStore};
 pub use self::write::{MemoryWrite, Write};

@@ -426,6 +426,10 @@ impl ConversationStore for PgStore {
 
 #[async_trait]
 impl MemoryStore for PgStore {
+    async fn hold_scope(&self, scope: &str) -> Result<Option<Box<dyn crate::store::ScopeHold>>, StoreError> {
+        super::holds::hold_memory(self, scope).await.map(Some)
+    }
+
     async fn store(&self, workspace: &str, id_or_name: &str) -> Result<Option<MemoryStoreInfo>, StoreError> {
         let c = self.reader().await?;
         store(&c, workspace, id_or_name).await.map_err(read_error)
