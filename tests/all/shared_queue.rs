@@ -230,6 +230,61 @@ async fn a_conversation_is_deleted_only_while_no_host_holds_its_turns() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_is_changed_only_while_no_other_host_holds_it() {
+    let db = Paused::start().await;
+    let (on_a, cluster) = (db.a.client(), &db.cluster);
+    let (status, made) = on_a
+        .post_json("/v1/schedules", &json!({ "agent": "sleepy", "cron": "0 9 * * *" }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let id = made["id"].as_str().unwrap().to_owned();
+    // Another host changing it (the leader firing a slot, an edit) holds it
+    // (the hold's advisory lock, here on a session of the test's own) for 3 s.
+    let sql = format!(
+        "SELECT pg_advisory_lock({}, hashtext('{id}')); SELECT pg_sleep(3)",
+        0x7363_6864
+    );
+    let mut holder = std::process::Command::new("psql")
+        .args(["-X", "-q", "-tA", "-d", &cluster.url("warden"), "-c", &sql])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while rows(
+        cluster,
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted",
+    )[0][0]
+        != "1"
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the test's hold was never taken"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let editing = tokio::spawn({
+        let (http, url) = (on_a.http.clone(), on_a.url(&format!("/v1/schedules/{id}")));
+        async move {
+            let resp = http
+                .patch(url)
+                .json(&json!({ "cron": "30 9 * * *" }))
+                .send()
+                .await
+                .unwrap();
+            resp.status()
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    if holder.try_wait().unwrap().is_none() {
+        assert!(!editing.is_finished(), "changed while another host held it");
+    }
+    assert!(holder.wait().unwrap().success());
+    assert_eq!(editing.await.unwrap(), StatusCode::OK);
+    let (_, changed) = on_a.get(&format!("/v1/schedules/{id}")).await;
+    assert_eq!(changed["cron"], "30 9 * * *", "{changed}");
+}
+
 /// A new conversation of `sleepy` on `server`, its first turn completed.
 async fn new_conversation(server: &Server) -> String {
     let (_, first) = server

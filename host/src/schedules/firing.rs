@@ -113,18 +113,20 @@ impl Schedules {
             .is_some_and(|e| !e.status.is_terminal()))
     }
 
-    /// One due schedule, under its lock; one that cannot fire is set aside
-    /// (under the same lock, so no change made meanwhile is undone), and the
-    /// others go on at their time.
+    /// One due schedule, in its turn (across hosts too); one that cannot fire
+    /// is set aside (in the same turn, so no change made meanwhile is
+    /// undone), and the others go on at their time.
     async fn handle(&self, due: Schedule, now: i64) -> anyhow::Result<()> {
-        let _turn = self.stripe(&due.id).lock().await;
-        match self.fire_due(&due.id, now).await {
+        let turn = self.turn(&due.id).await?;
+        let handled = match self.fire_due(&due.id, now).await {
             Ok(()) => Ok(()),
             Err(e) => {
                 tracing::warn!(schedule = %due.id, error = %e, "a schedule could not fire");
                 self.set_aside(&due.id, now, &e).await
             }
-        }
+        };
+        turn.end().await;
+        handled
     }
 
     /// A fixed run made, a buffered slot run, a slot fired or skipped, and

@@ -16,14 +16,15 @@ use self::cron::{Pattern, PatternError};
 use crate::executions::{Accepted, Executions, SubmitError};
 use crate::record::{Execution, Overlap, Schedule};
 use crate::registry::Registry;
-use crate::store::{Backend, ExecutionStore, ScheduleFilter, ScheduleStore, StoreError, Stores};
+use crate::store::{Backend, ExecutionStore, Hold, ScheduleFilter, ScheduleStore, StoreError, Stores};
 use crate::{ids, time};
 
 /// How many slots a schedule's view lists ahead.
 const NEXT_RUNS: usize = 5;
 /// The default catch-up window: a slot missed by at most this long still runs.
 const DEFAULT_CATCHUP_SECS: u64 = 60;
-/// Locks that changes to the same schedule share (firing included).
+/// Locks that changes to the same schedule share (firing included; across
+/// hosts, a hold in the store as well).
 const STRIPES: usize = 32;
 
 /// A new schedule, as asked for.
@@ -128,6 +129,21 @@ fn json_object(field: &'static str, value: Option<Arc<RawValue>>) -> Result<Arc<
     }
 }
 
+/// A schedule's turn to change ([`Schedules::turn`]); ended, it releases
+/// the hold across hosts first, then this host's lock.
+struct Turn<'a> {
+    _local: tokio::sync::MutexGuard<'a, ()>,
+    hold: Option<Box<dyn Hold>>,
+}
+
+impl Turn<'_> {
+    async fn end(self) {
+        if let Some(hold) = self.hold {
+            hold.release().await;
+        }
+    }
+}
+
 impl Schedules {
     pub fn new(stores: &Stores, executions: Arc<Executions>, registry: Arc<Registry>) -> Arc<Self> {
         Arc::new(Self {
@@ -146,6 +162,17 @@ impl Schedules {
             .bytes()
             .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
         &self.stripes[hash % STRIPES]
+    }
+
+    /// A schedule's turn to change (an edit, a trigger, firing it): this
+    /// host's lock on it and, on a store several hosts share, the hold that
+    /// keeps the other hosts from changing it meanwhile (so that the leader
+    /// firing it never undoes an edit made on another host, nor the edit a
+    /// slot).
+    async fn turn(&self, id: &str) -> Result<Turn<'_>, StoreError> {
+        let local = self.stripe(id).lock().await;
+        let hold = self.store.hold_schedule(id).await?;
+        Ok(Turn { _local: local, hold })
     }
 
     /// Its pattern in words and its next slots.
@@ -284,7 +311,14 @@ impl Schedules {
 
     /// Changes a schedule; a new pattern, zone or resumption starts from now.
     pub async fn update(&self, workspace: &str, id: &str, patch: SchedulePatch) -> Result<Schedule, ScheduleError> {
-        let _turn = self.stripe(id).lock().await;
+        let turn = self.turn(id).await?;
+        let changed = self.change(workspace, id, patch).await;
+        turn.end().await;
+        changed
+    }
+
+    /// [`Schedules::update`], its turn taken.
+    async fn change(&self, workspace: &str, id: &str, patch: SchedulePatch) -> Result<Schedule, ScheduleError> {
         let mut s = self.get(workspace, id).await?;
         let was_enabled = s.enabled;
         // A new pattern or zone (or a resumption) starts from now; a new end
@@ -354,18 +388,27 @@ impl Schedules {
     }
 
     pub async fn delete(&self, workspace: &str, id: &str) -> Result<(), ScheduleError> {
-        let _turn = self.stripe(id).lock().await;
-        self.get(workspace, id).await?;
-        self.store.delete(id).await?;
-        Ok(())
+        let turn = self.turn(id).await?;
+        let deleted = async {
+            self.get(workspace, id).await?;
+            self.store.delete(id).await?;
+            Ok(())
+        }
+        .await;
+        turn.end().await;
+        deleted
     }
 
     /// A run now, outside its slots (whatever its previous run is doing).
     pub async fn trigger(&self, workspace: &str, id: &str) -> Result<Accepted, ScheduleError> {
-        let _turn = self.stripe(id).lock().await;
-        let mut s = self.get(workspace, id).await?;
-        let now = time::now_ms();
-        self.fire(&mut s, now, true).await
+        let turn = self.turn(id).await?;
+        let fired = async {
+            let mut s = self.get(workspace, id).await?;
+            self.fire(&mut s, time::now_ms(), true).await
+        }
+        .await;
+        turn.end().await;
+        fired
     }
 
     /// "Make repeatable": a schedule running an execution's agent version,

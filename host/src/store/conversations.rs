@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use super::{Commit, MemoryWrite, Queue, StoreError, Write};
+use super::{Commit, Hold, MemoryWrite, Queue, StoreError, Write};
 use crate::record::{Conversation, MemoryEntry, MemoryStoreInfo, Turn};
 
 /// Filters and cursor of a conversations listing. Newest first; `after` is
@@ -110,15 +110,7 @@ pub trait MemoryStore: Queue {
     /// scope until the hold is released (a host reads its bytes, then
     /// commits its write, under it). `None` on a store of one host, whose own
     /// lock suffices.
-    async fn hold_scope(&self, _scope: &str) -> Result<Option<Box<dyn ScopeHold>>, StoreError> {
+    async fn hold_scope(&self, _scope: &str) -> Result<Option<Box<dyn Hold>>, StoreError> {
         Ok(None)
     }
-}
-
-/// A memory scope's writes held still across hosts (see
-/// [`MemoryStore::hold_scope`]); dropped unreleased, it is given up all the
-/// same (less cheaply).
-#[async_trait]
-pub trait ScopeHold: Send {
-    async fn release(self: Box<Self>);
 }

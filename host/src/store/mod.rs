@@ -30,7 +30,7 @@ use async_trait::async_trait;
 
 pub use self::claims::{Claims, Slots, Whereabouts};
 pub use self::commit::Commit;
-pub use self::conversations::{ConversationFilter, ConversationStore, MemoryStore, ScopeHold, TurnHold};
+pub use self::conversations::{ConversationFilter, ConversationStore, MemoryStore, TurnHold};
 pub use self::durable::{ApprovalFilter, ApprovalStore, JournalStore};
 pub use self::triggers::{HookStore, ScheduleFilter, ScheduleStore, WebhookStore};
 pub use self::write::{MemoryWrite, Write};
@@ -369,6 +369,14 @@ pub trait BlobStore: Send + Sync {
     fn get(&self, hash: &str) -> Result<Vec<u8>, BlobError>;
     /// Deletes a blob nothing refers to any more.
     fn remove(&self, hash: &str);
+}
+
+/// Something held still across the hosts sharing a store (a memory's writes,
+/// a schedule's changes), until released; dropped unreleased, it is given up
+/// all the same (less cheaply).
+#[async_trait]
+pub trait Hold: Send {
+    async fn release(self: Box<Self>);
 }
 
 /// Storage that is failing: why, and since when (Unix ms).

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use super::{Commit, Queue, StoreError, Write};
+use super::{Commit, Hold, Queue, StoreError, Write};
 use crate::record::{Delivery, Hook, Schedule, Subscription};
 
 /// Filters and cursor of a schedules listing. Newest first; `after` is the
@@ -37,6 +37,12 @@ pub trait ScheduleStore: Queue {
     async fn due(&self, now: i64, limit: u32) -> Result<Vec<Schedule>, StoreError>;
     /// The earliest next slot of any enabled schedule.
     async fn next_due(&self) -> Result<Option<i64>, StoreError>;
+    /// On a store several hosts share: keeps other hosts from changing the
+    /// schedule (an edit, the leader firing it) until the hold is released.
+    /// `None` on a store of one host, whose own lock suffices.
+    async fn hold_schedule(&self, _id: &str) -> Result<Option<Box<dyn Hold>>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// Incoming webhooks, with their secrets.

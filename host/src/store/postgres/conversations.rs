@@ -426,7 +426,7 @@ impl ConversationStore for PgStore {
 
 #[async_trait]
 impl MemoryStore for PgStore {
-    async fn hold_scope(&self, scope: &str) -> Result<Option<Box<dyn crate::store::ScopeHold>>, StoreError> {
+    async fn hold_scope(&self, scope: &str) -> Result<Option<Box<dyn crate::store::Hold>>, StoreError> {
         super::holds::hold_memory(self, scope).await.map(Some)
     }
 

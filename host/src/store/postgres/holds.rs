@@ -1,9 +1,12 @@
-//! Holds across hosts: a session advisory lock on a pooled connection of its
-//! own, keyed by what it holds still. A conversation's turns are held before
+//! Holds across hosts: a session advisory lock on a connection of the holds'
+//! own pool (so that a hold never takes a connection the reads made under it
+//! need), keyed by what it holds still. A conversation's turns are held before
 //! a host reads the turns under way (on that connection) and released once
 //! its turn is committed, so two hosts never both find a conversation idle
 //! and start a turn each; a memory scope is held while a host reads its bytes
-//! and commits a write, so two hosts never both find room under its cap. A
+//! and commits a write, so two hosts never both find room under its cap; a
+//! schedule is held while a host changes it (an edit, the leader firing it),
+//! so that neither change undoes the other. A
 //! lock is tried, not waited for: a host whose try fails gives the connection
 //! back and tries again shortly, so waiting holds no connection. A hold
 //! dropped unreleased (its request gone) closes its connection instead: the
@@ -15,12 +18,14 @@ use async_trait::async_trait;
 
 use super::sql::Reader;
 use super::{PgStore, read_error};
-use crate::store::{ScopeHold, StoreError, TurnHold};
+use crate::store::{Hold, StoreError, TurnHold};
 
 /// The first key of every turn hold (the second is the conversation's hash).
 const TURNS: i32 = 0x7475_726e;
 /// The first key of every memory hold (the second is the scope's hash).
 const MEMORY: i32 = 0x6d65_6d6f;
+/// The first key of every schedule hold (the second is the schedule's hash).
+const SCHEDULES: i32 = 0x7363_6864;
 
 /// How long a host waits before it tries a held key again (another host
 /// holds it for as long as a commit takes).
@@ -43,9 +48,14 @@ pub async fn hold_turns(store: &PgStore, conversation: &str) -> Result<Box<dyn T
     Ok(Box::new(hold(store, TURNS, conversation, &what).await?))
 }
 
-pub async fn hold_memory(store: &PgStore, scope: &str) -> Result<Box<dyn ScopeHold>, StoreError> {
+pub async fn hold_memory(store: &PgStore, scope: &str) -> Result<Box<dyn Hold>, StoreError> {
     let what = format!("memory {scope}");
     Ok(Box::new(hold(store, MEMORY, scope, &what).await?))
+}
+
+pub async fn hold_schedule(store: &PgStore, id: &str) -> Result<Box<dyn Hold>, StoreError> {
+    let what = format!("schedule {id}");
+    Ok(Box::new(hold(store, SCHEDULES, id, &what).await?))
 }
 
 async fn hold(store: &PgStore, key: i32, name: &str, what: &str) -> Result<PgHold, StoreError> {
@@ -53,7 +63,7 @@ async fn hold(store: &PgStore, key: i32, name: &str, what: &str) -> Result<PgHol
     loop {
         // Guarded from the start: dropped while it tries, it closes its connection.
         let mut hold = PgHold {
-            reader: Some(store.reader().await?),
+            reader: Some(store.holder().await?),
             key,
             name: name.to_owned(),
         };
@@ -114,7 +124,7 @@ impl TurnHold for PgHold {
 }
 
 #[async_trait]
-impl ScopeHold for PgHold {
+impl Hold for PgHold {
     async fn release(mut self: Box<Self>) {
         self.unlock().await;
     }

@@ -40,12 +40,18 @@ use super::{Backend, BlobStore, Commit, Queue, StorageFailure, StoreError, Store
 use crate::config::StoreConfig;
 
 /// The Postgres store of one host.
+/// Connections for holds across hosts (each hold lasts about a commit).
+const HOLD_CONNECTIONS: usize = 2;
+
 pub struct PgStore {
     pool: Pool,
     /// One connection of its own for the heartbeat, so that reads filling
     /// the pool never delay it past the lease (other hosts would take this
     /// host's executions over, and it would stop them).
     beat_pool: Pool,
+    /// Connections of their own for holds across hosts (see [`holds`]), so
+    /// that holds never take the connections the reads made under them need.
+    hold_pool: Pool,
     writer: Writer,
     writer_thread: Mutex<Option<WriterThread>>,
     health: Arc<StorageHealth>,
@@ -104,6 +110,7 @@ impl PgStore {
         };
         let pool = pool_of(settings.max_connections)?;
         let beat_pool = pool_of(1)?;
+        let hold_pool = pool_of(HOLD_CONNECTIONS)?;
         let version = {
             let client = pool.get().await.context("connecting to the store's database")?;
             let row = client.query_one("SHOW server_version", &[]).await?;
@@ -116,6 +123,7 @@ impl PgStore {
         let store = Arc::new(PgStore {
             pool,
             beat_pool,
+            hold_pool,
             writer,
             writer_thread: Mutex::new(Some(thread)),
             health,
@@ -136,6 +144,15 @@ impl PgStore {
     /// A pooled connection for reads.
     async fn reader(&self) -> Result<Reader, StoreError> {
         self.pool
+            .get()
+            .await
+            .map(Reader)
+            .map_err(|e| StoreError::Read(format!("no connection to the database: {e}")))
+    }
+
+    /// A connection of the holds' own.
+    async fn holder(&self) -> Result<Reader, StoreError> {
+        self.hold_pool
             .get()
             .await
             .map(Reader)
@@ -244,6 +261,7 @@ impl Backend for PgStore {
         }
         self.pool.close();
         self.beat_pool.close();
+        self.hold_pool.close();
     }
 }
 

@@ -147,6 +147,10 @@ pub(super) async fn next_due(c: &Reader) -> anyhow::Result<Option<i64>> {
 
 #[async_trait]
 impl ScheduleStore for PgStore {
+    async fn hold_schedule(&self, id: &str) -> Result<Option<Box<dyn crate::store::Hold>>, StoreError> {
+        super::holds::hold_schedule(self, id).await.map(Some)
+    }
+
     async fn get(&self, id: &str) -> Result<Option<Schedule>, StoreError> {
         let c = self.reader().await?;
         get(&c, id).await.map_err(read_error)
