@@ -301,15 +301,7 @@ async fn compiles_take_turns() {
     let (server, _tmp) = server_with(|c| c.deploy.max_concurrent = 1).await;
     let mut jobs = Vec::new();
     for dir in ["hello", "support"] {
-        let (wasm, manifest) = warden_tests::guest_agent("js", dir);
-        let form = reqwest::multipart::Form::new()
-            .part("component", reqwest::multipart::Part::bytes(wasm).file_name("c.wasm"))
-            .text("manifest", manifest.to_string());
-        let (status, job) = server
-            .send(server.http.post(server.url("/v1/agents?wait=false")).multipart(form))
-            .await;
-        assert_eq!(status, 202, "{job}");
-        jobs.push(format!("/v1/deploys/{}", job["id"].as_str().unwrap()));
+        jobs.push(server.deploy_in_background("js", dir).await);
     }
     // One compiles while the other waits its turn; never two at once.
     let deadline = Instant::now() + Duration::from_secs(120);

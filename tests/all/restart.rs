@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use warden_tests::{Server, Warden, guest_agent, test_config};
+use warden_tests::{Server, Warden, test_config};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_keeps_everything_and_does_not_recompile() {
@@ -52,15 +52,7 @@ async fn a_background_deploy_cut_short_by_a_crash_is_made_after_the_restart() {
     let tmp = tempfile::tempdir().unwrap();
     let warden = Warden::start(tmp.path());
     let client = warden.client();
-    let (wasm, manifest) = guest_agent("js", "hello");
-    let form = reqwest::multipart::Form::new()
-        .part("component", reqwest::multipart::Part::bytes(wasm).file_name("c.wasm"))
-        .text("manifest", manifest.to_string());
-    let (status, job) = client
-        .send(client.http.post(client.url("/v1/agents?wait=false")).multipart(form))
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
-    let location = format!("/v1/deploys/{}", job["id"].as_str().unwrap());
+    let location = client.deploy_in_background("js", "hello").await;
     // Answered once stored: the host dies while it compiles.
     warden.sigkill();
 

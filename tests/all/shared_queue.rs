@@ -191,28 +191,7 @@ async fn a_conversation_is_deleted_only_while_no_host_holds_its_turns() {
     let conversation = new_conversation(&on_a).await;
     // Another host placing a turn holds the conversation's turns (the hold's
     // advisory lock, here on a session of the test's own) for 3 s.
-    let sql = format!(
-        "SELECT pg_advisory_lock({}, hashtext('{conversation}')); SELECT pg_sleep(3)",
-        0x7475_726e
-    );
-    let mut holder = std::process::Command::new("psql")
-        .args(["-X", "-q", "-tA", "-d", &cluster.url("warden"), "-c", &sql])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while rows(
-        cluster,
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted",
-    )[0][0]
-        != "1"
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the test's hold was never taken"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let mut holder = hold_for_3s(cluster, 0x7475_726e, &conversation).await;
     let deleting = tokio::spawn({
         let (http, url) = (
             on_a.http.clone(),
@@ -241,28 +220,7 @@ async fn a_schedule_is_changed_only_while_no_other_host_holds_it() {
     let id = made["id"].as_str().unwrap().to_owned();
     // Another host changing it (the leader firing a slot, an edit) holds it
     // (the hold's advisory lock, here on a session of the test's own) for 3 s.
-    let sql = format!(
-        "SELECT pg_advisory_lock({}, hashtext('{id}')); SELECT pg_sleep(3)",
-        0x7363_6864
-    );
-    let mut holder = std::process::Command::new("psql")
-        .args(["-X", "-q", "-tA", "-d", &cluster.url("warden"), "-c", &sql])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while rows(
-        cluster,
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted",
-    )[0][0]
-        != "1"
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the test's hold was never taken"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let mut holder = hold_for_3s(cluster, 0x7363_6864, &id).await;
     let editing = tokio::spawn({
         let (http, url) = (on_a.http.clone(), on_a.url(&format!("/v1/schedules/{id}")));
         async move {
@@ -283,6 +241,31 @@ async fn a_schedule_is_changed_only_while_no_other_host_holds_it() {
     assert_eq!(editing.await.unwrap(), StatusCode::OK);
     let (_, changed) = on_a.get(&format!("/v1/schedules/{id}")).await;
     assert_eq!(changed["cron"], "30 9 * * *", "{changed}");
+}
+
+/// Holds what a host's hold of kind `key` on `name` holds (its advisory
+/// lock), from a `psql` session of the test's own, for 3 s; once it is taken.
+async fn hold_for_3s(cluster: &PgCluster, key: i32, name: &str) -> std::process::Child {
+    let sql = format!("SELECT pg_advisory_lock({key}, hashtext('{name}')); SELECT pg_sleep(3)");
+    let holder = std::process::Command::new("psql")
+        .args(["-X", "-q", "-tA", "-d", &cluster.url("warden"), "-c", &sql])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while rows(
+        cluster,
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted",
+    )[0][0]
+        != "1"
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the test's hold was never taken"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    holder
 }
 
 /// A new conversation of `sleepy` on `server`, its first turn completed.
@@ -414,20 +397,6 @@ async fn a_caller_on_a_paused_host_hears_the_end_the_host_that_took_over_stores(
     assert_eq!(told["started_at"], stored["started_at"], "told {told}, stored {stored}");
 }
 
-/// Sends a background deploy of a TypeScript guest to `server`; the job's
-/// address.
-async fn deploy_in_background(server: &Server, agent: &str) -> String {
-    let (wasm, manifest) = warden_tests::guest_agent("js", agent);
-    let form = reqwest::multipart::Form::new()
-        .part("component", reqwest::multipart::Part::bytes(wasm).file_name("c.wasm"))
-        .text("manifest", manifest.to_string());
-    let (status, job) = server
-        .send(server.http.post(server.url("/v1/agents?wait=false")).multipart(form))
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
-    format!("/v1/deploys/{}", job["id"].as_str().unwrap())
-}
-
 /// Polls a deploy on `server` until it ends.
 async fn deploy_ended(server: &Server, location: &str) -> serde_json::Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
@@ -453,14 +422,14 @@ async fn a_background_deploy_is_seen_from_every_host_and_taken_over_when_its_hos
     let b = Warden::start_with(&tmp.path().join("b"), &args);
     let (on_a, on_b) = (a.client(), b.client());
     // Made on A, followed on B.
-    let location = deploy_in_background(&on_a, "hello").await;
+    let location = on_a.deploy_in_background("js", "hello").await;
     let done = deploy_ended(&on_b, &location).await;
     assert_eq!(done["status"], "deployed", "{done}");
     assert_eq!(done["deployed"]["agent"]["name"], "hello-js", "{done}");
 
     // A dies while it compiles another: once A's lease runs out, B takes the
     // deploy over, and makes it once.
-    let location = deploy_in_background(&on_a, "support").await;
+    let location = on_a.deploy_in_background("js", "support").await;
     a.sigkill();
     let done = deploy_ended(&on_b, &location).await;
     assert_eq!(done["status"], "deployed", "{done}");

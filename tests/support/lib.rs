@@ -222,6 +222,21 @@ impl Server {
         self.send(self.http.post(self.url("/v1/agents")).multipart(form)).await
     }
 
+    /// Sends a background deploy (`?wait=false`) of a guest built from
+    /// `agents/<lang>/<dir>` with its manifest; panics unless it is accepted.
+    /// The job's address (`/v1/deploys/{id}`).
+    pub async fn deploy_in_background(&self, lang: &str, dir: &str) -> String {
+        let (wasm, manifest) = guest_agent(lang, dir);
+        let form = Form::new()
+            .part("component", Part::bytes(wasm).file_name("c.wasm"))
+            .text("manifest", manifest.to_string());
+        let (status, job) = self
+            .send(self.http.post(self.url("/v1/agents?wait=false")).multipart(form))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+        format!("/v1/deploys/{}", job["id"].as_str().expect("a job id"))
+    }
+
     /// Deploys an agent built from `agents/` with its own manifest, adjusted by
     /// `tweak` (merged over it); panics unless it is created.
     pub async fn deploy(&self, name: &str, tweak: Value) -> Value {
