@@ -141,13 +141,12 @@ async fn hosts_share_one_queue_with_each_agents_slots_and_priority_across_them()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_conversations_turns_run_one_at_a_time_whichever_hosts_they_reach() {
-    let cluster = PgCluster::start();
-    cluster.psql("CREATE DATABASE warden").unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let config = shared_config(tmp.path(), &cluster, "");
-    let args = ["--config", config.to_str().unwrap()];
-    let a = Warden::start_with(&tmp.path().join("a"), &args);
-    let b = Warden::start_with(&tmp.path().join("b"), &args);
+    let TwoHosts {
+        cluster,
+        tmp: _tmp,
+        a,
+        b,
+    } = two_hosts("");
     let (on_a, on_b) = (a.client(), b.client());
     on_a.deploy("sleepy", json!({})).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
@@ -397,6 +396,35 @@ async fn a_caller_on_a_paused_host_hears_the_end_the_host_that_took_over_stores(
     assert_eq!(told["started_at"], stored["started_at"], "told {told}, stored {stored}");
 }
 
+/// Two hosts on the database `warden` of a cluster of their own (with
+/// `extra` TOML in their config), with data dirs `a` and `b` under `tmp`.
+struct TwoHosts {
+    cluster: PgCluster,
+    tmp: tempfile::TempDir,
+    a: Warden,
+    b: Warden,
+}
+
+fn two_hosts(extra: &str) -> TwoHosts {
+    let cluster = PgCluster::start();
+    cluster.psql("CREATE DATABASE warden").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let config = shared_config(tmp.path(), &cluster, extra);
+    let args = ["--config", config.to_str().unwrap()];
+    let a = Warden::start_with(&tmp.path().join("a"), &args);
+    let b = Warden::start_with(&tmp.path().join("b"), &args);
+    TwoHosts { cluster, tmp, a, b }
+}
+
+/// Waits until `server` serves `agent` (deployed on another host).
+async fn wait_loaded(server: &Server, agent: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while server.get(&format!("/v1/agents/{agent}")).await.0 != StatusCode::OK {
+        assert!(tokio::time::Instant::now() < deadline, "{agent} never loaded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Polls a deploy on `server` until it ends.
 async fn deploy_ended(server: &Server, location: &str) -> serde_json::Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
@@ -413,13 +441,12 @@ async fn deploy_ended(server: &Server, location: &str) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_background_deploy_is_seen_from_every_host_and_taken_over_when_its_host_dies() {
-    let cluster = PgCluster::start();
-    cluster.psql("CREATE DATABASE warden").unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let config = shared_config(tmp.path(), &cluster, "");
-    let args = ["--config", config.to_str().unwrap()];
-    let a = Warden::start_with(&tmp.path().join("a"), &args);
-    let b = Warden::start_with(&tmp.path().join("b"), &args);
+    let TwoHosts {
+        cluster,
+        tmp: _tmp,
+        a,
+        b,
+    } = two_hosts("");
     let (on_a, on_b) = (a.client(), b.client());
     // Made on A, followed on B.
     let location = on_a.deploy_in_background("js", "hello").await;
@@ -444,23 +471,18 @@ async fn a_background_deploy_is_seen_from_every_host_and_taken_over_when_its_hos
         "SELECT count(*) FROM agent_versions v JOIN agents a ON a.id = v.agent_id WHERE a.name = 'support-js'",
     );
     assert_eq!(versions, [["1"]]);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while on_b.get("/v1/agents/support-js").await.0 != StatusCode::OK {
-        assert!(tokio::time::Instant::now() < deadline, "B never registered it");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_loaded(&on_b, "support-js").await;
     b.sigkill();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_waiting_in_memory_for_a_decision_holds_its_slot_on_every_host() {
-    let cluster = PgCluster::start();
-    cluster.psql("CREATE DATABASE warden").unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let config = shared_config(tmp.path(), &cluster, "");
-    let args = ["--config", config.to_str().unwrap()];
-    let a = Warden::start_with(&tmp.path().join("a"), &args);
-    let b = Warden::start_with(&tmp.path().join("b"), &args);
+    let TwoHosts {
+        cluster: _cluster,
+        tmp: _tmp,
+        a,
+        b,
+    } = two_hosts("");
     let (on_a, on_b) = (a.client(), b.client());
     // Not durable: a run waiting for a decision stays in its host's memory.
     on_b.deploy(
@@ -468,11 +490,7 @@ async fn a_run_waiting_in_memory_for_a_decision_holds_its_slot_on_every_host() {
         json!({ "name": "one-at-a-time", "durable": false, "max_concurrency": 1 }),
     )
     .await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while on_a.get("/v1/agents/one-at-a-time").await.0 != StatusCode::OK {
-        assert!(tokio::time::Instant::now() < deadline, "A never loaded what B deployed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_loaded(&on_a, "one-at-a-time").await;
     let first = start_async(&on_a, "one-at-a-time", json!({ "approve": "First?" })).await;
     let waiting = poll(&on_a, &first, |e| e["status"] == "awaiting_approval").await;
     // The other host does not take the agent's one slot meanwhile.
@@ -513,21 +531,10 @@ async fn a_run_waiting_in_memory_for_a_decision_holds_its_slot_on_every_host() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_unloaded_while_it_waits_is_resumed_by_the_host_that_decides() {
-    let cluster = PgCluster::start();
-    cluster.psql("CREATE DATABASE warden").unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let config = shared_config(tmp.path(), &cluster, "[durability]\napproval_grace_ms = 200");
-    let args = ["--config", config.to_str().unwrap()];
-    let (dir_a, dir_b) = (tmp.path().join("a"), tmp.path().join("b"));
-    let a = Warden::start_with(&dir_a, &args);
-    let b = Warden::start_with(&dir_b, &args);
+    let TwoHosts { cluster, tmp, a, b } = two_hosts("[durability]\napproval_grace_ms = 200");
     let (on_a, on_b) = (a.client(), b.client());
     on_a.deploy("ledger", json!({ "max_concurrency": 1 })).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while on_b.get("/v1/agents/ledger").await.0 != StatusCode::OK {
-        assert!(tokio::time::Instant::now() < deadline, "B never loaded what A deployed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_loaded(&on_b, "ledger").await;
     let id = start_async(&on_a, "ledger", json!({ "approve": "Go on?" })).await;
     poll(&on_a, &id, |e| e["status"] == "awaiting_approval").await;
     // Past its grace A unloads it: nobody's, and its slot free everywhere.
@@ -558,7 +565,7 @@ async fn a_run_unloaded_while_it_waits_is_resumed_by_the_host_that_decides() {
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(
         rows(&cluster, &format!("SELECT owner FROM executions WHERE id = '{id}'")),
-        [[host_id(&dir_b)]],
+        [[host_id(&tmp.path().join("b"))]],
         "the deciding host resumed it"
     );
     a.sigkill();
@@ -567,13 +574,12 @@ async fn a_run_unloaded_while_it_waits_is_resumed_by_the_host_that_decides() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_to_one_memory_from_two_hosts_keep_within_its_cap() {
-    let cluster = PgCluster::start();
-    cluster.psql("CREATE DATABASE warden").unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let config = shared_config(tmp.path(), &cluster, "");
-    let args = ["--config", config.to_str().unwrap()];
-    let a = Warden::start_with(&tmp.path().join("a"), &args);
-    let b = Warden::start_with(&tmp.path().join("b"), &args);
+    let TwoHosts {
+        cluster: _cluster,
+        tmp: _tmp,
+        a,
+        b,
+    } = two_hosts("");
     let (on_a, on_b) = (a.client(), b.client());
     let (status, store) = on_a
         .post_json("/v1/memory-stores", &json!({ "name": "kb", "max_bytes": 1000 }))
