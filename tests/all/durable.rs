@@ -81,6 +81,18 @@ pub async fn start_async(server: &Server, agent: &str, input: Value) -> String {
     accepted["id"].as_str().unwrap().to_owned()
 }
 
+/// Approves the pending request of execution `id` on `server`.
+pub async fn approve_pending(server: &Server, id: &str) {
+    let (_, page) = server
+        .get(&format!("/v1/approvals?status=pending&execution_id={id}"))
+        .await;
+    let approval = page["data"][0]["id"].as_str().expect("a pending request").to_owned();
+    let (status, decided) = server
+        .post_json(&format!("/v1/approvals/{approval}/approve"), &json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{decided}");
+}
+
 /// Every stored event of an execution, in order.
 async fn events(server: &Server, id: &str) -> Vec<Value> {
     let (status, body) = server.get(&format!("/v1/executions/{id}/events?limit=1000")).await;

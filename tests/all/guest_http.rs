@@ -15,7 +15,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use warden_tests::{Server, guest_agent, test_config};
 
-use crate::durable::{poll, start_async};
+use crate::durable::{approve_pending, poll, start_async};
 
 /// A server on loopback: `/echo` answers what it was sent (and counts),
 /// `/big` 64 KiB.
@@ -260,14 +260,7 @@ async fn waiting_after_a_request(server: &Server, agent: &str, input: &Value) ->
 
 /// Approves the run's pending request and waits for its end.
 async fn approve_and_end(server: &Server, id: &str) -> Value {
-    let (_, page) = server
-        .get(&format!("/v1/approvals?status=pending&execution_id={id}"))
-        .await;
-    let approval = page["data"][0]["id"].as_str().unwrap().to_owned();
-    let (status, decided) = server
-        .post_json(&format!("/v1/approvals/{approval}/approve"), &json!({}))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{decided}");
+    approve_pending(server, id).await;
     poll(server, id, |e| {
         !matches!(e["status"].as_str(), Some("awaiting_approval" | "running" | "queued"))
     })

@@ -13,7 +13,7 @@ use serde_json::json;
 use warden_tests::postgres::PgCluster;
 use warden_tests::{Server, Warden};
 
-use super::durable::{ended, poll, start_async};
+use super::durable::{approve_pending, ended, poll, start_async};
 use super::postgres::shared_config;
 
 /// Each row of `sql` (`|`-separated columns).
@@ -499,14 +499,7 @@ async fn a_run_waiting_in_memory_for_a_decision_holds_its_slot_on_every_host() {
     let (_, meanwhile) = on_b.get(&format!("/v1/executions/{second}")).await;
     assert_eq!(meanwhile["status"], "queued", "{meanwhile} while {waiting} waits");
     // Decided (on the other host): the first ends, then the second runs.
-    let (_, page) = on_b
-        .get(&format!("/v1/approvals?status=pending&execution_id={first}"))
-        .await;
-    let approval = page["data"][0]["id"].as_str().unwrap().to_owned();
-    let (status, decided) = on_b
-        .post_json(&format!("/v1/approvals/{approval}/approve"), &json!({}))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{decided}");
+    approve_pending(&on_b, &first).await;
     let first = poll(&on_a, &first, ended).await;
     assert_eq!(first["status"], "completed", "{first}");
     let second = poll(&on_b, &second, ended).await;
@@ -553,14 +546,7 @@ async fn a_run_unloaded_while_it_waits_is_resumed_by_the_host_that_decides() {
     let other = start_async(&on_b, "ledger", json!({})).await;
     assert_eq!(poll(&on_b, &other, ended).await["status"], "completed");
     // Decided on B: B takes it and resumes it at once; it ends once.
-    let (_, page) = on_b
-        .get(&format!("/v1/approvals?status=pending&execution_id={id}"))
-        .await;
-    let approval = page["data"][0]["id"].as_str().unwrap().to_owned();
-    let (status, decided) = on_b
-        .post_json(&format!("/v1/approvals/{approval}/approve"), &json!({}))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{decided}");
+    approve_pending(&on_b, &id).await;
     let done = poll(&on_a, &id, ended).await;
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(
