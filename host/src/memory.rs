@@ -28,7 +28,7 @@ pub struct Memory {
     store: Arc<dyn MemoryStore>,
     conversations: Arc<dyn ConversationStore>,
     config: MemoryConfig,
-    stripes: Vec<tokio::sync::Mutex<()>>,
+    stripes: Vec<Arc<tokio::sync::Mutex<()>>>,
 }
 
 fn unavailable(e: StoreError) -> MemoryError {
@@ -41,7 +41,7 @@ impl Memory {
             store: Arc::clone(&stores.memory),
             conversations: Arc::clone(&stores.conversations),
             config,
-            stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            stripes: (0..STRIPES).map(|_| Arc::new(tokio::sync::Mutex::new(()))).collect(),
         }
     }
 
@@ -187,41 +187,28 @@ impl Memory {
         };
         // Writes to one memory take turns (across hosts too, on a store they
         // share): each sees the bytes the last one left, and a store's delete
-        // takes the same turn here.
-        let _turn = self.stripe(&scope.id).lock().await;
-        let hold = self.store.hold_scope(&scope.id).await.map_err(unavailable)?;
-        let written = self.write_within_cap(scope, entry).await;
-        if let Some(hold) = hold {
-            hold.release().await;
-        }
-        written
-    }
-
-    /// Sets an entry if the scope's bytes leave room for it (its turn held).
-    async fn write_within_cap(&self, scope: &Scope, entry: MemoryEntry) -> Result<MemoryEntry, MemoryError> {
-        self.still_there(scope).await?;
-        let (bytes, _) = self.store.usage(&scope.id).await.map_err(unavailable)?;
-        let old = self
-            .store
-            .get(&scope.id, &entry.key)
-            .await
-            .map_err(unavailable)?
-            .map_or(0, |e| e.size());
-        let after = bytes.saturating_sub(old) + entry.size();
-        if after > scope.max_bytes {
-            return Err(MemoryError::LimitExceeded(format!(
-                "this memory would hold {after} bytes, over its cap of {}",
-                scope.max_bytes
-            )));
-        }
-        self.store.put(&scope.id, entry.clone()).await.map_err(unavailable)?;
-        Ok(entry)
+        // takes the same turn here. The turn is a task of its own: a caller
+        // that goes away (a run stopped, a request dropped) does not end it
+        // before its write is committed.
+        let turn = Arc::clone(self.stripe(&scope.id)).lock_owned();
+        let (store, scope) = (Arc::clone(&self.store), scope.clone());
+        tokio::spawn(async move {
+            let _turn = turn.await;
+            let hold = store.hold_scope(&scope.id).await.map_err(unavailable)?;
+            let written = write_within_cap(store.as_ref(), &scope, entry).await;
+            if let Some(hold) = hold {
+                hold.release().await;
+            }
+            written
+        })
+        .await
+        .map_err(|e| MemoryError::Unavailable(format!("the memory write failed in the host: {e}")))?
     }
 
     /// Deletes a key; whether it was there.
     pub async fn delete(&self, scope: &Scope, key: &str) -> Result<bool, MemoryError> {
         let _turn = self.stripe(&scope.id).lock().await;
-        self.still_there(scope).await?;
+        still_there(self.store.as_ref(), scope).await?;
         let found = self.store.get(&scope.id, key).await.map_err(unavailable)?.is_some();
         if found {
             self.store.remove(&scope.id, key).await.map_err(unavailable)?;
@@ -229,21 +216,45 @@ impl Memory {
         Ok(found)
     }
 
-    /// `Gone` when the memory was deleted (a run may hold a store deleted
-    /// since it started).
-    async fn still_there(&self, scope: &Scope) -> Result<(), MemoryError> {
-        if self.store.exists(&scope.id).await.map_err(unavailable)? {
-            Ok(())
-        } else {
-            Err(MemoryError::Gone(format!("memory {} no longer exists", scope.id)))
-        }
-    }
-
-    fn stripe(&self, id: &str) -> &tokio::sync::Mutex<()> {
+    fn stripe(&self, id: &str) -> &Arc<tokio::sync::Mutex<()>> {
         let hash = id
             .bytes()
             .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
         &self.stripes[hash % STRIPES]
+    }
+}
+
+/// Sets an entry if the scope's bytes leave room for it (its turn held).
+async fn write_within_cap(
+    store: &dyn MemoryStore,
+    scope: &Scope,
+    entry: MemoryEntry,
+) -> Result<MemoryEntry, MemoryError> {
+    still_there(store, scope).await?;
+    let (bytes, _) = store.usage(&scope.id).await.map_err(unavailable)?;
+    let old = store
+        .get(&scope.id, &entry.key)
+        .await
+        .map_err(unavailable)?
+        .map_or(0, |e| e.size());
+    let after = bytes.saturating_sub(old) + entry.size();
+    if after > scope.max_bytes {
+        return Err(MemoryError::LimitExceeded(format!(
+            "this memory would hold {after} bytes, over its cap of {}",
+            scope.max_bytes
+        )));
+    }
+    store.put(&scope.id, entry.clone()).await.map_err(unavailable)?;
+    Ok(entry)
+}
+
+/// `Gone` when the memory was deleted (a run may hold a store deleted since
+/// it started).
+async fn still_there(store: &dyn MemoryStore, scope: &Scope) -> Result<(), MemoryError> {
+    if store.exists(&scope.id).await.map_err(unavailable)? {
+        Ok(())
+    } else {
+        Err(MemoryError::Gone(format!("memory {} no longer exists", scope.id)))
     }
 }
 

@@ -9,7 +9,9 @@ pub struct StoreConfig {
     /// A Postgres connection URL (`postgres://user:password@host:5432/warden`);
     /// unset: SQLite in the data dir.
     pub url: Option<String>,
-    /// Connections kept for reads (the writer holds one more of its own).
+    /// Connections kept for reads (the writer, the listener and the
+    /// heartbeat hold one more each; holds across hosts half as many again,
+    /// at least two).
     pub max_connections: usize,
     /// How long a host's lease lasts without a heartbeat (it beats three
     /// times a lease): past it, other hosts take over its unfinished

@@ -16,6 +16,7 @@ mod claims;
 mod commit;
 mod conversations;
 mod durable;
+mod idempotency;
 pub mod postgres;
 pub mod sqlite;
 mod triggers;
@@ -32,6 +33,7 @@ pub use self::claims::{Claims, Slots, Whereabouts};
 pub use self::commit::Commit;
 pub use self::conversations::{ConversationFilter, ConversationStore, MemoryStore, TurnHold};
 pub use self::durable::{ApprovalFilter, ApprovalStore, JournalStore};
+pub use self::idempotency::{IdempotencyRecord, IdempotencyStore};
 pub use self::triggers::{HookStore, ScheduleFilter, ScheduleStore, WebhookStore};
 pub use self::write::{MemoryWrite, Write};
 use crate::events::{Event, EventSink};
@@ -304,49 +306,6 @@ pub trait KvStore: Queue {
     }
     /// Keys starting with `prefix`, in order, at most `limit`.
     async fn list(&self, agent_id: &str, prefix: &str, limit: usize) -> Result<Vec<String>, StoreError>;
-}
-
-/// An idempotency key: which execution a request made, and when.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IdempotencyRecord {
-    pub key: String,
-    pub request_hash: String,
-    pub execution_id: String,
-    pub created_at: i64,
-}
-
-/// Idempotency keys, remembered across restarts.
-#[async_trait]
-pub trait IdempotencyStore: Queue {
-    /// Remembers a key (on a store several hosts share, a key another
-    /// execution holds stays as it is: see [`IdempotencyStore::claim`]).
-    fn put(&self, record: IdempotencyRecord) -> Commit {
-        self.queue(Write::IdempotencyKey(record))
-    }
-    /// Forgets one key, if it still names `execution_id`.
-    fn forget(&self, key: &str, execution_id: &str) -> Commit {
-        self.queue(Write::ForgetIdempotencyKey {
-            key: key.to_owned(),
-            execution_id: execution_id.to_owned(),
-        })
-    }
-    /// Forgets keys created before `before`.
-    fn expire(&self, before: i64) -> Commit {
-        self.queue(Write::ExpireIdempotencyKeys { before })
-    }
-    /// Keys created at or after `since`.
-    async fn load(&self, since: i64) -> Result<Vec<IdempotencyRecord>, StoreError>;
-    /// On a store several hosts share: takes the key for `record` at once,
-    /// unless another host holds it (made at or after `since`); that host's
-    /// record then. (`None` on a store of one host, whose memory decides.)
-    async fn claim(&self, _record: &IdempotencyRecord, _since: i64) -> Result<Option<IdempotencyRecord>, StoreError> {
-        Ok(None)
-    }
-    /// A stored key (on a store several hosts share; a store of one host
-    /// answers from memory, so `None`).
-    async fn holder(&self, _key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
-        Ok(None)
-    }
 }
 
 /// Why a blob could not be read.

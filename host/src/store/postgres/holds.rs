@@ -39,7 +39,7 @@ struct PgHold {
     /// `None` once released (or given back untaken).
     reader: Option<Reader>,
     key: i32,
-    /// The conversation, or the memory scope.
+    /// The conversation, the memory scope, or the schedule.
     name: String,
 }
 

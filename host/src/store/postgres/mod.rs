@@ -39,10 +39,11 @@ use super::writer::{Dropped, Sink, StorageHealth, Writer, WriterThread};
 use super::{Backend, BlobStore, Commit, Queue, StorageFailure, StoreError, Stores, Write};
 use crate::config::StoreConfig;
 
-/// The Postgres store of one host.
-/// Connections for holds across hosts (each hold lasts about a commit).
-const HOLD_CONNECTIONS: usize = 2;
+/// The fewest connections kept for holds across hosts (each hold lasts about
+/// a commit); half the read pool's when that is more.
+const MIN_HOLD_CONNECTIONS: usize = 2;
 
+/// The Postgres store of one host.
 pub struct PgStore {
     pool: Pool,
     /// One connection of its own for the heartbeat, so that reads filling
@@ -110,7 +111,7 @@ impl PgStore {
         };
         let pool = pool_of(settings.max_connections)?;
         let beat_pool = pool_of(1)?;
-        let hold_pool = pool_of(HOLD_CONNECTIONS)?;
+        let hold_pool = pool_of(hold_connections(settings.max_connections))?;
         let version = {
             let client = pool.get().await.context("connecting to the store's database")?;
             let row = client.query_one("SHOW server_version", &[]).await?;
@@ -163,6 +164,11 @@ impl PgStore {
     fn send(&self, write: Write) {
         self.writer.send(write);
     }
+}
+
+/// Connections kept for holds across hosts, for a read pool of `reads`.
+pub fn hold_connections(reads: usize) -> usize {
+    (reads / 2).max(MIN_HOLD_CONNECTIONS)
 }
 
 fn read_error(e: anyhow::Error) -> StoreError {
