@@ -144,26 +144,26 @@ impl PgStore {
 
     /// A pooled connection for reads.
     async fn reader(&self) -> Result<Reader, StoreError> {
-        self.pool
-            .get()
-            .await
-            .map(Reader)
-            .map_err(|e| StoreError::Read(format!("no connection to the database: {e}")))
+        connection(&self.pool).await
     }
 
     /// A connection of the holds' own.
     async fn holder(&self) -> Result<Reader, StoreError> {
-        self.hold_pool
-            .get()
-            .await
-            .map(Reader)
-            .map_err(|e| StoreError::Read(format!("no connection to the database: {e}")))
+        connection(&self.hold_pool).await
     }
 
     /// Queues a write that nobody waits for.
     fn send(&self, write: Write) {
         self.writer.send(write);
     }
+}
+
+/// A connection of `pool`.
+async fn connection(pool: &Pool) -> Result<Reader, StoreError> {
+    pool.get()
+        .await
+        .map(Reader)
+        .map_err(|e| StoreError::Read(format!("no connection to the database: {e}")))
 }
 
 /// Connections kept for holds across hosts, for a read pool of `reads`.
