@@ -223,7 +223,8 @@ impl Deployer {
     }
 
     /// Ends a job `failed`, with the code and message a waiting deploy would
-    /// have answered (stored again while storage is failing, for a while).
+    /// have answered (stored again while storage is failing, until it is; a
+    /// host shutting down leaves the job to its restart).
     async fn fail(&self, mut job: DeployJob, e: &DeployError) {
         let id = job.id.clone();
         job.end(Err(job_error(e)), time::now_ms());
@@ -231,9 +232,9 @@ impl Deployer {
         loop {
             match self.agents.save_deploy_job(job.clone()).await {
                 Ok(()) => break,
-                Err(StoreError::Unavailable(_)) if wait < RETRY_MAX => {
+                Err(StoreError::Unavailable(_)) => {
                     tokio::time::sleep(wait).await;
-                    wait *= 2;
+                    wait = (wait * 2).min(RETRY_MAX);
                 }
                 Err(stored) => {
                     tracing::error!(deploy = %id, error = %stored, "could not store how this deploy failed; a restart makes it again");
