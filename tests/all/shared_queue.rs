@@ -11,6 +11,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::json;
 use warden_tests::postgres::PgCluster;
+use warden_tests::providers::{FakeProvider, Mode, Protocol};
 use warden_tests::{Server, Warden};
 
 use super::durable::{approve_pending, ended, poll, start_async};
@@ -531,18 +532,7 @@ async fn a_run_unloaded_while_it_waits_is_resumed_by_the_host_that_decides() {
     let id = start_async(&on_a, "ledger", json!({ "approve": "Go on?" })).await;
     poll(&on_a, &id, |e| e["status"] == "awaiting_approval").await;
     // Past its grace A unloads it: nobody's, and its slot free everywhere.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while rows(
-        &cluster,
-        &format!("SELECT owner IS NULL FROM executions WHERE id = '{id}'"),
-    ) != [["t"]]
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "A never released the run it unloaded"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_unloaded(&cluster, &id).await;
     let other = start_async(&on_b, "ledger", json!({})).await;
     assert_eq!(poll(&on_b, &other, ended).await["status"], "completed");
     // Decided on B: B takes it and resumes it at once; it ends once.
@@ -553,6 +543,72 @@ async fn a_run_unloaded_while_it_waits_is_resumed_by_the_host_that_decides() {
         rows(&cluster, &format!("SELECT owner FROM executions WHERE id = '{id}'")),
         [[host_id(&tmp.path().join("b"))]],
         "the deciding host resumed it"
+    );
+    a.sigkill();
+    b.sigkill();
+}
+
+/// Waits until the run `id`, waiting for a decision, is unloaded: held by
+/// no host.
+async fn wait_unloaded(cluster: &PgCluster, id: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while rows(
+        cluster,
+        &format!("SELECT owner IS NULL FROM executions WHERE id = '{id}'"),
+    ) != [["t"]]
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "its host never released the run it unloaded"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decided_run_resumes_only_once_its_agent_has_a_slot_on_every_host() {
+    // The model answers after 3 s: a run asking it holds its agent's slot.
+    let fake = FakeProvider::start(Protocol::OpenAi, Mode::Slow(Duration::from_secs(3))).await;
+    let config = format!(
+        "[durability]\napproval_grace_ms = 200\n[[llm.providers]]\nname = \"fake\"\nkind = \"openai\"\n\
+         base_url = \"{}/v1\"\napi_key_env = \"CARGO_PKG_NAME\"\nmodels = [\"gpt-test\"]\n",
+        fake.url()
+    );
+    let TwoHosts {
+        cluster,
+        tmp: _tmp,
+        a,
+        b,
+    } = two_hosts(&config);
+    let (on_a, on_b) = (a.client(), b.client());
+    on_a.deploy("ledger", json!({ "max_concurrency": 1, "models": ["gpt-test"] }))
+        .await;
+    wait_loaded(&on_b, "ledger").await;
+    let waiting = start_async(&on_a, "ledger", json!({ "approve": "Go on?" })).await;
+    poll(&on_a, &waiting, |e| e["status"] == "awaiting_approval").await;
+    wait_unloaded(&cluster, &waiting).await;
+    // B runs another, which takes the agent's one slot.
+    let busy = start_async(&on_b, "ledger", json!({ "calls": 1, "model": "gpt-test" })).await;
+    poll(&on_b, &busy, |e| e["status"] == "running").await;
+    // Decided meanwhile, on A: it does not resume while B's run holds the
+    // slot, on either host.
+    approve_pending(&on_a, &waiting).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let (_, meanwhile) = on_b.get(&format!("/v1/executions/{waiting}")).await;
+    let (_, holder) = on_a.get(&format!("/v1/executions/{busy}")).await;
+    assert_eq!(holder["status"], "running", "{holder}");
+    assert_eq!(
+        meanwhile["status"], "awaiting_approval",
+        "{meanwhile} resumed while {holder} holds the slot"
+    );
+    // Once B's run ended, it resumes, and ends once, approved.
+    let busy = poll(&on_b, &busy, ended).await;
+    assert_eq!(busy["status"], "completed", "{busy}");
+    let done = poll(&on_a, &waiting, ended).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert!(
+        done["completed_at"].as_str().unwrap() >= busy["completed_at"].as_str().unwrap(),
+        "{done} ended before {busy}"
     );
     a.sigkill();
     b.sigkill();

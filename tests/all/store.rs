@@ -138,9 +138,12 @@ async fn unfinished_ids(s: &Stores) -> Vec<String> {
 }
 
 /// Agent `agt_a` may run 3 at once, others 5; version `ver_x` is not known;
-/// what runs on this host, as set.
+/// what runs on this host, and the decided runs it would resume, as set.
 #[derive(Default)]
-struct Caps(std::sync::Mutex<std::collections::HashMap<String, usize>>);
+struct Caps(
+    std::sync::Mutex<std::collections::HashMap<String, usize>>,
+    std::sync::Mutex<Vec<String>>,
+);
 
 impl Caps {
     fn set(&self, here: &[(&str, usize)]) {
@@ -157,6 +160,9 @@ impl Slots for Caps {
     }
     fn runnable(&self) -> Vec<String> {
         vec!["ver_1".into()]
+    }
+    fn resumes(&self) -> Vec<String> {
+        self.1.lock().unwrap().clone()
     }
 }
 
@@ -257,6 +263,29 @@ async fn shared_queue(s: Stores) {
     assert_eq!(unfinished, ["run_2"]);
     caps.set(&[("agt_a", 1)]);
     assert_eq!(claim(10).await, ["high_1", "high_2", "other", "b1", "b2"]);
+
+    // A decided run, unloaded while it waited (released: nobody holds it),
+    // is claimed to resume only when named, within its agent's slots, by
+    // its priority among the waiting, and once.
+    let decided = Execution {
+        priority: 100,
+        ..execution("decided", "agt_b", Status::AwaitingApproval, 11)
+    };
+    s.executions.save(decided).await.unwrap();
+    s.executions.release_waiting().await.unwrap();
+    s.executions.save(waiting("b3", "agt_b", 50, 12)).await.unwrap();
+    caps.set(&[("agt_a", 3), ("agt_b", 4)]);
+    assert_eq!(claim(10).await, ["b3"], "not named: left alone");
+    s.executions.save(waiting("b4", "agt_b", 50, 13)).await.unwrap();
+    *caps.1.lock().unwrap() = vec!["decided".into(), "nope".into()];
+    caps.set(&[("agt_a", 3), ("agt_b", 5)]);
+    assert!(claim(10).await.is_empty(), "agt_b is full");
+    caps.set(&[("agt_a", 3), ("agt_b", 3)]);
+    let claimed = s.executions.claim(10, 1_000, caps.as_ref(), false).await.unwrap();
+    let claimed: Vec<_> = claimed.iter().map(|e| (e.id.as_str(), e.status)).collect();
+    assert_eq!(claimed, [("decided", Status::AwaitingApproval), ("b4", Status::Queued)]);
+    caps.set(&[("agt_a", 3)]);
+    assert!(claim(10).await.is_empty(), "taken once");
 }
 
 fn line(seq: u32, message: &str) -> LogLine {

@@ -227,8 +227,9 @@ impl Executions {
     }
 
     /// Picks up an execution unloaded while it waited (its request decided,
-    /// or a cancel asked): queued again, to replay its journal. Nothing
-    /// happens when it is live, or no longer waiting.
+    /// or a cancel asked): queued again, to replay its journal (on a store
+    /// several hosts share, a decided one once its agent has a slot across
+    /// them). Nothing happens when it is live, or no longer waiting.
     pub(super) async fn resume(self: &Arc<Self>, id: &str) {
         if !self
             .waiters
@@ -256,13 +257,20 @@ impl Executions {
                         && !self.not_durable(&execution.agent_version_id)
                         && (!self.shares_queue() || self.runnable(&execution.agent_version_id)) =>
                 {
-                    // Unloaded, it is nobody's: one host takes it to resume
-                    // it (others deciding, or looking, at once leave it).
-                    match self.store.take_waiting(id).await {
-                        Ok(true) => self.requeue(execution, true).await,
-                        Ok(false) => {}
-                        Err(e) => {
-                            tracing::error!(execution = %id, error = %e, "could not take an execution to resume it")
+                    if self.shares_queue() && execution.status == Status::AwaitingApproval {
+                        // Decided: it starts again within its agent's slots
+                        // across the hosts, claimed as waiting ones are.
+                        self.resume_when_room(id);
+                    } else {
+                        // Unloaded, it is nobody's: one host takes it to
+                        // resume it, or to end it (others deciding, or
+                        // looking, at once leave it).
+                        match self.store.take_waiting(id).await {
+                            Ok(true) => self.requeue(execution, true).await,
+                            Ok(false) => {}
+                            Err(e) => {
+                                tracing::error!(execution = %id, error = %e, "could not take an execution to resume it")
+                            }
                         }
                     }
                 }
@@ -389,7 +397,9 @@ impl Executions {
                 self.deliver(&decided).await;
             }
         }
-        for id in self.approvals.answered_waiting().await? {
+        let answered = self.approvals.answered_waiting().await?;
+        self.keep_resumes(&answered);
+        for id in answered {
             self.resume(&id).await;
         }
         Ok(())

@@ -45,14 +45,26 @@ pub(super) struct SharedState {
     /// whoever waits (a failed one before its retry is linked, one waiting
     /// for a decision within its grace): in which status, since when.
     unsure: Mutex<HashMap<String, (Status, Instant)>>,
+    /// Decided runs this host would resume, claimed when their agent has a
+    /// slot across the hosts: since when.
+    resumes: Mutex<HashMap<String, Instant>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// What this host may claim: its registry's agents and versions.
-struct Known<'a>(&'a Registry, &'a Scheduler<Job, Arc<Execution>>);
+/// How many decided runs to resume one claim looks at, at most.
+const RESUMES_AT_ONCE: usize = 1_000;
+
+/// How long a decided run to resume is kept without the store naming it
+/// (a decision made here, which the store's list of them read just before
+/// may not hold yet).
+const RESUME_KEPT: Duration = Duration::from_secs(10);
+
+/// What this host may claim: its registry's agents and versions, and the
+/// decided runs it would resume.
+struct Known<'a>(&'a Registry, &'a Scheduler<Job, Arc<Execution>>, Vec<String>);
 
 impl Slots for Known<'_> {
     fn here(&self) -> HashMap<String, usize> {
@@ -65,6 +77,10 @@ impl Slots for Known<'_> {
 
     fn runnable(&self) -> Vec<String> {
         self.0.runnable_versions()
+    }
+
+    fn resumes(&self) -> Vec<String> {
+        self.2.clone()
     }
 }
 
@@ -104,8 +120,19 @@ impl Executions {
         if room == 0 || self.is_draining() {
             return Ok((0, room));
         }
-        let known = Known(&self.registry, &self.scheduler);
+        let resumes: Vec<String> = lock(&self.shared.resumes)
+            .keys()
+            .take(RESUMES_AT_ONCE)
+            .cloned()
+            .collect();
+        let known = Known(&self.registry, &self.scheduler, resumes);
         let claimed = self.store.claim(room, time::now_ms(), &known, surely).await?;
+        {
+            let mut resumes = lock(&self.shared.resumes);
+            for execution in claimed.iter().filter(|e| e.status == Status::AwaitingApproval) {
+                resumes.remove(&execution.id);
+            }
+        }
         let n = claimed.len();
         if self.is_draining() {
             // Shutting down meanwhile: nothing more starts here.
@@ -127,7 +154,25 @@ impl Executions {
         Ok((n, room))
     }
 
-    /// An execution this host claimed joins its queue (not started yet).
+    /// A decided run, unloaded while it waited, resumes here once its agent
+    /// has a slot across the hosts (unless another host resumes it first).
+    pub(super) fn resume_when_room(&self, id: &str) {
+        lock(&self.shared.resumes)
+            .entry(id.to_owned())
+            .or_insert_with(Instant::now);
+        self.wake_claims();
+    }
+
+    /// Of the decided runs to resume, keeps those the store still names
+    /// (`decided`: it waits for a decision no more, and nobody holds it),
+    /// and those named here lately.
+    pub(super) fn keep_resumes(&self, decided: &[String]) {
+        let decided: HashSet<&str> = decided.iter().map(String::as_str).collect();
+        lock(&self.shared.resumes).retain(|id, since| decided.contains(id.as_str()) || since.elapsed() < RESUME_KEPT);
+    }
+
+    /// An execution this host claimed joins its queue (not started yet): a
+    /// decided run (`awaiting_approval`) to resume by replaying its journal.
     pub(super) async fn queue_claimed(self: &Arc<Self>, mut execution: Execution) {
         let found = self
             .registry
@@ -139,7 +184,10 @@ impl Executions {
             self.take_up(vec![execution], "").await.ok();
             return;
         };
-        execution.status = Status::Queued;
+        let resume = execution.status == Status::AwaitingApproval;
+        if !resume {
+            execution.status = Status::Queued;
+        }
         let events = self.lifecycle.log_of(&execution).await;
         let id = execution.id.clone();
         // Marked first: once in the queue, it may start and end at once.
@@ -148,7 +196,7 @@ impl Executions {
             execution,
             version,
             events,
-            resume: false,
+            resume,
         });
         if marked && claimed != Some(false) {
             lock(&self.shared.foreign).remove(&id);

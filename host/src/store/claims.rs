@@ -23,6 +23,13 @@ pub trait Slots: Sync {
     fn of_agent(&self, agent_id: &str) -> Option<usize>;
     /// The versions this host has loaded and can run.
     fn runnable(&self) -> Vec<String>;
+    /// Durable runs, unloaded while they waited for a decision, decided since,
+    /// that this host would resume: claimed like waiting executions (by
+    /// their priority and age, within their agent's slots), should nobody
+    /// hold them.
+    fn resumes(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Where executions this host accepted (and another may run) are now.
@@ -51,10 +58,12 @@ pub trait Claims: Send + Sync {
         Ok(())
     }
     /// Claims at most `room` waiting executions for this host (their
-    /// `run_after`, if any, before `now`): highest priority first, then the
-    /// oldest, skipping agents whose runs and claims across every host fill
-    /// their `slots`; hosts claim one at a time. Oldest first among equals.
-    /// `surely`: something is known to wait (no need to look first).
+    /// `run_after`, if any, before `now`), and decided runs to resume
+    /// (`slots.resumes()`, returned `awaiting_approval`): highest priority
+    /// first, then the oldest, skipping agents whose runs and claims across
+    /// every host fill their `slots`; hosts claim one at a time. Oldest first
+    /// among equals. `surely`: something is known to wait (no need to look
+    /// first).
     async fn claim(
         &self,
         _room: usize,
@@ -65,7 +74,8 @@ pub trait Claims: Send + Sync {
         Ok(Vec::new())
     }
     /// Gives back executions this host claimed and will not start (it is
-    /// shutting down): they wait for any host again. Those given back.
+    /// shutting down): they wait for any host again (a decided run to
+    /// resume, for any host to resume). Those given back.
     async fn give_back(&self, _ids: &[String]) -> Result<Vec<String>, StoreError> {
         Ok(Vec::new())
     }

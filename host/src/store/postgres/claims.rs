@@ -3,8 +3,12 @@
 //! transaction: under one advisory lock (so that two hosts never both fill
 //! an agent's last slot), it counts each agent's runs and claims across the
 //! hosts (a run waiting for a decision counts while its host holds it in
-//! memory: its row keeps that host as `owner` until it is unloaded), reads the best waiting rows of the agents with room, and takes
-//! those rows not locked by another writer (`FOR UPDATE SKIP LOCKED`).
+//! memory: its row keeps that host as `owner` until it is unloaded), reads
+//! the best waiting rows of the agents with room, and takes those rows not
+//! locked by another writer (`FOR UPDATE SKIP LOCKED`). A durable run
+//! unloaded while it waited for a decision, once decided, is claimed the same
+//! way, among the waiting rows by its priority and age, so that it too
+//! starts again only within its agent's slots.
 //! A conversation's turns are not in it: the host that accepted them runs them,
 //! in order.
 
@@ -24,6 +28,23 @@ const CLAIM_LOCK: i64 = 0x7761_7264_656e_0002;
 
 /// Rows waiting in the shared queue, by their alias `e`.
 const WAITING: &str = "e.owner IS NULL AND e.status IN ('pending', 'queued') AND e.conversation_id IS NULL";
+
+/// Of the executions `$2`, those waiting for a decision, unloaded and
+/// decided, that a host (`$1`) may take to resume (by their alias `e`): held
+/// by nobody, or by a host whose lease ran out.
+fn decided() -> String {
+    format!(
+        "e.id = ANY($2) AND e.status = 'awaiting_approval' AND {unheld}
+         AND NOT EXISTS (SELECT 1 FROM approvals a WHERE a.execution_id = e.id AND a.status = 'pending')",
+        unheld = unheld()
+    )
+}
+
+/// A row `e` waiting for a decision is held by no live host (its own host,
+/// `$1`, holds it in memory).
+fn unheld() -> String {
+    format!("(e.owner IS NULL OR (e.owner <> $1 AND {}))", lapsed("e"))
+}
 
 /// How many waiting rows one claim reads per place it has room for (some may
 /// be of an agent that fills up within the batch).
@@ -71,7 +92,8 @@ impl Claims for PgStore {
         ids_of(
             &c,
             "UPDATE executions SET owner = NULL
-             WHERE id = ANY($2) AND owner = $1 AND status IN ('pending', 'queued') AND conversation_id IS NULL
+             WHERE id = ANY($2) AND owner = $1
+               AND ((status IN ('pending', 'queued') AND conversation_id IS NULL) OR status = 'awaiting_approval')
              RETURNING id",
             &self.host,
             ids,
@@ -193,13 +215,20 @@ async fn claim(
         .start()
         .await?;
     // Most polls find nothing: they end here, without the lock.
+    let resumes = slots.resumes();
     if !surely {
         let look = tx
             .prepare_cached(&format!(
-                "SELECT EXISTS (SELECT 1 FROM executions e WHERE {WAITING} AND (e.run_after IS NULL OR e.run_after <= $1))"
+                "SELECT EXISTS (SELECT 1 FROM executions e WHERE {WAITING} AND (e.run_after IS NULL OR e.run_after <= $3))
+                     OR EXISTS (SELECT 1 FROM executions e WHERE {decided})",
+                decided = decided()
             ))
             .await?;
-        if !tx.query_one(&look, &[&now]).await?.try_get::<_, bool>(0)? {
+        if !tx
+            .query_one(&look, &[&host, &resumes, &now])
+            .await?
+            .try_get::<_, bool>(0)?
+        {
             tx.commit().await?;
             return Ok(Vec::new());
         }
@@ -208,10 +237,16 @@ async fn claim(
     // own it knows better: a run that ended here is no longer one, even
     // before its end is stored), sent together.
     let best_sql = format!(
-        "SELECT e.id, e.agent_id, e.agent_version_id FROM executions e
+        "SELECT e.id, e.agent_id, e.priority, e.created_at FROM executions e
          WHERE {WAITING} AND (e.run_after IS NULL OR e.run_after <= $1) AND e.agent_id <> ALL($2)
            AND e.agent_version_id = ANY($4)
          ORDER BY e.priority DESC, e.created_at, e.id LIMIT $3"
+    );
+    // Decided runs to resume, among them by the same order.
+    let decided_sql = format!(
+        "SELECT e.id, e.agent_id, e.priority, e.created_at FROM executions e
+         WHERE {decided} AND e.agent_id <> ALL($3) AND e.agent_version_id = ANY($4)",
+        decided = decided()
     );
     let busy_sql = format!(
         "SELECT agent_id, count(*) FROM (
@@ -244,14 +279,22 @@ async fn claim(
         .collect();
     let limit = i64::try_from(room.saturating_mul(READ_AHEAD).max(32)).unwrap_or(i64::MAX);
     let runnable = slots.runnable();
-    let candidates = tx.query(&best, &[&now, &full, &limit, &runnable]).await?;
+    let mut candidates = Vec::new();
+    for row in tx.query(&best, &[&now, &full, &limit, &runnable]).await? {
+        candidates.push(Candidate::of(&row)?);
+    }
+    if !resumes.is_empty() {
+        let decided = tx.prepare_cached(&decided_sql).await?;
+        for row in tx.query(&decided, &[&host, &resumes, &full, &runnable]).await? {
+            candidates.push(Candidate::of(&row)?);
+        }
+        candidates.sort_by(|a, b| a.order().cmp(&b.order()));
+    }
     let mut picked: Vec<String> = Vec::new();
-    for row in &candidates {
+    for Candidate { id, agent, .. } in candidates {
         if picked.len() >= room {
             break;
         }
-        let id: String = row.try_get(0)?;
-        let agent: String = row.try_get(1)?;
         let Some(max) = slots.of_agent(&agent) else {
             continue;
         };
@@ -268,8 +311,11 @@ async fn claim(
     let take = tx
         .prepare_cached(&format!(
             "UPDATE executions SET owner = $1 WHERE id IN
-                (SELECT e.id FROM executions e WHERE e.id = ANY($2) AND {WAITING} FOR UPDATE SKIP LOCKED)
-             RETURNING {EXECUTION_COLUMNS}"
+                (SELECT e.id FROM executions e
+                  WHERE e.id = ANY($2) AND ({WAITING} OR (e.status = 'awaiting_approval' AND {unheld}))
+                  FOR UPDATE SKIP LOCKED)
+             RETURNING {EXECUTION_COLUMNS}",
+            unheld = unheld()
         ))
         .await?;
     let rows = tx.query(&take, &[&host, &picked]).await?;
@@ -279,4 +325,28 @@ async fn claim(
         (std::cmp::Reverse(a.priority), a.created_at, &a.id).cmp(&(std::cmp::Reverse(b.priority), b.created_at, &b.id))
     });
     Ok(claimed)
+}
+
+/// A row a claim may take: its id, agent, priority and age.
+struct Candidate {
+    id: String,
+    agent: String,
+    priority: i64,
+    created_at: i64,
+}
+
+impl Candidate {
+    fn of(row: &tokio_postgres::Row) -> anyhow::Result<Self> {
+        Ok(Self {
+            id: row.try_get(0)?,
+            agent: row.try_get(1)?,
+            priority: row.try_get(2)?,
+            created_at: row.try_get(3)?,
+        })
+    }
+
+    /// Highest priority first, then the oldest.
+    fn order(&self) -> (std::cmp::Reverse<i64>, i64, &str) {
+        (std::cmp::Reverse(self.priority), self.created_at, &self.id)
+    }
 }
