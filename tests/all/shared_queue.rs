@@ -185,6 +185,54 @@ async fn a_conversations_turns_run_one_at_a_time_whichever_hosts_they_reach() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversations_turn_waits_for_its_agents_slot_on_every_host() {
+    let TwoHosts { cluster, tmp, a, b } = two_hosts("");
+    let (on_a, on_b) = (a.client(), b.client());
+    on_a.deploy("sleepy", json!({ "name": "single", "max_concurrency": 1 }))
+        .await;
+    wait_loaded(&on_b, "single").await;
+    // B runs one that takes the agent's one slot for 3 s.
+    let busy = submit(&on_b, 3000, 50).await;
+    poll(&on_b, &busy, |e| e["status"] == "running").await;
+    assert_eq!(
+        rows(&cluster, &format!("SELECT owner FROM executions WHERE id = '{busy}'")),
+        [[host_id(&tmp.path().join("b"))]]
+    );
+    // A conversation's first turn sent to A waits for it, though A runs
+    // nothing.
+    let body = json!({ "input": { "ms": 10 }, "conversation": true, "mode": "async" });
+    let (status, turn) = on_a.post_json("/v1/agents/single/execute", &body).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{turn}");
+    let conversation = turn["conversation_id"].as_str().unwrap().to_owned();
+    let turn = turn["id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let (_, holder) = on_a.get(&format!("/v1/executions/{busy}")).await;
+    let (_, meanwhile) = on_a.get(&format!("/v1/executions/{turn}")).await;
+    assert_eq!(holder["status"], "running", "{holder}");
+    assert_eq!(
+        meanwhile["status"], "queued",
+        "{meanwhile} ran while {holder} held the slot"
+    );
+    let busy = poll(&on_b, &busy, ended).await;
+    let turn = poll(&on_a, &turn, ended).await;
+    assert_eq!(turn["status"], "completed", "{turn}");
+    assert!(
+        turn["started_at"].as_str().unwrap() >= busy["completed_at"].as_str().unwrap(),
+        "{turn} started before {busy} ended"
+    );
+    // The next turn of the conversation, sent while nothing else runs, runs at once.
+    let (_, next) = on_b
+        .post_json(
+            "/v1/agents/single/execute",
+            &json!({ "input": { "ms": 10 }, "conversation_id": conversation }),
+        )
+        .await;
+    assert_eq!(next["status"], "completed", "{next}");
+    a.sigkill();
+    b.sigkill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_conversation_is_deleted_only_while_no_host_holds_its_turns() {
     let db = Paused::start().await;
     let (on_a, cluster) = (db.a.client(), &db.cluster);

@@ -161,7 +161,7 @@ impl Slots for Caps {
     fn runnable(&self) -> Vec<String> {
         vec!["ver_1".into()]
     }
-    fn resumes(&self) -> Vec<String> {
+    fn held_back(&self) -> Vec<String> {
         self.1.lock().unwrap().clone()
     }
 }
@@ -286,6 +286,24 @@ async fn shared_queue(s: Stores) {
     assert_eq!(claimed, [("decided", Status::AwaitingApproval), ("b4", Status::Queued)]);
     caps.set(&[("agt_a", 3)]);
     assert!(claim(10).await.is_empty(), "taken once");
+
+    // A conversation's turn, this host's, waits for a slot the same way
+    // when held back (it is not in the shared queue).
+    let turn = Execution {
+        conversation_id: Some("conv_1".into()),
+        ..waiting("turn", "agt_b", 50, 14)
+    };
+    s.executions.save(turn).await.unwrap();
+    caps.set(&[("agt_a", 3), ("agt_b", 4)]);
+    assert!(claim(10).await.is_empty(), "not in the shared queue");
+    *caps.1.lock().unwrap() = vec!["turn".into()];
+    caps.set(&[("agt_a", 3), ("agt_b", 5)]);
+    assert!(claim(10).await.is_empty(), "agt_b is full");
+    caps.set(&[("agt_a", 3), ("agt_b", 4)]);
+    let claimed = s.executions.claim(10, 1_000, caps.as_ref(), true).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].id, "turn");
+    assert_eq!(claimed[0].conversation_id.as_deref(), Some("conv_1"));
 }
 
 fn line(seq: u32, message: &str) -> LogLine {

@@ -184,7 +184,8 @@ impl Executions {
     }
 
     /// A turn held until every turn before it (by turn key) is over, then
-    /// its delay, if it has one; then queued. Looks again whenever the turn
+    /// its delay, if it has one; then queued (on a store several hosts
+    /// share, once its agent has a slot across them). Looks again whenever the turn
     /// just before it ends, so a turn cancelled before it ran, or a retry
     /// that takes a failed turn's place, is waited for as the store has it.
     pub(super) fn after_turn(self: &Arc<Self>, id: String, conversation: String, key: String, delay: Option<Duration>) {
@@ -222,7 +223,7 @@ impl Executions {
                 tokio::time::sleep_until(deadline).await;
             }
             if let Some(this) = executions.upgrade() {
-                this.launch(this.scheduler.end_delay(&id));
+                this.turn_ready(&id);
             }
         });
     }

@@ -48,6 +48,9 @@ pub(super) struct SharedState {
     /// Decided runs this host would resume, claimed when their agent has a
     /// slot across the hosts: since when.
     resumes: Mutex<HashMap<String, Instant>>,
+    /// Conversations' turns of this host whose turns before them ended,
+    /// held (delayed) until their agent has a slot across the hosts.
+    turns: Mutex<HashSet<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -62,8 +65,8 @@ const RESUMES_AT_ONCE: usize = 1_000;
 /// may not hold yet).
 const RESUME_KEPT: Duration = Duration::from_secs(10);
 
-/// What this host may claim: its registry's agents and versions, and the
-/// decided runs it would resume.
+/// What this host may claim: its registry's agents and versions, and what
+/// it holds back for a slot.
 struct Known<'a>(&'a Registry, &'a Scheduler<Job, Arc<Execution>>, Vec<String>);
 
 impl Slots for Known<'_> {
@@ -79,7 +82,7 @@ impl Slots for Known<'_> {
         self.0.runnable_versions()
     }
 
-    fn resumes(&self) -> Vec<String> {
+    fn held_back(&self) -> Vec<String> {
         self.2.clone()
     }
 }
@@ -120,20 +123,29 @@ impl Executions {
         if room == 0 || self.is_draining() {
             return Ok((0, room));
         }
-        let resumes: Vec<String> = lock(&self.shared.resumes)
-            .keys()
-            .take(RESUMES_AT_ONCE)
-            .cloned()
-            .collect();
-        let known = Known(&self.registry, &self.scheduler, resumes);
+        let held = {
+            // A turn cancelled as it waited is held no more.
+            let mut turns = lock(&self.shared.turns);
+            turns.retain(|id| self.scheduler.live_agent(id).is_some());
+            let mut held: Vec<String> = turns.iter().cloned().collect();
+            held.extend(lock(&self.shared.resumes).keys().take(RESUMES_AT_ONCE).cloned());
+            held
+        };
+        let known = Known(&self.registry, &self.scheduler, held);
         let claimed = self.store.claim(room, time::now_ms(), &known, surely).await?;
+        // This host's turns go on here (they were queued here all along).
+        let (turns, claimed): (Vec<_>, Vec<_>) = claimed.into_iter().partition(|e| e.conversation_id.is_some());
+        for turn in &turns {
+            lock(&self.shared.turns).remove(&turn.id);
+            self.launch(self.scheduler.end_delay(&turn.id));
+        }
         {
             let mut resumes = lock(&self.shared.resumes);
             for execution in claimed.iter().filter(|e| e.status == Status::AwaitingApproval) {
                 resumes.remove(&execution.id);
             }
         }
-        let n = claimed.len();
+        let n = claimed.len() + turns.len();
         if self.is_draining() {
             // Shutting down meanwhile: nothing more starts here.
             let ids: Vec<String> = claimed.into_iter().map(|e| e.id).collect();
@@ -152,6 +164,17 @@ impl Executions {
         }
         self.launch(self.scheduler.dispatch());
         Ok((n, room))
+    }
+
+    /// A conversation's turn whose turns before it ended joins the queue: on
+    /// a store several hosts share, once its agent has a slot across them.
+    pub(super) fn turn_ready(self: &Arc<Self>, id: &str) {
+        if self.shares_queue() {
+            lock(&self.shared.turns).insert(id.to_owned());
+            self.wake_claims();
+        } else {
+            self.launch(self.scheduler.end_delay(id));
+        }
     }
 
     /// A decided run, unloaded while it waited, resumes here once its agent

@@ -401,7 +401,9 @@ impl Executions {
             events,
             resume: false,
         };
-        let waits = place.as_ref().is_some_and(|p| p.waits);
+        // On a store several hosts share, every turn waits for a slot on
+        // every host, as a claim does.
+        let waits = place.as_ref().is_some_and(|p| p.waits) || self.shares_queue();
         let done = self.scheduler.queue(reservation, job, new.delay.is_some() || waits);
         match (&execution.conversation_id, &execution.turn_key, new.delay) {
             (Some(conversation), Some(turn_key), delay) if waits => {

@@ -23,11 +23,12 @@ pub trait Slots: Sync {
     fn of_agent(&self, agent_id: &str) -> Option<usize>;
     /// The versions this host has loaded and can run.
     fn runnable(&self) -> Vec<String>;
-    /// Durable runs, unloaded while they waited for a decision, decided since,
-    /// that this host would resume: claimed like waiting executions (by
-    /// their priority and age, within their agent's slots), should nobody
-    /// hold them.
-    fn resumes(&self) -> Vec<String> {
+    /// What this host holds back until its agent has a slot across the
+    /// hosts, claimed like waiting executions (by their priority and age):
+    /// durable runs, unloaded while they waited for a decision, decided
+    /// since, that it would resume (should nobody hold them); its
+    /// conversations' turns whose turns before them ended.
+    fn held_back(&self) -> Vec<String> {
         Vec::new()
     }
 }
@@ -58,8 +59,9 @@ pub trait Claims: Send + Sync {
         Ok(())
     }
     /// Claims at most `room` waiting executions for this host (their
-    /// `run_after`, if any, before `now`), and decided runs to resume
-    /// (`slots.resumes()`, returned `awaiting_approval`): highest priority
+    /// `run_after`, if any, before `now`), and what it held back
+    /// (`slots.held_back()`: a decided run to resume is returned
+    /// `awaiting_approval`, a turn with its conversation): highest priority
     /// first, then the oldest, skipping agents whose runs and claims across
     /// every host fill their `slots`; hosts claim one at a time. Oldest first
     /// among equals. `surely`: something is known to wait (no need to look

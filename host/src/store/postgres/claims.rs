@@ -5,12 +5,12 @@
 //! hosts (a run waiting for a decision counts while its host holds it in
 //! memory: its row keeps that host as `owner` until it is unloaded), reads
 //! the best waiting rows of the agents with room, and takes those rows not
-//! locked by another writer (`FOR UPDATE SKIP LOCKED`). A durable run
-//! unloaded while it waited for a decision, once decided, is claimed the same
-//! way, among the waiting rows by its priority and age, so that it too
-//! starts again only within its agent's slots.
-//! A conversation's turns are not in it: the host that accepted them runs them,
-//! in order.
+//! locked by another writer (`FOR UPDATE SKIP LOCKED`). What a host holds
+//! back until its agent has a slot is claimed the same way, among the waiting
+//! rows by its priority and age: a durable run unloaded while it waited for a
+//! decision, once decided, and a conversation's turn whose turns before it
+//! ended (turns are not in the shared queue: the host that accepted them runs
+//! them, in order).
 
 use std::sync::Arc;
 
@@ -29,16 +29,21 @@ const CLAIM_LOCK: i64 = 0x7761_7264_656e_0002;
 /// Rows waiting in the shared queue, by their alias `e`.
 const WAITING: &str = "e.owner IS NULL AND e.status IN ('pending', 'queued') AND e.conversation_id IS NULL";
 
-/// Of the executions `$2`, those waiting for a decision, unloaded and
-/// decided, that a host (`$1`) may take to resume (by their alias `e`): held
-/// by nobody, or by a host whose lease ran out.
-fn decided() -> String {
+/// Of the executions `$2` a host (`$1`) held back for a slot, those it may
+/// still take (by their alias `e`): runs waiting for a decision, unloaded and
+/// decided, held by nobody or by a host whose lease ran out; and this host's
+/// own conversation turns, still waiting.
+fn held_back() -> String {
     format!(
-        "e.id = ANY($2) AND e.status = 'awaiting_approval' AND {unheld}
-         AND NOT EXISTS (SELECT 1 FROM approvals a WHERE a.execution_id = e.id AND a.status = 'pending')",
+        "e.id = ANY($2) AND ((e.status = 'awaiting_approval' AND {unheld}
+            AND NOT EXISTS (SELECT 1 FROM approvals a WHERE a.execution_id = e.id AND a.status = 'pending'))
+          OR {TURN})",
         unheld = unheld()
     )
 }
+
+/// A conversation's turn of this host (`$1`), waiting, by its alias `e`.
+const TURN: &str = "(e.owner = $1 AND e.status IN ('pending', 'queued') AND e.conversation_id IS NOT NULL)";
 
 /// A row `e` waiting for a decision is held by no live host (its own host,
 /// `$1`, holds it in memory).
@@ -215,17 +220,17 @@ async fn claim(
         .start()
         .await?;
     // Most polls find nothing: they end here, without the lock.
-    let resumes = slots.resumes();
+    let held = slots.held_back();
     if !surely {
         let look = tx
             .prepare_cached(&format!(
                 "SELECT EXISTS (SELECT 1 FROM executions e WHERE {WAITING} AND (e.run_after IS NULL OR e.run_after <= $3))
-                     OR EXISTS (SELECT 1 FROM executions e WHERE {decided})",
-                decided = decided()
+                     OR EXISTS (SELECT 1 FROM executions e WHERE {held})",
+                held = held_back()
             ))
             .await?;
         if !tx
-            .query_one(&look, &[&host, &resumes, &now])
+            .query_one(&look, &[&host, &held, &now])
             .await?
             .try_get::<_, bool>(0)?
         {
@@ -242,11 +247,11 @@ async fn claim(
            AND e.agent_version_id = ANY($4)
          ORDER BY e.priority DESC, e.created_at, e.id LIMIT $3"
     );
-    // Decided runs to resume, among them by the same order.
-    let decided_sql = format!(
+    // What this host held back, among them by the same order.
+    let held_sql = format!(
         "SELECT e.id, e.agent_id, e.priority, e.created_at FROM executions e
-         WHERE {decided} AND e.agent_id <> ALL($3) AND e.agent_version_id = ANY($4)",
-        decided = decided()
+         WHERE {held} AND e.agent_id <> ALL($3) AND e.agent_version_id = ANY($4)",
+        held = held_back()
     );
     let busy_sql = format!(
         "SELECT agent_id, count(*) FROM (
@@ -283,9 +288,9 @@ async fn claim(
     for row in tx.query(&best, &[&now, &full, &limit, &runnable]).await? {
         candidates.push(Candidate::of(&row)?);
     }
-    if !resumes.is_empty() {
-        let decided = tx.prepare_cached(&decided_sql).await?;
-        for row in tx.query(&decided, &[&host, &resumes, &full, &runnable]).await? {
+    if !held.is_empty() {
+        let held_back = tx.prepare_cached(&held_sql).await?;
+        for row in tx.query(&held_back, &[&host, &held, &full, &runnable]).await? {
             candidates.push(Candidate::of(&row)?);
         }
         candidates.sort_by(|a, b| a.order().cmp(&b.order()));
@@ -312,7 +317,7 @@ async fn claim(
         .prepare_cached(&format!(
             "UPDATE executions SET owner = $1 WHERE id IN
                 (SELECT e.id FROM executions e
-                  WHERE e.id = ANY($2) AND ({WAITING} OR (e.status = 'awaiting_approval' AND {unheld}))
+                  WHERE e.id = ANY($2) AND ({WAITING} OR (e.status = 'awaiting_approval' AND {unheld}) OR {TURN})
                   FOR UPDATE SKIP LOCKED)
              RETURNING {EXECUTION_COLUMNS}",
             unheld = unheld()
