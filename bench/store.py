@@ -122,6 +122,42 @@ def sync_load(name, config_text):
         shutil.rmtree(data, ignore_errors=True)
 
 
+def turns(name, config_text, n=200):
+    """One conversation's sync turns of echo, one after another: each turn's time (ms),
+    p50 and p99 (every turn placed after the one before, read from the store, and on
+    Postgres claimed within echo's slots across the hosts)."""
+    data = tempfile.mkdtemp(prefix="warden-bench-")
+    argv, port = serve(data, config_text)
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        suite.wait_up(f"http://127.0.0.1:{port}/admin/health", proc)
+        url = f"http://127.0.0.1:{port}/v1/agents/echo/execute"
+
+        def turn(body):
+            request = urllib.request.Request(url, data=json.dumps(body).encode(),
+                                             headers={"content-type": "application/json"})
+            began = time.monotonic()
+            with urllib.request.urlopen(request, timeout=30) as r:
+                answer = json.loads(r.read())
+            if answer.get("status") != "completed":
+                raise SystemExit(f"{name}: a turn ended {answer}")
+            return answer, (time.monotonic() - began) * 1000
+
+        first, _ = turn({"input": {"name": "Ada"}, "conversation": True})
+        conversation = first["conversation_id"]
+        for _ in range(20):
+            turn({"input": {"name": "Ada"}, "conversation_id": conversation})
+        times = sorted(turn({"input": {"name": "Ada"}, "conversation_id": conversation})[1] for _ in range(n))
+        row = {"name": name, "turns": n, "p50_ms": times[n // 2], "p99_ms": times[min(n - 1, n * 99 // 100)]}
+        print(f"{name:<28} turns: p50 {row['p50_ms']:.2f} ms, p99 {row['p99_ms']:.2f} ms ({n} in a row)",
+              flush=True)
+        return row
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+        shutil.rmtree(data, ignore_errors=True)
+
+
 def claim_ms(url):
     """Queued to running (ms) of the runs stored at `url`: p50 and p99."""
     out = subprocess.run(
@@ -235,6 +271,7 @@ def store():
             rows[backend] = {
                 "sync": sync_load(f"{backend}, sync", config()),
                 "async": async_load(f"{backend}, async", config()),
+                "turns": turns(f"{backend}, turns", config()),
             }
         url = database() + "?sslmode=disable"
         rows["postgres_two_hosts"] = two_hosts("postgres, 2 hosts", f'[store]\nurl = "{url}"\n', url)
@@ -269,6 +306,13 @@ def report(r):
         c16, c64 = by(s, 16), by(s, 64)
         lines.append(f"| {names[backend]} | {c16['rps']:,.0f} | {c16['p50_ms']:.2f} | {c64['rps']:,.0f} | "
                      f"{c64['p50_ms']:.2f} | {c64['p99_ms']:.2f} | {a['accept_rps']:,.0f} | {a['complete_rps']:,.0f} |")
+    if all("turns" in r[b] for b in ("sqlite", "postgres")):
+        t = {b: r[b]["turns"] for b in ("sqlite", "postgres")}
+        lines += ["", f"A conversation's turns, sync, one after another ({t['sqlite']['turns']} echo turns after 20): "
+                  f"p50 {t['sqlite']['p50_ms']:.2f} ms, p99 {t['sqlite']['p99_ms']:.2f} ms on SQLite; "
+                  f"p50 {t['postgres']['p50_ms']:.2f} ms, p99 {t['postgres']['p99_ms']:.2f} ms on Postgres, where a turn,",
+                  "once the turns before it ended, is claimed on its host within its agent's slots on every host",
+                  "(a claim transaction: the lock, the count, the update)."]
     if "postgres_tls" in r:
         plain, tls = by(r["postgres"]["sync"], 64)["rps"], by(r["postgres_tls"]["sync"], 64)["rps"]
         lines += ["", f"Over TLS (every connection of the host encrypted, rustls; the server's certificate not "

@@ -186,22 +186,27 @@ async fn a_conversations_turns_run_one_at_a_time_whichever_hosts_they_reach() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_conversations_turn_waits_for_its_agents_slot_on_every_host() {
-    let TwoHosts { cluster, tmp, a, b } = two_hosts("");
+    // One run at a time on each host: a turn held back must not take the
+    // room it waits in.
+    let TwoHosts { cluster, tmp, a, b } = two_hosts("max_concurrent_executions = 1");
     let (on_a, on_b) = (a.client(), b.client());
     on_a.deploy("sleepy", json!({ "name": "single", "max_concurrency": 1 }))
         .await;
     wait_loaded(&on_b, "single").await;
-    // B runs one that takes the agent's one slot for 3 s.
+    // One run takes the agent's one slot for 3 s, on whichever host claimed
+    // it.
     let busy = submit(&on_b, 3000, 50).await;
     poll(&on_b, &busy, |e| e["status"] == "running").await;
-    assert_eq!(
-        rows(&cluster, &format!("SELECT owner FROM executions WHERE id = '{busy}'")),
-        [[host_id(&tmp.path().join("b"))]]
-    );
-    // A conversation's first turn sent to A waits for it, though A runs
-    // nothing.
+    let owner = rows(&cluster, &format!("SELECT owner FROM executions WHERE id = '{busy}'"));
+    let other = if owner[0][0] == host_id(&tmp.path().join("b")) {
+        &on_a
+    } else {
+        &on_b
+    };
+    // A conversation's first turn sent to the other host waits for it,
+    // though that host runs nothing.
     let body = json!({ "input": { "ms": 10 }, "conversation": true, "mode": "async" });
-    let (status, turn) = on_a.post_json("/v1/agents/single/execute", &body).await;
+    let (status, turn) = other.post_json("/v1/agents/single/execute", &body).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{turn}");
     let conversation = turn["conversation_id"].as_str().unwrap().to_owned();
     let turn = turn["id"].as_str().unwrap().to_owned();
@@ -228,6 +233,41 @@ async fn a_conversations_turn_waits_for_its_agents_slot_on_every_host() {
         )
         .await;
     assert_eq!(next["status"], "completed", "{next}");
+    // Turns of two conversations sent to both hosts at once: neither host
+    // counts the other's turn before it is claimed, so both run, one at a
+    // time.
+    let first = json!({ "input": { "ms": 300 }, "conversation": true });
+    let body = |conversation: &str| json!({ "input": { "ms": 300 }, "conversation_id": conversation, "mode": "async" });
+    let (_, on_a_first) = on_a.post_json("/v1/agents/single/execute", &first).await;
+    let (_, on_b_first) = on_b.post_json("/v1/agents/single/execute", &first).await;
+    let mut sent = Vec::new();
+    let (to_a, to_b) = (
+        body(on_a_first["conversation_id"].as_str().unwrap()),
+        body(on_b_first["conversation_id"].as_str().unwrap()),
+    );
+    for _ in 0..3 {
+        let (sa, sb) = tokio::join!(
+            on_a.post_json("/v1/agents/single/execute", &to_a),
+            on_b.post_json("/v1/agents/single/execute", &to_b),
+        );
+        for (status, turn) in [sa, sb] {
+            assert_eq!(status, StatusCode::ACCEPTED, "{turn}");
+            sent.push(turn["id"].as_str().unwrap().to_owned());
+        }
+    }
+    for id in &sent {
+        assert_eq!(poll(&on_a, id, ended).await["status"], "completed");
+    }
+    let ran = rows(
+        &cluster,
+        "SELECT started_at, completed_at FROM executions e JOIN agents a ON a.id = e.agent_id
+         WHERE a.name = 'single' ORDER BY started_at",
+    );
+    assert_eq!(ran.len(), 11, "{ran:?}");
+    for pair in ran.windows(2) {
+        let (ended_at, next_start) = (pair[0][1].parse::<i64>().unwrap(), pair[1][0].parse::<i64>().unwrap());
+        assert!(ended_at <= next_start, "one run of the agent at a time: {ran:?}");
+    }
     a.sigkill();
     b.sigkill();
 }
@@ -572,7 +612,7 @@ async fn a_run_waiting_in_memory_for_a_decision_holds_its_slot_on_every_host() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_run_unloaded_while_it_waits_is_resumed_by_the_host_that_decides() {
+async fn a_run_unloaded_while_it_waits_is_resumed_once_decided_on_another_host() {
     let TwoHosts { cluster, tmp, a, b } = two_hosts("[durability]\napproval_grace_ms = 200");
     let (on_a, on_b) = (a.client(), b.client());
     on_a.deploy("ledger", json!({ "max_concurrency": 1 })).await;
@@ -583,15 +623,35 @@ async fn a_run_unloaded_while_it_waits_is_resumed_by_the_host_that_decides() {
     wait_unloaded(&cluster, &id).await;
     let other = start_async(&on_b, "ledger", json!({})).await;
     assert_eq!(poll(&on_b, &other, ended).await["status"], "completed");
-    // Decided on B: B takes it and resumes it at once; it ends once.
+    // Decided on B: one host (B at once, or A once it read the decision)
+    // takes it and resumes it; it ends once.
     approve_pending(&on_b, &id).await;
     let done = poll(&on_a, &id, ended).await;
     assert_eq!(done["status"], "completed", "{done}");
-    assert_eq!(
-        rows(&cluster, &format!("SELECT owner FROM executions WHERE id = '{id}'")),
-        [[host_id(&tmp.path().join("b"))]],
-        "the deciding host resumed it"
-    );
+    let owner = rows(&cluster, &format!("SELECT owner FROM executions WHERE id = '{id}'"));
+    let hosts = [host_id(&tmp.path().join("a")), host_id(&tmp.path().join("b"))];
+    assert!(hosts.contains(&owner[0][0]), "{owner:?}");
+    let resumed = on_a.get(&format!("/v1/executions/{id}/events?limit=1000")).await.1["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "status" && e["data"]["status"] == "running")
+        .count();
+    assert_eq!(resumed, 2, "started, then resumed once");
+    // A conversation's turn that waited, unloaded, resumes the same way.
+    let (status, turn) = on_a
+        .post_json(
+            "/v1/agents/ledger/execute",
+            &json!({ "input": { "approve": "Turn?" }, "conversation": true, "mode": "async" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{turn}");
+    let turn = turn["id"].as_str().unwrap().to_owned();
+    poll(&on_a, &turn, |e| e["status"] == "awaiting_approval").await;
+    wait_unloaded(&cluster, &turn).await;
+    approve_pending(&on_b, &turn).await;
+    let done = poll(&on_b, &turn, ended).await;
+    assert_eq!(done["status"], "completed", "{done}");
     a.sigkill();
     b.sigkill();
 }
@@ -641,13 +701,22 @@ async fn a_decided_run_resumes_only_once_its_agent_has_a_slot_on_every_host() {
     // Decided meanwhile, on A: it does not resume while B's run holds the
     // slot, on either host.
     approve_pending(&on_a, &waiting).await;
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    let (_, meanwhile) = on_b.get(&format!("/v1/executions/{waiting}")).await;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (_, meanwhile) = on_b.get(&format!("/v1/executions/{waiting}")).await;
+        let (_, holder) = on_a.get(&format!("/v1/executions/{busy}")).await;
+        if holder["status"] != "running" {
+            break;
+        }
+        assert_eq!(
+            meanwhile["status"], "awaiting_approval",
+            "{meanwhile} resumed while {holder} holds the slot"
+        );
+    }
     let (_, holder) = on_a.get(&format!("/v1/executions/{busy}")).await;
-    assert_eq!(holder["status"], "running", "{holder}");
     assert_eq!(
-        meanwhile["status"], "awaiting_approval",
-        "{meanwhile} resumed while {holder} holds the slot"
+        holder["status"], "running",
+        "the run on B held the slot throughout: {holder}"
     );
     // Once B's run ended, it resumes, and ends once, approved.
     let busy = poll(&on_b, &busy, ended).await;

@@ -277,15 +277,27 @@ async fn shared_queue(s: Stores) {
     caps.set(&[("agt_a", 3), ("agt_b", 4)]);
     assert_eq!(claim(10).await, ["b3"], "not named: left alone");
     s.executions.save(waiting("b4", "agt_b", 50, 13)).await.unwrap();
-    *caps.1.lock().unwrap() = vec!["decided".into(), "nope".into()];
+    // One still asked (its request pending) is not taken, named or not.
+    let asked = Execution {
+        priority: 100,
+        ..execution("asked", "agt_b", Status::AwaitingApproval, 11)
+    };
+    s.executions.save(asked).await.unwrap();
+    s.executions.release_waiting().await.unwrap();
+    s.approvals
+        .create(request("apr_asked", "w1", "asked", None), Vec::new())
+        .await
+        .unwrap();
+    *caps.1.lock().unwrap() = vec!["decided".into(), "asked".into(), "nope".into()];
     caps.set(&[("agt_a", 3), ("agt_b", 5)]);
     assert!(claim(10).await.is_empty(), "agt_b is full");
-    caps.set(&[("agt_a", 3), ("agt_b", 3)]);
+    // One slot left: the decided run goes first (priority 100 over 50).
+    caps.set(&[("agt_a", 3), ("agt_b", 4)]);
     let claimed = s.executions.claim(10, 1_000, caps.as_ref(), false).await.unwrap();
     let claimed: Vec<_> = claimed.iter().map(|e| (e.id.as_str(), e.status)).collect();
-    assert_eq!(claimed, [("decided", Status::AwaitingApproval), ("b4", Status::Queued)]);
-    caps.set(&[("agt_a", 3)]);
-    assert!(claim(10).await.is_empty(), "taken once");
+    assert_eq!(claimed, [("decided", Status::AwaitingApproval)]);
+    caps.set(&[("agt_a", 3), ("agt_b", 3)]);
+    assert_eq!(claim(10).await, ["b4"], "taken once; the asked one left");
 
     // A conversation's turn, this host's, waits for a slot the same way
     // when held back (it is not in the shared queue).
@@ -304,6 +316,8 @@ async fn shared_queue(s: Stores) {
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].id, "turn");
     assert_eq!(claimed[0].conversation_id.as_deref(), Some("conv_1"));
+    caps.set(&[("agt_a", 3)]);
+    assert!(claim(10).await.is_empty(), "a turn is claimed once");
 }
 
 fn line(seq: u32, message: &str) -> LogLine {

@@ -119,22 +119,30 @@ impl Executions {
     /// Claims what this host has room for and starts it (`surely`: something
     /// is known to wait); how many, of how many it had room for.
     async fn claim(self: &Arc<Self>, surely: bool) -> Result<(usize, usize), StoreError> {
-        let room = self.scheduler.room();
+        let mut held: Vec<String> = {
+            // A turn cancelled as it waited is held no more.
+            let mut turns = lock(&self.shared.turns);
+            turns.retain(|id| self.scheduler.is_delayed(id));
+            turns.iter().cloned().collect()
+        };
+        // Held turns have their places here already: counted as waiting,
+        // with the turns behind them, they may go on while there is room to
+        // run them.
+        let room = match held.len() {
+            0 => self.scheduler.room(),
+            turns => self.scheduler.room().max(self.scheduler.room_to_run().min(turns)),
+        };
         if room == 0 || self.is_draining() {
             return Ok((0, room));
         }
-        let held = {
-            // A turn cancelled as it waited is held no more.
-            let mut turns = lock(&self.shared.turns);
-            turns.retain(|id| self.scheduler.live_agent(id).is_some());
-            let mut held: Vec<String> = turns.iter().cloned().collect();
-            held.extend(lock(&self.shared.resumes).keys().take(RESUMES_AT_ONCE).cloned());
-            held
-        };
+        held.extend(lock(&self.shared.resumes).keys().take(RESUMES_AT_ONCE).cloned());
         let known = Known(&self.registry, &self.scheduler, held);
         let claimed = self.store.claim(room, time::now_ms(), &known, surely).await?;
-        // This host's turns go on here (they were queued here all along).
-        let (turns, claimed): (Vec<_>, Vec<_>) = claimed.into_iter().partition(|e| e.conversation_id.is_some());
+        // This host's turns go on here (they were queued here all along); a
+        // turn that waited for a decision resumes as any other run.
+        let (turns, claimed): (Vec<_>, Vec<_>) = claimed
+            .into_iter()
+            .partition(|e| e.conversation_id.is_some() && e.status != Status::AwaitingApproval);
         for turn in &turns {
             lock(&self.shared.turns).remove(&turn.id);
             self.launch(self.scheduler.end_delay(&turn.id));

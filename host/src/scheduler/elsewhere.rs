@@ -132,6 +132,25 @@ impl<J: Job, O> Scheduler<J, O> {
         self.max_running.saturating_sub(inner.queue.running + queued)
     }
 
+    /// How many more jobs could start here now: its cap, less what runs and
+    /// what its queue holds (not what waits out a delay, nor reservations).
+    pub fn room_to_run(&self) -> usize {
+        let inner = self.lock();
+        if inner.paused {
+            return 0;
+        }
+        let busy: usize = inner.queue.busy_by_agent().values().sum();
+        self.max_running.saturating_sub(busy)
+    }
+
+    /// Whether a job waits out a delay here (held until it ends).
+    pub fn is_delayed(&self, id: &str) -> bool {
+        self.lock()
+            .live
+            .get(id)
+            .is_some_and(|l| matches!(l.state, LiveState::Delayed(_)))
+    }
+
     /// Whether a job is followed elsewhere (not claimed here).
     pub fn is_elsewhere(&self, id: &str) -> bool {
         self.lock()

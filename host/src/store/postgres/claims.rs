@@ -2,8 +2,9 @@
 //! `queued` record committed); a host with room claims a batch in one
 //! transaction: under one advisory lock (so that two hosts never both fill
 //! an agent's last slot), it counts each agent's runs and claims across the
-//! hosts (a run waiting for a decision counts while its host holds it in
-//! memory: its row keeps that host as `owner` until it is unloaded), reads
+//! hosts (a conversation's turn once its host claimed it; a run waiting for
+//! a decision while its host holds it in memory: its row keeps that host as
+//! `owner` until it is unloaded), reads
 //! the best waiting rows of the agents with room, and takes those rows not
 //! locked by another writer (`FOR UPDATE SKIP LOCKED`). What a host holds
 //! back until its agent has a slot is claimed the same way, among the waiting
@@ -42,8 +43,11 @@ fn held_back() -> String {
     )
 }
 
-/// A conversation's turn of this host (`$1`), waiting, by its alias `e`.
-const TURN: &str = "(e.owner = $1 AND e.status IN ('pending', 'queued') AND e.conversation_id IS NOT NULL)";
+/// A conversation's turn of this host (`$1`), waiting, not yet claimed, by
+/// its alias `e` (other hosts count it against its agent's slots once
+/// claimed: `turn_claimed`).
+const TURN: &str =
+    "(e.owner = $1 AND e.status IN ('pending', 'queued') AND e.conversation_id IS NOT NULL AND NOT e.turn_claimed)";
 
 /// A row `e` waiting for a decision is held by no live host (its own host,
 /// `$1`, holds it in memory).
@@ -257,6 +261,7 @@ async fn claim(
         "SELECT agent_id, count(*) FROM (
             SELECT agent_id FROM executions
              WHERE owner IS NOT NULL AND owner <> $1 AND status IN ('pending', 'queued', 'running', 'cancel_requested')
+               AND (conversation_id IS NULL OR turn_claimed OR status IN ('running', 'cancel_requested'))
             UNION ALL
             SELECT e.agent_id FROM executions e
              WHERE e.owner IS NOT NULL AND e.owner <> $1 AND e.status = 'awaiting_approval' AND NOT {lapsed}
@@ -315,7 +320,7 @@ async fn claim(
     }
     let take = tx
         .prepare_cached(&format!(
-            "UPDATE executions SET owner = $1 WHERE id IN
+            "UPDATE executions SET owner = $1, turn_claimed = conversation_id IS NOT NULL WHERE id IN
                 (SELECT e.id FROM executions e
                   WHERE e.id = ANY($2) AND ({WAITING} OR (e.status = 'awaiting_approval' AND {unheld}) OR {TURN})
                   FOR UPDATE SKIP LOCKED)

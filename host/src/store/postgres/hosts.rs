@@ -131,8 +131,9 @@ pub async fn take(c: &Reader, host: &str, mine: bool) -> anyhow::Result<Vec<Exec
         &[&host, &mine],
     )
     .await?;
+    // A turn still waiting is placed again, and claimed again once ready.
     let sql = format!(
-        "UPDATE executions e SET owner = $1
+        "UPDATE executions e SET owner = $1, turn_claimed = e.turn_claimed AND e.status NOT IN ('pending', 'queued')
          WHERE e.status IN {UNFINISHED} AND {whose}
          RETURNING {EXECUTION_COLUMNS}"
     );

@@ -361,6 +361,12 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX executions_held_waits ON executions (owner)
         WHERE status = 'awaiting_approval' AND owner IS NOT NULL;
     "#,
+    // 6: a conversation's turn is its host's from its acceptance, but other
+    // hosts count it against its agent's slots only once its host claimed it
+    // (the turns before it ended and the agent had a slot), or once it runs.
+    r#"
+    ALTER TABLE executions ADD COLUMN turn_claimed BOOLEAN NOT NULL DEFAULT false;
+    "#,
 ];
 
 /// Brings the database up to the newest schema: one transaction per
