@@ -316,8 +316,11 @@ async fn shared_queue(s: Stores) {
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].id, "turn");
     assert_eq!(claimed[0].conversation_id.as_deref(), Some("conv_1"));
-    caps.set(&[("agt_a", 3)]);
-    assert!(claim(10).await.is_empty(), "a turn is claimed once");
+    // Named again (the answer to its claim lost), it is claimed again; no
+    // longer named, it is left to its host.
+    assert_eq!(claim(10).await, ["turn"]);
+    caps.1.lock().unwrap().clear();
+    assert!(claim(10).await.is_empty(), "not named: left to its host");
 }
 
 fn line(seq: u32, message: &str) -> LogLine {

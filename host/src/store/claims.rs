@@ -77,7 +77,8 @@ pub trait Claims: Send + Sync {
     }
     /// Gives back executions this host claimed and will not start (it is
     /// shutting down): they wait for any host again (a decided run to
-    /// resume, for any host to resume). Those given back.
+    /// resume, for any host to resume; a turn stays this host's, no longer
+    /// counted by other hosts). Those given back (not turns).
     async fn give_back(&self, _ids: &[String]) -> Result<Vec<String>, StoreError> {
         Ok(Vec::new())
     }

@@ -43,11 +43,11 @@ fn held_back() -> String {
     )
 }
 
-/// A conversation's turn of this host (`$1`), waiting, not yet claimed, by
-/// its alias `e` (other hosts count it against its agent's slots once
-/// claimed: `turn_claimed`).
-const TURN: &str =
-    "(e.owner = $1 AND e.status IN ('pending', 'queued') AND e.conversation_id IS NOT NULL AND NOT e.turn_claimed)";
+/// A conversation's turn of this host (`$1`), waiting, by its alias `e`
+/// (other hosts count it against its agent's slots once claimed:
+/// `turn_claimed`). One claimed already is claimed again when named: its
+/// host holds it back still (its claim's answer was lost).
+const TURN: &str = "(e.owner = $1 AND e.status IN ('pending', 'queued') AND e.conversation_id IS NOT NULL)";
 
 /// A row `e` waiting for a decision is held by no live host (its own host,
 /// `$1`, holds it in memory).
@@ -98,6 +98,14 @@ impl Claims for PgStore {
             return Ok(Vec::new());
         }
         let c = self.reader().await?;
+        // Turns stay with this host, not counted by others until claimed again.
+        c.query(
+            "UPDATE executions SET turn_claimed = false
+             WHERE id = ANY($2) AND owner = $1 AND status IN ('pending', 'queued') AND conversation_id IS NOT NULL",
+            &[&self.host, &ids],
+        )
+        .await
+        .map_err(read_error)?;
         ids_of(
             &c,
             "UPDATE executions SET owner = NULL
