@@ -80,13 +80,24 @@ def serve(data, config_text):
     return argv, port
 
 
-def async_load(name, config_text):
-    """Accepts async runs for SECS at 64 connections, then waits for all to end."""
+@contextlib.contextmanager
+def one_host(config_text):
+    """A host serving `config_text` on a data dir of its own, up: yields its port."""
     data = tempfile.mkdtemp(prefix="warden-bench-")
     argv, port = serve(data, config_text)
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         suite.wait_up(f"http://127.0.0.1:{port}/admin/health", proc)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def async_load(name, config_text):
+    """Accepts async runs for SECS at 64 connections, then waits for all to end."""
+    with one_host(config_text) as port:
         url = f"http://127.0.0.1:{port}/v1/agents/echo/execute"
         env = dict(os.environ, BENCH_BODY=SYNC_BODY)
         subprocess.run(["wrk", "-t1", "-c4", "-d2s", "-s", str(suite.LOAD), url],
@@ -106,10 +117,6 @@ def async_load(name, config_text):
         print(f"{name:<28} async: {row['accept_rps']:.0f} accepted/s, {row['complete_rps']:.0f} completed/s "
               f"({accepted} runs, {row['refused']} refused, drained {row['drain_s']:.1f} s after)", flush=True)
         return row
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
-        shutil.rmtree(data, ignore_errors=True)
 
 
 def sync_load(name, config_text):
@@ -126,11 +133,7 @@ def turns(name, config_text, n=200):
     """One conversation's sync turns of echo, one after another: each turn's time (ms),
     p50 and p99 (every turn placed after the one before, read from the store, and on
     Postgres claimed within echo's slots across the hosts)."""
-    data = tempfile.mkdtemp(prefix="warden-bench-")
-    argv, port = serve(data, config_text)
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        suite.wait_up(f"http://127.0.0.1:{port}/admin/health", proc)
+    with one_host(config_text) as port:
         url = f"http://127.0.0.1:{port}/v1/agents/echo/execute"
 
         def turn(body):
@@ -152,10 +155,6 @@ def turns(name, config_text, n=200):
         print(f"{name:<28} turns: p50 {row['p50_ms']:.2f} ms, p99 {row['p99_ms']:.2f} ms ({n} in a row)",
               flush=True)
         return row
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
-        shutil.rmtree(data, ignore_errors=True)
 
 
 def claim_ms(url):
