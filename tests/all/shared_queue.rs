@@ -273,6 +273,38 @@ async fn a_conversations_turn_waits_for_its_agents_slot_on_every_host() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turn_waiting_behind_another_takes_no_room_from_the_shared_queue() {
+    // One host, two runs at a time.
+    let TwoHosts {
+        cluster: _cluster,
+        tmp: _tmp,
+        a,
+        b,
+    } = two_hosts("max_concurrent_executions = 2");
+    b.sigkill();
+    let on_a = a.client();
+    on_a.deploy("sleepy", json!({})).await;
+    // A long turn runs; the next one waits behind it.
+    let long = json!({ "input": { "ms": 2000 }, "conversation": true, "mode": "async" });
+    let (_, first) = on_a.post_json("/v1/agents/sleepy/execute", &long).await;
+    let conversation = first["conversation_id"].as_str().unwrap();
+    poll(&on_a, first["id"].as_str().unwrap(), |e| e["status"] == "running").await;
+    let next = json!({ "input": { "ms": 10 }, "conversation_id": conversation, "mode": "async" });
+    let (status, second) = on_a.post_json("/v1/agents/sleepy/execute", &next).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{second}");
+    // The host's other place runs work from the shared queue meanwhile.
+    let done = on_a.run("sleepy", json!({ "ms": 10 })).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let (_, first) = on_a
+        .get(&format!("/v1/executions/{}", first["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(first["status"], "running", "{done} waited for {first}");
+    let second = poll(&on_a, second["id"].as_str().unwrap(), ended).await;
+    assert_eq!(second["status"], "completed", "{second}");
+    a.sigkill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_conversation_is_deleted_only_while_no_host_holds_its_turns() {
     let db = Paused::start().await;
     let (on_a, cluster) = (db.a.client(), &db.cluster);

@@ -121,20 +121,10 @@ impl<J: Job, O> Scheduler<J, O> {
         true
     }
 
-    /// How many more jobs this host has room to claim: its cap, less what
-    /// runs and what waits in its own queue.
+    /// How many more jobs this host has room to claim, to start now: its
+    /// cap, less what runs and what its queue holds (not what waits out a
+    /// delay, nor reservations).
     pub fn room(&self) -> usize {
-        let inner = self.lock();
-        if inner.paused {
-            return 0;
-        }
-        let queued = inner.waiting.saturating_sub(inner.elsewhere);
-        self.max_running.saturating_sub(inner.queue.running + queued)
-    }
-
-    /// How many more jobs could start here now: its cap, less what runs and
-    /// what its queue holds (not what waits out a delay, nor reservations).
-    pub fn room_to_run(&self) -> usize {
         let inner = self.lock();
         if inner.paused {
             return 0;

@@ -244,24 +244,24 @@ fn a_job_taken_out_to_be_cancelled_that_another_host_holds_is_followed_again() {
 }
 
 #[test]
-fn a_held_job_is_delayed_and_room_to_run_leaves_out_what_waits_out_a_delay() {
+fn a_held_job_is_delayed_and_takes_no_room_until_it_joins_the_queue() {
     let s: Scheduler<T, u32> = Scheduler::new(2, 10);
-    // Two held (delayed): the claim room counts them, the room to run does not.
+    // Two held (delayed): they take no room.
     s.queue(s.reserve().unwrap(), job("held_1", "x", 50, 1), true);
     s.queue(s.reserve().unwrap(), job("held_2", "x", 50, 1), true);
     assert!(s.is_delayed("held_1") && s.is_delayed("held_2"));
-    assert_eq!((s.room(), s.room_to_run()), (0, 2));
+    assert_eq!(s.room(), 2);
     // One let go: queued, then running; no longer delayed.
     assert_eq!(ids(&s.end_delay("held_1")), ["held_1"]);
     assert!(!s.is_delayed("held_1"));
-    assert_eq!((s.room(), s.room_to_run()), (0, 1));
-    // A queued job (its agent's one slot busy) takes room to run too.
+    assert_eq!(s.room(), 1);
+    // A queued job (its agent's one slot busy) takes room.
     s.queue(s.reserve().unwrap(), job("queued", "x", 50, 1), false);
     assert!(s.dispatch().is_empty());
-    assert_eq!(s.room_to_run(), 0);
+    assert_eq!(s.room(), 0);
     // A cancelled held job is no longer delayed; a paused scheduler has no room.
     assert!(matches!(s.cancel("held_2"), Cancel::Dequeued { .. }));
     assert!(!s.is_delayed("held_2"));
     s.pause();
-    assert_eq!((s.room(), s.room_to_run()), (0, 0));
+    assert_eq!(s.room(), 0);
 }
