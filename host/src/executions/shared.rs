@@ -2,9 +2,8 @@
 //! accepts waits in the store (its `queued` record committed, no owner) until
 //! a host with room claims it: this one, woken at once, or another, at its
 //! next poll. This host claims while it has room (its cap, less what runs
-//! and is queued here: not what waits out a delay, such as a retry's
-//! backoff or a turn behind others), as soon as something here ends and
-//! every [`POLL`]; and
+//! and is queued here: not a conversation's turn waiting behind others), as
+//! soon as something here ends and every [`POLL`]; and
 //! it follows what it accepted and another host claimed, to answer whoever
 //! waits here for its end once that end is stored. (A conversation's turns
 //! stay with the host that accepted them, in order.)
@@ -127,9 +126,8 @@ impl Executions {
             turns.retain(|id| self.scheduler.is_delayed(id));
             turns.iter().cloned().collect()
         };
-        // What waits out a delay here (a retry's backoff, a turn behind
-        // others, a turn held back for a slot) takes no room until it joins
-        // the queue.
+        // What waits out a delay here (a turn behind others, or held back
+        // for a slot) takes no room until it joins the queue.
         let room = self.scheduler.room();
         if room == 0 || self.is_draining() {
             return Ok((0, room));
