@@ -285,20 +285,25 @@ async fn a_turn_waiting_behind_another_takes_no_room_from_the_shared_queue() {
     let on_a = a.client();
     on_a.deploy("sleepy", json!({})).await;
     // A long turn runs; the next one waits behind it.
-    let long = json!({ "input": { "ms": 2000 }, "conversation": true, "mode": "async" });
-    let (_, first) = on_a.post_json("/v1/agents/sleepy/execute", &long).await;
+    let long = json!({ "input": { "ms": 30_000 }, "conversation": true, "mode": "async" });
+    let (status, first) = on_a.post_json("/v1/agents/sleepy/execute", &long).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
     let conversation = first["conversation_id"].as_str().unwrap();
-    poll(&on_a, first["id"].as_str().unwrap(), |e| e["status"] == "running").await;
+    let first_id = first["id"].as_str().unwrap().to_owned();
+    poll(&on_a, &first_id, |e| e["status"] == "running").await;
     let next = json!({ "input": { "ms": 10 }, "conversation_id": conversation, "mode": "async" });
     let (status, second) = on_a.post_json("/v1/agents/sleepy/execute", &next).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{second}");
     // The host's other place runs work from the shared queue meanwhile.
     let done = on_a.run("sleepy", json!({ "ms": 10 })).await;
     assert_eq!(done["status"], "completed", "{done}");
-    let (_, first) = on_a
-        .get(&format!("/v1/executions/{}", first["id"].as_str().unwrap()))
-        .await;
+    let (_, first) = on_a.get(&format!("/v1/executions/{first_id}")).await;
     assert_eq!(first["status"], "running", "{done} waited for {first}");
+    // Once the long turn is cancelled, the next one runs.
+    let (status, _) = on_a
+        .post_json(&format!("/v1/executions/{first_id}/cancel"), &json!({}))
+        .await;
+    assert!(status.is_success(), "{status}");
     let second = poll(&on_a, second["id"].as_str().unwrap(), ended).await;
     assert_eq!(second["status"], "completed", "{second}");
     a.sigkill();

@@ -72,7 +72,8 @@ struct Live<J, O> {
 
 enum LiveState<J> {
     Queued(QueueKey),
-    /// Waiting out a delay (a retry's backoff); joins the queue when it ends.
+    /// Waiting out a delay (a retry's backoff; a conversation's turn behind
+    /// others, or held back for a slot); joins the queue when it ends.
     Delayed(Box<J>),
     /// Running; sending on the channel asks it to stop.
     Running(Option<oneshot::Sender<()>>),
